@@ -1,0 +1,91 @@
+/**
+ * Starting and stopping the benchmark's child processes. A child may be pinned to a set of CPU
+ * cores by running it under `taskset -c`; taskset execs node, so the child's pid is node's pid.
+ */
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+export interface SpawnNodeOptions {
+  /** Cores for `taskset -c`, e.g. "0" or "1"; undefined runs unpinned. */
+  cpus?: string | undefined;
+  /** Open an IPC channel (process.send) to the child. */
+  ipc?: boolean;
+  env?: NodeJS.ProcessEnv;
+  nodeArgs?: string[];
+}
+
+export function spawnNode(script: string, args: string[], options: SpawnNodeOptions = {}): ChildProcess {
+  const nodeArgv = [...(options.nodeArgs ?? []), script, ...args];
+  const stdio: StdioOptions = options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
+  const env = { ...process.env, ...options.env };
+  if (options.cpus !== undefined) {
+    return spawn('taskset', ['-c', options.cpus, process.execPath, ...nodeArgv], { stdio, env });
+  }
+  return spawn(process.execPath, nodeArgv, { stdio, env });
+}
+
+/**
+ * Resolves with the first stdout/stderr line for which `match` is true; rejects if the child exits
+ * first or `timeoutMs` passes. Lines seen are kept (last 50) for the error message.
+ */
+export function waitForLine(child: ChildProcess, match: (line: string) => boolean, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const seen: string[] = [];
+    const readers = [child.stdout, child.stderr].filter((s) => s !== null).map((s) => createInterface({ input: s }));
+    const done = (error: Error | undefined, line?: string): void => {
+      clearTimeout(timer);
+      child.off('exit', onExit);
+      for (const r of readers) r.off('line', onLine);
+      if (error) reject(error);
+      else resolve(line ?? '');
+    };
+    const onLine = (line: string): void => {
+      seen.push(line);
+      if (seen.length > 50) seen.shift();
+      if (match(line)) done(undefined, line);
+    };
+    const onExit = (code: number | null, signal: string | null): void => {
+      done(new Error(`child exited (code ${code}, signal ${signal}) before ready:\n${seen.join('\n')}`));
+    };
+    const timer = setTimeout(() => done(new Error(`child not ready within ${timeoutMs} ms:\n${seen.join('\n')}`)), timeoutMs);
+    for (const r of readers) r.on('line', onLine);
+    child.once('exit', onExit);
+  });
+}
+
+/** Keeps draining a child's output so it never blocks on a full pipe; echoes lines when asked. */
+export function drainOutput(child: ChildProcess, echo?: (line: string) => void): void {
+  for (const stream of [child.stdout, child.stderr]) {
+    if (!stream) continue;
+    const reader = createInterface({ input: stream });
+    reader.on('line', (line) => echo?.(line));
+  }
+}
+
+/** SIGTERM the child (by its pid), then SIGKILL if it has not exited within `graceMs`. */
+export function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined) {
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }, graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    if (child.pid !== undefined) {
+      try {
+        process.kill(child.pid, 'SIGTERM');
+      } catch {
+        clearTimeout(timer);
+        resolve();
+      }
+    }
+  });
+}

@@ -1,0 +1,63 @@
+/** Human-readable tables of run results and of a comparison's medians and ratios. */
+import type { RunResult } from '../scenarios/scenario.js';
+
+interface Column {
+  title: string;
+  key: string;
+}
+
+const FANOUT_COLUMNS: Column[] = [
+  { title: 'server', key: 'server' },
+  { title: 'conns', key: 'connections' },
+  { title: 'rate', key: 'rate' },
+  { title: 'p50 ms', key: 'p50_ms' },
+  { title: 'p90 ms', key: 'p90_ms' },
+  { title: 'p99 ms', key: 'p99_ms' },
+  { title: 'p99.9 ms', key: 'p999_ms' },
+  { title: 'max ms', key: 'max_ms' },
+  { title: 'deliv/s', key: 'deliveries_per_s' },
+  { title: 'µs/deliv', key: 'server_us_per_delivery' },
+  { title: 'lost', key: 'lost' },
+  { title: 'dup', key: 'duplicated' },
+  { title: 'ooo', key: 'out_of_order' },
+  { title: 'cpu %', key: 'cpu_pct' },
+  { title: 'lg cpu %', key: 'loadgen_cpu_pct' },
+  { title: 'rss MB', key: 'rss_mb' },
+  { title: 'limited', key: 'limited_by' },
+];
+
+const IDLE_COLUMNS: Column[] = [
+  { title: 'server', key: 'server' },
+  { title: 'conns', key: 'connections' },
+  { title: 'failed', key: 'failed' },
+  { title: 'conns/s', key: 'conns_per_s' },
+  { title: 'µs/conn', key: 'server_us_per_conn' },
+  { title: 'KB/conn', key: 'rss_per_conn_kb' },
+  { title: 'rss MB', key: 'rss_mb' },
+  { title: 'idle cpu %', key: 'cpu_pct' },
+  { title: 'lg cpu %', key: 'loadgen_cpu_pct' },
+  { title: 'limited', key: 'limited_by' },
+];
+
+/** Columns for a scenario: its own list if it has one, else the fan-out list. */
+export function columnsFor(scenario: string): Column[] {
+  return scenario === 'idle' ? IDLE_COLUMNS : FANOUT_COLUMNS;
+}
+
+function cell(value: unknown): string {
+  if (value === null || value === undefined) return '-';
+  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2);
+  return String(value);
+}
+
+export function table(rows: Array<Record<string, unknown>>, columns: Column[]): string {
+  const cells = rows.map((r) => columns.map((c) => cell(r[c.key])));
+  const widths = columns.map((c, i) => Math.max(c.title.length, ...cells.map((row) => row[i]!.length)));
+  const line = (values: string[]): string => values.map((v, i) => (i === 0 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ');
+  return [line(columns.map((c) => c.title)), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
+}
+
+export function resultsTable(results: RunResult[]): string {
+  const first = results[0];
+  return first ? table(results, columnsFor(first.scenario)) : '(no results)';
+}

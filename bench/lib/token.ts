@@ -1,0 +1,14 @@
+/** Connection tokens for the benchmark: HS256 JWTs as Herald's `auth.jwt.hmacSecret` expects. */
+import { SignJWT } from 'jose';
+
+export const BENCH_SECRET = 'bench-secret';
+export const BENCH_API_KEY = 'bench-key';
+
+export async function makeToken(secret: string, sub: string, channels: string[] = ['*']): Promise<string> {
+  return new SignJWT({ channels })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(sub)
+    .setIssuedAt()
+    .setExpirationTime('1h')
+    .sign(new TextEncoder().encode(secret));
+}

@@ -1,0 +1,102 @@
+/** IPC messages between the harness (parent) and its load-generator children. */
+
+/** Wire dialect a loadgen connection speaks: Herald's protocol v1, or Socket.IO 4 over raw WebSocket. */
+export type Dialect = 'herald' | 'socketio';
+
+export interface WorkerConfig {
+  /** WebSocket URL of the server under test. */
+  url: string;
+  dialect: Dialect;
+  /** Connections this worker opens. */
+  count: number;
+  /** Global index of this worker's first connection (user ids are `user-<index>`). */
+  firstIndex: number;
+  /** Channel every connection subscribes to; '' subscribes to nothing. */
+  channel: string;
+  /** HMAC secret the connection tokens are signed with. */
+  secret: string;
+  /** Local addresses the connections are spread over (round robin), e.g. 127.0.0.2… */
+  sourceAddresses: string[];
+  /** At most this many connections in their handshake at once. */
+  concurrency: number;
+  /** A connection that is not subscribed within this time counts as failed. */
+  connectTimeoutMs: number;
+}
+
+export type ToWorker =
+  | { cmd: 'open'; config: WorkerConfig }
+  /** Zero the delivery counters and the CPU baseline: the measured window starts now. */
+  | { cmd: 'measure' }
+  | { cmd: 'count' }
+  | { cmd: 'report' }
+  | { cmd: 'close' };
+
+export interface OpenResult {
+  connected: number;
+  failed: number;
+  /** From the first connection attempt to the last subscribed reply, ms (token signing excluded). */
+  elapsedMs: number;
+  errors: string[];
+}
+
+export interface WorkerReport {
+  /** HDR histogram of publish-to-receive latency in µs, compressed base64. */
+  histogram: string;
+  deliveries: number;
+  /** Deliveries of a seq this connection had not seen before (in or out of order). */
+  unique: number;
+  duplicated: number;
+  outOfOrder: number;
+  /** Highest seq received by any connection. */
+  maxSeq: number;
+  /** Connections still open at report time. */
+  open: number;
+  /** Connections the server closed during the run, by close code. */
+  closedByCode: Record<string, number>;
+  pings: number;
+  errorFrames: number;
+  /** CPU the worker used since `measure` (process.cpuUsage), µs. */
+  cpuMicros: number;
+  wallMs: number;
+}
+
+export type FromWorker =
+  | { ev: 'ready' }
+  | { ev: 'opened'; result: OpenResult }
+  | { ev: 'tick'; deliveries: number; open: number }
+  | { ev: 'count'; deliveries: number }
+  | { ev: 'report'; report: WorkerReport }
+  | { ev: 'closed' };
+
+export interface PublisherConfig {
+  /** Full URL of the HTTP publish endpoint. */
+  url: string;
+  apiKey: string;
+  channel: string;
+  /** Publishes per second (open loop). */
+  rate: number;
+  durationS: number;
+  /** Keep-alive sockets to the server. */
+  sockets: number;
+  /** Past this many unanswered publishes the publisher waits (and falls behind its schedule). */
+  maxInFlight: number;
+}
+
+export type ToPublisher = { cmd: 'publish'; config: PublisherConfig };
+
+export interface PublishReport {
+  /** Publishes sent, seq 1…sent. */
+  sent: number;
+  /** Publishes answered 2xx. */
+  ok: number;
+  errors: number;
+  firstError?: string;
+  /** HTTP round trip of each publish, HDR histogram in µs, compressed base64. */
+  histogram: string;
+  /** Wall time from the first send to the last answer, ms. */
+  elapsedMs: number;
+  /** Publishes that went out later than their slot by more than 10 ms (the publisher fell behind). */
+  late: number;
+}
+
+export type FromPublisher = { ev: 'ready' } | { ev: 'published'; report: PublishReport };

@@ -1,0 +1,287 @@
+/**
+ * A load-generator process: opens its share of WebSocket connections to the server under test,
+ * subscribes each to the bench channel, then counts and timestamps every delivery with as little
+ * work as possible (see frame-scan.ts). Driven by its parent over IPC (messages.ts).
+ *
+ * Per connection it tracks the next expected seq and the seqs skipped so far, so a late arrival
+ * is told apart from a duplicate; loss is derived by the parent from the publisher's count.
+ */
+import WebSocket from 'ws';
+import { encodeHistogram, newLatencyHistogram } from '../lib/stats.js';
+import { makeToken } from '../lib/token.js';
+import { findSentAt, findSeq, readNumber } from './frame-scan.js';
+import type { FromWorker, OpenResult, ToWorker, WorkerConfig, WorkerReport } from './messages.js';
+
+const histogram = newLatencyHistogram();
+const clients: Client[] = [];
+let deliveries = 0;
+let unique = 0;
+let duplicated = 0;
+let outOfOrder = 0;
+let maxSeq = 0;
+let pings = 0;
+let errorFrames = 0;
+let open = 0;
+const closedByCode: Record<string, number> = {};
+const errors: string[] = [];
+let cpuBase = process.cpuUsage();
+let wallBase = performance.now();
+const timeOrigin = performance.timeOrigin;
+
+function send(msg: FromWorker): void {
+  process.send?.(msg);
+}
+
+function noteError(text: string): void {
+  if (errors.length < 5) errors.push(text);
+}
+
+const PING_BYTES = Buffer.from('"ping"');
+const HERALD_PONG = '{"type":"pong"}';
+
+/** One connection: handshake state, then delivery accounting. */
+class Client {
+  private next = 1;
+  private missing: Set<number> | undefined;
+  private subscribed = false;
+  private opened = false;
+  private settle: ((error?: Error) => void) | undefined;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly dialect: WorkerConfig['dialect'],
+    private readonly token: string,
+    private readonly channel: string,
+  ) {}
+
+  /** Resolves once subscribed (or connected, with no channel). */
+  start(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.finish(new Error('handshake timeout')), timeoutMs);
+      this.settle = (error) => {
+        clearTimeout(timer);
+        this.settle = undefined;
+        if (error) {
+          this.ws.terminate();
+          reject(error);
+        } else resolve();
+      };
+      this.ws.on('message', (data: Buffer) => this.onMessage(data));
+      this.ws.once('open', () => {
+        this.opened = true;
+        open++;
+        if (this.dialect === 'herald') this.ws.send(JSON.stringify({ type: 'connect', id: 1, token: this.token, client: 'herald-bench' }));
+        // Socket.IO: wait for the Engine.IO open packet ('0{…}') before connecting the namespace.
+      });
+      this.ws.on('error', (error) => this.finish(error));
+      this.ws.once('close', (code) => {
+        if (this.opened) open--;
+        if (this.subscribed) closedByCode[code] = (closedByCode[code] ?? 0) + 1;
+        else this.finish(new Error(`closed during handshake (${code})`));
+      });
+    });
+  }
+
+  private finish(error?: Error): void {
+    this.settle?.(error);
+  }
+
+  close(): void {
+    this.ws.terminate();
+  }
+
+  private onMessage(data: Buffer): void {
+    const seqAt = findSeq(data);
+    if (seqAt >= 0 && this.subscribed) return this.onDelivery(data, seqAt);
+    if (this.dialect === 'herald') this.onHeraldControl(data);
+    else this.onSocketIoControl(data);
+  }
+
+  private onDelivery(data: Buffer, seqAt: number): void {
+    const now = timeOrigin + performance.now();
+    const seq = readNumber(data, seqAt);
+    const sentAtAt = findSentAt(data, seqAt);
+    const sentAt = sentAtAt < 0 ? NaN : readNumber(data, sentAtAt);
+    deliveries++;
+    if (sentAt === sentAt) {
+      const us = Math.round((now - sentAt) * 1000);
+      histogram.recordValue(us < 1 ? 1 : us);
+    }
+    if (seq > maxSeq) maxSeq = seq;
+    if (seq === this.next) {
+      this.next++;
+      unique++;
+    } else if (seq > this.next) {
+      // Skipped seqs may still arrive late; remember them (bounded) to tell late from duplicate.
+      const missing = (this.missing ??= new Set());
+      for (let s = this.next; s < seq && missing.size < 100_000; s++) missing.add(s);
+      this.next = seq + 1;
+      unique++;
+    } else if (this.missing?.delete(seq)) {
+      outOfOrder++;
+      unique++;
+    } else {
+      duplicated++;
+    }
+  }
+
+  private onHeraldControl(data: Buffer): void {
+    if (data.length < 64 && data.indexOf(PING_BYTES) >= 0) {
+      pings++;
+      this.ws.send(HERALD_PONG);
+      return;
+    }
+    let frame: { type?: string; error?: { code?: string; message?: string } };
+    try {
+      frame = JSON.parse(data.toString('utf8')) as typeof frame;
+    } catch {
+      return noteError(`unparsable frame: ${data.subarray(0, 80).toString()}`);
+    }
+    switch (frame.type) {
+      case 'connected':
+        if (this.channel === '') {
+          this.subscribed = true;
+          this.finish();
+        } else this.ws.send(JSON.stringify({ type: 'subscribe', id: 2, channel: this.channel }));
+        return;
+      case 'subscribed':
+        this.subscribed = true;
+        this.finish();
+        return;
+      case 'error':
+        errorFrames++;
+        noteError(`error frame: ${frame.error?.code} ${frame.error?.message}`);
+        if (!this.subscribed) this.finish(new Error(`error frame ${frame.error?.code}`));
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Engine.IO v4 packets: 0 open, 2 ping, 3 pong, 4 message; Socket.IO: 40 connect, 44 error, 43<id> ack. */
+  private onSocketIoControl(data: Buffer): void {
+    const text = data.toString('utf8');
+    if (text === '2') {
+      pings++;
+      this.ws.send('3');
+      return;
+    }
+    if (text.startsWith('0{')) {
+      this.ws.send(`40${JSON.stringify({ token: this.token })}`);
+    } else if (text.startsWith('40')) {
+      if (this.channel === '') {
+        this.subscribed = true;
+        this.finish();
+      } else this.ws.send(`420${JSON.stringify(['subscribe', this.channel])}`);
+    } else if (text.startsWith('430')) {
+      this.subscribed = true;
+      this.finish();
+    } else if (text.startsWith('44')) {
+      errorFrames++;
+      noteError(`socket.io connect error: ${text.slice(2, 120)}`);
+      this.finish(new Error('socket.io connect error'));
+    }
+  }
+}
+
+function wsUrl(config: WorkerConfig): string {
+  if (config.dialect === 'socketio') {
+    const u = new URL(config.url);
+    u.pathname = '/socket.io/';
+    u.search = '?EIO=4&transport=websocket';
+    return u.toString();
+  }
+  return config.url;
+}
+
+async function openAll(config: WorkerConfig): Promise<OpenResult> {
+  // Sign every token first so that the connection rate measures the server, not jose.
+  const tokens: string[] = [];
+  for (let i = 0; i < config.count; i++) tokens.push(await makeToken(config.secret, `user-${config.firstIndex + i}`));
+  const url = wsUrl(config);
+  let nextIndex = 0;
+  let connected = 0;
+  let failed = 0;
+  const started = performance.now();
+  let lastDone = started;
+  let lastTick = started;
+  const lane = async (): Promise<void> => {
+    while (nextIndex < config.count) {
+      const i = nextIndex++;
+      const localAddress = config.sourceAddresses[(config.firstIndex + i) % config.sourceAddresses.length];
+      const ws = new WebSocket(url, {
+        perMessageDeflate: false,
+        skipUTF8Validation: true,
+        handshakeTimeout: config.connectTimeoutMs,
+        ...(localAddress ? { localAddress } : {}),
+      });
+      const client = new Client(ws, config.dialect, tokens[i]!, config.channel);
+      try {
+        await client.start(config.connectTimeoutMs);
+        clients.push(client);
+        connected++;
+      } catch (error) {
+        failed++;
+        noteError(`connection ${config.firstIndex + i}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      lastDone = performance.now();
+      if (lastDone - lastTick >= 1000) {
+        lastTick = lastDone;
+        send({ ev: 'tick', deliveries, open });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(config.concurrency, config.count)) }, lane));
+  return { connected, failed, elapsedMs: lastDone - started, errors: [...errors] };
+}
+
+function report(): WorkerReport {
+  const cpu = process.cpuUsage(cpuBase);
+  return {
+    histogram: encodeHistogram(histogram),
+    deliveries,
+    unique,
+    duplicated,
+    outOfOrder,
+    maxSeq,
+    open,
+    closedByCode,
+    pings,
+    errorFrames,
+    cpuMicros: cpu.user + cpu.system,
+    wallMs: performance.now() - wallBase,
+  };
+}
+
+let ticker: NodeJS.Timeout | undefined;
+
+process.on('message', (msg: ToWorker) => {
+  switch (msg.cmd) {
+    case 'open':
+      void openAll(msg.config).then((result) => {
+        send({ ev: 'opened', result });
+        ticker ??= setInterval(() => send({ ev: 'tick', deliveries, open }), 1000);
+      });
+      return;
+    case 'measure':
+      histogram.reset();
+      deliveries = unique = duplicated = outOfOrder = pings = errorFrames = 0;
+      cpuBase = process.cpuUsage();
+      wallBase = performance.now();
+      return;
+    case 'count':
+      send({ ev: 'count', deliveries });
+      return;
+    case 'report':
+      send({ ev: 'report', report: report() });
+      return;
+    case 'close':
+      if (ticker) clearInterval(ticker);
+      for (const c of clients) c.close();
+      send({ ev: 'closed' });
+      setTimeout(() => process.exit(0), 100);
+      return;
+  }
+});
+process.on('disconnect', () => process.exit(0));
+send({ ev: 'ready' });

@@ -1,0 +1,188 @@
+/**
+ * Runs scenarios against servers and reports. `runScenario` is one run against one server;
+ * `compare` runs a scenario against Herald and each peer, `runs` times in rotating order, and
+ * reports medians and Herald/peer ratios. Results go to stdout (JSON lines, then tables) and,
+ * when asked, are appended to a JSON-lines file; progress goes to stderr.
+ */
+import { appendFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { resultsTable, table, columnsFor } from './lib/report.js';
+import { median, round } from './lib/stats.js';
+import { findScenario } from './scenarios/index.js';
+import type { Pinning, RunOptions, RunResult } from './scenarios/scenario.js';
+import { DEFAULT_HERALD_BIN, startServer, type ServerName } from './servers/targets.js';
+
+export interface BenchOptions {
+  scenario: string;
+  connections?: number | undefined;
+  rate?: number | undefined;
+  durationS?: number | undefined;
+  workers: number;
+  sourceAddresses: number;
+  concurrency: number;
+  /** `true` pins the server to core 0 and the loadgen to core 1; "A:B" gives taskset lists. */
+  pin?: boolean | string | undefined;
+  jsonOut?: string | undefined;
+  heraldBin?: string | undefined;
+  heraldWsPath: string;
+  /** Write progress lines (stderr by default). */
+  log?: (line: string) => void;
+  /** Write result lines (stdout by default). */
+  out?: (line: string) => void;
+}
+
+/** Keys compared between Herald and each peer, and whether lower is better. */
+const RATIO_KEYS: Record<string, 'lower' | 'higher'> = {
+  p50_ms: 'lower',
+  p90_ms: 'lower',
+  p99_ms: 'lower',
+  p999_ms: 'lower',
+  max_ms: 'lower',
+  deliveries_per_s: 'higher',
+  server_us_per_delivery: 'lower',
+  cpu_pct: 'lower',
+  rss_mb: 'lower',
+  rss_per_conn_kb: 'lower',
+  conns_per_s: 'higher',
+  server_us_per_conn: 'lower',
+};
+
+export function parsePin(pin: boolean | string | undefined, log: (line: string) => void): Pinning {
+  if (pin === undefined || pin === false) return {};
+  if (availableParallelism() < 2) {
+    log('pin: fewer than 2 cores, running unpinned');
+    return {};
+  }
+  if (pin === true || pin === '') return { server: '0', loadgen: '1' };
+  const [server, loadgen] = pin.split(':');
+  if (!server || !loadgen) throw new Error(`--pin expects SERVER_CPUS:LOADGEN_CPUS (taskset lists), e.g. 0:1, got "${pin}"`);
+  return { server, loadgen };
+}
+
+function runOptions(options: BenchOptions): RunOptions {
+  const defaults = findScenario(options.scenario).defaults;
+  return {
+    connections: options.connections ?? defaults.connections ?? 1000,
+    rate: options.rate ?? defaults.rate ?? 20,
+    durationS: options.durationS ?? defaults.durationS ?? 10,
+    workers: options.workers,
+    sourceAddresses: options.sourceAddresses,
+    concurrency: options.concurrency,
+    channel: 'bench',
+  };
+}
+
+function io(options: BenchOptions): { log: (line: string) => void; out: (line: string) => void } {
+  return {
+    log: options.log ?? ((line) => process.stderr.write(`${line}\n`)),
+    out: options.out ?? ((line) => process.stdout.write(`${line}\n`)),
+  };
+}
+
+function emit(options: BenchOptions, record: object): void {
+  const line = JSON.stringify(record);
+  io(options).out(line);
+  if (options.jsonOut) appendFileSync(options.jsonOut, `${line}\n`);
+}
+
+/** One run of `options.scenario` against `serverName`; the server is started and stopped here. */
+export async function runScenario(serverName: ServerName, options: BenchOptions, label = ''): Promise<RunResult> {
+  const { log } = io(options);
+  const scenario = findScenario(options.scenario);
+  const pin = parsePin(options.pin, log);
+  const prefix = `[${scenario.name} ${serverName}${label}]`;
+  const progress = (line: string): void => log(`${prefix} ${line}`);
+  const server = await startServer(serverName, {
+    cpus: pin.server,
+    heraldBin: options.heraldBin ?? DEFAULT_HERALD_BIN,
+    heraldWsPath: options.heraldWsPath,
+    log: progress,
+  });
+  progress(`started pid ${server.pid} on port ${server.port}${pin.server !== undefined ? ` (server cpus ${pin.server}, loadgen cpus ${pin.loadgen})` : ''}`);
+  try {
+    const result = await scenario.run({ server, options: runOptions(options), pin, progress });
+    result.pinned = pin.server !== undefined;
+    emit(options, result);
+    return result;
+  } finally {
+    await server.stop();
+  }
+}
+
+export async function runOne(serverName: ServerName, options: BenchOptions): Promise<RunResult> {
+  const result = await runScenario(serverName, options);
+  io(options).out(`\n${resultsTable([result])}`);
+  return result;
+}
+
+export interface CompareSummary {
+  kind: 'compare';
+  scenario: string;
+  runs: number;
+  options: RunOptions;
+  medians: Record<string, Record<string, unknown>>;
+  /** Herald's median divided by the peer's, per metric. */
+  ratios: Record<string, Record<string, number | null>>;
+}
+
+function medianRecord(results: RunResult[]): Record<string, unknown> {
+  const first = results[0]!;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(first)) {
+    if (typeof value === 'number') {
+      const values = results.map((r) => r[key]).filter((v): v is number => typeof v === 'number');
+      out[key] = round(median(values), 3);
+    } else if (key === 'limited_by') {
+      const server = results.filter((r) => r.limited_by === 'server').length;
+      out[key] = server * 2 >= results.length ? 'server' : 'loadgen';
+    } else if (typeof value !== 'object' || value === null) {
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+/** Runs the scenario against every server `runs` times (rotating the order), then reports. */
+export async function compare(servers: ServerName[], runs: number, options: BenchOptions): Promise<CompareSummary> {
+  const { log, out } = io(options);
+  const results = new Map<ServerName, RunResult[]>(servers.map((s) => [s, []]));
+  for (let r = 0; r < runs; r++) {
+    const order = servers.map((_, i) => servers[(i + r) % servers.length]!);
+    for (const name of order) {
+      try {
+        results.get(name)!.push(await runScenario(name, options, ` run ${r + 1}/${runs}`));
+      } catch (error) {
+        log(`[${options.scenario} ${name} run ${r + 1}/${runs}] failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  }
+  const medians: CompareSummary['medians'] = {};
+  for (const [name, list] of results) if (list.length > 0) medians[name] = medianRecord(list);
+  const ratios: CompareSummary['ratios'] = {};
+  const herald = medians.herald;
+  if (herald) {
+    for (const name of servers) {
+      const peer = medians[name];
+      if (name === 'herald' || !peer) continue;
+      ratios[name] = {};
+      for (const key of Object.keys(RATIO_KEYS)) {
+        const h = herald[key];
+        const p = peer[key];
+        if (typeof h === 'number' && typeof p === 'number') ratios[name][key] = p === 0 ? null : round(h / p, 2);
+      }
+    }
+  }
+  const summary: CompareSummary = { kind: 'compare', scenario: options.scenario, runs, options: runOptions(options), medians, ratios };
+  emit(options, summary);
+
+  const all = [...results.values()].flat();
+  out(`\nAll runs (${options.scenario}):\n${resultsTable(all)}`);
+  const medianRows = Object.values(medians);
+  out(`\nMedians of ${runs} run(s):\n${table(medianRows, columnsFor(options.scenario))}`);
+  const ratioRows = Object.entries(ratios).map(([peer, r]) => ({ peer: `herald/${peer}`, ...r }));
+  const ratioColumns = [{ title: 'ratio', key: 'peer' }, ...columnsFor(options.scenario).filter((c) => c.key in RATIO_KEYS)];
+  if (ratioRows.length > 0) {
+    out(`\nHerald / peer (medians; <1 means Herald is lower):\n${table(ratioRows, ratioColumns)}`);
+  }
+  return summary;
+}

@@ -1,0 +1,76 @@
+/**
+ * idle: N authenticated connections, each subscribed to one channel, then held idle. Measures
+ * connection set-up rate (connect + subscribe round trips, `concurrency` in flight per worker),
+ * the server's CPU per connection set up, and its memory per connection: (RSS after − RSS
+ * before) / N, RSS "after" being the median of the last three seconds of the hold.
+ */
+import { rssBytes } from '../lib/proc.js';
+import { median, round } from '../lib/stats.js';
+import { MeasuredWindow, mb, sleep, startLoadGen, type RunResult, type Scenario } from './scenario.js';
+
+export const idle: Scenario = {
+  name: 'idle',
+  summary: 'N idle authenticated subscribed connections: memory per connection, connections/s',
+  defaults: { connections: 1000, rate: 0, durationS: 5 },
+  async run(ctx) {
+    const { server, options } = ctx;
+    await sleep(1000);
+    const before = rssBytes(server.pid) ?? 0;
+    const loadgen = await startLoadGen(ctx);
+    try {
+      const connecting = new MeasuredWindow(ctx, loadgen.pids, () => `open ${loadgen.openSoFar}`);
+      const opened = await loadgen.open(
+        { url: server.wsUrl, dialect: server.dialect, channel: options.channel, secret: server.secret, concurrency: options.concurrency, connectTimeoutMs: 30_000 },
+        600_000,
+      );
+      const setup = connecting.stop();
+      ctx.progress(`${opened.connected} connected, ${opened.failed} failed in ${(opened.elapsedMs / 1000).toFixed(1)} s`);
+      for (const e of opened.errors) ctx.progress(`  ${e}`);
+      if (opened.connected === 0) throw new Error(`no connection succeeded: ${opened.errors.join('; ')}`);
+
+      const samples: number[] = [];
+      const holding = new MeasuredWindow(ctx, loadgen.pids, () => `open ${loadgen.openSoFar}`);
+      const holdMs = Math.max(3, options.durationS) * 1000;
+      for (let t = 0; t < holdMs; t += 1000) {
+        await sleep(1000);
+        samples.push(rssBytes(server.pid) ?? 0);
+      }
+      const hold = holding.stop();
+      const after = median(samples.slice(-3));
+      const report = await loadgen.report();
+      report.latency.destroy();
+      return {
+        scenario: 'idle',
+        server: server.name,
+        connections: opened.connected,
+        rate: null,
+        duration_s: holdMs / 1000,
+        p50_ms: null,
+        p90_ms: null,
+        p99_ms: null,
+        p999_ms: null,
+        max_ms: null,
+        deliveries_per_s: null,
+        server_us_per_delivery: null,
+        lost: null,
+        duplicated: null,
+        out_of_order: null,
+        cpu_pct: hold.serverCpuPct,
+        loadgen_cpu_pct: setup.loadgenCpuPct,
+        rss_mb: mb(after),
+        rss_per_conn_kb: round((after - before) / opened.connected / 1024, 2),
+        limited_by: setup.limitedBy,
+        failed: opened.failed,
+        conns_per_s: round(opened.connected / (opened.elapsedMs / 1000), 0),
+        setup_server_cpu_pct: setup.serverCpuPct,
+        server_us_per_conn: round(setup.serverCpuMicros / opened.connected, 1),
+        rss_before_mb: mb(before),
+        still_open: report.open,
+        closed: report.closedByCode,
+        loadgen_workers: loadgen.workerCount,
+      } satisfies RunResult;
+    } finally {
+      await loadgen.close();
+    }
+  },
+};

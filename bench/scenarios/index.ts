@@ -1,0 +1,12 @@
+/** The scenario registry: add a module and list it here. */
+import { fanout } from './fanout.js';
+import { idle } from './idle.js';
+import type { Scenario } from './scenario.js';
+
+export const SCENARIOS: readonly Scenario[] = [fanout, idle];
+
+export function findScenario(name: string): Scenario {
+  const scenario = SCENARIOS.find((s) => s.name === name);
+  if (!scenario) throw new Error(`unknown scenario "${name}" (known: ${SCENARIOS.map((s) => s.name).join(', ')})`);
+  return scenario;
+}

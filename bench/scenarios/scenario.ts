@@ -1,0 +1,147 @@
+/**
+ * What a scenario is and what it gets to work with. A scenario module exports one `Scenario`;
+ * `scenarios/index.ts` lists them. The runner starts the server under test and calls `run`; the
+ * scenario starts its load generator, drives it, and returns one `RunResult`.
+ */
+import { CpuMeter, cpuMicros, rssBytes } from '../lib/proc.js';
+import { round } from '../lib/stats.js';
+import { LoadGen } from '../loadgen/controller.js';
+import type { ServerUnderTest } from '../servers/targets.js';
+
+export interface RunOptions {
+  connections: number;
+  /** Publishes per second (scenarios that publish). */
+  rate: number;
+  /** Measured window (publishing, or holding idle connections), seconds. */
+  durationS: number;
+  /** Loadgen worker processes; 0 = as few as the fd limit allows. */
+  workers: number;
+  /** Source addresses 127.0.0.2… the connections are spread over. */
+  sourceAddresses: number;
+  /** Concurrent handshakes per worker. */
+  concurrency: number;
+  /** Channel the connections subscribe to. */
+  channel: string;
+}
+
+export interface Pinning {
+  server?: string | undefined;
+  loadgen?: string | undefined;
+}
+
+/** One scenario run against one server; numbers a scenario cannot measure are null. */
+export interface RunResult {
+  scenario: string;
+  server: string;
+  connections: number;
+  rate: number | null;
+  duration_s: number;
+  p50_ms: number | null;
+  p90_ms: number | null;
+  p99_ms: number | null;
+  p999_ms: number | null;
+  max_ms: number | null;
+  deliveries_per_s: number | null;
+  server_us_per_delivery: number | null;
+  lost: number | null;
+  duplicated: number | null;
+  out_of_order: number | null;
+  /** Server CPU over the measured window, % of one core. */
+  cpu_pct: number;
+  /** All loadgen processes together over the window, % of one core. */
+  loadgen_cpu_pct: number;
+  rss_mb: number;
+  rss_per_conn_kb: number | null;
+  limited_by: 'server' | 'loadgen';
+  /** Scenario-specific extras (connected, failed, conns_per_s, published…). */
+  [extra: string]: unknown;
+}
+
+export interface ScenarioContext {
+  server: ServerUnderTest;
+  options: RunOptions;
+  pin: Pinning;
+  /** A progress line on stderr, prefixed with the run's label. */
+  progress(line: string): void;
+}
+
+export interface Scenario {
+  name: string;
+  summary: string;
+  /** Defaults for options the user did not give. */
+  defaults: Partial<RunOptions>;
+  run(ctx: ScenarioContext): Promise<RunResult>;
+}
+
+export function startLoadGen(ctx: ScenarioContext, connections = ctx.options.connections): Promise<LoadGen> {
+  return LoadGen.start({
+    connections,
+    workers: ctx.options.workers,
+    cpus: ctx.pin.loadgen,
+    sourceAddresses: ctx.options.sourceAddresses,
+    log: ctx.progress,
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export interface WindowTotals {
+  wallMs: number;
+  serverCpuMicros: number;
+  serverCpuPct: number;
+  loadgenCpuPct: number;
+  /** CPU % of the loadgen's busiest core: the sum when pinned to one core, else the busiest process. */
+  loadgenCorePct: number;
+  limitedBy: 'server' | 'loadgen';
+}
+
+/**
+ * A measured window: server and loadgen CPU from /proc, plus a progress line each second
+ * (`extra` adds scenario figures to it).
+ */
+export class MeasuredWindow {
+  private readonly server: CpuMeter;
+  private readonly loadgen: CpuMeter;
+  private readonly perProcess: Map<number, number>;
+  private readonly timer: NodeJS.Timeout;
+  private readonly startAt = performance.now();
+
+  constructor(
+    private readonly ctx: ScenarioContext,
+    private readonly loadgenPids: number[],
+    extra: () => string = () => '',
+  ) {
+    this.server = new CpuMeter([ctx.server.pid]);
+    this.loadgen = new CpuMeter(loadgenPids);
+    this.perProcess = new Map(loadgenPids.map((pid) => [pid, cpuMicros(pid) ?? 0]));
+    this.timer = setInterval(() => {
+      const t = Math.round((performance.now() - this.startAt) / 1000);
+      const rss = (rssBytes(ctx.server.pid) ?? 0) / 2 ** 20;
+      ctx.progress(`t=${t}s server cpu ${this.server.lap().toFixed(0)}% rss ${rss.toFixed(0)} MB, loadgen cpu ${this.loadgen.lap().toFixed(0)}% ${extra()}`);
+    }, 1000);
+  }
+
+  stop(): WindowTotals {
+    clearInterval(this.timer);
+    const server = this.server.total();
+    const loadgen = this.loadgen.total();
+    let busiest = 0;
+    for (const [pid, before] of this.perProcess) busiest = Math.max(busiest, (cpuMicros(pid) ?? before) - before);
+    const busiestPct = (busiest / (loadgen.wallMs * 1000)) * 100;
+    const loadgenCorePct = this.ctx.pin.loadgen !== undefined ? loadgen.pct : busiestPct;
+    return {
+      wallMs: server.wallMs,
+      serverCpuMicros: server.cpuMicros,
+      serverCpuPct: round(server.pct, 1),
+      loadgenCpuPct: round(loadgen.pct, 1),
+      loadgenCorePct: round(loadgenCorePct, 1),
+      limitedBy: server.pct >= loadgenCorePct ? 'server' : 'loadgen',
+    };
+  }
+}
+
+export function mb(bytes: number | undefined): number {
+  return round((bytes ?? 0) / 2 ** 20, 1);
+}

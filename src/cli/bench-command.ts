@@ -1,0 +1,118 @@
+/**
+ * `herald bench run <scenario>` and `herald bench compare`: the benchmark harness in bench/
+ * behind the CLI. Scenarios, peers and the load generator live there; this file only maps flags.
+ */
+import { InvalidArgumentError, type Command } from 'commander';
+import { compare, runOne, type BenchOptions } from '../../bench/runner.js';
+import { SCENARIOS } from '../../bench/scenarios/index.js';
+import { isServerName, SERVERS, type ServerName } from '../../bench/servers/targets.js';
+
+interface Flags {
+  connections?: number;
+  rate?: number;
+  duration?: number;
+  runs?: number;
+  pin?: boolean | string;
+  jsonOut?: string;
+  smoke?: boolean;
+  workers: number;
+  sourceIps: number;
+  concurrency: number;
+  heraldBin?: string;
+  wsPath: string;
+}
+
+/** Smoke run: tiny and quick, to check that everything starts and talks. */
+const SMOKE = { connections: 50, rate: 20, duration: 3, runs: 1 };
+
+function positiveInt(name: string) {
+  return (raw: string): number => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    return n;
+  };
+}
+
+function positiveNumber(name: string) {
+  return (raw: string): number => {
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number`);
+    return n;
+  };
+}
+
+function servers(raw: string): ServerName[] {
+  const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const s of list) if (!isServerName(s)) throw new InvalidArgumentError(`unknown server "${s}" (known: ${SERVERS.join(', ')})`);
+  return list as ServerName[];
+}
+
+function withCommonOptions(cmd: Command): Command {
+  return cmd
+    .option('-c, --connections <n>', 'WebSocket connections (scenario default otherwise)', positiveInt('--connections'))
+    .option('-r, --rate <n>', 'publishes per second', positiveNumber('--rate'))
+    .option('-d, --duration <s>', 'measured window in seconds', positiveNumber('--duration'))
+    .option('--pin [cpus]', 'pin server and loadgen to different cores with taskset (default 0:1, or SERVER:LOADGEN)')
+    .option('--json-out <file>', 'append one JSON line per run (and the comparison summary) to this file')
+    .option('--smoke', `tiny quick run (${SMOKE.connections} connections, ${SMOKE.rate}/s, ${SMOKE.duration} s, 1 run)`)
+    .option('--workers <n>', 'loadgen worker processes (0 = as few as the fd limit allows)', positiveInt('--workers'), 0)
+    .option('--source-ips <n>', 'spread connections over this many source addresses 127.0.0.2…', positiveInt('--source-ips'), 16)
+    .option('--concurrency <n>', 'handshakes in flight per loadgen worker', positiveInt('--concurrency'), 200)
+    .option('--herald-bin <file>', 'Herald CLI entry point to benchmark (default: this build)')
+    .option('--ws-path <path>', "path of Herald's WebSocket endpoint", '/ws');
+}
+
+function benchOptions(scenario: string, flags: Flags): BenchOptions {
+  const smoke = flags.smoke === true;
+  return {
+    scenario,
+    connections: flags.connections ?? (smoke ? SMOKE.connections : undefined),
+    rate: flags.rate ?? (smoke ? SMOKE.rate : undefined),
+    durationS: flags.duration ?? (smoke ? SMOKE.duration : undefined),
+    workers: flags.workers,
+    sourceAddresses: Math.max(1, flags.sourceIps),
+    concurrency: Math.max(1, flags.concurrency),
+    pin: flags.pin,
+    jsonOut: flags.jsonOut,
+    heraldBin: flags.heraldBin,
+    heraldWsPath: flags.wsPath,
+  };
+}
+
+function checkScenario(name: string): string {
+  if (!SCENARIOS.some((s) => s.name === name)) throw new InvalidArgumentError(`unknown scenario "${name}" (known: ${SCENARIOS.map((s) => s.name).join(', ')})`);
+  return name;
+}
+
+export function registerBenchCommand(program: Command): Command {
+  const bench = program
+    .command('bench')
+    .description('benchmark Herald (and the comparison peers) over loopback')
+    .addHelpText('after', `\nScenarios:\n${SCENARIOS.map((s) => `  ${s.name.padEnd(10)} ${s.summary}`).join('\n')}\n\nSee bench/README.md.`);
+
+  withCommonOptions(
+    bench
+      .command('run <scenario>')
+      .description('run one scenario against one server')
+      .option('-s, --server <name>', `server under test: ${SERVERS.join(', ')}`, 'herald'),
+  ).action(async (scenario: string, flags: Flags & { server: string }) => {
+    checkScenario(scenario);
+    const [server] = servers(flags.server);
+    await runOne(server ?? 'herald', benchOptions(scenario, flags));
+  });
+
+  withCommonOptions(
+    bench
+      .command('compare')
+      .description('run a scenario against Herald and each peer, N times, and report medians and Herald/peer ratios')
+      .option('--scenario <name>', 'scenario to compare', checkScenario, 'fanout')
+      .option('--servers <list>', 'comma-separated servers', servers, [...SERVERS])
+      .option('--runs <n>', 'repetitions per server (default 3, 1 with --smoke)', positiveInt('--runs')),
+  ).action(async (flags: Flags & { scenario: string; servers: ServerName[] }) => {
+    const runs = Math.max(1, flags.runs ?? (flags.smoke ? SMOKE.runs : 3));
+    const summary = await compare(flags.servers, runs, benchOptions(flags.scenario, flags));
+    if (Object.keys(summary.medians).length < flags.servers.length) process.exitCode = 1;
+  });
+
+  return bench;
+}

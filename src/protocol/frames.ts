@@ -1,0 +1,225 @@
+/**
+ * Frames of Herald's wire protocol v1. Every frame is one JSON object in one WebSocket text
+ * message, discriminated by `type`. `docs/protocol.md` is the prose form of this file and
+ * `api/frames.schema.json` the schema the server validates client frames against.
+ */
+import type { ErrorCode } from './codes.js';
+
+/** The seed's standard message envelope. The server fills what a publisher leaves out. */
+export interface Envelope<P = unknown> {
+  /** Globally unique id; also the idempotency key of a publish and the key of an ACK. */
+  msgId: string;
+  /** Milliseconds since the Unix epoch at which the server accepted the message. */
+  timestamp: number;
+  /** Who produced the message: a service name for the HTTP API, `client:<userId>` for client publishes. */
+  source: string;
+  /** Application event name, e.g. `ORDER_CREATED` or `chat.message`. */
+  eventType: string;
+  /** Version of the payload's schema, e.g. `1.0`. */
+  version: string;
+  payload: P;
+}
+
+/** A position in a channel's stream. The epoch changes whenever the stream's history is lost. */
+export interface StreamPosition {
+  offset: number;
+  epoch: string;
+}
+
+export interface ErrorBody {
+  code: ErrorCode | string;
+  message: string;
+  /** True when retrying the same thing later may succeed. */
+  temporary: boolean;
+  details?: unknown;
+}
+
+/** Tag values a connection carries from its token. */
+export type TagValue = string | number | boolean;
+export type Tags = Record<string, TagValue>;
+
+// ---------------------------------------------------------------------------------------------
+// Client → server
+// ---------------------------------------------------------------------------------------------
+
+export interface ConnectFrame {
+  type: 'connect';
+  /** Client-chosen number echoed in the reply; any non-negative integer. */
+  id: number;
+  /** JWT; may be omitted when the server allows anonymous connections or got `?token=` at upgrade. */
+  token?: string;
+  /** Free-form client name/version for logs, e.g. `herald-js/0.1.0`. */
+  client?: string;
+}
+
+export interface SubscribeFrame {
+  type: 'subscribe';
+  id: number;
+  channel: string;
+  /** Ask for everything published after this position, then live messages. */
+  recover?: StreamPosition;
+}
+
+export interface UnsubscribeFrame {
+  type: 'unsubscribe';
+  id: number;
+  channel: string;
+}
+
+export interface PublishFrame {
+  type: 'publish';
+  id: number;
+  channel: string;
+  eventType: string;
+  payload: unknown;
+  /** Client-chosen id; a resend of the same id within the idempotency window is not delivered twice. */
+  msgId?: string;
+  version?: string;
+}
+
+export interface RequestFrame {
+  type: 'request';
+  /** Matches the `response`; unique among the sender's outstanding requests. */
+  correlationId: string;
+  method: string;
+  data?: unknown;
+}
+
+export interface ResponseFrame {
+  type: 'response';
+  correlationId: string;
+  data?: unknown;
+  error?: ErrorBody;
+}
+
+export interface AckFrame {
+  type: 'ack';
+  msgIds: string[];
+}
+
+export interface PingFrame {
+  type: 'ping';
+}
+
+export interface PongFrame {
+  type: 'pong';
+}
+
+export type ClientFrame =
+  | ConnectFrame
+  | SubscribeFrame
+  | UnsubscribeFrame
+  | PublishFrame
+  | RequestFrame
+  | ResponseFrame
+  | AckFrame
+  | PingFrame
+  | PongFrame;
+
+// ---------------------------------------------------------------------------------------------
+// Server → client
+// ---------------------------------------------------------------------------------------------
+
+export interface ConnectedFrame {
+  type: 'connected';
+  id: number;
+  connectionId: string;
+  /** The token's `sub`, or `""` for an anonymous connection. */
+  user: string;
+  /** The server sends `ping` this often (ms); a client that hears nothing for
+   * `pingInterval + pongTimeout` should consider the connection dead. */
+  pingInterval: number;
+  pongTimeout: number;
+  /** Seconds since the epoch at which the token expires, if it does. */
+  expiresAt?: number;
+  protocol: number;
+  node: string;
+}
+
+export interface SubscribedFrame {
+  type: 'subscribed';
+  id: number;
+  channel: string;
+  /** The stream position after the last message this subscriber has been given. */
+  position: StreamPosition;
+  /** Present when `recover` was asked: whether every missed message is in `publications`. */
+  recovered?: boolean;
+  /** Missed messages, oldest first, sent when `recover` was asked. */
+  publications?: MessageFrame[];
+}
+
+export interface UnsubscribedFrame {
+  type: 'unsubscribed';
+  id: number;
+  channel: string;
+}
+
+export interface PublishedFrame {
+  type: 'published';
+  id: number;
+  msgId: string;
+  position?: StreamPosition;
+  /** True when this msgId was already accepted within the idempotency window. */
+  duplicate?: boolean;
+}
+
+export type DeliveryTarget = 'channel' | 'user' | 'broadcast' | 'filter';
+
+export interface MessageFrame {
+  type: 'message';
+  target: DeliveryTarget;
+  /** Present for channel deliveries (and filter deliveries scoped to a channel). */
+  channel?: string;
+  /** Present for channel deliveries: the message's position in the channel stream. */
+  offset?: number;
+  epoch?: string;
+  message: Envelope;
+}
+
+export interface ErrorFrame {
+  type: 'error';
+  /** The `id` of the client frame that failed, when it had one. */
+  id?: number;
+  error: ErrorBody;
+}
+
+export type ServerFrame =
+  | ConnectedFrame
+  | SubscribedFrame
+  | UnsubscribedFrame
+  | PublishedFrame
+  | MessageFrame
+  | RequestFrame
+  | ResponseFrame
+  | ErrorFrame
+  | PingFrame
+  | PongFrame;
+
+/** Tag filter: a tree of `and`/`or`/`not` over leaves that test one tag. */
+export type TagFilter =
+  | { and: TagFilter[] }
+  | { or: TagFilter[] }
+  | { not: TagFilter }
+  | TagCondition;
+
+export type TagOp =
+  | 'eq'
+  | 'ne'
+  | 'in'
+  | 'exists'
+  | 'gt'
+  | 'gte'
+  | 'lt'
+  | 'lte'
+  | 'vgt'
+  | 'vgte'
+  | 'vlt'
+  | 'vlte';
+
+export interface TagCondition {
+  tag: string;
+  op: TagOp;
+  /** `eq`/`ne`: string, number or boolean; `in`: array; `exists`: boolean; `gt`…`lte`: number;
+   * `vgt`…`vlte`: a dotted version such as `2.10.1`. */
+  value?: unknown;
+}

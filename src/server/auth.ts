@@ -1,0 +1,121 @@
+/**
+ * Connection tokens: JWTs verified with `jose` against an HMAC secret, a PEM public key or a
+ * local JWKS file. `alg: none` is never accepted (jose refuses it in `jwtVerify`), and the
+ * algorithm must be both in `auth.jwt.algorithms` and of the family the configured key fits.
+ */
+import { readFileSync } from 'node:fs';
+import { createLocalJWKSet, errors as joseErrors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { ErrorCode } from '../protocol/codes.js';
+import type { Tags } from '../protocol/frames.js';
+import { ChannelPatterns } from './channels.js';
+import type { HeraldConfig } from './config.js';
+import { ConfigError } from './config.js';
+import { HeraldError } from './errors.js';
+
+export interface Identity {
+  user: string;
+  /** Seconds since the epoch, or undefined when the token does not expire. */
+  expiresAt: number | undefined;
+  subscribe: ChannelPatterns;
+  publish: ChannelPatterns;
+  tags: Tags;
+}
+
+const HMAC_ALGS = new Set(['HS256', 'HS384', 'HS512']);
+
+export class TokenVerifier {
+  private readonly hmacKey: Uint8Array | undefined;
+  private readonly publicKeyPem: string | undefined;
+  private readonly jwks: JWTVerifyGetKey | undefined;
+  private readonly publicKeys = new Map<string, Promise<CryptoKey>>();
+  private readonly algorithms: string[];
+
+  constructor(private readonly cfg: HeraldConfig['auth']['jwt']) {
+    this.hmacKey = cfg.hmacSecret ? new TextEncoder().encode(cfg.hmacSecret) : undefined;
+    try {
+      this.publicKeyPem = cfg.publicKeyFile ? readFileSync(cfg.publicKeyFile, 'utf8') : undefined;
+      this.jwks = cfg.jwksFile ? createLocalJWKSet(JSON.parse(readFileSync(cfg.jwksFile, 'utf8'))) : undefined;
+    } catch (err) {
+      throw new ConfigError(`auth.jwt: cannot load key file: ${(err as Error).message}`);
+    }
+    this.algorithms = cfg.algorithms.filter((a) => (HMAC_ALGS.has(a) ? !!this.hmacKey : !!(this.publicKeyPem || this.jwks)));
+  }
+
+  get configured(): boolean {
+    return this.algorithms.length > 0;
+  }
+
+  async verify(token: string): Promise<Identity> {
+    if (!this.configured) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'token authentication is not configured on this server');
+    let payload: JWTPayload;
+    try {
+      const result = await jwtVerify(token, (header, jws) => this.keyFor(header, jws), {
+        algorithms: this.algorithms,
+        ...(this.cfg.issuer ? { issuer: this.cfg.issuer } : {}),
+        ...(this.cfg.audience ? { audience: this.cfg.audience } : {}),
+      });
+      payload = result.payload;
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) throw new HeraldError(ErrorCode.TOKEN_EXPIRED);
+      if (err instanceof HeraldError) throw err;
+      throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: ${describeJoseError(err)}`);
+    }
+    return identityFromClaims(payload);
+  }
+
+  private keyFor(header: Parameters<JWTVerifyGetKey>[0], jws: Parameters<JWTVerifyGetKey>[1]): ReturnType<JWTVerifyGetKey> | Uint8Array {
+    const alg = header.alg;
+    if (!alg || !this.algorithms.includes(alg)) throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: algorithm ${alg ?? 'none'} is not allowed`);
+    if (HMAC_ALGS.has(alg)) return this.hmacKey!;
+    if (this.publicKeyPem) {
+      let key = this.publicKeys.get(alg);
+      if (!key) {
+        key = importSPKI(this.publicKeyPem, alg) as Promise<CryptoKey>;
+        this.publicKeys.set(alg, key);
+      }
+      return key;
+    }
+    return this.jwks!(header, jws);
+  }
+}
+
+function describeJoseError(err: unknown): string {
+  if (err instanceof joseErrors.JOSEError) return err.code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' ? 'bad signature' : err.message;
+  return (err as Error).message ?? 'unreadable';
+}
+
+export function identityFromClaims(payload: JWTPayload): Identity {
+  const sub = payload.sub;
+  if (typeof sub !== 'string' || sub.length === 0 || sub.length > 256) {
+    throw new HeraldError(ErrorCode.UNAUTHORIZED, 'invalid token: "sub" must be a user id string');
+  }
+  const channels = stringList(payload.channels, 'channels');
+  const publish = stringList(payload.publish, 'publish');
+  const tags = parseTags(payload.tags);
+  return { user: sub, expiresAt: payload.exp, subscribe: new ChannelPatterns(channels), publish: new ChannelPatterns(publish), tags };
+}
+
+function stringList(v: unknown, claim: string): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) {
+    throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: "${claim}" must be an array of strings`);
+  }
+  return v as string[];
+}
+
+function parseTags(v: unknown): Tags {
+  if (v === undefined) return {};
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'invalid token: "tags" must be an object');
+  const out: Tags = {};
+  for (const [k, val] of Object.entries(v)) {
+    if (typeof val !== 'string' && typeof val !== 'number' && typeof val !== 'boolean') {
+      throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: tag "${k}" must be a string, number or boolean`);
+    }
+    out[k] = val;
+  }
+  return out;
+}
+
+export function anonymousIdentity(publicChannels: ChannelPatterns, clientPublish: ChannelPatterns): Identity {
+  return { user: '', expiresAt: undefined, subscribe: publicChannels, publish: clientPublish, tags: {} };
+}

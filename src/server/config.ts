@@ -1,0 +1,193 @@
+/**
+ * Configuration: defaults from `configs/default.json`, then a file, then environment variables,
+ * then explicit overrides (CLI flags). The merged result is validated against
+ * `api/config.schema.json` and frozen; a bad value fails start-up with the key that is wrong.
+ * The core never reads `process.env` itself: the CLI passes the environment in.
+ */
+import { readFileSync } from 'node:fs';
+import { Ajv } from 'ajv';
+import { readJsonAsset } from './assets.js';
+
+export interface HistoryConfig {
+  size: number;
+  ttlMs: number;
+}
+
+export interface HeraldConfig {
+  server: { host: string; port: number; nodeName: string; demoPage: boolean; trustProxy: boolean };
+  auth: {
+    anonymous: boolean;
+    jwt: {
+      hmacSecret: string;
+      publicKeyFile: string;
+      jwksFile: string;
+      algorithms: string[];
+      issuer: string;
+      audience: string;
+    };
+  };
+  api: { keys: string[] };
+  origins: { allowed: string[] };
+  limits: {
+    maxConnections: number;
+    maxConnectionsPerUser: number;
+    maxConnectionsPerIp: number;
+    maxSubscriptionsPerConnection: number;
+    maxMessageBytes: number;
+    handshakeTimeoutMs: number;
+    maxQueueBytes: number;
+    maxInvalidFrames: number;
+    overload: { mode: 'reject' | 'queue'; queueTimeoutMs: number; maxQueued: number };
+  };
+  heartbeat: { intervalMs: number; pongTimeoutMs: number; maxMissed: number };
+  channels: {
+    public: string[];
+    clientPublish: string[];
+    history: HistoryConfig;
+    maxRecover: number;
+    namespaces: Record<string, { history?: Partial<HistoryConfig> }>;
+  };
+  publish: { idempotencyWindowMs: number; defaultSource: string; defaultVersion: string };
+  rpc: { timeoutMs: number; maxPendingPerConnection: number };
+  engine: { type: 'memory' };
+  log: { level: string };
+  shutdown: { drainTimeoutMs: number };
+}
+
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends unknown[] ? T[K] : T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Deep merge where arrays and scalars from `over` replace those in `base`. */
+export function mergeConfig<T>(base: T, over: unknown): T {
+  if (!isPlainObject(base) || !isPlainObject(over)) return (over === undefined ? base : over) as T;
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    out[k] = isPlainObject(out[k]) && isPlainObject(v) ? mergeConfig(out[k], v) : v;
+  }
+  return out as T;
+}
+
+function deepFreeze<T>(obj: T): T {
+  if (obj && typeof obj === 'object') {
+    for (const v of Object.values(obj)) deepFreeze(v);
+    Object.freeze(obj);
+  }
+  return obj;
+}
+
+/** Parses a string from the environment or a flag into the JSON type the key expects. */
+function coerce(raw: string): unknown {
+  const t = raw.trim();
+  if (t === 'true') return true;
+  if (t === 'false') return false;
+  if (/^-?\d+(\.\d+)?$/.test(t)) return Number(t);
+  if (t.startsWith('[') || t.startsWith('{')) {
+    try {
+      return JSON.parse(t);
+    } catch {
+      return raw;
+    }
+  }
+  return raw;
+}
+
+function camel(segment: string): string {
+  return segment.toLowerCase().replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
+}
+
+/**
+ * `HERALD_LIMITS__MAX_CONNECTIONS=5000` → `{limits: {maxConnections: 5000}}`. Double underscore
+ * separates levels, single underscores become camelCase. Comma lists are accepted for arrays of
+ * strings (`HERALD_API__KEYS=a,b`).
+ */
+export function configFromEnv(env: Record<string, string | undefined>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('HERALD_') || value === undefined || name === 'HERALD_CONFIG') continue;
+    const path = name.slice('HERALD_'.length).split('__').map(camel);
+    let parsed = coerce(value);
+    const key = path.join('.');
+    if (typeof parsed === 'string' && ARRAY_KEYS.has(key)) parsed = parsed.split(',').map((s) => s.trim()).filter(Boolean);
+    setPath(out, path, parsed);
+  }
+  return out;
+}
+
+const ARRAY_KEYS = new Set(['api.keys', 'origins.allowed', 'channels.public', 'channels.clientPublish', 'auth.jwt.algorithms']);
+
+export function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (let i = 0; i < path.length - 1; i++) {
+    const k = path[i]!;
+    if (!isPlainObject(node[k])) node[k] = {};
+    node = node[k] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+/** `--set limits.maxConnections=5000` style assignments. */
+export function configFromAssignments(assignments: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const a of assignments) {
+    const eq = a.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--set expects key=value, got "${a}"`);
+    const path = a.slice(0, eq).split('.');
+    let v = coerce(a.slice(eq + 1));
+    if (typeof v === 'string' && ARRAY_KEYS.has(path.join('.'))) v = v.split(',').map((s) => s.trim()).filter(Boolean);
+    setPath(out, path, v);
+  }
+  return out;
+}
+
+export function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (!isPlainObject(parsed)) throw new Error('top level must be an object');
+    return parsed;
+  } catch (err) {
+    throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+let validator: ReturnType<Ajv['compile']> | undefined;
+
+/** Merges the layers over the defaults, validates, and returns a frozen config. */
+export function resolveConfig(...layers: unknown[]): Readonly<HeraldConfig> {
+  let merged = readJsonAsset<HeraldConfig>('configs/default.json');
+  for (const layer of layers) merged = mergeConfig(merged, layer);
+  validator ??= new Ajv({ allErrors: true, strict: false }).compile(readJsonAsset('api/config.schema.json'));
+  if (!validator(merged)) {
+    const problems = (validator.errors ?? []).map((e) => {
+      const key = e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)';
+      const extra = e.params && 'additionalProperty' in e.params ? ` "${String(e.params.additionalProperty)}"` : '';
+      const allowed = e.params && 'allowedValues' in e.params ? ` (one of ${JSON.stringify(e.params.allowedValues)})` : '';
+      return `${key}: ${e.message ?? 'invalid'}${extra}${allowed}`;
+    });
+    throw new ConfigError(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+  const { heartbeat } = merged;
+  if (heartbeat.pongTimeoutMs >= heartbeat.intervalMs) {
+    throw new ConfigError('heartbeat.pongTimeoutMs: must be shorter than heartbeat.intervalMs');
+  }
+  if (merged.auth.jwt.hmacSecret && merged.auth.jwt.hmacSecret.length < 16) {
+    throw new ConfigError('auth.jwt.hmacSecret: must be at least 16 characters');
+  }
+  return deepFreeze(merged);
+}

@@ -1,0 +1,132 @@
+/**
+ * Single-process broker: dispatches are delivered synchronously to the local handler and each
+ * channel keeps an in-memory stream bounded by size and age.
+ */
+import { randomBytes } from 'node:crypto';
+import type { StreamPosition } from '../../protocol/frames.js';
+import type { HistoryConfig } from '../config.js';
+import type { Broker, BrokerHandler, Dispatch, HistoryEntry, HistoryQuery, HistoryResult } from './broker.js';
+
+interface StoredEntry extends HistoryEntry {
+  at: number;
+}
+
+class ChannelStream {
+  readonly epoch = randomBytes(4).toString('hex');
+  top = 0;
+  entries: StoredEntry[] = [];
+  /** Index of the first live entry; entries before it are pruned lazily to keep appends O(1). */
+  head = 0;
+  lastPublishAt = 0;
+
+  append(entry: StoredEntry, cfg: HistoryConfig): void {
+    this.entries.push(entry);
+    this.lastPublishAt = entry.at;
+    this.prune(cfg, entry.at);
+  }
+
+  prune(cfg: HistoryConfig, now: number): void {
+    const live = this.entries.length - this.head;
+    if (live > cfg.size) this.head += live - cfg.size;
+    const cutoff = now - cfg.ttlMs;
+    while (this.head < this.entries.length && this.entries[this.head]!.at < cutoff) this.head++;
+    if (this.head > 1024 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** Offset of the oldest retained entry, or top+1 when nothing is retained. */
+  get firstOffset(): number {
+    return this.head < this.entries.length ? this.entries[this.head]!.offset : this.top + 1;
+  }
+}
+
+export class MemoryBroker implements Broker {
+  private handler: BrokerHandler | undefined;
+  private readonly streams = new Map<string, ChannelStream>();
+  private readonly historyConfigs = new Map<string, HistoryConfig>();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  async start(handler: BrokerHandler): Promise<void> {
+    this.handler = handler;
+    this.sweeper = setInterval(() => this.sweep(), 10_000);
+    this.sweeper.unref();
+  }
+
+  async subscribe(): Promise<void> {}
+
+  async unsubscribe(): Promise<void> {}
+
+  async publish(dispatch: Dispatch, history: HistoryConfig): Promise<StreamPosition | undefined> {
+    return this.publishSync(dispatch, history);
+  }
+
+  /** The synchronous core of `publish`, so a batch keeps its order without awaiting each item. */
+  publishSync(dispatch: Dispatch, history: HistoryConfig): StreamPosition | undefined {
+    let position: StreamPosition | undefined;
+    if (dispatch.target.kind === 'channel') {
+      const channel = dispatch.target.channel;
+      let stream = this.streams.get(channel);
+      if (!stream) {
+        stream = new ChannelStream();
+        this.streams.set(channel, stream);
+      }
+      this.historyConfigs.set(channel, history);
+      const offset = ++stream.top;
+      if (history.size > 0 && history.ttlMs > 0) stream.append({ offset, envelope: dispatch.envelope, at: Date.now() }, history);
+      position = { offset, epoch: stream.epoch };
+      dispatch.position = position;
+    }
+    this.handler?.onDispatch(dispatch);
+    return position;
+  }
+
+  async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
+    return this.historySync(channel, query);
+  }
+
+  historySync(channel: string, query: HistoryQuery): HistoryResult {
+    let stream = this.streams.get(channel);
+    if (!stream) {
+      // Create the stream so its epoch is fixed from the first reader on: a later publish must
+      // not look like continuity to a client that saw an empty stream under another epoch.
+      stream = new ChannelStream();
+      this.streams.set(channel, stream);
+    }
+    const cfg = this.historyConfigs.get(channel);
+    if (cfg) stream.prune(cfg, Date.now());
+    const position = { offset: stream.top, epoch: stream.epoch };
+    const live = stream.entries.slice(stream.head);
+    if (!query.since) return { entries: live.slice(Math.max(0, live.length - query.limit)).map(strip), position, complete: true };
+    const { offset, epoch } = query.since;
+    if (epoch !== stream.epoch || offset > stream.top) return { entries: [], position, complete: false };
+    if (offset + 1 < stream.firstOffset) return { entries: [], position, complete: false };
+    const after = live.filter((e) => e.offset > offset);
+    if (after.length > query.limit) return { entries: [], position, complete: false };
+    return { entries: after.map(strip), position, complete: true };
+  }
+
+  async close(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [channel, stream] of this.streams) {
+      const cfg = this.historyConfigs.get(channel);
+      if (!cfg) continue;
+      stream.prune(cfg, now);
+      // Forget streams idle past their window; their epoch goes with them, which clients see as
+      // "not recovered" — the truth, since nothing is retained.
+      if (stream.head >= stream.entries.length && now - stream.lastPublishAt > cfg.ttlMs) {
+        this.streams.delete(channel);
+        this.historyConfigs.delete(channel);
+      }
+    }
+  }
+}
+
+function strip(e: StoredEntry): HistoryEntry {
+  return { offset: e.offset, envelope: e.envelope };
+}

@@ -1,0 +1,287 @@
+/**
+ * The read path: one client frame at a time, validated against its schema, then dispatched.
+ * Every failure becomes a documented error frame or close code; nothing a client sends can
+ * throw past this class.
+ */
+import { randomUUID } from 'node:crypto';
+import { CloseCode, ErrorCode } from '../protocol/codes.js';
+import type {
+  ClientFrame,
+  ConnectFrame,
+  ConnectedFrame,
+  ErrorBody,
+  PublishFrame,
+  RequestFrame,
+  ServerFrame,
+  SubscribeFrame,
+  SubscribedFrame,
+  UnsubscribeFrame,
+} from '../protocol/frames.js';
+import { PROTOCOL_VERSION } from '../protocol/codes.js';
+import { isValidChannel } from './channels.js';
+import { HeraldError } from './errors.js';
+import { historyMessageFrame } from './message-frame.js';
+import type { HeraldNode } from './node.js';
+import { Schemas } from './schemas.js';
+import type { PendingResolver, Session } from './session.js';
+import { encodeTextFrame } from './transport/ws-frame.js';
+
+/** Handles a client's `request`; resolves with `data` for the response or throws a HeraldError. */
+export type RequestHandler = (session: Session, data: unknown) => Promise<unknown>;
+
+export class FrameHandler {
+  private readonly upgradeTokens = new WeakMap<Session, string>();
+  private readonly pongFrame = encodeTextFrame('{"type":"pong"}');
+
+  constructor(private readonly node: HeraldNode) {}
+
+  setUpgradeToken(session: Session, token: string): void {
+    this.upgradeTokens.set(session, token);
+  }
+
+  handle(session: Session, text: string): void {
+    let frame: ClientFrame;
+    try {
+      frame = this.node.schemas.parseClientFrame(text);
+    } catch (err) {
+      this.reject(session, err, Schemas.frameId(text));
+      return;
+    }
+    if (session.state === 'connecting' && frame.type !== 'connect') {
+      this.sendError(session, new HeraldError(ErrorCode.NOT_CONNECTED), 'id' in frame ? frame.id : undefined);
+      session.close(CloseCode.PROTOCOL_VIOLATION, 'send connect first');
+      return;
+    }
+    switch (frame.type) {
+      case 'connect':
+        void this.connect(session, frame);
+        return;
+      case 'subscribe':
+        void this.guard(session, frame.id, this.subscribe(session, frame));
+        return;
+      case 'unsubscribe':
+        this.unsubscribe(session, frame);
+        return;
+      case 'publish':
+        void this.guard(session, frame.id, this.publish(session, frame));
+        return;
+      case 'request':
+        void this.request(session, frame);
+        return;
+      case 'response':
+        this.response(session, frame.correlationId, frame);
+        return;
+      case 'ack':
+        // Accepted and ignored until at-least-once delivery tracks acknowledgements.
+        return;
+      case 'ping':
+        session.enqueue(this.pongFrame);
+        return;
+      case 'pong':
+        return;
+    }
+  }
+
+  // ---- frames --------------------------------------------------------------------------------
+
+  private async connect(session: Session, frame: ConnectFrame): Promise<void> {
+    if (session.state !== 'connecting' || session.identity) {
+      this.sendError(session, new HeraldError(ErrorCode.ALREADY_CONNECTED), frame.id);
+      return;
+    }
+    const node = this.node;
+    const token = frame.token ?? this.upgradeTokens.get(session);
+    // Mark the session as authenticating so a second connect racing this one is refused.
+    session.identity = undefined;
+    try {
+      if (token) session.identity = await node.verifier.verify(token);
+      else if (node.config.auth.anonymous) session.identity = node.anonymousIdentity();
+      else throw new HeraldError(ErrorCode.UNAUTHORIZED, 'a token is required: send it in the connect frame');
+    } catch (err) {
+      const e = err instanceof HeraldError ? err : new HeraldError(ErrorCode.UNAUTHORIZED);
+      session.identity = undefined;
+      if (!session.open) return;
+      this.sendError(session, e, frame.id);
+      session.close(e.code === ErrorCode.TOKEN_EXPIRED ? CloseCode.TOKEN_EXPIRED : CloseCode.UNAUTHORIZED, e.code);
+      return;
+    }
+    if (!session.open) return;
+    const identity = session.identity;
+    const sameUser = identity.user ? (node.hub.userSessions(identity.user)?.size ?? 0) : 0;
+    if (identity.user && sameUser >= node.config.limits.maxConnectionsPerUser) {
+      node.metrics.rejectedConnections.inc({ reason: 'per_user' });
+      this.sendError(session, new HeraldError(ErrorCode.TOO_MANY_CONNECTIONS, `user already has ${sameUser} connections (limits.maxConnectionsPerUser)`), frame.id);
+      session.close(CloseCode.USER_CONNECTION_LIMIT, 'too many connections for this user');
+      return;
+    }
+    session.user = identity.user;
+    session.tags = identity.tags;
+    session.state = 'connected';
+    this.upgradeTokens.delete(session);
+    node.activated(session);
+    const reply: ConnectedFrame = {
+      type: 'connected',
+      id: frame.id,
+      connectionId: session.id,
+      user: session.user,
+      pingInterval: node.config.heartbeat.intervalMs,
+      pongTimeout: node.config.heartbeat.pongTimeoutMs,
+      protocol: PROTOCOL_VERSION,
+      node: node.name,
+      ...(identity.expiresAt !== undefined ? { expiresAt: identity.expiresAt } : {}),
+    };
+    this.send(session, reply);
+  }
+
+  private async subscribe(session: Session, frame: SubscribeFrame): Promise<void> {
+    const { channel } = frame;
+    const node = this.node;
+    if (!isValidChannel(channel)) throw new HeraldError(ErrorCode.INVALID_CHANNEL, `invalid channel name ${JSON.stringify(channel)}`);
+    if (!session.identity!.subscribe.matches(channel) && !node.publicChannels.matches(channel)) {
+      throw new HeraldError(ErrorCode.PERMISSION_DENIED, `not allowed to subscribe to ${channel}`);
+    }
+    if (session.subs.has(channel)) throw new HeraldError(ErrorCode.ALREADY_SUBSCRIBED, `already subscribed to ${channel}`);
+    if (session.subs.size >= node.config.limits.maxSubscriptionsPerConnection) {
+      throw new HeraldError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${node.config.limits.maxSubscriptionsPerConnection} subscriptions per connection`);
+    }
+    // Join the fan-out first, buffering live messages, then read the stream position: whatever
+    // is published in between is either in the history read or in the buffer, never neither.
+    const first = node.hub.subscribe(session, channel, true);
+    const buffer = session.subs.get(channel)!;
+    try {
+      if (first) await node.broker.subscribe({ kind: 'channel', channel });
+      const limit = frame.recover ? node.config.channels.maxRecover : 0;
+      const history = await node.broker.history(channel, { limit, ...(frame.recover ? { since: frame.recover } : {}) });
+      if (!session.open || session.subs.get(channel) !== buffer) return;
+      const top = history.position.offset;
+      const reply: SubscribedFrame = { type: 'subscribed', id: frame.id, channel, position: history.position };
+      if (frame.recover) {
+        reply.recovered = history.complete;
+        reply.publications = history.entries.map((e) => historyMessageFrame(channel, history.position.epoch, e));
+      }
+      this.send(session, reply);
+      for (const { offset, frame: bytes } of buffer.frames) if (offset > top) session.enqueue(bytes);
+      session.subs.set(channel, undefined);
+      node.presence.add(node.connectionInfo(session)).catch(() => undefined);
+    } catch (err) {
+      if (node.hub.unsubscribe(session, channel)) node.unsubscribeBroker({ kind: 'channel', channel });
+      throw err;
+    }
+  }
+
+  private unsubscribe(session: Session, frame: UnsubscribeFrame): void {
+    if (!session.subs.has(frame.channel)) {
+      this.sendError(session, new HeraldError(ErrorCode.NOT_SUBSCRIBED, `not subscribed to ${frame.channel}`), frame.id);
+      return;
+    }
+    if (this.node.hub.unsubscribe(session, frame.channel)) this.node.unsubscribeBroker({ kind: 'channel', channel: frame.channel });
+    this.send(session, { type: 'unsubscribed', id: frame.id, channel: frame.channel });
+  }
+
+  private async publish(session: Session, frame: PublishFrame): Promise<void> {
+    const node = this.node;
+    if (!isValidChannel(frame.channel)) throw new HeraldError(ErrorCode.INVALID_CHANNEL, `invalid channel name ${JSON.stringify(frame.channel)}`);
+    if (!session.identity!.publish.matches(frame.channel) && !node.clientPublishChannels.matches(frame.channel)) {
+      throw new HeraldError(ErrorCode.PERMISSION_DENIED, `not allowed to publish to ${frame.channel}`);
+    }
+    const result = await node.publish({
+      channel: frame.channel,
+      eventType: frame.eventType,
+      payload: frame.payload,
+      source: `client:${session.user || 'anonymous'}`,
+      ...(frame.msgId ? { msgId: frame.msgId } : {}),
+      ...(frame.version ? { version: frame.version } : {}),
+    });
+    this.send(session, {
+      type: 'published',
+      id: frame.id,
+      msgId: result.msgId,
+      ...(result.position ? { position: result.position } : {}),
+      ...(result.duplicate ? { duplicate: true } : {}),
+    });
+  }
+
+  private async request(session: Session, frame: RequestFrame): Promise<void> {
+    const handler = this.node.requestHandlers.get(frame.method);
+    let reply: ServerFrame;
+    if (!handler) {
+      reply = { type: 'response', correlationId: frame.correlationId, error: new HeraldError(ErrorCode.UNKNOWN_METHOD, `no handler for method ${JSON.stringify(frame.method)}`).toBody() };
+    } else {
+      try {
+        const data = await handler(session, frame.data);
+        reply = { type: 'response', correlationId: frame.correlationId, data };
+      } catch (err) {
+        reply = { type: 'response', correlationId: frame.correlationId, error: this.errorBody(err) };
+      }
+    }
+    if (session.open) this.send(session, reply);
+  }
+
+  private response(session: Session, correlationId: string, frame: { data?: unknown; error?: ErrorBody }): void {
+    const resolve: PendingResolver | undefined = session.pending?.get(correlationId);
+    if (!resolve) return; // Late or unknown responses are dropped: the requester has moved on.
+    session.pending!.delete(correlationId);
+    resolve(frame);
+  }
+
+  // ---- server → client requests -------------------------------------------------------------
+
+  requestClient(session: Session, method: string, data: unknown, timeoutMs: number): Promise<{ data?: unknown; error?: unknown }> {
+    const pending = (session.pending ??= new Map<string, PendingResolver>());
+    if (pending.size >= this.node.config.rpc.maxPendingPerConnection) {
+      return Promise.reject(new HeraldError(ErrorCode.OVERLOADED, 'too many requests pending on this connection (rpc.maxPendingPerConnection)'));
+    }
+    const correlationId = randomUUID();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        pending.delete(correlationId);
+        reject(new HeraldError(ErrorCode.REQUEST_TIMEOUT, `the client did not answer ${method} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      pending.set(correlationId, (frame) => {
+        clearTimeout(timer);
+        if (frame.closed) reject(new HeraldError(ErrorCode.CONNECTION_NOT_FOUND, 'the connection closed before answering'));
+        else resolve(frame);
+      });
+      this.send(session, { type: 'request', correlationId, method, ...(data !== undefined ? { data } : {}) });
+    });
+  }
+
+  failPending(session: Session): void {
+    if (!session.pending) return;
+    for (const resolve of session.pending.values()) resolve({ closed: true });
+    session.pending.clear();
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  private async guard(session: Session, id: number, work: Promise<void>): Promise<void> {
+    try {
+      await work;
+    } catch (err) {
+      if (session.open) this.sendError(session, err, id);
+    }
+  }
+
+  private reject(session: Session, err: unknown, id: number | undefined): void {
+    const e = err instanceof HeraldError ? err : new HeraldError(ErrorCode.INVALID_FRAME);
+    this.node.metrics.invalidFrames.inc({ code: e.code });
+    this.sendError(session, e, id);
+    if (++session.invalidFrames > this.node.config.limits.maxInvalidFrames) {
+      session.close(CloseCode.TOO_MANY_ERRORS, 'too many invalid frames');
+    }
+  }
+
+  private errorBody(err: unknown): ErrorBody {
+    if (err instanceof HeraldError) return err.toBody();
+    this.node.log.error({ err }, 'request handler failed');
+    return new HeraldError(ErrorCode.INTERNAL).toBody();
+  }
+
+  sendError(session: Session, err: unknown, id: number | undefined): void {
+    this.send(session, { type: 'error', ...(id !== undefined ? { id } : {}), error: this.errorBody(err) });
+  }
+
+  send(session: Session, frame: ServerFrame): void {
+    session.enqueue(encodeTextFrame(JSON.stringify(frame)));
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * The server API for backends under `/api/v1`, authenticated by API key. Bodies are validated by
+ * JSON Schema (fastify's ajv, unknown fields refused); the shapes are in `api/publish.schema.json`
+ * and the OpenAPI document served at `/docs`.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { ErrorCode } from '../../protocol/codes.js';
+import { readJsonAsset } from '../assets.js';
+import { HeraldError } from '../errors.js';
+import type { HeraldNode, PublishRequest } from '../node.js';
+
+const ref = (name: string) => ({ $ref: `herald:publish#/$defs/${name}` });
+const errorResponses = {
+  400: ref('errorResponse'),
+  401: ref('errorResponse'),
+  404: ref('errorResponse'),
+  413: ref('errorResponse'),
+  503: ref('errorResponse'),
+};
+const security: Array<Record<string, string[]>> = [{ apiKey: [] }, { bearer: [] }];
+
+function keyMatches(keys: Buffer[], given: string): boolean {
+  const g = Buffer.from(given);
+  let ok = false;
+  for (const k of keys) if (k.length === g.length && timingSafeEqual(k, g)) ok = true;
+  return ok;
+}
+
+function presentedKey(req: FastifyRequest): string | undefined {
+  const auth = req.headers.authorization;
+  if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
+  const x = req.headers['x-api-key'];
+  return Array.isArray(x) ? x[0] : x;
+}
+
+export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }): Promise<void> {
+  const { node } = opts;
+  const keys = node.config.api.keys.map((k) => Buffer.from(k));
+  app.addSchema(readJsonAsset('api/publish.schema.json'));
+
+  app.addHook('onRequest', async (req) => {
+    const key = presentedKey(req);
+    if (!key) throw new HeraldError(ErrorCode.API_KEY_REQUIRED);
+    if (!keyMatches(keys, key)) throw new HeraldError(ErrorCode.INVALID_API_KEY);
+  });
+
+  app.post<{ Body: PublishRequest }>('/publish', {
+    schema: {
+      summary: 'Publish one message to a channel, a user, or everyone (optionally filtered by tags)',
+      tags: ['publish'],
+      security,
+      body: ref('publishRequest'),
+      response: { 200: ref('publishResult'), ...errorResponses },
+    },
+  }, async (req) => node.publish(req.body));
+
+  app.post<{ Body: { messages: PublishRequest[] } }>('/publish/batch', {
+    schema: {
+      summary: 'Publish several messages in order; each gets its own result or error',
+      tags: ['publish'],
+      security,
+      body: {
+        type: 'object', additionalProperties: false, required: ['messages'],
+        properties: { messages: { type: 'array', minItems: 1, maxItems: 1000, items: ref('publishRequest') } },
+      },
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            results: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  msgId: { type: 'string' }, timestamp: { type: 'integer' }, duplicate: { type: 'boolean' },
+                  position: { type: 'object', properties: { offset: { type: 'integer' }, epoch: { type: 'string' } } },
+                  error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, temporary: { type: 'boolean' } } },
+                },
+              },
+            },
+          },
+        },
+        ...errorResponses,
+      },
+    },
+  }, async (req) => {
+    const results = [];
+    // Sequential on purpose: messages to one channel must keep the order they were given in.
+    for (const m of req.body.messages) {
+      try {
+        results.push(await node.publish(m));
+      } catch (err) {
+        const e = err instanceof HeraldError ? err : new HeraldError(ErrorCode.INTERNAL);
+        results.push({ error: e.toBody() });
+      }
+    }
+    return { results };
+  });
+
+  app.get<{ Querystring: { prefix?: string } }>('/channels', {
+    schema: {
+      summary: 'Channels with subscribers on this node, with their counts',
+      tags: ['channels'], security,
+      querystring: { type: 'object', additionalProperties: false, properties: { prefix: { type: 'string', maxLength: 255 } } },
+      response: {
+        200: {
+          type: 'object',
+          properties: { channels: { type: 'array', items: { type: 'object', properties: { channel: { type: 'string' }, subscribers: { type: 'integer' } } } } },
+        },
+      },
+    },
+  }, async (req) => {
+    const prefix = req.query.prefix ?? '';
+    const channels = node.hub.channelCounts().filter((c) => c.channel.startsWith(prefix)).sort((a, b) => (a.channel < b.channel ? -1 : 1));
+    return { channels };
+  });
+
+  const connectionSchema = {
+    type: 'object',
+    properties: {
+      connectionId: { type: 'string' }, user: { type: 'string' }, node: { type: 'string' }, connectedAt: { type: 'integer' },
+      remoteAddress: { type: 'string' }, tags: { type: 'object', additionalProperties: true }, channels: { type: 'array', items: { type: 'string' } },
+    },
+  };
+  const userParams = { type: 'object', required: ['user'], properties: { user: { type: 'string', minLength: 1, maxLength: 256 } } };
+  const connParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 128 } } };
+  const disconnectBody = {
+    type: 'object', additionalProperties: false,
+    properties: { reconnect: { type: 'boolean', default: false }, reason: { type: 'string', maxLength: 120 } },
+  };
+
+  app.get<{ Params: { user: string } }>('/users/:user/connections', {
+    schema: { summary: "A user's live connections (all devices)", tags: ['users'], security, params: userParams, response: { 200: { type: 'object', properties: { connections: { type: 'array', items: connectionSchema } } } } },
+  }, async (req) => {
+    const sessions = node.hub.userSessions(req.params.user);
+    return { connections: sessions ? [...sessions].map((s) => node.connectionInfo(s)) : await node.presence.userConnections(req.params.user) };
+  });
+
+  app.post<{ Params: { user: string }; Body: { reconnect?: boolean; reason?: string } }>('/users/:user/disconnect', {
+    schema: { summary: "Close all of a user's connections", tags: ['users'], security, params: userParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' } } } } },
+  }, async (req) => ({ disconnected: node.disconnectUser(req.params.user, req.body?.reconnect ?? false, req.body?.reason) }));
+
+  app.post<{ Params: { id: string }; Body: { reconnect?: boolean; reason?: string } }>('/connections/:id/disconnect', {
+    schema: { summary: 'Close one connection', tags: ['connections'], security, params: connParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' } } }, 404: ref('errorResponse') } },
+  }, async (req) => {
+    if (!node.disconnectConnection(req.params.id, req.body?.reconnect ?? false, req.body?.reason)) {
+      throw new HeraldError(ErrorCode.CONNECTION_NOT_FOUND, `no connection ${req.params.id} on this node`);
+    }
+    return { disconnected: 1 };
+  });
+
+  app.post<{ Params: { id: string }; Body: { method: string; data?: unknown; timeoutMs?: number } }>('/connections/:id/request', {
+    schema: {
+      summary: 'Send a request to one client connection and wait for its response (correlationId matched)',
+      tags: ['connections'], security, params: connParams,
+      body: {
+        type: 'object', additionalProperties: false, required: ['method'],
+        properties: { method: { type: 'string', minLength: 1, maxLength: 128 }, data: {}, timeoutMs: { type: 'integer', minimum: 1, maximum: 120000 } },
+      },
+      response: { 200: { type: 'object', properties: { data: {}, error: { type: 'object', additionalProperties: true } } }, 404: ref('errorResponse'), 504: ref('errorResponse') },
+    },
+  }, async (req) => {
+    const r = await node.requestClient(req.params.id, req.body.method, req.body.data, req.body.timeoutMs);
+    return r.error !== undefined ? { error: r.error } : { data: r.data ?? null };
+  });
+
+  app.get('/stats', {
+    schema: { summary: 'Counters of this node', tags: ['ops'], security, response: { 200: { type: 'object', additionalProperties: true } } },
+  }, async () => node.stats());
+}

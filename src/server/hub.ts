@@ -1,0 +1,213 @@
+/**
+ * The hub is this node's registry of sessions and its indexes — by channel, by user and by tag —
+ * and the fan-out loop. A message for N sessions is encoded into one wire frame and the same
+ * bytes are queued N times; the queues are flushed once at the end of the tick.
+ */
+import type { Tags } from '../protocol/frames.js';
+import type { Session, SessionOwner } from './session.js';
+import { compileFilter, indexKey, type CompiledFilter } from './tag-filter.js';
+
+export interface FanoutStats {
+  recipients: number;
+}
+
+export interface HubEvents {
+  onSlowConsumer(session: Session): void;
+  /** After a flush: how many frames left, and for latency metrics when the oldest was accepted. */
+  onFlushed(frames: number): void;
+}
+
+export class Hub implements SessionOwner {
+  readonly sessions = new Map<string, Session>();
+  private readonly byUser = new Map<string, Set<Session>>();
+  private readonly byChannel = new Map<string, Set<Session>>();
+  private readonly byTag = new Map<string, Map<string, Set<Session>>>();
+  private readonly byIp = new Map<string, number>();
+  private dirty: Session[] = [];
+  private flushQueued = false;
+  subscriptionCount = 0;
+
+  constructor(private readonly events: HubEvents) {}
+
+  // ---- registry ------------------------------------------------------------------------------
+
+  countForIp(ip: string): number {
+    return this.byIp.get(ip) ?? 0;
+  }
+
+  addPending(session: Session): void {
+    this.sessions.set(session.id, session);
+    const ip = session.transport.remoteAddress;
+    this.byIp.set(ip, (this.byIp.get(ip) ?? 0) + 1);
+  }
+
+  /** Indexes an authenticated session by user and tags. */
+  activate(session: Session): void {
+    addTo(this.byUser, session.user, session);
+    for (const [tag, value] of Object.entries(session.tags)) {
+      let values = this.byTag.get(tag);
+      if (!values) this.byTag.set(tag, (values = new Map()));
+      addTo(values, indexKey(value), session);
+    }
+  }
+
+  /** Removes a session from every index; returns channels and whether its user has no sessions left here. */
+  remove(session: Session): { emptiedChannels: string[]; userGone: boolean } {
+    if (!this.sessions.delete(session.id)) return { emptiedChannels: [], userGone: false };
+    const ip = session.transport.remoteAddress;
+    const n = (this.byIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.byIp.delete(ip);
+    else this.byIp.set(ip, n);
+    const emptiedChannels: string[] = [];
+    for (const channel of session.subs.keys()) if (this.unsubscribe(session, channel)) emptiedChannels.push(channel);
+    let userGone = false;
+    if (session.identity) {
+      userGone = removeFrom(this.byUser, session.user, session);
+      for (const [tag, value] of Object.entries(session.tags)) {
+        const values = this.byTag.get(tag);
+        if (values && removeFrom(values, indexKey(value), session) && values.size === 0) this.byTag.delete(tag);
+      }
+    }
+    return { emptiedChannels, userGone };
+  }
+
+  userSessions(user: string): ReadonlySet<Session> | undefined {
+    return this.byUser.get(user);
+  }
+
+  hasUser(user: string): boolean {
+    return this.byUser.has(user);
+  }
+
+  /** Returns true when this is the channel's first local subscriber. */
+  subscribe(session: Session, channel: string, recovering: boolean): boolean {
+    session.subs.set(channel, recovering ? { frames: [] } : undefined);
+    this.subscriptionCount++;
+    return addTo(this.byChannel, channel, session);
+  }
+
+  /** Returns true when the channel has no local subscribers left. */
+  unsubscribe(session: Session, channel: string): boolean {
+    if (!session.subs.delete(channel)) return false;
+    this.subscriptionCount--;
+    return removeFrom(this.byChannel, channel, session);
+  }
+
+  channelCounts(): Array<{ channel: string; subscribers: number }> {
+    return [...this.byChannel].map(([channel, set]) => ({ channel, subscribers: set.size }));
+  }
+
+  channelSubscribers(channel: string): number {
+    return this.byChannel.get(channel)?.size ?? 0;
+  }
+
+  // ---- fan-out -------------------------------------------------------------------------------
+
+  /** Channel delivery; `offset` lets a recovering subscription order and de-duplicate. */
+  fanoutChannel(channel: string, frame: Buffer, offset: number, filter: CompiledFilter | undefined): number {
+    const set = this.byChannel.get(channel);
+    if (!set) return 0;
+    let n = 0;
+    for (const s of set) {
+      if (filter && !filter.test(s.tags)) continue;
+      const recovering = s.subs.get(channel);
+      if (recovering) recovering.frames.push({ offset, frame });
+      else s.enqueue(frame);
+      n++;
+    }
+    return n;
+  }
+
+  fanoutUser(user: string, frame: Buffer, filter: CompiledFilter | undefined): number {
+    const set = this.byUser.get(user);
+    if (!set) return 0;
+    let n = 0;
+    for (const s of set) {
+      if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
+      s.enqueue(frame);
+      n++;
+    }
+    return n;
+  }
+
+  /** Broadcast, optionally narrowed by a tag filter (resolved through the tag index where possible). */
+  fanoutAll(frame: Buffer, filter: CompiledFilter | undefined): number {
+    let n = 0;
+    for (const s of this.candidates(filter)) {
+      if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
+      s.enqueue(frame);
+      n++;
+    }
+    return n;
+  }
+
+  /** Sessions that may match the filter: index buckets when the filter allows, else everyone. */
+  candidates(filter: CompiledFilter | undefined): Iterable<Session> {
+    if (!filter?.plan) return this.sessions.values();
+    if (filter.plan.length === 1) {
+      const only = filter.plan[0]!;
+      return this.byTag.get(only.tag)?.get(only.value) ?? [];
+    }
+    const out = new Set<Session>();
+    for (const { tag, value } of filter.plan) {
+      const bucket = this.byTag.get(tag)?.get(value);
+      if (bucket) for (const s of bucket) out.add(s);
+    }
+    return out;
+  }
+
+  static compile(filter: unknown): CompiledFilter {
+    return compileFilter(filter);
+  }
+
+  // ---- flushing ------------------------------------------------------------------------------
+
+  scheduleFlush(session: Session): void {
+    this.dirty.push(session);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      setImmediate(this.flushAll);
+    }
+  }
+
+  onSlowConsumer(session: Session): void {
+    this.events.onSlowConsumer(session);
+  }
+
+  readonly flushAll = (): void => {
+    this.flushQueued = false;
+    const dirty = this.dirty;
+    this.dirty = [];
+    let frames = 0;
+    for (const s of dirty) frames += s.flush();
+    if (frames > 0) this.events.onFlushed(frames);
+  };
+
+  /** Total bytes queued or buffered for all sessions (metrics). */
+  queuedBytes(): number {
+    let total = 0;
+    for (const s of this.sessions.values()) total += s.backlogBytes;
+    return total;
+  }
+
+  tagsOf(session: Session): Tags {
+    return session.tags;
+  }
+}
+
+function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  set.add(value);
+  return set.size === 1;
+}
+
+function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean {
+  const set = map.get(key);
+  if (!set || !set.delete(value)) return false;
+  if (set.size === 0) {
+    map.delete(key);
+    return true;
+  }
+  return false;
+}

@@ -1,0 +1,45 @@
+/**
+ * Remembers accepted msgIds for a window so that a retried publish is acknowledged again without
+ * a second delivery. Bounded by the window: entries are swept in insertion order.
+ */
+import type { StreamPosition } from '../protocol/frames.js';
+
+interface Entry {
+  at: number;
+  timestamp: number;
+  position: StreamPosition | undefined;
+}
+
+export class IdempotencyCache {
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(private readonly windowMs: number) {}
+
+  get(key: string, now = Date.now()): Entry | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (now - e.at > this.windowMs) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+
+  set(key: string, timestamp: number, position: StreamPosition | undefined, now = Date.now()): void {
+    if (this.windowMs <= 0) return;
+    this.entries.set(key, { at: now, timestamp, position });
+    this.sweep(now);
+  }
+
+  private sweep(now: number): void {
+    // Map iteration is insertion order, so the oldest entries come first.
+    for (const [k, e] of this.entries) {
+      if (now - e.at <= this.windowMs) break;
+      this.entries.delete(k);
+    }
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}

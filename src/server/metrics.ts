@@ -1,0 +1,33 @@
+/** Prometheus metrics, one registry per node so several nodes can live in one test process. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly publishes: Counter<'target'>;
+  readonly deliveries: Counter;
+  readonly deliveryLatency: Histogram;
+  readonly slowConsumerCloses: Counter;
+  readonly rejectedConnections: Counter<'reason'>;
+  readonly invalidFrames: Counter<'code'>;
+  readonly heartbeatTimeouts: Counter;
+
+  constructor(sources: { connections(): number; subscriptions(): number; queuedBytes(): number }) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+    new Gauge({ name: 'herald_connections', help: 'Open client connections', registers, collect() { this.set(sources.connections()); } });
+    new Gauge({ name: 'herald_subscriptions', help: 'Channel subscriptions held', registers, collect() { this.set(sources.subscriptions()); } });
+    new Gauge({ name: 'herald_queued_bytes', help: 'Bytes queued for clients, in Herald and in socket buffers', registers, collect() { this.set(sources.queuedBytes()); } });
+    this.publishes = new Counter({ name: 'herald_publishes_total', help: 'Publications accepted, by target', labelNames: ['target'], registers });
+    this.deliveries = new Counter({ name: 'herald_deliveries_total', help: 'Messages queued to connections', registers });
+    this.deliveryLatency = new Histogram({
+      name: 'herald_delivery_latency_seconds',
+      help: 'From publish accepted to the last recipient\'s bytes written to its socket',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.slowConsumerCloses = new Counter({ name: 'herald_slow_consumer_closes_total', help: 'Connections closed for a full outgoing queue', registers });
+    this.rejectedConnections = new Counter({ name: 'herald_connections_rejected_total', help: 'Connections refused, by reason', labelNames: ['reason'], registers });
+    this.invalidFrames = new Counter({ name: 'herald_invalid_frames_total', help: 'Client frames refused, by error code', labelNames: ['code'], registers });
+    this.heartbeatTimeouts = new Counter({ name: 'herald_heartbeat_timeouts_total', help: 'Connections closed for missed pongs', registers });
+  }
+}

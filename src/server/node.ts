@@ -1,0 +1,313 @@
+/**
+ * The node wires the engines to this process's connections: publish goes to the broker, the
+ * broker's dispatches come back to `deliver`, which encodes once and hands the bytes to the hub.
+ * Client frames are handled by `FrameHandler`; heartbeats by `Heartbeat`.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import { CloseCode, ErrorCode } from '../protocol/codes.js';
+import type { Envelope, StreamPosition, TagFilter } from '../protocol/frames.js';
+import { anonymousIdentity, TokenVerifier } from './auth.js';
+import { ChannelPatterns, isValidChannel, namespaceOf } from './channels.js';
+import type { HeraldConfig, HistoryConfig } from './config.js';
+import type { Broker, Dispatch } from './engine/broker.js';
+import { MemoryBroker } from './engine/memory-broker.js';
+import { MemoryPresence } from './engine/memory-presence.js';
+import type { ConnectionInfo, PresenceStore } from './engine/presence.js';
+import { HeraldError } from './errors.js';
+import { FrameHandler, type RequestHandler } from './frame-handler.js';
+import { Heartbeat } from './heartbeat.js';
+import { Hub } from './hub.js';
+import { IdempotencyCache } from './idempotency.js';
+import { messageFrameBytes } from './message-frame.js';
+import { Metrics } from './metrics.js';
+import { Schemas } from './schemas.js';
+import { Session } from './session.js';
+import type { CompiledFilter } from './tag-filter.js';
+import type { Transport } from './transport/transport.js';
+import { encodeTextFrame } from './transport/ws-frame.js';
+
+export interface PublishRequest {
+  channel?: string;
+  user?: string;
+  broadcast?: boolean;
+  filter?: TagFilter;
+  eventType: string;
+  payload: unknown;
+  source?: string;
+  version?: string;
+  msgId?: string;
+}
+
+export interface PublishResult {
+  msgId: string;
+  timestamp: number;
+  position?: StreamPosition;
+  duplicate?: boolean;
+}
+
+export interface NodeEngines {
+  broker?: Broker;
+  presence?: PresenceStore;
+}
+
+export class HeraldNode {
+  readonly name: string;
+  readonly hub: Hub;
+  readonly metrics: Metrics;
+  readonly schemas = new Schemas();
+  readonly verifier: TokenVerifier;
+  readonly broker: Broker;
+  readonly presence: PresenceStore;
+  readonly publicChannels: ChannelPatterns;
+  readonly clientPublishChannels: ChannelPatterns;
+  readonly requestHandlers = new Map<string, RequestHandler>();
+  private readonly heartbeat: Heartbeat;
+  private readonly frames: FrameHandler;
+  private readonly idempotency: IdempotencyCache;
+  private readonly pingFrame = encodeTextFrame('{"type":"ping"}');
+  private connectionSeq = 0;
+  /** Dispatches fanned out this tick, for the latency histogram at flush time. */
+  private acceptedThisTick: number[] = [];
+  draining = false;
+
+  constructor(
+    readonly config: Readonly<HeraldConfig>,
+    readonly log: FastifyBaseLogger,
+    engines: NodeEngines = {},
+  ) {
+    this.name = config.server.nodeName || `herald-${randomUUID().slice(0, 8)}`;
+    this.verifier = new TokenVerifier(config.auth.jwt);
+    this.broker = engines.broker ?? new MemoryBroker();
+    this.presence = engines.presence ?? new MemoryPresence();
+    this.publicChannels = new ChannelPatterns(config.channels.public);
+    this.clientPublishChannels = new ChannelPatterns(config.channels.clientPublish);
+    this.idempotency = new IdempotencyCache(config.publish.idempotencyWindowMs);
+    this.hub = new Hub({
+      onSlowConsumer: (s) => {
+        this.metrics.slowConsumerCloses.inc();
+        this.log.warn({ connId: s.id, user: s.user, backlog: s.backlogBytes }, 'closing slow consumer');
+      },
+      onFlushed: () => this.observeLatency(),
+    });
+    this.metrics = new Metrics({
+      connections: () => this.hub.sessions.size,
+      subscriptions: () => this.hub.subscriptionCount,
+      queuedBytes: () => this.hub.queuedBytes(),
+    });
+    this.heartbeat = new Heartbeat(config.heartbeat, {
+      ping: (s) => {
+        s.enqueue(this.pingFrame);
+      },
+      timeout: (s, reason) => {
+        if (reason === 'pong') this.metrics.heartbeatTimeouts.inc();
+        const code = reason === 'pong' ? CloseCode.HEARTBEAT_TIMEOUT : reason === 'connect' ? CloseCode.CONNECT_TIMEOUT : CloseCode.TOKEN_EXPIRED;
+        const text = reason === 'pong' ? 'no pong in time' : reason === 'connect' ? 'no connect frame in time' : 'token expired';
+        s.close(code, text);
+      },
+    });
+    this.frames = new FrameHandler(this);
+    this.requestHandlers.set('echo', async (_s, data) => data);
+  }
+
+  async start(): Promise<void> {
+    await this.broker.start({ onDispatch: (d) => this.deliver(d) });
+    this.heartbeat.start();
+  }
+
+  // ---- connections ---------------------------------------------------------------------------
+
+  /** Registers a freshly upgraded connection; it must send `connect` within the handshake timeout. */
+  attach(transport: Transport, upgradeToken?: string): Session {
+    const id = `${this.name}-${(++this.connectionSeq).toString(36)}`;
+    const session = new Session(id, transport, this.hub, this.config.limits.maxQueueBytes);
+    if (upgradeToken) this.frames.setUpgradeToken(session, upgradeToken);
+    this.hub.addPending(session);
+    this.heartbeat.expectConnect(session, this.config.limits.handshakeTimeoutMs);
+    return session;
+  }
+
+  onText(session: Session, text: string): void {
+    this.heartbeat.alive(session);
+    this.frames.handle(session, text);
+  }
+
+  /** Called once the transport has closed, whoever closed it. */
+  detach(session: Session, code: number): void {
+    session.state = 'closed';
+    this.heartbeat.forget(session);
+    this.frames.failPending(session);
+    const { emptiedChannels, userGone } = this.hub.remove(session);
+    for (const channel of emptiedChannels) this.unsubscribeBroker({ kind: 'channel', channel });
+    if (session.identity) {
+      if (userGone && session.user) this.unsubscribeBroker({ kind: 'user', user: session.user });
+      this.presence.remove(session.id, session.user).catch((err) => this.log.warn({ err }, 'presence remove failed'));
+      this.log.debug({ connId: session.id, user: session.user, code }, 'disconnected');
+    }
+  }
+
+  /** Called by the frame handler when `connect` succeeds. */
+  activated(session: Session): void {
+    this.hub.activate(session);
+    this.heartbeat.connected(session, session.identity?.expiresAt);
+    if (session.user && this.hub.userSessions(session.user)?.size === 1) {
+      this.broker.subscribe({ kind: 'user', user: session.user }).catch((err) => this.log.error({ err }, 'broker user subscribe failed'));
+    }
+    this.presence.add(this.connectionInfo(session)).catch((err) => this.log.warn({ err }, 'presence add failed'));
+    this.log.debug({ connId: session.id, user: session.user }, 'connected');
+  }
+
+  unsubscribeBroker(target: { kind: 'channel'; channel: string } | { kind: 'user'; user: string }): void {
+    this.broker.unsubscribe(target).catch((err) => this.log.warn({ err }, 'broker unsubscribe failed'));
+  }
+
+  connectionInfo(s: Session): ConnectionInfo {
+    return {
+      connectionId: s.id,
+      user: s.user,
+      node: this.name,
+      connectedAt: s.connectedAt,
+      remoteAddress: s.transport.remoteAddress,
+      tags: s.tags,
+      channels: [...s.subs.keys()],
+    };
+  }
+
+  historyConfig(channel: string): HistoryConfig {
+    const ns = this.config.channels.namespaces[namespaceOf(channel)]?.history;
+    return { ...this.config.channels.history, ...ns };
+  }
+
+  // ---- publishing ----------------------------------------------------------------------------
+
+  async publish(req: PublishRequest): Promise<PublishResult> {
+    if (this.draining) throw new HeraldError(ErrorCode.SHUTTING_DOWN);
+    const targets = Number(req.channel !== undefined) + Number(req.user !== undefined) + Number(req.broadcast === true);
+    if (targets !== 1) throw new HeraldError(ErrorCode.BAD_REQUEST, 'name exactly one audience: "channel", "user" or "broadcast": true');
+    if (req.channel !== undefined && !isValidChannel(req.channel)) throw new HeraldError(ErrorCode.INVALID_CHANNEL, `invalid channel name ${JSON.stringify(req.channel)}`);
+    if (req.filter !== undefined) Hub.compile(req.filter);
+    const msgId = req.msgId ?? randomUUID();
+    const seen = this.idempotency.get(msgId);
+    if (seen) return { msgId, timestamp: seen.timestamp, ...(seen.position ? { position: seen.position } : {}), duplicate: true };
+    const envelope: Envelope = {
+      msgId,
+      timestamp: Date.now(),
+      source: req.source ?? this.config.publish.defaultSource,
+      eventType: req.eventType,
+      version: req.version ?? this.config.publish.defaultVersion,
+      payload: req.payload,
+    };
+    const envelopeJson = JSON.stringify(envelope);
+    if (Buffer.byteLength(envelopeJson) > this.config.limits.maxMessageBytes) {
+      throw new HeraldError(ErrorCode.MESSAGE_TOO_LARGE, `the message is larger than limits.maxMessageBytes (${this.config.limits.maxMessageBytes} bytes)`);
+    }
+    const target: Dispatch['target'] =
+      req.channel !== undefined ? { kind: 'channel', channel: req.channel } : req.user !== undefined ? { kind: 'user', user: req.user } : { kind: 'broadcast' };
+    const dispatch: Dispatch = { target, envelope, ...(req.filter ? { filter: req.filter } : {}) };
+    encodedEnvelopes.set(dispatch, envelopeJson);
+    let position: StreamPosition | undefined;
+    try {
+      position = await this.broker.publish(dispatch, target.kind === 'channel' ? this.historyConfig(target.channel) : this.config.channels.history);
+    } catch (err) {
+      if (err instanceof HeraldError) throw err;
+      this.log.error({ err }, 'broker publish failed');
+      throw new HeraldError(ErrorCode.BROKER_UNAVAILABLE);
+    }
+    this.idempotency.set(msgId, envelope.timestamp, position);
+    this.metrics.publishes.inc({ target: req.filter ? `${target.kind}+filter` : target.kind });
+    return { msgId, timestamp: envelope.timestamp, ...(position ? { position } : {}) };
+  }
+
+  /** A dispatch from the broker: encode once, fan out to this node's matching sessions. */
+  deliver(dispatch: Dispatch): void {
+    try {
+      const envelopeJson = encodedEnvelopes.get(dispatch) ?? JSON.stringify(dispatch.envelope);
+      const filter: CompiledFilter | undefined = dispatch.filter ? Hub.compile(dispatch.filter) : undefined;
+      const t = dispatch.target;
+      let n = 0;
+      if (t.kind === 'channel') {
+        if (this.hub.channelSubscribers(t.channel) === 0) return;
+        n = this.hub.fanoutChannel(t.channel, messageFrameBytes(dispatch, envelopeJson), dispatch.position?.offset ?? 0, filter);
+      } else if (t.kind === 'user') {
+        if (!this.hub.hasUser(t.user)) return;
+        n = this.hub.fanoutUser(t.user, messageFrameBytes(dispatch, envelopeJson), filter);
+      } else {
+        n = this.hub.fanoutAll(messageFrameBytes(dispatch, envelopeJson), filter);
+      }
+      if (n > 0) {
+        this.metrics.deliveries.inc(n);
+        this.acceptedThisTick.push(dispatch.envelope.timestamp);
+      }
+    } catch (err) {
+      this.log.error({ err, msgId: dispatch.envelope.msgId }, 'delivery failed');
+    }
+  }
+
+  private observeLatency(): void {
+    const accepted = this.acceptedThisTick;
+    if (accepted.length === 0) return;
+    this.acceptedThisTick = [];
+    const now = Date.now();
+    for (const t of accepted) this.metrics.deliveryLatency.observe((now - t) / 1000);
+  }
+
+  // ---- operations ----------------------------------------------------------------------------
+
+  /** Sends a request to one connection and resolves with its response frame. */
+  requestClient(connectionId: string, method: string, data: unknown, timeoutMs = this.config.rpc.timeoutMs): Promise<{ data?: unknown; error?: unknown }> {
+    const s = this.hub.sessions.get(connectionId);
+    if (!s || s.state !== 'connected') return Promise.reject(new HeraldError(ErrorCode.CONNECTION_NOT_FOUND, `no connection ${connectionId} on this node`));
+    return this.frames.requestClient(s, method, data, timeoutMs);
+  }
+
+  disconnectConnection(connectionId: string, reconnect: boolean, reason?: string): boolean {
+    const s = this.hub.sessions.get(connectionId);
+    if (!s) return false;
+    s.close(reconnect ? CloseCode.FORCE_RECONNECT : CloseCode.FORCE_DISCONNECT, reason ?? (reconnect ? 'reconnect requested' : 'disconnected by server'));
+    return true;
+  }
+
+  disconnectUser(user: string, reconnect: boolean, reason?: string): number {
+    const sessions = [...(this.hub.userSessions(user) ?? [])];
+    for (const s of sessions) this.disconnectConnection(s.id, reconnect, reason);
+    return sessions.length;
+  }
+
+  stats(): Record<string, number | string> {
+    const mem = process.memoryUsage();
+    return {
+      node: this.name,
+      connections: this.hub.sessions.size,
+      users: this.hub.sessions.size === 0 ? 0 : new Set([...this.hub.sessions.values()].map((s) => s.user)).size,
+      subscriptions: this.hub.subscriptionCount,
+      channels: this.hub.channelCounts().length,
+      queuedBytes: this.hub.queuedBytes(),
+      rssBytes: mem.rss,
+      heapUsedBytes: mem.heapUsed,
+      uptimeSeconds: Math.round(process.uptime()),
+    };
+  }
+
+  /** Stop taking work, flush queues and close every client with a "reconnect" code. */
+  async drain(deadlineMs: number): Promise<void> {
+    this.draining = true;
+    this.hub.flushAll();
+    for (const s of this.hub.sessions.values()) s.close(CloseCode.SHUTDOWN, 'server shutting down, reconnect');
+    const until = Date.now() + deadlineMs;
+    while (this.hub.sessions.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    for (const s of this.hub.sessions.values()) s.transport.terminate();
+  }
+
+  async close(): Promise<void> {
+    this.heartbeat.stop();
+    await this.broker.close();
+    await this.presence.close();
+  }
+
+  anonymousIdentity() {
+    return anonymousIdentity(this.publicChannels, this.clientPublishChannels);
+  }
+}
+
+/** The envelope as serialized at publish time, so local delivery need not stringify it again. */
+const encodedEnvelopes = new WeakMap<Dispatch, string>();

@@ -1,0 +1,104 @@
+/**
+ * Assembles a Herald server: fastify for HTTP, the gateway for WebSocket upgrades, the node for
+ * everything in between. `startHerald` is the programmatic entry point the CLI and tests use.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { AddressInfo } from 'node:net';
+import { resolveConfig, type DeepPartial, type HeraldConfig } from './config.js';
+import { Gateway } from './gateway.js';
+import { apiRoutes } from './http/api-routes.js';
+import { installErrorHandling } from './http/error-handler.js';
+import { opsRoutes } from './http/ops-routes.js';
+import { HeraldNode, type NodeEngines, type PublishRequest, type PublishResult } from './node.js';
+
+export const HERALD_VERSION = '0.1.0';
+
+export interface HeraldServer {
+  readonly config: Readonly<HeraldConfig>;
+  readonly app: FastifyInstance;
+  readonly node: HeraldNode;
+  readonly port: number;
+  /** `http://host:port` */
+  readonly url: string;
+  /** `ws://host:port/ws` */
+  readonly wsUrl: string;
+  publish(req: PublishRequest): Promise<PublishResult>;
+  /** Graceful: stop accepting, mark not ready, flush, close clients with 4001, then exit the server. */
+  shutdown(deadlineMs?: number): Promise<void>;
+  /** Immediate close for tests: same as shutdown with no grace period. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** A config already resolved, or layers to merge over the defaults. */
+  config?: Readonly<HeraldConfig>;
+  overrides?: DeepPartial<HeraldConfig> | Record<string, unknown>;
+  engines?: NodeEngines;
+}
+
+export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEngines): Promise<{ app: FastifyInstance; node: HeraldNode; gateway: Gateway; setReady(v: boolean): void }> {
+  const app = Fastify({
+    logger: {
+      level: config.log.level,
+      redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' },
+    },
+    bodyLimit: Math.max(1 << 20, config.limits.maxMessageBytes * 4),
+    trustProxy: config.server.trustProxy,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+  });
+  const node = new HeraldNode(config, app.log, engines);
+  let ready = false;
+  installErrorHandling(app);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Herald server API', version: HERALD_VERSION, description: 'HTTP API for backends: publish, inspect and manage connections. Every error has the body {"error": {"code", "message", "temporary", "details"}}.' },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'API key as a bearer token' },
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+        },
+      },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(apiRoutes, { prefix: '/api/v1', node });
+  await app.register(opsRoutes, { node, ready: () => ready && !node.draining });
+  const gateway = new Gateway(node);
+  app.server.on('upgrade', gateway.onUpgrade);
+  return { app, node, gateway, setReady: (v) => (ready = v) };
+}
+
+export async function startHerald(opts: StartOptions | DeepPartial<HeraldConfig> = {}): Promise<HeraldServer> {
+  const o: StartOptions = 'config' in opts || 'overrides' in opts || 'engines' in opts ? (opts as StartOptions) : { overrides: opts as DeepPartial<HeraldConfig> };
+  const config = o.config ?? resolveConfig(o.overrides ?? {});
+  const { app, node, gateway, setReady } = await buildApp(config, o.engines);
+  await node.start();
+  await app.listen({ host: config.server.host, port: config.server.port });
+  const port = (app.server.address() as AddressInfo).port;
+  const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
+  setReady(true);
+  app.log.info({ port, node: node.name, engine: config.engine.type }, `Herald listening on http://${host}:${port} (WebSocket at /ws)`);
+  let closing: Promise<void> | undefined;
+  const shutdown = (deadlineMs = config.shutdown.drainTimeoutMs): Promise<void> =>
+    (closing ??= (async () => {
+      setReady(false);
+      gateway.close();
+      await node.drain(deadlineMs);
+      await app.close();
+      await node.close();
+    })());
+  return {
+    config,
+    app,
+    node,
+    port,
+    url: `http://${host}:${port}`,
+    wsUrl: `ws://${host}:${port}/ws`,
+    publish: (req) => node.publish(req),
+    shutdown,
+    close: () => shutdown(0),
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * One client connection: its identity, subscriptions and the write side. Writes are queued
+ * within a byte budget and leave in one write per connection per tick; past the budget the
+ * connection is closed as a slow consumer so its client reconnects and recovers from history.
+ */
+import { CloseCode } from '../protocol/codes.js';
+import type { Tags } from '../protocol/frames.js';
+import type { Identity } from './auth.js';
+import type { WheelEntry } from './timer-wheel.js';
+import type { Transport } from './transport/transport.js';
+
+/** A subscription whose recovery is still running buffers live messages here, in order. */
+export interface RecoveringBuffer {
+  frames: Array<{ offset: number; frame: Buffer }>;
+}
+
+/** Settles a server→client request with the client's response, or `{closed: true}` when the connection ended. */
+export type PendingResolver = (frame: { data?: unknown; error?: unknown; closed?: true }) => void;
+
+export type SessionState = 'connecting' | 'connected' | 'closed';
+
+export interface SessionOwner {
+  /** Marks the session for a flush at the end of this tick. */
+  scheduleFlush(session: Session): void;
+  /** Reports a slow-consumer close (metrics, logs). */
+  onSlowConsumer(session: Session): void;
+}
+
+export class Session implements WheelEntry {
+  state: SessionState = 'connecting';
+  user = '';
+  identity: Identity | undefined;
+  tags: Tags = {};
+  /** channel → undefined when live, or the buffer of a recovery in progress. */
+  readonly subs = new Map<string, RecoveringBuffer | undefined>();
+  readonly connectedAt = Date.now();
+
+  // Heartbeat bookkeeping, driven by the node's timer wheel.
+  wheelSlot = -1;
+  wheelRound = 0;
+  awaitingPong = false;
+  missedPongs = 0;
+
+  invalidFrames = 0;
+  /** Server→client requests waiting for a response, by correlationId. */
+  pending: Map<string, PendingResolver> | undefined;
+
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private flushScheduled = false;
+
+  constructor(
+    readonly id: string,
+    readonly transport: Transport,
+    private readonly owner: SessionOwner,
+    private readonly maxQueueBytes: number,
+  ) {}
+
+  get open(): boolean {
+    return this.state !== 'closed';
+  }
+
+  /** Bytes waiting in our queue plus what the socket still buffers. */
+  get backlogBytes(): number {
+    return this.queuedBytes + this.transport.bufferedAmount;
+  }
+
+  /** Queues one complete wire frame. Returns false when the session is closed or was just closed as slow. */
+  enqueue(frame: Buffer): boolean {
+    if (this.state === 'closed') return false;
+    if (this.queuedBytes + frame.length + this.transport.bufferedAmount > this.maxQueueBytes) {
+      this.owner.onSlowConsumer(this);
+      this.close(CloseCode.SLOW_CONSUMER, 'slow consumer: outgoing queue full');
+      return false;
+    }
+    this.queue.push(frame);
+    this.queuedBytes += frame.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      this.owner.scheduleFlush(this);
+    }
+    return true;
+  }
+
+  /** Hands everything queued to the transport in one write. Returns the number of frames written. */
+  flush(): number {
+    this.flushScheduled = false;
+    const n = this.queue.length;
+    if (n === 0 || this.state === 'closed') return 0;
+    const frames = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.transport.write(frames);
+    return n;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.state === 'closed') return;
+    // Flush what is queued first, so a close after a final message still delivers it.
+    if (code !== CloseCode.SLOW_CONSUMER) this.flush();
+    this.state = 'closed';
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.transport.close(code, reason);
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * Frames a text payload once so the same bytes can go to many sockets (RFC 6455 §5.2). Server
+ * frames are never masked, so one buffer is valid for every connection. `ws` does not export a
+ * typed framer for this, and the header is a few bytes of arithmetic.
+ */
+
+export function encodeTextFrame(text: string): Buffer {
+  const length = Buffer.byteLength(text);
+  const header = length < 126 ? 2 : length < 65536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(header + length);
+  frame[0] = 0x81; // FIN + text opcode
+  if (header === 2) {
+    frame[1] = length;
+  } else if (header === 4) {
+    frame[1] = 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+    frame.writeUInt32BE(length >>> 0, 6);
+  }
+  frame.write(text, header, 'utf8');
+  return frame;
+}

@@ -1,0 +1,44 @@
+/**
+ * Transport over a `ws` WebSocket. Data frames are pre-framed by the hub and written straight to
+ * the TCP socket, bypassing `ws`'s per-send framing; `ws` still owns the read side and control
+ * frames. This is safe because with permessage-deflate off `ws` writes each frame synchronously
+ * and whole, so our frames and its control frames never interleave mid-frame.
+ */
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import type { Transport } from './transport.js';
+
+const CLOSE_GRACE_MS = 2000;
+
+export class WsTransport implements Transport {
+  private readonly socket: Socket;
+  readonly remoteAddress: string;
+
+  constructor(private readonly ws: WebSocket, remoteAddress: string) {
+    this.socket = (ws as unknown as { _socket: Socket })._socket;
+    this.remoteAddress = remoteAddress;
+  }
+
+  write(frames: readonly Buffer[]): void {
+    const socket = this.socket;
+    if (socket.destroyed || !socket.writable || this.ws.readyState !== 1) return;
+    if (frames.length === 1) socket.write(frames[0]!);
+    else socket.write(Buffer.concat(frames as Buffer[]));
+  }
+
+  get bufferedAmount(): number {
+    return this.socket.writableLength;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.ws.readyState >= 2) return;
+    this.ws.close(code, reason);
+    const timer = setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS);
+    timer.unref();
+    this.ws.once('close', () => clearTimeout(timer));
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+}
