@@ -102,6 +102,8 @@ export async function runScenario(serverName: ServerName, options: BenchOptions,
   try {
     const result = await scenario.run({ server, options: runOptions(options), pin, progress });
     result.pinned = pin.server !== undefined;
+    const other = Number(result.other_cpu_pct ?? 0);
+    if (other > 15) progress(`warning: other processes used ${other}% of a core during the run; its numbers are noisy`);
     emit(options, result);
     return result;
   } finally {

@@ -1,15 +1,23 @@
 #!/usr/bin/env node
-// Bundles the client SDK for browsers: client/src/index.ts → client/dist/herald-client.js (ESM,
-// minified, with a source map). Also writes client/dist/herald-client.size.json with the raw,
-// minified and gzipped sizes. Run by `npm run build`; `node scripts/client-size.mjs` checks the budget.
+// Builds the publishable client package (client/dist):
+//   herald-client.js      client/src/index.ts bundled by esbuild: ESM, minified, browser platform,
+//                         no dependencies (the protocol module is inlined); Node 20 imports it too.
+//   herald-client.min.js  the same bytes under the conventional name.
+//   herald-client.size.json  minified and gzipped sizes (the budget is checked by client-size.mjs).
+//   types/                declarations (tsc -p client/tsconfig.json), protocol types included.
+// Run by `npm run build`. `--no-types` skips the declarations; `--outdir <dir>` writes the bundle
+// files elsewhere (tests use a private directory so parallel runs never read a half-written file).
 import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const outdir = join(root, 'client', 'dist');
+const outdirArg = process.argv.indexOf('--outdir');
+const outdir = outdirArg > 0 && process.argv[outdirArg + 1] ? process.argv[outdirArg + 1] : join(root, 'client', 'dist');
 const outfile = join(outdir, 'herald-client.js');
 
 mkdirSync(outdir, { recursive: true });
@@ -31,10 +39,14 @@ const result = await build({
 const code = readFileSync(outfile);
 writeFileSync(join(outdir, 'herald-client.min.js'), code);
 const report = {
-  file: 'client/dist/herald-client.js',
+  file: outfile,
   minifiedBytes: code.length,
   gzipBytes: gzipSync(code, { level: 9 }).length,
   inputs: Object.keys(result.metafile.inputs).length,
 };
 writeFileSync(join(outdir, 'herald-client.size.json'), JSON.stringify(report, null, 2) + '\n');
-console.log(`client bundle: ${report.minifiedBytes} B minified, ${report.gzipBytes} B gzipped → ${report.file}`);
+if (!process.argv.includes('--no-types')) {
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  execFileSync(process.execPath, [tsc, '-p', join(root, 'client', 'tsconfig.json')], { stdio: 'inherit' });
+}
+console.log(`client bundle: ${report.minifiedBytes} B minified, ${report.gzipBytes} B gzipped → ${outfile}`);

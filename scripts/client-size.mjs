@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds the browser bundle of the client SDK and checks its minified + gzipped size against the
-// budget (15 KB = 15 360 bytes). Exits 1 above the budget. Usage: node scripts/client-size.mjs [--no-build]
+// budget (15 KB = 15 360 bytes). Exits 1 above the budget.
+// Usage: node scripts/client-size.mjs [--no-build] [--file <bundle>]
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -12,7 +13,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 if (!process.argv.includes('--no-build')) {
   execFileSync(process.execPath, [join(root, 'scripts', 'build-client.mjs')], { stdio: 'inherit' });
 }
-const code = readFileSync(join(root, 'client', 'dist', 'herald-client.js'));
+const fileArg = process.argv.indexOf('--file');
+const file = fileArg > 0 && process.argv[fileArg + 1] ? process.argv[fileArg + 1] : join(root, 'client', 'dist', 'herald-client.js');
+const code = readFileSync(file);
 const gzipped = gzipSync(code, { level: 9 }).length;
 const pct = ((gzipped / BUDGET_BYTES) * 100).toFixed(1);
 console.log(`herald-client.js: ${code.length} B minified, ${gzipped} B minified+gzipped (${pct}% of the ${BUDGET_BYTES} B budget)`);

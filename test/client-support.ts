@@ -99,18 +99,18 @@ export class RecordingWebSocket extends WebSocket {
  */
 export class TcpProxy {
   readonly #server: net.Server;
-  readonly #pairs = new Set<{ a: net.Socket; b: net.Socket; frozen: boolean }>();
+  readonly #pairs = new Set<{ a: net.Socket; b: net.Socket; frozen: boolean; downFrozen: boolean }>();
   port = 0;
 
   constructor(private readonly targetPort: number) {
     this.#server = net.createServer((a) => {
       const b = net.connect(this.targetPort, '127.0.0.1');
-      const pair = { a, b, frozen: false };
+      const pair = { a, b, frozen: false, downFrozen: false };
       this.#pairs.add(pair);
       a.on('data', (d) => pair.frozen || b.write(d));
-      b.on('data', (d) => pair.frozen || a.write(d));
+      b.on('data', (d) => pair.frozen || pair.downFrozen || a.write(d));
       const end = (): void => {
-        if (pair.frozen) return;
+        if (pair.frozen || pair.downFrozen) return;
         this.#pairs.delete(pair);
         a.destroy();
         b.destroy();
@@ -134,6 +134,11 @@ export class TcpProxy {
 
   freeze(): void {
     for (const p of this.#pairs) p.frozen = true;
+  }
+
+  /** Drops only what the server sends on current connections; the client's frames still arrive. */
+  freezeDownstream(): void {
+    for (const p of this.#pairs) p.downFrozen = true;
   }
 
   async close(): Promise<void> {

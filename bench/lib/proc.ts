@@ -95,3 +95,18 @@ export class CpuMeter {
 function pctOf(cpuMicros: number, wallMs: number): number {
   return wallMs > 0 ? (cpuMicros / (wallMs * 1000)) * 100 : 0;
 }
+
+/** Machine-wide CPU time from /proc/stat, µs: busy (user…softirq) and steal, summed over cores. */
+export function machineCpuMicros(): { busy: number; steal: number } {
+  let text: string;
+  try {
+    text = readFileSync('/proc/stat', 'utf8');
+  } catch {
+    return { busy: 0, steal: 0 };
+  }
+  const fields = text.slice(0, text.indexOf('\n')).trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal guest guest_nice; guest time is inside user.
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  const toMicros = 1e6 / clockTicks();
+  return { busy: (user + nice + system + irq + softirq) * toMicros, steal: steal * toMicros };
+}

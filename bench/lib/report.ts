@@ -23,6 +23,7 @@ const FANOUT_COLUMNS: Column[] = [
   { title: 'cpu %', key: 'cpu_pct' },
   { title: 'lg cpu %', key: 'loadgen_cpu_pct' },
   { title: 'rss MB', key: 'rss_mb' },
+  { title: 'other %', key: 'other_cpu_pct' },
   { title: 'limited', key: 'limited_by' },
 ];
 
@@ -36,6 +37,7 @@ const IDLE_COLUMNS: Column[] = [
   { title: 'rss MB', key: 'rss_mb' },
   { title: 'idle cpu %', key: 'cpu_pct' },
   { title: 'lg cpu %', key: 'loadgen_cpu_pct' },
+  { title: 'other %', key: 'other_cpu_pct' },
   { title: 'limited', key: 'limited_by' },
 ];
 

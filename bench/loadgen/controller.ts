@@ -104,7 +104,9 @@ export class LoadGen {
     const count = Math.max(1, options.workers || 1, needed);
     if (options.workers && options.workers < needed) options.log(`loadgen: ${options.workers} worker(s) cannot hold ${options.connections} connections under the fd limit; using ${count}`);
     const spawnChild = (script: string): ChildProcess => {
-      const child = spawnNode(script, [], { ipc: true, cpus: options.cpus });
+      // BENCH_LOADGEN_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the loadgen itself.
+      const nodeArgs = process.env.BENCH_LOADGEN_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+      const child = spawnNode(script, [], { ipc: true, cpus: options.cpus, nodeArgs });
       drainOutput(child, (line) => options.log(`loadgen: ${line}`));
       return child;
     };

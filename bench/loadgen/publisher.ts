@@ -81,4 +81,5 @@ process.on('message', (msg: ToPublisher) => {
   if (msg.cmd === 'publish') void publish(msg.config).then((report) => send({ ev: 'published', report }));
 });
 process.on('disconnect', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0));
 send({ ev: 'ready' });

@@ -249,6 +249,7 @@ function report(): WorkerReport {
     pings,
     errorFrames,
     cpuMicros: cpu.user + cpu.system,
+    ...(process.env.BENCH_DEBUG ? { cpuUser: cpu.user, cpuSystem: cpu.system } : {}),
     wallMs: performance.now() - wallBase,
   };
 }
@@ -284,4 +285,5 @@ process.on('message', (msg: ToWorker) => {
   }
 });
 process.on('disconnect', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0));
 send({ ev: 'ready' });

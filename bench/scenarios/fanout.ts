@@ -69,6 +69,8 @@ export const fanout: Scenario = {
         rss_mb: mb(rss),
         rss_per_conn_kb: null,
         limited_by: totals.limitedBy,
+        other_cpu_pct: totals.otherCpuPct,
+        steal_pct: totals.stealPct,
         failed: opened.failed,
         published: published.ok,
         publish_errors: published.errors,

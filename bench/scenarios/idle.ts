@@ -60,6 +60,8 @@ export const idle: Scenario = {
         rss_mb: mb(after),
         rss_per_conn_kb: round((after - before) / opened.connected / 1024, 2),
         limited_by: setup.limitedBy,
+        other_cpu_pct: Math.max(setup.otherCpuPct, hold.otherCpuPct),
+        steal_pct: Math.max(setup.stealPct, hold.stealPct),
         failed: opened.failed,
         conns_per_s: round(opened.connected / (opened.elapsedMs / 1000), 0),
         setup_server_cpu_pct: setup.serverCpuPct,

@@ -3,7 +3,7 @@
  * `scenarios/index.ts` lists them. The runner starts the server under test and calls `run`; the
  * scenario starts its load generator, drives it, and returns one `RunResult`.
  */
-import { CpuMeter, cpuMicros, rssBytes } from '../lib/proc.js';
+import { CpuMeter, cpuMicros, machineCpuMicros, rssBytes } from '../lib/proc.js';
 import { round } from '../lib/stats.js';
 import { LoadGen } from '../loadgen/controller.js';
 import type { ServerUnderTest } from '../servers/targets.js';
@@ -95,6 +95,10 @@ export interface WindowTotals {
   /** CPU % of the loadgen's busiest core: the sum when pinned to one core, else the busiest process. */
   loadgenCorePct: number;
   limitedBy: 'server' | 'loadgen';
+  /** CPU used on the machine by anything but the server, the loadgen and this harness, % of one core. */
+  otherCpuPct: number;
+  /** CPU the hypervisor took from this machine's cores, % of one core. */
+  stealPct: number;
 }
 
 /**
@@ -107,6 +111,10 @@ export class MeasuredWindow {
   private readonly perProcess: Map<number, number>;
   private readonly timer: NodeJS.Timeout;
   private readonly startAt = performance.now();
+  private readonly machineStart = machineCpuMicros();
+  private readonly selfStart = cpuMicros(process.pid) ?? 0;
+  private machineLast = this.machineStart;
+  private othersLast = 0;
 
   constructor(
     private readonly ctx: ScenarioContext,
@@ -116,17 +124,37 @@ export class MeasuredWindow {
     this.server = new CpuMeter([ctx.server.pid]);
     this.loadgen = new CpuMeter(loadgenPids);
     this.perProcess = new Map(loadgenPids.map((pid) => [pid, cpuMicros(pid) ?? 0]));
+    this.othersLast = this.ownCpu();
+    let lastAt = this.startAt;
     this.timer = setInterval(() => {
-      const t = Math.round((performance.now() - this.startAt) / 1000);
+      const now = performance.now();
+      const t = Math.round((now - this.startAt) / 1000);
       const rss = (rssBytes(ctx.server.pid) ?? 0) / 2 ** 20;
-      ctx.progress(`t=${t}s server cpu ${this.server.lap().toFixed(0)}% rss ${rss.toFixed(0)} MB, loadgen cpu ${this.loadgen.lap().toFixed(0)}% ${extra()}`);
+      const machine = machineCpuMicros();
+      const own = this.ownCpu();
+      const other = ((machine.busy - this.machineLast.busy - (own - this.othersLast)) / ((now - lastAt) * 1000)) * 100;
+      this.machineLast = machine;
+      this.othersLast = own;
+      lastAt = now;
+      ctx.progress(`t=${t}s server cpu ${this.server.lap().toFixed(0)}% rss ${rss.toFixed(0)} MB, loadgen cpu ${this.loadgen.lap().toFixed(0)}%, other ${Math.max(0, other).toFixed(0)}%; ${extra()}`);
     }, 1000);
+  }
+
+  /** CPU µs used so far by the server, the loadgen and this process. */
+  private ownCpu(): number {
+    let sum = (cpuMicros(this.ctx.server.pid) ?? 0) + (cpuMicros(process.pid) ?? 0);
+    for (const pid of this.loadgenPids) sum += cpuMicros(pid) ?? 0;
+    return sum;
   }
 
   stop(): WindowTotals {
     clearInterval(this.timer);
+    const machine = machineCpuMicros();
     const server = this.server.total();
     const loadgen = this.loadgen.total();
+    const self = (cpuMicros(process.pid) ?? 0) - this.selfStart;
+    const wallMicros = server.wallMs * 1000;
+    const otherMicros = machine.busy - this.machineStart.busy - server.cpuMicros - loadgen.cpuMicros - self;
     let busiest = 0;
     for (const [pid, before] of this.perProcess) busiest = Math.max(busiest, (cpuMicros(pid) ?? before) - before);
     const busiestPct = (busiest / (loadgen.wallMs * 1000)) * 100;
@@ -138,6 +166,8 @@ export class MeasuredWindow {
       loadgenCpuPct: round(loadgen.pct, 1),
       loadgenCorePct: round(loadgenCorePct, 1),
       limitedBy: server.pct >= loadgenCorePct ? 'server' : 'loadgen',
+      otherCpuPct: round(Math.max(0, (otherMicros / wallMicros) * 100), 1),
+      stealPct: round(((machine.steal - this.machineStart.steal) / wallMicros) * 100, 1),
     };
   }
 }

@@ -4,7 +4,7 @@
  * the index buckets (`tag = value`) holding every possible match, so equality and `in` terms are
  * answered from the index instead of a scan over every connection.
  */
-import type { TagCondition, TagFilter, TagValue, Tags } from '../protocol/frames.js';
+import type { TagCondition, TagValue, Tags } from '../protocol/frames.js';
 import { ErrorCode } from '../protocol/codes.js';
 import { HeraldError } from './errors.js';
 

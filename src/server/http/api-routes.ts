@@ -38,6 +38,8 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
   const { node } = opts;
   const keys = node.config.api.keys.map((k) => Buffer.from(k));
   app.addSchema(readJsonAsset('api/publish.schema.json'));
+  // JSON only: a text/plain body would otherwise reach the schema as a string.
+  app.removeContentTypeParser('text/plain');
 
   app.addHook('onRequest', async (req) => {
     const key = presentedKey(req);

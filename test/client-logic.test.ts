@@ -1,0 +1,341 @@
+/**
+ * Client behaviour that a well-behaved server never triggers, driven through a scripted fake
+ * WebSocket: malformed and unexpected frames, a server that goes silent, request timeouts,
+ * manual acks and duplicate suppression, reconnect attempt limits, and the single-flight loop.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { HeraldClient } from '../client/src/index.js';
+import type { HeraldClientOptions, HeraldError } from '../client/src/index.js';
+import { sleep, waitFor } from './client-support.js';
+
+/** A WebSocket whose far end is the test. */
+class FakeSocket {
+  static all: FakeSocket[] = [];
+  /** When set, answers `connect` with `connected` automatically. */
+  static autoConnect: Record<string, unknown> | false = { pingInterval: 0, pongTimeout: 0 };
+  /** When false, the dial fails (close 1006) instead of opening. */
+  static reachable = true;
+
+  readyState = 0;
+  sent: any[] = [];
+  onopen: ((e: unknown) => void) | null = null;
+  onmessage: ((e: { data: unknown }) => void) | null = null;
+  onclose: ((e: { code: number; reason: string }) => void) | null = null;
+  onerror: ((e: unknown) => void) | null = null;
+
+  constructor(readonly url: string) {
+    FakeSocket.all.push(this);
+    setTimeout(() => {
+      if (!FakeSocket.reachable) {
+        this.readyState = 3;
+        this.onerror?.({ message: 'ECONNREFUSED' });
+        this.onclose?.({ code: 1006, reason: '' });
+        return;
+      }
+      this.readyState = 1;
+      this.onopen?.({});
+    }, 1);
+  }
+
+  send(data: string): void {
+    const frame = JSON.parse(data);
+    this.sent.push(frame);
+    if (frame.type === 'connect' && FakeSocket.autoConnect) {
+      this.push({ type: 'connected', id: frame.id, connectionId: `c${FakeSocket.all.length}`, user: 'u', protocol: 1, node: 'n', ...FakeSocket.autoConnect });
+    }
+  }
+
+  close(code = 1000, reason = ''): void {
+    this.serverClose(code, reason);
+  }
+
+  /** Server → client. Strings are sent as is. */
+  push(frame: unknown): void {
+    setTimeout(() => this.readyState === 1 && this.onmessage?.({ data: typeof frame === 'string' ? frame : JSON.stringify(frame) }), 0);
+  }
+
+  serverClose(code: number, reason = ''): void {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    setTimeout(() => this.onclose?.({ code, reason }), 0);
+  }
+
+  frames(type: string): any[] {
+    return this.sent.filter((f) => f.type === type);
+  }
+}
+
+const clients: HeraldClient[] = [];
+afterEach(() => {
+  for (const c of clients.splice(0)) c.close();
+  FakeSocket.all = [];
+  FakeSocket.autoConnect = { pingInterval: 0, pongTimeout: 0 };
+  FakeSocket.reachable = true;
+});
+
+function client(opts: Partial<HeraldClientOptions> = {}): HeraldClient {
+  const c = new HeraldClient({ url: 'ws://fake/ws', WebSocket: FakeSocket as never, reconnect: { strategy: 'fixed', delay: 10 }, ...opts });
+  clients.push(c);
+  return c;
+}
+
+const last = (): FakeSocket => FakeSocket.all[FakeSocket.all.length - 1]!;
+
+function message(msgId: string, target = 'user', extra: object = {}): object {
+  return { type: 'message', target, ...extra, message: { msgId, timestamp: 1, source: 's', eventType: 'x', version: '1.0', payload: msgId } };
+}
+
+describe('client logic (scripted socket)', () => {
+  it('reports malformed and unexpected frames as error events and keeps going', async () => {
+    const c = client();
+    const errors: HeraldError[] = [];
+    c.on('error', (e) => void errors.push(e));
+    const got: string[] = [];
+    c.on('message', (m) => void got.push(m.msgId));
+    await c.connect();
+    const ws = last();
+    ws.push('{oops');
+    ws.push({ type: 'teleport' });
+    ws.push({ type: 'message', target: 'user' });
+    ws.push({ type: 'subscribed', id: 999, channel: 'x', position: { offset: 0, epoch: 'e' } });
+    ws.push({ type: 'connected', id: 5, connectionId: 'x', user: '', pingInterval: 0, pongTimeout: 0 });
+    ws.push(message('ok'));
+    await waitFor(() => got.length === 1);
+    expect(errors.map((e) => e.code)).toEqual(['invalid_json', 'unknown_frame_type', 'invalid_frame', 'invalid_frame', 'invalid_frame']);
+    expect(c.state.status).toBe('connected');
+  });
+
+  it('a throwing handler becomes an error event, never an uncaught exception', async () => {
+    const c = client();
+    const errors: string[] = [];
+    c.on('error', (e) => void errors.push(e.message));
+    c.on('message', () => {
+      throw new Error('handler broke');
+    });
+    await c.connect();
+    last().push(message('m1'));
+    await waitFor(() => errors.length === 1);
+    expect(errors[0]).toBe('handler broke');
+    await sleep(10);
+    expect(last().frames('ack')).toEqual([]); // not acknowledged: the server may redeliver
+  });
+
+  it('declares a silent connection dead after pingInterval + pongTimeout and reconnects', async () => {
+    FakeSocket.autoConnect = { pingInterval: 60, pongTimeout: 40 };
+    const c = client();
+    await c.connect();
+    const first = last();
+    // Pings keep it alive and get pongs.
+    let lastPing = 0;
+    for (let i = 0; i < 4; i++) {
+      first.push({ type: 'ping' });
+      lastPing = Date.now();
+      await sleep(50);
+    }
+    expect(c.state.status).toBe('connected');
+    expect(first.frames('pong').length).toBe(4);
+    const closed = new Promise<{ code: number }>((r) => c.once('disconnected', r));
+    expect((await closed).code).toBe(4002);
+    // Dead exactly pingInterval + pongTimeout (100 ms) after the last frame, not before.
+    expect(Date.now() - lastPing).toBeGreaterThanOrEqual(95);
+    expect(Date.now() - lastPing).toBeLessThan(250);
+    await waitFor(() => FakeSocket.all.length === 2 && c.state.status === 'connected');
+  });
+
+  it('times out requests with a typed, temporary error', async () => {
+    const c = client();
+    await c.connect();
+    const t0 = Date.now();
+    await expect(c.request('slow', {}, { timeout: 50 })).rejects.toMatchObject({ name: 'HeraldError', code: 'request_timeout', temporary: true });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(45);
+    expect(last().frames('request')[0]).toMatchObject({ method: 'slow', data: {} });
+    // A late response is ignored.
+    last().push({ type: 'response', correlationId: last().frames('request')[0].correlationId, data: 1 });
+    await sleep(10);
+  });
+
+  it('answers server requests; unknown methods get unknown_method; thrown HeraldErrors keep their code', async () => {
+    const c = client();
+    const { HeraldError: HE } = await import('../client/src/index.js');
+    c.onRequest('double', (n) => (n as number) * 2);
+    c.onRequest('busy', () => {
+      throw new HE('overloaded', 'try later', true);
+    });
+    const dispose = c.onRequest('gone', () => 1);
+    dispose();
+    await c.connect();
+    const ws = last();
+    ws.push({ type: 'request', correlationId: 'a', method: 'double', data: 21 });
+    ws.push({ type: 'request', correlationId: 'b', method: 'gone' });
+    ws.push({ type: 'request', correlationId: 'c', method: 'busy' });
+    await waitFor(() => ws.frames('response').length === 3);
+    const byId = Object.fromEntries(ws.frames('response').map((f) => [f.correlationId, f]));
+    expect(byId.a).toEqual({ type: 'response', correlationId: 'a', data: 42 });
+    expect(byId.b.error).toMatchObject({ code: 'unknown_method', temporary: false });
+    expect(byId.c.error).toEqual({ code: 'overloaded', message: 'try later', temporary: true });
+  });
+
+  it('suppresses duplicate msgIds but re-acks a redelivery of an acknowledged message', async () => {
+    const c = client();
+    const got: string[] = [];
+    c.on('message', (m) => void got.push(m.msgId));
+    await c.connect();
+    const ws = last();
+    ws.push(message('a'));
+    ws.push(message('b'));
+    ws.push(message('a'));
+    await waitFor(() => ws.frames('ack').flatMap((f) => f.msgIds).length >= 3);
+    expect(got).toEqual(['a', 'b']);
+    expect(ws.frames('ack').flatMap((f) => f.msgIds)).toEqual(['a', 'b', 'a']);
+  });
+
+  it('manual ack mode acks only when the application says so', async () => {
+    const c = client({ ackMode: 'manual' });
+    const contexts: { ack(): void }[] = [];
+    c.on('message', (_m, ctx) => void contexts.push(ctx));
+    await c.connect();
+    const ws = last();
+    ws.push(message('m1'));
+    ws.push(message('m2'));
+    await waitFor(() => contexts.length === 2);
+    await sleep(10);
+    expect(ws.frames('ack')).toEqual([]);
+    contexts[1]!.ack();
+    contexts[1]!.ack();
+    contexts[0]!.ack();
+    await sleep(10);
+    expect(ws.frames('ack')).toEqual([{ type: 'ack', msgIds: ['m2', 'm1'] }]);
+  });
+
+  it('acks only after an async handler resolves, and not when it rejects', async () => {
+    const c = client();
+    let release!: () => void;
+    c.on('message', (m) => (m.msgId === 'bad' ? Promise.reject(new Error('no')) : new Promise<void>((r) => (release = r))));
+    const errors: string[] = [];
+    c.on('error', (e) => void errors.push(e.message));
+    await c.connect();
+    const ws = last();
+    ws.push(message('good'));
+    ws.push(message('bad'));
+    await waitFor(() => errors.length === 1);
+    expect(ws.frames('ack')).toEqual([]);
+    release();
+    await waitFor(() => ws.frames('ack').length === 1);
+    expect(ws.frames('ack')[0].msgIds).toEqual(['good']);
+  });
+
+  it('reconnect: emits reconnecting with attempt and delay, honours maxAttempts, then stops', async () => {
+    const c = client({ reconnect: { strategy: 'fixed', delay: 5, maxAttempts: 3 } });
+    await c.connect();
+    FakeSocket.reachable = false;
+    const attempts: { attempt: number; delay: number }[] = [];
+    c.on('reconnecting', (i) => void attempts.push(i));
+    const final = new Promise<{ willReconnect: boolean }>((r) => c.on('disconnected', (i) => !i.willReconnect && r(i)));
+    last().serverClose(4001, 'shutdown');
+    await final;
+    expect(attempts).toEqual([
+      { attempt: 1, delay: 5 },
+      { attempt: 2, delay: 5 },
+      { attempt: 3, delay: 5 },
+    ]);
+    expect(c.state).toMatchObject({ status: 'disconnected', error: { code: 'connection_failed' } });
+    // connect() starts over.
+    FakeSocket.reachable = true;
+    await c.connect();
+    expect(c.state.status).toBe('connected');
+  });
+
+  it('does not reconnect after a terminal code (4502) and reports it', async () => {
+    const c = client();
+    await c.connect();
+    const info = new Promise((r) => c.once('disconnected', r));
+    last().serverClose(4502, 'bye');
+    expect(await info).toEqual({ code: 4502, reason: 'bye', willReconnect: false });
+    await sleep(50);
+    expect(FakeSocket.all.length).toBe(1);
+    expect(c.state).toMatchObject({ status: 'disconnected', code: 4502 });
+  });
+
+  it('runs a single connection loop however often connect() is called', async () => {
+    const c = client();
+    const p = [c.connect(), c.connect(), c.connect()];
+    await Promise.all(p);
+    await c.connect();
+    expect(FakeSocket.all.length).toBe(1);
+    expect(last().frames('connect')).toHaveLength(1);
+    c.disconnect();
+    expect(c.state).toMatchObject({ status: 'disconnected', code: 1000 });
+    await c.connect();
+    expect(FakeSocket.all.length).toBe(2);
+  });
+
+  it('sends nothing but connect before connected, then resubscribes before flushing the outbox', async () => {
+    FakeSocket.autoConnect = false;
+    const c = client();
+    c.subscribe('a');
+    const pub = c.publish('a', 'x', 1);
+    const req = c.request('m', 1, { timeout: 1000 });
+    void c.connect();
+    await waitFor(() => last()?.sent.length === 1);
+    await sleep(20);
+    expect(last().sent.map((f) => f.type)).toEqual(['connect']);
+    last().push({ type: 'connected', id: last().sent[0].id, connectionId: 'x', user: 'u', pingInterval: 0, pongTimeout: 0, protocol: 1, node: 'n' });
+    await waitFor(() => last().sent.length === 4);
+    expect(last().sent.map((f) => f.type)).toEqual(['connect', 'subscribe', 'request', 'publish']);
+    const p = last().frames('publish')[0];
+    last().push({ type: 'published', id: p.id, msgId: p.msgId });
+    last().push({ type: 'response', correlationId: last().frames('request')[0].correlationId, error: { code: 'x', message: 'y', temporary: false } });
+    await expect(pub).resolves.toMatchObject({ msgId: p.msgId, duplicate: false });
+    await expect(req).rejects.toMatchObject({ code: 'x', message: 'y' });
+  });
+
+  it('resends an unconfirmed publish on a timer on the same connection, with the same msgId', async () => {
+    const c = client({ outbox: { resendInterval: 40 } });
+    await c.connect();
+    const pub = c.publish('a', 'x', 1, { msgId: 'same' });
+    await waitFor(() => last().frames('publish').length >= 2, 1000);
+    const sends = last().frames('publish');
+    expect(sends.map((f) => f.msgId)).toEqual(['same', 'same']);
+    last().push({ type: 'published', id: sends[1].id, msgId: 'same' });
+    last().push({ type: 'published', id: sends[0].id, msgId: 'same' }); // late reply to the first: ignored
+    await expect(pub).resolves.toMatchObject({ msgId: 'same' });
+    expect(c.outboxSize).toBe(0);
+  });
+
+  it('persists the outbox in a storage and resends it from a new client (page reload)', async () => {
+    const data = new Map<string, string>();
+    const persist = { getItem: (k: string) => data.get(k) ?? null, setItem: (k: string, v: string) => void data.set(k, v), removeItem: (k: string) => void data.delete(k) };
+    const before = client({ outbox: { persist } });
+    void before.publish('a', 'x', { n: 1 }, { msgId: 'kept' }).catch(() => {});
+    before.close();
+    expect(data.size).toBe(1);
+    const after = client({ outbox: { persist } });
+    expect(after.outboxSize).toBe(1);
+    const confirmed = new Promise((r) => after.on('published', r));
+    await after.connect();
+    await waitFor(() => last().frames('publish').length === 1);
+    const f = last().frames('publish')[0];
+    expect(f).toMatchObject({ msgId: 'kept', channel: 'a', payload: { n: 1 } });
+    last().push({ type: 'published', id: f.id, msgId: 'kept' });
+    expect(await confirmed).toMatchObject({ msgId: 'kept' });
+    expect(data.size).toBe(0);
+  });
+
+  it('every on() returns a disposer and close() removes all listeners', async () => {
+    const c = client();
+    let n = 0;
+    const off = c.on('state', () => void n++);
+    await c.connect();
+    const seen = n;
+    off();
+    c.disconnect();
+    expect(n).toBe(seen);
+    const sub = c.subscribe('x');
+    let m = 0;
+    sub.on('message', () => void m++);
+    c.close();
+    expect(c.state.status).toBe('closed');
+    expect(() => c.connect()).toThrow(/closed/);
+    await expect(c.publish('a', 'b', 1)).rejects.toMatchObject({ code: 'client_closed' });
+  });
+});

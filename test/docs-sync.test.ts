@@ -1,0 +1,120 @@
+/**
+ * Keeps the reference docs in step with the code: the error and close code registry in
+ * docs/errors.md against `ERRORS` and `CloseCode`, and docs/protocol.md against the frame types
+ * of the wire protocol. Reads only files; starts no server.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { CloseCode, shouldReconnect } from '../src/protocol/codes.js';
+import { ERRORS } from '../src/server/errors.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const read = (path: string): string => readFileSync(`${root}${path}`, 'utf8');
+
+const errorsDoc = read('docs/errors.md');
+const protocolDoc = read('docs/protocol.md');
+
+/** The lines of one `## heading` section of a markdown document, up to the next `## `. */
+function section(doc: string, heading: string): string[] {
+  const lines = doc.split('\n');
+  const start = lines.findIndex((l) => l.trim() === `## ${heading}`);
+  if (start < 0) throw new Error(`docs/errors.md has no "## ${heading}" section`);
+  const end = lines.findIndex((l, i) => i > start && l.startsWith('## '));
+  return lines.slice(start + 1, end < 0 ? undefined : end);
+}
+
+/** Table rows whose first cell is a code span, split into trimmed cells. */
+function codeRows(lines: string[]): string[][] {
+  return lines
+    .filter((l) => /^\|\s*`/.test(l))
+    .map((l) => l.trim().replace(/^\|/, '').replace(/\|$/, '').split('|').map((c) => c.trim()));
+}
+
+const unquote = (cell: string): string => cell.replace(/^`|`$/g, '');
+
+function duplicates(values: string[]): string[] {
+  return values.filter((v, i) => values.indexOf(v) !== i);
+}
+
+describe('docs/errors.md', () => {
+  const rows = codeRows(section(errorsDoc, 'Error codes'));
+  const documented = rows.map((r) => unquote(r[0]!));
+  const codes = Object.keys(ERRORS);
+
+  it('lists every error code in ERRORS', () => {
+    expect(codes.filter((c) => !documented.includes(c)), 'codes missing from docs/errors.md').toEqual([]);
+  });
+
+  it('lists no error code that ERRORS does not define', () => {
+    expect(documented.filter((c) => !codes.includes(c)), 'stale codes in docs/errors.md').toEqual([]);
+    expect(duplicates(documented), 'codes listed twice').toEqual([]);
+  });
+
+  it('gives each error code the HTTP status and temporary flag of ERRORS', () => {
+    for (const [cell, status, temporary] of rows) {
+      const spec = ERRORS[unquote(cell!) as keyof typeof ERRORS];
+      if (!spec) continue; // reported above
+      expect({ code: unquote(cell!), status: Number(status), temporary }).toEqual({
+        code: unquote(cell!),
+        status: spec.status,
+        temporary: String(spec.temporary),
+      });
+    }
+  });
+
+  const closeRows = codeRows(section(errorsDoc, 'Close codes'));
+  const documentedClose = closeRows.map((r) => unquote(r[0]!));
+  const closeCodes = Object.values(CloseCode).map(String);
+
+  it('lists every CloseCode', () => {
+    expect(closeCodes.filter((c) => !documentedClose.includes(c)), 'close codes missing from docs/errors.md').toEqual([]);
+  });
+
+  it('lists no close code that CloseCode does not define', () => {
+    expect(documentedClose.filter((c) => !closeCodes.includes(c)), 'stale close codes in docs/errors.md').toEqual([]);
+    expect(duplicates(documentedClose), 'close codes listed twice').toEqual([]);
+  });
+
+  it('gives each close code its CloseCode name and the shouldReconnect() answer', () => {
+    const names = Object.fromEntries(Object.entries(CloseCode).map(([name, code]) => [String(code), name]));
+    for (const [cell, name, reconnect] of closeRows) {
+      const code = unquote(cell!);
+      if (!(code in names)) continue; // reported above
+      expect({ code, name: unquote(name!), reconnect }).toEqual({
+        code,
+        name: names[code],
+        reconnect: shouldReconnect(Number(code)) ? 'yes' : 'no',
+      });
+    }
+  });
+});
+
+describe('docs/protocol.md', () => {
+  const schema = JSON.parse(read('api/client-frames.schema.json')) as {
+    $defs: Record<string, { properties?: { type?: { const?: string } } }>;
+  };
+  const clientFrameTypes = Object.entries(schema.$defs)
+    .filter(([, def]) => typeof def.properties?.type?.const === 'string')
+    .map(([name]) => name);
+  const showsFrame = (type: string) => new RegExp(`"type"\\s*:\\s*"${type}"`).test(protocolDoc);
+
+  it('finds the client frame types in the schema', () => {
+    expect(clientFrameTypes).toEqual(expect.arrayContaining(['connect', 'subscribe', 'publish', 'ping', 'pong']));
+  });
+
+  it('shows an example of every client frame type in api/client-frames.schema.json', () => {
+    expect(clientFrameTypes.filter((t) => !showsFrame(t)), 'client frames without an example').toEqual([]);
+  });
+
+  it('shows an example of every frame type declared in src/protocol/frames.ts', () => {
+    const types = [...read('src/protocol/frames.ts').matchAll(/^\s*type: '([a-z]+)';$/gm)].map((m) => m[1]!);
+    expect(types).toEqual(expect.arrayContaining(['connected', 'subscribed', 'published', 'message', 'error']));
+    expect([...new Set(types)].filter((t) => !showsFrame(t)), 'frames without an example').toEqual([]);
+  });
+
+  it('mentions every error code and close code', () => {
+    expect(Object.keys(ERRORS).filter((c) => !protocolDoc.includes(`\`${c}\``)), 'error codes').toEqual([]);
+    expect(Object.values(CloseCode).filter((c) => !protocolDoc.includes(`\`${c}\``)), 'close codes').toEqual([]);
+  });
+});

@@ -1,0 +1,156 @@
+/** Test helpers: a real Herald on an ephemeral port, a raw protocol client, and HTTP calls. */
+import { SignJWT } from 'jose';
+import { WebSocket } from 'ws';
+import { mergeConfig, type DeepPartial, type HeraldConfig } from '../../src/server/config.js';
+import { startHerald, type HeraldServer } from '../../src/server/server.js';
+
+export const SECRET = 'test-secret-0123456789abcdef';
+export const API_KEY = 'test-api-key-123';
+
+export async function startTestServer(overrides: DeepPartial<HeraldConfig> | Record<string, unknown> = {}): Promise<HeraldServer> {
+  const base = {
+    server: { host: '127.0.0.1', port: 0 },
+    auth: { jwt: { hmacSecret: SECRET } },
+    api: { keys: [API_KEY] },
+    log: { level: 'silent' },
+    shutdown: { drainTimeoutMs: 500 },
+  };
+  return startHerald({ overrides: mergeConfig(base as Record<string, unknown>, overrides) });
+}
+
+export interface TokenClaims {
+  sub?: string;
+  channels?: string[];
+  publish?: string[];
+  tags?: Record<string, string | number | boolean>;
+  expiresIn?: string | number;
+  secret?: string;
+}
+
+export async function makeToken(claims: TokenClaims = {}): Promise<string> {
+  const { sub = 'u1', channels = ['*'], publish = [], tags, expiresIn = '1h', secret = SECRET } = claims;
+  const jwt = new SignJWT({ channels, publish, ...(tags ? { tags } : {}) }).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt();
+  jwt.setExpirationTime(expiresIn);
+  return jwt.sign(new TextEncoder().encode(secret));
+}
+
+export type Frame = Record<string, any> & { type: string };
+
+/** A protocol client that records every frame; `next` waits for the next matching one. */
+export class TestSocket {
+  readonly frames: Frame[] = [];
+  private cursor = 0;
+  private waiters: Array<() => void> = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  private nextId = 1;
+  autoPong = true;
+
+  constructor(readonly ws: WebSocket) {
+    ws.on('message', (data, isBinary) => {
+      const f = JSON.parse(isBinary ? '{"type":"__binary__"}' : String(data)) as Frame;
+      if (f.type === 'ping' && this.autoPong) ws.send('{"type":"pong"}');
+      this.frames.push(f);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    this.closed = new Promise((resolve) => ws.on('close', (code, reason) => {
+      resolve({ code, reason: String(reason) });
+      for (const w of this.waiters.splice(0)) w();
+    }));
+  }
+
+  static async open(url: string, headers: Record<string, string> = {}, localAddress?: string): Promise<TestSocket> {
+    const ws = new WebSocket(url, { headers, ...(localAddress ? { localAddress } : {}) });
+    const s = new TestSocket(ws);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode, res })));
+    });
+    return s;
+  }
+
+  /** Opens and authenticates. */
+  static async connect(server: HeraldServer, claims: TokenClaims | null = {}): Promise<TestSocket> {
+    const s = await TestSocket.open(server.wsUrl);
+    const token = claims === null ? undefined : await makeToken(claims);
+    const reply = await s.request({ type: 'connect', ...(token ? { token } : {}) });
+    if (reply.type !== 'connected') throw new Error(`connect failed: ${JSON.stringify(reply)}`);
+    s.info = reply;
+    return s;
+  }
+
+  info: Frame = { type: 'none' };
+
+  send(frame: object): void {
+    this.ws.send(JSON.stringify(frame));
+  }
+
+  /** Sends a frame with a fresh id and waits for the reply carrying that id. */
+  async request(frame: object, timeoutMs = 3000): Promise<Frame> {
+    const id = this.nextId++;
+    this.send({ ...frame, id });
+    return this.next((f) => f.id === id, timeoutMs);
+  }
+
+  async subscribe(channel: string, recover?: { offset: number; epoch: string }): Promise<Frame> {
+    const reply = await this.request({ type: 'subscribe', channel, ...(recover ? { recover } : {}) });
+    if (reply.type !== 'subscribed') throw new Error(`subscribe failed: ${JSON.stringify(reply)}`);
+    return reply;
+  }
+
+  /** Waits for the next not-yet-consumed frame matching `pred` (frames before it stay consumed). */
+  async next(pred: (f: Frame) => boolean = () => true, timeoutMs = 3000): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      while (this.cursor < this.frames.length) {
+        const f = this.frames[this.cursor++]!;
+        if (f.type !== 'ping' && pred(f)) return f;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0 || this.ws.readyState >= 2) throw new Error(`no matching frame within ${timeoutMs} ms (readyState ${this.ws.readyState}); got ${JSON.stringify(this.frames.slice(-3))}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  messages(): Frame[] {
+    return this.frames.filter((f) => f.type === 'message');
+  }
+
+  /** Waits until `n` message frames have arrived in total. */
+  async waitMessages(n: number, timeoutMs = 3000): Promise<Frame[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.messages().length < n) {
+      if (Date.now() > deadline) throw new Error(`got ${this.messages().length} of ${n} messages`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return this.messages();
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+export async function api(server: HeraldServer, method: string, path: string, body?: unknown, key: string | null = API_KEY): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await fetch(`${server.url}${path}`, {
+    method,
+    headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...(key ? { authorization: `Bearer ${key}` } : {}) },
+    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, body: parsed, headers: res.headers };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
