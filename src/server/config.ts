@@ -49,7 +49,12 @@ export interface HeraldConfig {
   };
   publish: { idempotencyWindowMs: number; defaultSource: string; defaultVersion: string };
   rpc: { timeoutMs: number; maxPendingPerConnection: number };
-  engine: { type: 'memory' };
+  engine: {
+    type: 'memory' | 'sqlite' | 'redis' | 'nats';
+    sqlite: { dataDir: string; synchronous: 'off' | 'normal' | 'full' };
+    redis: { url: string; prefix: string; presenceTtlMs: number };
+    nats: { servers: string[]; prefix: string };
+  };
   log: { level: string };
   shutdown: { drainTimeoutMs: number };
 }

@@ -13,6 +13,9 @@ import type { HeraldConfig, HistoryConfig } from './config.js';
 import type { Broker, Dispatch } from './engine/broker.js';
 import { MemoryBroker } from './engine/memory-broker.js';
 import { MemoryPresence } from './engine/memory-presence.js';
+import { MemoryInbox } from './engine/memory-inbox.js';
+import type { Engines } from './engine/create-engines.js';
+import type { InboxStore } from './engine/inbox.js';
 import type { ConnectionInfo, PresenceStore } from './engine/presence.js';
 import { HeraldError } from './errors.js';
 import { FrameHandler, type RequestHandler } from './frame-handler.js';
@@ -46,10 +49,7 @@ export interface PublishResult {
   duplicate?: boolean;
 }
 
-export interface NodeEngines {
-  broker?: Broker;
-  presence?: PresenceStore;
-}
+export type NodeEngines = Partial<Engines>;
 
 export class HeraldNode {
   readonly name: string;
@@ -59,6 +59,7 @@ export class HeraldNode {
   readonly verifier: TokenVerifier;
   readonly broker: Broker;
   readonly presence: PresenceStore;
+  readonly inbox: InboxStore;
   readonly publicChannels: ChannelPatterns;
   readonly clientPublishChannels: ChannelPatterns;
   readonly requestHandlers = new Map<string, RequestHandler>();
@@ -75,11 +76,13 @@ export class HeraldNode {
     readonly config: Readonly<HeraldConfig>,
     readonly log: FastifyBaseLogger,
     engines: NodeEngines = {},
+    name?: string,
   ) {
-    this.name = config.server.nodeName || `herald-${randomUUID().slice(0, 8)}`;
+    this.name = name ?? defaultNodeName(config);
     this.verifier = new TokenVerifier(config.auth.jwt);
     this.broker = engines.broker ?? new MemoryBroker();
     this.presence = engines.presence ?? new MemoryPresence();
+    this.inbox = engines.inbox ?? new MemoryInbox();
     this.publicChannels = new ChannelPatterns(config.channels.public);
     this.clientPublishChannels = new ChannelPatterns(config.channels.clientPublish);
     this.idempotency = new IdempotencyCache(config.publish.idempotencyWindowMs);
@@ -302,11 +305,16 @@ export class HeraldNode {
     this.heartbeat.stop();
     await this.broker.close();
     await this.presence.close();
+    await this.inbox.close();
   }
 
   anonymousIdentity() {
     return anonymousIdentity(this.publicChannels, this.clientPublishChannels);
   }
+}
+
+export function defaultNodeName(config: Readonly<HeraldConfig>): string {
+  return config.server.nodeName || `herald-${randomUUID().slice(0, 8)}`;
 }
 
 /** The envelope as serialized at publish time, so local delivery need not stringify it again. */

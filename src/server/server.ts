@@ -11,7 +11,8 @@ import { Gateway } from './gateway.js';
 import { apiRoutes } from './http/api-routes.js';
 import { installErrorHandling } from './http/error-handler.js';
 import { opsRoutes } from './http/ops-routes.js';
-import { HeraldNode, type NodeEngines, type PublishRequest, type PublishResult } from './node.js';
+import { createEngines } from './engine/create-engines.js';
+import { defaultNodeName, HeraldNode, type NodeEngines, type PublishRequest, type PublishResult } from './node.js';
 
 export const HERALD_VERSION = '0.1.0';
 
@@ -48,7 +49,8 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
     trustProxy: config.server.trustProxy,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   });
-  const node = new HeraldNode(config, app.log, engines);
+  const name = defaultNodeName(config);
+  const node = new HeraldNode(config, app.log, engines ?? (await createEngines(config, name, app.log)), name);
   let ready = false;
   installErrorHandling(app);
   await app.register(swagger, {

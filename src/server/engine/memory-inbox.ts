@@ -1,0 +1,52 @@
+/** Per-user inboxes in process memory: lost on restart, for tests and the explicit memory mode. */
+import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
+import type { Envelope } from '../../protocol/frames.js';
+
+interface UserInbox {
+  nextSeq: number;
+  entries: InboxEntry[];
+}
+
+export class MemoryInbox implements InboxStore {
+  private readonly users = new Map<string, UserInbox>();
+
+  async append(user: string, entry: { envelope: Envelope; channel?: string }, limits: InboxLimits): Promise<AppendResult> {
+    let box = this.users.get(user);
+    if (!box) this.users.set(user, (box = { nextSeq: 1, entries: [] }));
+    const existing = box.entries.find((e) => e.envelope.msgId === entry.envelope.msgId);
+    if (existing) return { seq: existing.seq, duplicate: true, dropped: 0 };
+    const seq = box.nextSeq++;
+    box.entries.push({ seq, envelope: entry.envelope, ...(entry.channel ? { channel: entry.channel } : {}), storedAt: Date.now() });
+    return { seq, duplicate: false, dropped: prune(box, limits) };
+  }
+
+  async list(user: string, afterSeq: number, limit: number, limits: InboxLimits): Promise<{ entries: InboxEntry[]; dropped: number }> {
+    const box = this.users.get(user);
+    if (!box) return { entries: [], dropped: 0 };
+    const dropped = prune(box, limits);
+    return { entries: box.entries.filter((e) => e.seq > afterSeq).slice(0, limit), dropped };
+  }
+
+  async remove(user: string, msgIds: string[]): Promise<number> {
+    const box = this.users.get(user);
+    if (!box) return 0;
+    const ids = new Set(msgIds);
+    const before = box.entries.length;
+    box.entries = box.entries.filter((e) => !ids.has(e.envelope.msgId));
+    return before - box.entries.length;
+  }
+
+  async size(user: string): Promise<number> {
+    return this.users.get(user)?.entries.length ?? 0;
+  }
+
+  async close(): Promise<void> {}
+}
+
+function prune(box: UserInbox, limits: InboxLimits): number {
+  const before = box.entries.length;
+  const cutoff = Date.now() - limits.maxAgeMs;
+  box.entries = box.entries.filter((e) => e.storedAt >= cutoff);
+  if (box.entries.length > limits.maxMessages) box.entries = box.entries.slice(box.entries.length - limits.maxMessages);
+  return before - box.entries.length;
+}
