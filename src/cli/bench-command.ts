@@ -18,6 +18,7 @@ interface Flags {
   workers: number;
   sourceIps: number;
   concurrency: number;
+  publishSockets: number;
   heraldBin?: string;
   wsPath: string;
 }
@@ -58,6 +59,7 @@ function withCommonOptions(cmd: Command): Command {
     .option('--workers <n>', 'loadgen worker processes (0 = as few as the fd limit allows)', positiveInt('--workers'), 0)
     .option('--source-ips <n>', 'spread connections over this many source addresses 127.0.0.2…', positiveInt('--source-ips'), 16)
     .option('--concurrency <n>', 'handshakes in flight per loadgen worker', positiveInt('--concurrency'), 200)
+    .option('--publish-sockets <n>', 'keep-alive connections of the publisher (more than 1 may reorder publishes)', positiveInt('--publish-sockets'), 1)
     .option('--herald-bin <file>', 'Herald CLI entry point to benchmark (default: this build)')
     .option('--ws-path <path>', "path of Herald's WebSocket endpoint", '/ws');
 }
@@ -72,6 +74,7 @@ function benchOptions(scenario: string, flags: Flags): BenchOptions {
     workers: flags.workers,
     sourceAddresses: Math.max(1, flags.sourceIps),
     concurrency: Math.max(1, flags.concurrency),
+    publishSockets: Math.max(1, flags.publishSockets),
     pin: flags.pin,
     jsonOut: flags.jsonOut,
     heraldBin: flags.heraldBin,

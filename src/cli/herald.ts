@@ -48,7 +48,13 @@ program
       }
       throw err;
     }
-    const server = await startHerald({ config });
+    let server;
+    try {
+      server = await startHerald({ config });
+    } catch (err) {
+      process.stderr.write(`herald: cannot start: ${(err as Error).message}\n`);
+      process.exit(err instanceof ConfigError ? 2 : 1);
+    }
     if (config.api.keys.length === 0) server.app.log.warn('no api.keys configured: the HTTP API refuses every request (set HERALD_API__KEYS)');
     if (config.auth.anonymous) server.app.log.warn('auth.anonymous is on: anyone may connect to public channels');
     let stopping = false;

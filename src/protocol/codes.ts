@@ -3,7 +3,7 @@
  *
  * Reply errors travel inside `error` frames and HTTP error bodies; their string codes are stable
  * and never reused. Close codes end a WebSocket; the range tells a client what to do next:
- * 4000–4499 (and 1001, 1006, 1011, 1012, 1013) mean "reconnect with backoff", 4500–4999 and the
+ * 4000–4499 (and 1001, 1005, 1006, 1011, 1012, 1013, 1014) mean "reconnect with backoff", 4500–4999 and the
  * remaining 1xxx codes mean "do not reconnect until something changes".
  */
 
@@ -38,7 +38,7 @@ export const CloseCode = {
   FORCE_DISCONNECT: 4502,
   /** The user already holds `limits.maxConnectionsPerUser` connections. */
   USER_CONNECTION_LIMIT: 4503,
-  /** The client broke the protocol (e.g. a second `connect`, or a frame before `connect`). */
+  /** The client broke the protocol: a frame other than `connect` first, or too many frames before `connected`. */
   PROTOCOL_VIOLATION: 4504,
   /** Too many invalid frames in a row; the client is misbehaving. */
   TOO_MANY_ERRORS: 4505,

@@ -1,7 +1,7 @@
 /**
  * Frames of Herald's wire protocol v1. Every frame is one JSON object in one WebSocket text
  * message, discriminated by `type`. `docs/protocol.md` is the prose form of this file and
- * `api/frames.schema.json` the schema the server validates client frames against.
+ * `api/client-frames.schema.json` the schema the server validates client frames against.
  */
 import type { ErrorCode } from './codes.js';
 
@@ -168,7 +168,7 @@ export type DeliveryTarget = 'channel' | 'user' | 'broadcast' | 'filter';
 export interface MessageFrame {
   type: 'message';
   target: DeliveryTarget;
-  /** Present for channel deliveries (and filter deliveries scoped to a channel). */
+  /** Present for channel deliveries (a filtered channel publish is still a channel delivery). */
   channel?: string;
   /** Present for channel deliveries: the message's position in the channel stream. */
   offset?: number;

@@ -121,6 +121,7 @@ export function configFromEnv(env: Record<string, string | undefined>): Record<s
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('HERALD_') || value === undefined || name === 'HERALD_CONFIG') continue;
     const path = name.slice('HERALD_'.length).split('__').map(camel);
+    if (path.length < 2 || !SECTIONS.has(path[0]!)) continue;
     let parsed = coerce(value);
     const key = path.join('.');
     if (typeof parsed === 'string' && ARRAY_KEYS.has(key)) parsed = parsed.split(',').map((s) => s.trim()).filter(Boolean);
@@ -129,7 +130,10 @@ export function configFromEnv(env: Record<string, string | undefined>): Record<s
   return out;
 }
 
-const ARRAY_KEYS = new Set(['api.keys', 'origins.allowed', 'channels.public', 'channels.clientPublish', 'auth.jwt.algorithms']);
+const ARRAY_KEYS = new Set(['api.keys', 'origins.allowed', 'channels.public', 'channels.clientPublish', 'auth.jwt.algorithms', 'engine.nats.servers']);
+
+/** Only variables naming a config section are configuration; others (HERALD_API_KEY for the CLI) are not. */
+const SECTIONS = new Set(['server', 'auth', 'api', 'origins', 'limits', 'heartbeat', 'channels', 'publish', 'delivery', 'inbox', 'rpc', 'engine', 'log', 'shutdown']);
 
 export function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
   let node = target;

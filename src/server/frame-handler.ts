@@ -26,6 +26,8 @@ import { Schemas } from './schemas.js';
 import type { PendingResolver, Session } from './session.js';
 import { encodeTextFrame } from './transport/ws-frame.js';
 
+const MAX_EARLY_FRAMES = 64;
+
 /** Handles a client's `request`; resolves with `data` for the response or throws a HeraldError. */
 export type RequestHandler = (session: Session, data: unknown) => Promise<unknown>;
 
@@ -40,6 +42,13 @@ export class FrameHandler {
   }
 
   handle(session: Session, text: string): void {
+    // A client may pipeline frames right behind `connect`; keep them (bounded) until the token
+    // has been verified instead of refusing them.
+    if (session.early) {
+      if (session.early.length >= MAX_EARLY_FRAMES) session.close(CloseCode.PROTOCOL_VIOLATION, 'too many frames before connected');
+      else session.early.push(text);
+      return;
+    }
     let frame: ClientFrame;
     try {
       frame = this.node.schemas.parseClientFrame(text);
@@ -47,6 +56,16 @@ export class FrameHandler {
       this.reject(session, err, Schemas.frameId(text));
       return;
     }
+    session.invalidFrames = 0;
+    try {
+      this.dispatch(session, frame);
+    } catch (err) {
+      this.node.log.error({ err, connId: session.id }, 'frame handling failed');
+      session.close(CloseCode.SERVER_ERROR, 'internal error');
+    }
+  }
+
+  private dispatch(session: Session, frame: ClientFrame): void {
     if (session.state === 'connecting' && frame.type !== 'connect') {
       this.sendError(session, new HeraldError(ErrorCode.NOT_CONNECTED), 'id' in frame ? frame.id : undefined);
       session.close(CloseCode.PROTOCOL_VIOLATION, 'send connect first');
@@ -91,8 +110,8 @@ export class FrameHandler {
     }
     const node = this.node;
     const token = frame.token ?? this.upgradeTokens.get(session);
-    // Mark the session as authenticating so a second connect racing this one is refused.
-    session.identity = undefined;
+    // Frames arriving while the token is verified wait in `early`, a second connect included.
+    session.early = [];
     try {
       if (token) session.identity = await node.verifier.verify(token);
       else if (node.config.auth.anonymous) session.identity = node.anonymousIdentity();
@@ -100,6 +119,7 @@ export class FrameHandler {
     } catch (err) {
       const e = err instanceof HeraldError ? err : new HeraldError(ErrorCode.UNAUTHORIZED);
       session.identity = undefined;
+      session.early = undefined;
       if (!session.open) return;
       this.sendError(session, e, frame.id);
       session.close(e.code === ErrorCode.TOKEN_EXPIRED ? CloseCode.TOKEN_EXPIRED : CloseCode.UNAUTHORIZED, e.code);
@@ -109,6 +129,7 @@ export class FrameHandler {
     const identity = session.identity;
     const sameUser = identity.user ? (node.hub.userSessions(identity.user)?.size ?? 0) : 0;
     if (identity.user && sameUser >= node.config.limits.maxConnectionsPerUser) {
+      session.early = undefined;
       node.metrics.rejectedConnections.inc({ reason: 'per_user' });
       this.sendError(session, new HeraldError(ErrorCode.TOO_MANY_CONNECTIONS, `user already has ${sameUser} connections (limits.maxConnectionsPerUser)`), frame.id);
       session.close(CloseCode.USER_CONNECTION_LIMIT, 'too many connections for this user');
@@ -131,6 +152,9 @@ export class FrameHandler {
       ...(identity.expiresAt !== undefined ? { expiresAt: identity.expiresAt } : {}),
     };
     this.send(session, reply);
+    const early = session.early;
+    session.early = undefined;
+    for (const text of early) if (session.open) this.handle(session, text);
   }
 
   private async subscribe(session: Session, frame: SubscribeFrame): Promise<void> {
@@ -151,7 +175,7 @@ export class FrameHandler {
     try {
       if (first) await node.broker.subscribe({ kind: 'channel', channel });
       const limit = frame.recover ? node.config.channels.maxRecover : 0;
-      const history = await node.broker.history(channel, { limit, ...(frame.recover ? { since: frame.recover } : {}) });
+      const history = await node.broker.history(channel, { limit, config: node.historyConfig(channel), ...(frame.recover ? { since: frame.recover } : {}) });
       if (!session.open || session.subs.get(channel) !== buffer) return;
       const top = history.position.offset;
       const reply: SubscribedFrame = { type: 'subscribed', id: frame.id, channel, position: history.position };

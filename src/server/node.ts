@@ -71,6 +71,7 @@ export class HeraldNode {
   /** Dispatches fanned out this tick, for the latency histogram at flush time. */
   private acceptedThisTick: number[] = [];
   draining = false;
+  private readonly publishing = new Map<string, Promise<PublishResult>>();
 
   constructor(
     readonly config: Readonly<HeraldConfig>,
@@ -192,6 +193,19 @@ export class HeraldNode {
     const msgId = req.msgId ?? randomUUID();
     const seen = this.idempotency.get(msgId);
     if (seen) return { msgId, timestamp: seen.timestamp, ...(seen.position ? { position: seen.position } : {}), duplicate: true };
+    // A retry racing the original (both in flight) must not publish twice either.
+    const racing = this.publishing.get(msgId);
+    if (racing) return racing.then((r) => ({ ...r, duplicate: true }));
+    const work = this.publishNew(req, msgId);
+    this.publishing.set(msgId, work);
+    try {
+      return await work;
+    } finally {
+      this.publishing.delete(msgId);
+    }
+  }
+
+  private async publishNew(req: PublishRequest, msgId: string): Promise<PublishResult> {
     const envelope: Envelope = {
       msgId,
       timestamp: Date.now(),

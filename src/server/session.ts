@@ -42,6 +42,8 @@ export class Session implements WheelEntry {
   missedPongs = 0;
 
   invalidFrames = 0;
+  /** Frames that arrived while the token was being verified, replayed once `connect` succeeds. */
+  early: string[] | undefined;
   /** Server→client requests waiting for a response, by correlationId. */
   pending: Map<string, PendingResolver> | undefined;
 

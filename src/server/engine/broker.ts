@@ -28,6 +28,8 @@ export interface HistoryQuery {
   since?: StreamPosition;
   /** At most this many entries, oldest first. */
   limit: number;
+  /** The channel's history limits, so a read can prune what is past them. */
+  config?: HistoryConfig;
 }
 
 export interface HistoryResult {

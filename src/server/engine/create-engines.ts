@@ -1,6 +1,6 @@
 /** Builds the engines named by `engine.type`. The connection code never sees which it got. */
 import type { FastifyBaseLogger } from 'fastify';
-import type { HeraldConfig } from '../config.js';
+import { ConfigError, type HeraldConfig } from '../config.js';
 import type { Broker } from './broker.js';
 import type { InboxStore } from './inbox.js';
 import { MemoryBroker } from './memory-broker.js';
@@ -21,6 +21,6 @@ export async function createEngines(config: Readonly<HeraldConfig>, nodeName: st
     case 'memory':
       return { broker: new MemoryBroker(), presence: new MemoryPresence(), inbox: new MemoryInbox() };
     default:
-      throw new Error(`engine.type "${config.engine.type}" is not available in this build`);
+      throw new ConfigError(`engine.type: "${config.engine.type}" is not available in this build`);
   }
 }

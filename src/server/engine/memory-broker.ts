@@ -94,6 +94,7 @@ export class MemoryBroker implements Broker {
       stream = new ChannelStream();
       this.streams.set(channel, stream);
     }
+    if (query.config) this.historyConfigs.set(channel, query.config);
     const cfg = this.historyConfigs.get(channel);
     if (cfg) stream.prune(cfg, Date.now());
     const position = { offset: stream.top, epoch: stream.epoch };

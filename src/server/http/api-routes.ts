@@ -41,6 +41,11 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
   // JSON only: a text/plain body would otherwise reach the schema as a string.
   app.removeContentTypeParser('text/plain');
 
+  // Disconnect bodies are optional: an empty POST means "defaults".
+  app.addHook('preValidation', async (req) => {
+    if (req.method === 'POST' && req.body === undefined && req.url.endsWith('/disconnect')) req.body = {};
+  });
+
   app.addHook('onRequest', async (req) => {
     const key = presentedKey(req);
     if (!key) throw new HeraldError(ErrorCode.API_KEY_REQUIRED);
@@ -77,7 +82,7 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
                 properties: {
                   msgId: { type: 'string' }, timestamp: { type: 'integer' }, duplicate: { type: 'boolean' },
                   position: { type: 'object', properties: { offset: { type: 'integer' }, epoch: { type: 'string' } } },
-                  error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, temporary: { type: 'boolean' } } },
+                  error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, temporary: { type: 'boolean' }, details: {} } },
                 },
               },
             },

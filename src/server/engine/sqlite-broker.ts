@@ -1,0 +1,137 @@
+/**
+ * Single-node broker with durable channel history in SQLite. A channel publish is acknowledged
+ * only after its history row committed, and is dispatched locally right after the commit, so
+ * every message a client may have seen can be recovered after a crash. Epochs live in the
+ * database too: a restart keeps them, and recovery across it works.
+ */
+import { randomBytes } from 'node:crypto';
+import type { StreamPosition } from '../../protocol/frames.js';
+import type { HistoryConfig } from '../config.js';
+import type { Broker, BrokerHandler, Dispatch, HistoryQuery, HistoryResult } from './broker.js';
+import type { SqliteDb } from './sqlite-db.js';
+
+interface ChannelState {
+  epoch: string;
+  top: number;
+  history: HistoryConfig;
+}
+
+const SWEEP_MS = 2000;
+
+export class SqliteBroker implements Broker {
+  private handler: BrokerHandler | undefined;
+  private readonly channels = new Map<string, ChannelState>();
+  private readonly touched = new Set<string>();
+  private sweeper: NodeJS.Timeout | undefined;
+  private readonly stmt;
+
+  constructor(private readonly store: SqliteDb) {
+    const db = store.db;
+    this.stmt = {
+      getChannel: db.prepare<[string], { epoch: string; top: number }>('SELECT epoch, top FROM channels WHERE channel = ?'),
+      putChannel: db.prepare('INSERT INTO channels (channel, epoch, top) VALUES (?, ?, ?) ON CONFLICT(channel) DO UPDATE SET top = excluded.top'),
+      insert: db.prepare('INSERT INTO history (channel, offset, at, envelope) VALUES (?, ?, ?, ?)'),
+      since: db.prepare<[string, number, number, number], { offset: number; envelope: string }>(
+        'SELECT offset, envelope FROM history WHERE channel = ? AND offset > ? AND at >= ? ORDER BY offset LIMIT ?',
+      ),
+      newest: db.prepare<[string, number, number], { offset: number; envelope: string }>(
+        'SELECT offset, envelope FROM history WHERE channel = ? AND at >= ? ORDER BY offset DESC LIMIT ?',
+      ),
+      first: db.prepare<[string, number], { offset: number | null }>('SELECT MIN(offset) AS offset FROM history WHERE channel = ? AND at >= ?'),
+      prune: db.prepare('DELETE FROM history WHERE channel = ? AND (offset <= ? OR at < ?)'),
+    };
+  }
+
+  async start(handler: BrokerHandler): Promise<void> {
+    this.handler = handler;
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweeper.unref();
+  }
+
+  async subscribe(): Promise<void> {}
+
+  async unsubscribe(): Promise<void> {}
+
+  async publish(dispatch: Dispatch, history: HistoryConfig): Promise<StreamPosition | undefined> {
+    if (dispatch.target.kind !== 'channel') {
+      this.handler?.onDispatch(dispatch);
+      return undefined;
+    }
+    const channel = dispatch.target.channel;
+    const envelopeJson = JSON.stringify(dispatch.envelope);
+    const position = await this.store.write(() => {
+      const state = this.state(channel, history);
+      const offset = state.top + 1;
+      this.stmt.putChannel.run(channel, state.epoch, offset);
+      if (history.size > 0 && history.ttlMs > 0) this.stmt.insert.run(channel, offset, dispatch.envelope.timestamp, envelopeJson);
+      // Advance the cached top only once the row is in the transaction; a failed write leaves it.
+      state.top = offset;
+      return { offset, epoch: state.epoch };
+    });
+    this.touched.add(channel);
+    dispatch.position = position;
+    this.handler?.onDispatch(dispatch);
+    return position;
+  }
+
+  async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
+    const state = this.channels.get(channel) ?? (await this.store.write(() => this.state(channel, query.config)));
+    if (query.config) state.history = query.config;
+    const cfg = state.history;
+    const cutoff = Date.now() - cfg.ttlMs;
+    const position = { offset: state.top, epoch: state.epoch };
+    if (!query.since) {
+      const rows = query.limit > 0 ? this.stmt.newest.all(channel, cutoff, query.limit).reverse() : [];
+      return { entries: rows.map(parse), position, complete: true };
+    }
+    const { offset, epoch } = query.since;
+    if (epoch !== state.epoch || offset > state.top) return { entries: [], position, complete: false };
+    if (offset === state.top) return { entries: [], position, complete: true };
+    const first = this.stmt.first.get(channel, cutoff)?.offset ?? state.top + 1;
+    if (offset + 1 < first) return { entries: [], position, complete: false };
+    const rows = this.stmt.since.all(channel, offset, cutoff, query.limit + 1);
+    if (rows.length > query.limit) return { entries: [], position, complete: false };
+    return { entries: rows.map(parse), position, complete: true };
+  }
+
+  async close(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+  }
+
+  /** Must run inside a store write (it may create the channel row). */
+  private state(channel: string, history: HistoryConfig | undefined): ChannelState {
+    let s = this.channels.get(channel);
+    if (!s) {
+      const row = this.stmt.getChannel.get(channel);
+      s = row
+        ? { epoch: row.epoch, top: row.top, history: history ?? DEFAULT_HISTORY }
+        : { epoch: randomBytes(4).toString('hex'), top: 0, history: history ?? DEFAULT_HISTORY };
+      if (!row) this.stmt.putChannel.run(channel, s.epoch, 0);
+      this.channels.set(channel, s);
+    }
+    if (history) s.history = history;
+    return s;
+  }
+
+  private sweep(): void {
+    if (this.touched.size === 0) return;
+    const channels = [...this.touched];
+    this.touched.clear();
+    const now = Date.now();
+    void this.store
+      .write(() => {
+        for (const channel of channels) {
+          const s = this.channels.get(channel);
+          if (s) this.stmt.prune.run(channel, s.top - s.history.size, now - s.history.ttlMs);
+        }
+      })
+      .catch(() => undefined);
+  }
+}
+
+/** Until a publish tells the broker a channel's limits, history reads use these. */
+const DEFAULT_HISTORY: HistoryConfig = { size: 1000, ttlMs: 120_000 };
+
+function parse(row: { offset: number; envelope: string }) {
+  return { offset: row.offset, envelope: JSON.parse(row.envelope) };
+}
