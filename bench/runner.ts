@@ -20,6 +20,7 @@ export interface BenchOptions {
   workers: number;
   sourceAddresses: number;
   concurrency: number;
+  publishSockets: number;
   /** `true` pins the server to core 0 and the loadgen to core 1; "A:B" gives taskset lists. */
   pin?: boolean | string | undefined;
   jsonOut?: string | undefined;
@@ -68,6 +69,7 @@ function runOptions(options: BenchOptions): RunOptions {
     workers: options.workers,
     sourceAddresses: options.sourceAddresses,
     concurrency: options.concurrency,
+    publishSockets: options.publishSockets,
     channel: 'bench',
   };
 }

@@ -185,8 +185,8 @@ describe('client ↔ real server', () => {
     const detectedIn = Date.now() - frozenAt;
     expect(info.code).toBe(4002);
     // Silence is noticed pingInterval + pongTimeout after the last frame, which came at most one
-    // ping period before the freeze.
-    expect(detectedIn).toBeLessThan(300 + 200 + 300 + 200);
+    // ping period before the freeze: 800 ms nominal, with slack for a loaded machine.
+    expect(detectedIn).toBeLessThan(300 + 200 + 300 + 700);
     await waitFor(() => c.state.status === 'connected' && c.connectionId !== first, 3000);
     await waitFor(() => got.length === 1, 3000); // recovered from history
     expect(got).toEqual([1]);

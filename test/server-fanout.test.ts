@@ -81,7 +81,7 @@ describe('fan-out', () => {
 
 describe('tag filters', () => {
   async function audience() {
-    const specs = [
+    const specs: Array<{ sub: string; tags?: Record<string, string | number> }> = [
       { sub: 'eu-pro-ios', tags: { region: 'eu', plan: 'pro', device: 'ios', appVersion: '2.10.1', score: 7 } },
       { sub: 'eu-free-web', tags: { region: 'eu', plan: 'free', device: 'web', appVersion: '2.3.0', score: 2 } },
       { sub: 'us-team-android', tags: { region: 'us', plan: 'team', device: 'android', appVersion: '1.9.9' } },

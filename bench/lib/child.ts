@@ -3,6 +3,7 @@
  * cores by running it under `taskset -c`; taskset execs node, so the child's pid is node's pid.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 
 export interface SpawnNodeOptions {
@@ -24,16 +25,44 @@ export function spawnNode(script: string, args: string[], options: SpawnNodeOpti
   return spawn(process.execPath, nodeArgv, { stdio, env });
 }
 
+/** True once something accepts TCP connections on host:port. */
+export function portOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
 /**
- * Resolves with the first stdout/stderr line for which `match` is true; rejects if the child exits
- * first or `timeoutMs` passes. Lines seen are kept (last 50) for the error message.
+ * Resolves with the first stdout/stderr line for which `match` is true, or when `probe` (polled
+ * every 100 ms) says ready; rejects if the child exits first or `timeoutMs` passes. Lines seen
+ * are kept (last 50) for the error message.
  */
-export function waitForLine(child: ChildProcess, match: (line: string) => boolean, timeoutMs: number): Promise<string> {
+export function waitForLine(child: ChildProcess, match: (line: string) => boolean, timeoutMs: number, probe?: () => Promise<boolean>): Promise<string> {
   return new Promise((resolve, reject) => {
     const seen: string[] = [];
     const readers = [child.stdout, child.stderr].filter((s) => s !== null).map((s) => createInterface({ input: s }));
+    let settled = false;
+    let poller: NodeJS.Timeout | undefined;
+    if (probe) {
+      const poll = (): void => {
+        void probe().then((ok) => {
+          if (settled) return;
+          if (ok) done(undefined, '(probe)');
+          else poller = setTimeout(poll, 100);
+        });
+      };
+      poller = setTimeout(poll, 100);
+    }
     const done = (error: Error | undefined, line?: string): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
+      clearTimeout(poller);
       child.off('exit', onExit);
       for (const r of readers) r.off('line', onLine);
       if (error) reject(error);

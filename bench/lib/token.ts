@@ -1,7 +1,8 @@
 /** Connection tokens for the benchmark: HS256 JWTs as Herald's `auth.jwt.hmacSecret` expects. */
 import { SignJWT } from 'jose';
 
-export const BENCH_SECRET = 'bench-secret';
+/** Herald wants an HMAC secret of at least 16 characters. */
+export const BENCH_SECRET = 'bench-secret-0123456789';
 export const BENCH_API_KEY = 'bench-key';
 
 export async function makeToken(secret: string, sub: string, channels: string[] = ['*']): Promise<string> {

@@ -249,7 +249,6 @@ function report(): WorkerReport {
     pings,
     errorFrames,
     cpuMicros: cpu.user + cpu.system,
-    ...(process.env.BENCH_DEBUG ? { cpuUser: cpu.user, cpuSystem: cpu.system } : {}),
     wallMs: performance.now() - wallBase,
   };
 }

@@ -37,7 +37,7 @@ export const fanout: Scenario = {
         channel: options.channel,
         rate: options.rate,
         durationS: options.durationS,
-        sockets: 8,
+        sockets: options.publishSockets,
         maxInFlight: 1000,
       });
       const expected = published.ok * opened.connected;

@@ -22,6 +22,9 @@ export interface RunOptions {
   concurrency: number;
   /** Channel the connections subscribe to. */
   channel: string;
+  /** Keep-alive HTTP connections the publisher uses. 1 keeps publishes in order, so any
+   * out-of-order delivery is the server's doing; more allow higher rates but may reorder. */
+  publishSockets: number;
 }
 
 export interface Pinning {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { drainOutput, spawnNode, stopChild, waitForLine } from '../lib/child.js';
+import { drainOutput, portOpen, spawnNode, stopChild, waitForLine } from '../lib/child.js';
 import { freePort } from '../lib/ports.js';
 import { BENCH_API_KEY, BENCH_SECRET } from '../lib/token.js';
 import type { Dialect } from '../loadgen/messages.js';
@@ -81,7 +81,8 @@ export async function startServer(name: ServerName, options: TargetOptions): Pro
     child = spawnNode(script, ['--port', String(port), '--secret', BENCH_SECRET, '--api-key', BENCH_API_KEY], { cpus: options.cpus });
   }
   try {
-    await waitForLine(child, (line) => line.includes('listening'), 20_000);
+    // Herald logs "listening" at info level, which the bench config's "warn" hides: probe the port too.
+    await waitForLine(child, (line) => line.includes('listening'), 20_000, () => portOpen(port));
   } catch (error) {
     await stopChild(child, 1000);
     cleanup();

@@ -1,5 +1,5 @@
 import { CloseCode, ErrorCode, shouldReconnect } from '../../src/protocol/index.js';
-import type { ConnectFrame, ConnectedFrame, Envelope, MessageFrame, ServerFrame, StreamPosition } from '../../src/protocol/index.js';
+import type { ConnectFrame, ConnectedFrame, Envelope, ServerFrame, StreamPosition } from '../../src/protocol/index.js';
 import { Connection } from './connection.js';
 import type { CloseInfo, Link } from './connection.js';
 import { isOffline, watchConnectivity } from './connectivity.js';
@@ -16,7 +16,8 @@ import type { PublishOptions, PublishResult } from './publisher.js';
 import { Rpc } from './rpc.js';
 import type { RequestHandler, RequestOptions } from './rpc.js';
 import type { ClientState } from './state.js';
-import { Subscription } from './subscription.js';
+import type { Subscription } from './subscription.js';
+import { Subscriptions } from './subscriptions.js';
 import type { SubscribedInfo } from './subscription.js';
 
 export type ConnectedInfo = Omit<ConnectedFrame, 'type' | 'id'>;
@@ -54,7 +55,7 @@ interface Deferred {
 export class HeraldClient {
   readonly options: ResolvedOptions;
   readonly #events: Emitter<ClientEvents>;
-  readonly #subs = new Map<string, Subscription<any>>();
+  readonly #subs: Subscriptions;
   readonly #delivery: Delivery;
   readonly #publisher: Publisher;
   readonly #rpc: Rpc;
@@ -80,6 +81,14 @@ export class HeraldClient {
       if (event !== 'error') this.#emitError(toHeraldError(err));
     });
     this.#delivery = new Delivery({ ackMode: this.options.ackMode, dedupSize: this.options.dedupSize, link, onError });
+    this.#subs = new Subscriptions({
+      delivery: this.#delivery,
+      link,
+      onError,
+      onSubscribed: (info) => this.#events.emit('subscribed', info),
+      onRecoveryFailed: (info) => this.#events.emit('recoveryFailed', info),
+      onUnsubscribed: (info) => this.#events.emit('unsubscribed', info),
+    });
     this.#outbox = new Outbox({ maxSize: this.options.outboxMaxSize, storage: this.options.storage, storageKey: this.options.storageKey, onError });
     this.#publisher = new Publisher({
       outbox: this.#outbox,
@@ -156,11 +165,7 @@ export class HeraldClient {
     const err = new HeraldError(ClientErrorCode.CLIENT_CLOSED, 'client closed');
     this.#publisher.close(err);
     this.#rpc.close(err);
-    for (const sub of this.#subs.values()) {
-      sub.end('unsubscribed', err);
-      sub.events.clear();
-    }
-    this.#subs.clear();
+    this.#subs.close(err);
     this.#delivery.dispose();
     for (const dispose of this.#disposers.splice(0)) dispose();
     this.#setState({ status: 'closed' });
@@ -174,18 +179,7 @@ export class HeraldClient {
    */
   subscribe<T = unknown>(channel: string, options: { recover?: StreamPosition } = {}): Subscription<T> {
     this.#assertOpen();
-    if (typeof channel !== 'string' || channel === '') throw new HeraldError(ErrorCode.INVALID_CHANNEL, 'channel must be a non-empty string');
-    const existing = this.#subs.get(channel);
-    if (existing) return existing as Subscription<T>;
-    const sub = new Subscription<T>(
-      channel,
-      { unsubscribe: (s) => this.#unsubscribe(s), reportError: (err) => this.#emitError(toHeraldError(err)) },
-      options.recover,
-    );
-    this.#subs.set(channel, sub);
-    const conn = this.#conn;
-    if (conn?.isOpen) this.#sendSubscribe(sub, conn);
-    return sub;
+    return this.#subs.subscribe<T>(channel, options.recover);
   }
 
   getSubscription<T = unknown>(channel: string): Subscription<T> | undefined {
@@ -193,7 +187,7 @@ export class HeraldClient {
   }
 
   subscriptions(): Subscription[] {
-    return [...this.#subs.values()];
+    return this.#subs.all();
   }
 
   /**
@@ -367,74 +361,16 @@ export class HeraldClient {
 
   /** Resubscribe first, then requests waiting for a connection, then the outbox. */
   #linkUp(link: Link): void {
-    for (const sub of this.#subs.values()) this.#sendSubscribe(sub, link);
+    this.#subs.linkUp(link);
     this.#rpc.linkUp(link);
     this.#publisher.linkUp(link);
   }
 
   #linkDown(): void {
-    for (const sub of this.#subs.values()) sub.suspend();
+    this.#subs.linkDown();
     this.#rpc.linkDown();
     this.#publisher.linkDown();
     this.#delivery.flush();
-  }
-
-  #sendSubscribe(sub: Subscription<any>, link: Link): void {
-    const recover = sub.beginSubscribe();
-    link.call(
-      (id) => ({ type: 'subscribe', id, channel: sub.channel, ...(recover ? { recover } : {}) }),
-      (reply) => {
-        if (this.#subs.get(sub.channel) !== sub) return; // unsubscribed meanwhile
-        if (reply instanceof HeraldError) {
-          if (reply.code === ClientErrorCode.CONNECTION_LOST) return; // resubscribed on reconnect
-          this.#subs.delete(sub.channel);
-          sub.end('failed', reply);
-          sub.events.emit('error', reply);
-          this.#emitError(reply);
-          return;
-        }
-        if (reply.type !== 'subscribed') {
-          this.#emitError(new HeraldError(ErrorCode.INVALID_FRAME, `"${reply.type}" frame in reply to subscribe`));
-          return;
-        }
-        const { info, deliver } = sub.confirm(reply);
-        sub.events.emit('subscribed', info);
-        this.#events.emit('subscribed', info);
-        if (info.recovered === false) {
-          sub.events.emit('recoveryFailed', info);
-          this.#events.emit('recoveryFailed', info);
-        }
-        for (const m of deliver) this.#deliverToSubscription(sub, m);
-      },
-    );
-  }
-
-  #unsubscribe(sub: Subscription<any>): Promise<void> {
-    if (this.#subs.get(sub.channel) !== sub) return Promise.resolve();
-    this.#subs.delete(sub.channel);
-    const wasActive = sub.state === 'subscribing' || sub.state === 'subscribed';
-    sub.end('unsubscribed');
-    const done = (): void => {
-      const info = { channel: sub.channel };
-      sub.events.emit('unsubscribed', info);
-      this.#events.emit('unsubscribed', info);
-    };
-    const link = this.#conn;
-    if (!wasActive || !link?.isOpen) {
-      done();
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      link.call(
-        (id) => ({ type: 'unsubscribe', id, channel: sub.channel }),
-        (reply) => {
-          const benign = [ClientErrorCode.CONNECTION_LOST, ErrorCode.NOT_SUBSCRIBED] as string[];
-          if (reply instanceof HeraldError && !benign.includes(reply.code)) this.#emitError(reply);
-          done();
-          resolve();
-        },
-      );
-    });
   }
 
   #onFrame(frame: ServerFrame, link: Link): void {
@@ -442,8 +378,7 @@ export class HeraldClient {
     switch (frame.type) {
       case 'message':
         if (frame.target === 'channel') {
-          const sub = this.#subs.get(frame.channel as string);
-          if (sub?.accept(frame)) this.#deliverToSubscription(sub, frame);
+          this.#subs.route(frame);
         } else {
           this.#delivery.deliver(frame, (message, context) => this.#events.emit('message', message, context));
         }
@@ -463,10 +398,6 @@ export class HeraldClient {
       default:
         this.#emitError(new HeraldError(ErrorCode.INVALID_FRAME, `unexpected "${frame.type}" frame`));
     }
-  }
-
-  #deliverToSubscription(sub: Subscription<any>, frame: MessageFrame): void {
-    this.#delivery.deliver(frame, (message, context) => sub.events.emit('message', message, context));
   }
 
   #setState(state: ClientState): void {

@@ -173,6 +173,10 @@ export interface MessageFrame {
   /** Present for channel deliveries: the message's position in the channel stream. */
   offset?: number;
   epoch?: string;
+  /** Present on at-least-once deliveries: send an `ack` with this message's msgId. */
+  ack?: true;
+  /** Present when the message comes from the user's inbox (it was stored while they were away). */
+  inbox?: true;
   message: Envelope;
 }
 

@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import { readJsonAsset } from './assets.js';
 
+export type DeliveryMode = 'at-most-once' | 'at-least-once';
+
 export interface HistoryConfig {
   size: number;
   ttlMs: number;
@@ -45,9 +47,19 @@ export interface HeraldConfig {
     clientPublish: string[];
     history: HistoryConfig;
     maxRecover: number;
-    namespaces: Record<string, { history?: Partial<HistoryConfig> }>;
+    namespaces: Record<string, { history?: Partial<HistoryConfig>; delivery?: DeliveryMode }>;
   };
   publish: { idempotencyWindowMs: number; defaultSource: string; defaultVersion: string };
+  delivery: {
+    defaultMode: DeliveryMode;
+    ackTimeoutMs: number;
+    retry: { initialDelayMs: number; multiplier: number; maxDelayMs: number; jitter: number };
+    maxAttempts: number;
+    maxInFlight: number;
+    maxReceipts: number;
+    receiptTtlMs: number;
+  };
+  inbox: { maxMessages: number; maxAgeMs: number; deliverBatch: number };
   rpc: { timeoutMs: number; maxPendingPerConnection: number };
   engine: {
     type: 'memory' | 'sqlite' | 'redis' | 'nats';

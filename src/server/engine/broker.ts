@@ -16,6 +16,12 @@ export interface Dispatch {
   envelope: Envelope;
   /** Set by the broker for channel targets: the message's place in the channel stream. */
   position?: StreamPosition;
+  /** At-least-once: recipients must acknowledge, and are retried until they do. */
+  reliable?: boolean;
+  /** Reliable user targets: the message's sequence in the user's inbox (orders the connect seam). */
+  seq?: number;
+  /** Keep per-recipient receipts for this message. */
+  receipts?: boolean;
 }
 
 export interface HistoryEntry {

@@ -1,0 +1,251 @@
+/**
+ * Broker over Redis. Each channel has a meta hash (epoch `e`, offset counter `t`, and the history
+ * limits of its last publish) and a stream of `{o: offset, d: envelope JSON}` entries with
+ * time-based ids. One Lua script assigns the offset, appends, trims by size (exact MAXLEN) and age
+ * (MINID against Redis's clock) and PUBLISHes the encoded dispatch, so offsets, history and
+ * delivery order agree on every node.
+ *
+ * A channel's epoch is created on first use (publish or history read). If the meta hash vanishes —
+ * Redis restarted without persistence, or the channel sat idle past `metaIdleMs` — the next use
+ * creates a new epoch, so clients holding old positions learn that recovery is impossible.
+ *
+ * Pub/sub topics: `${prefix}:ch:${channel}`, `${prefix}:user:${user}` and `${prefix}:all`. One
+ * subscriber connection per node decodes each message once and hands it to the handler. The node's
+ * subscriptions are kept here and re-sent whenever that connection comes back.
+ *
+ * Dispatch encoding on the wire: the JSON of the Dispatch (`position` first for channels).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { StreamPosition } from '../../protocol/frames.js';
+import type { HistoryConfig } from '../config.js';
+import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult } from './broker.js';
+import { closeRedis, LUA_NOW_MS, openRedis, type RedisEngineOptions } from './redis-connection.js';
+
+export interface RedisBrokerOptions extends RedisEngineOptions {
+  /** How long a channel's epoch and offset counter outlive its last use (ms). Default 1 hour. */
+  metaIdleMs?: number;
+}
+
+// KEYS[1] meta hash, KEYS[2] stream.
+const ENSURE_EPOCH = `
+local function ensure_epoch(candidate, idle_ms)
+  local epoch = redis.call('HGET', KEYS[1], 'e')
+  if epoch then return epoch end
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', candidate, 't', 0)
+  redis.call('PEXPIRE', KEYS[1], idle_ms)
+  return candidate
+end
+`;
+
+// ARGV: candidate epoch, size, ttlMs, metaIdleMs, topic, dispatch JSON (no position), envelope JSON.
+const PUBLISH_LUA = `${LUA_NOW_MS}${ENSURE_EPOCH}
+local size = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+local epoch = ensure_epoch(ARGV[1], ARGV[4])
+local top = redis.call('HINCRBY', KEYS[1], 't', 1)
+redis.call('HSET', KEYS[1], 'size', size, 'ttl', ttl)
+if size > 0 and ttl > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', size, '*', 'o', top, 'd', ARGV[7])
+  redis.call('XTRIM', KEYS[2], 'MINID', now_ms() - ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+redis.call('PEXPIRE', KEYS[1], math.max(ttl, tonumber(ARGV[4])))
+redis.call('PUBLISH', ARGV[5], '{"position":{"offset":' .. top .. ',"epoch":"' .. epoch .. '"},' .. string.sub(ARGV[6], 2))
+return {top, epoch}
+`;
+
+// ARGV: candidate epoch, metaIdleMs, since offset ('' for none), since epoch, limit.
+// Returns {epoch, top, complete (0/1), rows newest first}.
+const HISTORY_LUA = `${LUA_NOW_MS}${ENSURE_EPOCH}
+local epoch = ensure_epoch(ARGV[1], ARGV[2])
+local top = tonumber(redis.call('HGET', KEYS[1], 't'))
+local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl') or '0')
+redis.call('PEXPIRE', KEYS[1], math.max(ttl, tonumber(ARGV[2])))
+if ttl > 0 then redis.call('XTRIM', KEYS[2], 'MINID', now_ms() - ttl) end
+local limit = tonumber(ARGV[5])
+if ARGV[3] == '' then
+  if limit <= 0 then return {epoch, top, 1, {}} end
+  return {epoch, top, 1, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)}
+end
+local since = tonumber(ARGV[3])
+if ARGV[4] ~= epoch or since > top or since < 0 then return {epoch, top, 0, {}} end
+local n = top - since
+if n == 0 then return {epoch, top, 1, {}} end
+if n > limit then return {epoch, top, 0, {}} end
+local rows = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n)
+-- Offsets in the stream are unique and increasing: n rows from top down to since+1 are all of them.
+if #rows ~= n or tonumber(rows[1][2][2]) ~= top or tonumber(rows[n][2][2]) ~= since + 1 then return {epoch, top, 0, {}} end
+return {epoch, top, 1, rows}
+`;
+
+type StreamRow = [id: string, fields: string[]];
+
+interface ScriptedRedis extends Redis {
+  heraldPublish(meta: string, stream: string, epoch: string, size: number, ttlMs: number, idleMs: number, topic: string, dispatch: string, envelope: string): Promise<[number, string]>;
+  heraldHistory(meta: string, stream: string, epoch: string, idleMs: number, since: string, sinceEpoch: string, limit: number): Promise<[string, number, number, StreamRow[]]>;
+}
+
+export class RedisBroker implements Broker {
+  private cmd: ScriptedRedis | undefined;
+  private sub: Redis | undefined;
+  private handler: BrokerHandler | undefined;
+  /** Every topic this node wants, with the latest SUBSCRIBE attempt for it. */
+  private readonly topics = new Map<string, Promise<void>>();
+  private readonly metaIdleMs: number;
+  private readonly prefix: string;
+  private closed = false;
+
+  constructor(private readonly opts: RedisBrokerOptions) {
+    this.prefix = opts.prefix;
+    this.metaIdleMs = opts.metaIdleMs ?? 3_600_000;
+  }
+
+  async start(handler: BrokerHandler): Promise<void> {
+    this.handler = handler;
+    const cmd = (await openRedis(this.opts, 'broker')) as ScriptedRedis;
+    cmd.defineCommand('heraldPublish', { numberOfKeys: 2, lua: PUBLISH_LUA });
+    cmd.defineCommand('heraldHistory', { numberOfKeys: 2, lua: HISTORY_LUA });
+    this.cmd = cmd;
+    let sub: Redis;
+    try {
+      sub = await openRedis(this.opts, 'broker-sub');
+    } catch (err) {
+      await closeRedis(cmd);
+      throw err;
+    }
+    this.sub = sub;
+    sub.on('message', (topic: string, message: string) => this.onMessage(topic, message));
+    // After a reconnect the new connection has no subscriptions: send them all again.
+    sub.on('ready', () => {
+      if (this.closed) return;
+      for (const topic of this.topics.keys()) this.sendSubscribe(topic);
+    });
+    await this.addTopic(this.broadcastTopic());
+  }
+
+  subscribe(target: Exclude<DispatchTarget, { kind: 'broadcast' }>): Promise<void> {
+    return this.addTopic(this.topicOf(target));
+  }
+
+  async unsubscribe(target: Exclude<DispatchTarget, { kind: 'broadcast' }>): Promise<void> {
+    const topic = this.topicOf(target);
+    if (!this.topics.delete(topic)) return;
+    // While disconnected there is nothing to undo: a new connection only gets `topics`.
+    if (this.sub?.status === 'ready') await this.sub.unsubscribe(topic);
+  }
+
+  async publish(dispatch: Dispatch, history: HistoryConfig): Promise<StreamPosition | undefined> {
+    const cmd = this.connected();
+    const envelopeJson = JSON.stringify(dispatch.envelope);
+    const head = JSON.stringify(dispatch.filter ? { target: dispatch.target, filter: dispatch.filter } : { target: dispatch.target });
+    const json = `${head.slice(0, -1)},"envelope":${envelopeJson}}`;
+    const t = dispatch.target;
+    if (t.kind !== 'channel') {
+      await cmd.publish(this.topicOf(t), json);
+      return undefined;
+    }
+    const [offset, epoch] = await cmd.heraldPublish(
+      this.metaKey(t.channel),
+      this.streamKey(t.channel),
+      newEpoch(),
+      Math.max(0, Math.floor(history.size)),
+      Math.max(0, Math.floor(history.ttlMs)),
+      this.metaIdleMs,
+      this.topicOf(t),
+      json,
+      envelopeJson,
+    );
+    const position = { offset: Number(offset), epoch };
+    dispatch.position = position;
+    return position;
+  }
+
+  async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
+    const cmd = this.connected();
+    const since = query.since;
+    const [epoch, top, complete, rows] = await cmd.heraldHistory(
+      this.metaKey(channel),
+      this.streamKey(channel),
+      newEpoch(),
+      this.metaIdleMs,
+      since ? String(since.offset) : '',
+      since ? since.epoch : '',
+      Math.max(0, Math.floor(query.limit)),
+    );
+    const entries: HistoryEntry[] = [];
+    for (let i = rows.length - 1; i >= 0; i--) entries.push(decodeRow(rows[i]!));
+    return { entries, position: { offset: Number(top), epoch }, complete: complete === 1 };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.topics.clear();
+    await Promise.all([this.cmd && closeRedis(this.cmd), this.sub && closeRedis(this.sub)]);
+  }
+
+  private onMessage(_topic: string, message: string): void {
+    let dispatch: Dispatch;
+    try {
+      dispatch = JSON.parse(message) as Dispatch;
+    } catch (err) {
+      this.opts.onError?.(err as Error, 'broker-sub decode');
+      return;
+    }
+    this.handler?.onDispatch(dispatch);
+  }
+
+  private addTopic(topic: string): Promise<void> {
+    const pending = this.topics.get(topic);
+    if (pending) return pending;
+    this.topics.set(topic, Promise.resolve());
+    return this.sendSubscribe(topic);
+  }
+
+  /** Subscribes `topic` now; a failure keeps it wanted, to be re-sent when the connection is back. */
+  private sendSubscribe(topic: string): Promise<void> {
+    const sub = this.sub;
+    const attempt = sub ? sub.subscribe(topic).then(() => undefined) : Promise.reject(new Error('RedisBroker is not started'));
+    if (this.topics.has(topic)) this.topics.set(topic, attempt);
+    attempt.catch(() => undefined);
+    return attempt;
+  }
+
+  private connected(): ScriptedRedis {
+    if (!this.cmd || this.closed) throw new Error('RedisBroker is not started');
+    return this.cmd;
+  }
+
+  private topicOf(target: DispatchTarget): string {
+    return target.kind === 'channel' ? `${this.prefix}:ch:${target.channel}` : target.kind === 'user' ? `${this.prefix}:user:${target.user}` : this.broadcastTopic();
+  }
+
+  private broadcastTopic(): string {
+    return `${this.prefix}:all`;
+  }
+
+  // The hash tag keeps a channel's two keys in one Redis Cluster slot.
+  private metaKey(channel: string): string {
+    return `${this.prefix}:chm:{${channel}}`;
+  }
+
+  private streamKey(channel: string): string {
+    return `${this.prefix}:chs:{${channel}}`;
+  }
+}
+
+function newEpoch(): string {
+  return randomBytes(4).toString('hex');
+}
+
+function decodeRow(row: StreamRow): HistoryEntry {
+  const fields = row[1];
+  let offset = 0;
+  let data = 'null';
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === 'o') offset = Number(fields[i + 1]);
+    else if (fields[i] === 'd') data = fields[i + 1]!;
+  }
+  return { offset, envelope: JSON.parse(data) as HistoryEntry['envelope'] };
+}

@@ -1,0 +1,316 @@
+/**
+ * The Broker contract, run against every implementation (memory, Redis, NATS). Each call of
+ * `create` is one node; distributed implementations' instances share one bus and one history.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Envelope, StreamPosition } from '../../src/protocol/frames.js';
+import type { HistoryConfig } from '../../src/server/config.js';
+import type { Broker, Dispatch, DispatchTarget } from '../../src/server/engine/broker.js';
+
+export interface BrokerFixture {
+  /** Not yet started: the suite starts it with its own handler. */
+  broker: Broker;
+  /** Closes the broker (and anything else the fixture opened). */
+  cleanup: () => Promise<void>;
+}
+
+export interface BrokerSuiteOptions {
+  /**
+   * Instances created by `create` are nodes of one cluster: they share history, and each gets only
+   * the channels and users it subscribed. False for the memory broker (one process; it hands every
+   * dispatch to its handler and the node filters).
+   */
+  distributed: boolean;
+}
+
+const HISTORY: HistoryConfig = { size: 100, ttlMs: 60_000 };
+const QUIET_MS = 150;
+
+export class Recorder {
+  readonly got: Dispatch[] = [];
+  readonly handler = { onDispatch: (d: Dispatch) => void this.got.push(d) };
+
+  for(target: DispatchTarget): Dispatch[] {
+    return this.got.filter((d) => JSON.stringify(d.target) === JSON.stringify(target));
+  }
+
+  async waitFor(target: DispatchTarget, n: number, timeoutMs = 3000): Promise<Dispatch[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.for(target).length < n) {
+      if (Date.now() > deadline) throw new Error(`got ${this.for(target).length} of ${n} dispatches for ${JSON.stringify(target)}`);
+      await sleep(5);
+    }
+    return this.for(target);
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function envelope(payload: unknown, msgId: string = randomUUID()): Envelope {
+  return { msgId, timestamp: Date.now(), source: 'suite', eventType: 'test.event', version: '1.0', payload };
+}
+
+export function runBrokerSuite(name: string, create: () => Promise<BrokerFixture>, opts: BrokerSuiteOptions): void {
+  describe(`Broker conformance: ${name}`, () => {
+    const cleanups: Array<() => Promise<void>> = [];
+    afterEach(async () => {
+      for (const c of cleanups.splice(0).reverse()) await c();
+    });
+
+    async function node(): Promise<{ broker: Broker; rec: Recorder }> {
+      const f = await create();
+      cleanups.push(f.cleanup);
+      const rec = new Recorder();
+      await f.broker.start(rec.handler);
+      return { broker: f.broker, rec };
+    }
+
+    const channel = (tag: string) => `suite:${tag}.${randomUUID().slice(0, 8)}-x_y`;
+
+    async function publishN(broker: Broker, ch: string, n: number, history = HISTORY): Promise<{ positions: StreamPosition[]; envelopes: Envelope[] }> {
+      const positions: StreamPosition[] = [];
+      const envelopes: Envelope[] = [];
+      for (let i = 0; i < n; i++) {
+        const env = envelope({ i, text: `message ${i} ünïcødé`, nested: { ok: true, big: 2 ** 53 - 1, float: 0.1 } });
+        envelopes.push(env);
+        const pos = await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: env }, history);
+        expect(pos).toBeDefined();
+        positions.push(pos!);
+      }
+      return { positions, envelopes };
+    }
+
+    it('delivers each publication to a subscribed channel exactly once, in order, with increasing offsets and one epoch', async () => {
+      const { broker, rec } = await node();
+      const ch = channel('order');
+      await broker.subscribe({ kind: 'channel', channel: ch });
+      const filter = { tags: { plan: { eq: 'pro' } } } as unknown as Dispatch['filter'];
+      const first = await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('f'), filter }, HISTORY);
+      const { positions, envelopes } = await publishN(broker, ch, 20);
+      const all = [first!, ...positions];
+      for (let i = 1; i < all.length; i++) {
+        expect(all[i]!.offset).toBeGreaterThan(all[i - 1]!.offset);
+        expect(all[i]!.epoch).toBe(all[0]!.epoch);
+      }
+      const target = { kind: 'channel' as const, channel: ch };
+      const got = await rec.waitFor(target, 21);
+      await sleep(QUIET_MS);
+      expect(rec.for(target)).toHaveLength(21);
+      expect(got[0]!.filter).toEqual(filter);
+      expect(got.map((d) => d.position)).toEqual(all);
+      expect(got.slice(1).map((d) => d.envelope)).toEqual(envelopes);
+    });
+
+    it('keeps the order of concurrent publishes to one channel (received order = offset order)', async () => {
+      const { broker, rec } = await node();
+      const ch = channel('concurrent');
+      await broker.subscribe({ kind: 'channel', channel: ch });
+      const positions = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(i) }, HISTORY)),
+      );
+      expect(new Set(positions.map((p) => p!.offset)).size).toBe(30);
+      const got = await rec.waitFor({ kind: 'channel', channel: ch }, 30);
+      const offsets = got.map((d) => d.position!.offset);
+      expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+      expect(new Set(got.map((d) => d.envelope.msgId)).size).toBe(30);
+    });
+
+    it('delivers user and broadcast dispatches to a node that subscribed them, without a position', async () => {
+      const { broker, rec } = await node();
+      const user = `user-${randomUUID()}`;
+      await broker.subscribe({ kind: 'user', user });
+      expect(await broker.publish({ target: { kind: 'user', user }, envelope: envelope('u') }, HISTORY)).toBeUndefined();
+      expect(await broker.publish({ target: { kind: 'broadcast' }, envelope: envelope('b') }, HISTORY)).toBeUndefined();
+      const [u] = await rec.waitFor({ kind: 'user', user }, 1);
+      const [b] = await rec.waitFor({ kind: 'broadcast' }, 1);
+      expect(u!.envelope.payload).toBe('u');
+      expect(u!.position).toBeUndefined();
+      expect(b!.envelope.payload).toBe('b');
+    });
+
+    it('publish resolves only after acceptance: the message is in history as soon as it resolves', async () => {
+      const a = await node();
+      const reader = opts.distributed ? await node() : a;
+      const ch = channel('accept');
+      for (let i = 0; i < 5; i++) {
+        const env = envelope(i);
+        const pos = await a.broker.publish({ target: { kind: 'channel', channel: ch }, envelope: env }, HISTORY);
+        const h = await reader.broker.history(ch, { limit: 1 });
+        expect(h.position).toEqual(pos);
+        expect(h.entries.map((e) => e.envelope)).toEqual([env]);
+      }
+    });
+
+    it('history since a position returns the missed entries in order, complete', async () => {
+      const { broker } = await node();
+      const ch = channel('since');
+      const { positions, envelopes } = await publishN(broker, ch, 6);
+      const h = await broker.history(ch, { since: positions[1]!, limit: 100 });
+      expect(h.complete).toBe(true);
+      expect(h.position).toEqual(positions[5]);
+      expect(h.entries.map((e) => e.offset)).toEqual(positions.slice(2).map((p) => p.offset));
+      expect(h.entries.map((e) => e.envelope)).toEqual(envelopes.slice(2));
+      const none = await broker.history(ch, { since: positions[5]!, limit: 100 });
+      expect(none).toEqual({ entries: [], position: positions[5], complete: true });
+      const exact = await broker.history(ch, { since: positions[2]!, limit: 3 });
+      expect(exact.complete).toBe(true);
+      expect(exact.entries).toHaveLength(3);
+    });
+
+    it('history since a position is incomplete when the epoch differs, more than `limit` are missed, or the position is ahead', async () => {
+      const { broker } = await node();
+      const ch = channel('incomplete');
+      const { positions } = await publishN(broker, ch, 5);
+      const otherEpoch = await broker.history(ch, { since: { offset: positions[1]!.offset, epoch: `${positions[1]!.epoch}x` }, limit: 100 });
+      expect(otherEpoch.complete).toBe(false);
+      expect(otherEpoch.entries).toEqual([]);
+      expect(otherEpoch.position).toEqual(positions[4]);
+      const tooMany = await broker.history(ch, { since: positions[0]!, limit: 3 });
+      expect(tooMany.complete).toBe(false);
+      expect(tooMany.position).toEqual(positions[4]);
+      const ahead = await broker.history(ch, { since: { offset: positions[4]!.offset + 1000, epoch: positions[4]!.epoch }, limit: 100 });
+      expect(ahead.complete).toBe(false);
+    });
+
+    it('history is bounded by size: a pruned position is incomplete, a retained one complete', async () => {
+      const { broker } = await node();
+      const ch = channel('size');
+      const small = { size: 3, ttlMs: 60_000 };
+      const { positions, envelopes } = await publishN(broker, ch, 7, small);
+      const pruned = await broker.history(ch, { since: positions[1]!, limit: 100 });
+      expect(pruned.complete).toBe(false);
+      expect(pruned.position).toEqual(positions[6]);
+      const kept = await broker.history(ch, { since: positions[3]!, limit: 100 });
+      expect(kept.complete).toBe(true);
+      expect(kept.entries.map((e) => e.envelope)).toEqual(envelopes.slice(4));
+      const newest = await broker.history(ch, { limit: 100 });
+      expect(newest.entries.map((e) => e.envelope)).toEqual(envelopes.slice(4));
+    });
+
+    it('history is bounded by age: expired entries are gone and their positions incomplete', async () => {
+      const { broker } = await node();
+      const ch = channel('ttl');
+      const short = { size: 100, ttlMs: 300 };
+      const { positions } = await publishN(broker, ch, 3, short);
+      await sleep(450);
+      const late = await publishN(broker, ch, 1, short);
+      const expired = await broker.history(ch, { since: positions[0]!, limit: 100 });
+      expect(expired.complete).toBe(false);
+      expect(expired.position).toEqual(late.positions[0]);
+      const fresh = await broker.history(ch, { since: positions[2]!, limit: 100 });
+      expect(fresh.complete).toBe(true);
+      expect(fresh.entries.map((e) => e.offset)).toEqual([late.positions[0]!.offset]);
+      expect((await broker.history(ch, { limit: 100 })).entries).toHaveLength(1);
+    });
+
+    it('history without `since` returns the newest `limit` entries, oldest first', async () => {
+      const { broker } = await node();
+      const ch = channel('newest');
+      const { positions, envelopes } = await publishN(broker, ch, 5);
+      const h = await broker.history(ch, { limit: 2 });
+      expect(h.complete).toBe(true);
+      expect(h.position).toEqual(positions[4]);
+      expect(h.entries.map((e) => e.envelope)).toEqual(envelopes.slice(3));
+      expect(h.entries.map((e) => e.offset)).toEqual(positions.slice(3).map((p) => p.offset));
+      const zero = await broker.history(ch, { limit: 0 });
+      expect(zero).toEqual({ entries: [], position: positions[4], complete: true });
+    });
+
+    it('an empty channel has offset 0 and a stable epoch; a reader of it recovers everything published later', async () => {
+      const { broker } = await node();
+      const ch = channel('empty');
+      const first = await broker.history(ch, { limit: 10 });
+      expect(first.entries).toEqual([]);
+      expect(first.position.offset).toBe(0);
+      expect(first.complete).toBe(true);
+      const again = await broker.history(ch, { limit: 0 });
+      expect(again.position).toEqual(first.position);
+      const { positions, envelopes } = await publishN(broker, ch, 3);
+      expect(positions[0]!.epoch).toBe(first.position.epoch);
+      const rec = await broker.history(ch, { since: first.position, limit: 100 });
+      expect(rec.complete).toBe(true);
+      expect(rec.entries.map((e) => e.envelope)).toEqual(envelopes);
+    });
+
+    it('channels are independent streams', async () => {
+      const { broker } = await node();
+      const a = channel('indep-a');
+      const b = channel('indep-b');
+      const pa = await publishN(broker, a, 3);
+      await publishN(broker, b, 2);
+      const ha = await broker.history(a, { since: pa.positions[0]!, limit: 100 });
+      expect(ha.complete).toBe(true);
+      expect(ha.entries.map((e) => e.envelope)).toEqual(pa.envelopes.slice(1));
+    });
+
+    it.skipIf(!opts.distributed)('a node gets only the channels and users it subscribed; broadcast reaches every node', async () => {
+      const a = await node();
+      const b = await node();
+      const x = channel('only-x');
+      const y = channel('only-y');
+      const user = `user-${randomUUID()}`;
+      await a.broker.subscribe({ kind: 'channel', channel: x });
+      await b.broker.subscribe({ kind: 'channel', channel: y });
+      await a.broker.subscribe({ kind: 'user', user });
+      await b.broker.publish({ target: { kind: 'channel', channel: x }, envelope: envelope('x') }, HISTORY);
+      await a.broker.publish({ target: { kind: 'channel', channel: y }, envelope: envelope('y') }, HISTORY);
+      await b.broker.publish({ target: { kind: 'user', user }, envelope: envelope('u') }, HISTORY);
+      await b.broker.publish({ target: { kind: 'broadcast' }, envelope: envelope('all') }, HISTORY);
+      await a.rec.waitFor({ kind: 'channel', channel: x }, 1);
+      await b.rec.waitFor({ kind: 'channel', channel: y }, 1);
+      await a.rec.waitFor({ kind: 'user', user }, 1);
+      await a.rec.waitFor({ kind: 'broadcast' }, 1);
+      await b.rec.waitFor({ kind: 'broadcast' }, 1);
+      await sleep(QUIET_MS);
+      expect(a.rec.got.map((d) => d.envelope.payload).sort()).toEqual(['all', 'u', 'x']);
+      expect(b.rec.got.map((d) => d.envelope.payload).sort()).toEqual(['all', 'y']);
+      // History is shared: B reads what A published.
+      const h = await b.broker.history(y, { limit: 10 });
+      expect(h.entries.map((e) => e.envelope.payload)).toEqual(['y']);
+    });
+
+    it.skipIf(!opts.distributed)('a user dispatch reaches every node subscribed to that user', async () => {
+      const a = await node();
+      const b = await node();
+      const c = await node();
+      const user = `user-${randomUUID()}`;
+      await a.broker.subscribe({ kind: 'user', user });
+      await c.broker.subscribe({ kind: 'user', user });
+      await b.broker.publish({ target: { kind: 'user', user }, envelope: envelope('hi') }, HISTORY);
+      await a.rec.waitFor({ kind: 'user', user }, 1);
+      await c.rec.waitFor({ kind: 'user', user }, 1);
+      await sleep(QUIET_MS);
+      expect(b.rec.got).toHaveLength(0);
+      expect(a.rec.got).toHaveLength(1);
+      expect(c.rec.got).toHaveLength(1);
+    });
+
+    it.skipIf(!opts.distributed)('unsubscribe stops delivery; subscribe is idempotent', async () => {
+      const { broker, rec } = await node();
+      const ch = channel('unsub');
+      const user = `user-${randomUUID()}`;
+      const target = { kind: 'channel' as const, channel: ch };
+      await broker.subscribe(target);
+      await broker.subscribe(target);
+      await broker.subscribe({ kind: 'user', user });
+      await broker.publish({ target, envelope: envelope(1) }, HISTORY);
+      await broker.publish({ target: { kind: 'user', user }, envelope: envelope('u1') }, HISTORY);
+      await rec.waitFor(target, 1);
+      await rec.waitFor({ kind: 'user', user }, 1);
+      await sleep(QUIET_MS);
+      expect(rec.for(target)).toHaveLength(1);
+      await broker.unsubscribe(target);
+      await broker.unsubscribe(target);
+      await broker.unsubscribe({ kind: 'user', user });
+      await broker.publish({ target, envelope: envelope(2) }, HISTORY);
+      await broker.publish({ target: { kind: 'user', user }, envelope: envelope('u2') }, HISTORY);
+      await sleep(QUIET_MS * 2);
+      expect(rec.got).toHaveLength(2);
+      await broker.subscribe(target);
+      await broker.publish({ target, envelope: envelope(3) }, HISTORY);
+      const got = await rec.waitFor(target, 2);
+      expect(got.map((d) => d.envelope.payload)).toEqual([1, 3]);
+    });
+  });
+}
