@@ -19,6 +19,7 @@ function writeConfig(extra: object = {}): string {
     server: { host: '127.0.0.1', port: 0 },
     auth: { jwt: { hmacSecret: SECRET } },
     api: { keys: [API_KEY] },
+    engine: { type: 'memory' },
     ...extra,
   }));
   return file;

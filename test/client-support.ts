@@ -29,6 +29,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<HeraldServe
       api: { keys: [API_KEY] },
       origins: { allowed: ['*'] },
       log: { level: 'warn' },
+      engine: { type: 'memory' },
       heartbeat: { maxMissed: 1, ...(opts.heartbeat ?? { intervalMs: 25_000, pongTimeoutMs: 10_000 }) },
       ...(opts.overrides ?? {}),
     },

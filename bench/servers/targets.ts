@@ -60,6 +60,7 @@ export function heraldBenchConfig(port: number, extra: Record<string, unknown> =
     api: { keys: [BENCH_API_KEY] },
     origins: { allowed: ['*'] },
     log: { level: 'warn' },
+    engine: { type: 'memory' },
     limits: { maxConnections: 100_000, maxConnectionsPerIp: 100_000 },
     shutdown: { drainTimeoutMs: 1000 },
     ...extra,

@@ -19,6 +19,7 @@ interface Flags {
   sourceIps: number;
   concurrency: number;
   publishSockets: number;
+  maxOther: number;
   heraldBin?: string;
   wsPath: string;
 }
@@ -60,6 +61,7 @@ function withCommonOptions(cmd: Command): Command {
     .option('--source-ips <n>', 'spread connections over this many source addresses 127.0.0.2…', positiveInt('--source-ips'), 16)
     .option('--concurrency <n>', 'handshakes in flight per loadgen worker', positiveInt('--concurrency'), 200)
     .option('--publish-sockets <n>', 'keep-alive connections of the publisher (more than 1 may reorder publishes)', positiveInt('--publish-sockets'), 1)
+    .option('--max-other <pct>', 'repeat a run (at most twice) when other processes used more than this % of a core during it, and wait for the machine to be this quiet first (0 = off)', positiveInt('--max-other'), 25)
     .option('--herald-bin <file>', 'Herald CLI entry point to benchmark (default: this build)')
     .option('--ws-path <path>', "path of Herald's WebSocket endpoint", '/ws');
 }
@@ -75,6 +77,7 @@ function benchOptions(scenario: string, flags: Flags): BenchOptions {
     sourceAddresses: Math.max(1, flags.sourceIps),
     concurrency: Math.max(1, flags.concurrency),
     publishSockets: Math.max(1, flags.publishSockets),
+    maxOtherPct: flags.maxOther,
     pin: flags.pin,
     jsonOut: flags.jsonOut,
     heraldBin: flags.heraldBin,

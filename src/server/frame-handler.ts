@@ -20,6 +20,7 @@ import type {
 import { PROTOCOL_VERSION } from '../protocol/codes.js';
 import { isValidChannel } from './channels.js';
 import { HeraldError } from './errors.js';
+import { ackRefusedError } from './delivery/reliable-delivery.js';
 import { historyMessageFrame } from './message-frame.js';
 import type { HeraldNode } from './node.js';
 import { Schemas } from './schemas.js';
@@ -90,9 +91,11 @@ export class FrameHandler {
       case 'response':
         this.response(session, frame.correlationId, frame);
         return;
-      case 'ack':
-        // Accepted and ignored until at-least-once delivery tracks acknowledgements.
+      case 'ack': {
+        const refused = this.node.delivery.ack(session, frame.msgIds, session.user ? this.node.hub.userSessions(session.user) : undefined);
+        if (refused.length > 0) this.sendError(session, ackRefusedError(refused), undefined);
         return;
+      }
       case 'ping':
         session.enqueue(this.pongFrame);
         return;
@@ -184,7 +187,11 @@ export class FrameHandler {
         reply.publications = history.entries.map((e) => historyMessageFrame(channel, history.position.epoch, e));
       }
       this.send(session, reply);
-      for (const { offset, frame: bytes } of buffer.frames) if (offset > top) session.enqueue(bytes);
+      for (const { offset, frame: bytes, send } of buffer.frames) {
+        if (offset <= top) continue;
+        if (send) send(session);
+        else session.enqueue(bytes);
+      }
       session.subs.set(channel, undefined);
       node.presence.add(node.connectionInfo(session)).catch(() => undefined);
     } catch (err) {

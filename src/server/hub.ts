@@ -7,9 +7,8 @@ import type { Tags } from '../protocol/frames.js';
 import type { Session, SessionOwner } from './session.js';
 import { compileFilter, indexKey, type CompiledFilter } from './tag-filter.js';
 
-export interface FanoutStats {
-  recipients: number;
-}
+/** Serves one recipient of an at-least-once message. */
+export type Recipient = (session: Session) => void;
 
 export interface HubEvents {
   onSlowConsumer(session: Session): void;
@@ -103,39 +102,46 @@ export class Hub implements SessionOwner {
 
   // ---- fan-out -------------------------------------------------------------------------------
 
-  /** Channel delivery; `offset` lets a recovering subscription order and de-duplicate. */
-  fanoutChannel(channel: string, frame: Buffer, offset: number, filter: CompiledFilter | undefined): number {
+  /**
+   * Channel delivery; `offset` lets a recovering subscription order and de-duplicate. Without
+   * `sendTo` each recipient gets the shared frame queued; with it (at-least-once) the caller
+   * decides how each recipient is served.
+   */
+  fanoutChannel(channel: string, frame: Buffer, offset: number, filter: CompiledFilter | undefined, sendTo?: Recipient): number {
     const set = this.byChannel.get(channel);
     if (!set) return 0;
     let n = 0;
     for (const s of set) {
       if (filter && !filter.test(s.tags)) continue;
       const recovering = s.subs.get(channel);
-      if (recovering) recovering.frames.push({ offset, frame });
+      if (recovering) recovering.frames.push(sendTo ? { offset, frame, send: sendTo } : { offset, frame });
+      else if (sendTo) sendTo(s);
       else s.enqueue(frame);
       n++;
     }
     return n;
   }
 
-  fanoutUser(user: string, frame: Buffer, filter: CompiledFilter | undefined): number {
+  fanoutUser(user: string, frame: Buffer, filter: CompiledFilter | undefined, sendTo?: Recipient): number {
     const set = this.byUser.get(user);
     if (!set) return 0;
     let n = 0;
     for (const s of set) {
       if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
-      s.enqueue(frame);
+      if (sendTo) sendTo(s);
+      else s.enqueue(frame);
       n++;
     }
     return n;
   }
 
   /** Broadcast, optionally narrowed by a tag filter (resolved through the tag index where possible). */
-  fanoutAll(frame: Buffer, filter: CompiledFilter | undefined): number {
+  fanoutAll(frame: Buffer, filter: CompiledFilter | undefined, sendTo?: Recipient): number {
     let n = 0;
     for (const s of this.candidates(filter)) {
       if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
-      s.enqueue(frame);
+      if (sendTo) sendTo(s);
+      else s.enqueue(frame);
       n++;
     }
     return n;

@@ -4,18 +4,23 @@
  */
 import type { StreamPosition } from '../protocol/frames.js';
 
-interface Entry {
+export interface IdempotencyEntry {
   at: number;
   timestamp: number;
   position: StreamPosition | undefined;
 }
 
-export class IdempotencyCache {
-  private readonly entries = new Map<string, Entry>();
+export interface IdempotencyStore {
+  get(key: string): IdempotencyEntry | undefined;
+  set(key: string, timestamp: number, position: StreamPosition | undefined): void;
+}
 
-  constructor(private readonly windowMs: number) {}
+export class IdempotencyCache implements IdempotencyStore {
+  protected readonly entries = new Map<string, IdempotencyEntry>();
 
-  get(key: string, now = Date.now()): Entry | undefined {
+  constructor(protected readonly windowMs: number) {}
+
+  get(key: string, now = Date.now()): IdempotencyEntry | undefined {
     const e = this.entries.get(key);
     if (!e) return undefined;
     if (now - e.at > this.windowMs) {

@@ -10,6 +10,8 @@ export class Metrics {
   readonly rejectedConnections: Counter<'reason'>;
   readonly invalidFrames: Counter<'code'>;
   readonly heartbeatTimeouts: Counter;
+  readonly retriesExhausted: Counter;
+  readonly inboxDropped: Counter;
 
   constructor(sources: { connections(): number; subscriptions(): number; queuedBytes(): number }) {
     const registers = [this.registry];
@@ -28,6 +30,8 @@ export class Metrics {
     this.slowConsumerCloses = new Counter({ name: 'herald_slow_consumer_closes_total', help: 'Connections closed for a full outgoing queue', registers });
     this.rejectedConnections = new Counter({ name: 'herald_connections_rejected_total', help: 'Connections refused, by reason', labelNames: ['reason'], registers });
     this.invalidFrames = new Counter({ name: 'herald_invalid_frames_total', help: 'Client frames refused, by error code', labelNames: ['code'], registers });
+    this.retriesExhausted = new Counter({ name: 'herald_retries_exhausted_total', help: 'At-least-once deliveries that used every attempt without an ACK (then kept in the inbox)', registers });
+    this.inboxDropped = new Counter({ name: 'herald_inbox_dropped_total', help: 'Inbox messages dropped by size or age limits', registers });
     this.heartbeatTimeouts = new Counter({ name: 'herald_heartbeat_timeouts_total', help: 'Connections closed for missed pongs', registers });
   }
 }

@@ -9,7 +9,9 @@ import { CloseCode, ErrorCode } from '../protocol/codes.js';
 import type { Envelope, StreamPosition, TagFilter } from '../protocol/frames.js';
 import { anonymousIdentity, TokenVerifier } from './auth.js';
 import { ChannelPatterns, isValidChannel, namespaceOf } from './channels.js';
-import type { HeraldConfig, HistoryConfig } from './config.js';
+import type { DeliveryMode, HeraldConfig, HistoryConfig } from './config.js';
+import { ReliableDelivery } from './delivery/reliable-delivery.js';
+import type { Session as SessionType } from './session.js';
 import type { Broker, Dispatch } from './engine/broker.js';
 import { MemoryBroker } from './engine/memory-broker.js';
 import { MemoryPresence } from './engine/memory-presence.js';
@@ -21,7 +23,7 @@ import { HeraldError } from './errors.js';
 import { FrameHandler, type RequestHandler } from './frame-handler.js';
 import { Heartbeat } from './heartbeat.js';
 import { Hub } from './hub.js';
-import { IdempotencyCache } from './idempotency.js';
+import { IdempotencyCache, type IdempotencyStore } from './idempotency.js';
 import { messageFrameBytes } from './message-frame.js';
 import { Metrics } from './metrics.js';
 import { Schemas } from './schemas.js';
@@ -31,6 +33,8 @@ import type { Transport } from './transport/transport.js';
 import { encodeTextFrame } from './transport/ws-frame.js';
 
 export interface PublishRequest {
+  delivery?: DeliveryMode;
+  receipts?: boolean;
   channel?: string;
   user?: string;
   broadcast?: boolean;
@@ -63,9 +67,11 @@ export class HeraldNode {
   readonly publicChannels: ChannelPatterns;
   readonly clientPublishChannels: ChannelPatterns;
   readonly requestHandlers = new Map<string, RequestHandler>();
+  readonly delivery: ReliableDelivery;
   private readonly heartbeat: Heartbeat;
   private readonly frames: FrameHandler;
-  private readonly idempotency: IdempotencyCache;
+  private readonly idempotency: IdempotencyStore;
+  private readonly disposeEngines: (() => Promise<void>) | undefined;
   private readonly pingFrame = encodeTextFrame('{"type":"ping"}');
   private connectionSeq = 0;
   /** Dispatches fanned out this tick, for the latency histogram at flush time. */
@@ -86,7 +92,8 @@ export class HeraldNode {
     this.inbox = engines.inbox ?? new MemoryInbox();
     this.publicChannels = new ChannelPatterns(config.channels.public);
     this.clientPublishChannels = new ChannelPatterns(config.channels.clientPublish);
-    this.idempotency = new IdempotencyCache(config.publish.idempotencyWindowMs);
+    this.idempotency = engines.idempotency ?? new IdempotencyCache(config.publish.idempotencyWindowMs);
+    this.disposeEngines = engines.dispose;
     this.hub = new Hub({
       onSlowConsumer: (s) => {
         this.metrics.slowConsumerCloses.inc();
@@ -111,12 +118,25 @@ export class HeraldNode {
       },
     });
     this.frames = new FrameHandler(this);
+    this.delivery = new ReliableDelivery(config, {
+      inbox: this.inbox,
+      onExhausted: (item) => {
+        this.metrics.retriesExhausted.inc();
+        this.log.warn({ connId: item.session.id, user: item.session.user, msgId: item.msgId, attempts: item.attempts }, 'retries exhausted; message kept in the inbox');
+      },
+      onInboxDrop: (user, dropped) => {
+        this.metrics.inboxDropped.inc(dropped);
+        this.log.warn({ user, dropped }, 'inbox limits dropped messages');
+      },
+      log: this.log,
+    });
     this.requestHandlers.set('echo', async (_s, data) => data);
   }
 
   async start(): Promise<void> {
     await this.broker.start({ onDispatch: (d) => this.deliver(d) });
     this.heartbeat.start();
+    this.delivery.start();
   }
 
   // ---- connections ---------------------------------------------------------------------------
@@ -140,6 +160,7 @@ export class HeraldNode {
   detach(session: Session, code: number): void {
     session.state = 'closed';
     this.heartbeat.forget(session);
+    this.delivery.forget(session);
     this.frames.failPending(session);
     const { emptiedChannels, userGone } = this.hub.remove(session);
     for (const channel of emptiedChannels) this.unsubscribeBroker({ kind: 'channel', channel });
@@ -158,6 +179,7 @@ export class HeraldNode {
       this.broker.subscribe({ kind: 'user', user: session.user }).catch((err) => this.log.error({ err }, 'broker user subscribe failed'));
     }
     this.presence.add(this.connectionInfo(session)).catch((err) => this.log.warn({ err }, 'presence add failed'));
+    if (session.user) void this.delivery.deliverInbox(session);
     this.log.debug({ connId: session.id, user: session.user }, 'connected');
   }
 
@@ -220,14 +242,35 @@ export class HeraldNode {
     }
     const target: Dispatch['target'] =
       req.channel !== undefined ? { kind: 'channel', channel: req.channel } : req.user !== undefined ? { kind: 'user', user: req.user } : { kind: 'broadcast' };
-    const dispatch: Dispatch = { target, envelope, ...(req.filter ? { filter: req.filter } : {}) };
+    const reliable = this.deliveryMode(req) === 'at-least-once';
+    const dispatch: Dispatch = { target, envelope, ...(req.filter ? { filter: req.filter } : {}), ...(reliable ? { reliable: true } : {}) };
     encodedEnvelopes.set(dispatch, envelopeJson);
     let position: StreamPosition | undefined;
     try {
+      if (reliable) {
+        this.delivery.receipts.open({
+          msgId,
+          target: target.kind,
+          ...(target.kind === 'user' ? { user: target.user } : {}),
+          ...(target.kind === 'channel' ? { channel: target.channel } : {}),
+          detailed: req.receipts === true,
+          acceptedAt: envelope.timestamp,
+        });
+        if (target.kind === 'user') {
+          // Stored before anyone sees it: it leaves the inbox only when some device acknowledges it.
+          const stored = await this.inbox.append(target.user, { envelope }, this.config.inbox);
+          dispatch.seq = stored.seq;
+          this.delivery.receipts.inboxed(msgId, target.user);
+          if (stored.dropped > 0) {
+            this.metrics.inboxDropped.inc(stored.dropped);
+            this.log.warn({ user: target.user, dropped: stored.dropped }, 'inbox limits dropped messages');
+          }
+        }
+      }
       position = await this.broker.publish(dispatch, target.kind === 'channel' ? this.historyConfig(target.channel) : this.config.channels.history);
     } catch (err) {
       if (err instanceof HeraldError) throw err;
-      this.log.error({ err }, 'broker publish failed');
+      this.log.error({ err }, 'publish failed in the engine');
       throw new HeraldError(ErrorCode.BROKER_UNAVAILABLE);
     }
     this.idempotency.set(msgId, envelope.timestamp, position);
@@ -244,12 +287,15 @@ export class HeraldNode {
       let n = 0;
       if (t.kind === 'channel') {
         if (this.hub.channelSubscribers(t.channel) === 0) return;
-        n = this.hub.fanoutChannel(t.channel, messageFrameBytes(dispatch, envelopeJson), dispatch.position?.offset ?? 0, filter);
+        const frame = messageFrameBytes(dispatch, envelopeJson);
+        n = this.hub.fanoutChannel(t.channel, frame, dispatch.position?.offset ?? 0, filter, this.reliableSender(dispatch, frame));
       } else if (t.kind === 'user') {
         if (!this.hub.hasUser(t.user)) return;
-        n = this.hub.fanoutUser(t.user, messageFrameBytes(dispatch, envelopeJson), filter);
+        const frame = messageFrameBytes(dispatch, envelopeJson);
+        n = this.hub.fanoutUser(t.user, frame, filter, this.reliableSender(dispatch, frame));
       } else {
-        n = this.hub.fanoutAll(messageFrameBytes(dispatch, envelopeJson), filter);
+        const frame = messageFrameBytes(dispatch, envelopeJson);
+        n = this.hub.fanoutAll(frame, filter, this.reliableSender(dispatch, frame));
       }
       if (n > 0) {
         this.metrics.deliveries.inc(n);
@@ -258,6 +304,25 @@ export class HeraldNode {
     } catch (err) {
       this.log.error({ err, msgId: dispatch.envelope.msgId }, 'delivery failed');
     }
+  }
+
+  /** For at-least-once dispatches, how each recipient is served: tracked, retried, bounded. */
+  private reliableSender(dispatch: Dispatch, frame: Buffer): ((s: SessionType) => void) | undefined {
+    if (!dispatch.reliable) return undefined;
+    const { msgId } = dispatch.envelope;
+    const channel = dispatch.target.kind === 'channel' ? dispatch.target.channel : undefined;
+    const fromInbox = dispatch.target.kind === 'user';
+    const seq = dispatch.seq;
+    return (s) => this.delivery.send(s, msgId, frame, dispatch.envelope, channel, fromInbox, seq);
+  }
+
+  deliveryMode(req: PublishRequest): DeliveryMode {
+    if (req.delivery) return req.delivery;
+    if (req.channel !== undefined) {
+      const ns = this.config.channels.namespaces[namespaceOf(req.channel)]?.delivery;
+      if (ns) return ns;
+    }
+    return this.config.delivery.defaultMode;
   }
 
   private observeLatency(): void {
@@ -317,9 +382,11 @@ export class HeraldNode {
 
   async close(): Promise<void> {
     this.heartbeat.stop();
+    this.delivery.stop();
     await this.broker.close();
     await this.presence.close();
     await this.inbox.close();
+    await this.disposeEngines?.();
   }
 
   anonymousIdentity() {

@@ -11,7 +11,7 @@ import type { Transport } from './transport/transport.js';
 
 /** A subscription whose recovery is still running buffers live messages here, in order. */
 export interface RecoveringBuffer {
-  frames: Array<{ offset: number; frame: Buffer }>;
+  frames: Array<{ offset: number; frame: Buffer; send?: (session: Session) => void }>;
 }
 
 /** Settles a server→client request with the client's response, or `{closed: true}` when the connection ended. */

@@ -13,6 +13,7 @@ export async function startTestServer(overrides: DeepPartial<HeraldConfig> | Rec
     auth: { jwt: { hmacSecret: SECRET } },
     api: { keys: [API_KEY] },
     log: { level: 'silent' },
+    engine: { type: 'memory' },
     shutdown: { drainTimeoutMs: 500 },
   };
   return startHerald({ overrides: mergeConfig(base as Record<string, unknown>, overrides) });

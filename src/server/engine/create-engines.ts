@@ -6,12 +6,25 @@ import type { InboxStore } from './inbox.js';
 import { MemoryBroker } from './memory-broker.js';
 import { MemoryInbox } from './memory-inbox.js';
 import { MemoryPresence } from './memory-presence.js';
+import { SqliteBroker } from './sqlite-broker.js';
+import { SqliteDb } from './sqlite-db.js';
+import { SqliteIdempotency } from './sqlite-idempotency.js';
+import { SqliteInbox } from './sqlite-inbox.js';
+import type { IdempotencyStore } from '../idempotency.js';
+import { NatsBroker } from './nats-broker.js';
 import type { PresenceStore } from './presence.js';
+import { RedisBroker } from './redis-broker.js';
+import { RedisInbox } from './redis-inbox.js';
+import { RedisPresence } from './redis-presence.js';
 
 export interface Engines {
   broker: Broker;
   presence: PresenceStore;
   inbox: InboxStore;
+  /** Remembers accepted msgIds; the node keeps an in-memory one when absent. */
+  idempotency?: IdempotencyStore;
+  /** Releases what the engines hold beyond their own close() (e.g. the SQLite file). */
+  dispose?: () => Promise<void>;
 }
 
 export async function createEngines(config: Readonly<HeraldConfig>, nodeName: string, log: FastifyBaseLogger): Promise<Engines> {
@@ -20,7 +33,67 @@ export async function createEngines(config: Readonly<HeraldConfig>, nodeName: st
   switch (config.engine.type) {
     case 'memory':
       return { broker: new MemoryBroker(), presence: new MemoryPresence(), inbox: new MemoryInbox() };
+    case 'sqlite': {
+      const { dataDir, synchronous } = config.engine.sqlite;
+      let db: SqliteDb;
+      try {
+        db = new SqliteDb(dataDir, synchronous);
+      } catch (err) {
+        throw new ConfigError(`engine.sqlite.dataDir: cannot open the store in ${dataDir}: ${(err as Error).message}`);
+      }
+      const idempotency = new SqliteIdempotency(db, config.publish.idempotencyWindowMs);
+      return {
+        broker: new SqliteBroker(db),
+        presence: new MemoryPresence(),
+        inbox: new SqliteInbox(db),
+        idempotency,
+        dispose: async () => {
+          idempotency.close();
+          db.close();
+        },
+      };
+    }
+    case 'redis':
+      return createRedisEngines(config, nodeName, log);
+    case 'nats':
+      return createNatsEngines(config, log);
     default:
       throw new ConfigError(`engine.type: "${config.engine.type}" is not available in this build`);
   }
+}
+
+/**
+ * Broker, presence and inbox all in Redis. Presence and inbox connect here, so an unreachable Redis
+ * fails start-up naming engine.redis.url before anything listens; the broker connects in `start`.
+ */
+async function createRedisEngines(config: Readonly<HeraldConfig>, nodeName: string, log: FastifyBaseLogger): Promise<Engines> {
+  const { url, prefix, presenceTtlMs } = config.engine.redis;
+  const onError = (err: Error, connection: string) => log.warn({ err: err.message, connection, node: nodeName }, 'redis connection problem (retrying)');
+  const inbox = await RedisInbox.connect({ url, prefix, onError });
+  let presence: RedisPresence;
+  try {
+    presence = await RedisPresence.connect({ url, prefix, onError, ttlMs: presenceTtlMs });
+  } catch (err) {
+    await inbox.close();
+    throw err;
+  }
+  return { broker: new RedisBroker({ url, prefix, onError }), presence, inbox };
+}
+
+/**
+ * NATS carries dispatches and JetStream keeps channel history. Presence and inbox stay in process
+ * memory: with NATS, a user's connection list covers this node only and inboxes do not survive a
+ * restart. The broker connects in `start` and fails it naming engine.nats.servers.
+ */
+function createNatsEngines(config: Readonly<HeraldConfig>, log: FastifyBaseLogger): Engines {
+  const { servers, prefix } = config.engine.nats;
+  const windows = [config.channels.history, ...Object.values(config.channels.namespaces).map((n) => ({ ...config.channels.history, ...n.history }))];
+  const broker = new NatsBroker({
+    servers,
+    prefix,
+    maxHistorySize: Math.max(...windows.map((w) => w.size)),
+    retainMs: Math.max(86_400_000, ...windows.map((w) => 2 * w.ttlMs)),
+    onError: (err, where) => log.warn({ err: err.message, where }, 'nats problem'),
+  });
+  return { broker, presence: new MemoryPresence(), inbox: new MemoryInbox() };
 }

@@ -150,8 +150,8 @@ export class RedisBroker implements Broker {
       this.metaKey(t.channel),
       this.streamKey(t.channel),
       newEpoch(),
-      Math.max(0, Math.floor(history.size)),
-      Math.max(0, Math.floor(history.ttlMs)),
+      clamp(history.size),
+      clamp(history.ttlMs),
       this.metaIdleMs,
       this.topicOf(t),
       json,
@@ -172,7 +172,7 @@ export class RedisBroker implements Broker {
       this.metaIdleMs,
       since ? String(since.offset) : '',
       since ? since.epoch : '',
-      Math.max(0, Math.floor(query.limit)),
+      clamp(query.limit),
     );
     const entries: HistoryEntry[] = [];
     for (let i = rows.length - 1; i >= 0; i--) entries.push(decodeRow(rows[i]!));
@@ -233,6 +233,11 @@ export class RedisBroker implements Broker {
   private streamKey(channel: string): string {
     return `${this.prefix}:chs:{${channel}}`;
   }
+}
+
+/** Lua prints numbers with 14 significant digits: keep arguments well inside that. */
+function clamp(n: number): number {
+  return Math.min(1e12, Math.max(0, Math.floor(n)));
 }
 
 function newEpoch(): string {

@@ -139,6 +139,7 @@ export class RedisInbox implements InboxStore {
 }
 
 function limitArgs(limits: InboxLimits): [number, number] {
-  const clamp = (n: number) => Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, Math.floor(n)));
+  // Lua prints numbers with 14 significant digits: keep them well inside that.
+  const clamp = (n: number) => Math.min(1e12, Math.max(0, Math.floor(n)));
   return [clamp(limits.maxMessages), clamp(limits.maxAgeMs)];
 }

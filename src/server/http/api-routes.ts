@@ -9,6 +9,7 @@ import { ErrorCode } from '../../protocol/codes.js';
 import { readJsonAsset } from '../assets.js';
 import { HeraldError } from '../errors.js';
 import type { HeraldNode, PublishRequest } from '../node.js';
+import { ReceiptBook } from '../delivery/receipts.js';
 
 const ref = (name: string) => ({ $ref: `herald:publish#/$defs/${name}` });
 const errorResponses = {
@@ -170,6 +171,19 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
   }, async (req) => {
     const r = await node.requestClient(req.params.id, req.body.method, req.body.data, req.body.timeoutMs);
     return r.error !== undefined ? { error: r.error } : { data: r.data ?? null };
+  });
+
+  app.get<{ Params: { msgId: string } }>('/messages/:msgId', {
+    schema: {
+      summary: 'Delivery receipt of an at-least-once message: delivered, acknowledged (by whom, when), in inboxes, retries exhausted',
+      tags: ['publish'], security,
+      params: { type: 'object', required: ['msgId'], properties: { msgId: { type: 'string', minLength: 1, maxLength: 128 } } },
+      response: { 200: { type: 'object', additionalProperties: true }, 404: ref('errorResponse') },
+    },
+  }, async (req) => {
+    const r = node.delivery.receipts.get(req.params.msgId);
+    if (!r) throw new HeraldError(ErrorCode.NOT_FOUND, `no receipt for ${req.params.msgId}: unknown, at-most-once, or older than delivery.receiptTtlMs`);
+    return ReceiptBook.view(r);
   });
 
   app.get('/stats', {

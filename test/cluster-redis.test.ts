@@ -1,0 +1,139 @@
+/**
+ * Three Herald nodes in one process sharing one Redis (one key prefix per run): publications,
+ * user messages, broadcasts, presence and recovery cross nodes.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HeraldServer } from '../src/server/server.js';
+import { REDIS_URL, requireRedis, uniquePrefix } from './engine/services.js';
+import { api, sleep, startTestServer, TestSocket } from './helpers/server.js';
+
+const redisUp = await requireRedis();
+const prefix = uniquePrefix('herald-cluster-');
+
+/** Connects and waits until the user's presence entry is in Redis, i.e. the node has registered it. */
+async function connectUser(node: HeraldServer, via: HeraldServer, sub: string, devices: number): Promise<TestSocket> {
+  const s = await TestSocket.connect(node, { sub });
+  const deadline = Date.now() + 3000;
+  while (Date.now() < deadline) {
+    const res = await api(via, 'GET', `/api/v1/users/${encodeURIComponent(sub)}/connections`);
+    if ((res.body.connections ?? []).length >= devices) break;
+    await sleep(20);
+  }
+  // The user topic subscription is made right after `connected`; give it a round trip.
+  await sleep(50);
+  return s;
+}
+
+describe.skipIf(!redisUp)('cluster over Redis (three nodes)', () => {
+  let a: HeraldServer;
+  let b: HeraldServer;
+  let c: HeraldServer;
+  const sockets: TestSocket[] = [];
+
+  beforeAll(async () => {
+    const engine = { type: 'redis', redis: { url: REDIS_URL, prefix, presenceTtlMs: 3000 } };
+    [a, b, c] = (await Promise.all(['node-a', 'node-b', 'node-c'].map((nodeName) => startTestServer({ server: { nodeName }, engine })))) as [HeraldServer, HeraldServer, HeraldServer];
+  });
+
+  afterAll(async () => {
+    for (const s of sockets) s.close();
+    await Promise.all([a, b, c].map((n) => n?.close()));
+    const r = new Redis(REDIS_URL);
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await r.del(...keys);
+    } while (cursor !== '0');
+    await r.quit();
+  });
+
+  const track = (s: TestSocket) => (sockets.push(s), s);
+
+  it('a publish on A reaches channel subscribers on B and C, with one offset and epoch', async () => {
+    const onB = track(await TestSocket.connect(b, { sub: 'reader-b' }));
+    const onC = track(await TestSocket.connect(c, { sub: 'reader-c' }));
+    const onA = track(await TestSocket.connect(a, { sub: 'reader-a' }));
+    await onB.subscribe('news:cluster');
+    await onC.subscribe('news:cluster');
+    await onA.subscribe('news:other');
+    const res = await api(a, 'POST', '/api/v1/publish', { channel: 'news:cluster', eventType: 'news', payload: { n: 1 } });
+    expect(res.status).toBe(200);
+    for (const s of [onB, onC]) {
+      const m = await s.next((f) => f.type === 'message');
+      expect(m).toMatchObject({ target: 'channel', channel: 'news:cluster', offset: res.body.position.offset, epoch: res.body.position.epoch, message: { msgId: res.body.msgId, payload: { n: 1 } } });
+    }
+    await sleep(100);
+    expect(onA.messages()).toHaveLength(0);
+  });
+
+  it('keeps per-channel order across publishing nodes', async () => {
+    const s = track(await TestSocket.connect(c, { sub: 'order' }));
+    await s.subscribe('seq:cluster');
+    const nodes = [a, b, c];
+    for (let i = 0; i < 30; i++) await nodes[i % 3]!.publish({ channel: 'seq:cluster', eventType: 'n', payload: i });
+    const msgs = await s.waitMessages(30);
+    expect(msgs.map((m) => m.message.payload)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    const offsets = msgs.map((m) => m.offset as number);
+    expect(offsets).toEqual([...offsets].sort((x, y) => x - y));
+  });
+
+  it('a user with devices on A and C gets a user message published on B', async () => {
+    const phone = track(await connectUser(a, b, 'alice', 1));
+    const laptop = track(await connectUser(c, b, 'alice', 2));
+    const bob = track(await connectUser(b, b, 'bob', 1));
+    const res = await api(b, 'POST', '/api/v1/publish', { user: 'alice', eventType: 'notify', payload: { hi: 'alice' } });
+    expect(res.status).toBe(200);
+    for (const s of [phone, laptop]) expect(await s.next((f) => f.type === 'message')).toMatchObject({ target: 'user', message: { payload: { hi: 'alice' } } });
+    await sleep(100);
+    expect(bob.messages()).toHaveLength(0);
+  });
+
+  it('a broadcast reaches every connection on every node', async () => {
+    const all = [a, b, c].map(async (n, i) => track(await TestSocket.connect(n, { sub: `bc-${i}` })));
+    const socks = await Promise.all(all);
+    await api(c, 'POST', '/api/v1/publish', { broadcast: true, eventType: 'maintenance', payload: { at: 1 } });
+    for (const s of socks) expect(await s.next((f) => f.type === 'message' && f.target === 'broadcast')).toMatchObject({ message: { payload: { at: 1 } } });
+  });
+
+  it('lists a user\'s devices on every node through presence', async () => {
+    const d1 = track(await connectUser(a, b, 'carol', 1));
+    const d2 = track(await connectUser(c, b, 'carol', 2));
+    // B holds none of carol's connections, so it answers from presence.
+    const res = await api(b, 'GET', '/api/v1/users/carol/connections');
+    expect(res.status).toBe(200);
+    const conns = res.body.connections as Array<{ connectionId: string; node: string; user: string }>;
+    expect(conns.map((x) => x.connectionId).sort()).toEqual([d1.info.connectionId, d2.info.connectionId].sort());
+    expect(conns.map((x) => x.node).sort()).toEqual(['node-a', 'node-c']);
+    d1.close();
+    const deadline = Date.now() + 3000;
+    let left = conns.length;
+    while (left !== 1 && Date.now() < deadline) {
+      await sleep(20);
+      left = (await api(b, 'GET', '/api/v1/users/carol/connections')).body.connections.length;
+    }
+    expect(left).toBe(1);
+  });
+
+  it('a client recovers on C what was published on A while it was away from B', async () => {
+    const first = track(await TestSocket.connect(b, { sub: 'roamer' }));
+    await first.subscribe('recover:cluster');
+    const p1 = await a.publish({ channel: 'recover:cluster', eventType: 'n', payload: 1 });
+    const m1 = await first.next((f) => f.type === 'message');
+    expect(m1.offset).toBe(p1.position!.offset);
+    first.close();
+    await first.closed;
+    for (let i = 2; i <= 4; i++) await a.publish({ channel: 'recover:cluster', eventType: 'n', payload: i });
+    const again = track(await TestSocket.connect(c, { sub: 'roamer' }));
+    const reply = await again.subscribe('recover:cluster', { offset: m1.offset, epoch: m1.epoch });
+    expect(reply.recovered).toBe(true);
+    expect(reply.publications.map((p: { message: { payload: number } }) => p.message.payload)).toEqual([2, 3, 4]);
+  });
+});
+
+describe.skipIf(!redisUp)('start-up with engine.type redis', () => {
+  it('fails with an error naming engine.redis.url when Redis is unreachable', async () => {
+    await expect(startTestServer({ engine: { type: 'redis', redis: { url: 'redis://127.0.0.1:1', prefix } } })).rejects.toThrow(/engine\.redis\.url=redis:\/\/127\.0\.0\.1:1/);
+  });
+});
