@@ -186,7 +186,7 @@ export class FrameHandler {
         reply.recovered = history.complete;
         reply.publications = history.entries.map((e) => historyMessageFrame(channel, history.position.epoch, e));
       }
-      this.send(session, reply);
+      session.enqueue(encodeTextFrame(JSON.stringify(reply)), true);
       for (const { offset, frame: bytes, send } of buffer.frames) {
         if (offset <= top) continue;
         if (send) send(session);

@@ -48,6 +48,7 @@ export class Session implements WheelEntry {
   pending: Map<string, PendingResolver> | undefined;
 
   private queue: Buffer[] = [];
+  private grace = 0;
   private queuedBytes = 0;
   private flushScheduled = false;
 
@@ -67,10 +68,17 @@ export class Session implements WheelEntry {
     return this.queuedBytes + this.transport.bufferedAmount;
   }
 
-  /** Queues one complete wire frame. Returns false when the session is closed or was just closed as slow. */
-  enqueue(frame: Buffer): boolean {
+  /**
+   * Queues one complete wire frame. Returns false when the session is closed or was just closed
+   * as slow. `oversized` frames (a recovery reply carrying many messages) are let through and
+   * widen the budget until they have drained, so a large replay does not count as slowness.
+   */
+  enqueue(frame: Buffer, oversized = false): boolean {
     if (this.state === 'closed') return false;
-    if (this.queuedBytes + frame.length + this.transport.bufferedAmount > this.maxQueueBytes) {
+    const backlog = this.queuedBytes + this.transport.bufferedAmount;
+    if (backlog === 0) this.grace = 0;
+    if (oversized) this.grace += frame.length;
+    else if (backlog + frame.length > this.maxQueueBytes + this.grace) {
       this.owner.onSlowConsumer(this);
       this.close(CloseCode.SLOW_CONSUMER, 'slow consumer: outgoing queue full');
       return false;

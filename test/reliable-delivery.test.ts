@@ -1,0 +1,206 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { HeraldServer } from '../src/server/server.js';
+import { api, sleep, startTestServer, TestSocket, type Frame } from './helpers/server.js';
+
+let server: HeraldServer;
+afterEach(async () => server?.close());
+
+const FAST_RETRY = {
+  delivery: { ackTimeoutMs: 100, retry: { initialDelayMs: 100, multiplier: 2, maxDelayMs: 1000, jitter: 0 }, maxAttempts: 4 },
+};
+
+function ack(s: TestSocket, ...msgIds: string[]) {
+  s.send({ type: 'ack', msgIds });
+}
+
+describe('at-least-once delivery', () => {
+  it('marks reliable deliveries for ACK and leaves at-most-once ones unmarked', async () => {
+    server = await startTestServer();
+    const s = await TestSocket.connect(server);
+    await s.subscribe('mix');
+    await server.publish({ channel: 'mix', eventType: 'a', payload: 1 });
+    await server.publish({ channel: 'mix', eventType: 'b', payload: 2, delivery: 'at-least-once' });
+    const [m1, m2] = await s.waitMessages(2);
+    expect(m1!.ack).toBeUndefined();
+    expect(m2!.ack).toBe(true);
+  });
+
+  it('uses the namespace default delivery mode', async () => {
+    server = await startTestServer({ channels: { namespaces: { orders: { delivery: 'at-least-once' } } } });
+    const s = await TestSocket.connect(server);
+    await s.subscribe('orders:eu');
+    await s.subscribe('ticker');
+    await server.publish({ channel: 'orders:eu', eventType: 'o', payload: 1 });
+    await server.publish({ channel: 'ticker', eventType: 't', payload: 1 });
+    const msgs = await s.waitMessages(2);
+    expect(msgs.find((m) => m.channel === 'orders:eu')!.ack).toBe(true);
+    expect(msgs.find((m) => m.channel === 'ticker')!.ack).toBeUndefined();
+  });
+
+  it('retransmits an unacknowledged message on the backoff schedule, then puts it in the inbox', async () => {
+    server = await startTestServer(FAST_RETRY);
+    const s = await TestSocket.connect(server, { sub: 'mute' });
+    await s.subscribe('alerts');
+    const { msgId } = await server.publish({ channel: 'alerts', eventType: 'x', payload: 1, delivery: 'at-least-once' });
+    await sleep(2500);
+    const arrivals = s.frames.filter((f) => f.type === 'message' && f.message.msgId === msgId);
+    expect(arrivals).toHaveLength(4); // maxAttempts transmissions, identical frames
+    expect(await server.node.inbox.size('mute')).toBe(1);
+    const receipt = await api(server, 'GET', `/api/v1/messages/${msgId}`);
+    expect(receipt.body).toMatchObject({ state: 'inbox', counts: { delivered: 1, retransmissions: 3, exhausted: 1, inbox: 1 } });
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toContain('herald_retries_exhausted_total 1');
+    // The next connection of that user gets it from the inbox; acknowledging clears it.
+    s.close();
+    const again = await TestSocket.connect(server, { sub: 'mute' });
+    const fromInbox = await again.next((f) => f.type === 'message');
+    expect(fromInbox).toMatchObject({ target: 'user', channel: 'alerts', inbox: true, ack: true, message: { msgId } });
+    ack(again, msgId);
+    await sleep(100);
+    expect(await server.node.inbox.size('mute')).toBe(0);
+  });
+
+  it('spaces retransmissions by growing delays', async () => {
+    server = await startTestServer(FAST_RETRY);
+    const s = await TestSocket.connect(server, { sub: 'timer' });
+    const at: number[] = [];
+    s.ws.on('message', (d) => {
+      if (String(d).includes('"ack":true')) at.push(Date.now());
+    });
+    await server.publish({ user: 'timer', eventType: 'x', payload: 1, delivery: 'at-least-once' });
+    await sleep(2000);
+    expect(at).toHaveLength(4);
+    const gaps = at.slice(1).map((t, i) => t - at[i]!);
+    // Expected 200, 300, 500 ms (ackTimeout 100 + 100·2^(k-1)); the wheel ticks every 50 ms.
+    expect(gaps[0]).toBeGreaterThanOrEqual(150);
+    expect(gaps[1]).toBeGreaterThan(gaps[0]! + 40);
+    expect(gaps[2]).toBeGreaterThan(gaps[1]! + 100);
+  });
+
+  it('stops retransmitting once acknowledged; duplicate and unknown ACKs are harmless', async () => {
+    server = await startTestServer(FAST_RETRY);
+    const s = await TestSocket.connect(server, { sub: 'acker' });
+    await s.subscribe('c');
+    const { msgId } = await server.publish({ channel: 'c', eventType: 'x', payload: 1, delivery: 'at-least-once' });
+    await s.next((f) => f.type === 'message');
+    ack(s, msgId);
+    ack(s, msgId, msgId);
+    ack(s, 'never-heard-of-it');
+    await sleep(800);
+    expect(s.messages()).toHaveLength(1);
+    expect(s.frames.filter((f) => f.type === 'error')).toHaveLength(0);
+    expect((await api(server, 'GET', `/api/v1/messages/${msgId}`)).body).toMatchObject({ state: 'acknowledged', acknowledgedBy: [{ user: 'acker' }] });
+  });
+
+  it('accepts out-of-order ACKs', async () => {
+    server = await startTestServer(FAST_RETRY);
+    const s = await TestSocket.connect(server, { sub: 'ooo' });
+    await s.subscribe('c');
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push((await server.publish({ channel: 'c', eventType: 'x', payload: i, delivery: 'at-least-once' })).msgId);
+    await s.waitMessages(3);
+    ack(s, ids[2]!);
+    ack(s, ids[0]!, ids[1]!);
+    await sleep(800);
+    expect(s.messages()).toHaveLength(3);
+  });
+
+  it('refuses an ACK for a message that was never sent to this user', async () => {
+    server = await startTestServer(FAST_RETRY);
+    const alice = await TestSocket.connect(server, { sub: 'alice' });
+    const mallory = await TestSocket.connect(server, { sub: 'mallory' });
+    const { msgId } = await server.publish({ user: 'alice', eventType: 'secret', payload: 1, delivery: 'at-least-once' });
+    await alice.next((f) => f.type === 'message');
+    ack(mallory, msgId);
+    const err = await mallory.next((f) => f.type === 'error');
+    expect(err.error).toMatchObject({ code: 'permission_denied', details: { msgIds: [msgId] } });
+    expect(await server.node.inbox.size('alice')).toBe(1); // still waiting for alice
+  });
+
+  it('bounds unacknowledged deliveries per connection and sends the rest in order as ACKs arrive', async () => {
+    server = await startTestServer({ delivery: { maxInFlight: 2, ackTimeoutMs: 5000 } });
+    const s = await TestSocket.connect(server, { sub: 'bounded' });
+    await s.subscribe('q');
+    for (let i = 0; i < 5; i++) await server.publish({ channel: 'q', eventType: 'x', payload: i, delivery: 'at-least-once' });
+    await sleep(100);
+    expect(s.messages().map((m) => m.message.payload)).toEqual([0, 1]);
+    ack(s, s.messages()[0]!.message.msgId);
+    await s.waitMessages(3);
+    ack(s, ...s.messages().slice(1).map((m: Frame) => m.message.msgId));
+    const all = await s.waitMessages(5);
+    expect(all.map((m) => m.message.payload)).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it('keeps user messages for an offline user and delivers them in order at connect', async () => {
+    server = await startTestServer();
+    for (let i = 1; i <= 5; i++) await server.publish({ user: 'offline', eventType: 'n', payload: i, delivery: 'at-least-once' });
+    await server.publish({ user: 'offline', eventType: 'n', payload: 'lost', delivery: 'at-most-once' });
+    expect(await server.node.inbox.size('offline')).toBe(5);
+    const phone = await TestSocket.connect(server, { sub: 'offline' });
+    const got = await phone.waitMessages(5);
+    expect(got.map((m) => m.message.payload)).toEqual([1, 2, 3, 4, 5]);
+    // Live messages published now come after the inbox, in order.
+    await server.publish({ user: 'offline', eventType: 'n', payload: 6, delivery: 'at-least-once' });
+    expect((await phone.waitMessages(6))[5]!.message.payload).toBe(6);
+    // Acknowledge three, then drop the connection mid-way: the other three come back.
+    ack(phone, ...got.slice(0, 3).map((m) => m.message.msgId));
+    await sleep(100);
+    phone.close();
+    await phone.closed;
+    const laptop = await TestSocket.connect(server, { sub: 'offline' });
+    const again = await laptop.waitMessages(3);
+    expect(again.map((m) => m.message.payload)).toEqual([4, 5, 6]);
+    await sleep(100);
+    expect(laptop.messages()).toHaveLength(3);
+  });
+
+  it('an ACK from one device settles the message for the user\'s other devices', async () => {
+    server = await startTestServer(FAST_RETRY);
+    const a = await TestSocket.connect(server, { sub: 'multi' });
+    const b = await TestSocket.connect(server, { sub: 'multi' });
+    const { msgId } = await server.publish({ user: 'multi', eventType: 'x', payload: 1, delivery: 'at-least-once', receipts: true });
+    await a.next((f) => f.type === 'message');
+    await b.next((f) => f.type === 'message');
+    ack(a, msgId);
+    await sleep(800);
+    expect(b.messages()).toHaveLength(1); // no retransmissions to b
+    const receipt = (await api(server, 'GET', `/api/v1/messages/${msgId}`)).body;
+    expect(receipt.state).toBe('acknowledged');
+    expect(receipt.recipients).toHaveLength(2);
+    expect(receipt.recipients.find((r: any) => r.connectionId === a.info.connectionId).ackedAt).toBeGreaterThan(0);
+    expect(receipt.inbox).toEqual([expect.objectContaining({ user: 'multi', removedAt: expect.any(Number) })]);
+  });
+
+  it('drops inbox entries past the per-user limit and counts them', async () => {
+    server = await startTestServer({ inbox: { maxMessages: 3 } });
+    for (let i = 1; i <= 5; i++) await server.publish({ user: 'full', eventType: 'n', payload: i, delivery: 'at-least-once' });
+    expect(await server.node.inbox.size('full')).toBe(3);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toContain('herald_inbox_dropped_total 2');
+    const s = await TestSocket.connect(server, { sub: 'full' });
+    expect((await s.waitMessages(3)).map((m) => m.message.payload)).toEqual([3, 4, 5]);
+  });
+
+  it('a slow consumer closed for its full queue recovers everything on reconnect', async () => {
+    server = await startTestServer({ limits: { maxQueueBytes: 32 * 1024 } });
+    const s = await TestSocket.connect(server, { sub: 'slowpoke' });
+    const first = await s.subscribe('big');
+    const pause = (s.ws as any)._socket;
+    pause.pause();
+    const payload = 'z'.repeat(4096);
+    const sent: number[] = [];
+    for (let i = 1; i <= 400; i++) {
+      await server.publish({ channel: 'big', eventType: 'n', payload: { i, payload } });
+      sent.push(i);
+    }
+    pause.resume();
+    expect((await s.closed).code).toBe(4003);
+    const got = s.messages();
+    const last = got[got.length - 1];
+    const t = await TestSocket.connect(server, { sub: 'slowpoke' });
+    const rec = await t.subscribe('big', last ? { offset: last.offset, epoch: last.epoch } : first.position);
+    expect(rec.recovered).toBe(true);
+    const all = [...got.map((m) => m.message.payload.i), ...rec.publications.map((p: any) => p.message.payload.i)];
+    expect(all).toEqual(sent);
+  });
+});
