@@ -81,8 +81,9 @@ function client(opts: Partial<HeraldClientOptions> = {}): HeraldClient {
 
 const last = (): FakeSocket => FakeSocket.all[FakeSocket.all.length - 1]!;
 
+/** An at-least-once delivery (`ack: true`), unless `extra` says otherwise. */
 function message(msgId: string, target = 'user', extra: object = {}): object {
-  return { type: 'message', target, ...extra, message: { msgId, timestamp: 1, source: 's', eventType: 'x', version: '1.0', payload: msgId } };
+  return { type: 'message', target, ack: true, ...extra, message: { msgId, timestamp: 1, source: 's', eventType: 'x', version: '1.0', payload: msgId } };
 }
 
 describe('client logic (scripted socket)', () => {
@@ -187,6 +188,20 @@ describe('client logic (scripted socket)', () => {
     await waitFor(() => ws.frames('ack').flatMap((f) => f.msgIds).length >= 3);
     expect(got).toEqual(['a', 'b']);
     expect(ws.frames('ack').flatMap((f) => f.msgIds)).toEqual(['a', 'b', 'a']);
+  });
+
+  it('does not send acks for at-most-once deliveries, but still de-duplicates them', async () => {
+    const c = client();
+    const got: string[] = [];
+    c.on('message', (m) => void got.push(m.msgId));
+    await c.connect();
+    const ws = last();
+    ws.push(message('x1', 'user', { ack: undefined }));
+    ws.push(message('x1', 'user', { ack: undefined }));
+    ws.push(message('x2'));
+    await waitFor(() => ws.frames('ack').length === 1);
+    expect(got).toEqual(['x1', 'x2']);
+    expect(ws.frames('ack')).toEqual([{ type: 'ack', msgIds: ['x2'] }]);
   });
 
   it('manual ack mode acks only when the application says so', async () => {

@@ -61,8 +61,8 @@ describe('client ↔ real server', () => {
     await c.connect();
     const r = await api(s.url, '/publish/batch', {
       messages: [
-        ...Array.from({ length: 5 }, (_, i) => ({ user: 'u1', eventType: 'dm', payload: { i } })),
-        { broadcast: true, eventType: 'news', payload: {} },
+        ...Array.from({ length: 5 }, (_, i) => ({ user: 'u1', eventType: 'dm', payload: { i }, delivery: 'at-least-once' })),
+        { broadcast: true, eventType: 'news', payload: {}, delivery: 'at-least-once' },
       ],
     });
     expect(r.status).toBe(200);

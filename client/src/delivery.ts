@@ -50,8 +50,11 @@ export class Delivery {
   /** Runs `emit` for a new message; `emit` returns what the handlers returned. */
   deliver(frame: MessageFrame, emit: (message: Envelope, context: MessageContext) => unknown[]): void {
     const msgId = frame.message.msgId;
+    // Only at-least-once deliveries (`ack: true`) are acknowledged on the wire; the rest are
+    // still de-duplicated and `context.ack()` is harmless for them.
+    const wantsAck = frame.ack === true;
     const seen = this.#seen.get(msgId);
-    if (seen === 'acked') this.#queue(msgId);
+    if (seen === 'acked' && wantsAck) this.#queue(msgId);
     if (seen !== undefined) return;
     this.#seen.set(msgId, 'handling');
     let acked = false;
@@ -64,7 +67,7 @@ export class Delivery {
         if (acked) return;
         acked = true;
         if (this.#seen.get(msgId) !== undefined) this.#seen.set(msgId, 'acked');
-        this.#queue(msgId);
+        if (wantsAck) this.#queue(msgId);
       },
     };
     const results = emit(frame.message, context);
