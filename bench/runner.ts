@@ -22,6 +22,7 @@ export interface BenchOptions {
   sourceAddresses: number;
   concurrency: number;
   publishSockets: number;
+  client: 'raw' | 'ws';
   /**
    * A run during which other processes used more than this % of a core is repeated (at most
    * twice), and each run first waits (at most 2 min) for the machine to be that quiet. 0 = off.
@@ -76,6 +77,7 @@ function runOptions(options: BenchOptions): RunOptions {
     sourceAddresses: options.sourceAddresses,
     concurrency: options.concurrency,
     publishSockets: options.publishSockets,
+    client: options.client,
     channel: 'bench',
   };
 }

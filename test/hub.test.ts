@@ -16,7 +16,7 @@ function connectFake(node: HeraldNode, user: string, channels: string[] = []) {
   s.identity = node.anonymousIdentity();
   s.user = user;
   s.state = 'connected';
-  node.activated(s);
+  void node.activate(s);
   for (const c of channels) node.hub.subscribe(s, c, false);
   return { s, t };
 }

@@ -15,14 +15,38 @@ export interface SpawnNodeOptions {
   nodeArgs?: string[];
 }
 
+/** Children still running; killed (by pid) if the harness exits or is interrupted. */
+const live = new Set<ChildProcess>();
+let cleanupInstalled = false;
+
+function installCleanup(): void {
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  process.once('exit', () => {
+    for (const child of live) {
+      if (child.pid === undefined) continue;
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+}
+
 export function spawnNode(script: string, args: string[], options: SpawnNodeOptions = {}): ChildProcess {
+  installCleanup();
   const nodeArgv = [...(options.nodeArgs ?? []), script, ...args];
   const stdio: StdioOptions = options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
   const env = { ...process.env, ...options.env };
-  if (options.cpus !== undefined) {
-    return spawn('taskset', ['-c', options.cpus, process.execPath, ...nodeArgv], { stdio, env });
-  }
-  return spawn(process.execPath, nodeArgv, { stdio, env });
+  const child =
+    options.cpus !== undefined
+      ? spawn('taskset', ['-c', options.cpus, process.execPath, ...nodeArgv], { stdio, env })
+      : spawn(process.execPath, nodeArgv, { stdio, env });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
 }
 
 /** True once something accepts TCP connections on host:port. */

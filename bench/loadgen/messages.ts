@@ -19,6 +19,8 @@ export interface WorkerConfig {
   sourceAddresses: string[];
   /** At most this many connections in their handshake at once. */
   concurrency: number;
+  /** WebSocket client: the loadgen's own minimal one (raw-ws.ts), or the `ws` library. */
+  client: 'raw' | 'ws';
   /** A connection that is not subscribed within this time counts as failed. */
   connectTimeoutMs: number;
 }

@@ -7,6 +7,7 @@
  * is told apart from a duplicate; loss is derived by the parent from the publisher's count.
  */
 import WebSocket from 'ws';
+import { RawWebSocket } from './raw-ws.js';
 import { encodeHistogram, newLatencyHistogram } from '../lib/stats.js';
 import { makeToken } from '../lib/token.js';
 import { findSentAt, findSeq, readNumber } from './frame-scan.js';
@@ -36,6 +37,27 @@ function noteError(text: string): void {
   if (errors.length < 5) errors.push(text);
 }
 
+/** What a Client needs of its socket; both `ws` and RawWebSocket provide it. */
+interface ClientSocket {
+  on(event: 'message', listener: (data: Buffer) => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  once(event: 'open', listener: () => void): unknown;
+  once(event: 'close', listener: (code: number) => void): unknown;
+  send(text: string): void;
+  terminate(): void;
+}
+
+function openSocket(url: string, config: WorkerConfig, localAddress: string | undefined): ClientSocket {
+  if (config.client === 'raw') return new RawWebSocket(url, { localAddress });
+  const ws = new WebSocket(url, {
+    perMessageDeflate: false,
+    skipUTF8Validation: true,
+    handshakeTimeout: config.connectTimeoutMs,
+    ...(localAddress ? { localAddress } : {}),
+  });
+  return ws as unknown as ClientSocket;
+}
+
 const PING_BYTES = Buffer.from('"ping"');
 const HERALD_PONG = '{"type":"pong"}';
 
@@ -48,7 +70,7 @@ class Client {
   private settle: ((error?: Error) => void) | undefined;
 
   constructor(
-    private readonly ws: WebSocket,
+    private readonly ws: ClientSocket,
     private readonly dialect: WorkerConfig['dialect'],
     private readonly token: string,
     private readonly channel: string,
@@ -209,12 +231,7 @@ async function openAll(config: WorkerConfig): Promise<OpenResult> {
     while (nextIndex < config.count) {
       const i = nextIndex++;
       const localAddress = config.sourceAddresses[(config.firstIndex + i) % config.sourceAddresses.length];
-      const ws = new WebSocket(url, {
-        perMessageDeflate: false,
-        skipUTF8Validation: true,
-        handshakeTimeout: config.connectTimeoutMs,
-        ...(localAddress ? { localAddress } : {}),
-      });
+      const ws = openSocket(url, config, localAddress);
       const client = new Client(ws, config.dialect, tokens[i]!, config.channel);
       try {
         await client.start(config.connectTimeoutMs);

@@ -4,7 +4,7 @@
  */
 import { rssBytes } from '../lib/proc.js';
 import { decodeHistogram, round, summarize } from '../lib/stats.js';
-import { MeasuredWindow, mb, sleep, startLoadGen, type RunResult, type Scenario } from './scenario.js';
+import { MeasuredWindow, mb, openConnections, sleep, startLoadGen, type RunResult, type Scenario } from './scenario.js';
 
 export const fanout: Scenario = {
   name: 'fanout',
@@ -14,13 +14,7 @@ export const fanout: Scenario = {
     const { server, options } = ctx;
     const loadgen = await startLoadGen(ctx);
     try {
-      const opened = await loadgen.open(
-        { url: server.wsUrl, dialect: server.dialect, channel: options.channel, secret: server.secret, concurrency: options.concurrency, connectTimeoutMs: 30_000 },
-        600_000,
-      );
-      ctx.progress(`${opened.connected} connected, ${opened.failed} failed in ${(opened.elapsedMs / 1000).toFixed(1)} s`);
-      for (const e of opened.errors) ctx.progress(`  ${e}`);
-      if (opened.connected === 0) throw new Error(`no connection succeeded: ${opened.errors.join('; ')}`);
+      const opened = await openConnections(ctx, loadgen);
       await sleep(1000);
 
       let lastCount = 0;

@@ -6,7 +6,7 @@
  */
 import { rssBytes } from '../lib/proc.js';
 import { median, round } from '../lib/stats.js';
-import { MeasuredWindow, mb, sleep, startLoadGen, type RunResult, type Scenario } from './scenario.js';
+import { MeasuredWindow, mb, openConnections, sleep, startLoadGen, type RunResult, type Scenario } from './scenario.js';
 
 export const idle: Scenario = {
   name: 'idle',
@@ -19,14 +19,8 @@ export const idle: Scenario = {
     const loadgen = await startLoadGen(ctx);
     try {
       const connecting = new MeasuredWindow(ctx, loadgen.pids, () => `open ${loadgen.openSoFar}`);
-      const opened = await loadgen.open(
-        { url: server.wsUrl, dialect: server.dialect, channel: options.channel, secret: server.secret, concurrency: options.concurrency, connectTimeoutMs: 30_000 },
-        600_000,
-      );
+      const opened = await openConnections(ctx, loadgen);
       const setup = connecting.stop();
-      ctx.progress(`${opened.connected} connected, ${opened.failed} failed in ${(opened.elapsedMs / 1000).toFixed(1)} s`);
-      for (const e of opened.errors) ctx.progress(`  ${e}`);
-      if (opened.connected === 0) throw new Error(`no connection succeeded: ${opened.errors.join('; ')}`);
 
       const samples: number[] = [];
       const holding = new MeasuredWindow(ctx, loadgen.pids, () => `open ${loadgen.openSoFar}`);

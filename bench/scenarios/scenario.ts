@@ -6,6 +6,7 @@
 import { CpuMeter, cpuMicros, machineCpuMicros, rssBytes } from '../lib/proc.js';
 import { round } from '../lib/stats.js';
 import { LoadGen } from '../loadgen/controller.js';
+import type { OpenResult } from '../loadgen/messages.js';
 import type { ServerUnderTest } from '../servers/targets.js';
 
 export interface RunOptions {
@@ -25,6 +26,8 @@ export interface RunOptions {
   /** Keep-alive HTTP connections the publisher uses. 1 keeps publishes in order, so any
    * out-of-order delivery is the server's doing; more allow higher rates but may reorder. */
   publishSockets: number;
+  /** Loadgen WebSocket client: its own minimal one ('raw') or the `ws` library. */
+  client: 'raw' | 'ws';
 }
 
 export interface Pinning {
@@ -84,6 +87,27 @@ export function startLoadGen(ctx: ScenarioContext, connections = ctx.options.con
     sourceAddresses: ctx.options.sourceAddresses,
     log: ctx.progress,
   });
+}
+
+/** Opens every connection of the loadgen (connect + subscribe to the bench channel) and logs how it went. */
+export async function openConnections(ctx: ScenarioContext, loadgen: LoadGen): Promise<OpenResult> {
+  const { server, options } = ctx;
+  const opened = await loadgen.open(
+    {
+      url: server.wsUrl,
+      dialect: server.dialect,
+      client: options.client,
+      channel: options.channel,
+      secret: server.secret,
+      concurrency: options.concurrency,
+      connectTimeoutMs: 30_000,
+    },
+    600_000,
+  );
+  ctx.progress(`${opened.connected} connected, ${opened.failed} failed in ${(opened.elapsedMs / 1000).toFixed(1)} s`);
+  for (const e of opened.errors) ctx.progress(`  ${e}`);
+  if (opened.connected === 0) throw new Error(`no connection succeeded: ${opened.errors.join('; ')}`);
+  return opened;
 }
 
 export function sleep(ms: number): Promise<void> {

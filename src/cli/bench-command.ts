@@ -20,6 +20,7 @@ interface Flags {
   concurrency: number;
   publishSockets: number;
   maxOther: number;
+  client: string;
   heraldBin?: string;
   wsPath: string;
 }
@@ -43,6 +44,11 @@ function positiveNumber(name: string) {
   };
 }
 
+function clientKind(raw: string): string {
+  if (raw !== 'raw' && raw !== 'ws') throw new InvalidArgumentError("--client is 'raw' or 'ws'");
+  return raw;
+}
+
 function servers(raw: string): ServerName[] {
   const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
   for (const s of list) if (!isServerName(s)) throw new InvalidArgumentError(`unknown server "${s}" (known: ${SERVERS.join(', ')})`);
@@ -62,6 +68,7 @@ function withCommonOptions(cmd: Command): Command {
     .option('--concurrency <n>', 'handshakes in flight per loadgen worker', positiveInt('--concurrency'), 200)
     .option('--publish-sockets <n>', 'keep-alive connections of the publisher (more than 1 may reorder publishes)', positiveInt('--publish-sockets'), 1)
     .option('--max-other <pct>', 'repeat a run (at most twice) when other processes used more than this % of a core during it, and wait for the machine to be this quiet first (0 = off)', positiveInt('--max-other'), 25)
+    .option('--client <kind>', "loadgen WebSocket client: 'raw' (its own minimal one, the leanest) or 'ws' (the library)", clientKind, 'raw')
     .option('--herald-bin <file>', 'Herald CLI entry point to benchmark (default: this build)')
     .option('--ws-path <path>', "path of Herald's WebSocket endpoint", '/ws');
 }
@@ -78,6 +85,7 @@ function benchOptions(scenario: string, flags: Flags): BenchOptions {
     concurrency: Math.max(1, flags.concurrency),
     publishSockets: Math.max(1, flags.publishSockets),
     maxOtherPct: flags.maxOther,
+    client: flags.client === 'ws' ? 'ws' : 'raw',
     pin: flags.pin,
     jsonOut: flags.jsonOut,
     heraldBin: flags.heraldBin,

@@ -142,7 +142,7 @@ export class FrameHandler {
     session.tags = identity.tags;
     session.state = 'connected';
     this.upgradeTokens.delete(session);
-    node.activated(session);
+    if (!(await node.activate(session))) return;
     const reply: ConnectedFrame = {
       type: 'connected',
       id: frame.id,
@@ -155,6 +155,7 @@ export class FrameHandler {
       ...(identity.expiresAt !== undefined ? { expiresAt: identity.expiresAt } : {}),
     };
     this.send(session, reply);
+    node.afterConnected(session);
     const early = session.early;
     session.early = undefined;
     for (const text of early) if (session.open) this.handle(session, text);

@@ -134,7 +134,7 @@ export class HeraldNode {
   }
 
   async start(): Promise<void> {
-    await this.broker.start({ onDispatch: (d) => this.deliver(d) });
+    await this.broker.start({ onDispatch: (d) => this.deliver(d), onGap: () => this.onBrokerGap() });
     this.heartbeat.start();
     this.delivery.start();
   }
@@ -171,16 +171,44 @@ export class HeraldNode {
     }
   }
 
-  /** Called by the frame handler when `connect` succeeds. */
-  activated(session: Session): void {
+  /**
+   * Called by the frame handler when `connect` succeeds, before `connected` is sent: the node
+   * subscribes the broker to the user's topic first, so a user message published on another node
+   * right after `connected` cannot slip past. Resolves false when the session closed meanwhile.
+   */
+  async activate(session: Session): Promise<boolean> {
     this.hub.activate(session);
     this.heartbeat.connected(session, session.identity?.expiresAt);
     if (session.user && this.hub.userSessions(session.user)?.size === 1) {
-      this.broker.subscribe({ kind: 'user', user: session.user }).catch((err) => this.log.error({ err }, 'broker user subscribe failed'));
+      try {
+        await this.broker.subscribe({ kind: 'user', user: session.user });
+      } catch (err) {
+        this.log.error({ err }, 'broker user subscribe failed');
+      }
     }
+    if (!session.open) return false;
     this.presence.add(this.connectionInfo(session)).catch((err) => this.log.warn({ err }, 'presence add failed'));
-    if (session.user) void this.delivery.deliverInbox(session);
     this.log.debug({ connId: session.id, user: session.user }, 'connected');
+    return true;
+  }
+
+  /** After `connected` went out: hand over what waited in the user's inbox. */
+  afterConnected(session: Session): void {
+    if (session.user) void this.delivery.deliverInbox(session);
+  }
+
+  /**
+   * The broker reports that dispatches may have been lost (its subscription link dropped).
+   * Channel subscribers are asked to reconnect, which makes them recover from history.
+   */
+  onBrokerGap(): void {
+    let n = 0;
+    for (const s of this.hub.sessions.values()) {
+      if (s.subs.size === 0 || s.state !== 'connected') continue;
+      s.close(CloseCode.FORCE_RECONNECT, 'messages may have been missed: reconnect and recover');
+      n++;
+    }
+    this.log.warn({ closed: n }, 'broker gap: asked channel subscribers to reconnect and recover');
   }
 
   unsubscribeBroker(target: { kind: 'channel'; channel: string } | { kind: 'user'; user: string }): void {

@@ -77,8 +77,15 @@ export async function startHerald(opts: StartOptions | DeepPartial<HeraldConfig>
   const o: StartOptions = 'config' in opts || 'overrides' in opts || 'engines' in opts ? (opts as StartOptions) : { overrides: opts as DeepPartial<HeraldConfig> };
   const config = o.config ?? resolveConfig(o.overrides ?? {});
   const { app, node, gateway, setReady } = await buildApp(config, o.engines);
-  await node.start();
-  await app.listen({ host: config.server.host, port: config.server.port });
+  try {
+    await node.start();
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (err) {
+    // Release what was opened (engine connections, the store) so a failed start leaks nothing.
+    await app.close().catch(() => undefined);
+    await node.close().catch(() => undefined);
+    throw err;
+  }
   const port = (app.server.address() as AddressInfo).port;
   const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
   setReady(true);

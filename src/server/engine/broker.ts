@@ -53,6 +53,11 @@ export interface HistoryResult {
 export interface BrokerHandler {
   /** Called once per dispatch this node has interest in. Must not throw. */
   onDispatch(dispatch: Dispatch): void;
+  /**
+   * Dispatches may have been lost (e.g. the subscription link to Redis or NATS dropped and came
+   * back). The node then makes its channel subscribers recover from history.
+   */
+  onGap?(): void;
 }
 
 export interface Broker {

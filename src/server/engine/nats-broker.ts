@@ -325,6 +325,7 @@ export class NatsBroker implements Broker {
       if (s.type === 'disconnect') this.online = false;
       else if (s.type === 'reconnect') {
         this.online = true;
+        this.handler?.onGap?.();
         // A server that lost its JetStream state gets the stream back, with a new epoch.
         this.ensureStream().catch((err) => this.opts.onError?.(err as Error, 'nats ensure stream'));
       } else if (s.type === 'error') this.opts.onError?.(new Error(String(s.data)), 'nats');

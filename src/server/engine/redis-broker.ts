@@ -117,10 +117,14 @@ export class RedisBroker implements Broker {
     }
     this.sub = sub;
     sub.on('message', (topic: string, message: string) => this.onMessage(topic, message));
-    // After a reconnect the new connection has no subscriptions: send them all again.
+    // After a reconnect the new connection has no subscriptions: send them all again, and tell
+    // the node that dispatches published meanwhile were missed (its subscribers recover).
+    let connectedBefore = sub.status === 'ready';
     sub.on('ready', () => {
       if (this.closed) return;
       for (const topic of this.topics.keys()) this.sendSubscribe(topic);
+      if (connectedBefore) this.handler?.onGap?.();
+      connectedBefore = true;
     });
     await this.addTopic(this.broadcastTopic());
   }

@@ -141,8 +141,11 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
   app.get<{ Params: { user: string } }>('/users/:user/connections', {
     schema: { summary: "A user's live connections (all devices)", tags: ['users'], security, params: userParams, response: { 200: { type: 'object', properties: { connections: { type: 'array', items: connectionSchema } } } } },
   }, async (req) => {
-    const sessions = node.hub.userSessions(req.params.user);
-    return { connections: sessions ? [...sessions].map((s) => node.connectionInfo(s)) : await node.presence.userConnections(req.params.user) };
+    // Local sessions are exact; presence adds the user's connections on other nodes.
+    const local = [...(node.hub.userSessions(req.params.user) ?? [])].map((s) => node.connectionInfo(s));
+    const seen = new Set(local.map((c) => c.connectionId));
+    const remote = (await node.presence.userConnections(req.params.user)).filter((c) => !seen.has(c.connectionId));
+    return { connections: [...local, ...remote] };
   });
 
   app.post<{ Params: { user: string }; Body: { reconnect?: boolean; reason?: string } }>('/users/:user/disconnect', {
