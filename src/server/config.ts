@@ -16,7 +16,7 @@ export interface HistoryConfig {
 }
 
 export interface HeraldConfig {
-  server: { host: string; port: number; nodeName: string; demoPage: boolean; trustProxy: boolean };
+  server: { host: string; port: number; nodeName: string; demoPage: boolean; trustProxy: boolean; workers: number };
   auth: {
     anonymous: boolean;
     jwt: {
@@ -66,6 +66,14 @@ export interface HeraldConfig {
     sqlite: { dataDir: string; synchronous: 'off' | 'normal' | 'full' };
     redis: { url: string; prefix: string; presenceTtlMs: number };
     nats: { servers: string[]; prefix: string };
+  };
+  /**
+   * Streams Herald consumes messages from (seed 3.2). Each entry is a publish request whose
+   * message is in the standard envelope; it is acknowledged to the stream only once accepted.
+   */
+  ingest: {
+    redisStreams: Array<{ url?: string; stream: string; group?: string; consumer?: string; batch?: number; blockMs?: number; deadLetterStream?: string }>;
+    jetstream: Array<{ servers?: string[]; stream: string; subject: string; durable?: string; batch?: number }>;
   };
   log: { level: string };
   shutdown: { drainTimeoutMs: number };
@@ -145,7 +153,7 @@ export function configFromEnv(env: Record<string, string | undefined>): Record<s
 const ARRAY_KEYS = new Set(['api.keys', 'origins.allowed', 'channels.public', 'channels.clientPublish', 'auth.jwt.algorithms', 'engine.nats.servers']);
 
 /** Only variables naming a config section are configuration; others (HERALD_API_KEY for the CLI) are not. */
-const SECTIONS = new Set(['server', 'auth', 'api', 'origins', 'limits', 'heartbeat', 'channels', 'publish', 'delivery', 'inbox', 'rpc', 'engine', 'log', 'shutdown']);
+const SECTIONS = new Set(['ingest', 'server', 'auth', 'api', 'origins', 'limits', 'heartbeat', 'channels', 'publish', 'delivery', 'inbox', 'rpc', 'engine', 'log', 'shutdown']);
 
 export function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
   let node = target;
