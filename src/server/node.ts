@@ -78,6 +78,7 @@ export class HeraldNode {
   private acceptedThisTick: number[] = [];
   draining = false;
   private readonly publishing = new Map<string, Promise<PublishResult>>();
+  private readonly channelWaiters = new Map<string, Set<() => void>>();
 
   constructor(
     readonly config: Readonly<HeraldConfig>,
@@ -306,8 +307,28 @@ export class HeraldNode {
     return { msgId, timestamp: envelope.timestamp, ...(position ? { position } : {}) };
   }
 
+  /** Resolves when a message is delivered on the channel here, or after `timeoutMs` (long polling). */
+  waitForChannel(channel: string, timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.channelWaiters.get(channel);
+      if (!set) this.channelWaiters.set(channel, (set = new Set()));
+      const waiter = () => {
+        clearTimeout(timer);
+        set!.delete(waiter);
+        if (set!.size === 0 && this.channelWaiters.get(channel) === set) this.channelWaiters.delete(channel);
+        resolve();
+      };
+      const timer = setTimeout(waiter, timeoutMs);
+      set.add(waiter);
+    });
+  }
+
   /** A dispatch from the broker: encode once, fan out to this node's matching sessions. */
   deliver(dispatch: Dispatch): void {
+    if (dispatch.target.kind === 'channel' && this.channelWaiters.size > 0) {
+      const waiters = this.channelWaiters.get(dispatch.target.channel);
+      if (waiters) for (const w of [...waiters]) w();
+    }
     try {
       const envelopeJson = encodedEnvelopes.get(dispatch) ?? JSON.stringify(dispatch.envelope);
       const filter: CompiledFilter | undefined = dispatch.filter ? Hub.compile(dispatch.filter) : undefined;
@@ -401,6 +422,7 @@ export class HeraldNode {
   /** Stop taking work, flush queues and close every client with a "reconnect" code. */
   async drain(deadlineMs: number): Promise<void> {
     this.draining = true;
+    for (const set of [...this.channelWaiters.values()]) for (const w of [...set]) w();
     this.hub.flushAll();
     for (const s of this.hub.sessions.values()) s.close(CloseCode.SHUTDOWN, 'server shutting down, reconnect');
     const until = Date.now() + deadlineMs;

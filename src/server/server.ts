@@ -11,6 +11,7 @@ import { Gateway } from './gateway.js';
 import { apiRoutes } from './http/api-routes.js';
 import { installErrorHandling } from './http/error-handler.js';
 import { opsRoutes } from './http/ops-routes.js';
+import { pollRoutes } from './http/poll-routes.js';
 import { createEngines } from './engine/create-engines.js';
 import { defaultNodeName, HeraldNode, type NodeEngines, type PublishRequest, type PublishResult } from './node.js';
 
@@ -67,6 +68,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(apiRoutes, { prefix: '/api/v1', node });
+  await app.register(pollRoutes, { prefix: '/poll/v1', node });
   await app.register(opsRoutes, { node, ready: () => ready && !node.draining });
   const gateway = new Gateway(node);
   app.server.on('upgrade', gateway.onUpgrade);

@@ -1,0 +1,109 @@
+/**
+ * Client-facing HTTP polling (seed 2.5, 3.3): the fallback for clients that cannot hold a
+ * WebSocket and the parallel-run path of a REST-to-WebSocket migration. Authenticated with the
+ * same JWT as the socket (`Authorization: Bearer <token>`), it reads the same channel history and
+ * user inbox that recovery uses. `wait` turns a poll into a long poll that returns as soon as a
+ * message arrives.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { ErrorCode } from '../../protocol/codes.js';
+import type { Identity } from '../auth.js';
+import { isValidChannel } from '../channels.js';
+import { HeraldError } from '../errors.js';
+import { historyMessageFrame } from '../message-frame.js';
+import type { HeraldNode } from '../node.js';
+
+const MAX_WAIT_MS = 30_000;
+// Query strings arrive as text and bodies are validated without type coercion, so numeric query
+// parameters are declared as digit strings and converted here.
+const digits = (description: string) => ({ type: 'string', pattern: '^[0-9]{1,15}$', description });
+
+function int(raw: string | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  return raw === undefined ? fallback : Math.min(Number(raw), max);
+}
+
+async function identify(node: HeraldNode, req: FastifyRequest): Promise<Identity> {
+  const auth = req.headers.authorization;
+  const token = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
+  if (token) return node.verifier.verify(token);
+  if (node.config.auth.anonymous) return node.anonymousIdentity();
+  throw new HeraldError(ErrorCode.UNAUTHORIZED, 'send the connection token as "Authorization: Bearer <jwt>"');
+}
+
+export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode }): Promise<void> {
+  const { node } = opts;
+
+  app.get<{ Params: { channel: string }; Querystring: { since?: string; epoch?: string; limit?: string; wait?: string } }>('/channels/:channel/messages', {
+    schema: {
+      summary: 'Poll a channel: messages after a position (the same history recovery uses)',
+      tags: ['polling'],
+      security: [{ bearer: [] }],
+      params: { type: 'object', required: ['channel'], properties: { channel: { type: 'string', minLength: 1, maxLength: 255 } } },
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          since: digits('offset of the last message seen; omit for the newest `limit`'),
+          epoch: { type: 'string', maxLength: 64, description: 'epoch of that offset (required with since)' },
+          limit: digits('at most this many messages (1–1000, default 100)'),
+          wait: digits(`long poll: hold up to this many ms (at most ${MAX_WAIT_MS}) for a new message`),
+        },
+      },
+    },
+  }, async (req) => {
+    const identity = await identify(node, req);
+    const { channel } = req.params;
+    if (!isValidChannel(channel)) throw new HeraldError(ErrorCode.INVALID_CHANNEL, `invalid channel name ${JSON.stringify(channel)}`);
+    if (!identity.subscribe.matches(channel) && !node.publicChannels.matches(channel)) throw new HeraldError(ErrorCode.PERMISSION_DENIED, `not allowed to read ${channel}`);
+    const since = req.query.since === undefined ? undefined : Number(req.query.since);
+    const { epoch } = req.query;
+    const limit = Math.max(1, int(req.query.limit, 100, 1000));
+    const wait = int(req.query.wait, 0, MAX_WAIT_MS);
+    if (since !== undefined && epoch === undefined) throw new HeraldError(ErrorCode.BAD_REQUEST, 'give "epoch" together with "since"');
+    const read = () => node.broker.history(channel, { limit, config: node.historyConfig(channel), ...(since !== undefined ? { since: { offset: since, epoch: epoch! } } : {}) });
+    let result = await read();
+    if (wait > 0 && result.complete && result.entries.length === 0 && since !== undefined) {
+      await node.waitForChannel(channel, wait);
+      result = await read();
+    }
+    return {
+      channel,
+      position: result.position,
+      recovered: result.complete,
+      messages: result.entries.map((e) => historyMessageFrame(channel, result.position.epoch, e)),
+    };
+  });
+
+  app.get<{ Querystring: { after?: string; limit?: string } }>('/inbox', {
+    schema: {
+      summary: "Poll the user's inbox (at-least-once messages waiting for acknowledgement)",
+      tags: ['polling'],
+      security: [{ bearer: [] }],
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: { after: digits('inbox seq of the last message seen (default 0)'), limit: digits('at most this many (1–1000, default 100)') },
+      },
+    },
+  }, async (req) => {
+    const identity = await identify(node, req);
+    if (!identity.user) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'anonymous clients have no inbox');
+    const { entries } = await node.inbox.list(identity.user, int(req.query.after, 0), Math.max(1, int(req.query.limit, 100, 1000)), node.config.inbox);
+    return {
+      messages: entries.map((e) => ({ seq: e.seq, ...(e.channel ? { channel: e.channel } : {}), message: e.envelope })),
+    };
+  });
+
+  app.post<{ Body: { msgIds: string[] } }>('/inbox/ack', {
+    schema: {
+      summary: 'Acknowledge inbox messages (removes them)',
+      tags: ['polling'],
+      security: [{ bearer: [] }],
+      body: { type: 'object', additionalProperties: false, required: ['msgIds'], properties: { msgIds: { type: 'array', minItems: 1, maxItems: 1000, items: { type: 'string', minLength: 1, maxLength: 128 } } } },
+    },
+  }, async (req) => {
+    const identity = await identify(node, req);
+    if (!identity.user) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'anonymous clients have no inbox');
+    const removed = await node.inbox.remove(identity.user, req.body.msgIds);
+    for (const id of req.body.msgIds) node.delivery.receipts.acked(id, 'http', identity.user);
+    return { removed };
+  });
+}
