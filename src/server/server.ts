@@ -14,6 +14,7 @@ import { opsRoutes } from './http/ops-routes.js';
 import { pollRoutes } from './http/poll-routes.js';
 import { createEngines } from './engine/create-engines.js';
 import { defaultNodeName, HeraldNode, type NodeEngines, type PublishRequest, type PublishResult } from './node.js';
+import { startIngest } from './ingest/ingest.js';
 
 export const HERALD_VERSION = '0.1.0';
 
@@ -79,11 +80,14 @@ export async function startHerald(opts: StartOptions | DeepPartial<HeraldConfig>
   const o: StartOptions = 'config' in opts || 'overrides' in opts || 'engines' in opts ? (opts as StartOptions) : { overrides: opts as DeepPartial<HeraldConfig> };
   const config = o.config ?? resolveConfig(o.overrides ?? {});
   const { app, node, gateway, setReady } = await buildApp(config, o.engines);
+  let stopIngest: (() => Promise<void>) | undefined;
   try {
     await node.start();
+    stopIngest = await startIngest(node, config, app.log);
     await app.listen({ host: config.server.host, port: config.server.port });
   } catch (err) {
     // Release what was opened (engine connections, the store) so a failed start leaks nothing.
+    await stopIngest?.();
     await app.close().catch(() => undefined);
     await node.close().catch(() => undefined);
     throw err;
@@ -97,6 +101,7 @@ export async function startHerald(opts: StartOptions | DeepPartial<HeraldConfig>
     (closing ??= (async () => {
       setReady(false);
       gateway.close();
+      await stopIngest?.();
       await node.drain(deadlineMs);
       await app.close();
       await node.close();

@@ -25,9 +25,10 @@ export interface Receipt {
   user?: string;
   channel?: string;
   counts: { delivered: number; acknowledged: number; retransmissions: number; exhausted: number; inbox: number };
-  recipients: Map<string, RecipientRecord>;
-  acks: Map<string, { connectionId: string; at: number }>;
-  inbox: Map<string, { at: number; removedAt?: number }>;
+  // Allocated on first use: most messages never need all three.
+  recipients?: Map<string, RecipientRecord>;
+  acks?: Map<string, { connectionId: string; at: number }>;
+  inbox?: Map<string, { at: number; removedAt?: number }>;
 }
 
 export class ReceiptBook {
@@ -41,12 +42,14 @@ export class ReceiptBook {
   open(init: { msgId: string; target: string; user?: string; channel?: string; detailed: boolean; acceptedAt: number }): Receipt | undefined {
     if (this.maxReceipts === 0) return undefined;
     const r: Receipt = {
-      ...init,
+      msgId: init.msgId,
+      target: init.target,
+      user: init.user,
+      channel: init.channel,
+      detailed: init.detailed,
+      acceptedAt: init.acceptedAt,
       mode: 'at-least-once',
       counts: { delivered: 0, acknowledged: 0, retransmissions: 0, exhausted: 0, inbox: 0 },
-      recipients: new Map(),
-      acks: new Map(),
-      inbox: new Map(),
     };
     this.receipts.set(init.msgId, r);
     this.evict(init.acceptedAt);
@@ -68,21 +71,23 @@ export class ReceiptBook {
     if (attempt === 1) r.counts.delivered++;
     else r.counts.retransmissions++;
     if (!r.detailed) return;
-    const rec = r.recipients.get(connectionId);
+    const recipients = (r.recipients ??= new Map());
+    const rec = recipients.get(connectionId);
     if (rec) rec.attempts = attempt;
-    else r.recipients.set(connectionId, { connectionId, user, deliveredAt: Date.now(), attempts: attempt });
+    else recipients.set(connectionId, { connectionId, user, deliveredAt: Date.now(), attempts: attempt });
   }
 
   acked(msgId: string, connectionId: string, user: string): void {
     const r = this.receipts.get(msgId);
     if (!r) return;
-    if (!r.acks.has(user || connectionId)) {
+    const acks = (r.acks ??= new Map());
+    if (!acks.has(user || connectionId)) {
       r.counts.acknowledged++;
-      r.acks.set(user || connectionId, { connectionId, at: Date.now() });
+      acks.set(user || connectionId, { connectionId, at: Date.now() });
     }
-    const rec = r.recipients.get(connectionId);
+    const rec = r.recipients?.get(connectionId);
     if (rec) rec.ackedAt ??= Date.now();
-    const box = r.inbox.get(user);
+    const box = r.inbox?.get(user);
     if (box) box.removedAt ??= Date.now();
   }
 
@@ -90,15 +95,15 @@ export class ReceiptBook {
     const r = this.receipts.get(msgId);
     if (!r) return;
     r.counts.exhausted++;
-    const rec = r.recipients.get(connectionId);
+    const rec = r.recipients?.get(connectionId);
     if (rec) rec.exhaustedAt = Date.now();
   }
 
   inboxed(msgId: string, user: string): void {
     const r = this.receipts.get(msgId);
-    if (!r || r.inbox.has(user)) return;
+    if (!r || r.inbox?.has(user)) return;
     r.counts.inbox++;
-    r.inbox.set(user, { at: Date.now() });
+    (r.inbox ??= new Map()).set(user, { at: Date.now() });
   }
 
   /** JSON view for the HTTP API. */
@@ -113,9 +118,9 @@ export class ReceiptBook {
       state,
       acceptedAt: r.acceptedAt,
       counts: r.counts,
-      acknowledgedBy: [...r.acks].map(([user, a]) => ({ user, connectionId: a.connectionId, at: a.at })),
-      inbox: [...r.inbox].map(([user, b]) => ({ user, storedAt: b.at, ...(b.removedAt ? { removedAt: b.removedAt } : {}) })),
-      ...(r.detailed ? { recipients: [...r.recipients.values()] } : {}),
+      acknowledgedBy: [...(r.acks ?? [])].map(([user, a]) => ({ user, connectionId: a.connectionId, at: a.at })),
+      inbox: [...(r.inbox ?? [])].map(([user, b]) => ({ user, storedAt: b.at, ...(b.removedAt ? { removedAt: b.removedAt } : {}) })),
+      ...(r.detailed ? { recipients: [...(r.recipients?.values() ?? [])] } : {}),
     };
   }
 

@@ -183,13 +183,13 @@ export class ReliableDelivery {
       }
       const r = this.receipts.get(msgId);
       if (!r) continue;
-      const entitled = r.user !== undefined ? r.user === session.user : r.channel !== undefined ? session.subs.has(r.channel) || r.acks.has(session.user) || r.inbox.has(session.user) : true;
+      const entitled = r.user !== undefined ? r.user === session.user : r.channel !== undefined ? session.subs.has(r.channel) || r.acks?.has(session.user) === true || r.inbox?.has(session.user) === true : true;
       if (!entitled) {
         refused.push(msgId);
         continue;
       }
       this.receipts.acked(msgId, session.id, session.user);
-      if (r.user !== undefined || r.inbox.has(session.user)) removeFromInbox.push(msgId);
+      if (r.user !== undefined || r.inbox?.has(session.user)) removeFromInbox.push(msgId);
     }
     if (removeFromInbox.length > 0 && session.user) {
       // The user has it: stop retrying it on their other devices and clear it from the inbox.

@@ -22,6 +22,7 @@ export class SqliteBroker implements Broker {
   private handler: BrokerHandler | undefined;
   private readonly channels = new Map<string, ChannelState>();
   private readonly touched = new Set<string>();
+  private readonly topDirty = new Set<string>();
   private sweeper: NodeJS.Timeout | undefined;
   private readonly stmt;
 
@@ -62,10 +63,17 @@ export class SqliteBroker implements Broker {
     const position = await this.store.write(() => {
       const state = this.state(channel, history);
       const offset = state.top + 1;
-      this.stmt.putChannel.run(channel, state.epoch, offset);
       if (history.size > 0 && history.ttlMs > 0) this.stmt.insert.run(channel, offset, dispatch.envelope.timestamp, envelopeJson);
       // Advance the cached top only once the row is in the transaction; a failed write leaves it.
       state.top = offset;
+      // The channel's top is stored once per group commit, not once per message.
+      if (!this.topDirty.has(channel)) {
+        this.topDirty.add(channel);
+        this.store.beforeCommit(() => {
+          this.topDirty.delete(channel);
+          this.stmt.putChannel.run(channel, state.epoch, state.top);
+        });
+      }
       return { offset, epoch: state.epoch };
     });
     this.touched.add(channel);

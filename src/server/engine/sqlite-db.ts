@@ -38,6 +38,7 @@ interface PendingWrite {
 export class SqliteDb {
   readonly db: Database.Database;
   private queue: PendingWrite[] = [];
+  private finishers: Array<() => void> = [];
   private scheduled = false;
   private closed = false;
 
@@ -52,7 +53,9 @@ export class SqliteDb {
 
   /**
    * Runs `fn` inside the next group transaction. `fn` must be synchronous and only touch the
-   * database; if it throws, only its own promise rejects (a savepoint isolates it).
+   * database. If it throws, its promise rejects and the others in the group still commit; `fn`
+   * must therefore leave nothing half-written that matters (every caller here checks before it
+   * writes). Savepoints per write would isolate failures but cost two statements per publish.
    */
   write<T>(fn: () => T): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the store is closed'));
@@ -63,6 +66,11 @@ export class SqliteDb {
         setImmediate(() => this.commit());
       }
     });
+  }
+
+  /** Runs `fn` once at the end of the current group transaction (e.g. to store a counter once). */
+  beforeCommit(fn: () => void): void {
+    this.finishers.push(fn);
   }
 
   /** Commits whatever is queued now (also used at close). */
@@ -76,13 +84,17 @@ export class SqliteDb {
       this.db.transaction(() => {
         for (const w of batch) {
           try {
-            results.push({ ok: true, value: this.db.transaction(w.fn)() });
+            results.push({ ok: true, value: w.fn() });
           } catch (err) {
             results.push({ ok: false, value: err });
           }
         }
+        const finishers = this.finishers;
+        this.finishers = [];
+        for (const f of finishers) f();
       })();
     } catch (err) {
+      this.finishers = [];
       for (const w of batch) w.reject(err);
       return;
     }
