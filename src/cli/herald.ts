@@ -9,6 +9,7 @@ import { WebSocket } from 'ws';
 import { configFromAssignments, configFromEnv, ConfigError, readConfigFile, resolveConfig } from '../server/config.js';
 import { HERALD_VERSION, startHerald } from '../server/server.js';
 import { registerBenchCommand } from './bench-command.js';
+import { isPrimaryOfWorkers, runPrimary, workerNodeName } from './workers.js';
 
 const program = new Command();
 program.name('herald').description('Herald: millisecond message push over WebSocket').version(HERALD_VERSION);
@@ -47,6 +48,13 @@ program
         process.exit(2);
       }
       throw err;
+    }
+    if (isPrimaryOfWorkers(config)) {
+      runPrimary(config, (msg, extra) => process.stdout.write(`${JSON.stringify({ level: 30, time: Date.now(), pid: process.pid, ...extra, msg })}\n`));
+      return;
+    }
+    if (process.env.HERALD_WORKER_INDEX !== undefined) {
+      config = resolveConfig(config, { server: { nodeName: workerNodeName(config.server.nodeName) } });
     }
     let server;
     try {

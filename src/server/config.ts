@@ -215,6 +215,11 @@ export function resolveConfig(...layers: unknown[]): Readonly<HeraldConfig> {
   if (heartbeat.pongTimeoutMs >= heartbeat.intervalMs) {
     throw new ConfigError('heartbeat.pongTimeoutMs: must be shorter than heartbeat.intervalMs');
   }
+  if (merged.server.workers !== 1 && (merged.engine.type === 'memory' || merged.engine.type === 'sqlite')) {
+    throw new ConfigError(
+      `server.workers: ${merged.server.workers} worker processes need a cluster engine for fan-out between them; set engine.type to "redis" or "nats", or server.workers to 1`,
+    );
+  }
   if (merged.auth.jwt.hmacSecret && merged.auth.jwt.hmacSecret.length < 16) {
     throw new ConfigError('auth.jwt.hmacSecret: must be at least 16 characters');
   }
