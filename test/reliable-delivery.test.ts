@@ -81,15 +81,18 @@ describe('at-least-once delivery', () => {
     server = await startTestServer(FAST_RETRY);
     const s = await TestSocket.connect(server, { sub: 'acker' });
     await s.subscribe('c');
-    const { msgId } = await server.publish({ channel: 'c', eventType: 'x', payload: 1, delivery: 'at-least-once' });
-    await s.next((f) => f.type === 'message');
-    ack(s, msgId);
-    ack(s, msgId, msgId);
+    const { msgId } = await server.publish({ channel: 'c', eventType: 'x', payload: 1, delivery: 'at-least-once', receipts: true });
+    const { msgId: plain } = await server.publish({ channel: 'c', eventType: 'x', payload: 2, delivery: 'at-least-once' });
+    await s.waitMessages(2);
+    ack(s, msgId, plain);
+    ack(s, msgId, msgId, plain);
     ack(s, 'never-heard-of-it');
     await sleep(800);
-    expect(s.messages()).toHaveLength(1);
+    expect(s.messages()).toHaveLength(2);
     expect(s.frames.filter((f) => f.type === 'error')).toHaveLength(0);
-    expect((await api(server, 'GET', `/api/v1/messages/${msgId}`)).body).toMatchObject({ state: 'acknowledged', acknowledgedBy: [{ user: 'acker' }] });
+    expect((await api(server, 'GET', `/api/v1/messages/${msgId}`)).body).toMatchObject({ state: 'acknowledged', counts: { acknowledged: 1 }, acknowledgedBy: [{ user: 'acker' }] });
+    // Without `receipts: true` a channel message keeps counts only.
+    expect((await api(server, 'GET', `/api/v1/messages/${plain}`)).body).toMatchObject({ state: 'acknowledged', counts: { acknowledged: 1 }, acknowledgedBy: [] });
   });
 
   it('accepts out-of-order ACKs', async () => {

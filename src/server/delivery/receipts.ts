@@ -77,13 +77,24 @@ export class ReceiptBook {
     else recipients.set(connectionId, { connectionId, user, deliveredAt: Date.now(), attempts: attempt });
   }
 
-  acked(msgId: string, connectionId: string, user: string): void {
+  /**
+   * Records an ACK. Who acknowledged is kept for user messages and detailed receipts; for a channel
+   * or broadcast message without `receipts: true` only the count is kept, since thousands of
+   * subscribers would otherwise leave thousands of entries per message. `settled` says the ACK
+   * settled a tracked delivery (so it is counted once per delivery without a per-user map).
+   */
+  acked(msgId: string, connectionId: string, user: string, settled = false): void {
     const r = this.receipts.get(msgId);
     if (!r) return;
-    const acks = (r.acks ??= new Map());
-    if (!acks.has(user || connectionId)) {
+    const who = user || connectionId;
+    if (r.detailed || r.user !== undefined) {
+      const acks = (r.acks ??= new Map());
+      if (!acks.has(who)) {
+        r.counts.acknowledged++;
+        acks.set(who, { connectionId, at: Date.now() });
+      }
+    } else if (settled) {
       r.counts.acknowledged++;
-      acks.set(user || connectionId, { connectionId, at: Date.now() });
     }
     const rec = r.recipients?.get(connectionId);
     if (rec) rec.ackedAt ??= Date.now();

@@ -177,7 +177,7 @@ export class ReliableDelivery {
       const item = st?.inFlight.get(msgId);
       if (item) {
         this.settle(st!, item);
-        this.receipts.acked(msgId, session.id, session.user);
+        this.receipts.acked(msgId, session.id, session.user, true);
         if (item.fromInbox) removeFromInbox.push(msgId);
         continue;
       }
