@@ -203,8 +203,15 @@ export async function compare(servers: ServerName[], runs: number, options: Benc
       }
     }
   }
+  // Runs disturbed by other processes even after retries are left out of the medians when at
+  // least one undisturbed run of that server exists.
   const medians: CompareSummary['medians'] = {};
-  for (const [name, list] of results) if (list.length > 0) medians[name] = medianRecord(list);
+  for (const [name, list] of results) {
+    if (list.length === 0) continue;
+    const clean = options.maxOtherPct > 0 ? list.filter((r) => Number(r.other_cpu_pct ?? 0) <= options.maxOtherPct) : list;
+    const used = clean.length > 0 ? clean : list;
+    medians[name] = { ...medianRecord(used), runs_used: used.length, runs_disturbed: list.length - clean.length };
+  }
   const ratios: CompareSummary['ratios'] = {};
   const herald = medians.herald;
   if (herald) {
