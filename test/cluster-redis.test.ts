@@ -51,6 +51,18 @@ describe.skipIf(!redisUp)('cluster over Redis (three nodes)', () => {
 
   const track = (s: TestSocket) => (sockets.push(s), s);
 
+  it('recognises a retried publish on another node as a duplicate (shared idempotency window)', async () => {
+    const reader = track(await TestSocket.connect(c, { sub: 'idem-reader' }));
+    await reader.subscribe('idem:cluster');
+    const body = { channel: 'idem:cluster', eventType: 'x', payload: 1, msgId: `${prefix}-retry-1` };
+    const first = await api(a, 'POST', '/api/v1/publish', body);
+    const retry = await api(b, 'POST', '/api/v1/publish', body);
+    expect(first.body.duplicate).toBeUndefined();
+    expect(retry.body).toMatchObject({ duplicate: true, position: first.body.position });
+    await sleep(100);
+    expect(reader.messages()).toHaveLength(1);
+  });
+
   it('a publish on A reaches channel subscribers on B and C, with one offset and epoch', async () => {
     const onB = track(await TestSocket.connect(b, { sub: 'reader-b' }));
     const onC = track(await TestSocket.connect(c, { sub: 'reader-c' }));

@@ -11,7 +11,8 @@ export interface IdempotencyEntry {
 }
 
 export interface IdempotencyStore {
-  get(key: string): IdempotencyEntry | undefined;
+  /** The earlier result for this key within the window; may answer asynchronously (shared stores). */
+  get(key: string): IdempotencyEntry | undefined | Promise<IdempotencyEntry | undefined>;
   set(key: string, timestamp: number, position: StreamPosition | undefined): void;
 }
 

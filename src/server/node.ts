@@ -14,6 +14,7 @@ import { ReliableDelivery } from './delivery/reliable-delivery.js';
 import type { Session as SessionType } from './session.js';
 import type { Broker, Dispatch } from './engine/broker.js';
 import { MemoryBroker } from './engine/memory-broker.js';
+import { encodedEnvelope, rememberEncodedEnvelope } from './engine/encoded-envelope.js';
 import { MemoryPresence } from './engine/memory-presence.js';
 import { MemoryInbox } from './engine/memory-inbox.js';
 import type { Engines } from './engine/create-engines.js';
@@ -242,7 +243,7 @@ export class HeraldNode {
     if (req.channel !== undefined && !isValidChannel(req.channel)) throw new HeraldError(ErrorCode.INVALID_CHANNEL, `invalid channel name ${JSON.stringify(req.channel)}`);
     if (req.filter !== undefined) Hub.compile(req.filter);
     const msgId = req.msgId ?? randomUUID();
-    const seen = this.idempotency.get(msgId);
+    const seen = await this.idempotency.get(msgId);
     if (seen) return { msgId, timestamp: seen.timestamp, ...(seen.position ? { position: seen.position } : {}), duplicate: true };
     // A retry racing the original (both in flight) must not publish twice either.
     const racing = this.publishing.get(msgId);
@@ -273,7 +274,7 @@ export class HeraldNode {
       req.channel !== undefined ? { kind: 'channel', channel: req.channel } : req.user !== undefined ? { kind: 'user', user: req.user } : { kind: 'broadcast' };
     const reliable = this.deliveryMode(req) === 'at-least-once';
     const dispatch: Dispatch = { target, envelope, ...(req.filter ? { filter: req.filter } : {}), ...(reliable ? { reliable: true } : {}) };
-    encodedEnvelopes.set(dispatch, envelopeJson);
+    rememberEncodedEnvelope(dispatch, envelopeJson);
     let position: StreamPosition | undefined;
     try {
       if (reliable) {
@@ -330,7 +331,7 @@ export class HeraldNode {
       if (waiters) for (const w of [...waiters]) w();
     }
     try {
-      const envelopeJson = encodedEnvelopes.get(dispatch) ?? JSON.stringify(dispatch.envelope);
+      const envelopeJson = encodedEnvelope(dispatch);
       const filter: CompiledFilter | undefined = dispatch.filter ? Hub.compile(dispatch.filter) : undefined;
       const t = dispatch.target;
       let n = 0;
@@ -448,5 +449,3 @@ export function defaultNodeName(config: Readonly<HeraldConfig>): string {
   return config.server.nodeName || `herald-${randomUUID().slice(0, 8)}`;
 }
 
-/** The envelope as serialized at publish time, so local delivery need not stringify it again. */
-const encodedEnvelopes = new WeakMap<Dispatch, string>();

@@ -7,6 +7,7 @@ import { MemoryBroker } from './memory-broker.js';
 import { MemoryInbox } from './memory-inbox.js';
 import { MemoryPresence } from './memory-presence.js';
 import { SqliteBroker } from './sqlite-broker.js';
+import { RedisIdempotency } from './redis-idempotency.js';
 import { SqliteDb } from './sqlite-db.js';
 import { SqliteIdempotency } from './sqlite-idempotency.js';
 import { SqliteInbox } from './sqlite-inbox.js';
@@ -77,7 +78,15 @@ async function createRedisEngines(config: Readonly<HeraldConfig>, nodeName: stri
     await inbox.close();
     throw err;
   }
-  return { broker: new RedisBroker({ url, prefix, onError }), presence, inbox };
+  let idempotency: RedisIdempotency;
+  try {
+    idempotency = await RedisIdempotency.connect({ url, prefix, onError }, config.publish.idempotencyWindowMs);
+  } catch (err) {
+    await inbox.close();
+    await presence.close();
+    throw err;
+  }
+  return { broker: new RedisBroker({ url, prefix, onError }), presence, inbox, idempotency, dispose: () => idempotency.close() };
 }
 
 /**

@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { StreamPosition } from '../../protocol/frames.js';
 import type { HistoryConfig } from '../config.js';
+import { encodedEnvelope } from './encoded-envelope.js';
 import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult } from './broker.js';
 import { closeRedis, LUA_NOW_MS, openRedis, type RedisEngineOptions } from './redis-connection.js';
 
@@ -142,7 +143,7 @@ export class RedisBroker implements Broker {
 
   async publish(dispatch: Dispatch, history: HistoryConfig): Promise<StreamPosition | undefined> {
     const cmd = this.connected();
-    const envelopeJson = JSON.stringify(dispatch.envelope);
+    const envelopeJson = encodedEnvelope(dispatch);
     const head = JSON.stringify(dispatch.filter ? { target: dispatch.target, filter: dispatch.filter } : { target: dispatch.target });
     const json = `${head.slice(0, -1)},"envelope":${envelopeJson}}`;
     const t = dispatch.target;

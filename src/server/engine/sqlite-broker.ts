@@ -9,6 +9,7 @@ import type { StreamPosition } from '../../protocol/frames.js';
 import type { HistoryConfig } from '../config.js';
 import type { Broker, BrokerHandler, Dispatch, HistoryQuery, HistoryResult } from './broker.js';
 import type { SqliteDb } from './sqlite-db.js';
+import { encodedEnvelope } from './encoded-envelope.js';
 
 interface ChannelState {
   epoch: string;
@@ -59,7 +60,7 @@ export class SqliteBroker implements Broker {
       return undefined;
     }
     const channel = dispatch.target.channel;
-    const envelopeJson = JSON.stringify(dispatch.envelope);
+    const envelopeJson = encodedEnvelope(dispatch);
     const position = await this.store.write(() => {
       const state = this.state(channel, history);
       const offset = state.top + 1;
