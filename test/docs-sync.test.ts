@@ -118,3 +118,21 @@ describe('docs/protocol.md', () => {
     expect(Object.values(CloseCode).filter((c) => !protocolDoc.includes(`\`${c}\``)), 'close codes').toEqual([]);
   });
 });
+
+describe('docs/configuration.md', () => {
+  it('documents every configuration key of configs/default.json', () => {
+    const doc = readFileSync('docs/configuration.md', 'utf8');
+    const defaults = JSON.parse(readFileSync('configs/default.json', 'utf8')) as Record<string, unknown>;
+    const keys: string[] = [];
+    const walk = (obj: Record<string, unknown>, path: string[]) => {
+      for (const [k, v] of Object.entries(obj)) {
+        const here = [...path, k];
+        if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length > 0) walk(v as Record<string, unknown>, here);
+        else keys.push(here.join('.'));
+      }
+    };
+    walk(defaults, []);
+    const missing = keys.filter((k) => !doc.includes(`\`${k}\``));
+    expect(missing).toEqual([]);
+  });
+});
