@@ -16,7 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { HeraldClient } from '../../client/src/index.js';
 import type { HeraldServer } from '../../src/server/index.js';
-import { MemoryBroker, publish, sleep, startServer, token, waitFor } from '../client-support.js';
+import { API_KEY, MemoryBroker, publish, sleep, startServer, token, waitFor } from '../client-support.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -176,6 +176,37 @@ describe.skipIf(!haveChromium)('client in headless Chromium', () => {
     await page.waitForFunction(() => (window as any).got.length >= 10, undefined, { timeout: 5000 });
     expect(Date.now() - t0).toBeLessThan(5000);
     expect(await got()).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
+  });
+
+  it('reconnects at once when the page becomes visible again, and recovers', async () => {
+    broker = new MemoryBroker();
+    const s = await up();
+    await openPage();
+    const jwt = await token({ sub: 'web', channels: ['chat:*'] });
+    await page.evaluate(([url, t]) => (window as any).startClient({ url, token: t, reconnect: { strategy: 'fixed', delay: 60_000 } }), [s.wsUrl, jwt]);
+    await publish(s.url, { channel: 'chat:e2e', payload: { n: 1 } });
+    await page.waitForFunction(() => (window as any).got.length === 1);
+    // The server asks the client to reconnect; its policy says wait a minute.
+    const connectionId = await page.evaluate(() => (window as any).client.connectionId as string);
+    const res = await fetch(`${s.url}/api/v1/connections/${connectionId}/disconnect`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ reconnect: true }),
+    });
+    expect(res.status).toBe(200);
+    await page.waitForFunction(() => (window as any).client.state.status !== 'connected');
+    for (let n = 2; n <= 5; n++) await publish(s.url, { channel: 'chat:e2e', payload: { n } });
+    await sleep(200);
+    expect(await got()).toEqual([1]);
+    const t0 = Date.now();
+    // The user comes back to the tab.
+    await page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await page.waitForFunction(() => (window as any).got.length >= 5, undefined, { timeout: 5000 });
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(await got()).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('keeps publishes made while the server is down in localStorage across a reload, and delivers them once', async () => {
