@@ -93,16 +93,16 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
       },
     },
   }, async (req) => {
-    const results = [];
-    // Sequential on purpose: messages to one channel must keep the order they were given in.
-    for (const m of req.body.messages) {
-      try {
-        results.push(await node.publish(m));
-      } catch (err) {
-        const e = err instanceof HeraldError ? err : new HeraldError(ErrorCode.INTERNAL);
-        results.push({ error: e.toBody() });
-      }
-    }
+    // All messages start together so one group commit can take the whole batch. Each publish
+    // goes through the same steps, so messages to the same channel or user keep their order.
+    const results = await Promise.all(
+      req.body.messages.map((m) =>
+        node.publish(m).catch((err: unknown) => {
+          const e = err instanceof HeraldError ? err : new HeraldError(ErrorCode.INTERNAL);
+          return { error: e.toBody() };
+        }),
+      ),
+    );
     return { results };
   });
 
