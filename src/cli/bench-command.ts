@@ -3,9 +3,10 @@
  * behind the CLI. Scenarios, peers and the load generator live there; this file only maps flags.
  */
 import { InvalidArgumentError, type Command } from 'commander';
-import { compare, runOne, type BenchOptions } from '../../bench/runner.js';
+import { compare, runOne, targetsOf, type BenchOptions } from '../../bench/runner.js';
 import { SCENARIOS } from '../../bench/scenarios/index.js';
 import { isServerName, SERVERS, type ServerName } from '../../bench/servers/targets.js';
+import type { DeliveryMode } from '../../bench/loadgen/messages.js';
 
 interface Flags {
   connections?: number;
@@ -23,6 +24,8 @@ interface Flags {
   client: string;
   heraldBin?: string;
   wsPath: string;
+  channels?: number;
+  modes?: DeliveryMode[];
 }
 
 /** Smoke run: tiny and quick, to check that everything starts and talks. */
@@ -51,8 +54,15 @@ function clientKind(raw: string): string {
 
 function servers(raw: string): ServerName[] {
   const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const s of list) if (!isServerName(s)) throw new InvalidArgumentError(`unknown server "${s}" (known: ${SERVERS.join(', ')})`);
+  for (const s of list) if (!isServerName(s)) throw new InvalidArgumentError(`unknown server "${s}" (known: ${SERVERS.join(', ')}, herald-redis-<1…9>)`);
   return list as ServerName[];
+}
+
+function modes(raw: string): DeliveryMode[] {
+  const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const m of list) if (m !== 'at-least-once' && m !== 'at-most-once') throw new InvalidArgumentError(`unknown delivery mode "${m}" (at-least-once, at-most-once)`);
+  if (list.length === 0) throw new InvalidArgumentError('--modes needs at least one mode');
+  return list as DeliveryMode[];
 }
 
 function withCommonOptions(cmd: Command): Command {
@@ -69,6 +79,8 @@ function withCommonOptions(cmd: Command): Command {
     .option('--publish-sockets <n>', 'keep-alive connections of the publisher (more than 1 may reorder publishes)', positiveInt('--publish-sockets'), 1)
     .option('--max-other <pct>', 'repeat a run (at most twice) when other processes used more than this % of a core during it, and wait for the machine to be this quiet first (0 = off)', positiveInt('--max-other'), 25)
     .option('--client <kind>', "loadgen WebSocket client: 'raw' (its own minimal one, the leanest) or 'ws' (the library)", clientKind, 'raw')
+    .option('--channels <n>', 'channels of the multi-channel scenarios (channels: 200, burst: 10)', positiveInt('--channels'))
+    .option('--modes <list>', 'delivery modes, comma-separated: at-least-once, at-most-once (compare runs every server in each; reliable compares both by default)', modes)
     .option('--herald-bin <file>', 'Herald CLI entry point to benchmark (default: this build)')
     .option('--ws-path <path>', "path of Herald's WebSocket endpoint", '/ws');
 }
@@ -90,6 +102,8 @@ function benchOptions(scenario: string, flags: Flags): BenchOptions {
     jsonOut: flags.jsonOut,
     heraldBin: flags.heraldBin,
     heraldWsPath: flags.wsPath,
+    channels: flags.channels,
+    modes: flags.modes,
   };
 }
 
@@ -120,12 +134,15 @@ export function registerBenchCommand(program: Command): Command {
       .command('compare')
       .description('run a scenario against Herald and each peer, N times, and report medians and Herald/peer ratios')
       .option('--scenario <name>', 'scenario to compare', checkScenario, 'fanout')
-      .option('--servers <list>', 'comma-separated servers', servers, [...SERVERS])
+      .option('--servers <list>', `comma-separated servers: ${SERVERS.join(', ')}, herald-redis-<n> (n Herald nodes on engine redis); default all but herald-redis, reliable: herald`, servers)
       .option('--runs <n>', 'repetitions per server (default 3, 1 with --smoke)', positiveInt('--runs')),
-  ).action(async (flags: Flags & { scenario: string; servers: ServerName[] }) => {
+  ).action(async (flags: Flags & { scenario: string; servers?: ServerName[] }) => {
     const runs = Math.max(1, flags.runs ?? (flags.smoke ? SMOKE.runs : 3));
-    const summary = await compare(flags.servers, runs, benchOptions(flags.scenario, flags));
-    if (Object.keys(summary.medians).length < flags.servers.length) process.exitCode = 1;
+    // The peers know no at-least-once: they would silently run at-most-once.
+    const list = flags.servers ?? (flags.scenario === 'reliable' ? ['herald' as const] : [...SERVERS]);
+    const options = benchOptions(flags.scenario, flags);
+    const summary = await compare(list, runs, options);
+    if (Object.keys(summary.medians).length < targetsOf(list, options).length) process.exitCode = 1;
   });
 
   return bench;

@@ -32,7 +32,7 @@ export class SqliteBroker implements Broker {
     this.stmt = {
       getChannel: db.prepare<[string], { epoch: string; top: number }>('SELECT epoch, top FROM channels WHERE channel = ?'),
       putChannel: db.prepare('INSERT INTO channels (channel, epoch, top) VALUES (?, ?, ?) ON CONFLICT(channel) DO UPDATE SET top = excluded.top'),
-      insert: db.prepare('INSERT INTO history (channel, offset, at, envelope) VALUES (?, ?, ?, ?)'),
+      insert: db.prepare('INSERT INTO history (channel, offset, at, msg_id, envelope) VALUES (?, ?, ?, ?, ?)'),
       since: db.prepare<[string, number, number, number], { offset: number; envelope: string }>(
         'SELECT offset, envelope FROM history WHERE channel = ? AND offset > ? AND at >= ? ORDER BY offset LIMIT ?',
       ),
@@ -64,7 +64,7 @@ export class SqliteBroker implements Broker {
     const position = await this.store.write(() => {
       const state = this.state(channel, history);
       const offset = state.top + 1;
-      if (history.size > 0 && history.ttlMs > 0) this.stmt.insert.run(channel, offset, dispatch.envelope.timestamp, envelopeJson);
+      if (history.size > 0 && history.ttlMs > 0) this.stmt.insert.run(channel, offset, dispatch.envelope.timestamp, dispatch.envelope.msgId, envelopeJson);
       // Advance the cached top only once the row is in the transaction; a failed write leaves it.
       state.top = offset;
       // The channel's top is stored once per group commit, not once per message.

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS channels (channel TEXT PRIMARY KEY, epoch TEXT NOT NULL, top INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
-  channel TEXT NOT NULL, offset INTEGER NOT NULL, at INTEGER NOT NULL, envelope TEXT NOT NULL,
+  channel TEXT NOT NULL, offset INTEGER NOT NULL, at INTEGER NOT NULL, msg_id TEXT NOT NULL, envelope TEXT NOT NULL,
   PRIMARY KEY (channel, offset)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS inbox (
   user TEXT NOT NULL, seq INTEGER NOT NULL, msg_id TEXT NOT NULL, channel TEXT, stored_at INTEGER NOT NULL, envelope TEXT NOT NULL,
