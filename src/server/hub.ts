@@ -172,7 +172,10 @@ export class Hub implements SessionOwner {
     this.dirty.push(session);
     if (!this.flushQueued) {
       this.flushQueued = true;
-      setImmediate(this.flushAll);
+      // After the current job and its promise chain, before the event loop polls again: every
+      // message a publish (or a whole batch) fans out is queued by then, so one write per
+      // connection carries them all, without waiting behind unrelated I/O callbacks.
+      process.nextTick(this.flushAll);
     }
   }
 
