@@ -10,6 +10,7 @@ import { cpuMicros, machineCpuMicros } from './lib/proc.js';
 import { resultsTable, table, columnsFor } from './lib/report.js';
 import { median, round } from './lib/stats.js';
 import { findScenario } from './scenarios/index.js';
+import type { DeliveryMode } from './loadgen/messages.js';
 import type { Pinning, RunOptions, RunResult } from './scenarios/scenario.js';
 import { DEFAULT_HERALD_BIN, startServer, type ServerName } from './servers/targets.js';
 
@@ -23,6 +24,14 @@ export interface BenchOptions {
   concurrency: number;
   publishSockets: number;
   client: 'raw' | 'ws';
+  /** Channels of the multi-channel scenarios (scenario default otherwise). */
+  channels?: number | undefined;
+  /**
+   * Delivery modes to run each server in (compare: every server × every mode; run: the first).
+   * Default: the scenario's `compareModes` (reliable: at-least-once, at-most-once), else the
+   * scenario's own mode.
+   */
+  modes?: DeliveryMode[] | undefined;
   /**
    * A run during which other processes used more than this % of a core is repeated (at most
    * twice), and each run first waits (at most 2 min) for the machine to be that quiet. 0 = off.
@@ -53,7 +62,25 @@ const RATIO_KEYS: Record<string, 'lower' | 'higher'> = {
   rss_per_conn_kb: 'lower',
   conns_per_s: 'higher',
   server_us_per_conn: 'lower',
+  server_us_per_message: 'lower',
+  total_us_per_delivery: 'lower',
 };
+
+/** One column of a comparison: a server, optionally in a given delivery mode. */
+export interface Target {
+  server: ServerName;
+  delivery?: DeliveryMode | undefined;
+  /** Name in the results: the server, plus `/<mode>` when several modes are compared. */
+  label: string;
+}
+
+export function targetsOf(servers: ServerName[], options: BenchOptions): Target[] {
+  const scenario = findScenario(options.scenario);
+  const modes: Array<DeliveryMode | undefined> = options.modes ?? scenario.compareModes ?? [undefined];
+  return servers.flatMap((server) =>
+    modes.map((delivery) => ({ server, delivery, label: modes.length > 1 && delivery ? `${server}/${delivery}` : server })),
+  );
+}
 
 export function parsePin(pin: boolean | string | undefined, log: (line: string) => void): Pinning {
   if (pin === undefined || pin === false) return {};
@@ -67,9 +94,11 @@ export function parsePin(pin: boolean | string | undefined, log: (line: string) 
   return { server, loadgen };
 }
 
-function runOptions(options: BenchOptions): RunOptions {
+function runOptions(options: BenchOptions, delivery?: DeliveryMode): RunOptions {
   const defaults = findScenario(options.scenario).defaults;
   return {
+    channelCount: options.channels ?? defaults.channelCount,
+    delivery: delivery ?? options.modes?.[0],
     connections: options.connections ?? defaults.connections ?? 1000,
     rate: options.rate ?? defaults.rate ?? 20,
     durationS: options.durationS ?? defaults.durationS ?? 10,
@@ -117,11 +146,13 @@ async function waitForQuiet(maxOtherPct: number, log: (line: string) => void): P
  * One run of `options.scenario` against `serverName` (see `runScenarioOnce`), repeated while
  * other processes disturbed it, as `maxOtherPct` says.
  */
-export async function runScenario(serverName: ServerName, options: BenchOptions, label = ''): Promise<RunResult> {
+export async function runScenario(target: ServerName | Target, options: BenchOptions, label = ''): Promise<RunResult> {
   const { log } = io(options);
+  const t: Target = typeof target === 'string' ? { server: target, label: target } : target;
+  const serverName = t.label;
   for (let attempt = 1; ; attempt++) {
     if (options.maxOtherPct > 0) await waitForQuiet(options.maxOtherPct, log);
-    const result = await runScenarioOnce(serverName, options, attempt > 1 ? `${label} retry ${attempt - 1}` : label);
+    const result = await runScenarioOnce(t, options, attempt > 1 ? `${label} retry ${attempt - 1}` : label);
     const other = Number(result.other_cpu_pct ?? 0);
     if (options.maxOtherPct <= 0 || other <= options.maxOtherPct || attempt >= 3) {
       emit(options, result);
@@ -132,13 +163,13 @@ export async function runScenario(serverName: ServerName, options: BenchOptions,
 }
 
 /** One run of `options.scenario` against `serverName`; the server is started and stopped here. */
-async function runScenarioOnce(serverName: ServerName, options: BenchOptions, label = ''): Promise<RunResult> {
+async function runScenarioOnce(target: Target, options: BenchOptions, label = ''): Promise<RunResult> {
   const { log } = io(options);
   const scenario = findScenario(options.scenario);
   const pin = parsePin(options.pin, log);
-  const prefix = `[${scenario.name} ${serverName}${label}]`;
+  const prefix = `[${scenario.name} ${target.label}${label}]`;
   const progress = (line: string): void => log(`${prefix} ${line}`);
-  const server = await startServer(serverName, {
+  const server = await startServer(target.server, {
     cpus: pin.server,
     heraldBin: options.heraldBin ?? DEFAULT_HERALD_BIN,
     heraldWsPath: options.heraldWsPath,
@@ -146,7 +177,8 @@ async function runScenarioOnce(serverName: ServerName, options: BenchOptions, la
   });
   progress(`started pid ${server.pid} on port ${server.port}${pin.server !== undefined ? ` (server cpus ${pin.server}, loadgen cpus ${pin.loadgen})` : ''}`);
   try {
-    const result = await scenario.run({ server, options: runOptions(options), pin, progress });
+    const result = await scenario.run({ server, options: runOptions(options, target.delivery), pin, progress });
+    result.server = target.label;
     result.pinned = pin.server !== undefined;
     const other = Number(result.other_cpu_pct ?? 0);
     if (other > 15) progress(`warning: other processes used ${other}% of a core during the run; its numbers are noisy`);
@@ -168,7 +200,7 @@ export interface CompareSummary {
   runs: number;
   options: RunOptions;
   medians: Record<string, Record<string, unknown>>;
-  /** Herald's median divided by the peer's, per metric. */
+  /** The first target's median (Herald's) divided by each other target's, per metric. */
   ratios: Record<string, Record<string, number | null>>;
 }
 
@@ -192,14 +224,15 @@ function medianRecord(results: RunResult[]): Record<string, unknown> {
 /** Runs the scenario against every server `runs` times (rotating the order), then reports. */
 export async function compare(servers: ServerName[], runs: number, options: BenchOptions): Promise<CompareSummary> {
   const { log, out } = io(options);
-  const results = new Map<ServerName, RunResult[]>(servers.map((s) => [s, []]));
+  const targets = targetsOf(servers, options);
+  const results = new Map<string, RunResult[]>(targets.map((t) => [t.label, []]));
   for (let r = 0; r < runs; r++) {
-    const order = servers.map((_, i) => servers[(i + r) % servers.length]!);
-    for (const name of order) {
+    const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
+    for (const target of order) {
       try {
-        results.get(name)!.push(await runScenario(name, options, ` run ${r + 1}/${runs}`));
+        results.get(target.label)!.push(await runScenario(target, options, ` run ${r + 1}/${runs}`));
       } catch (error) {
-        log(`[${options.scenario} ${name} run ${r + 1}/${runs}] failed: ${error instanceof Error ? error.message : String(error)}`);
+        log(`[${options.scenario} ${target.label} run ${r + 1}/${runs}] failed: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
   }
@@ -213,11 +246,12 @@ export async function compare(servers: ServerName[], runs: number, options: Benc
     medians[name] = { ...medianRecord(used), runs_used: used.length, runs_disturbed: list.length - clean.length };
   }
   const ratios: CompareSummary['ratios'] = {};
-  const herald = medians.herald;
+  const baseline = targets[0]!.label;
+  const herald = medians[baseline];
   if (herald) {
-    for (const name of servers) {
+    for (const { label: name } of targets) {
       const peer = medians[name];
-      if (name === 'herald' || !peer) continue;
+      if (name === baseline || !peer) continue;
       ratios[name] = {};
       for (const key of Object.keys(RATIO_KEYS)) {
         const h = herald[key];
@@ -226,17 +260,17 @@ export async function compare(servers: ServerName[], runs: number, options: Benc
       }
     }
   }
-  const summary: CompareSummary = { kind: 'compare', scenario: options.scenario, runs, options: runOptions(options), medians, ratios };
+  const summary: CompareSummary = { kind: 'compare', scenario: options.scenario, runs, options: runOptions(options, targets[0]!.delivery), medians, ratios };
   emit(options, summary);
 
   const all = [...results.values()].flat();
   out(`\nAll runs (${options.scenario}):\n${resultsTable(all)}`);
   const medianRows = Object.values(medians);
-  out(`\nMedians of ${runs} run(s):\n${table(medianRows, columnsFor(options.scenario))}`);
-  const ratioRows = Object.entries(ratios).map(([peer, r]) => ({ peer: `herald/${peer}`, ...r }));
-  const ratioColumns = [{ title: 'ratio', key: 'peer' }, ...columnsFor(options.scenario).filter((c) => c.key in RATIO_KEYS)];
+  out(`\nMedians of ${runs} run(s):\n${table(medianRows, columnsFor(options.scenario, medianRows))}`);
+  const ratioRows = Object.entries(ratios).map(([peer, r]) => ({ peer: `${baseline} ÷ ${peer}`, ...r }));
+  const ratioColumns = [{ title: 'ratio', key: 'peer' }, ...columnsFor(options.scenario, medianRows).filter((c) => c.key in RATIO_KEYS)];
   if (ratioRows.length > 0) {
-    out(`\nHerald / peer (medians; <1 means Herald is lower):\n${table(ratioRows, ratioColumns)}`);
+    out(`\n${baseline} / other (medians; <1 means ${baseline}'s figure is lower):\n${table(ratioRows, ratioColumns)}`);
   }
   return summary;
 }

@@ -35,6 +35,18 @@ export function cpuMicros(pid: number): number | undefined {
   return ((utime + stime) * 1e6) / clockTicks();
 }
 
+/** System (kernel) CPU time consumed so far by `pid` (stime), in µs; undefined once the process is gone. */
+export function sysCpuMicros(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[12]) * 1e6) / clockTicks();
+}
+
 /** Resident set size of `pid` in bytes (VmRSS), or undefined once the process is gone. */
 export function rssBytes(pid: number): number | undefined {
   return statusField(pid, 'VmRSS');

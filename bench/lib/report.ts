@@ -41,9 +41,25 @@ const IDLE_COLUMNS: Column[] = [
   { title: 'limited', key: 'limited_by' },
 ];
 
-/** Columns for a scenario: its own list if it has one, else the fan-out list. */
-export function columnsFor(scenario: string): Column[] {
-  return scenario === 'idle' ? IDLE_COLUMNS : FANOUT_COLUMNS;
+/** Shown after the fan-out columns when some row has them (reliable, cluster, multi-channel runs). */
+const EXTRA_COLUMNS: Column[] = [
+  { title: 'nodes', key: 'nodes' },
+  { title: 'µs/msg', key: 'server_us_per_message' },
+  { title: 'acks', key: 'acks' },
+  { title: 'ack frames', key: 'ack_frames' },
+  { title: 'retx', key: 'retransmitted' },
+  { title: 'sys share', key: 'server_sys_share' },
+  { title: 'redis %', key: 'redis_cpu_pct' },
+  { title: 'redis µs/msg', key: 'redis_us_per_message' },
+  { title: 'total µs/deliv', key: 'total_us_per_delivery' },
+];
+
+/** Columns for a scenario: its own list if it has one, else the fan-out list (plus the extras `rows` have). */
+export function columnsFor(scenario: string, rows: Array<Record<string, unknown>> = []): Column[] {
+  if (scenario === 'idle') return IDLE_COLUMNS;
+  const shown = (key: string, min: number): boolean => rows.some((r) => typeof r[key] === 'number' && (r[key] as number) > min);
+  const extras = EXTRA_COLUMNS.filter((c) => (c.key === 'nodes' ? shown('nodes', 1) : c.key === 'acks' || c.key === 'ack_frames' ? shown(c.key, 0) : shown(c.key, -1)));
+  return [...FANOUT_COLUMNS, ...extras];
 }
 
 function cell(value: unknown): string {
@@ -61,5 +77,5 @@ export function table(rows: Array<Record<string, unknown>>, columns: Column[]): 
 
 export function resultsTable(results: RunResult[]): string {
   const first = results[0];
-  return first ? table(results, columnsFor(first.scenario)) : '(no results)';
+  return first ? table(results, columnsFor(first.scenario, results)) : '(no results)';
 }

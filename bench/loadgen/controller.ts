@@ -39,6 +39,8 @@ export interface LoadGenReport {
   closedByCode: Record<string, number>;
   pings: number;
   errorFrames: number;
+  acks: number;
+  ackFrames: number;
   /** Sum of the workers' self-reported CPU over the window, µs. */
   workerCpuMicros: number;
 }
@@ -226,6 +228,8 @@ export class LoadGen {
       closedByCode,
       pings: sum((r) => r.pings),
       errorFrames: sum((r) => r.errorFrames),
+      acks: sum((r) => r.acks),
+      ackFrames: sum((r) => r.ackFrames),
       workerCpuMicros: sum((r) => r.cpuMicros),
     };
   }

@@ -3,16 +3,29 @@
 /** Wire dialect a loadgen connection speaks: Herald's protocol v1, or Socket.IO 4 over raw WebSocket. */
 export type Dialect = 'herald' | 'socketio';
 
+export type DeliveryMode = 'at-least-once' | 'at-most-once';
+
 export interface WorkerConfig {
   /** WebSocket URL of the server under test. */
   url: string;
+  /**
+   * Several nodes of one cluster: connection `g` (global index) goes to
+   * `urls[⌊g / channels.length⌋ mod n]` with `subscriptions.perConnection === 'one'` (so the
+   * subscribers of one channel are spread over the nodes), else `urls[g mod n]`. Overrides `url`.
+   */
+  urls?: string[];
   dialect: Dialect;
   /** Connections this worker opens. */
   count: number;
   /** Global index of this worker's first connection (user ids are `user-<index>`). */
   firstIndex: number;
-  /** Channel every connection subscribes to; '' subscribes to nothing. */
+  /** Channel every connection subscribes to; '' subscribes to nothing. Ignored with `subscriptions`. */
   channel: string;
+  /**
+   * Several channels: each connection subscribes to all of them (`all`), or connection `g` to
+   * `channels[g mod channels.length]` (`one`).
+   */
+  subscriptions?: { channels: string[]; perConnection: 'one' | 'all' } | undefined;
   /** HMAC secret the connection tokens are signed with. */
   secret: string;
   /** Local addresses the connections are spread over (round robin), e.g. 127.0.0.2… */
@@ -57,6 +70,10 @@ export interface WorkerReport {
   closedByCode: Record<string, number>;
   pings: number;
   errorFrames: number;
+  /** msgIds acknowledged (deliveries that carried `"ack":true`). */
+  acks: number;
+  /** Ack frames sent (the ACKs of one read share one frame). */
+  ackFrames: number;
   /** CPU the worker used since `measure` (process.cpuUsage), µs. */
   cpuMicros: number;
   wallMs: number;
@@ -82,6 +99,16 @@ export interface PublisherConfig {
   sockets: number;
   /** Past this many unanswered publishes the publisher waits (and falls behind its schedule). */
   maxInFlight: number;
+  /** `"delivery"` in every publish body; absent leaves the server's default. */
+  delivery?: DeliveryMode | undefined;
+  /**
+   * Several channels. `spread`: publish i (0-based) goes to `channels[i mod n]` with
+   * `seq = ⌊i / n⌋ + 1`, so each channel sees seq 1, 2, 3…; `rate` counts publishes.
+   * `batch`: each tick POSTs one `…/publish/batch` (url + '/batch') with one message per channel,
+   * message c of batch b (1-based) carrying `seq = (b − 1)·n + c + 1`, so a connection subscribed
+   * to all of them sees 1, 2, 3…; `rate` counts batches. Overrides `channel`.
+   */
+  channels?: { names: string[]; mode: 'spread' | 'batch' } | undefined;
 }
 
 export type ToPublisher = { cmd: 'publish'; config: PublisherConfig };
@@ -89,8 +116,10 @@ export type ToPublisher = { cmd: 'publish'; config: PublisherConfig };
 export interface PublishReport {
   /** Publishes sent, seq 1…sent. */
   sent: number;
-  /** Publishes answered 2xx. */
+  /** Publishes answered 2xx (batch: batches whose every message was accepted). */
   ok: number;
+  /** With `channels`: messages accepted per channel. */
+  okByChannel?: number[];
   errors: number;
   firstError?: string;
   /** HTTP round trip of each publish, HDR histogram in µs, compressed base64. */

@@ -17,6 +17,26 @@ function publish(config: PublisherConfig): Promise<PublishReport> {
   const agent = new Agent({ keepAlive: true, maxSockets: config.sockets, maxFreeSockets: config.sockets });
   const histogram = newLatencyHistogram();
   const total = Math.max(1, Math.round(config.rate * config.durationS));
+  const names = config.channels?.names ?? [];
+  const batch = config.channels?.mode === 'batch' && names.length > 0;
+  const spread = config.channels?.mode === 'spread' && names.length > 0;
+  const okByChannel = names.map(() => 0);
+  if (batch) url.pathname = `${url.pathname.replace(/\/$/, '')}/batch`;
+  const delivery = config.delivery ? { delivery: config.delivery } : {};
+  /** The request body of publish number `seq` (1-based) and the channel index it goes to (-1: all, batch). */
+  const bodyOf = (seq: number, sentAt: number): { body: string; channel: number } => {
+    if (batch) {
+      const n = names.length;
+      const messages = names.map((channel, c) => ({ channel, eventType: 'bench', ...delivery, payload: { seq: (seq - 1) * n + c + 1, sentAt } }));
+      return { body: JSON.stringify({ messages }), channel: -1 };
+    }
+    if (spread) {
+      const c = (seq - 1) % names.length;
+      const perChannel = Math.floor((seq - 1) / names.length) + 1;
+      return { body: JSON.stringify({ channel: names[c], eventType: 'bench', ...delivery, payload: { seq: perChannel, sentAt } }), channel: c };
+    }
+    return { body: JSON.stringify({ channel: config.channel, eventType: 'bench', ...delivery, payload: { seq, sentAt } }), channel: -2 };
+  };
   const intervalMs = 1000 / config.rate;
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${config.apiKey}` };
   let sent = 0;
@@ -31,13 +51,15 @@ function publish(config: PublisherConfig): Promise<PublishReport> {
   return new Promise((resolve) => {
     const finish = (): void => {
       agent.destroy();
-      resolve({ sent, ok, errors, ...(firstError ? { firstError } : {}), histogram: encodeHistogram(histogram), elapsedMs: lastAnswer - start, late });
+      resolve({ sent, ok, errors, ...(firstError ? { firstError } : {}), ...(names.length > 0 ? { okByChannel } : {}), histogram: encodeHistogram(histogram), elapsedMs: lastAnswer - start, late });
     };
-    const answered = (sentAtPerf: number, error?: string): void => {
+    const answered = (sentAtPerf: number, channel: number, error?: string): void => {
       inFlight--;
       lastAnswer = performance.now();
       if (error === undefined) {
         ok++;
+        if (channel >= 0) okByChannel[channel]!++;
+        else if (channel === -1) for (let c = 0; c < okByChannel.length; c++) okByChannel[c]!++;
         histogram.recordValue(Math.max(1, Math.round((lastAnswer - sentAtPerf) * 1000)));
       } else {
         errors++;
@@ -49,15 +71,21 @@ function publish(config: PublisherConfig): Promise<PublishReport> {
     const fire = (): void => {
       const seq = ++sent;
       const t0 = performance.now();
-      const body = JSON.stringify({ channel: config.channel, eventType: 'bench', payload: { seq, sentAt: performance.timeOrigin + t0 } });
+      const { body, channel } = bodyOf(seq, performance.timeOrigin + t0);
       inFlight++;
       const req = request(url, { method: 'POST', agent, headers: { ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
         const status = res.statusCode ?? 0;
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => answered(t0, status >= 200 && status < 300 ? undefined : `HTTP ${status}: ${Buffer.concat(chunks).toString().slice(0, 200)}`));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          let error = status >= 200 && status < 300 ? undefined : `HTTP ${status}: ${text.slice(0, 200)}`;
+          // A batch answers 200 with a result per message; any per-message error fails the batch.
+          if (error === undefined && batch && text.includes('"error"')) error = `batch: ${text.slice(0, 200)}`;
+          answered(t0, channel, error);
+        });
       });
-      req.on('error', (error) => answered(t0, error.message));
+      req.on('error', (error) => answered(t0, channel, error.message));
       req.end(body);
     };
     let timer: NodeJS.Timeout | undefined;

@@ -10,7 +10,7 @@ import WebSocket from 'ws';
 import { RawWebSocket } from './raw-ws.js';
 import { encodeHistogram, newLatencyHistogram } from '../lib/stats.js';
 import { makeToken } from '../lib/token.js';
-import { findSentAt, findSeq, readNumber } from './frame-scan.js';
+import { ackFrame, ackMsgId, findSentAt, findSeq, readNumber } from './frame-scan.js';
 import type { FromWorker, OpenResult, ToWorker, WorkerConfig, WorkerReport } from './messages.js';
 
 const histogram = newLatencyHistogram();
@@ -22,6 +22,8 @@ let outOfOrder = 0;
 let maxSeq = 0;
 let pings = 0;
 let errorFrames = 0;
+let acks = 0;
+let ackFrames = 0;
 let open = 0;
 const closedByCode: Record<string, number> = {};
 const errors: string[] = [];
@@ -68,12 +70,16 @@ class Client {
   private subscribed = false;
   private opened = false;
   private settle: ((error?: Error) => void) | undefined;
+  /** Subscriptions still awaiting their reply. */
+  private awaiting = 0;
+  /** msgIds received in the current read, acknowledged together once it has been processed. */
+  private pendingAcks: string[] | undefined;
 
   constructor(
     private readonly ws: ClientSocket,
     private readonly dialect: WorkerConfig['dialect'],
     private readonly token: string,
-    private readonly channel: string,
+    private readonly channels: readonly string[],
   ) {}
 
   /** Resolves once subscribed (or connected, with no channel). */
@@ -114,9 +120,26 @@ class Client {
 
   private onMessage(data: Buffer): void {
     const seqAt = findSeq(data);
-    if (seqAt >= 0 && this.subscribed) return this.onDelivery(data, seqAt);
+    if (seqAt >= 0) {
+      // ACK even a delivery that beats the last `subscribed` reply, or it would be retransmitted.
+      if (this.dialect === 'herald') this.ackIfAsked(data);
+      if (this.subscribed) return this.onDelivery(data, seqAt);
+    }
     if (this.dialect === 'herald') this.onHeraldControl(data);
     else this.onSocketIoControl(data);
+  }
+
+  /** Queues the msgId of an at-least-once delivery (`"ack":true`) for this read's ack frame. */
+  private ackIfAsked(data: Buffer): void {
+    const msgId = ackMsgId(data);
+    if (msgId === undefined) return;
+    // Every frame of one socket read is handled before the microtask queue runs: the ACKs of
+    // one read leave in one frame.
+    if (this.pendingAcks) this.pendingAcks.push(msgId);
+    else {
+      this.pendingAcks = [msgId];
+      queueMicrotask(() => this.flushAcks());
+    }
   }
 
   private onDelivery(data: Buffer, seqAt: number): void {
@@ -147,6 +170,35 @@ class Client {
     }
   }
 
+  private flushAcks(): void {
+    const ids = this.pendingAcks;
+    this.pendingAcks = undefined;
+    if (!ids) return;
+    acks += ids.length;
+    ackFrames++;
+    this.ws.send(ackFrame(ids));
+  }
+
+  /** Sends every subscribe at once; `subscribed` once all are answered. */
+  private subscribeAll(): void {
+    if (this.channels.length === 0) {
+      this.subscribed = true;
+      this.finish();
+      return;
+    }
+    this.awaiting = this.channels.length;
+    this.channels.forEach((channel, i) => {
+      if (this.dialect === 'herald') this.ws.send(JSON.stringify({ type: 'subscribe', id: 2 + i, channel }));
+      else this.ws.send(`42${i}${JSON.stringify(['subscribe', channel])}`);
+    });
+  }
+
+  private onSubscribed(): void {
+    if (--this.awaiting > 0) return;
+    this.subscribed = true;
+    this.finish();
+  }
+
   private onHeraldControl(data: Buffer): void {
     if (data.length < 64 && data.indexOf(PING_BYTES) >= 0) {
       pings++;
@@ -161,14 +213,10 @@ class Client {
     }
     switch (frame.type) {
       case 'connected':
-        if (this.channel === '') {
-          this.subscribed = true;
-          this.finish();
-        } else this.ws.send(JSON.stringify({ type: 'subscribe', id: 2, channel: this.channel }));
+        this.subscribeAll();
         return;
       case 'subscribed':
-        this.subscribed = true;
-        this.finish();
+        this.onSubscribed();
         return;
       case 'error':
         errorFrames++;
@@ -191,13 +239,9 @@ class Client {
     if (text.startsWith('0{')) {
       this.ws.send(`40${JSON.stringify({ token: this.token })}`);
     } else if (text.startsWith('40')) {
-      if (this.channel === '') {
-        this.subscribed = true;
-        this.finish();
-      } else this.ws.send(`420${JSON.stringify(['subscribe', this.channel])}`);
-    } else if (text.startsWith('430')) {
-      this.subscribed = true;
-      this.finish();
+      this.subscribeAll();
+    } else if (text.startsWith('43')) {
+      this.onSubscribed();
     } else if (text.startsWith('44')) {
       errorFrames++;
       noteError(`socket.io connect error: ${text.slice(2, 120)}`);
@@ -206,21 +250,35 @@ class Client {
   }
 }
 
-function wsUrl(config: WorkerConfig): string {
+function wsUrl(config: WorkerConfig, url: string): string {
   if (config.dialect === 'socketio') {
-    const u = new URL(config.url);
+    const u = new URL(url);
     u.pathname = '/socket.io/';
     u.search = '?EIO=4&transport=websocket';
     return u.toString();
   }
-  return config.url;
+  return url;
+}
+
+/** The channels connection `g` subscribes to. */
+function channelsOf(config: WorkerConfig, g: number): string[] {
+  const subs = config.subscriptions;
+  if (!subs) return config.channel === '' ? [] : [config.channel];
+  return subs.perConnection === 'all' ? subs.channels : [subs.channels[g % subs.channels.length]!];
+}
+
+/** The node connection `g` connects to (see WorkerConfig.urls). */
+function nodeOf(config: WorkerConfig, g: number, urls: string[]): string {
+  const subs = config.subscriptions;
+  const k = subs?.perConnection === 'one' ? Math.floor(g / subs.channels.length) : g;
+  return urls[k % urls.length]!;
 }
 
 async function openAll(config: WorkerConfig): Promise<OpenResult> {
   // Sign every token first so that the connection rate measures the server, not jose.
   const tokens: string[] = [];
   for (let i = 0; i < config.count; i++) tokens.push(await makeToken(config.secret, `user-${config.firstIndex + i}`));
-  const url = wsUrl(config);
+  const urls = (config.urls && config.urls.length > 0 ? config.urls : [config.url]).map((u) => wsUrl(config, u));
   let nextIndex = 0;
   let connected = 0;
   let failed = 0;
@@ -231,8 +289,9 @@ async function openAll(config: WorkerConfig): Promise<OpenResult> {
     while (nextIndex < config.count) {
       const i = nextIndex++;
       const localAddress = config.sourceAddresses[(config.firstIndex + i) % config.sourceAddresses.length];
-      const ws = openSocket(url, config, localAddress);
-      const client = new Client(ws, config.dialect, tokens[i]!, config.channel);
+      const g = config.firstIndex + i;
+      const ws = openSocket(nodeOf(config, g, urls), config, localAddress);
+      const client = new Client(ws, config.dialect, tokens[i]!, channelsOf(config, g));
       try {
         await client.start(config.connectTimeoutMs);
         clients.push(client);
@@ -265,6 +324,8 @@ function report(): WorkerReport {
     closedByCode,
     pings,
     errorFrames,
+    acks,
+    ackFrames,
     cpuMicros: cpu.user + cpu.system,
     wallMs: performance.now() - wallBase,
   };
@@ -282,7 +343,7 @@ process.on('message', (msg: ToWorker) => {
       return;
     case 'measure':
       histogram.reset();
-      deliveries = unique = duplicated = outOfOrder = pings = errorFrames = 0;
+      deliveries = unique = duplicated = outOfOrder = pings = errorFrames = acks = ackFrames = 0;
       cpuBase = process.cpuUsage();
       wallBase = performance.now();
       return;

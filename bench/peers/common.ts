@@ -62,8 +62,30 @@ function badRequest(res: ServerResponse, message: string): void {
   reply(res, 400, { error: { code: 'bad_request', message, temporary: false } });
 }
 
-/** Parses and checks a publish body, fills the envelope, broadcasts it, answers `{msgId}`. */
-function handlePublish(req: IncomingMessage, res: ServerResponse, options: PeerOptions, broadcast: Broadcast): void {
+/** Checks one publish request and fills its envelope; a string is the reason it is refused. */
+function publication(body: unknown): Publication | string {
+  if (typeof body !== 'object' || body === null) return 'body must be an object';
+  const b = body as Record<string, unknown>;
+  const { channel, eventType } = b;
+  if (typeof eventType !== 'string' || !('payload' in b)) return 'eventType and payload are required';
+  if (channel !== undefined && typeof channel !== 'string') return 'channel must be a string';
+  const message: Envelope = {
+    msgId: typeof b.msgId === 'string' ? b.msgId : randomUUID(),
+    timestamp: Date.now(),
+    source: typeof b.source === 'string' ? b.source : 'api',
+    eventType,
+    version: typeof b.version === 'string' ? b.version : '1.0',
+    payload: b.payload,
+  };
+  return { channel, message };
+}
+
+/**
+ * Parses a publish body, fills the envelope, broadcasts it, answers `{msgId}`. The batch route
+ * (`{messages: [...]}` → `{results: [{msgId} | {error}]}`, as Herald) broadcasts each message in
+ * order, as N publishes would.
+ */
+function handlePublish(req: IncomingMessage, res: ServerResponse, options: PeerOptions, broadcast: Broadcast, batch: boolean): void {
   if (req.headers.authorization !== `Bearer ${options.apiKey}`) {
     reply(res, 401, { error: { code: 'invalid_api_key', message: 'bad API key', temporary: false } });
     return;
@@ -71,34 +93,37 @@ function handlePublish(req: IncomingMessage, res: ServerResponse, options: PeerO
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
-    let body: Record<string, unknown>;
+    let body: unknown;
     try {
-      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     } catch {
       badRequest(res, 'body is not JSON');
       return;
     }
-    if (typeof body !== 'object' || body === null) return badRequest(res, 'body must be an object');
-    const { channel, eventType } = body;
-    if (typeof eventType !== 'string' || !('payload' in body)) return badRequest(res, 'eventType and payload are required');
-    if (channel !== undefined && typeof channel !== 'string') return badRequest(res, 'channel must be a string');
-    const message: Envelope = {
-      msgId: typeof body.msgId === 'string' ? body.msgId : randomUUID(),
-      timestamp: Date.now(),
-      source: typeof body.source === 'string' ? body.source : 'api',
-      eventType,
-      version: typeof body.version === 'string' ? body.version : '1.0',
-      payload: body.payload,
-    };
-    broadcast({ channel, message });
-    reply(res, 200, { msgId: message.msgId });
+    if (!batch) {
+      const p = publication(body);
+      if (typeof p === 'string') return badRequest(res, p);
+      broadcast(p);
+      reply(res, 200, { msgId: p.message.msgId });
+      return;
+    }
+    const messages = (body as { messages?: unknown } | null)?.messages;
+    if (!Array.isArray(messages) || messages.length === 0 || messages.length > 1000) return badRequest(res, 'messages must be an array of 1 to 1000 publish requests');
+    const results = messages.map((m) => {
+      const p = publication(m);
+      if (typeof p === 'string') return { error: { code: 'bad_request', message: p, temporary: false } };
+      broadcast(p);
+      return { msgId: p.message.msgId, timestamp: p.message.timestamp };
+    });
+    reply(res, 200, { results });
   });
 }
 
 /** An HTTP server answering the publish endpoint; other paths get 404 (WebSocket upgrades are the caller's). */
 export function publishServer(options: PeerOptions, broadcast: Broadcast): Server {
   return createServer({ keepAlive: true }, (req, res) => {
-    if (req.method === 'POST' && req.url === '/api/v1/publish') handlePublish(req, res, options, broadcast);
+    if (req.method === 'POST' && req.url === '/api/v1/publish') handlePublish(req, res, options, broadcast, false);
+    else if (req.method === 'POST' && req.url === '/api/v1/publish/batch') handlePublish(req, res, options, broadcast, true);
     else reply(res, 404, { error: { code: 'not_found', message: 'not found', temporary: false } });
   });
 }

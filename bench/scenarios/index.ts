@@ -1,9 +1,12 @@
 /** The scenario registry: add a module and list it here. */
+import { burst } from './burst.js';
+import { channels } from './channels.js';
 import { fanout } from './fanout.js';
 import { idle } from './idle.js';
+import { reliable } from './reliable.js';
 import type { Scenario } from './scenario.js';
 
-export const SCENARIOS: readonly Scenario[] = [fanout, idle];
+export const SCENARIOS: readonly Scenario[] = [fanout, idle, reliable, channels, burst];
 
 export function findScenario(name: string): Scenario {
   const scenario = SCENARIOS.find((s) => s.name === name);

@@ -3,10 +3,10 @@
  * `scenarios/index.ts` lists them. The runner starts the server under test and calls `run`; the
  * scenario starts its load generator, drives it, and returns one `RunResult`.
  */
-import { CpuMeter, cpuMicros, machineCpuMicros, rssBytes } from '../lib/proc.js';
+import { CpuMeter, cpuMicros, machineCpuMicros, rssBytes, sysCpuMicros } from '../lib/proc.js';
 import { round } from '../lib/stats.js';
 import { LoadGen } from '../loadgen/controller.js';
-import type { OpenResult } from '../loadgen/messages.js';
+import type { DeliveryMode, OpenResult } from '../loadgen/messages.js';
 import type { ServerUnderTest } from '../servers/targets.js';
 
 export interface RunOptions {
@@ -28,6 +28,10 @@ export interface RunOptions {
   publishSockets: number;
   /** Loadgen WebSocket client: its own minimal one ('raw') or the `ws` library. */
   client: 'raw' | 'ws';
+  /** `"delivery"` of every publish; undefined leaves the server's default (at-most-once). */
+  delivery?: DeliveryMode | undefined;
+  /** Channels of the multi-channel scenarios (channels: one per connection; burst: all per connection). */
+  channelCount?: number | undefined;
 }
 
 export interface Pinning {
@@ -76,6 +80,8 @@ export interface Scenario {
   summary: string;
   /** Defaults for options the user did not give. */
   defaults: Partial<RunOptions>;
+  /** Delivery modes `bench compare` runs each server in when `--modes` is not given. */
+  compareModes?: DeliveryMode[];
   run(ctx: ScenarioContext): Promise<RunResult>;
 }
 
@@ -90,11 +96,17 @@ export function startLoadGen(ctx: ScenarioContext, connections = ctx.options.con
 }
 
 /** Opens every connection of the loadgen (connect + subscribe to the bench channel) and logs how it went. */
-export async function openConnections(ctx: ScenarioContext, loadgen: LoadGen): Promise<OpenResult> {
+export async function openConnections(
+  ctx: ScenarioContext,
+  loadgen: LoadGen,
+  subscriptions?: { channels: string[]; perConnection: 'one' | 'all' },
+): Promise<OpenResult> {
   const { server, options } = ctx;
   const opened = await loadgen.open(
     {
       url: server.wsUrl,
+      urls: server.wsUrls,
+      subscriptions,
       dialect: server.dialect,
       client: options.client,
       channel: options.channel,
@@ -116,7 +128,13 @@ export function sleep(ms: number): Promise<void> {
 
 export interface WindowTotals {
   wallMs: number;
+  /** Summed over every server process (a cluster's nodes). */
   serverCpuMicros: number;
+  /** The part of serverCpuMicros spent in the kernel (stime): syscalls, loopback TCP. */
+  serverSysMicros: number;
+  /** The broker process (redis-server) over the window; undefined without one. */
+  brokerCpuMicros: number | undefined;
+  brokerCpuPct: number | undefined;
   serverCpuPct: number;
   loadgenCpuPct: number;
   /** CPU % of the loadgen's busiest core: the sum when pinned to one core, else the busiest process. */
@@ -134,12 +152,14 @@ export interface WindowTotals {
  */
 export class MeasuredWindow {
   private readonly server: CpuMeter;
+  private readonly broker: CpuMeter | undefined;
   private readonly loadgen: CpuMeter;
   private readonly perProcess: Map<number, number>;
   private readonly timer: NodeJS.Timeout;
   private readonly startAt = performance.now();
   private readonly machineStart = machineCpuMicros();
   private readonly selfStart = cpuMicros(process.pid) ?? 0;
+  private readonly serverSysStart: number;
   private machineLast = this.machineStart;
   private othersLast = 0;
 
@@ -148,7 +168,9 @@ export class MeasuredWindow {
     private readonly loadgenPids: number[],
     extra: () => string = () => '',
   ) {
-    this.server = new CpuMeter([ctx.server.pid]);
+    this.server = new CpuMeter(ctx.server.pids);
+    this.serverSysStart = this.serverSys();
+    this.broker = ctx.server.brokerPid !== undefined ? new CpuMeter([ctx.server.brokerPid]) : undefined;
     this.loadgen = new CpuMeter(loadgenPids);
     this.perProcess = new Map(loadgenPids.map((pid) => [pid, cpuMicros(pid) ?? 0]));
     this.othersLast = this.ownCpu();
@@ -156,20 +178,30 @@ export class MeasuredWindow {
     this.timer = setInterval(() => {
       const now = performance.now();
       const t = Math.round((now - this.startAt) / 1000);
-      const rss = (rssBytes(ctx.server.pid) ?? 0) / 2 ** 20;
+      let rss = 0;
+      for (const pid of ctx.server.pids) rss += (rssBytes(pid) ?? 0) / 2 ** 20;
+      const broker = this.broker ? ` redis cpu ${this.broker.lap().toFixed(0)}%` : '';
       const machine = machineCpuMicros();
       const own = this.ownCpu();
       const other = ((machine.busy - this.machineLast.busy - (own - this.othersLast)) / ((now - lastAt) * 1000)) * 100;
       this.machineLast = machine;
       this.othersLast = own;
       lastAt = now;
-      ctx.progress(`t=${t}s server cpu ${this.server.lap().toFixed(0)}% rss ${rss.toFixed(0)} MB, loadgen cpu ${this.loadgen.lap().toFixed(0)}%, other ${Math.max(0, other).toFixed(0)}%; ${extra()}`);
+      ctx.progress(`t=${t}s server cpu ${this.server.lap().toFixed(0)}% rss ${rss.toFixed(0)} MB,${broker} loadgen cpu ${this.loadgen.lap().toFixed(0)}%, other ${Math.max(0, other).toFixed(0)}%; ${extra()}`);
     }, 1000);
+  }
+
+  private serverSys(): number {
+    let sum = 0;
+    for (const pid of this.ctx.server.pids) sum += sysCpuMicros(pid) ?? 0;
+    return sum;
   }
 
   /** CPU µs used so far by the server, the loadgen and this process. */
   private ownCpu(): number {
-    let sum = (cpuMicros(this.ctx.server.pid) ?? 0) + (cpuMicros(process.pid) ?? 0);
+    let sum = cpuMicros(process.pid) ?? 0;
+    for (const pid of this.ctx.server.pids) sum += cpuMicros(pid) ?? 0;
+    if (this.ctx.server.brokerPid !== undefined) sum += cpuMicros(this.ctx.server.brokerPid) ?? 0;
     for (const pid of this.loadgenPids) sum += cpuMicros(pid) ?? 0;
     return sum;
   }
@@ -178,10 +210,11 @@ export class MeasuredWindow {
     clearInterval(this.timer);
     const machine = machineCpuMicros();
     const server = this.server.total();
+    const broker = this.broker?.total();
     const loadgen = this.loadgen.total();
     const self = (cpuMicros(process.pid) ?? 0) - this.selfStart;
     const wallMicros = server.wallMs * 1000;
-    const otherMicros = machine.busy - this.machineStart.busy - server.cpuMicros - loadgen.cpuMicros - self;
+    const otherMicros = machine.busy - this.machineStart.busy - server.cpuMicros - (broker?.cpuMicros ?? 0) - loadgen.cpuMicros - self;
     let busiest = 0;
     for (const [pid, before] of this.perProcess) busiest = Math.max(busiest, (cpuMicros(pid) ?? before) - before);
     const busiestPct = (busiest / (loadgen.wallMs * 1000)) * 100;
@@ -189,6 +222,9 @@ export class MeasuredWindow {
     return {
       wallMs: server.wallMs,
       serverCpuMicros: server.cpuMicros,
+      serverSysMicros: this.serverSys() - this.serverSysStart,
+      brokerCpuMicros: broker?.cpuMicros,
+      brokerCpuPct: broker ? round(broker.pct, 1) : undefined,
       serverCpuPct: round(server.pct, 1),
       loadgenCpuPct: round(loadgen.pct, 1),
       loadgenCorePct: round(loadgenCorePct, 1),
@@ -197,6 +233,13 @@ export class MeasuredWindow {
       stealPct: round(((machine.steal - this.machineStart.steal) / wallMicros) * 100, 1),
     };
   }
+}
+
+/** RSS summed over the server's processes. */
+export function serverRss(ctx: ScenarioContext): number {
+  let sum = 0;
+  for (const pid of ctx.server.pids) sum += rssBytes(pid) ?? 0;
+  return sum;
 }
 
 export function mb(bytes: number | undefined): number {

@@ -3,6 +3,8 @@
  * bench/peers, each started as a child process on a free loopback port, optionally pinned.
  */
 import type { ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,12 +15,28 @@ import { BENCH_API_KEY, BENCH_SECRET } from '../lib/token.js';
 import type { Dialect } from '../loadgen/messages.js';
 
 export const SERVERS = ['herald', 'ws-plain', 'ws-preframed', 'socketio'] as const;
-export type ServerName = (typeof SERVERS)[number];
+/**
+ * `herald-redis-<n>`: n Herald processes (n = 1…9) on engine redis sharing one Redis, each on
+ * its own port, all pinned like a single server; see `startHeraldCluster`.
+ */
+export type ClusterServerName = `herald-redis-${number}`;
+export type ServerName = (typeof SERVERS)[number] | ClusterServerName;
 export const PEERS: readonly ServerName[] = SERVERS.filter((s) => s !== 'herald');
 
+const CLUSTER_NAME = /^herald-redis-([1-9])$/;
+
 export function isServerName(name: string): name is ServerName {
-  return (SERVERS as readonly string[]).includes(name);
+  return (SERVERS as readonly string[]).includes(name) || CLUSTER_NAME.test(name);
 }
+
+/** Nodes of a `herald-redis-<n>` cluster, else undefined. */
+export function clusterNodes(name: string): number | undefined {
+  const m = CLUSTER_NAME.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The Redis the cluster targets use. */
+export const BENCH_REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 export interface TargetOptions {
   /** `taskset -c` cores for the server; undefined runs unpinned. */
@@ -29,14 +47,23 @@ export interface TargetOptions {
   heraldWsPath: string;
   /** Extra Herald configuration merged over the benchmark's (deep merge is Herald's job: top-level keys only here). */
   heraldConfig?: Record<string, unknown>;
+  /** Redis URL of `herald-redis-<n>` (BENCH_REDIS_URL or redis://127.0.0.1:6379). */
+  redisUrl?: string;
   log: (line: string) => void;
 }
 
 export interface ServerUnderTest {
   name: ServerName;
+  /** The first (or only) process. */
   pid: number;
+  /** Every process of the server (a cluster's nodes); CPU is summed over them. */
+  pids: number[];
   port: number;
   wsUrl: string;
+  /** Every node's WebSocket URL (one for a single server); the loadgen spreads connections over them. */
+  wsUrls: string[];
+  /** The broker's process (redis-server), measured apart from the nodes; undefined without one. */
+  brokerPid?: number | undefined;
   publishUrl: string;
   dialect: Dialect;
   apiKey: string;
@@ -44,7 +71,9 @@ export interface ServerUnderTest {
   stop(): Promise<void>;
 }
 
-const PEER_SCRIPT: Record<Exclude<ServerName, 'herald'>, string> = {
+type PeerName = Exclude<(typeof SERVERS)[number], 'herald'>;
+
+const PEER_SCRIPT: Record<PeerName, string> = {
   'ws-plain': '../peers/ws-plain.js',
   'ws-preframed': '../peers/ws-preframed.js',
   socketio: '../peers/socketio.js',
@@ -68,6 +97,8 @@ export function heraldBenchConfig(port: number, extra: Record<string, unknown> =
 }
 
 export async function startServer(name: ServerName, options: TargetOptions): Promise<ServerUnderTest> {
+  const nodes = clusterNodes(name);
+  if (nodes !== undefined) return startHeraldCluster(name, nodes, options);
   const port = await freePort();
   let child: ChildProcess;
   let cleanup = (): void => {};
@@ -78,7 +109,7 @@ export async function startServer(name: ServerName, options: TargetOptions): Pro
     cleanup = () => rmSync(dir, { recursive: true, force: true });
     child = spawnNode(options.heraldBin, ['serve', '--config', file], { cpus: options.cpus });
   } else {
-    const script = fileURLToPath(new URL(PEER_SCRIPT[name], import.meta.url));
+    const script = fileURLToPath(new URL(PEER_SCRIPT[name as PeerName], import.meta.url));
     child = spawnNode(script, ['--port', String(port), '--secret', BENCH_SECRET, '--api-key', BENCH_API_KEY], { cpus: options.cpus });
   }
   try {
@@ -97,8 +128,10 @@ export async function startServer(name: ServerName, options: TargetOptions): Pro
   return {
     name,
     pid,
+    pids: [pid],
     port,
     wsUrl: `ws://127.0.0.1:${port}${wsPath}`,
+    wsUrls: [`ws://127.0.0.1:${port}${wsPath}`],
     publishUrl: `http://127.0.0.1:${port}/api/v1/publish`,
     dialect: name === 'socketio' ? 'socketio' : 'herald',
     apiKey: BENCH_API_KEY,
@@ -107,5 +140,90 @@ export async function startServer(name: ServerName, options: TargetOptions): Pro
       await stopChild(child, 5000);
       cleanup();
     },
+  };
+}
+
+/** The pid of the local redis-server (`pgrep -x redis-server`; the first when several run), or undefined. */
+export function redisServerPid(): number | undefined {
+  try {
+    const pid = Number(execFileSync('pgrep', ['-x', 'redis-server'], { encoding: 'utf8' }).trim().split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Deletes every key under `prefix:` (SCAN + DEL through redis-cli); returns how many. */
+export function deleteRedisKeys(redisUrl: string, prefix: string): number {
+  const keys = execFileSync('redis-cli', ['-u', redisUrl, '--scan', '--pattern', `${prefix}:*`], { encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean);
+  for (let i = 0; i < keys.length; i += 500) execFileSync('redis-cli', ['-u', redisUrl, 'DEL', ...keys.slice(i, i + 500)], { stdio: 'ignore' });
+  return keys.length;
+}
+
+/**
+ * `nodes` Herald processes on engine redis, ports picked apart, node names `bench-node<i>`, one
+ * unique `engine.redis.prefix` per start; its keys are deleted when the cluster stops. All nodes
+ * are pinned to `options.cpus`. The publish URL is node 1's.
+ */
+async function startHeraldCluster(name: ServerName, nodes: number, options: TargetOptions): Promise<ServerUnderTest> {
+  const redisUrl = options.redisUrl ?? BENCH_REDIS_URL;
+  const prefix = `herald-bench-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  const dir = mkdtempSync(join(tmpdir(), 'herald-bench-cluster-'));
+  const children: ChildProcess[] = [];
+  const ports: number[] = [];
+  const cleanup = async (): Promise<void> => {
+    await Promise.all(children.map((c) => stopChild(c, 5000)));
+    rmSync(dir, { recursive: true, force: true });
+    try {
+      const n = deleteRedisKeys(redisUrl, prefix);
+      options.log(`deleted ${n} redis keys under ${prefix}:`);
+    } catch (error) {
+      options.log(`could not delete redis keys under ${prefix}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+  try {
+    for (let i = 1; i <= nodes; i++) {
+      let port = await freePort();
+      while (ports.includes(port)) port = await freePort();
+      ports.push(port);
+      const base = heraldBenchConfig(port);
+      const config = {
+        ...base,
+        server: { ...(base.server as object), nodeName: `bench-node${i}` },
+        engine: { type: 'redis', redis: { url: redisUrl, prefix } },
+        ...options.heraldConfig,
+      };
+      const file = join(dir, `node${i}.json`);
+      writeFileSync(file, JSON.stringify(config, null, 2));
+      const child = spawnNode(options.heraldBin, ['serve', '--config', file], { cpus: options.cpus });
+      children.push(child);
+      await waitForLine(child, (line) => line.includes('listening'), 20_000, () => portOpen(port));
+      drainOutput(child, (line) => options.log(`${name} node${i}: ${line}`));
+    }
+  } catch (error) {
+    await cleanup();
+    throw new Error(`${name} did not start: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const pids = children.map((c) => c.pid).filter((p): p is number => p !== undefined);
+  if (pids.length !== nodes) {
+    await cleanup();
+    throw new Error(`${name}: a node has no pid`);
+  }
+  const wsUrls = ports.map((p) => `ws://127.0.0.1:${p}${options.heraldWsPath}`);
+  return {
+    name,
+    pid: pids[0]!,
+    pids,
+    port: ports[0]!,
+    wsUrl: wsUrls[0]!,
+    wsUrls,
+    brokerPid: redisServerPid(),
+    publishUrl: `http://127.0.0.1:${ports[0]}/api/v1/publish`,
+    dialect: 'herald',
+    apiKey: BENCH_API_KEY,
+    secret: BENCH_SECRET,
+    stop: cleanup,
   };
 }
