@@ -25,6 +25,10 @@ describe('bad client input', () => {
     ['an unknown field', '{"type":"subscribe","id":5,"channel":"a","sneaky":true}', 'invalid_frame'],
     ['a publish envelope that fails the schema', '{"type":"publish","id":6,"channel":"a","eventType":"bad type!","payload":1}', 'invalid_frame'],
     ['a wrong id type', '{"type":"subscribe","id":"x","channel":"a"}', 'invalid_frame'],
+    ['an ack with an unknown field', '{"type":"ack","msgIds":["a"],"extra":1}', 'invalid_frame'],
+    ['an ack without ids', '{"type":"ack","msgIds":[]}', 'invalid_frame'],
+    ['an ack with a non-string id', '{"type":"ack","msgIds":[42]}', 'invalid_frame'],
+    ['an ack with trailing garbage', '{"type":"ack","msgIds":["a"]}x]}', 'invalid_json'],
   ])('answers %s with an error frame and keeps the connection', async (_name, raw, code) => {
     server = await startTestServer();
     await withBystander(async (s) => {

@@ -28,6 +28,25 @@ import type { PendingResolver, Session } from './session.js';
 import { encodeTextFrame } from './transport/ws-frame.js';
 
 const MAX_EARLY_FRAMES = 64;
+const ACK_PREFIX = '{"type":"ack","msgIds":[';
+const MSG_ID = /^[^"\\]{1,128}$/;
+
+/**
+ * The msgIds of an ack frame in the SDK's exact shape, or undefined when the frame is anything
+ * else (it then goes through the schema like every frame, with the same result for valid input).
+ */
+function parseAckIds(text: string): string[] | undefined {
+  if (!text.endsWith(']}') || text.length > 140_000) return undefined;
+  let ids: unknown;
+  try {
+    ids = JSON.parse(text.slice(ACK_PREFIX.length - 1, -1));
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(ids) || ids.length === 0 || ids.length > 1000) return undefined;
+  for (const id of ids) if (typeof id !== 'string' || !MSG_ID.test(id)) return undefined;
+  return ids as string[];
+}
 
 /** Handles a client's `request`; resolves with `data` for the response or throws a HeraldError. */
 export type RequestHandler = (session: Session, data: unknown) => Promise<unknown>;
@@ -49,6 +68,16 @@ export class FrameHandler {
       if (session.early.length >= MAX_EARLY_FRAMES) session.close(CloseCode.PROTOCOL_VIOLATION, 'too many frames before connected');
       else session.early.push(text);
       return;
+    }
+    // ACKs are the most frequent client frame under at-least-once load; the exact shape the SDK
+    // sends skips the generic parse-and-validate path. Anything else takes the full path.
+    if (text.startsWith(ACK_PREFIX) && session.state === 'connected') {
+      const msgIds = parseAckIds(text);
+      if (msgIds) {
+        session.invalidFrames = 0;
+        this.ack(session, msgIds);
+        return;
+      }
     }
     let frame: ClientFrame;
     try {
@@ -91,11 +120,9 @@ export class FrameHandler {
       case 'response':
         this.response(session, frame.correlationId, frame);
         return;
-      case 'ack': {
-        const refused = this.node.delivery.ack(session, frame.msgIds, session.user ? this.node.hub.userSessions(session.user) : undefined);
-        if (refused.length > 0) this.sendError(session, ackRefusedError(refused), undefined);
+      case 'ack':
+        this.ack(session, frame.msgIds);
         return;
-      }
       case 'ping':
         session.enqueue(this.pongFrame);
         return;
@@ -105,6 +132,11 @@ export class FrameHandler {
   }
 
   // ---- frames --------------------------------------------------------------------------------
+
+  private ack(session: Session, msgIds: string[]): void {
+    const refused = this.node.delivery.ack(session, msgIds, session.user ? this.node.hub.userSessions(session.user) : undefined);
+    if (refused.length > 0) this.sendError(session, ackRefusedError(refused), undefined);
+  }
 
   private async connect(session: Session, frame: ConnectFrame): Promise<void> {
     if (session.state !== 'connecting' || session.identity) {
