@@ -218,7 +218,7 @@ describe('client logic (scripted socket)', () => {
     contexts[1]!.ack();
     contexts[1]!.ack();
     contexts[0]!.ack();
-    await sleep(10);
+    await waitFor(() => ws.frames('ack').length > 0);
     expect(ws.frames('ack')).toEqual([{ type: 'ack', msgIds: ['m2', 'm1'] }]);
   });
 

@@ -22,6 +22,7 @@ let outOfOrder = 0;
 let maxSeq = 0;
 let pings = 0;
 let errorFrames = 0;
+const ACK_DELAY_MS = Number(process.env.BENCH_ACK_DELAY_MS ?? 100);
 let acks = 0;
 let ackFrames = 0;
 let open = 0;
@@ -133,12 +134,13 @@ class Client {
   private ackIfAsked(data: Buffer): void {
     const msgId = ackMsgId(data);
     if (msgId === undefined) return;
-    // Every frame of one socket read is handled before the microtask queue runs: the ACKs of
-    // one read leave in one frame.
+    // Like the SDK (`ackDelay`, default 100 ms), ACKs are gathered for a short while and leave in
+    // one frame; BENCH_ACK_DELAY_MS=0 acknowledges each read's deliveries at once.
     if (this.pendingAcks) this.pendingAcks.push(msgId);
     else {
       this.pendingAcks = [msgId];
-      queueMicrotask(() => this.flushAcks());
+      if (ACK_DELAY_MS > 0) setTimeout(() => this.flushAcks(), ACK_DELAY_MS);
+      else queueMicrotask(() => this.flushAcks());
     }
   }
 

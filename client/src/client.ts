@@ -80,7 +80,7 @@ export class HeraldClient {
     this.#events = new Emitter((err, event) => {
       if (event !== 'error') this.#emitError(toHeraldError(err));
     });
-    this.#delivery = new Delivery({ ackMode: this.options.ackMode, dedupSize: this.options.dedupSize, link, onError });
+    this.#delivery = new Delivery({ ackMode: this.options.ackMode, dedupSize: this.options.dedupSize, ackDelay: this.options.ackDelay, link, onError });
     this.#subs = new Subscriptions({
       delivery: this.#delivery,
       link,

@@ -26,12 +26,14 @@ const MAX_ACK_BATCH = 500;
 export interface DeliveryOptions {
   ackMode: AckMode;
   dedupSize: number;
+  /** ms to gather ACKs into one frame. */
+  ackDelay: number;
   link: () => Link | undefined;
   onError: (err: HeraldError) => void;
 }
 
 /**
- * Hands messages to handlers once per msgId and acknowledges them. Acks are batched: every ack
+ * Hands messages to handlers once per msgId and acknowledges them. Acks are batched over `ackDelay` ms: every ack
  * made in the same tick leaves in one `ack` frame. A redelivery of a message already acknowledged
  * (the ack was lost) is acknowledged again without running handlers; one whose handler failed
  * runs the handlers again.
@@ -111,6 +113,6 @@ export class Delivery {
 
   #queue(msgId: string): void {
     this.#pending.push(msgId);
-    if (this.#timer === undefined) this.#timer = setTimeout(() => this.flush(), 0);
+    if (this.#timer === undefined) this.#timer = setTimeout(() => this.flush(), this.#opts.ackDelay);
   }
 }

@@ -30,6 +30,12 @@ export interface HeraldClientOptions {
   ackMode?: AckMode;
   /** How many recent msgIds are remembered to drop duplicates (default 1 000; 0 disables). */
   dedupSize?: number;
+  /**
+   * ms to gather ACKs into one frame (default 100; 0: at the end of the tick). The server waits
+   * `delivery.ackTimeoutMs` (10 s) before retransmitting, so a short delay costs nothing and saves
+   * the server one inbound frame per message.
+   */
+  ackDelay?: number;
   outbox?: {
     /** Most unconfirmed publishes kept (default 1 000); beyond it `publish()` rejects `outbox_full`. */
     maxSize?: number;
@@ -56,6 +62,7 @@ export interface ResolvedOptions {
   readonly requestTimeout: number;
   readonly ackMode: AckMode;
   readonly dedupSize: number;
+  readonly ackDelay: number;
   readonly outboxMaxSize: number;
   readonly resendInterval: number;
   readonly storage: OutboxStorage | undefined;
@@ -66,7 +73,7 @@ export interface ResolvedOptions {
 
 const KNOWN = new Set([
   'url', 'token', 'getToken', 'WebSocket', 'reconnect', 'connectTimeout', 'requestTimeout',
-  'ackMode', 'dedupSize', 'outbox', 'browserEvents', 'clientName',
+  'ackMode', 'dedupSize', 'ackDelay', 'outbox', 'browserEvents', 'clientName',
 ]);
 const KNOWN_OUTBOX = new Set(['maxSize', 'resendInterval', 'persist', 'storageKey']);
 
@@ -146,6 +153,7 @@ export function resolveOptions(input: HeraldClientOptions): ResolvedOptions {
     requestTimeout: int(input.requestTimeout, 'requestTimeout', 10_000, 1),
     ackMode,
     dedupSize: int(input.dedupSize, 'dedupSize', 1000, 0),
+    ackDelay: int(input.ackDelay, 'ackDelay', 100, 0),
     outboxMaxSize: int(outbox.maxSize, 'outbox.maxSize', 1000, 1),
     resendInterval: int(outbox.resendInterval, 'outbox.resendInterval', 5000, 1),
     storage,
