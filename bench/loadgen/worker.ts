@@ -22,7 +22,7 @@ let outOfOrder = 0;
 let maxSeq = 0;
 let pings = 0;
 let errorFrames = 0;
-const ACK_DELAY_MS = Number(process.env.BENCH_ACK_DELAY_MS ?? 100);
+const ACK_DELAY_MS = Number(process.env.BENCH_ACK_DELAY_MS ?? 250);
 let acks = 0;
 let ackFrames = 0;
 let open = 0;
@@ -134,7 +134,7 @@ class Client {
   private ackIfAsked(data: Buffer): void {
     const msgId = ackMsgId(data);
     if (msgId === undefined) return;
-    // Like the SDK (`ackDelay`, default 100 ms), ACKs are gathered for a short while and leave in
+    // Like the SDK (`ackDelay`, default 250 ms), ACKs are gathered for a short while and leave in
     // one frame; BENCH_ACK_DELAY_MS=0 acknowledges each read's deliveries at once.
     if (this.pendingAcks) this.pendingAcks.push(msgId);
     else {

@@ -31,7 +31,7 @@ export interface HeraldClientOptions {
   /** How many recent msgIds are remembered to drop duplicates (default 1 000; 0 disables). */
   dedupSize?: number;
   /**
-   * ms to gather ACKs into one frame (default 100; 0: at the end of the tick). The server waits
+   * ms to gather ACKs into one frame (default 250; 0: at the end of the tick). The server waits
    * `delivery.ackTimeoutMs` (10 s) before retransmitting, so a short delay costs nothing and saves
    * the server one inbound frame per message.
    */
@@ -153,7 +153,7 @@ export function resolveOptions(input: HeraldClientOptions): ResolvedOptions {
     requestTimeout: int(input.requestTimeout, 'requestTimeout', 10_000, 1),
     ackMode,
     dedupSize: int(input.dedupSize, 'dedupSize', 1000, 0),
-    ackDelay: int(input.ackDelay, 'ackDelay', 100, 0),
+    ackDelay: int(input.ackDelay, 'ackDelay', 250, 0),
     outboxMaxSize: int(outbox.maxSize, 'outbox.maxSize', 1000, 1),
     resendInterval: int(outbox.resendInterval, 'outbox.resendInterval', 5000, 1),
     storage,
