@@ -49,7 +49,9 @@ export class Heartbeat {
 
   connected(session: Session, expiresAtSec: number | undefined): void {
     this.phase.set(session, { pongCheck: false, expiresAtMs: expiresAtSec === undefined ? undefined : expiresAtSec * 1000 });
-    this.wheel.schedule(session, this.cfg.intervalMs);
+    // The first ping comes somewhere in the second half of the interval, so connections opened
+    // together (a reconnect storm, a deploy) do not ping — and get their pongs — in one burst.
+    this.wheel.schedule(session, this.cfg.intervalMs * (0.5 + Math.random() / 2));
   }
 
   alive(session: Session): void {
