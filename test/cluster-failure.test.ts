@@ -11,7 +11,7 @@
  *    to another node and recovers; a numbered stream published through the other nodes' HTTP APIs
  *    before, during and after the kill arrives exactly once and in order.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,11 +23,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { HeraldClient } from '../client/src/index.js';
 import type { HeraldServer } from '../src/server/server.js';
 import { NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
+import { CLI, freePort, startCliNode } from './helpers/processes.js';
 import { API_KEY, makeToken, SECRET, sleep, startTestServer, TestSocket } from './helpers/server.js';
 
 const redisUp = await requireRedis();
 const natsUp = await requireNats();
-const CLI = join(process.cwd(), 'dist/src/cli/herald.js');
 
 // ---- helpers -------------------------------------------------------------------------------------
 
@@ -349,33 +349,8 @@ afterAll(() => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-async function startNode(configFile: string): Promise<ChildProcess> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(proc);
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`node did not start: ${out}`)), 15_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += String(d);
-      if (out.includes('Herald listening')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    proc.stderr!.on('data', (d: Buffer) => (out += String(d)));
-    proc.on('exit', (code) => reject(new Error(`node exited ${code}: ${out}`)));
-  });
-  return proc;
-}
+const startNode = (configFile: string): Promise<ChildProcess> => startCliNode(configFile, children);
 
 for (const ec of ENGINES) {
   describe.skipIf(!ec.up || !existsSync(CLI))(`SIGKILL of one node of three (${ec.name}, child processes)`, () => {

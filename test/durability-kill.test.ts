@@ -4,17 +4,16 @@
  * offline user; it is restarted on the same port and clients reconnect through the SDK. Every
  * message the HTTP API acknowledged must reach each application exactly once, in order.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HeraldClient } from '../client/src/index.js';
+import { freePort, startCliNode } from './helpers/processes.js';
 import { API_KEY, makeToken, SECRET, sleep } from './helpers/server.js';
 
-const CLI = join(process.cwd(), 'dist/src/cli/herald.js');
 const N = 300;
 const KILL_AT = 150;
 const children: ChildProcess[] = [];
@@ -22,33 +21,8 @@ afterAll(() => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
 });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-async function startServer(configFile: string): Promise<ChildProcess> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(proc);
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`server did not start: ${out}`)), 15_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += String(d);
-      if (out.includes('Herald listening')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    proc.stderr!.on('data', (d: Buffer) => (out += String(d)));
-    proc.on('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
-  });
-  return proc;
-}
+const startServer = (configFile: string): Promise<ChildProcess> => startCliNode(configFile, children);
 
 /** Publishes with a fixed msgId until the API acknowledges it (a retry is idempotent). */
 async function publishUntilAccepted(base: string, body: object): Promise<void> {
