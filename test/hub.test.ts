@@ -39,11 +39,27 @@ describe('hub fan-out (fake transport)', () => {
     await node.close();
   });
 
-  it('coalesces several messages for one connection in the same tick into one write', async () => {
+  it('writes a lone message at once, and coalesces the rest of the tick into one more write', async () => {
     const node = makeNode();
     await node.start();
     const { t } = connectFake(node, 'u', ['a', 'b']);
-    for (let i = 0; i < 10; i++) void node.publish({ channel: i % 2 ? 'a' : 'b', eventType: 'e', payload: i });
+    await node.publish({ channel: 'a', eventType: 'e', payload: 'alone' });
+    expect(t.writes).toHaveLength(1); // written synchronously, before the tick ends
+    await tick();
+    for (let i = 0; i < 5; i++) void node.publish({ channel: 'b', eventType: 'e', payload: i });
+    await tick();
+    // The first of the five leaves at once; the other four follow in one write.
+    expect(t.writes.map((w) => w.length)).toEqual([1, 1, 4]);
+    await node.close();
+  });
+
+  it('coalesces a held batch for one connection into one write', async () => {
+    const node = makeNode();
+    await node.start();
+    const { t } = connectFake(node, 'u', ['a', 'b']);
+    node.hub.hold();
+    await Promise.all(Array.from({ length: 10 }, (_, i) => node.publish({ channel: i % 2 ? 'a' : 'b', eventType: 'e', payload: i })));
+    node.hub.release();
     await tick();
     expect(t.writes).toHaveLength(1);
     expect(t.writes[0]).toHaveLength(10);
@@ -56,7 +72,8 @@ describe('hub fan-out (fake transport)', () => {
     await node.start();
     const slow = connectFake(node, 'slow', ['feed']);
     const fast = connectFake(node, 'fast', ['feed']);
-    slow.t.bufferedAmount = 3500; // the kernel is not taking its bytes
+    slow.t.stuck = true; // the kernel is not taking its bytes
+    slow.t.bufferedAmount = 3500;
     for (let i = 0; i < 10; i++) await node.publish({ channel: 'feed', eventType: 'e', payload: 'x'.repeat(100) });
     await tick();
     expect(slow.t.closed?.code).toBe(4003);

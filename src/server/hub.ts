@@ -24,6 +24,7 @@ export class Hub implements SessionOwner {
   private readonly byIp = new Map<string, number>();
   private dirty: Session[] = [];
   private flushQueued = false;
+  private holds = 0;
   subscriptionCount = 0;
 
   constructor(private readonly events: HubEvents) {}
@@ -167,6 +168,22 @@ export class Hub implements SessionOwner {
   }
 
   // ---- flushing ------------------------------------------------------------------------------
+
+  get holding(): boolean {
+    return this.holds > 0;
+  }
+
+  /**
+   * While held, frames are queued rather than written at once, so the messages of one batch that
+   * reach the same connection leave in one write. Every hold must be released.
+   */
+  hold(): void {
+    this.holds++;
+  }
+
+  release(): void {
+    if (--this.holds === 0) this.flushAll();
+  }
 
   scheduleFlush(session: Session): void {
     this.dirty.push(session);

@@ -22,6 +22,8 @@ export type SessionState = 'connecting' | 'connected' | 'closed';
 export interface SessionOwner {
   /** Marks the session for a flush at the end of this tick. */
   scheduleFlush(session: Session): void;
+  /** True while a batch is being fanned out: frames then wait to leave together. */
+  readonly holding: boolean;
   /** Reports a slow-consumer close (metrics, logs). */
   onSlowConsumer(session: Session): void;
 }
@@ -83,6 +85,16 @@ export class Session implements WheelEntry {
       this.close(CloseCode.SLOW_CONSUMER, 'slow consumer: outgoing queue full');
       return false;
     }
+    // The common case — one message for this connection in this tick — goes out at once, so the
+    // first subscriber is not kept waiting while the rest are queued. Anything behind it in the
+    // same tick (or everything, during a batch) is queued and leaves in one write.
+    if (!this.flushScheduled && !this.owner.holding) {
+      this.transport.write([frame]);
+      // Later frames in this tick queue behind it and leave together at the flush.
+      this.flushScheduled = true;
+      this.owner.scheduleFlush(this);
+      return true;
+    }
     this.queue.push(frame);
     this.queuedBytes += frame.length;
     if (!this.flushScheduled) {
@@ -96,7 +108,7 @@ export class Session implements WheelEntry {
   flush(): number {
     this.flushScheduled = false;
     const n = this.queue.length;
-    if (n === 0 || this.state === 'closed') return 0;
+    if (n === 0 || this.state === 'closed') return 1; // a frame written directly this tick
     const frames = this.queue;
     this.queue = [];
     this.queuedBytes = 0;

@@ -5,11 +5,14 @@ export class FakeTransport implements Transport {
   readonly writes: Buffer[][] = [];
   closed: { code: number; reason: string } | undefined;
   bufferedAmount = 0;
+  /** When true the peer reads nothing: every write stays buffered. */
+  stuck = false;
 
   constructor(readonly remoteAddress = '127.0.0.1') {}
 
   write(frames: readonly Buffer[]): void {
     this.writes.push([...frames]);
+    if (this.stuck) for (const f of frames) this.bufferedAmount += f.length;
   }
 
   close(code: number, reason: string): void {

@@ -95,15 +95,20 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
   }, async (req) => {
     // All messages start together so one group commit can take the whole batch. Each publish
     // goes through the same steps, so messages to the same channel or user keep their order.
-    const results = await Promise.all(
-      req.body.messages.map((m) =>
-        node.publish(m).catch((err: unknown) => {
-          const e = err instanceof HeraldError ? err : new HeraldError(ErrorCode.INTERNAL);
-          return { error: e.toBody() };
-        }),
-      ),
-    );
-    return { results };
+    node.hub.hold();
+    try {
+      const results = await Promise.all(
+        req.body.messages.map((m) =>
+          node.publish(m).catch((err: unknown) => {
+            const e = err instanceof HeraldError ? err : new HeraldError(ErrorCode.INTERNAL);
+            return { error: e.toBody() };
+          }),
+        ),
+      );
+      return { results };
+    } finally {
+      node.hub.release();
+    }
   });
 
   app.get<{ Querystring: { prefix?: string } }>('/channels', {
