@@ -156,12 +156,12 @@ describe('tag filters', () => {
   it('answers equality filters from the tag index without scanning everyone', async () => {
     server = await startTestServer();
     await audience();
-    const { Hub } = await import('../src/server/hub.js');
-    const eq = [...server.node.hub.candidates(Hub.compile({ tag: 'region', op: 'eq', value: 'us' }))];
+    const { compileFilter } = await import('../src/server/tag-filter.js');
+    const eq = [...server.node.hub.candidates(compileFilter({ tag: 'region', op: 'eq', value: 'us' }))];
     expect(eq.map((s) => s.user)).toEqual(['us-team-android']);
-    const andPlan = [...server.node.hub.candidates(Hub.compile({ and: [{ tag: 'plan', op: 'eq', value: 'pro' }, { tag: 'score', op: 'gt', value: 1 }] }))];
+    const andPlan = [...server.node.hub.candidates(compileFilter({ and: [{ tag: 'plan', op: 'eq', value: 'pro' }, { tag: 'score', op: 'gt', value: 1 }] }))];
     expect(andPlan.map((s) => s.user)).toEqual(['eu-pro-ios']);
-    const scan = [...server.node.hub.candidates(Hub.compile({ tag: 'score', op: 'gt', value: 1 }))];
+    const scan = [...server.node.hub.candidates(compileFilter({ tag: 'score', op: 'gt', value: 1 }))];
     expect(scan).toHaveLength(4);
   });
 });

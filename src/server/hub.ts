@@ -3,9 +3,8 @@
  * and the fan-out loop. A message for N sessions is encoded into one wire frame and the same
  * bytes are queued N times; the queues are flushed once at the end of the tick.
  */
-import type { Tags } from '../protocol/frames.js';
 import type { Session, SessionOwner } from './session.js';
-import { compileFilter, indexKey, type CompiledFilter } from './tag-filter.js';
+import { indexKey, type CompiledFilter } from './tag-filter.js';
 
 /** Serves one recipient of an at-least-once message. */
 export type Recipient = (session: Session) => void;
@@ -163,10 +162,6 @@ export class Hub implements SessionOwner {
     return out;
   }
 
-  static compile(filter: unknown): CompiledFilter {
-    return compileFilter(filter);
-  }
-
   // ---- flushing ------------------------------------------------------------------------------
 
   get holding(): boolean {
@@ -216,9 +211,6 @@ export class Hub implements SessionOwner {
     return total;
   }
 
-  tagsOf(session: Session): Tags {
-    return session.tags;
-  }
 }
 
 function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean {

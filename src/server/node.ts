@@ -29,7 +29,7 @@ import { messageFrameBytes } from './message-frame.js';
 import { Metrics } from './metrics.js';
 import { Schemas } from './schemas.js';
 import { Session } from './session.js';
-import type { CompiledFilter } from './tag-filter.js';
+import { compileFilter, type CompiledFilter } from './tag-filter.js';
 import type { Transport } from './transport/transport.js';
 import { encodeTextFrame } from './transport/ws-frame.js';
 
@@ -241,7 +241,7 @@ export class HeraldNode {
     const targets = Number(req.channel !== undefined) + Number(req.user !== undefined) + Number(req.broadcast === true);
     if (targets !== 1) throw new HeraldError(ErrorCode.BAD_REQUEST, 'name exactly one audience: "channel", "user" or "broadcast": true');
     if (req.channel !== undefined && !isValidChannel(req.channel)) throw new HeraldError(ErrorCode.INVALID_CHANNEL, `invalid channel name ${JSON.stringify(req.channel)}`);
-    if (req.filter !== undefined) Hub.compile(req.filter);
+    if (req.filter !== undefined) compileFilter(req.filter);
     const msgId = req.msgId ?? randomUUID();
     const seen = await this.idempotency.get(msgId);
     if (seen) return { msgId, timestamp: seen.timestamp, ...(seen.position ? { position: seen.position } : {}), duplicate: true };
@@ -332,7 +332,7 @@ export class HeraldNode {
     }
     try {
       const envelopeJson = encodedEnvelope(dispatch);
-      const filter: CompiledFilter | undefined = dispatch.filter ? Hub.compile(dispatch.filter) : undefined;
+      const filter: CompiledFilter | undefined = dispatch.filter ? compileFilter(dispatch.filter) : undefined;
       const t = dispatch.target;
       let n = 0;
       if (t.kind === 'channel') {
