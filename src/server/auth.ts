@@ -1,7 +1,7 @@
 /**
- * Connection tokens: JWTs verified with `jose` against an HMAC secret, a PEM public key or a
- * local JWKS file. `alg: none` is never accepted (jose refuses it in `jwtVerify`), and the
- * algorithm must be both in `auth.jwt.algorithms` and of the family the configured key fits.
+ * Connection tokens: JWTs verified against an HMAC secret (synchronously, hmac-jwt.ts: the
+ * connection hot path) or, with `jose`, a PEM public key or a local JWKS file. `alg: none` is
+ * never accepted (neither path knows it), and the algorithm must be both in `auth.jwt.algorithms` and of the family the configured key fits.
  */
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, errors as joseErrors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
@@ -11,6 +11,7 @@ import { ChannelPatterns } from './channels.js';
 import type { HeraldConfig } from './config.js';
 import { ConfigError } from './config.js';
 import { HeraldError } from './errors.js';
+import { HmacJwtError, peekAlgorithm, verifyHmacJwt } from './hmac-jwt.js';
 
 export interface Identity {
   user: string;
@@ -47,6 +48,7 @@ export class TokenVerifier {
 
   async verify(token: string): Promise<Identity> {
     if (!this.configured) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'token authentication is not configured on this server');
+    if (this.hmacKey && HMAC_ALGS.has(peekAlgorithm(token) ?? '')) return identityFromClaims(this.verifyHmac(token, this.hmacKey));
     let payload: JWTPayload;
     try {
       const result = await jwtVerify(token, (header, jws) => this.keyFor(header, jws), {
@@ -63,10 +65,19 @@ export class TokenVerifier {
     return identityFromClaims(payload);
   }
 
-  private keyFor(header: Parameters<JWTVerifyGetKey>[0], jws: Parameters<JWTVerifyGetKey>[1]): ReturnType<JWTVerifyGetKey> | Uint8Array {
+  private verifyHmac(token: string, key: Uint8Array): JWTPayload {
+    try {
+      return verifyHmacJwt(token, key, { algorithms: this.algorithms, issuer: this.cfg.issuer, audience: this.cfg.audience });
+    } catch (err) {
+      if (err instanceof HmacJwtError && err.expired) throw new HeraldError(ErrorCode.TOKEN_EXPIRED);
+      throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: ${(err as Error).message}`);
+    }
+  }
+
+  private keyFor(header: Parameters<JWTVerifyGetKey>[0], jws: Parameters<JWTVerifyGetKey>[1]): ReturnType<JWTVerifyGetKey> {
     const alg = header.alg;
     if (!alg || !this.algorithms.includes(alg)) throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: algorithm ${alg ?? 'none'} is not allowed`);
-    if (HMAC_ALGS.has(alg)) return this.hmacKey!;
+    if (HMAC_ALGS.has(alg)) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'invalid token: HMAC tokens are verified without jose');
     if (this.publicKeyPem) {
       let key = this.publicKeys.get(alg);
       if (!key) {
