@@ -4,9 +4,8 @@
  * the server's CPU per connection set up, and its memory per connection: (RSS after − RSS
  * before) / N, RSS "after" being the median of the last three seconds of the hold.
  */
-import { rssBytes } from '../lib/proc.js';
 import { median, round } from '../lib/stats.js';
-import { MeasuredWindow, mb, openConnections, sleep, startLoadGen, type RunResult, type Scenario } from './scenario.js';
+import { MeasuredWindow, mb, openConnections, serverRss, sleep, startLoadGen, type RunResult, type Scenario } from './scenario.js';
 
 export const idle: Scenario = {
   name: 'idle',
@@ -15,7 +14,7 @@ export const idle: Scenario = {
   async run(ctx) {
     const { server, options } = ctx;
     await sleep(1000);
-    const before = rssBytes(server.pid) ?? 0;
+    const before = serverRss(ctx);
     const loadgen = await startLoadGen(ctx);
     try {
       const connecting = new MeasuredWindow(ctx, loadgen.pids, () => `open ${loadgen.openSoFar}`);
@@ -27,7 +26,7 @@ export const idle: Scenario = {
       const holdMs = Math.max(3, options.durationS) * 1000;
       for (let t = 0; t < holdMs; t += 1000) {
         await sleep(1000);
-        samples.push(rssBytes(server.pid) ?? 0);
+        samples.push(serverRss(ctx));
       }
       const hold = holding.stop();
       const after = median(samples.slice(-3));

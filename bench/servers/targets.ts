@@ -20,13 +20,26 @@ export const SERVERS = ['herald', 'ws-plain', 'ws-preframed', 'socketio'] as con
  * its own port, all pinned like a single server; see `startHeraldCluster`.
  */
 export type ClusterServerName = `herald-redis-${number}`;
-export type ServerName = (typeof SERVERS)[number] | ClusterServerName;
+/**
+ * `herald-workers-<n>`: one Herald (`serve` with `server.workers = n`, engine redis): n worker
+ * processes sharing one port through node:cluster — how one machine's cores and more than one
+ * process's file-descriptor limit are used. CPU and RSS are summed over the primary and workers.
+ */
+export type WorkersServerName = `herald-workers-${number}`;
+export type ServerName = (typeof SERVERS)[number] | ClusterServerName | WorkersServerName;
 export const PEERS: readonly ServerName[] = SERVERS.filter((s) => s !== 'herald');
 
 const CLUSTER_NAME = /^herald-redis-([1-9])$/;
+const WORKERS_NAME = /^herald-workers-([1-9])$/;
 
 export function isServerName(name: string): name is ServerName {
-  return (SERVERS as readonly string[]).includes(name) || CLUSTER_NAME.test(name);
+  return (SERVERS as readonly string[]).includes(name) || CLUSTER_NAME.test(name) || WORKERS_NAME.test(name);
+}
+
+/** Worker processes of a `herald-workers-<n>` target, else undefined. */
+export function workerProcesses(name: string): number | undefined {
+  const m = WORKERS_NAME.exec(name);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** Nodes of a `herald-redis-<n>` cluster, else undefined. */
@@ -99,6 +112,8 @@ export function heraldBenchConfig(port: number, extra: Record<string, unknown> =
 export async function startServer(name: ServerName, options: TargetOptions): Promise<ServerUnderTest> {
   const nodes = clusterNodes(name);
   if (nodes !== undefined) return startHeraldCluster(name, nodes, options);
+  const workers = workerProcesses(name);
+  if (workers !== undefined) return startHeraldWorkers(name, workers, options);
   const port = await freePort();
   let child: ChildProcess;
   let cleanup = (): void => {};
@@ -167,21 +182,90 @@ export function deleteRedisKeys(redisUrl: string, prefix: string): number {
  * unique `engine.redis.prefix` per start; its keys are deleted when the cluster stops. All nodes
  * are pinned to `options.cpus`. The publish URL is node 1's.
  */
+/** Unique `engine.redis.prefix` of one benchmark start. */
+function benchRedisPrefix(): string {
+  return `herald-bench-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+}
+
+/** Deletes a benchmark start's Redis keys, logging (not throwing) what happened. */
+function dropRedisKeys(redisUrl: string, prefix: string, log: (line: string) => void): void {
+  try {
+    log(`deleted ${deleteRedisKeys(redisUrl, prefix)} redis keys under ${prefix}:`);
+  } catch (error) {
+    log(`could not delete redis keys under ${prefix}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** The pids of `pid`'s child processes (`pgrep -P`). */
+function childPids(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').map(Number).filter((p) => Number.isInteger(p) && p > 0);
+  } catch {
+    return [];
+  }
+}
+
+async function startHeraldWorkers(name: ServerName, workers: number, options: TargetOptions): Promise<ServerUnderTest> {
+  const redisUrl = options.redisUrl ?? BENCH_REDIS_URL;
+  const prefix = benchRedisPrefix();
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'herald-bench-workers-'));
+  const base = heraldBenchConfig(port);
+  const config = {
+    ...base,
+    server: { ...(base.server as object), workers },
+    engine: { type: 'redis', redis: { url: redisUrl, prefix } },
+    ...options.heraldConfig,
+  };
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  const child = spawnNode(options.heraldBin, ['serve', '--config', file], { cpus: options.cpus });
+  const cleanup = async (): Promise<void> => {
+    await stopChild(child, 8000);
+    rmSync(dir, { recursive: true, force: true });
+    dropRedisKeys(redisUrl, prefix, options.log);
+  };
+  const primary = child.pid;
+  let pids: number[] = [];
+  try {
+    if (primary === undefined) throw new Error('no pid');
+    await waitForLine(child, (line) => line.includes('listening'), 30_000, () => portOpen(port));
+    drainOutput(child, (line) => options.log(`${name}: ${line}`));
+    // The port opens with the first worker; wait for all of them.
+    for (let i = 0; i < 100 && childPids(primary).length < workers; i++) await new Promise((r) => setTimeout(r, 100));
+    pids = [primary, ...childPids(primary)];
+    if (pids.length !== workers + 1) throw new Error(`expected ${workers} workers, found ${pids.length - 1}`);
+  } catch (error) {
+    await cleanup();
+    throw new Error(`${name} did not start: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const wsUrl = `ws://127.0.0.1:${port}${options.heraldWsPath}`;
+  return {
+    name,
+    pid: primary,
+    pids,
+    port,
+    wsUrl,
+    wsUrls: [wsUrl],
+    brokerPid: redisServerPid(),
+    publishUrl: `http://127.0.0.1:${port}/api/v1/publish`,
+    dialect: 'herald',
+    apiKey: BENCH_API_KEY,
+    secret: BENCH_SECRET,
+    stop: cleanup,
+  };
+}
+
 async function startHeraldCluster(name: ServerName, nodes: number, options: TargetOptions): Promise<ServerUnderTest> {
   const redisUrl = options.redisUrl ?? BENCH_REDIS_URL;
-  const prefix = `herald-bench-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  const prefix = benchRedisPrefix();
   const dir = mkdtempSync(join(tmpdir(), 'herald-bench-cluster-'));
   const children: ChildProcess[] = [];
   const ports: number[] = [];
   const cleanup = async (): Promise<void> => {
     await Promise.all(children.map((c) => stopChild(c, 5000)));
     rmSync(dir, { recursive: true, force: true });
-    try {
-      const n = deleteRedisKeys(redisUrl, prefix);
-      options.log(`deleted ${n} redis keys under ${prefix}:`);
-    } catch (error) {
-      options.log(`could not delete redis keys under ${prefix}: ${error instanceof Error ? error.message : String(error)}`);
-    }
+    dropRedisKeys(redisUrl, prefix, options.log);
   };
   try {
     for (let i = 1; i <= nodes; i++) {

@@ -54,7 +54,7 @@ function clientKind(raw: string): string {
 
 function servers(raw: string): ServerName[] {
   const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const s of list) if (!isServerName(s)) throw new InvalidArgumentError(`unknown server "${s}" (known: ${SERVERS.join(', ')}, herald-redis-<1…9>)`);
+  for (const s of list) if (!isServerName(s)) throw new InvalidArgumentError(`unknown server "${s}" (known: ${SERVERS.join(', ')}, herald-redis-<1…9>, herald-workers-<1…9>)`);
   return list as ServerName[];
 }
 
@@ -134,7 +134,7 @@ export function registerBenchCommand(program: Command): Command {
       .command('compare')
       .description('run a scenario against Herald and each peer, N times, and report medians and Herald/peer ratios')
       .option('--scenario <name>', 'scenario to compare', checkScenario, 'fanout')
-      .option('--servers <list>', `comma-separated servers: ${SERVERS.join(', ')}, herald-redis-<n> (n Herald nodes on engine redis); default all but herald-redis, reliable: herald`, servers)
+      .option('--servers <list>', `comma-separated servers: ${SERVERS.join(', ')}, herald-redis-<n> (n Herald nodes on engine redis), herald-workers-<n> (one Herald with n worker processes sharing its port, engine redis); default all but herald-redis, reliable: herald`, servers)
       .option('--runs <n>', 'repetitions per server (default 3, 1 with --smoke)', positiveInt('--runs')),
   ).action(async (flags: Flags & { scenario: string; servers?: ServerName[] }) => {
     const runs = Math.max(1, flags.runs ?? (flags.smoke ? SMOKE.runs : 3));
