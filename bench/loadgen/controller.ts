@@ -91,6 +91,8 @@ function nextMessage<M, T>(child: ChildProcess, pick: (msg: M) => T | undefined,
 export class LoadGen {
   private readonly deliveriesBy = new Map<ChildProcess, number>();
   private readonly openBy = new Map<ChildProcess, number>();
+  /** `measure` calls so far; ticks of an earlier epoch carry counts from before the reset. */
+  private epoch = 0;
 
   private constructor(
     private readonly workers: ChildProcess[],
@@ -100,8 +102,8 @@ export class LoadGen {
     for (const w of workers) {
       w.on('message', (msg: FromWorker) => {
         if (msg.ev === 'tick') {
-          this.deliveriesBy.set(w, msg.deliveries);
           this.openBy.set(w, msg.open);
+          if (msg.epoch === this.epoch) this.deliveriesBy.set(w, msg.deliveries);
         }
       });
     }
@@ -189,6 +191,7 @@ export class LoadGen {
 
   /** Starts the measured window in every worker. */
   measure(): void {
+    this.epoch++;
     for (const w of this.workers) w.send({ cmd: 'measure' } satisfies ToWorker);
     for (const w of this.workers) this.deliveriesBy.set(w, 0);
   }

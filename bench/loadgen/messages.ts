@@ -94,7 +94,8 @@ export interface WorkerReport {
 export type FromWorker =
   | { ev: 'ready' }
   | { ev: 'opened'; result: OpenResult }
-  | { ev: 'tick'; deliveries: number; open: number }
+  /** Once a second; `epoch` counts the `measure`s seen, so a tick sent before the latest one is told apart. */
+  | { ev: 'tick'; deliveries: number; open: number; epoch: number }
   | { ev: 'count'; deliveries: number }
   | { ev: 'churned'; result: OpenResult }
   | { ev: 'report'; report: WorkerReport }

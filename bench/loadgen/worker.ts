@@ -22,6 +22,7 @@ const clients: Array<Client | undefined> = [];
 let opened: WorkerConfig | undefined;
 let tokens: string[] = [];
 let deliveries = 0;
+let epoch = 0;
 let unexpected = 0;
 let reconnects = 0;
 let reconnectsFailed = 0;
@@ -353,7 +354,7 @@ async function connectMany(config: WorkerConfig, indices: number[], onHandshake?
       lastDone = performance.now();
       if (lastDone - lastTick >= 1000) {
         lastTick = lastDone;
-        send({ ev: 'tick', deliveries, open });
+        send({ ev: 'tick', deliveries, open, epoch });
       }
     }
   };
@@ -422,10 +423,11 @@ process.on('message', (msg: ToWorker) => {
     case 'open':
       void openAll(msg.config).then((result) => {
         send({ ev: 'opened', result });
-        ticker ??= setInterval(() => send({ ev: 'tick', deliveries, open }), 1000);
+        ticker ??= setInterval(() => send({ ev: 'tick', deliveries, open, epoch }), 1000);
       });
       return;
     case 'measure':
+      epoch++;
       histogram.reset();
       handshakes.reset();
       deliveries = unique = duplicated = outOfOrder = pings = errorFrames = acks = ackFrames = unexpected = reconnects = reconnectsFailed = 0;

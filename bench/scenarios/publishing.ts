@@ -155,8 +155,8 @@ export async function measurePublishing(
   w: PublishingWindow,
 ): Promise<{ result: RunResult; published: PublishReport; lastDeliveries: number }> {
   const { server, options } = ctx;
-  const window = new MeasuredWindow(ctx, loadgen, () => `open ${loadgen.openSoFar}`, w.recorder);
   loadgen.measure();
+  const window = new MeasuredWindow(ctx, loadgen, () => `open ${loadgen.openSoFar}`, w.recorder);
   const config: PublisherConfig = {
     url: server.publishUrl,
     apiKey: server.apiKey,

@@ -239,7 +239,6 @@ export class MeasuredWindow {
       const other = ((machine.busy - this.machineLast.busy - (own - this.othersLast)) / ((now - lastAt) * 1000)) * 100;
       this.machineLast = machine;
       this.othersLast = own;
-      // Counters restart at `measure`: a drop means a new count began after this window did.
       const deliveriesNow = loadgen.deliveriesSoFar;
       const deliveriesPerS = Math.max(0, deliveriesNow - lastDeliveries) / ((now - lastAt) / 1000);
       lastDeliveries = deliveriesNow;
