@@ -61,6 +61,11 @@ function fmt(v: number): string {
   return v >= 1000 ? Math.round(v).toLocaleString('en-US') : v >= 10 ? v.toFixed(1) : v.toFixed(2);
 }
 
+/** A colour key along the bottom edge of a chart `height` high. */
+function legendOf(servers: string[], left: number, height: number, colorOf: (s: string) => string): string {
+  return servers.map((sv, i) => `<rect x="${left + i * 130}" y="${height - 14}" width="10" height="10" fill="${colorOf(sv)}"/><text x="${left + i * 130 + 14}" y="${height - 5}" class="lbl">${esc(sv)}</text>`).join('');
+}
+
 /** Horizontal bars, one per server, with each run as a dot. */
 function barChart(title: string, unit: string, rows: Array<{ server: string; runs: number[] }>, colorOf: (s: string) => string, caption: string): string {
   const width = 640;
@@ -116,7 +121,7 @@ function latencyChart(rows: Array<{ server: string; lines: RunLine[] }>, colorOf
   });
   let grid = '';
   for (let d = lo; d <= hi; d *= 10) grid += `<line x1="${left}" x2="${width - 5}" y1="${y(d).toFixed(1)}" y2="${y(d).toFixed(1)}" stroke="#e3e6ea"/><text x="${left - 6}" y="${(y(d) + 4).toFixed(1)}" text-anchor="end" class="axis">${fmt(d)}</text>`;
-  const legend = rows.map((r, i) => `<rect x="${left + i * 130}" y="${height - 14}" width="10" height="10" fill="${colorOf(r.server)}"/><text x="${left + i * 130 + 14}" y="${height - 5}" class="lbl">${esc(r.server)}</text>`).join('');
+  const legend = legendOf(rows.map((r) => r.server), left, height, colorOf);
   return `<figure><svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="Latency percentiles">
 <text x="0" y="16" class="ttl">Publish-to-receive latency (ms, log scale, median of runs)</text>
 ${grid}${bars}${legend}</svg><figcaption>Lower is better. Every delivery is timed; percentiles come from an HDR histogram per run.</figcaption></figure>`;
@@ -169,8 +174,7 @@ function timeSeriesChart(title: string, unit: string, key: string, lines: RunLin
       ),
     )
     .join('');
-  const servers = [...new Set(runs.map((r) => r.server))];
-  const legend = servers.map((sv, i) => `<rect x="${left + i * 130}" y="${height - 14}" width="10" height="10" fill="${colorOf(sv)}"/><text x="${left + i * 130 + 14}" y="${height - 5}" class="lbl">${esc(sv)}</text>`).join('');
+  const legend = legendOf([...new Set(runs.map((r) => r.server))], left, height, colorOf);
   return `<figure><svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${esc(title)}">
 <text x="0" y="16" class="ttl">${esc(title)} (${esc(unit)})</text>
 ${grid}${paths}${legend}</svg><figcaption>One line per run, sampled each second of the measured window${runs.length < lines.length ? `; ${lines.length - runs.length} run(s) without these samples` : ''}.</figcaption></figure>`;

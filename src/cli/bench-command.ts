@@ -141,16 +141,17 @@ export function registerBenchCommand(program: Command): Command {
     .description('benchmark Herald (and the comparison peers) over loopback')
     .addHelpText('after', `\nScenarios:\n${SCENARIOS.map((s) => `  ${s.name.padEnd(10)} ${s.summary}`).join('\n')}\n\nSee bench/README.md.`);
 
-  withCommonOptions(
+  const run = withCommonOptions(
     bench
       .command('run <scenario>')
       .description('run one scenario against one server')
       .option('-s, --server <name>', `server under test: ${SERVERS.join(', ')}`, 'herald'),
-  ).action(async (scenario: string, flags: Flags & { server: string }) => {
+  );
+  run.action(async (scenario: string, flags: Flags & { server: string }) => {
     checkScenario(scenario);
     const [server] = servers(flags.server);
     const why = findScenario(scenario).heraldOnly;
-    if (why && server && PEERS.includes(server)) throw new InvalidArgumentError(`${scenario} runs against Herald only: ${why}`);
+    if (why && server && PEERS.includes(server)) run.error(`error: ${scenario} runs against Herald only: ${why}`);
     await runOne(server ?? 'herald', benchOptions(scenario, flags));
   });
 
