@@ -12,7 +12,7 @@ import { median, round } from './lib/stats.js';
 import { findScenario } from './scenarios/index.js';
 import type { DeliveryMode } from './loadgen/messages.js';
 import type { Pinning, RunOptions, RunResult } from './scenarios/scenario.js';
-import { DEFAULT_HERALD_BIN, startServer, type ServerName } from './servers/targets.js';
+import { DEFAULT_HERALD_BIN, PEERS, startServer, type ServerName } from './servers/targets.js';
 
 export interface BenchOptions {
   scenario: string;
@@ -26,6 +26,14 @@ export interface BenchOptions {
   client: 'raw' | 'ws';
   /** Channels of the multi-channel scenarios (scenario default otherwise). */
   channels?: number | undefined;
+  /** users: devices of the users with the most (scenario default otherwise). */
+  devices?: number | undefined;
+  /** storm: % of the connections that drop and reconnect each round; rounds. */
+  churnPct?: number | undefined;
+  rounds?: number | undefined;
+  /** saturate: p99 bound, ms; most steps. */
+  maxP99Ms?: number | undefined;
+  maxSteps?: number | undefined;
   /**
    * Delivery modes to run each server in (compare: every server × every mode; run: the first).
    * Default: the scenario's `compareModes` (reliable: at-least-once, at-most-once), else the
@@ -82,6 +90,18 @@ export function targetsOf(servers: ServerName[], options: BenchOptions): Target[
   );
 }
 
+/**
+ * The servers a scenario can run against: all of `servers`, or for a Herald-only scenario (see
+ * Scenario.heraldOnly) those that are Herald, saying which peers were left out and why.
+ */
+export function serversFor(scenarioName: string, servers: ServerName[], log: (line: string) => void): ServerName[] {
+  const scenario = findScenario(scenarioName);
+  if (!scenario.heraldOnly) return servers;
+  const peers = servers.filter((s) => PEERS.includes(s));
+  if (peers.length > 0) log(`${scenario.name} runs against Herald only (${scenario.heraldOnly}): leaving out ${peers.join(', ')}`);
+  return servers.filter((s) => !PEERS.includes(s));
+}
+
 export function parsePin(pin: boolean | string | undefined, log: (line: string) => void): Pinning {
   if (pin === undefined || pin === false) return {};
   if (availableParallelism() < 2) {
@@ -98,6 +118,11 @@ function runOptions(options: BenchOptions, delivery?: DeliveryMode): RunOptions 
   const defaults = findScenario(options.scenario).defaults;
   return {
     channelCount: options.channels ?? defaults.channelCount,
+    maxDevices: options.devices ?? defaults.maxDevices,
+    churnPct: options.churnPct ?? defaults.churnPct,
+    rounds: options.rounds ?? defaults.rounds,
+    maxP99Ms: options.maxP99Ms ?? defaults.maxP99Ms,
+    maxSteps: options.maxSteps ?? defaults.maxSteps,
     delivery: delivery ?? options.modes?.[0],
     connections: options.connections ?? defaults.connections ?? 1000,
     rate: options.rate ?? defaults.rate ?? 20,

@@ -18,3 +18,35 @@ describe('benchmark HTML report', () => {
     expect(html).toContain('herald p99: 50.0 ms'); // median of 40 and 60
   });
 });
+
+describe('benchmark HTML report: time series', () => {
+  const withSeries = (server: string, series: Record<string, unknown> | undefined) => ({ ...line(server, 50), scenario: 'storm', ...(series ? { series } : {}) });
+
+  it('draws a line per run for each per-second series, breaking lines at missing samples', () => {
+    const html = renderReport(
+      [
+        withSeries('herald', { t: [1, 2, 3, 4], cpu_pct: [40, 55, 61, 58], rss_mb: [120, 121, 125, 124], deliveries_per_s: [20000, 19000, 21000, 20000], loop_delay_p99_ms: [3.1, null, 4.2, 5] }),
+        withSeries('ws-plain', { t: [1, 2, 3], cpu_pct: [35, 37, 36], rss_mb: [80, 80, 81], deliveries_per_s: [20000, 20000, 20000] }),
+        withSeries('socketio', undefined),
+      ],
+      { title: 'T', generated: 'now', machine: 'm' },
+    );
+    expect(html).toContain('Server CPU over time');
+    expect(html).toContain('Server RSS over time');
+    expect(html).toContain('Deliveries per second over time');
+    expect(html).toContain('event-loop delay over time');
+    // cpu, rss and deliveries: a line for herald and one for ws-plain; loop delay: herald only, in
+    // two pieces (the null splits it: one polyline of 1 point drawn as a dot, one of 2 points).
+    const polylines = html.match(/<polyline[^>]*>/g) ?? [];
+    expect(polylines.length).toBe(3 * 2 + 1);
+    expect(html).toMatch(/<circle cx="[\d.]+" cy="[\d.]+" r="2.5"/);
+    expect(html).toContain('1 run(s) without these samples');
+    expect(html).not.toMatch(/<script|https?:\/\//);
+  });
+
+  it('draws no time-series chart when no run has samples', () => {
+    const html = renderReport([line('herald', 40)], { title: 'T', generated: 'now', machine: 'm' });
+    expect(html).not.toContain('over time');
+    expect(html).not.toContain('<polyline');
+  });
+});

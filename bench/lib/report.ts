@@ -52,13 +52,39 @@ const EXTRA_COLUMNS: Column[] = [
   { title: 'redis %', key: 'redis_cpu_pct' },
   { title: 'redis µs/msg', key: 'redis_us_per_message' },
   { title: 'total µs/deliv', key: 'total_us_per_delivery' },
+  { title: 'users', key: 'users' },
+  { title: 'unexpected', key: 'unexpected' },
+  { title: 'reconn', key: 'reconnects' },
+  { title: 'reconn/s', key: 'reconnects_per_s' },
+  { title: 'reconn failed', key: 'reconnects_failed' },
+  { title: 'hs p50 ms', key: 'handshake_p50_ms' },
+  { title: 'hs p99 ms', key: 'handshake_p99_ms' },
+  { title: 'rss peak MB', key: 'rss_peak_mb' },
+  { title: 'stop', key: 'stop_reason' },
 ];
+
+/** Columns of the per-step table of a saturate run. */
+const STEP_COLUMNS: Column[] = [
+  { title: 'rate', key: 'rate' },
+  { title: 'deliv/s', key: 'deliveries_per_s' },
+  { title: 'p99 ms', key: 'p99_ms' },
+  { title: 'lost', key: 'lost' },
+  { title: 'cpu %', key: 'cpu_pct' },
+  { title: 'lg core %', key: 'loadgen_core_pct' },
+  { title: 'late', key: 'publish_late' },
+];
+
+/** Extras shown whenever some row has them; the rest only when they say something (nodes > 1, acks > 0). */
+const SHOWN_WHEN_PRESENT = new Set(['users', 'unexpected', 'reconnects', 'reconnects_per_s', 'reconnects_failed', 'handshake_p50_ms', 'handshake_p99_ms', 'rss_peak_mb', 'stop_reason']);
 
 /** Columns for a scenario: its own list if it has one, else the fan-out list (plus the extras `rows` have). */
 export function columnsFor(scenario: string, rows: Array<Record<string, unknown>> = []): Column[] {
   if (scenario === 'idle') return IDLE_COLUMNS;
   const shown = (key: string, min: number): boolean => rows.some((r) => typeof r[key] === 'number' && (r[key] as number) > min);
-  const extras = EXTRA_COLUMNS.filter((c) => (c.key === 'nodes' ? shown('nodes', 1) : c.key === 'acks' || c.key === 'ack_frames' ? shown(c.key, 0) : shown(c.key, -1)));
+  const present = (key: string): boolean => rows.some((r) => r[key] !== undefined && r[key] !== null);
+  const extras = EXTRA_COLUMNS.filter((c) =>
+    SHOWN_WHEN_PRESENT.has(c.key) ? present(c.key) : c.key === 'nodes' ? shown('nodes', 1) : c.key === 'acks' || c.key === 'ack_frames' ? shown(c.key, 0) : shown(c.key, -1),
+  );
   return [...FANOUT_COLUMNS, ...extras];
 }
 
@@ -75,7 +101,13 @@ export function table(rows: Array<Record<string, unknown>>, columns: Column[]): 
   return [line(columns.map((c) => c.title)), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
 }
 
+/** The results, then the steps of every run that has them (saturate). */
 export function resultsTable(results: RunResult[]): string {
   const first = results[0];
-  return first ? table(results, columnsFor(first.scenario, results)) : '(no results)';
+  if (!first) return '(no results)';
+  const parts = [table(results, columnsFor(first.scenario, results))];
+  for (const r of results) {
+    if (Array.isArray(r.steps)) parts.push(`\nsteps of ${r.server} (stopped: ${String(r.stop_reason)}):\n${table(r.steps as Array<Record<string, unknown>>, STEP_COLUMNS)}`);
+  }
+  return parts.join('\n');
 }

@@ -5,8 +5,8 @@ import { SignJWT } from 'jose';
 export const BENCH_SECRET = 'bench-secret-0123456789';
 export const BENCH_API_KEY = 'bench-key';
 
-export async function makeToken(secret: string, sub: string, channels: string[] = ['*']): Promise<string> {
-  return new SignJWT({ channels })
+export async function makeToken(secret: string, sub: string, channels: string[] = ['*'], tags?: Record<string, string>): Promise<string> {
+  return new SignJWT(tags ? { channels, tags } : { channels })
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject(sub)
     .setIssuedAt()

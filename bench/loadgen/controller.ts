@@ -30,7 +30,12 @@ export interface LoadGenOptions {
 
 export interface LoadGenReport {
   latency: Histogram;
+  /** Storm: reconnect handshakes (TCP connect → subscribed), µs. */
+  handshakes: Histogram;
   deliveries: number;
+  unexpected: number;
+  reconnects: number;
+  reconnectsFailed: number;
   unique: number;
   duplicated: number;
   outOfOrder: number;
@@ -43,6 +48,8 @@ export interface LoadGenReport {
   ackFrames: number;
   /** Sum of the workers' self-reported CPU over the window, µs. */
   workerCpuMicros: number;
+  /** Frees the histograms. */
+  destroy(): void;
 }
 
 /** The soft limit on open files of processes this one starts. */
@@ -84,6 +91,8 @@ function nextMessage<M, T>(child: ChildProcess, pick: (msg: M) => T | undefined,
 export class LoadGen {
   private readonly deliveriesBy = new Map<ChildProcess, number>();
   private readonly openBy = new Map<ChildProcess, number>();
+  /** `measure` calls so far; ticks of an earlier epoch carry counts from before the reset. */
+  private epoch = 0;
 
   private constructor(
     private readonly workers: ChildProcess[],
@@ -93,8 +102,8 @@ export class LoadGen {
     for (const w of workers) {
       w.on('message', (msg: FromWorker) => {
         if (msg.ev === 'tick') {
-          this.deliveriesBy.set(w, msg.deliveries);
           this.openBy.set(w, msg.open);
+          if (msg.epoch === this.epoch) this.deliveriesBy.set(w, msg.deliveries);
         }
       });
     }
@@ -142,6 +151,16 @@ export class LoadGen {
     return sum;
   }
 
+  /** Merges the workers' open (or reconnect) results. */
+  private static merge(results: OpenResult[]): OpenResult {
+    return {
+      connected: results.reduce((s, r) => s + r.connected, 0),
+      failed: results.reduce((s, r) => s + r.failed, 0),
+      elapsedMs: Math.max(...results.map((r) => r.elapsedMs)),
+      errors: results.flatMap((r) => r.errors).slice(0, 5),
+    };
+  }
+
   /** Opens all connections (each connects and subscribes) and waits until every one is done. */
   async open(base: Omit<WorkerConfig, 'count' | 'firstIndex' | 'sourceAddresses'>, timeoutMs: number): Promise<OpenResult> {
     const n = this.workers.length;
@@ -156,16 +175,23 @@ export class LoadGen {
         return nextMessage<FromWorker, OpenResult>(w, (m) => (m.ev === 'opened' ? m.result : undefined), timeoutMs, `worker ${i} open`);
       }),
     );
-    return {
-      connected: results.reduce((s, r) => s + r.connected, 0),
-      failed: results.reduce((s, r) => s + r.failed, 0),
-      elapsedMs: Math.max(...results.map((r) => r.elapsedMs)),
-      errors: results.flatMap((r) => r.errors).slice(0, 5),
-    };
+    return LoadGen.merge(results);
+  }
+
+  /** Storm: every worker drops its churning connections at once and reconnects them; resolves when all are back (or failed). */
+  async churn(timeoutMs: number): Promise<OpenResult> {
+    const results = await Promise.all(
+      this.workers.map((w, i) => {
+        w.send({ cmd: 'churn' } satisfies ToWorker);
+        return nextMessage<FromWorker, OpenResult>(w, (m) => (m.ev === 'churned' ? m.result : undefined), timeoutMs, `worker ${i} churn`);
+      }),
+    );
+    return LoadGen.merge(results);
   }
 
   /** Starts the measured window in every worker. */
   measure(): void {
+    this.epoch++;
     for (const w of this.workers) w.send({ cmd: 'measure' } satisfies ToWorker);
     for (const w of this.workers) this.deliveriesBy.set(w, 0);
   }
@@ -209,17 +235,24 @@ export class LoadGen {
       }),
     );
     const latency = newLatencyHistogram();
+    const handshakes = newLatencyHistogram();
     const closedByCode: Record<string, number> = {};
     for (const r of reports) {
-      const h = decodeHistogram(r.histogram);
-      latency.add(h);
-      h.destroy();
+      for (const [into, text] of [[latency, r.histogram], [handshakes, r.handshakeHistogram]] as const) {
+        const h = decodeHistogram(text);
+        into.add(h);
+        h.destroy();
+      }
       for (const [code, n] of Object.entries(r.closedByCode)) closedByCode[code] = (closedByCode[code] ?? 0) + n;
     }
     const sum = (f: (r: WorkerReport) => number): number => reports.reduce((s, r) => s + f(r), 0);
     return {
       latency,
+      handshakes,
       deliveries: sum((r) => r.deliveries),
+      unexpected: sum((r) => r.unexpected),
+      reconnects: sum((r) => r.reconnects),
+      reconnectsFailed: sum((r) => r.reconnectsFailed),
       unique: sum((r) => r.unique),
       duplicated: sum((r) => r.duplicated),
       outOfOrder: sum((r) => r.outOfOrder),
@@ -231,6 +264,10 @@ export class LoadGen {
       acks: sum((r) => r.acks),
       ackFrames: sum((r) => r.ackFrames),
       workerCpuMicros: sum((r) => r.cpuMicros),
+      destroy: () => {
+        latency.destroy();
+        handshakes.destroy();
+      },
     };
   }
 

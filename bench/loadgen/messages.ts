@@ -1,4 +1,5 @@
 /** IPC messages between the harness (parent) and its load-generator children. */
+import type { AudienceSpec } from './audience.js';
 
 /** Wire dialect a loadgen connection speaks: Herald's protocol v1, or Socket.IO 4 over raw WebSocket. */
 export type Dialect = 'herald' | 'socketio';
@@ -36,6 +37,8 @@ export interface WorkerConfig {
   client: 'raw' | 'ws';
   /** A connection that is not subscribed within this time counts as failed. */
   connectTimeoutMs: number;
+  /** Who each connection is and which publishes it expects (audience.ts); default `user-<g>`, every publish. */
+  audience?: AudienceSpec | undefined;
 }
 
 export type ToWorker =
@@ -43,6 +46,8 @@ export type ToWorker =
   /** Zero the delivery counters and the CPU baseline: the measured window starts now. */
   | { cmd: 'measure' }
   | { cmd: 'count' }
+  /** Storm: drop every churning connection at once, then reconnect and resubscribe them. */
+  | { cmd: 'churn' }
   | { cmd: 'report' }
   | { cmd: 'close' };
 
@@ -74,6 +79,13 @@ export interface WorkerReport {
   acks: number;
   /** Ack frames sent (the ACKs of one read share one frame). */
   ackFrames: number;
+  /** Deliveries a connection was not meant to get (filter: its tags do not match). */
+  unexpected: number;
+  /** Storm: HDR histogram of reconnect handshakes (TCP connect → subscribed) in µs, compressed base64. */
+  handshakeHistogram: string;
+  /** Storm: reconnects that reached `subscribed`, and those that failed. */
+  reconnects: number;
+  reconnectsFailed: number;
   /** CPU the worker used since `measure` (process.cpuUsage), µs. */
   cpuMicros: number;
   wallMs: number;
@@ -82,8 +94,10 @@ export interface WorkerReport {
 export type FromWorker =
   | { ev: 'ready' }
   | { ev: 'opened'; result: OpenResult }
-  | { ev: 'tick'; deliveries: number; open: number }
+  /** Once a second; `epoch` counts the `measure`s seen, so a tick sent before the latest one is told apart. */
+  | { ev: 'tick'; deliveries: number; open: number; epoch: number }
   | { ev: 'count'; deliveries: number }
+  | { ev: 'churned'; result: OpenResult }
   | { ev: 'report'; report: WorkerReport }
   | { ev: 'closed' };
 
@@ -102,13 +116,18 @@ export interface PublisherConfig {
   /** `"delivery"` in every publish body; absent leaves the server's default. */
   delivery?: DeliveryMode | undefined;
   /**
-   * Several channels. `spread`: publish i (0-based) goes to `channels[i mod n]` with
-   * `seq = ⌊i / n⌋ + 1`, so each channel sees seq 1, 2, 3…; `rate` counts publishes.
-   * `batch`: each tick POSTs one `…/publish/batch` (url + '/batch') with one message per channel,
-   * message c of batch b (1-based) carrying `seq = (b − 1)·n + c + 1`, so a connection subscribed
-   * to all of them sees 1, 2, 3…; `rate` counts batches. Overrides `channel`.
+   * Several targets. `spread`: publish i (0-based) goes to `names[i mod n]` (a channel, or with
+   * `field: 'user'` a user) with `seq = ⌊i / n⌋ + 1`, so each target sees seq 1, 2, 3…; `rate`
+   * counts publishes. `batch` (channels): each tick POSTs one `…/publish/batch` (url + '/batch')
+   * with one message per channel, message c of batch b (1-based) carrying
+   * `seq = (b − 1)·n + c + 1`, so a connection subscribed to all of them sees 1, 2, 3…; `rate`
+   * counts batches. Overrides `channel`.
    */
-  channels?: { names: string[]; mode: 'spread' | 'batch' } | undefined;
+  targets?: { names: string[]; mode: 'spread' | 'batch'; field: 'channel' | 'user' } | undefined;
+  /** Filtered broadcasts: publish i (1-based, seq i) is `{broadcast: true, filter: filters[(i − 1) mod n]}`. Overrides `channel`. */
+  filters?: Array<Record<string, unknown>> | undefined;
+  /** Seqs start at seqOffset + 1 (a later step on the same connections continues their runs). */
+  seqOffset?: number | undefined;
 }
 
 export type ToPublisher = { cmd: 'publish'; config: PublisherConfig };
@@ -118,8 +137,8 @@ export interface PublishReport {
   sent: number;
   /** Publishes answered 2xx (batch: batches whose every message was accepted). */
   ok: number;
-  /** With `channels`: messages accepted per channel. */
-  okByChannel?: number[];
+  /** With `targets` or `filters`: messages accepted per target (channel, user) or per filter. */
+  okByTarget?: number[];
   errors: number;
   firstError?: string;
   /** HTTP round trip of each publish, HDR histogram in µs, compressed base64. */

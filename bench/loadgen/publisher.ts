@@ -1,5 +1,5 @@
 /**
- * The publisher process: POSTs `{channel, eventType, payload: {seq, sentAt}}` to the server's HTTP
+ * The publisher process: POSTs `{channel | user | broadcast+filter, eventType, payload: {seq, sentAt}}` to the server's HTTP
  * publish endpoint at a fixed rate over keep-alive connections, seq 1, 2, 3…, where
  * `sentAt = performance.timeOrigin + performance.now()` just before the request is written.
  * Open loop: a slow server does not slow the schedule until `maxInFlight` publishes are unanswered.
@@ -17,25 +17,32 @@ function publish(config: PublisherConfig): Promise<PublishReport> {
   const agent = new Agent({ keepAlive: true, maxSockets: config.sockets, maxFreeSockets: config.sockets });
   const histogram = newLatencyHistogram();
   const total = Math.max(1, Math.round(config.rate * config.durationS));
-  const names = config.channels?.names ?? [];
-  const batch = config.channels?.mode === 'batch' && names.length > 0;
-  const spread = config.channels?.mode === 'spread' && names.length > 0;
-  const okByChannel = names.map(() => 0);
+  const names = config.targets?.names ?? [];
+  const filters = config.filters ?? [];
+  const batch = config.targets?.mode === 'batch' && names.length > 0;
+  const spread = config.targets?.mode === 'spread' && names.length > 0;
+  const field = config.targets?.field ?? 'channel';
+  const okByTarget = (filters.length > 0 ? filters : names).map(() => 0);
+  const seqOffset = config.seqOffset ?? 0;
   if (batch) url.pathname = `${url.pathname.replace(/\/$/, '')}/batch`;
   const delivery = config.delivery ? { delivery: config.delivery } : {};
-  /** The request body of publish number `seq` (1-based) and the channel index it goes to (-1: all, batch). */
-  const bodyOf = (seq: number, sentAt: number): { body: string; channel: number } => {
+  /** The request body of publish number `i` (1-based) and the target index it goes to (-1: all, batch; -2: the one channel). */
+  const bodyOf = (i: number, sentAt: number): { body: string; target: number } => {
     if (batch) {
       const n = names.length;
-      const messages = names.map((channel, c) => ({ channel, eventType: 'bench', ...delivery, payload: { seq: (seq - 1) * n + c + 1, sentAt } }));
-      return { body: JSON.stringify({ messages }), channel: -1 };
+      const messages = names.map((channel, c) => ({ channel, eventType: 'bench', ...delivery, payload: { seq: seqOffset + (i - 1) * n + c + 1, sentAt } }));
+      return { body: JSON.stringify({ messages }), target: -1 };
     }
     if (spread) {
-      const c = (seq - 1) % names.length;
-      const perChannel = Math.floor((seq - 1) / names.length) + 1;
-      return { body: JSON.stringify({ channel: names[c], eventType: 'bench', ...delivery, payload: { seq: perChannel, sentAt } }), channel: c };
+      const t = (i - 1) % names.length;
+      const perTarget = seqOffset + Math.floor((i - 1) / names.length) + 1;
+      return { body: JSON.stringify({ [field]: names[t], eventType: 'bench', ...delivery, payload: { seq: perTarget, sentAt } }), target: t };
     }
-    return { body: JSON.stringify({ channel: config.channel, eventType: 'bench', ...delivery, payload: { seq, sentAt } }), channel: -2 };
+    if (filters.length > 0) {
+      const f = (i - 1) % filters.length;
+      return { body: JSON.stringify({ broadcast: true, filter: filters[f], eventType: 'bench', ...delivery, payload: { seq: seqOffset + i, sentAt } }), target: f };
+    }
+    return { body: JSON.stringify({ channel: config.channel, eventType: 'bench', ...delivery, payload: { seq: seqOffset + i, sentAt } }), target: -2 };
   };
   const intervalMs = 1000 / config.rate;
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${config.apiKey}` };
@@ -51,15 +58,15 @@ function publish(config: PublisherConfig): Promise<PublishReport> {
   return new Promise((resolve) => {
     const finish = (): void => {
       agent.destroy();
-      resolve({ sent, ok, errors, ...(firstError ? { firstError } : {}), ...(names.length > 0 ? { okByChannel } : {}), histogram: encodeHistogram(histogram), elapsedMs: lastAnswer - start, late });
+      resolve({ sent, ok, errors, ...(firstError ? { firstError } : {}), ...(okByTarget.length > 0 ? { okByTarget } : {}), histogram: encodeHistogram(histogram), elapsedMs: lastAnswer - start, late });
     };
-    const answered = (sentAtPerf: number, channel: number, error?: string): void => {
+    const answered = (sentAtPerf: number, target: number, error?: string): void => {
       inFlight--;
       lastAnswer = performance.now();
       if (error === undefined) {
         ok++;
-        if (channel >= 0) okByChannel[channel]!++;
-        else if (channel === -1) for (let c = 0; c < okByChannel.length; c++) okByChannel[c]!++;
+        if (target >= 0) okByTarget[target]!++;
+        else if (target === -1) for (let c = 0; c < okByTarget.length; c++) okByTarget[c]!++;
         histogram.recordValue(Math.max(1, Math.round((lastAnswer - sentAtPerf) * 1000)));
       } else {
         errors++;
@@ -71,7 +78,7 @@ function publish(config: PublisherConfig): Promise<PublishReport> {
     const fire = (): void => {
       const seq = ++sent;
       const t0 = performance.now();
-      const { body, channel } = bodyOf(seq, performance.timeOrigin + t0);
+      const { body, target } = bodyOf(seq, performance.timeOrigin + t0);
       inFlight++;
       const req = request(url, { method: 'POST', agent, headers: { ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
         const status = res.statusCode ?? 0;
@@ -82,10 +89,10 @@ function publish(config: PublisherConfig): Promise<PublishReport> {
           let error = status >= 200 && status < 300 ? undefined : `HTTP ${status}: ${text.slice(0, 200)}`;
           // A batch answers 200 with a result per message; any per-message error fails the batch.
           if (error === undefined && batch && text.includes('"error"')) error = `batch: ${text.slice(0, 200)}`;
-          answered(t0, channel, error);
+          answered(t0, target, error);
         });
       });
-      req.on('error', (error) => answered(t0, channel, error.message));
+      req.on('error', (error) => answered(t0, target, error.message));
       req.end(body);
     };
     let timer: NodeJS.Timeout | undefined;

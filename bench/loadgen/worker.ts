@@ -10,12 +10,22 @@ import WebSocket from 'ws';
 import { RawWebSocket } from './raw-ws.js';
 import { encodeHistogram, newLatencyHistogram } from '../lib/stats.js';
 import { makeToken } from '../lib/token.js';
+import { churns, filterSeqMap, tagsOf, userName, userOfConnection } from './audience.js';
 import { ackFrame, ackMsgId, findSentAt, findSeq, readNumber } from './frame-scan.js';
 import type { FromWorker, OpenResult, ToWorker, WorkerConfig, WorkerReport } from './messages.js';
 
 const histogram = newLatencyHistogram();
-const clients: Client[] = [];
+const handshakes = newLatencyHistogram();
+/** By worker-local index; a slot is empty while its connection is down. */
+const clients: Array<Client | undefined> = [];
+/** The config of the last `open` (storm reconnects with it). */
+let opened: WorkerConfig | undefined;
+let tokens: string[] = [];
 let deliveries = 0;
+let epoch = 0;
+let unexpected = 0;
+let reconnects = 0;
+let reconnectsFailed = 0;
 let unique = 0;
 let duplicated = 0;
 let outOfOrder = 0;
@@ -64,12 +74,22 @@ function openSocket(url: string, config: WorkerConfig, localAddress: string | un
 const PING_BYTES = Buffer.from('"ping"');
 const HERALD_PONG = '{"type":"pong"}';
 
+/** How a connection accounts for deliveries: all of them (default), through a seq map (filter), or not at all (storm churners). */
+interface Accounting {
+  /** Global seq → this connection's seq (1, 2, 3… over what it should get); 0 = not meant for it. */
+  seqOf?: ((seq: number) => number) | undefined;
+  /** False: its deliveries are read but not counted (it drops and reconnects, so its runs break). */
+  counted: boolean;
+}
+
 /** One connection: handshake state, then delivery accounting. */
 class Client {
   private next = 1;
   private missing: Set<number> | undefined;
   private subscribed = false;
   private opened = false;
+  /** Closed by the loadgen itself (storm): not a server close. */
+  private dropped = false;
   private settle: ((error?: Error) => void) | undefined;
   /** Subscriptions still awaiting their reply. */
   private awaiting = 0;
@@ -81,6 +101,7 @@ class Client {
     private readonly dialect: WorkerConfig['dialect'],
     private readonly token: string,
     private readonly channels: readonly string[],
+    private readonly accounting: Accounting,
   ) {}
 
   /** Resolves once subscribed (or connected, with no channel). */
@@ -105,6 +126,7 @@ class Client {
       this.ws.on('error', (error) => this.finish(error));
       this.ws.once('close', (code) => {
         if (this.opened) open--;
+        if (this.dropped) return;
         if (this.subscribed) closedByCode[code] = (closedByCode[code] ?? 0) + 1;
         else this.finish(new Error(`closed during handshake (${code})`));
       });
@@ -116,6 +138,7 @@ class Client {
   }
 
   close(): void {
+    this.dropped = true;
     this.ws.terminate();
   }
 
@@ -124,7 +147,10 @@ class Client {
     if (seqAt >= 0) {
       // ACK even a delivery that beats the last `subscribed` reply, or it would be retransmitted.
       if (this.dialect === 'herald') this.ackIfAsked(data);
-      if (this.subscribed) return this.onDelivery(data, seqAt);
+      if (this.subscribed) {
+        if (this.accounting.counted) this.onDelivery(data, seqAt);
+        return;
+      }
     }
     if (this.dialect === 'herald') this.onHeraldControl(data);
     else this.onSocketIoControl(data);
@@ -146,7 +172,12 @@ class Client {
 
   private onDelivery(data: Buffer, seqAt: number): void {
     const now = timeOrigin + performance.now();
-    const seq = readNumber(data, seqAt);
+    const seqOf = this.accounting.seqOf;
+    const seq = seqOf ? seqOf(readNumber(data, seqAt)) : readNumber(data, seqAt);
+    if (seq === 0) {
+      unexpected++;
+      return;
+    }
     const sentAtAt = findSentAt(data, seqAt);
     const sentAt = sentAtAt < 0 ? NaN : readNumber(data, sentAtAt);
     deliveries++;
@@ -276,48 +307,100 @@ function nodeOf(config: WorkerConfig, g: number, urls: string[]): string {
   return urls[k % urls.length]!;
 }
 
-async function openAll(config: WorkerConfig): Promise<OpenResult> {
-  // Sign every token first so that the connection rate measures the server, not jose.
-  const tokens: string[] = [];
-  for (let i = 0; i < config.count; i++) tokens.push(await makeToken(config.secret, `user-${config.firstIndex + i}`));
+/** The token's subject and tags of connection g (audience.ts). */
+function identityOf(config: WorkerConfig, g: number): { sub: string; tags?: Record<string, string> } {
+  const a = config.audience;
+  if (a?.kind === 'users') return { sub: userName(userOfConnection(g, a.maxDevices)) };
+  if (a?.kind === 'filter') return { sub: `user-${g}`, tags: tagsOf(g) };
+  return { sub: `user-${g}` };
+}
+
+function accountingOf(config: WorkerConfig, g: number): Accounting {
+  const a = config.audience;
+  if (a?.kind === 'filter') return { seqOf: filterSeqMap(g), counted: true };
+  if (a?.kind === 'churn') return { counted: !churns(g, a.churnPct) };
+  return { counted: true };
+}
+
+/**
+ * Connects (and subscribes) the worker-local connections `indices`, `concurrency` handshakes at
+ * once; `onHandshake` gets each successful one's duration (TCP connect → subscribed), µs.
+ */
+async function connectMany(config: WorkerConfig, indices: number[], onHandshake?: (us: number) => void): Promise<OpenResult> {
   const urls = (config.urls && config.urls.length > 0 ? config.urls : [config.url]).map((u) => wsUrl(config, u));
-  let nextIndex = 0;
+  let next = 0;
   let connected = 0;
   let failed = 0;
   const started = performance.now();
   let lastDone = started;
   let lastTick = started;
   const lane = async (): Promise<void> => {
-    while (nextIndex < config.count) {
-      const i = nextIndex++;
-      const localAddress = config.sourceAddresses[(config.firstIndex + i) % config.sourceAddresses.length];
+    while (next < indices.length) {
+      const i = indices[next++]!;
       const g = config.firstIndex + i;
+      const localAddress = config.sourceAddresses[g % config.sourceAddresses.length];
+      const t0 = performance.now();
       const ws = openSocket(nodeOf(config, g, urls), config, localAddress);
-      const client = new Client(ws, config.dialect, tokens[i]!, channelsOf(config, g));
+      const client = new Client(ws, config.dialect, tokens[i]!, channelsOf(config, g), accountingOf(config, g));
       try {
         await client.start(config.connectTimeoutMs);
-        clients.push(client);
+        clients[i] = client;
         connected++;
+        onHandshake?.(Math.max(1, Math.round((performance.now() - t0) * 1000)));
       } catch (error) {
         failed++;
-        noteError(`connection ${config.firstIndex + i}: ${error instanceof Error ? error.message : String(error)}`);
+        noteError(`connection ${g}: ${error instanceof Error ? error.message : String(error)}`);
       }
       lastDone = performance.now();
       if (lastDone - lastTick >= 1000) {
         lastTick = lastDone;
-        send({ ev: 'tick', deliveries, open });
+        send({ ev: 'tick', deliveries, open, epoch });
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(config.concurrency, config.count)) }, lane));
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(config.concurrency, indices.length)) }, lane));
   return { connected, failed, elapsedMs: lastDone - started, errors: [...errors] };
+}
+
+async function openAll(c: WorkerConfig): Promise<OpenResult> {
+  opened = c;
+  // Sign every token first so that the connection rate measures the server, not jose.
+  tokens = [];
+  for (let i = 0; i < c.count; i++) {
+    const { sub, tags } = identityOf(c, c.firstIndex + i);
+    tokens.push(await makeToken(c.secret, sub, ['*'], tags));
+  }
+  return connectMany(c, Array.from({ length: c.count }, (_, i) => i));
+}
+
+/** Drops every churning connection at once, then reconnects (and resubscribes) them all. */
+async function churn(): Promise<OpenResult> {
+  const c = opened;
+  const a = c?.audience;
+  if (!c || a?.kind !== 'churn') return { connected: 0, failed: 0, elapsedMs: 0, errors: ['churn without a churn audience'] };
+  const indices: number[] = [];
+  for (let i = 0; i < c.count; i++) {
+    if (!churns(c.firstIndex + i, a.churnPct)) continue;
+    indices.push(i);
+    clients[i]?.close();
+    clients[i] = undefined;
+  }
+  errors.length = 0;
+  const result = await connectMany(c, indices, (us) => handshakes.recordValue(us));
+  reconnects += result.connected;
+  reconnectsFailed += result.failed;
+  return result;
 }
 
 function report(): WorkerReport {
   const cpu = process.cpuUsage(cpuBase);
   return {
     histogram: encodeHistogram(histogram),
+    handshakeHistogram: encodeHistogram(handshakes),
     deliveries,
+    unexpected,
+    reconnects,
+    reconnectsFailed,
     unique,
     duplicated,
     outOfOrder,
@@ -340,24 +423,29 @@ process.on('message', (msg: ToWorker) => {
     case 'open':
       void openAll(msg.config).then((result) => {
         send({ ev: 'opened', result });
-        ticker ??= setInterval(() => send({ ev: 'tick', deliveries, open }), 1000);
+        ticker ??= setInterval(() => send({ ev: 'tick', deliveries, open, epoch }), 1000);
       });
       return;
     case 'measure':
+      epoch++;
       histogram.reset();
-      deliveries = unique = duplicated = outOfOrder = pings = errorFrames = acks = ackFrames = 0;
+      handshakes.reset();
+      deliveries = unique = duplicated = outOfOrder = pings = errorFrames = acks = ackFrames = unexpected = reconnects = reconnectsFailed = 0;
       cpuBase = process.cpuUsage();
       wallBase = performance.now();
       return;
     case 'count':
       send({ ev: 'count', deliveries });
       return;
+    case 'churn':
+      void churn().then((result) => send({ ev: 'churned', result }));
+      return;
     case 'report':
       send({ ev: 'report', report: report() });
       return;
     case 'close':
       if (ticker) clearInterval(ticker);
-      for (const c of clients) c.close();
+      for (const c of clients) c?.close();
       send({ ev: 'closed' });
       setTimeout(() => process.exit(0), 100);
       return;

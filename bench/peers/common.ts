@@ -38,13 +38,16 @@ export interface Envelope {
 }
 
 export interface Publication {
-  /** Undefined means every connection. */
+  /** Both undefined means every connection. */
   channel: string | undefined;
+  /** Every connection whose token's `sub` is this user. */
+  user?: string | undefined;
   message: Envelope;
 }
 
-/** The delivery frame of wire protocol v1 for a channel (or broadcast) publication. */
-export function deliveryFrame(p: Publication): { type: 'message'; target: 'channel' | 'broadcast'; channel?: string; message: Envelope } {
+/** The delivery frame of wire protocol v1 for a channel, user or broadcast publication. */
+export function deliveryFrame(p: Publication): { type: 'message'; target: 'channel' | 'user' | 'broadcast'; channel?: string; message: Envelope } {
+  if (p.user !== undefined) return { type: 'message', target: 'user', message: p.message };
   return p.channel === undefined
     ? { type: 'message', target: 'broadcast', message: p.message }
     : { type: 'message', target: 'channel', channel: p.channel, message: p.message };
@@ -66,9 +69,10 @@ function badRequest(res: ServerResponse, message: string): void {
 function publication(body: unknown): Publication | string {
   if (typeof body !== 'object' || body === null) return 'body must be an object';
   const b = body as Record<string, unknown>;
-  const { channel, eventType } = b;
+  const { channel, user, eventType } = b;
   if (typeof eventType !== 'string' || !('payload' in b)) return 'eventType and payload are required';
   if (channel !== undefined && typeof channel !== 'string') return 'channel must be a string';
+  if (user !== undefined && (typeof user !== 'string' || channel !== undefined)) return 'user must be a string, and not given with channel';
   const message: Envelope = {
     msgId: typeof b.msgId === 'string' ? b.msgId : randomUUID(),
     timestamp: Date.now(),
@@ -77,7 +81,7 @@ function publication(body: unknown): Publication | string {
     version: typeof b.version === 'string' ? b.version : '1.0',
     payload: b.payload,
   };
-  return { channel, message };
+  return { channel, user, message };
 }
 
 /**

@@ -2,7 +2,8 @@
  * Peer: Socket.IO 4 with the websocket transport only. A client connects with `auth: {token}`
  * (checked like Herald's connect frame), emits `subscribe` with a channel and an ack callback, and
  * receives each publication as a `message` event carrying Herald's delivery frame; the publication
- * goes out with a room broadcast (`io.to(channel).emit`), which encodes it once.
+ * goes out with a room broadcast (`io.to(channel).emit`), which encodes it once. A user publish
+ * goes to the user's room, which every socket joins on connection.
  *
  *   node dist/bench/peers/socketio.js --port 9003
  */
@@ -10,9 +11,12 @@ import { Server } from 'socket.io';
 import { deliveryFrame, listen, peerOptions, publishServer, verifyToken } from './common.js';
 
 const options = peerOptions();
+/** Each socket joins its user's room on connection, so a user publish is a room broadcast too. */
+const userRoom = (user: string): string => `\u0000user:${user}`;
 const server = publishServer(options, (p) => {
   const frame = deliveryFrame(p);
-  if (p.channel === undefined) io.emit('message', frame);
+  if (p.user !== undefined) io.to(userRoom(p.user)).emit('message', frame);
+  else if (p.channel === undefined) io.emit('message', frame);
   else io.to(p.channel).emit('message', frame);
 });
 
@@ -36,6 +40,7 @@ io.use((socket, next) => {
 });
 
 io.on('connection', (socket) => {
+  void socket.join(userRoom((socket.data as { user: string }).user));
   socket.on('subscribe', (channel: unknown, ack?: unknown) => {
     const reply = typeof ack === 'function' ? (ack as (body: unknown) => void) : () => {};
     if (typeof channel !== 'string' || channel.length === 0) {

@@ -1,6 +1,7 @@
 /**
  * The `ws` peers' shared server: the subset of Herald's protocol v1 the benchmark uses (connect
- * with a JWT, subscribe, unsubscribe, ping/pong) over a plain `ws` WebSocketServer. How a
+ * with a JWT, subscribe, unsubscribe, ping/pong, user-targeted publishes) over a plain `ws`
+ * WebSocketServer. How a
  * publication reaches the sockets is the one thing the peers differ in: `fanOut`.
  */
 import { randomUUID } from 'node:crypto';
@@ -16,10 +17,12 @@ const PONG_TIMEOUT_MS = 10_000;
 export function startWsPeer(name: string, fanOut: FanOut): void {
   const options = peerOptions();
   const channels = new Map<string, Set<WebSocket>>();
+  /** A user's sockets, for user-targeted publishes. */
+  const users = new Map<string, Set<WebSocket>>();
   const ready = new Set<WebSocket>();
 
   const broadcast = (p: Publication): void => {
-    const sockets = p.channel === undefined ? ready : channels.get(p.channel);
+    const sockets = p.user !== undefined ? users.get(p.user) : p.channel === undefined ? ready : channels.get(p.channel);
     if (!sockets || sockets.size === 0) return;
     fanOut(sockets, JSON.stringify(deliveryFrame(p)));
   };
@@ -29,6 +32,7 @@ export function startWsPeer(name: string, fanOut: FanOut): void {
 
   wss.on('connection', (ws) => {
     let state: 'new' | 'authenticating' | 'ready' = 'new';
+    let userId: string | undefined;
     const subscriptions = new Set<string>();
     const error = (id: unknown, code: string, message: string): void => {
       ws.send(JSON.stringify({ type: 'error', ...(typeof id === 'number' ? { id } : {}), error: { code, message, temporary: false } }));
@@ -52,6 +56,10 @@ export function startWsPeer(name: string, fanOut: FanOut): void {
             if (ws.readyState !== WebSocket.OPEN) return;
             state = 'ready';
             ready.add(ws);
+            userId = user;
+            let mine = users.get(user);
+            if (!mine) users.set(user, (mine = new Set()));
+            mine.add(ws);
             const connected = { type: 'connected', id, connectionId: randomUUID(), user, pingInterval: PING_INTERVAL_MS, pongTimeout: PONG_TIMEOUT_MS, protocol: 1, node: name };
             ws.send(JSON.stringify(connected));
           });
@@ -86,6 +94,11 @@ export function startWsPeer(name: string, fanOut: FanOut): void {
 
     ws.on('close', () => {
       ready.delete(ws);
+      if (userId !== undefined) {
+        const mine = users.get(userId);
+        mine?.delete(ws);
+        if (mine?.size === 0) users.delete(userId);
+      }
       for (const channel of subscriptions) {
         const set = channels.get(channel);
         set?.delete(ws);

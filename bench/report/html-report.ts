@@ -2,7 +2,8 @@
  * Turns benchmark JSON lines into one self-contained HTML page of charts (inline SVG: nothing to
  * fetch, so it works offline and in CI artefacts). One section per scenario: latency percentiles,
  * server CPU per delivery, throughput and memory per server, with every run drawn as a dot over
- * its median so the spread is visible.
+ * its median so the spread is visible; then, from each run's per-second `series`, line charts of
+ * server CPU, RSS, deliveries/s and event-loop delay over time, a line per run.
  */
 
 export interface RunLine {
@@ -34,6 +35,14 @@ const PERCENTILES = [
   ['p999_ms', 'p99.9'],
 ] as const;
 
+/** The per-second samples a run line may carry (see `Series` in bench/scenarios/scenario.ts). */
+const SERIES_METRICS = [
+  { key: 'cpu_pct', label: 'Server CPU over time', unit: '% of a core' },
+  { key: 'rss_mb', label: 'Server RSS over time', unit: 'MB' },
+  { key: 'deliveries_per_s', label: 'Deliveries per second over time', unit: '/s' },
+  { key: 'loop_delay_p99_ms', label: 'Server event-loop delay over time (p99 of each second)', unit: 'ms' },
+] as const;
+
 const COLORS = ['#2952cc', '#d9822b', '#2f9e6e', '#b8336a', '#6c5ce7', '#8a8f98'];
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
@@ -50,6 +59,11 @@ function median(xs: number[]): number {
 
 function fmt(v: number): string {
   return v >= 1000 ? Math.round(v).toLocaleString('en-US') : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+}
+
+/** A colour key along the bottom edge of a chart `height` high. */
+function legendOf(servers: string[], left: number, height: number, colorOf: (s: string) => string): string {
+  return servers.map((sv, i) => `<rect x="${left + i * 130}" y="${height - 14}" width="10" height="10" fill="${colorOf(sv)}"/><text x="${left + i * 130 + 14}" y="${height - 5}" class="lbl">${esc(sv)}</text>`).join('');
 }
 
 /** Horizontal bars, one per server, with each run as a dot. */
@@ -107,10 +121,63 @@ function latencyChart(rows: Array<{ server: string; lines: RunLine[] }>, colorOf
   });
   let grid = '';
   for (let d = lo; d <= hi; d *= 10) grid += `<line x1="${left}" x2="${width - 5}" y1="${y(d).toFixed(1)}" y2="${y(d).toFixed(1)}" stroke="#e3e6ea"/><text x="${left - 6}" y="${(y(d) + 4).toFixed(1)}" text-anchor="end" class="axis">${fmt(d)}</text>`;
-  const legend = rows.map((r, i) => `<rect x="${left + i * 130}" y="${height - 14}" width="10" height="10" fill="${colorOf(r.server)}"/><text x="${left + i * 130 + 14}" y="${height - 5}" class="lbl">${esc(r.server)}</text>`).join('');
+  const legend = legendOf(rows.map((r) => r.server), left, height, colorOf);
   return `<figure><svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="Latency percentiles">
 <text x="0" y="16" class="ttl">Publish-to-receive latency (ms, log scale, median of runs)</text>
 ${grid}${bars}${legend}</svg><figcaption>Lower is better. Every delivery is timed; percentiles come from an HDR histogram per run.</figcaption></figure>`;
+}
+
+/** Points (t, value) of one series of a run; a null value ends a segment. */
+function seriesPoints(line: RunLine, key: string): Array<Array<[number, number]>> {
+  const series = line.series as Record<string, unknown> | undefined;
+  const t = series?.t;
+  const values = series?.[key];
+  if (!Array.isArray(t) || !Array.isArray(values)) return [];
+  const segments: Array<Array<[number, number]>> = [[]];
+  values.forEach((v, i) => {
+    const x = num(t[i]);
+    const y = num(v);
+    if (x === undefined || y === undefined) {
+      if (segments.at(-1)!.length > 0) segments.push([]);
+    } else segments.at(-1)!.push([x, y]);
+  });
+  return segments.filter((s) => s.length > 0);
+}
+
+/** A line per run of one per-second series, coloured by server; '' when no run has it. */
+function timeSeriesChart(title: string, unit: string, key: string, lines: RunLine[], colorOf: (s: string) => string): string {
+  const runs = lines.map((l) => ({ server: l.server, segments: seriesPoints(l, key) })).filter((r) => r.segments.length > 0);
+  if (runs.length === 0) return '';
+  const width = 640;
+  const height = 220;
+  const left = 60;
+  const right = 12;
+  const top = 30;
+  const bottom = 44;
+  const points = runs.flatMap((r) => r.segments.flat());
+  const maxT = Math.max(...points.map(([t]) => t), 1);
+  const maxV = Math.max(...points.map(([, v]) => v), 1e-9) * 1.08;
+  const x = (t: number) => left + (t / maxT) * (width - left - right);
+  const y = (v: number) => top + (1 - v / maxV) * (height - top - bottom);
+  let grid = '';
+  for (let i = 0; i <= 4; i++) {
+    const v = (maxV * i) / 4;
+    grid += `<line x1="${left}" x2="${width - right}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#e3e6ea"/><text x="${left - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end" class="axis">${fmt(v)}</text>`;
+  }
+  grid += `<text x="${left}" y="${height - bottom + 16}" class="axis">0 s</text><text x="${width - right}" y="${height - bottom + 16}" text-anchor="end" class="axis">${fmt(maxT)} s</text>`;
+  const paths = runs
+    .flatMap((r) =>
+      r.segments.map((seg) =>
+        seg.length === 1
+          ? `<circle cx="${x(seg[0]![0]).toFixed(1)}" cy="${y(seg[0]![1]).toFixed(1)}" r="2.5" fill="${colorOf(r.server)}"/>`
+          : `<polyline fill="none" stroke="${colorOf(r.server)}" stroke-width="1.6" stroke-opacity="0.85" points="${seg.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"><title>${esc(r.server)}</title></polyline>`,
+      ),
+    )
+    .join('');
+  const legend = legendOf([...new Set(runs.map((r) => r.server))], left, height, colorOf);
+  return `<figure><svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${esc(title)}">
+<text x="0" y="16" class="ttl">${esc(title)} (${esc(unit)})</text>
+${grid}${paths}${legend}</svg><figcaption>One line per run, sampled each second of the measured window${runs.length < lines.length ? `; ${lines.length - runs.length} run(s) without these samples` : ''}.</figcaption></figure>`;
 }
 
 /** Runs during which other processes used more than this share of a core are left out. */
@@ -132,6 +199,7 @@ export function renderReport(lines: RunLine[], meta: { title: string; generated:
       if (rows.length === 0) continue;
       charts.push(barChart(m.label, m.unit, rows, colorOf, `${m.lowerIsBetter ? 'Lower' : 'Higher'} is better. Bar: median; dots: each run.`));
     }
+    for (const m of SERIES_METRICS) charts.push(timeSeriesChart(m.label, m.unit, m.key, these, colorOf));
     const losses = byServer.map((r) => `${esc(r.server)}: lost ${r.lines.reduce((n, l) => n + (num(l.lost) ?? 0), 0)}, duplicated ${r.lines.reduce((n, l) => n + (num(l.duplicated) ?? 0), 0)}, out of order ${r.lines.reduce((n, l) => n + (num(l.out_of_order) ?? 0), 0)}; limited by ${esc(String(r.lines.map((l) => l.limited_by).join('/')))}`);
     return `<section><h2>${esc(scenario)}</h2><p class="meta">${num(first.connections) ?? '?'} connections${num(first.rate) ? `, ${first.rate} publishes/s` : ''}${num(first.duration_s) ? `, ${first.duration_s} s` : ''}; ${these.length} runs${disturbed ? ` (all scenarios: ${disturbed} runs disturbed by other processes above ${MAX_OTHER_CPU_PCT} % of a core left out)` : ''}.</p>
 ${charts.filter(Boolean).join('\n')}<ul class="meta">${losses.map((l) => `<li>${l}</li>`).join('')}</ul></section>`;

@@ -5,7 +5,7 @@
  * before) / N, RSS "after" being the median of the last three seconds of the hold.
  */
 import { median, round } from '../lib/stats.js';
-import { MeasuredWindow, mb, openConnections, serverRss, sleep, startLoadGen, type RunResult, type Scenario } from './scenario.js';
+import { MeasuredWindow, SeriesRecorder, mb, openConnections, serverRss, sleep, startLoadGen, type RunResult, type Scenario } from './scenario.js';
 
 export const idle: Scenario = {
   name: 'idle',
@@ -17,12 +17,13 @@ export const idle: Scenario = {
     const before = serverRss(ctx);
     const loadgen = await startLoadGen(ctx);
     try {
-      const connecting = new MeasuredWindow(ctx, loadgen.pids, () => `open ${loadgen.openSoFar}`);
+      const recorder = new SeriesRecorder();
+      const connecting = new MeasuredWindow(ctx, loadgen, () => `open ${loadgen.openSoFar}`, recorder);
       const opened = await openConnections(ctx, loadgen);
       const setup = connecting.stop();
 
       const samples: number[] = [];
-      const holding = new MeasuredWindow(ctx, loadgen.pids, () => `open ${loadgen.openSoFar}`);
+      const holding = new MeasuredWindow(ctx, loadgen, () => `open ${loadgen.openSoFar}`, recorder);
       const holdMs = Math.max(3, options.durationS) * 1000;
       for (let t = 0; t < holdMs; t += 1000) {
         await sleep(1000);
@@ -31,7 +32,7 @@ export const idle: Scenario = {
       const hold = holding.stop();
       const after = median(samples.slice(-3));
       const report = await loadgen.report();
-      report.latency.destroy();
+      report.destroy();
       return {
         scenario: 'idle',
         server: server.name,
@@ -63,6 +64,7 @@ export const idle: Scenario = {
         still_open: report.open,
         closed: report.closedByCode,
         loadgen_workers: loadgen.workerCount,
+        series: hold.series,
       } satisfies RunResult;
     } finally {
       await loadgen.close();

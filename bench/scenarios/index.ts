@@ -2,11 +2,15 @@
 import { burst } from './burst.js';
 import { channels } from './channels.js';
 import { fanout } from './fanout.js';
+import { filter } from './filter.js';
 import { idle } from './idle.js';
 import { reliable } from './reliable.js';
+import { saturate } from './saturate.js';
 import type { Scenario } from './scenario.js';
+import { storm } from './storm.js';
+import { users } from './users.js';
 
-export const SCENARIOS: readonly Scenario[] = [fanout, idle, reliable, channels, burst];
+export const SCENARIOS: readonly Scenario[] = [fanout, idle, reliable, channels, burst, users, filter, storm, saturate];
 
 export function findScenario(name: string): Scenario {
   const scenario = SCENARIOS.find((s) => s.name === name);

@@ -3,10 +3,12 @@
  * `scenarios/index.ts` lists them. The runner starts the server under test and calls `run`; the
  * scenario starts its load generator, drives it, and returns one `RunResult`.
  */
+import { LoopDelayProbe } from '../lib/loop-delay.js';
 import { CpuMeter, cpuMicros, machineCpuMicros, rssBytes, sysCpuMicros } from '../lib/proc.js';
 import { round } from '../lib/stats.js';
 import { LoadGen } from '../loadgen/controller.js';
-import type { DeliveryMode, OpenResult } from '../loadgen/messages.js';
+import type { AudienceSpec } from '../loadgen/audience.js';
+import type { DeliveryMode, OpenResult, WorkerConfig } from '../loadgen/messages.js';
 import type { ServerUnderTest } from '../servers/targets.js';
 
 export interface RunOptions {
@@ -32,6 +34,14 @@ export interface RunOptions {
   delivery?: DeliveryMode | undefined;
   /** Channels of the multi-channel scenarios (channels: one per connection; burst: all per connection). */
   channelCount?: number | undefined;
+  /** users: users have 1, 2, … maxDevices connections in turn. */
+  maxDevices?: number | undefined;
+  /** storm: % of the connections dropped and reconnected each round, and the rounds. */
+  churnPct?: number | undefined;
+  rounds?: number | undefined;
+  /** saturate: stop raising the rate once p99 passes this, ms; and after this many steps. */
+  maxP99Ms?: number | undefined;
+  maxSteps?: number | undefined;
 }
 
 export interface Pinning {
@@ -82,6 +92,8 @@ export interface Scenario {
   defaults: Partial<RunOptions>;
   /** Delivery modes `bench compare` runs each server in when `--modes` is not given. */
   compareModes?: DeliveryMode[];
+  /** Set when only Herald can run the scenario: why (e.g. the peers have no tag filters). */
+  heraldOnly?: string;
   run(ctx: ScenarioContext): Promise<RunResult>;
 }
 
@@ -95,21 +107,26 @@ export function startLoadGen(ctx: ScenarioContext, connections = ctx.options.con
   });
 }
 
-/** Opens every connection of the loadgen (connect + subscribe to the bench channel) and logs how it went. */
-export async function openConnections(
-  ctx: ScenarioContext,
-  loadgen: LoadGen,
-  subscriptions?: { channels: string[]; perConnection: 'one' | 'all' },
-): Promise<OpenResult> {
+/** How the connections subscribe and who they are; default: all on the bench channel, `user-<g>`. */
+export interface ConnectionLayout {
+  subscriptions?: WorkerConfig['subscriptions'];
+  /** Channel every connection subscribes to ('' none); default the bench channel. */
+  channel?: string | undefined;
+  audience?: AudienceSpec | undefined;
+}
+
+/** Opens every connection of the loadgen (connect + subscribe as `layout` says) and logs how it went. */
+export async function openConnections(ctx: ScenarioContext, loadgen: LoadGen, layout: ConnectionLayout = {}): Promise<OpenResult> {
   const { server, options } = ctx;
   const opened = await loadgen.open(
     {
       url: server.wsUrl,
       urls: server.wsUrls,
-      subscriptions,
+      subscriptions: layout.subscriptions,
+      audience: layout.audience,
       dialect: server.dialect,
       client: options.client,
-      channel: options.channel,
+      channel: layout.channel ?? options.channel,
       secret: server.secret,
       concurrency: options.concurrency,
       connectTimeoutMs: 30_000,
@@ -124,6 +141,32 @@ export async function openConnections(
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Per-second samples of a run, for the report's time-series charts. */
+export interface Series {
+  /** Seconds since the recorder started. */
+  t: number[];
+  cpu_pct: number[];
+  rss_mb: number[];
+  deliveries_per_s: number[];
+  /** Herald's p99 event-loop delay over the second (from its /metrics); null when unknown. */
+  loop_delay_p99_ms?: Array<number | null>;
+}
+
+/** Collects the samples of one or more consecutive windows of a run on one time axis. */
+export class SeriesRecorder {
+  readonly series: Series = { t: [], cpu_pct: [], rss_mb: [], deliveries_per_s: [] };
+  private readonly startAt = performance.now();
+
+  add(sample: { cpuPct: number; rssMb: number; deliveriesPerS: number; loopDelayMs: number | undefined }, withLoopDelay: boolean): void {
+    const s = this.series;
+    s.t.push(round((performance.now() - this.startAt) / 1000, 1));
+    s.cpu_pct.push(round(sample.cpuPct, 1));
+    s.rss_mb.push(round(sample.rssMb, 1));
+    s.deliveries_per_s.push(Math.round(sample.deliveriesPerS));
+    if (withLoopDelay) (s.loop_delay_p99_ms ??= []).push(sample.loopDelayMs === undefined ? null : round(sample.loopDelayMs, 2));
+  }
 }
 
 export interface WindowTotals {
@@ -144,11 +187,14 @@ export interface WindowTotals {
   otherCpuPct: number;
   /** CPU the hypervisor took from this machine's cores, % of one core. */
   stealPct: number;
+  /** The recorder's samples so far (this window's and any earlier one's on the same recorder). */
+  series: Series;
 }
 
 /**
- * A measured window: server and loadgen CPU from /proc, plus a progress line each second
- * (`extra` adds scenario figures to it).
+ * A measured window: server and loadgen CPU from /proc, plus each second a progress line (`extra`
+ * adds scenario figures to it) and a sample into `recorder` (server CPU and RSS, deliveries/s
+ * from the workers' ticks, and Herald's event-loop delay from its /metrics).
  */
 export class MeasuredWindow {
   private readonly server: CpuMeter;
@@ -162,17 +208,24 @@ export class MeasuredWindow {
   private readonly serverSysStart: number;
   private machineLast = this.machineStart;
   private othersLast = 0;
+  private readonly loadgenPids: number[];
 
   constructor(
     private readonly ctx: ScenarioContext,
-    private readonly loadgenPids: number[],
+    loadgen: LoadGen,
     extra: () => string = () => '',
+    private readonly recorder = new SeriesRecorder(),
   ) {
+    this.loadgenPids = loadgen.pids;
+    const herald = ctx.server.dialect === 'herald' && ctx.server.name.startsWith('herald');
+    const loopDelay = herald ? new LoopDelayProbe(`${new URL(ctx.server.publishUrl).origin}/metrics`) : undefined;
+    loopDelay?.scrape();
+    let lastDeliveries = loadgen.deliveriesSoFar;
     this.server = new CpuMeter(ctx.server.pids);
     this.serverSysStart = this.serverSys();
     this.broker = ctx.server.brokerPid !== undefined ? new CpuMeter([ctx.server.brokerPid]) : undefined;
-    this.loadgen = new CpuMeter(loadgenPids);
-    this.perProcess = new Map(loadgenPids.map((pid) => [pid, cpuMicros(pid) ?? 0]));
+    this.loadgen = new CpuMeter(this.loadgenPids);
+    this.perProcess = new Map(this.loadgenPids.map((pid) => [pid, cpuMicros(pid) ?? 0]));
     this.othersLast = this.ownCpu();
     let lastAt = this.startAt;
     this.timer = setInterval(() => {
@@ -186,8 +239,16 @@ export class MeasuredWindow {
       const other = ((machine.busy - this.machineLast.busy - (own - this.othersLast)) / ((now - lastAt) * 1000)) * 100;
       this.machineLast = machine;
       this.othersLast = own;
+      const deliveriesNow = loadgen.deliveriesSoFar;
+      const deliveriesPerS = Math.max(0, deliveriesNow - lastDeliveries) / ((now - lastAt) / 1000);
+      lastDeliveries = deliveriesNow;
       lastAt = now;
-      ctx.progress(`t=${t}s server cpu ${this.server.lap().toFixed(0)}% rss ${rss.toFixed(0)} MB,${broker} loadgen cpu ${this.loadgen.lap().toFixed(0)}%, other ${Math.max(0, other).toFixed(0)}%; ${extra()}`);
+      const cpu = this.server.lap();
+      const loop = loopDelay?.latestMs;
+      this.recorder.add({ cpuPct: cpu, rssMb: rss, deliveriesPerS, loopDelayMs: loop }, loopDelay !== undefined);
+      loopDelay?.scrape();
+      const loopText = loop !== undefined ? ` loop p99 ${loop.toFixed(1)} ms,` : '';
+      ctx.progress(`t=${t}s server cpu ${cpu.toFixed(0)}% rss ${rss.toFixed(0)} MB,${loopText}${broker} loadgen cpu ${this.loadgen.lap().toFixed(0)}%, other ${Math.max(0, other).toFixed(0)}%; deliveries ${Math.round(deliveriesPerS)}/s ${extra()}`);
     }, 1000);
   }
 
@@ -231,6 +292,7 @@ export class MeasuredWindow {
       limitedBy: server.pct >= loadgenCorePct ? 'server' : 'loadgen',
       otherCpuPct: round(Math.max(0, (otherMicros / wallMicros) * 100), 1),
       stealPct: round(((machine.steal - this.machineStart.steal) / wallMicros) * 100, 1),
+      series: this.recorder.series,
     };
   }
 }

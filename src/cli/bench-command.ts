@@ -3,9 +3,9 @@
  * behind the CLI. Scenarios, peers and the load generator live there; this file only maps flags.
  */
 import { InvalidArgumentError, type Command } from 'commander';
-import { compare, runOne, targetsOf, type BenchOptions } from '../../bench/runner.js';
-import { SCENARIOS } from '../../bench/scenarios/index.js';
-import { isServerName, SERVERS, type ServerName } from '../../bench/servers/targets.js';
+import { compare, runOne, serversFor, targetsOf, type BenchOptions } from '../../bench/runner.js';
+import { findScenario, SCENARIOS } from '../../bench/scenarios/index.js';
+import { isServerName, PEERS, SERVERS, type ServerName } from '../../bench/servers/targets.js';
 import type { DeliveryMode } from '../../bench/loadgen/messages.js';
 
 interface Flags {
@@ -26,6 +26,11 @@ interface Flags {
   wsPath: string;
   channels?: number;
   modes?: DeliveryMode[];
+  devices?: number;
+  churn?: number;
+  rounds?: number;
+  maxP99?: number;
+  steps?: number;
 }
 
 /** Smoke run: tiny and quick, to check that everything starts and talks. */
@@ -43,6 +48,14 @@ function positiveNumber(name: string) {
   return (raw: string): number => {
     const n = Number(raw);
     if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number`);
+    return n;
+  };
+}
+
+function percent(name: string) {
+  return (raw: string): number => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1 || n > 100) throw new InvalidArgumentError(`${name} must be an integer from 1 to 100`);
     return n;
   };
 }
@@ -80,6 +93,11 @@ function withCommonOptions(cmd: Command): Command {
     .option('--max-other <pct>', 'repeat a run (at most twice) when other processes used more than this % of a core during it, and wait for the machine to be this quiet first (0 = off)', positiveInt('--max-other'), 25)
     .option('--client <kind>', "loadgen WebSocket client: 'raw' (its own minimal one, the leanest) or 'ws' (the library)", clientKind, 'raw')
     .option('--channels <n>', 'channels of the multi-channel scenarios (channels: 200, burst: 10)', positiveInt('--channels'))
+    .option('--devices <n>', 'users: users have 1, 2, … n connections in turn (default 3; Herald allows 32 per user)', positiveInt('--devices'))
+    .option('--churn <pct>', 'storm: % of the connections dropped and reconnected each round (default 30)', percent('--churn'))
+    .option('--rounds <n>', 'storm: reconnect rounds, evenly spaced over the duration (default 5)', positiveInt('--rounds'))
+    .option('--max-p99 <ms>', 'saturate: stop raising the rate once p99 passes this (default 50)', positiveNumber('--max-p99'))
+    .option('--steps <n>', 'saturate: at most this many rate steps of --duration seconds each (default 12)', positiveInt('--steps'))
     .option('--modes <list>', 'delivery modes, comma-separated: at-least-once, at-most-once (compare runs every server in each; reliable compares both by default)', modes)
     .option('--herald-bin <file>', 'Herald CLI entry point to benchmark (default: this build)')
     .option('--ws-path <path>', "path of Herald's WebSocket endpoint", '/ws');
@@ -104,6 +122,11 @@ function benchOptions(scenario: string, flags: Flags): BenchOptions {
     heraldWsPath: flags.wsPath,
     channels: flags.channels,
     modes: flags.modes,
+    devices: flags.devices,
+    churnPct: flags.churn,
+    rounds: flags.rounds,
+    maxP99Ms: flags.maxP99,
+    maxSteps: flags.steps,
   };
 }
 
@@ -118,14 +141,17 @@ export function registerBenchCommand(program: Command): Command {
     .description('benchmark Herald (and the comparison peers) over loopback')
     .addHelpText('after', `\nScenarios:\n${SCENARIOS.map((s) => `  ${s.name.padEnd(10)} ${s.summary}`).join('\n')}\n\nSee bench/README.md.`);
 
-  withCommonOptions(
+  const run = withCommonOptions(
     bench
       .command('run <scenario>')
       .description('run one scenario against one server')
       .option('-s, --server <name>', `server under test: ${SERVERS.join(', ')}`, 'herald'),
-  ).action(async (scenario: string, flags: Flags & { server: string }) => {
+  );
+  run.action(async (scenario: string, flags: Flags & { server: string }) => {
     checkScenario(scenario);
     const [server] = servers(flags.server);
+    const why = findScenario(scenario).heraldOnly;
+    if (why && server && PEERS.includes(server)) run.error(`error: ${scenario} runs against Herald only: ${why}`);
     await runOne(server ?? 'herald', benchOptions(scenario, flags));
   });
 
@@ -139,7 +165,8 @@ export function registerBenchCommand(program: Command): Command {
   ).action(async (flags: Flags & { scenario: string; servers?: ServerName[] }) => {
     const runs = Math.max(1, flags.runs ?? (flags.smoke ? SMOKE.runs : 3));
     // The peers know no at-least-once: they would silently run at-most-once.
-    const list = flags.servers ?? (flags.scenario === 'reliable' ? ['herald' as const] : [...SERVERS]);
+    const requested = flags.servers ?? (flags.scenario === 'reliable' ? ['herald' as const] : [...SERVERS]);
+    const list = serversFor(flags.scenario, requested, (line) => process.stderr.write(`${line}\n`));
     const options = benchOptions(flags.scenario, flags);
     const summary = await compare(list, runs, options);
     if (Object.keys(summary.medians).length < targetsOf(list, options).length) process.exitCode = 1;
