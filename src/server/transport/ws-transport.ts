@@ -6,24 +6,27 @@
  */
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
+import { plainTcpFd, sendFrame } from './direct-send.js';
 import type { Transport } from './transport.js';
 
 const CLOSE_GRACE_MS = 2000;
 
 export class WsTransport implements Transport {
   private readonly socket: Socket;
+  /** For direct sends (direct-send.ts); -1 writes through `socket.write` only. */
+  private readonly fd: number;
   readonly remoteAddress: string;
 
   constructor(private readonly ws: WebSocket, remoteAddress: string) {
     this.socket = (ws as unknown as { _socket: Socket })._socket;
+    this.fd = plainTcpFd(this.socket);
     this.remoteAddress = remoteAddress;
   }
 
   write(frames: readonly Buffer[]): void {
     const socket = this.socket;
     if (socket.destroyed || !socket.writable || this.ws.readyState !== 1) return;
-    if (frames.length === 1) socket.write(frames[0]!);
-    else socket.write(Buffer.concat(frames as Buffer[]));
+    sendFrame(socket, this.fd, frames.length === 1 ? frames[0]! : Buffer.concat(frames as Buffer[]));
   }
 
   get bufferedAmount(): number {
