@@ -146,6 +146,11 @@ export interface RedisSentinelProcesses {
   replicaPort: number;
   /** The port Sentinel currently names as master. */
   currentMasterPort(): Promise<number>;
+  /**
+   * Waits until the replica has acknowledged everything the master has written, so a test that
+   * then kills the master can expect no loss (replication is asynchronous; see docs/cluster.md).
+   */
+  awaitReplicaCaughtUp(): Promise<void>;
   /** SIGKILLs the current master and resolves with the port Sentinel promoted in its place. */
   killMasterAndAwaitPromotion(): Promise<number>;
   stop(): Promise<void>;
@@ -213,6 +218,15 @@ export async function startRedisSentinel(opts: SentinelSetupOptions = {}): Promi
       masterPort,
       replicaPort,
       currentMasterPort,
+      async awaitReplicaCaughtUp() {
+        const master = await currentMasterPort();
+        const replication = async () => String(await ask(master, password, 'INFO', 'replication'));
+        const written = Number(/master_repl_offset:(\d+)/.exec(await replication())![1]);
+        await until('the replica to catch up', async () => {
+          const acked = /slave0:[^\r\n]*offset=(\d+)/.exec(await replication());
+          return acked && Number(acked[1]) >= written ? true : undefined;
+        });
+      },
       async killMasterAndAwaitPromotion() {
         const old = await currentMasterPort();
         await set.kill(old);
