@@ -151,6 +151,8 @@ export interface RedisSentinelProcesses {
    * then kills the master can expect no loss (replication is asynchronous; see docs/cluster.md).
    */
   awaitReplicaCaughtUp(): Promise<void>;
+  /** Resolves once nothing answers on `port` any more. */
+  awaitMasterDown(port: number): Promise<void>;
   /** SIGKILLs the current master and resolves with the port Sentinel promoted in its place. */
   killMasterAndAwaitPromotion(): Promise<number>;
   stop(): Promise<void>;
@@ -226,6 +228,9 @@ export async function startRedisSentinel(opts: SentinelSetupOptions = {}): Promi
           const acked = /slave0:[^\r\n]*offset=(\d+)/.exec(await replication());
           return acked && Number(acked[1]) >= written ? true : undefined;
         });
+      },
+      async awaitMasterDown(port: number) {
+        await until(`port ${port} to refuse connections`, async () => ((await ask(port, password, 'PING').then(() => false, () => true)) ? true : undefined));
       },
       async killMasterAndAwaitPromotion() {
         const old = await currentMasterPort();
