@@ -12,7 +12,7 @@ import { RedisIdempotency } from '../../src/server/engine/redis-idempotency.js';
 import { RedisInbox } from '../../src/server/engine/redis-inbox.js';
 import { RedisPresence } from '../../src/server/engine/redis-presence.js';
 import { requireRedisServerBinary, startRedisCluster, type RedisClusterProcesses } from '../helpers/redis-processes.js';
-import { envelope, Recorder, runBrokerSuite } from './broker.suite.js';
+import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
 import { uniquePrefix } from './services.js';
@@ -158,6 +158,72 @@ describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () =
         await b.close();
       }
     });
+
+    it('follows a slot migration: publish is redirected (MOVED) to the new owner, the subscription moves with it, and a gap is reported', async () => {
+      const rec = new Recorder();
+      let gaps = 0;
+      const reader = new RedisBroker({ target, prefix });
+      const writer = new RedisBroker({ target, prefix });
+      await reader.start({ ...rec.handler, onGap: () => void gaps++ });
+      await writer.start(new Recorder().handler);
+      const admin = (port: number) => new Redis({ host: '127.0.0.1', port, password: PASSWORD });
+      try {
+        const ch = `migrate-${randomUUID()}`;
+        await reader.subscribe({ kind: 'channel', channel: ch });
+        const p1 = await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(1) }, HISTORY);
+        await rec.waitFor({ kind: 'channel', channel: ch }, 1);
+
+        // Move the channel's slot to another master the way `redis-cli --cluster reshard` does.
+        const from = await cluster.ownerOf(`{${ch}}`);
+        const to = cluster.ports.find((p) => p !== from)!;
+        const src = admin(from);
+        const dst = admin(to);
+        try {
+          const slot = Number(await src.call('CLUSTER', 'KEYSLOT', `{${ch}}`));
+          const srcId = String(await src.call('CLUSTER', 'MYID'));
+          const dstId = String(await dst.call('CLUSTER', 'MYID'));
+          await dst.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', srcId);
+          await src.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', dstId);
+          const keys = (await src.call('CLUSTER', 'GETKEYSINSLOT', slot, 1000)) as string[];
+          expect(keys.length).toBeGreaterThan(0);
+          await src.call('MIGRATE', '127.0.0.1', to, '', 0, 5000, 'AUTH', PASSWORD, 'KEYS', ...keys);
+          for (const port of cluster.ports) {
+            const r = port === from ? src : port === to ? dst : admin(port);
+            await r.call('CLUSTER', 'SETSLOT', slot, 'NODE', dstId);
+            if (r !== src && r !== dst) r.disconnect();
+          }
+        } finally {
+          src.disconnect();
+          dst.disconnect();
+        }
+        expect(await cluster.ownerOf(`{${ch}}`)).toBe(to);
+
+        // The writer's slot map is stale: the publish is redirected and continues the channel's offsets.
+        const p2 = await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(2) }, HISTORY);
+        expect(p2).toEqual({ offset: p1!.offset + 1, epoch: p1!.epoch });
+        // The old owner dropped the shard channel; ioredis subscribes it on the new owner.
+        const deadline = Date.now() + 20_000;
+        let n = 3;
+        while (!rec.for({ kind: 'channel', channel: ch }).some((d) => (d.envelope.payload as number) >= 3) && Date.now() < deadline) {
+          await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(n++) }, HISTORY);
+          await sleep(200);
+        }
+        expect(rec.for({ kind: 'channel', channel: ch }).some((d) => (d.envelope.payload as number) >= 3)).toBe(true);
+        expect(gaps).toBeGreaterThan(0);
+        const r = admin(to);
+        try {
+          expect(await r.call('PUBSUB', 'SHARDCHANNELS', `${prefix}:ch:{${ch}}`)).toEqual([`${prefix}:ch:{${ch}}`]);
+        } finally {
+          r.disconnect();
+        }
+        const h = await writer.history(ch, { since: p1!, limit: 100 });
+        expect(h.complete).toBe(true);
+        expect(h.entries[0]!.offset).toBe(p2!.offset);
+      } finally {
+        await reader.close();
+        await writer.close();
+      }
+    }, 60_000);
 
     it('fails start-up with an error naming engine.redis.cluster.nodes when no seed answers', async () => {
       const broker = new RedisBroker({ target: { mode: 'cluster', nodes: ['127.0.0.1:1'], password: PASSWORD }, prefix });

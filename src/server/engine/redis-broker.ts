@@ -23,6 +23,7 @@
  * Dispatch encoding on the wire: the JSON of the Dispatch (`position` first for channels).
  */
 import { randomBytes } from 'node:crypto';
+import { Cluster } from 'ioredis';
 import type { StreamPosition } from '../../protocol/frames.js';
 import type { HistoryConfig } from '../config.js';
 import { encodedEnvelope } from './encoded-envelope.js';
@@ -150,10 +151,11 @@ export class RedisBroker implements Broker {
   }
 
   /**
-   * On a cluster, ioredis re-subscribes by itself: the per-master sharded subscribers when one is
-   * replaced or slots move, the broadcast subscriber when it switches node. Herald only re-sends
-   * what ioredis never accepted, and reports a gap whenever a subscriber connection was lost,
-   * since what was published to that shard meanwhile is gone.
+   * On a cluster, ioredis re-subscribes by itself: it rebuilds the per-master sharded subscribers
+   * when one is lost or slots move (a migrated slot's shard channels are dropped by the old owner)
+   * and then emits `subscribersReady`; the broadcast subscriber switches node on its own. Herald
+   * only re-sends what ioredis never accepted, and reports a gap each time, since what was published
+   * to an affected shard meanwhile is gone.
    */
   private watchCluster(sub: RedisClient): void {
     sub.on('smessage', (topic: string, message: string) => this.onMessage(topic, message));
@@ -162,17 +164,25 @@ export class RedisBroker implements Broker {
       if (this.closed) return;
       for (const topic of [...this.unsent]) this.sendSubscribe(topic);
     };
-    sub.on('ready', () => {
-      resendUnsent();
-      if (connectedBefore && !this.closed) this.handler?.onGap?.();
-      connectedBefore = true;
-    });
-    sub.on('subscribersReady', resendUnsent);
-    const lost = () => {
+    const gap = () => {
       if (!this.closed && connectedBefore) this.handler?.onGap?.();
     };
-    sub.on('-subscriber', lost);
-    sub.on('-node', lost);
+    sub.on('ready', () => {
+      resendUnsent();
+      gap();
+      connectedBefore = true;
+    });
+    sub.on('subscribersReady', () => {
+      resendUnsent();
+      // The first slot map arrives around start-up, before any channel or user is subscribed.
+      if (this.topics.size > 1) gap();
+    });
+    sub.on('-node', gap);
+    // A migrated slot's old owner drops its shard channels with an unsolicited SUNSUBSCRIBE, which
+    // ioredis reports as a subscriber error: re-read the slot map now instead of at the next poll.
+    sub.on('nodeError', () => {
+      if (!this.closed && sub instanceof Cluster) sub.refreshSlotsCache();
+    });
   }
 
   subscribe(target: Exclude<DispatchTarget, { kind: 'broadcast' }>): Promise<void> {

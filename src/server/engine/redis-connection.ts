@@ -115,6 +115,9 @@ export async function openRedis(opts: RedisEngineOptions, role: string, extras: 
         enableOfflineQueue: false,
         clusterRetryStrategy: reconnectBackoff,
         shardedSubscribers: extras.shardedSubscribers ?? false,
+        // ioredis re-reads the slot map only on MOVED unless told to poll. A subscriber never sees
+        // MOVED when a slot migrates (the old owner just drops its shard channels), so it polls.
+        ...(extras.shardedSubscribers ? { slotsRefreshInterval: 2000 } : {}),
         redisOptions: { ...perConnection, ...(target.password ? { password: target.password } : {}) },
       };
       client = new Cluster(target.nodes.map(parseHostPort), options);
