@@ -51,6 +51,16 @@ async function ask(port: number, password: string | undefined, ...args: string[]
   }
 }
 
+/** Waits until the master's first replica has acknowledged everything the master had written. */
+async function awaitReplicaCaughtUp(master: number, password: string | undefined): Promise<void> {
+  const replication = async () => String(await ask(master, password, 'INFO', 'replication'));
+  const written = Number(/master_repl_offset:(\d+)/.exec(await replication())![1]);
+  await until('the replica to catch up', async () => {
+    const acked = /slave0:[^\r\n]*offset=(\d+)/.exec(await replication());
+    return acked && Number(acked[1]) >= written ? true : undefined;
+  });
+}
+
 class ProcessSet {
   readonly dir = mkdtempSync(join(tmpdir(), 'herald-redis-'));
   private readonly procs = new Map<number, ChildProcess>();
@@ -90,21 +100,32 @@ class ProcessSet {
 }
 
 export interface RedisClusterProcesses {
-  /** `127.0.0.1:port` of every master, the seed list for `engine.redis.cluster.nodes`. */
+  /** `127.0.0.1:port` of every master as created, the seed list for `engine.redis.cluster.nodes`. */
   nodes: string[];
+  /** The masters' ports as created (a failover changes who is master, not this list). */
   ports: number[];
   /** The port of the master that owns `key`'s slot. */
   ownerOf(key: string): Promise<number>;
+  /** Waits until the replica of `key`'s master has acknowledged everything written so far. */
+  awaitReplicaCaughtUp(key: string): Promise<void>;
+  /**
+   * SIGKILLs the master owning `key`'s slot and resolves once it is dead, with `promoted`: the port
+   * of the replica the cluster puts in its place, once it has.
+   */
+  killOwner(key: string): Promise<{ killed: number; promoted: Promise<number> }>;
   stop(): Promise<void>;
 }
 
-/** A Redis Cluster of `masters` masters and no replicas, all 16384 slots assigned and `cluster_state:ok`. */
-export async function startRedisCluster(masters = 3, password?: string): Promise<RedisClusterProcesses> {
+/**
+ * A Redis Cluster of `masters` masters with `replicasPerMaster` replicas each, all 16384 slots
+ * assigned and `cluster_state:ok`. A 1 s node timeout lets a replica take over within seconds.
+ */
+export async function startRedisCluster(masters = 3, password?: string, replicasPerMaster = 0): Promise<RedisClusterProcesses> {
   const set = new ProcessSet();
   try {
     const ports: number[] = [];
-    for (let i = 0; i < masters; i++) ports.push(await freePort());
-    const auth = password ? ['--requirepass', password, '--masterauth', password] : [];
+    for (let i = 0; i < masters * (1 + replicasPerMaster); i++) ports.push(await freePort());
+    const auth = [...(password ? ['--requirepass', password, '--masterauth', password] : []), '--cluster-node-timeout', '1000'];
     await Promise.all(
       ports.map((port) =>
         set.start(
@@ -115,20 +136,53 @@ export async function startRedisCluster(masters = 3, password?: string): Promise
       ),
     );
     const nodes = ports.map((p) => `127.0.0.1:${p}`);
-    const create = spawnSync('redis-cli', [...(password ? ['-a', password, '--no-auth-warning'] : []), '--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
+    const create = spawnSync('redis-cli', [...(password ? ['-a', password, '--no-auth-warning'] : []), '--cluster', 'create', ...nodes, '--cluster-replicas', String(replicasPerMaster), '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
     for (const port of ports) {
       await until(`cluster_state:ok on ${port}`, async () => (String(await ask(port, password, 'CLUSTER', 'INFO')).includes('cluster_state:ok') ? true : undefined));
     }
+    // With replicas, `cluster_state:ok` can come before every replica has synced; a failover
+    // test needs them in sync.
+    if (replicasPerMaster > 0) {
+      for (const port of ports) {
+        await until(`node ${port} to be a master or a synced replica`, async () => {
+          const info = String(await ask(port, password, 'INFO', 'replication'));
+          return info.includes('role:master') || info.includes('master_link_status:up') ? true : undefined;
+        });
+      }
+    }
+    const masterPorts: number[] = [];
+    for (const port of ports) if (String(await ask(port, password, 'INFO', 'replication')).includes('role:master')) masterPorts.push(port);
+    const live = new Set(ports);
+    const ownerOf = async (key: string, via = [...live][0]!) => {
+      const slot = Number(await ask(via, password, 'CLUSTER', 'KEYSLOT', key));
+      const shards = (await ask(via, password, 'CLUSTER', 'SLOTS')) as Array<[number, number, [string, number, ...unknown[]]]>;
+      const owner = shards.find(([from, to]) => slot >= from && slot <= to);
+      if (!owner) throw new Error(`no owner for slot ${slot}`);
+      return Number(owner[2][1]);
+    };
     return {
-      nodes,
-      ports,
-      async ownerOf(key: string) {
-        const slot = Number(await ask(ports[0]!, password, 'CLUSTER', 'KEYSLOT', key));
-        const shards = (await ask(ports[0]!, password, 'CLUSTER', 'SLOTS')) as Array<[number, number, [string, number, ...unknown[]]]>;
-        const owner = shards.find(([from, to]) => slot >= from && slot <= to);
-        if (!owner) throw new Error(`no owner for slot ${slot}`);
-        return Number(owner[2][1]);
+      nodes: masterPorts.map((p) => `127.0.0.1:${p}`),
+      ports: masterPorts,
+      ownerOf: (key) => ownerOf(key),
+      awaitReplicaCaughtUp: async (key: string) => awaitReplicaCaughtUp(await ownerOf(key), password),
+      async killOwner(key: string) {
+        const old = await ownerOf(key);
+        await set.kill(old);
+        live.delete(old);
+        const promoted = until(
+          'the cluster to promote a replica',
+          async () => {
+            for (const port of live) {
+              if (!String(await ask(port, password, 'CLUSTER', 'INFO')).includes('cluster_state:ok')) return undefined;
+            }
+            const now = await ownerOf(key);
+            return now !== old ? now : undefined;
+          },
+          30_000,
+        );
+        promoted.catch(() => undefined); // the caller awaits it; this only keeps an early rejection handled
+        return { killed: old, promoted };
       },
       stop: () => set.stopAll(),
     };
@@ -220,15 +274,7 @@ export async function startRedisSentinel(opts: SentinelSetupOptions = {}): Promi
       masterPort,
       replicaPort,
       currentMasterPort,
-      async awaitReplicaCaughtUp() {
-        const master = await currentMasterPort();
-        const replication = async () => String(await ask(master, password, 'INFO', 'replication'));
-        const written = Number(/master_repl_offset:(\d+)/.exec(await replication())![1]);
-        await until('the replica to catch up', async () => {
-          const acked = /slave0:[^\r\n]*offset=(\d+)/.exec(await replication());
-          return acked && Number(acked[1]) >= written ? true : undefined;
-        });
-      },
+      awaitReplicaCaughtUp: async () => awaitReplicaCaughtUp(await currentMasterPort(), password),
       async awaitMasterDown(port: number) {
         await until(`port ${port} to refuse connections`, async () => ((await ask(port, password, 'PING').then(() => false, () => true)) ? true : undefined));
       },
