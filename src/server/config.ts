@@ -64,7 +64,15 @@ export interface HeraldConfig {
   engine: {
     type: 'memory' | 'sqlite' | 'redis' | 'nats';
     sqlite: { dataDir: string; synchronous: 'off' | 'normal' | 'full' };
-    redis: { url: string; prefix: string; presenceTtlMs: number };
+    redis: {
+      /** Which Redis deployment: `url` (standalone), `sentinel` or `cluster`. */
+      mode: 'standalone' | 'sentinel' | 'cluster';
+      url: string;
+      sentinel: { sentinels: string[]; masterName: string; password: string; sentinelPassword: string; db: number };
+      cluster: { nodes: string[]; password: string };
+      prefix: string;
+      presenceTtlMs: number;
+    };
     nats: { servers: string[]; prefix: string };
   };
   /**
@@ -151,6 +159,7 @@ export function configFromEnv(env: Record<string, string | undefined>): Record<s
 }
 
 const ARRAY_KEYS = new Set(['api.keys', 'origins.allowed', 'channels.public', 'channels.clientPublish', 'auth.jwt.algorithms', 'engine.nats.servers']);
+for (const key of ['engine.redis.sentinel.sentinels', 'engine.redis.cluster.nodes']) ARRAY_KEYS.add(key);
 
 /** Only variables naming a config section are configuration; others (HERALD_API_KEY for the CLI) are not. */
 const SECTIONS = new Set(['ingest', 'server', 'auth', 'api', 'origins', 'limits', 'heartbeat', 'channels', 'publish', 'delivery', 'inbox', 'rpc', 'engine', 'log', 'shutdown']);
@@ -220,8 +229,37 @@ export function resolveConfig(...layers: unknown[]): Readonly<HeraldConfig> {
       `server.workers: ${merged.server.workers} worker processes need a cluster engine for fan-out between them; set engine.type to "redis" or "nats", or server.workers to 1`,
     );
   }
+  if (merged.engine.type === 'redis') checkRedisDeployment(merged);
   if (merged.auth.jwt.hmacSecret && merged.auth.jwt.hmacSecret.length < 16) {
     throw new ConfigError('auth.jwt.hmacSecret: must be at least 16 characters');
   }
   return deepFreeze(merged);
+}
+
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):(\d{1,5})$/;
+
+/** The keys `engine.redis.mode` needs, present and well formed; each error names its key. */
+function checkRedisDeployment(config: HeraldConfig): void {
+  const { mode, sentinel, cluster, prefix } = config.engine.redis;
+  const checkList = (key: string, list: string[]) => {
+    if (list.length === 0) throw new ConfigError(`${key}: engine.redis.mode "${mode}" needs at least one "host:port"`);
+    for (const entry of list) {
+      const m = HOST_PORT.exec(entry);
+      if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new ConfigError(`${key}: "${entry}" is not "host:port"`);
+    }
+  };
+  if (mode === 'sentinel') {
+    checkList('engine.redis.sentinel.sentinels', sentinel.sentinels);
+    if (!sentinel.masterName) throw new ConfigError('engine.redis.sentinel.masterName: the name the sentinels monitor the master under is required with engine.redis.mode "sentinel"');
+  }
+  if (mode === 'cluster') {
+    checkList('engine.redis.cluster.nodes', cluster.nodes);
+    // The first {…} of a key is its Redis Cluster hash tag; braces in the prefix would take that
+    // role from the channel or user name and scatter one channel's keys over several slots.
+    if (/[{}]/.test(prefix)) throw new ConfigError('engine.redis.prefix: must not contain "{" or "}" with engine.redis.mode "cluster" (they would become the hash tag)');
+  }
+  if (mode !== 'standalone') {
+    const i = config.ingest.redisStreams.findIndex((s) => !s.url);
+    if (i >= 0) throw new ConfigError(`ingest.redisStreams[${i}].url: required with engine.redis.mode "${mode}" (stream ingestion connects to one standalone Redis URL)`);
+  }
 }

@@ -13,15 +13,22 @@
  * subscriber connection per node decodes each message once and hands it to the handler. The node's
  * subscriptions are kept here and re-sent whenever that connection comes back.
  *
+ * On a Redis Cluster, a plain PUBLISH is copied to every shard over the cluster bus. Channel and
+ * user topics are therefore sharded there (SPUBLISH/SSUBSCRIBE, Redis 7): they carry the hash tag
+ * of their keys — `${prefix}:ch:{${channel}}`, `${prefix}:user:{${user}}` — so the publish script
+ * can SPUBLISH from the shard that owns the channel, and a dispatch travels only to that shard's
+ * subscribers. ioredis keeps one subscriber connection per master and re-subscribes when slots
+ * move. Broadcast stays a plain PUBLISH, which every shard must see anyway.
+ *
  * Dispatch encoding on the wire: the JSON of the Dispatch (`position` first for channels).
  */
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import type { StreamPosition } from '../../protocol/frames.js';
 import type { HistoryConfig } from '../config.js';
 import { encodedEnvelope } from './encoded-envelope.js';
 import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult } from './broker.js';
-import { closeRedis, LUA_NOW_MS, openRedis, type RedisEngineOptions } from './redis-connection.js';
+import { closeRedis, isCluster, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './redis-connection.js';
 
 export interface RedisBrokerOptions extends RedisEngineOptions {
   /** How long a channel's epoch and offset counter outlive its last use (ms). Default 1 hour. */
@@ -41,7 +48,8 @@ end
 `;
 
 // ARGV: candidate epoch, size, ttlMs, metaIdleMs, topic, dispatch JSON (no position), envelope JSON.
-const PUBLISH_LUA = `${LUA_NOW_MS}${ENSURE_EPOCH}
+// `publishCommand` is PUBLISH, or SPUBLISH on a cluster (the topic shares the keys' slot).
+const publishLua = (publishCommand: 'PUBLISH' | 'SPUBLISH') => `${LUA_NOW_MS}${ENSURE_EPOCH}
 local size = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local epoch = ensure_epoch(ARGV[1], ARGV[4])
@@ -53,7 +61,7 @@ if size > 0 and ttl > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
 redis.call('PEXPIRE', KEYS[1], math.max(ttl, tonumber(ARGV[4])))
-redis.call('PUBLISH', ARGV[5], '{"position":{"offset":' .. top .. ',"epoch":"' .. epoch .. '"},' .. string.sub(ARGV[6], 2))
+redis.call('${publishCommand}', ARGV[5], '{"position":{"offset":' .. top .. ',"epoch":"' .. epoch .. '"},' .. string.sub(ARGV[6], 2))
 return {top, epoch}
 `;
 
@@ -83,51 +91,98 @@ return {epoch, top, 1, rows}
 
 type StreamRow = [id: string, fields: string[]];
 
-interface ScriptedRedis extends Redis {
+type ScriptedRedis = RedisClient & {
   heraldPublish(meta: string, stream: string, epoch: string, size: number, ttlMs: number, idleMs: number, topic: string, dispatch: string, envelope: string): Promise<[number, string]>;
   heraldHistory(meta: string, stream: string, epoch: string, idleMs: number, since: string, sinceEpoch: string, limit: number): Promise<[string, number, number, StreamRow[]]>;
-}
+};
 
 export class RedisBroker implements Broker {
   private cmd: ScriptedRedis | undefined;
-  private sub: Redis | undefined;
+  private sub: RedisClient | undefined;
   private handler: BrokerHandler | undefined;
-  /** Every topic this node wants, with the latest SUBSCRIBE attempt for it. */
+  /** Every topic this node wants, with the latest subscribe attempt for it. */
   private readonly topics = new Map<string, Promise<void>>();
+  /** Wanted topics whose last subscribe attempt failed (sent again when the connection is back). */
+  private readonly unsent = new Set<string>();
   private readonly metaIdleMs: number;
   private readonly prefix: string;
+  private readonly sharded: boolean;
   private closed = false;
 
   constructor(private readonly opts: RedisBrokerOptions) {
     this.prefix = opts.prefix;
     this.metaIdleMs = opts.metaIdleMs ?? 3_600_000;
+    this.sharded = isCluster(opts);
   }
 
   async start(handler: BrokerHandler): Promise<void> {
     this.handler = handler;
     const cmd = (await openRedis(this.opts, 'broker')) as ScriptedRedis;
-    cmd.defineCommand('heraldPublish', { numberOfKeys: 2, lua: PUBLISH_LUA });
+    cmd.defineCommand('heraldPublish', { numberOfKeys: 2, lua: publishLua(this.sharded ? 'SPUBLISH' : 'PUBLISH') });
     cmd.defineCommand('heraldHistory', { numberOfKeys: 2, lua: HISTORY_LUA });
     this.cmd = cmd;
-    let sub: Redis;
+    let sub: RedisClient;
     try {
-      sub = await openRedis(this.opts, 'broker-sub');
+      sub = await openRedis(this.opts, 'broker-sub', { shardedSubscribers: this.sharded });
     } catch (err) {
       await closeRedis(cmd);
       throw err;
     }
     this.sub = sub;
     sub.on('message', (topic: string, message: string) => this.onMessage(topic, message));
-    // After a reconnect the new connection has no subscriptions: send them all again, and tell
-    // the node that dispatches published meanwhile were missed (its subscribers recover).
+    if (this.sharded) this.watchCluster(sub);
+    else this.watchStandalone(sub);
+    await this.addTopic(this.broadcastTopic());
+  }
+
+  /**
+   * After a reconnect the new connection has no subscriptions: send them all again, and tell the
+   * node that dispatches published meanwhile were missed (its subscribers recover).
+   */
+  private watchStandalone(sub: RedisClient): void {
     let connectedBefore = sub.status === 'ready';
     sub.on('ready', () => {
       if (this.closed) return;
+      this.unsent.clear();
       for (const topic of this.topics.keys()) this.sendSubscribe(topic);
       if (connectedBefore) this.handler?.onGap?.();
       connectedBefore = true;
     });
-    await this.addTopic(this.broadcastTopic());
+  }
+
+  /**
+   * On a cluster, ioredis re-subscribes by itself: it rebuilds the per-master sharded subscribers
+   * when one is lost or slots move (a migrated slot's shard channels are dropped by the old owner)
+   * and then emits `subscribersReady`; the broadcast subscriber switches node on its own. Herald
+   * only re-sends what ioredis never accepted, and reports a gap each time, since what was published
+   * to an affected shard meanwhile is gone.
+   */
+  private watchCluster(sub: RedisClient): void {
+    sub.on('smessage', (topic: string, message: string) => this.onMessage(topic, message));
+    let connectedBefore = sub.status === 'ready';
+    const resendUnsent = () => {
+      if (this.closed) return;
+      for (const topic of [...this.unsent]) this.sendSubscribe(topic);
+    };
+    const gap = () => {
+      if (!this.closed && connectedBefore) this.handler?.onGap?.();
+    };
+    sub.on('ready', () => {
+      resendUnsent();
+      gap();
+      connectedBefore = true;
+    });
+    sub.on('subscribersReady', () => {
+      resendUnsent();
+      // The first slot map arrives around start-up, before any channel or user is subscribed.
+      if (this.topics.size > 1) gap();
+    });
+    sub.on('-node', gap);
+    // A migrated slot's old owner drops its shard channels with an unsolicited SUNSUBSCRIBE, which
+    // ioredis reports as a subscriber error: re-read the slot map now instead of at the next poll.
+    sub.on('nodeError', () => {
+      if (!this.closed && sub instanceof Cluster) sub.refreshSlotsCache();
+    });
   }
 
   subscribe(target: Exclude<DispatchTarget, { kind: 'broadcast' }>): Promise<void> {
@@ -136,9 +191,13 @@ export class RedisBroker implements Broker {
 
   async unsubscribe(target: Exclude<DispatchTarget, { kind: 'broadcast' }>): Promise<void> {
     const topic = this.topicOf(target);
+    this.unsent.delete(topic);
     if (!this.topics.delete(topic)) return;
     // While disconnected there is nothing to undo: a new connection only gets `topics`.
-    if (this.sub?.status === 'ready') await this.sub.unsubscribe(topic);
+    const sub = this.sub;
+    if (sub?.status !== 'ready') return;
+    if (this.sharded) await sub.sunsubscribe(topic);
+    else await sub.unsubscribe(topic);
   }
 
   async publish(dispatch: Dispatch, history: HistoryConfig): Promise<StreamPosition | undefined> {
@@ -148,7 +207,8 @@ export class RedisBroker implements Broker {
     const json = `${head.slice(0, -1)},"envelope":${envelopeJson}}`;
     const t = dispatch.target;
     if (t.kind !== 'channel') {
-      await cmd.publish(this.topicOf(t), json);
+      if (t.kind === 'user' && this.sharded) await cmd.spublish(this.topicOf(t), json);
+      else await cmd.publish(this.topicOf(t), json);
       return undefined;
     }
     const [offset, epoch] = await cmd.heraldPublish(
@@ -187,6 +247,7 @@ export class RedisBroker implements Broker {
   async close(): Promise<void> {
     this.closed = true;
     this.topics.clear();
+    this.unsent.clear();
     await Promise.all([this.cmd && closeRedis(this.cmd), this.sub && closeRedis(this.sub)]);
   }
 
@@ -211,9 +272,15 @@ export class RedisBroker implements Broker {
   /** Subscribes `topic` now; a failure keeps it wanted, to be re-sent when the connection is back. */
   private sendSubscribe(topic: string): Promise<void> {
     const sub = this.sub;
-    const attempt = sub ? sub.subscribe(topic).then(() => undefined) : Promise.reject(new Error('RedisBroker is not started'));
+    let attempt: Promise<void>;
+    if (!sub) attempt = Promise.reject(new Error('RedisBroker is not started'));
+    else if (this.sharded && topic !== this.broadcastTopic()) attempt = sub.ssubscribe(topic).then(() => undefined);
+    else attempt = sub.subscribe(topic).then(() => undefined);
     if (this.topics.has(topic)) this.topics.set(topic, attempt);
-    attempt.catch(() => undefined);
+    this.unsent.delete(topic);
+    attempt.catch(() => {
+      if (this.topics.get(topic) === attempt) this.unsent.add(topic);
+    });
     return attempt;
   }
 
@@ -222,8 +289,12 @@ export class RedisBroker implements Broker {
     return this.cmd;
   }
 
+  /** On a cluster the topic carries its channel's (or user's) hash tag, so it lives on that slot's shard. */
   private topicOf(target: DispatchTarget): string {
-    return target.kind === 'channel' ? `${this.prefix}:ch:${target.channel}` : target.kind === 'user' ? `${this.prefix}:user:${target.user}` : this.broadcastTopic();
+    if (target.kind === 'broadcast') return this.broadcastTopic();
+    const name = target.kind === 'channel' ? target.channel : target.user;
+    const kind = target.kind === 'channel' ? 'ch' : 'user';
+    return this.sharded ? `${this.prefix}:${kind}:{${name}}` : `${this.prefix}:${kind}:${name}`;
   }
 
   private broadcastTopic(): string {

@@ -4,16 +4,15 @@
  * miss asks Redis. If Redis cannot answer, the publish proceeds (the SDK drops a duplicate by
  * msgId), rather than refusing the publish.
  */
-import type { Redis } from 'ioredis';
 import type { StreamPosition } from '../../protocol/frames.js';
 import { IdempotencyCache, type IdempotencyEntry, type IdempotencyStore } from '../idempotency.js';
-import { closeRedis, openRedis, type RedisEngineOptions } from './redis-connection.js';
+import { closeRedis, openRedis, type RedisClient, type RedisEngineOptions } from './redis-connection.js';
 
 export class RedisIdempotency implements IdempotencyStore {
   private readonly local: IdempotencyCache;
 
   private constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly windowMs: number,
   ) {

@@ -7,10 +7,9 @@
  * across nodes. Times are Redis's clock. The zset and hash expire an hour past `maxAgeMs` after the
  * last append (entries are counted as dropped when a read finds them expired before that).
  */
-import type { Redis } from 'ioredis';
 import type { Envelope } from '../../protocol/frames.js';
 import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
-import { closeRedis, LUA_NOW_MS, openRedis, type RedisEngineOptions } from './redis-connection.js';
+import { closeRedis, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './redis-connection.js';
 
 // KEYS: z, d. Drops entries older than max_age, then the oldest beyond max_msgs. Returns the count.
 const PRUNE_LUA = `${LUA_NOW_MS}
@@ -84,11 +83,11 @@ end
 return n
 `;
 
-interface ScriptedRedis extends Redis {
+type ScriptedRedis = RedisClient & {
   heraldInboxAppend(z: string, d: string, n: string, msgId: string, entry: string, maxMessages: number, maxAgeMs: number): Promise<[number, number, number]>;
   heraldInboxList(z: string, d: string, afterSeq: number, limit: number, maxMessages: number, maxAgeMs: number): Promise<[number, ...string[]]>;
   heraldInboxRemove(z: string, d: string, ...msgIds: string[]): Promise<number>;
-}
+};
 
 export class RedisInbox implements InboxStore {
   private constructor(

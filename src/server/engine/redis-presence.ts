@@ -5,9 +5,8 @@
  * SIGKILL, network partition — loses its entries. Expired entries are skipped and deleted on read;
  * the whole hash expires once no node refreshes it.
  */
-import type { Redis } from 'ioredis';
 import type { ConnectionInfo, PresenceStore } from './presence.js';
-import { closeRedis, LUA_NOW_MS, openRedis, type RedisEngineOptions } from './redis-connection.js';
+import { closeRedis, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './redis-connection.js';
 
 export interface RedisPresenceOptions extends RedisEngineOptions {
   /** Entry lifetime without a refresh (engine.redis.presenceTtlMs). */
@@ -43,10 +42,10 @@ end
 return live
 `;
 
-interface ScriptedRedis extends Redis {
+type ScriptedRedis = RedisClient & {
   heraldPresenceAdd(key: string, ttlMs: number, ...pairs: string[]): Promise<number>;
   heraldPresenceList(key: string): Promise<string[]>;
-}
+};
 
 export class RedisPresence implements PresenceStore {
   /** This node's entries by user, kept to refresh them. */
@@ -94,18 +93,20 @@ export class RedisPresence implements PresenceStore {
     if (this.refreshing || this.own.size === 0 || this.redis.status !== 'ready') return;
     this.refreshing = true;
     try {
-      let pipe = this.redis.pipeline();
-      let n = 0;
+      // Separate commands rather than one pipeline: on a Redis Cluster each user's hash may live on
+      // another shard, and ioredis refuses a pipeline that spans shards. ioredis still writes them
+      // back to back without waiting for replies; the batches bound what is in flight.
+      let batch: Promise<number>[] = [];
       for (const [user, conns] of this.own) {
         const pairs: string[] = [];
         for (const [id, json] of conns) pairs.push(id, json);
-        (pipe as unknown as ScriptedRedis).heraldPresenceAdd(this.key(user), this.opts.ttlMs, ...pairs);
-        if (++n % 1000 === 0) {
-          await pipe.exec();
-          pipe = this.redis.pipeline();
+        batch.push(this.redis.heraldPresenceAdd(this.key(user), this.opts.ttlMs, ...pairs));
+        if (batch.length === 1000) {
+          await settle(batch);
+          batch = [];
         }
       }
-      await pipe.exec();
+      await settle(batch);
     } catch (err) {
       this.opts.onError?.(err as Error, 'presence refresh');
     } finally {
@@ -118,9 +119,7 @@ export class RedisPresence implements PresenceStore {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.redis.status === 'ready' && this.own.size > 0) {
-      const pipe = this.redis.pipeline();
-      for (const [user, conns] of this.own) pipe.hdel(this.key(user), ...conns.keys());
-      await pipe.exec().catch(() => undefined);
+      await Promise.allSettled([...this.own].map(([user, conns]) => this.redis.hdel(this.key(user), ...conns.keys())));
     }
     this.own.clear();
     await closeRedis(this.redis);
@@ -136,4 +135,10 @@ export class RedisPresence implements PresenceStore {
   private key(user: string): string {
     return `${this.opts.prefix}:pres:{${user}}`;
   }
+}
+
+/** Waits for every command; throws the first failure after all have finished. */
+async function settle(commands: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(commands)).find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }

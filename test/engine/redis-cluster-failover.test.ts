@@ -1,0 +1,81 @@
+/**
+ * A Redis Cluster master fails: 3 masters with one replica each, the master owning a channel's
+ * slot is SIGKILLed, and the cluster promotes its replica. Publishing to that channel fails while
+ * the slot has no master, then works again on the promoted replica with the channel's history
+ * intact; the sharded subscription moves to the new master and the broker reports the gap.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RedisBroker } from '../../src/server/engine/redis-broker.js';
+import type { RedisTarget } from '../../src/server/engine/redis-connection.js';
+import { requireRedisServerBinary, startRedisCluster, type RedisClusterProcesses } from '../helpers/redis-processes.js';
+import { envelope, Recorder, sleep } from './broker.suite.js';
+import { uniquePrefix } from './services.js';
+
+const haveRedis = requireRedisServerBinary();
+const prefix = uniquePrefix('herald-rcf-');
+const HISTORY = { size: 100, ttlMs: 60_000 };
+
+describe.skipIf(!haveRedis)('Redis Cluster master failover (3 masters, 3 replicas)', () => {
+  let cluster: RedisClusterProcesses;
+  let target: RedisTarget;
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster(3, undefined, 1);
+    target = { mode: 'cluster', nodes: cluster.nodes };
+  }, 90_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('publish fails while the slot has no master, then continues on the promoted replica; the subscription follows', async () => {
+    const rec = new Recorder();
+    let gaps = 0;
+    const reader = new RedisBroker({ target, prefix });
+    const writer = new RedisBroker({ target, prefix, commandTimeoutMs: 1000 });
+    await reader.start({ ...rec.handler, onGap: () => void gaps++ });
+    await writer.start(new Recorder().handler);
+    try {
+      const ch = `cfail-${randomUUID()}`;
+      await reader.subscribe({ kind: 'channel', channel: ch });
+      const before = await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('before') }, HISTORY);
+      await rec.waitFor({ kind: 'channel', channel: ch }, 1);
+      // Replication is asynchronous: only what the replica has acknowledged survives the kill.
+      await cluster.awaitReplicaCaughtUp(`{${ch}}`);
+
+      const { killed: oldOwner, promoted } = await cluster.killOwner(`{${ch}}`);
+      let failures = 0;
+      let after: Awaited<ReturnType<RedisBroker['publish']>>;
+      const deadline = Date.now() + 40_000;
+      for (;;) {
+        try {
+          after = await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY);
+          break;
+        } catch {
+          failures++;
+          if (Date.now() > deadline) throw new Error('publish never succeeded after the failover');
+          await sleep(100);
+        }
+      }
+      expect(failures).toBeGreaterThan(0);
+      expect(await promoted).not.toBe(oldOwner);
+      expect(after).toEqual({ offset: before!.offset + 1, epoch: before!.epoch });
+
+      const liveDeadline = Date.now() + 20_000;
+      let n = 0;
+      while (!rec.for({ kind: 'channel', channel: ch }).some((d) => d.envelope.payload === 'live') && Date.now() < liveDeadline) {
+        await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('live', `live-${n++}`) }, HISTORY).catch(() => undefined);
+        await sleep(200);
+      }
+      expect(rec.for({ kind: 'channel', channel: ch }).some((d) => d.envelope.payload === 'live')).toBe(true);
+      expect(gaps).toBeGreaterThan(0);
+      const h = await writer.history(ch, { since: { offset: 0, epoch: before!.epoch }, limit: 100 });
+      expect(h.complete).toBe(true);
+      expect(h.entries.slice(0, 2).map((e) => e.envelope.payload)).toEqual(['before', 'after']);
+    } finally {
+      await reader.close();
+      await writer.close();
+    }
+  }, 120_000);
+});
