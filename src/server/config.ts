@@ -65,7 +65,7 @@ export interface HeraldConfig {
     type: 'memory' | 'sqlite' | 'redis' | 'nats';
     sqlite: { dataDir: string; synchronous: 'off' | 'normal' | 'full' };
     redis: { url: string; prefix: string; presenceTtlMs: number };
-    nats: { servers: string[]; prefix: string };
+    nats: { servers: string[]; prefix: string; presenceTtlMs: number; replicas: number };
   };
   /**
    * Streams Herald consumes messages from (seed 3.2). Each entry is a publish request whose
