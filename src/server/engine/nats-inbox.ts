@@ -12,9 +12,10 @@
  *   leaves no delete marker behind (a KV delete would);
  * - a user's entries, oldest first, are one consumer filtered on `<user token>.>`.
  *
- * Limits: after an append and before a list, the user's entry count and oldest entry are checked
- * (in parallel); only when a limit is passed is the user's whole inbox read (headers only) and the
- * oldest entries beyond the limits deleted by sequence. A delete that finds the message already
+ * Limits: after an append and before a list, the user's oldest entry is checked (an append reads it
+ * alongside its publish) and the entry count is bounded by the sequence gap, counted exactly (one
+ * consumer) only when that bound passes maxMessages; only when a limit is passed is the user's
+ * whole inbox read (headers only) and the oldest entries beyond the limits deleted by sequence. A delete that finds the message already
  * gone is not counted, so two nodes pruning at once never report a drop twice. `storedAt` is the
  * NATS server's timestamp; `maxAgeMs` is measured against this node's clock, so nodes' clocks should
  * be within a small fraction of it of the server's.
@@ -23,7 +24,7 @@
  * an hour past `inbox.maxAgeMs`, so a reader who comes within that hour still learns how many
  * entries expired.
  */
-import { DiscardPolicy, headers, nanos, RetentionPolicy, StorageType, type JsMsg } from 'nats';
+import { DiscardPolicy, headers, nanos, RetentionPolicy, StorageType, type JsMsg, type StoredMsg } from 'nats';
 import type { Envelope } from '../../protocol/frames.js';
 import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
 import {
@@ -84,11 +85,16 @@ export class NatsInbox implements InboxStore {
     const subject = this.entrySubject(user, entry.envelope.msgId);
     const body = JSON.stringify(entry.channel ? { envelope: entry.envelope, channel: entry.channel } : { envelope: entry.envelope });
     for (let attempt = 1; ; attempt++) {
+      // Read alongside the publish: the new entry cannot change which entry is oldest (unless it is
+      // the only one), so the limit check usually needs no further round trip.
+      const oldestRead = nextMessage(this.link, this.stream, this.userFilter(user));
+      oldestRead.catch(() => undefined);
       const h = headers();
       h.set('Nats-Expected-Last-Subject-Sequence', '0');
       try {
         const ack = await this.link.js.publish(subject, body, { headers: h, timeout: this.link.timeoutMs });
-        return { seq: ack.seq, duplicate: false, dropped: await this.prune(user, limits) };
+        const oldest = await oldestRead;
+        return { seq: ack.seq, duplicate: false, dropped: await this.prune(user, limits, { newestSeq: ack.seq, oldest: oldest ?? null }) };
       } catch (err) {
         if (apiErrorCode(err) !== WRONG_LAST_SEQUENCE) throw err;
       }
@@ -124,17 +130,29 @@ export class NatsInbox implements InboxStore {
     if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
   }
 
-  /** Deletes entries older than maxAgeMs, then the oldest beyond maxMessages. Returns how many this call deleted. */
-  private async prune(user: string, limits: InboxLimits): Promise<number> {
+  /**
+   * Deletes entries older than maxAgeMs, then the oldest beyond maxMessages. Returns how many this
+   * call deleted. `known` (from an append) is the newest entry's seq and the oldest entry as read
+   * around it: stream sequences are shared by all users, so `newestSeq - oldest.seq + 1` bounds the
+   * user's entry count from above, and when that bound is within maxMessages nothing is counted.
+   */
+  private async prune(user: string, limits: InboxLimits, known?: { newestSeq: number; oldest: StoredMsg | null }): Promise<number> {
     const filter = this.userFilter(user);
     const cutoff = Date.now() - limits.maxAgeMs;
     const maxMessages = Math.max(0, Math.floor(limits.maxMessages));
-    // The oldest entry is read while the consumer is made: the common case costs one round trip.
-    const oldestRead = nextMessage(this.link, this.stream, filter);
-    oldestRead.catch(() => undefined);
+    const oldest = known ? known.oldest : ((await nextMessage(this.link, this.stream, filter)) ?? null);
+    // Read before an append landed on an empty inbox, the oldest is the appended entry itself.
+    const oldestSeq = oldest?.seq ?? known?.newestSeq;
+    if (oldestSeq === undefined) return 0;
+    const oldestExpired = oldest !== null && oldest.time.getTime() < cutoff;
+    if (!oldestExpired && known && known.newestSeq - oldestSeq + 1 <= maxMessages) return 0;
+    return this.pruneExact(filter, cutoff, maxMessages, oldestExpired);
+  }
+
+  /** Counts the user's entries and, past a limit, reads them all (headers only) and deletes the excess by sequence. */
+  private pruneExact(filter: string, cutoff: number, maxMessages: number, oldestExpired: boolean): Promise<number> {
     return readFiltered(this.link, this.stream, { filter, headersOnly: true }, async (pending, fetch) => {
-      const oldest = await oldestRead;
-      if (pending <= maxMessages && (!oldest || oldest.time.getTime() >= cutoff)) return 0;
+      if (pending <= maxMessages && !oldestExpired) return 0;
       const all = await fetch(pending);
       const fresh = all.filter((m) => storedAt(m) >= cutoff);
       const doomed = [...all.filter((m) => storedAt(m) < cutoff), ...fresh.slice(0, Math.max(0, fresh.length - maxMessages))];
