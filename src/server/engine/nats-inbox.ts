@@ -77,7 +77,7 @@ export class NatsInbox implements InboxStore {
       throw new Error(`engine.nats.servers=${opts.servers.join(',')}: cannot create the inbox stream ${inbox.stream}: ${(err as Error).message}`, { cause: err });
     }
     // A server that lost its JetStream state gets the stream back (empty) rather than refusing appends.
-    watchConnection(link.nc, () => void inbox.ensureStream().catch((err) => opts.onError?.(err as Error, 'inbox stream')), opts.onError);
+    watchConnection(link.nc, { reconnect: () => void inbox.ensureStream().catch((err) => opts.onError?.(err as Error, 'inbox stream')), error: opts.onError });
     return inbox;
   }
 

@@ -77,12 +77,13 @@ export async function openJetStream(opts: NatsEngineOptions, role: string): Prom
   }
 }
 
-/** Runs `onReconnect` after every reconnect and reports connection errors, until the connection closes. */
-export function watchConnection(nc: NatsConnection, onReconnect: () => void, onError?: (err: Error, where: string) => void): void {
+/** Reports the connection's ups and downs until it closes. */
+export function watchConnection(nc: NatsConnection, on: { reconnect: () => void; disconnect?: () => void; error?: (err: Error, where: string) => void }): void {
   void (async () => {
     for await (const s of nc.status()) {
-      if (s.type === 'reconnect') onReconnect();
-      else if (s.type === 'error') onError?.(new Error(String(s.data)), 'nats');
+      if (s.type === 'reconnect') on.reconnect();
+      else if (s.type === 'disconnect') on.disconnect?.();
+      else if (s.type === 'error') on.error?.(new Error(String(s.data)), 'nats');
     }
   })();
 }

@@ -11,7 +11,7 @@
  * restart, so writing it to disk would buy nothing. A user's connections are read with one
  * consumer filtered on `<user token>.>`.
  */
-import { StorageType, type KV } from 'nats';
+import { nanos, StorageType, type KV } from 'nats';
 import type { ConnectionInfo, PresenceStore } from './presence.js';
 import {
   checkNatsPrefix,
@@ -24,7 +24,6 @@ import {
   type JetStreamLink,
   type NatsEngineOptions,
 } from './nats-jetstream.js';
-import { nanos } from 'nats';
 
 export interface NatsPresenceOptions extends NatsEngineOptions {
   /** Entry lifetime without a refresh (engine.nats.presenceTtlMs). */
@@ -39,6 +38,8 @@ export class NatsPresence implements PresenceStore {
   private readonly own = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private refreshing = false;
+  /** False while NATS is unreachable: refreshing then would only queue writes that time out. */
+  private online = true;
   private readonly bucket: string;
 
   private constructor(
@@ -62,7 +63,14 @@ export class NatsPresence implements PresenceStore {
       throw new Error(`engine.nats.servers=${opts.servers.join(',')}: cannot open the presence bucket ${presenceBucket(opts.prefix)}: ${(err as Error).message}`, { cause: err });
     }
     const store = new NatsPresence(link, kv, opts);
-    watchConnection(link.nc, () => void store.afterReconnect(), opts.onError);
+    watchConnection(link.nc, {
+      reconnect: () => {
+        store.online = true;
+        void store.afterReconnect();
+      },
+      disconnect: () => (store.online = false),
+      error: opts.onError,
+    });
     store.timer = setInterval(() => void store.refresh(), Math.max(10, Math.floor(opts.ttlMs / 3)));
     store.timer.unref();
     return store;
@@ -96,18 +104,24 @@ export class NatsPresence implements PresenceStore {
 
   /** Rewrites this node's entries, restarting their TTL; called every `ttlMs / 3`. */
   async refresh(): Promise<void> {
-    if (this.refreshing || this.own.size === 0 || this.link.nc.isClosed()) return;
+    if (this.refreshing || !this.online || this.own.size === 0 || this.link.nc.isClosed()) return;
     this.refreshing = true;
+    let failed = 0;
+    let firstError: Error | undefined;
     try {
       await inParallel([...this.own], WRITE_WIDTH, async ([key, json]) => {
-        await this.kv.put(key, json);
-        // `add` or `remove` ran while this write was in flight: what they wrote must stay last.
-        const now = this.own.get(key);
-        if (now === undefined) await this.kv.delete(key);
-        else if (now !== json) await this.kv.put(key, now);
+        try {
+          await this.kv.put(key, json);
+          // `add` or `remove` ran while this write was in flight: what they wrote must stay last.
+          const now = this.own.get(key);
+          if (now === undefined) await this.kv.delete(key);
+          else if (now !== json) await this.kv.put(key, now);
+        } catch (err) {
+          failed++;
+          firstError ??= err as Error;
+        }
       });
-    } catch (err) {
-      this.opts.onError?.(err as Error, 'presence refresh');
+      if (firstError) this.opts.onError?.(new Error(`${failed} of this node's presence entries were not refreshed: ${firstError.message}`), 'presence refresh');
     } finally {
       this.refreshing = false;
     }
