@@ -106,7 +106,10 @@ export class NatsInbox implements InboxStore {
   }
 
   async list(user: string, afterSeq: number, limit: number, limits: InboxLimits): Promise<{ entries: InboxEntry[]; dropped: number }> {
-    const dropped = await this.prune(user, limits);
+    const oldest = (await nextMessage(this.link, this.stream, this.userFilter(user))) ?? null;
+    // Most connects find an empty inbox: that costs this one read, and no consumer.
+    if (!oldest) return { entries: [], dropped: 0 };
+    const dropped = await this.prune(user, limits, { oldest });
     const max = Math.max(0, Math.floor(limit));
     if (max === 0) return { entries: [], dropped };
     const msgs = await readFiltered(this.link, this.stream, { filter: this.userFilter(user), startSeq: Math.max(0, Math.floor(afterSeq)) + 1 }, (pending, fetch) =>
@@ -132,21 +135,20 @@ export class NatsInbox implements InboxStore {
 
   /**
    * Deletes entries older than maxAgeMs, then the oldest beyond maxMessages. Returns how many this
-   * call deleted. `known` (from an append) is the newest entry's seq and the oldest entry as read
-   * around it: stream sequences are shared by all users, so `newestSeq - oldest.seq + 1` bounds the
-   * user's entry count from above, and when that bound is within maxMessages nothing is counted.
+   * call deleted. `known` is the user's oldest entry as the caller read it and, after an append,
+   * the newest entry's seq: stream sequences are shared by all users, so `newestSeq - oldest.seq + 1`
+   * bounds the user's entry count from above, and within maxMessages nothing needs counting.
    */
-  private async prune(user: string, limits: InboxLimits, known?: { newestSeq: number; oldest: StoredMsg | null }): Promise<number> {
-    const filter = this.userFilter(user);
+  private async prune(user: string, limits: InboxLimits, known: { newestSeq?: number; oldest: StoredMsg | null }): Promise<number> {
     const cutoff = Date.now() - limits.maxAgeMs;
     const maxMessages = Math.max(0, Math.floor(limits.maxMessages));
-    const oldest = known ? known.oldest : ((await nextMessage(this.link, this.stream, filter)) ?? null);
+    const { oldest, newestSeq } = known;
     // Read before an append landed on an empty inbox, the oldest is the appended entry itself.
-    const oldestSeq = oldest?.seq ?? known?.newestSeq;
+    const oldestSeq = oldest?.seq ?? newestSeq;
     if (oldestSeq === undefined) return 0;
     const oldestExpired = oldest !== null && oldest.time.getTime() < cutoff;
-    if (!oldestExpired && known && known.newestSeq - oldestSeq + 1 <= maxMessages) return 0;
-    return this.pruneExact(filter, cutoff, maxMessages, oldestExpired);
+    if (!oldestExpired && newestSeq !== undefined && newestSeq - oldestSeq + 1 <= maxMessages) return 0;
+    return this.pruneExact(this.userFilter(user), cutoff, maxMessages, oldestExpired);
   }
 
   /** Counts the user's entries and, past a limit, reads them all (headers only) and deletes the excess by sequence. */
