@@ -17,12 +17,11 @@ import { connect as netConnect, createServer, type Server, type Socket } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { connect as natsConnect } from 'nats';
 import { WebSocket } from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HeraldClient } from '../client/src/index.js';
 import type { HeraldServer } from '../src/server/server.js';
-import { NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
+import { dropNatsStreams, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
 import { CLI, freePort, startCliNode } from './helpers/processes.js';
 import { API_KEY, makeToken, SECRET, sleep, startTestServer, TestSocket } from './helpers/server.js';
 
@@ -222,11 +221,7 @@ const ENGINES: EngineCase[] = [
     up: natsUp,
     upstream: { host: new URL(NATS_URL).hostname, port: Number(new URL(NATS_URL).port || 4222) },
     engine: (prefix, port) => ({ type: 'nats', nats: { servers: [`nats://127.0.0.1:${port}`], prefix } }),
-    cleanup: async (prefix) => {
-      const nc = await natsConnect({ servers: NATS_URL });
-      await (await nc.jetstreamManager()).streams.delete(`${prefix}_history`).catch(() => undefined);
-      await nc.close();
-    },
+    cleanup: (prefix) => dropNatsStreams(prefix),
   },
 ];
 

@@ -1,15 +1,43 @@
 /**
- * Three Herald nodes in one process over one NATS server (one subject prefix and history stream
- * per run). With engine.type "nats", presence and inboxes are per node (memory).
+ * Three Herald nodes in one process over one NATS server (one prefix, so one set of streams, per
+ * run), plus a fourth as a child process for SIGKILL. Presence (KV) and inboxes (a stream) are in
+ * JetStream, shared by every node.
  */
-import { connect } from 'nats';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server/server.js';
-import { NATS_URL, requireNats, uniquePrefix } from './engine/services.js';
-import { api, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { dropNatsStreams, NATS_URL, requireNats, uniquePrefix } from './engine/services.js';
+import { CLI, freePort, startCliNode } from './helpers/processes.js';
+import { api, API_KEY, makeToken, SECRET, sleep, startTestServer, TestSocket, type Frame } from './helpers/server.js';
 
 const natsUp = await requireNats();
 const prefix = uniquePrefix('herald_cluster_');
+const PRESENCE_TTL_MS = 1000;
+const engine = { type: 'nats', nats: { servers: [NATS_URL], prefix, presenceTtlMs: PRESENCE_TTL_MS } };
+const startNodes = (): Promise<HeraldServer[]> => Promise.all(['node-a', 'node-b', 'node-c'].map((nodeName) => startTestServer({ server: { nodeName }, engine })));
+
+/** Polls `read` until `done` holds for its value or `ms` pass; returns the last value. */
+async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  let v = await read();
+  while (!done(v) && Date.now() < deadline) {
+    await sleep(50);
+    v = await read();
+  }
+  return v;
+}
+
+type Listed = Array<{ connectionId: string; node: string; user: string }>;
+const connectionsOf = async (server: HeraldServer, user: string): Promise<Listed> => {
+  const res = await api(server, 'GET', `/api/v1/users/${encodeURIComponent(user)}/connections`);
+  expect(res.status).toBe(200);
+  return res.body.connections as Listed;
+};
+const nodesOf = (list: Listed) => list.map((c) => c.node).sort();
+const ack = (s: TestSocket, ...msgIds: string[]) => s.send({ type: 'ack', msgIds });
 
 describe.skipIf(!natsUp)('cluster over NATS (three nodes)', () => {
   let a: HeraldServer;
@@ -18,17 +46,19 @@ describe.skipIf(!natsUp)('cluster over NATS (three nodes)', () => {
   const sockets: TestSocket[] = [];
   const track = (s: TestSocket) => (sockets.push(s), s);
 
+  const children: ChildProcess[] = [];
+  const dirs: string[] = [];
+
   beforeAll(async () => {
-    const engine = { type: 'nats', nats: { servers: [NATS_URL], prefix } };
-    [a, b, c] = (await Promise.all(['node-a', 'node-b', 'node-c'].map((nodeName) => startTestServer({ server: { nodeName }, engine })))) as [HeraldServer, HeraldServer, HeraldServer];
+    [a, b, c] = (await startNodes()) as [HeraldServer, HeraldServer, HeraldServer];
   });
 
   afterAll(async () => {
     for (const s of sockets) s.close();
+    for (const p of children) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     await Promise.all([a, b, c].map((n) => n?.close()));
-    const nc = await connect({ servers: NATS_URL });
-    await (await nc.jetstreamManager()).streams.delete(`${prefix}_history`).catch(() => undefined);
-    await nc.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    await dropNatsStreams(prefix);
   });
 
   it('a publish on A reaches channel subscribers on B and C; order holds across publishing nodes', async () => {
@@ -74,5 +104,86 @@ describe.skipIf(!natsUp)('cluster over NATS (three nodes)', () => {
 
   it('fails start-up with an error naming engine.nats.servers when NATS is unreachable', async () => {
     await expect(startTestServer({ engine: { type: 'nats', nats: { servers: ['nats://127.0.0.1:1'], prefix } } })).rejects.toThrow(/engine\.nats\.servers=nats:\/\/127\.0\.0\.1:1/);
+  });
+
+  it("lists a user's connections on every node from the HTTP API of any node", async () => {
+    const phone = track(await TestSocket.connect(a, { sub: 'carol' }));
+    track(await TestSocket.connect(c, { sub: 'carol' }));
+    track(await TestSocket.connect(c, { sub: 'not-carol' }));
+    for (const server of [a, b, c]) {
+      const list = await until(() => connectionsOf(server, 'carol'), (l) => l.length === 2);
+      expect(nodesOf(list)).toEqual(['node-a', 'node-c']);
+      expect(list.every((x) => x.user === 'carol')).toBe(true);
+      expect(new Set(list.map((x) => x.connectionId)).size).toBe(2);
+    }
+    phone.close();
+    await phone.closed;
+    // A disconnect removes the entry at once (not by expiry): node B, which never held carol, sees it.
+    expect(nodesOf(await until(() => connectionsOf(b, 'carol'), (l) => l.length === 1))).toEqual(['node-c']);
+  });
+
+  it('an at-least-once message for an offline user waits in the shared inbox and is delivered on another node', async () => {
+    const published = [];
+    for (let i = 1; i <= 3; i++) published.push(await a.publish({ user: 'dora', eventType: 'n', payload: i, delivery: 'at-least-once' }));
+    expect(await c.node.inbox.size('dora')).toBe(3);
+    const laptop = track(await TestSocket.connect(c, { sub: 'dora' }));
+    const got = await laptop.waitMessages(3);
+    expect(got.map((m: Frame) => m.message.payload)).toEqual([1, 2, 3]);
+    expect(got.every((m: Frame) => m.inbox === true && m.ack === true && m.target === 'user')).toBe(true);
+    expect(got.map((m: Frame) => m.message.msgId)).toEqual(published.map((p) => p.msgId));
+    // Acknowledged on C: gone for every node.
+    ack(laptop, ...got.map((m: Frame) => m.message.msgId));
+    expect(await until(() => b.node.inbox.size('dora'), (n) => n === 0)).toBe(0);
+    laptop.close();
+    await laptop.closed;
+    const phone = track(await TestSocket.connect(b, { sub: 'dora' }));
+    await sleep(300);
+    expect(phone.messages()).toHaveLength(0);
+  });
+
+  it.skipIf(!existsSync(CLI))('a node killed with SIGKILL: its presence entries expire, the inbox it accepted into is delivered elsewhere', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-nats-kill-'));
+    dirs.push(dir);
+    const port = await freePort();
+    const file = join(dir, 'node.json');
+    writeFileSync(file, JSON.stringify({
+      server: { host: '127.0.0.1', port, nodeName: 'node-doomed' },
+      auth: { jwt: { hmacSecret: SECRET } },
+      api: { keys: [API_KEY] },
+      engine,
+      log: { level: 'info' },
+    }));
+    const doomed = await startCliNode(file, children);
+    const onDoomed = await TestSocket.open(`ws://127.0.0.1:${port}/ws`);
+    sockets.push(onDoomed);
+    expect((await onDoomed.request({ type: 'connect', token: await makeToken({ sub: 'erin' }) })).type).toBe('connected');
+    track(await TestSocket.connect(b, { sub: 'erin' }));
+    expect(nodesOf(await until(() => connectionsOf(a, 'erin'), (l) => l.length === 2))).toEqual(['node-b', 'node-doomed']);
+
+    // The doomed node accepts an at-least-once message for an offline user, then dies at once.
+    const res = await fetch(`http://127.0.0.1:${port}/api/v1/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ user: 'frank', eventType: 'kept', payload: { n: 1 }, delivery: 'at-least-once' }),
+    });
+    expect(res.status).toBe(200);
+    const { msgId } = (await res.json()) as { msgId: string };
+    doomed.kill('SIGKILL');
+    await new Promise((r) => doomed.once('exit', r));
+
+    // Nobody removed the doomed node's entry: it leaves by expiry; node B's entry stays.
+    const after = await until(() => connectionsOf(a, 'erin'), (l) => l.length === 1, PRESENCE_TTL_MS * 3 + 5000);
+    expect(nodesOf(after)).toEqual(['node-b']);
+    const frank = track(await TestSocket.connect(c, { sub: 'frank' }));
+    expect(await frank.next((f) => f.type === 'message')).toMatchObject({ inbox: true, message: { msgId, payload: { n: 1 } } });
+  });
+
+  it('a restarted cluster still delivers what waited in the inbox', async () => {
+    const { msgId } = await b.publish({ user: 'gus', eventType: 'durable', payload: 'still here', delivery: 'at-least-once' });
+    for (const s of sockets.splice(0)) s.close();
+    await Promise.all([a, b, c].map((n) => n.close()));
+    [a, b, c] = (await startNodes()) as [HeraldServer, HeraldServer, HeraldServer];
+    const gus = track(await TestSocket.connect(a, { sub: 'gus' }));
+    expect(await gus.next((f) => f.type === 'message')).toMatchObject({ inbox: true, message: { msgId, payload: 'still here' } });
   });
 });

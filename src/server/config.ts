@@ -73,7 +73,7 @@ export interface HeraldConfig {
       prefix: string;
       presenceTtlMs: number;
     };
-    nats: { servers: string[]; prefix: string };
+    nats: { servers: string[]; prefix: string; presenceTtlMs: number; replicas: number };
   };
   /**
    * Streams Herald consumes messages from (seed 3.2). Each entry is a publish request whose

@@ -4,6 +4,7 @@
  * missing service is a failure: CI must never go green by silently testing nothing.
  */
 import { connect } from 'node:net';
+import { connect as natsConnect } from 'nats';
 
 export const REDIS_URL = process.env.HERALD_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const NATS_URL = process.env.HERALD_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -45,4 +46,12 @@ export function requireNats(): Promise<boolean> {
 /** A key/subject prefix no other test run shares. */
 export function uniquePrefix(base: string): string {
   return `${base}${process.pid.toString(36)}${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/** Deletes every JetStream stream Herald makes under a NATS prefix: history, inbox and the presence bucket. */
+export async function dropNatsStreams(prefix: string): Promise<void> {
+  const nc = await natsConnect({ servers: NATS_URL });
+  const jsm = await nc.jetstreamManager();
+  for (const name of [`${prefix}_history`, `${prefix}_inbox`, `KV_${prefix}_presence`]) await jsm.streams.delete(name).catch(() => undefined);
+  await nc.close();
 }

@@ -13,6 +13,8 @@ import { SqliteIdempotency } from './sqlite-idempotency.js';
 import { SqliteInbox } from './sqlite-inbox.js';
 import type { IdempotencyStore } from '../idempotency.js';
 import { NatsBroker } from './nats-broker.js';
+import { NatsInbox } from './nats-inbox.js';
+import { NatsPresence } from './nats-presence.js';
 import type { PresenceStore } from './presence.js';
 import { RedisBroker } from './redis-broker.js';
 import type { RedisTarget } from './redis-connection.js';
@@ -107,19 +109,30 @@ function redisTargetOf(redis: HeraldConfig['engine']['redis']): RedisTarget {
 }
 
 /**
- * NATS carries dispatches and JetStream keeps channel history. Presence and inbox stay in process
- * memory: with NATS, a user's connection list covers this node only and inboxes do not survive a
- * restart. The broker connects in `start` and fails it naming engine.nats.servers.
+ * NATS carries dispatches; JetStream keeps channel history, inboxes (a stream) and presence (a KV
+ * bucket), all shared by every node. Presence and inbox connect here, so an unreachable NATS fails
+ * start-up naming engine.nats.servers before anything listens; the broker connects in `start`.
  */
-function createNatsEngines(config: Readonly<HeraldConfig>, log: FastifyBaseLogger): Engines {
-  const { servers, prefix } = config.engine.nats;
+async function createNatsEngines(config: Readonly<HeraldConfig>, log: FastifyBaseLogger): Promise<Engines> {
+  const { servers, prefix, presenceTtlMs, replicas } = config.engine.nats;
+  const onError = (err: Error, where: string) => log.warn({ err: err.message, where }, 'nats problem');
   const windows = [config.channels.history, ...Object.values(config.channels.namespaces).map((n) => ({ ...config.channels.history, ...n.history }))];
   const broker = new NatsBroker({
     servers,
     prefix,
+    replicas,
     maxHistorySize: Math.max(...windows.map((w) => w.size)),
     retainMs: Math.max(86_400_000, ...windows.map((w) => 2 * w.ttlMs)),
-    onError: (err, where) => log.warn({ err: err.message, where }, 'nats problem'),
+    onError,
   });
-  return { broker, presence: new MemoryPresence(), inbox: new MemoryInbox() };
+  // An hour past the inbox age limit, as with Redis: a late reader still learns how many expired.
+  const inbox = await NatsInbox.connect({ servers, prefix, replicas, onError, retainMs: config.inbox.maxAgeMs + 3_600_000 });
+  let presence: NatsPresence;
+  try {
+    presence = await NatsPresence.connect({ servers, prefix, replicas, onError, ttlMs: presenceTtlMs });
+  } catch (err) {
+    await inbox.close();
+    throw err;
+  }
+  return { broker, presence, inbox };
 }

@@ -56,6 +56,8 @@ export interface NatsBrokerOptions {
   maxHistorySize?: number;
   /** How long the stream keeps messages at most (ms); at least the largest channel TTL. Default 24 h. */
   retainMs?: number;
+  /** engine.nats.replicas: replicas of the history stream when Herald creates it. Default 1. */
+  replicas?: number;
   /** Publish and history requests fail after this long (ms). Default 3000. */
   requestTimeoutMs?: number;
   onError?: (err: Error, where: string) => void;
@@ -273,7 +275,7 @@ export class NatsBroker implements Broker {
       discard: DiscardPolicy.Old,
       max_msgs_per_subject: Math.max(1, this.opts.maxHistorySize ?? 1000),
       max_age: nanos(Math.max(60_000, this.opts.retainMs ?? 86_400_000)),
-      num_replicas: 1,
+      num_replicas: this.opts.replicas ?? 1,
     };
     let info;
     try {
