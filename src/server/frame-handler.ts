@@ -225,7 +225,7 @@ export class FrameHandler {
         if (send) send(session);
         else session.enqueue(bytes);
       }
-      session.subs.set(channel, undefined);
+      node.hub.recovered(session, channel);
       node.presence.add(node.connectionInfo(session)).catch(() => undefined);
     } catch (err) {
       if (node.hub.unsubscribe(session, channel)) node.unsubscribeBroker({ kind: 'channel', channel });

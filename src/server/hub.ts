@@ -23,6 +23,10 @@ export class Hub implements SessionOwner {
   private readonly byIp = new Map<string, number>();
   private dirty: Session[] = [];
   private flushQueued = false;
+  /** Frames written directly (not queued) since the last end of tick, for the flush metrics. */
+  private directWrites = 0;
+  /** Advances at every end-of-tick flush; a session writes directly at most once per tick. */
+  tick = 0;
   private holds = 0;
   subscriptionCount = 0;
 
@@ -81,13 +85,23 @@ export class Hub implements SessionOwner {
   /** Returns true when this is the channel's first local subscriber. */
   subscribe(session: Session, channel: string, recovering: boolean): boolean {
     session.subs.set(channel, recovering ? { frames: [] } : undefined);
+    if (recovering) session.recovering++;
     this.subscriptionCount++;
     return addTo(this.byChannel, channel, session);
   }
 
+  /** A subscription's recovery is done: live frames go straight to the connection again. */
+  recovered(session: Session, channel: string): void {
+    if (!session.subs.get(channel)) return;
+    session.subs.set(channel, undefined);
+    session.recovering--;
+  }
+
   /** Returns true when the channel has no local subscribers left. */
   unsubscribe(session: Session, channel: string): boolean {
-    if (!session.subs.delete(channel)) return false;
+    if (!session.subs.has(channel)) return false;
+    if (session.subs.get(channel)) session.recovering--;
+    session.subs.delete(channel);
     this.subscriptionCount--;
     return removeFrom(this.byChannel, channel, session);
   }
@@ -113,7 +127,7 @@ export class Hub implements SessionOwner {
     let n = 0;
     for (const s of set) {
       if (filter && !filter.test(s.tags)) continue;
-      const recovering = s.subs.get(channel);
+      const recovering = s.recovering > 0 ? s.subs.get(channel) : undefined;
       if (recovering) recovering.frames.push(sendTo ? { offset, frame, send: sendTo } : { offset, frame });
       else if (sendTo) sendTo(s);
       else s.enqueue(frame);
@@ -182,6 +196,15 @@ export class Hub implements SessionOwner {
 
   scheduleFlush(session: Session): void {
     this.dirty.push(session);
+    this.endTickSoon();
+  }
+
+  wroteDirectly(): void {
+    this.directWrites++;
+    this.endTickSoon();
+  }
+
+  private endTickSoon(): void {
     if (!this.flushQueued) {
       this.flushQueued = true;
       // After the current job and its promise chain, before the event loop polls again: every
@@ -197,9 +220,11 @@ export class Hub implements SessionOwner {
 
   readonly flushAll = (): void => {
     this.flushQueued = false;
+    this.tick++;
     const dirty = this.dirty;
     this.dirty = [];
-    let frames = 0;
+    let frames = this.directWrites;
+    this.directWrites = 0;
     for (const s of dirty) frames += s.flush();
     if (frames > 0) this.events.onFlushed(frames);
   };

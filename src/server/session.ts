@@ -22,6 +22,10 @@ export type SessionState = 'connecting' | 'connected' | 'closed';
 export interface SessionOwner {
   /** Marks the session for a flush at the end of this tick. */
   scheduleFlush(session: Session): void;
+  /** Number of the current tick; it changes once the end-of-tick flush has run. */
+  readonly tick: number;
+  /** A frame was written directly in this tick: make sure the tick ends (and counts it). */
+  wroteDirectly(): void;
   /** True while a batch is being fanned out: frames then wait to leave together. */
   readonly holding: boolean;
   /** Reports a slow-consumer close (metrics, logs). */
@@ -35,6 +39,8 @@ export class Session implements WheelEntry {
   tags: Tags = {};
   /** channel → undefined when live, or the buffer of a recovery in progress. */
   readonly subs = new Map<string, RecoveringBuffer | undefined>();
+  /** How many of `subs` are recovering; while 0, fan-out skips looking the channel up. */
+  recovering = 0;
   readonly connectedAt = Date.now();
 
   // Heartbeat bookkeeping, driven by the node's timer wheel.
@@ -53,6 +59,8 @@ export class Session implements WheelEntry {
   private grace = 0;
   private queuedBytes = 0;
   private flushScheduled = false;
+  /** The owner's tick in which a frame was last written directly (-1: never). */
+  private directTick = -1;
 
   constructor(
     readonly id: string,
@@ -87,19 +95,20 @@ export class Session implements WheelEntry {
     }
     // The common case — one message for this connection in this tick — goes out at once, so the
     // first subscriber is not kept waiting while the rest are queued. Anything behind it in the
-    // same tick (or everything, during a batch) is queued and leaves in one write.
-    if (!this.flushScheduled && !this.owner.holding) {
+    // same tick (or everything, during a batch) is queued and leaves in one write at the flush.
+    // Comparing tick numbers keeps the direct path free of per-session flush bookkeeping.
+    const owner = this.owner;
+    if (!this.flushScheduled && this.directTick !== owner.tick && !owner.holding) {
+      this.directTick = owner.tick;
       this.transport.write([frame]);
-      // Later frames in this tick queue behind it and leave together at the flush.
-      this.flushScheduled = true;
-      this.owner.scheduleFlush(this);
+      owner.wroteDirectly();
       return true;
     }
     this.queue.push(frame);
     this.queuedBytes += frame.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      this.owner.scheduleFlush(this);
+      owner.scheduleFlush(this);
     }
     return true;
   }
@@ -108,7 +117,7 @@ export class Session implements WheelEntry {
   flush(): number {
     this.flushScheduled = false;
     const n = this.queue.length;
-    if (n === 0 || this.state === 'closed') return 1; // a frame written directly this tick
+    if (n === 0 || this.state === 'closed') return 0;
     const frames = this.queue;
     this.queue = [];
     this.queuedBytes = 0;
