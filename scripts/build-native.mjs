@@ -3,7 +3,7 @@
 // src/server/transport/direct-send.ts) with node-gyp when its output is missing or older than its
 // source. Run by `npm run build`. A failed build is reported loudly but does not fail the build:
 // Herald then writes through socket.write, which is correct, only slower per delivery.
-// HERALD_NATIVE_SEND=0 skips it (and disables the addon at run time).
+// SKIP_NATIVE_SEND=1 skips it (server.nativeSend=false turns the addon off at run time).
 import { execFileSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -13,7 +13,7 @@ const dir = join(dirname(fileURLToPath(import.meta.url)), '..', 'native', 'heral
 const output = join(dir, 'build', 'Release', 'herald_send.node');
 const sources = [join(dir, 'src', 'herald_send.c'), join(dir, 'binding.gyp')];
 
-if (process.env.HERALD_NATIVE_SEND === '0') process.exit(0);
+if (process.env.SKIP_NATIVE_SEND === '1') process.exit(0);
 const upToDate = existsSync(output) && sources.every((s) => statSync(s).mtimeMs <= statSync(output).mtimeMs);
 if (upToDate) process.exit(0);
 

@@ -10,6 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { directSendAvailable, plainTcpFd, sendFrame } from '../src/server/transport/direct-send.js';
+import { WebSocket, WebSocketServer } from 'ws';
+import { encodeTextFrame } from '../src/server/transport/ws-frame.js';
+import { WsTransport } from '../src/server/transport/ws-transport.js';
+import { api, startTestServer, TestSocket } from './helpers/server.js';
 
 let server: Server | undefined;
 let dir: string | undefined;
@@ -112,5 +116,82 @@ describe('direct send', () => {
     for (let i = 0; i < 20; i++) expect(() => sendFrame(writer, plainTcpFd(writer), Buffer.alloc(1000))).not.toThrow();
     await new Promise((r) => setTimeout(r, 50));
     writer.destroy();
+  });
+});
+
+describe('fan-out with server.nativeSend on and off', () => {
+  for (const nativeSend of [true, false]) {
+    it(`delivers every message once and in order (nativeSend ${nativeSend})`, async () => {
+      const herald = await startTestServer({ server: { nativeSend } });
+      try {
+        const subs = await Promise.all([1, 2, 3].map((i) => TestSocket.connect(herald, { sub: `u${i}` })));
+        for (const s of subs) await s.subscribe('ds:1');
+        // A batch lands several frames on each connection in one tick (queued path); singles are
+        // each a connection's first frame of its tick (direct path).
+        const batch = Array.from({ length: 5 }, (_, i) => ({ channel: 'ds:1', eventType: 'n', payload: { n: i } }));
+        expect((await api(herald, 'POST', '/api/v1/publish/batch', { messages: batch })).status).toBe(200);
+        for (let n = 5; n < 40; n++) expect((await api(herald, 'POST', '/api/v1/publish', { channel: 'ds:1', eventType: 'n', payload: { n } })).status).toBe(200);
+        for (const s of subs) {
+          for (let n = 0; n < 40; n++) expect((await s.next((f) => f.type === 'message')).message.payload).toEqual({ n });
+        }
+      } finally {
+        await herald.close();
+      }
+    });
+  }
+
+  it('finishes partial and refused batch sends: large messages to stalled readers arrive whole and in order', async () => {
+    const herald = await startTestServer({ server: { nativeSend: true }, limits: { maxMessageBytes: 2_000_000, maxQueueBytes: 64_000_000 } });
+    try {
+      const subs = await Promise.all([1, 2, 3, 4].map((i) => TestSocket.connect(herald, { sub: `big${i}` })));
+      for (const s of subs) await s.subscribe('ds:big');
+      // Readers stop reading, so the socket buffers fill: each publish is a batch send that is
+      // partial or refused, and what the kernel did not take must go out ahead of later frames.
+      const raw = subs.map((s) => (s.ws as unknown as { _socket: Socket })._socket);
+      for (const r of raw) r.pause();
+      const text = 'x'.repeat(700_000);
+      for (let n = 0; n < 8; n++) {
+        // Halfway, the readers start again: the kernel then has room while socket.write still
+        // holds the rest of earlier frames, and a batch send must not overtake them.
+        if (n === 4) for (const r of raw) r.resume();
+        expect((await api(herald, 'POST', '/api/v1/publish', { channel: 'ds:big', eventType: 'n', payload: { n, text } })).status).toBe(200);
+      }
+      for (const s of subs) {
+        for (let n = 0; n < 8; n++) {
+          const m = await s.next((f) => f.type === 'message', 10_000);
+          expect(m.message.payload.n).toBe(n);
+          expect(m.message.payload.text).toBe(text);
+        }
+      }
+    } finally {
+      await herald.close();
+    }
+  });
+
+  it('offers a socket for direct sends only while nothing is pending on it', async () => {
+    if (!directSendAvailable) return;
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await once(wss, 'listening');
+    const accepted = once(wss, 'connection') as Promise<[WebSocket]>;
+    const client = new WebSocket(`ws://127.0.0.1:${(wss.address() as { port: number }).port}`);
+    await once(client, 'open');
+    const [ws] = await accepted;
+    try {
+      const transport = new WsTransport(ws, '127.0.0.1');
+      expect(transport.directFd()).toBeGreaterThanOrEqual(0);
+      (client as unknown as { _socket: Socket })._socket.pause();
+      // More than the socket buffers take: socket.write keeps the rest pending.
+      transport.write([encodeTextFrame('y'.repeat(8 << 20))]);
+      expect(transport.bufferedAmount).toBeGreaterThan(0);
+      expect(transport.directFd()).toBe(-1);
+      (client as unknown as { _socket: Socket })._socket.resume();
+      await once(client, 'message');
+      while (transport.bufferedAmount > 0) await new Promise((r) => setTimeout(r, 5));
+      expect(transport.directFd()).toBeGreaterThanOrEqual(0);
+      expect(new WsTransport(ws, '127.0.0.1', false).directFd()).toBe(-1);
+    } finally {
+      client.terminate();
+      wss.close();
+    }
   });
 });

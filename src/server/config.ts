@@ -16,7 +16,7 @@ export interface HistoryConfig {
 }
 
 export interface HeraldConfig {
-  server: { host: string; port: number; nodeName: string; demoPage: boolean; trustProxy: boolean; workers: number };
+  server: { host: string; port: number; nodeName: string; demoPage: boolean; trustProxy: boolean; workers: number; nativeSend: boolean };
   auth: {
     anonymous: boolean;
     jwt: {

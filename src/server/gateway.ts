@@ -106,7 +106,7 @@ export class Gateway {
     const raw = (ws as unknown as { _socket: Duplex & { __heraldBound?: boolean } })._socket;
     raw.__heraldBound = true;
     const node = this.node;
-    const session = node.attach(new WsTransport(ws, ip), token);
+    const session = node.attach(new WsTransport(ws, ip, node.config.server.nativeSend), token);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) {
         node.metrics.invalidFrames.inc({ code: 'binary' });

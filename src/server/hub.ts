@@ -1,8 +1,10 @@
 /**
  * The hub is this node's registry of sessions and its indexes — by channel, by user and by tag —
  * and the fan-out loop. A message for N sessions is encoded into one wire frame and the same
- * bytes are queued N times; the queues are flushed once at the end of the tick.
+ * bytes go to all N: a connection's first frame of a tick is sent at once (for a large audience,
+ * all such sends in one native call), later ones queue and leave in one write at the end of the tick.
  */
+import { sendMany, type SendMany } from './transport/direct-send.js';
 import type { Session, SessionOwner } from './session.js';
 import { indexKey, type CompiledFilter } from './tag-filter.js';
 
@@ -27,6 +29,8 @@ export class Hub implements SessionOwner {
   private directWrites = 0;
   /** Advances at every end-of-tick flush; a session writes directly at most once per tick. */
   tick = 0;
+  /** Reused by every fan-out; undefined without the native addon. */
+  private readonly batch = sendMany ? new DirectBatch(sendMany, (count) => this.wroteDirectly(count)) : undefined;
   private holds = 0;
   subscriptionCount = 0;
 
@@ -124,15 +128,17 @@ export class Hub implements SessionOwner {
   fanoutChannel(channel: string, frame: Buffer, offset: number, filter: CompiledFilter | undefined, sendTo?: Recipient): number {
     const set = this.byChannel.get(channel);
     if (!set) return 0;
+    const batch = sendTo ? undefined : this.directBatch(set.size);
     let n = 0;
     for (const s of set) {
       if (filter && !filter.test(s.tags)) continue;
       const recovering = s.recovering > 0 ? s.subs.get(channel) : undefined;
       if (recovering) recovering.frames.push(sendTo ? { offset, frame, send: sendTo } : { offset, frame });
       else if (sendTo) sendTo(s);
-      else s.enqueue(frame);
+      else if (!batch?.add(s, frame)) s.enqueue(frame);
       n++;
     }
+    batch?.send(frame);
     return n;
   }
 
@@ -151,14 +157,26 @@ export class Hub implements SessionOwner {
 
   /** Broadcast, optionally narrowed by a tag filter (resolved through the tag index where possible). */
   fanoutAll(frame: Buffer, filter: CompiledFilter | undefined, sendTo?: Recipient): number {
+    const batch = sendTo ? undefined : this.directBatch(this.sessions.size);
     let n = 0;
     for (const s of this.candidates(filter)) {
       if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
       if (sendTo) sendTo(s);
-      else s.enqueue(frame);
+      else if (!batch?.add(s, frame)) s.enqueue(frame);
       n++;
     }
+    batch?.send(frame);
     return n;
+  }
+
+  /**
+   * The batch a large fan-out collects its direct sends in (one native call for all of them), or
+   * undefined when the addon is not loaded or the audience is too small to gain from it.
+   */
+  private directBatch(audience: number): DirectBatch | undefined {
+    if (!this.batch || audience < 2 || this.holds > 0) return undefined;
+    this.batch.reset(audience);
+    return this.batch;
   }
 
   /** Sessions that may match the filter: index buckets when the filter allows, else everyone. */
@@ -199,8 +217,8 @@ export class Hub implements SessionOwner {
     this.endTickSoon();
   }
 
-  wroteDirectly(): void {
-    this.directWrites++;
+  wroteDirectly(count = 1): void {
+    this.directWrites += count;
     this.endTickSoon();
   }
 
@@ -236,6 +254,51 @@ export class Hub implements SessionOwner {
     return total;
   }
 
+}
+
+/**
+ * Sockets that take the same frame directly, gathered during one fan-out loop and sent with one
+ * native call after it. Between `add` and `send` nothing else runs, so no session can have been
+ * written to in between and the order of its frames holds.
+ */
+class DirectBatch {
+  private fds = new Int32Array(256);
+  private results = new Int32Array(256);
+  private sessions: Session[] = [];
+  private count = 0;
+
+  constructor(
+    private readonly sendMany: SendMany,
+    private readonly onSent: (count: number) => void,
+  ) {}
+
+  reset(capacity: number): void {
+    this.count = 0;
+    if (this.fds.length < capacity) {
+      this.fds = new Int32Array(capacity);
+      this.results = new Int32Array(capacity);
+    }
+  }
+
+  /** Takes `s` into the batch when it can be sent to directly; false means: enqueue instead. */
+  add(s: Session, frame: Buffer): boolean {
+    const fd = s.directFd(frame);
+    if (fd < 0) return false;
+    this.fds[this.count] = fd;
+    this.sessions[this.count++] = s;
+    return true;
+  }
+
+  send(frame: Buffer): void {
+    const count = this.count;
+    if (count === 0) return;
+    this.sendMany(this.fds, count, frame, this.results);
+    for (let i = 0; i < count; i++) this.sessions[i]!.sentDirect(frame, this.results[i]!);
+    this.onSent(count);
+    this.count = 0;
+    // Drop the references so closed sessions are not kept alive until the next fan-out.
+    this.sessions.length = 0;
+  }
 }
 
 function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean {

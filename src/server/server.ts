@@ -15,6 +15,7 @@ import { pollRoutes } from './http/poll-routes.js';
 import { createEngines } from './engine/create-engines.js';
 import { defaultNodeName, HeraldNode, type NodeEngines, type PublishRequest, type PublishResult } from './node.js';
 import { startIngest } from './ingest/ingest.js';
+import { directSendAvailable } from './transport/direct-send.js';
 
 export const HERALD_VERSION = '0.1.0';
 
@@ -95,7 +96,8 @@ export async function startHerald(opts: StartOptions | DeepPartial<HeraldConfig>
   const port = (app.server.address() as AddressInfo).port;
   const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
   setReady(true);
-  app.log.info({ port, node: node.name, engine: config.engine.type }, `Herald listening on http://${host}:${port} (WebSocket at /ws)`);
+  const writes = !config.server.nativeSend ? 'socket.write (server.nativeSend is off)' : directSendAvailable ? 'native send(2)' : 'socket.write (native/herald-send is not built: run `npm run build`)';
+  app.log.info({ port, node: node.name, engine: config.engine.type, fanoutWrites: writes }, `Herald listening on http://${host}:${port} (WebSocket at /ws)`);
   let closing: Promise<void> | undefined;
   const shutdown = (deadlineMs = config.shutdown.drainTimeoutMs): Promise<void> =>
     (closing ??= (async () => {

@@ -24,8 +24,8 @@ export interface SessionOwner {
   scheduleFlush(session: Session): void;
   /** Number of the current tick; it changes once the end-of-tick flush has run. */
   readonly tick: number;
-  /** A frame was written directly in this tick: make sure the tick ends (and counts it). */
-  wroteDirectly(): void;
+  /** Frames were written directly in this tick: make sure the tick ends (and counts them). */
+  wroteDirectly(count?: number): void;
   /** True while a batch is being fanned out: frames then wait to leave together. */
   readonly holding: boolean;
   /** Reports a slow-consumer close (metrics, logs). */
@@ -111,6 +111,24 @@ export class Session implements WheelEntry {
       owner.scheduleFlush(this);
     }
     return true;
+  }
+
+  /**
+   * The descriptor to send `frame` to directly, as part of a fan-out batch, when this would be
+   * the connection's first frame of the tick with nothing queued; else -1 (use `enqueue`). The
+   * caller must then call `sentDirect` before anything else is written to this session.
+   */
+  directFd(frame: Buffer): number {
+    const owner = this.owner;
+    if (this.flushScheduled || this.directTick === owner.tick || owner.holding || this.state === 'closed' || frame.length > this.maxQueueBytes) return -1;
+    return this.transport.directFd?.() ?? -1;
+  }
+
+  /** A batch send gave this session `written` bytes of `frame`; the rest leaves normally. */
+  sentDirect(frame: Buffer, written: number): void {
+    this.directTick = this.owner.tick;
+    this.grace = 0;
+    if (written !== frame.length) this.transport.finishDirect!(frame, written);
   }
 
   /** Hands everything queued to the transport in one write. Returns the number of frames written. */

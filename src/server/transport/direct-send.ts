@@ -5,7 +5,8 @@
  * publish that bookkeeping is most of the user-space CPU of a delivery. When the addon is built,
  * a frame for a socket with nothing else pending goes straight to the kernel; anything unusual
  * (data already queued, a partial write, EAGAIN, an error) takes the normal `socket.write` path,
- * so ordering and error handling stay Node's. Without the addon everything uses `socket.write`.
+ * so ordering and error handling stay Node's. Without the addon, or with `server.nativeSend`
+ * false, everything uses `socket.write`.
  */
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
@@ -13,10 +14,11 @@ import type { Socket } from 'node:net';
 interface NativeSend {
   /** Bytes written, or −errno. Never blocks, never raises SIGPIPE. */
   send(fd: number, data: Buffer): number;
+  /** `send` of the same bytes to `fds[0…count)`; results[i] = bytes written or −errno. */
+  sendMany(fds: Int32Array, count: number, data: Buffer, results: Int32Array): void;
 }
 
 function load(): NativeSend | undefined {
-  if (process.env.HERALD_NATIVE_SEND === '0') return undefined;
   const require = createRequire(import.meta.url);
   for (const path of ['../../../../native/herald-send/build/Release/herald_send.node', '../../../native/herald-send/build/Release/herald_send.node']) {
     try {
@@ -30,10 +32,17 @@ function load(): NativeSend | undefined {
 
 const native = load();
 
-/** True when frames may bypass `socket.write` on this process. */
+/** True when the addon is built and loaded, so frames may bypass `socket.write` (`server.nativeSend`). */
 export const directSendAvailable = native !== undefined;
 
-/** The file descriptor of a plain TCP socket (never TLS or a pipe), or -1. */
+/**
+ * Sends one frame to many sockets in one native call; undefined without the addon. Callers pass
+ * only sockets with nothing pending and finish partial or refused sends through `socket.write`.
+ */
+export type SendMany = NativeSend['sendMany'];
+export const sendMany: SendMany | undefined = native?.sendMany;
+
+/** The file descriptor of a plain TCP socket (never TLS or a pipe) when the addon is loaded, or -1. */
 export function plainTcpFd(socket: Socket): number {
   const handle = (socket as unknown as { _handle?: { fd?: number; constructor?: { name?: string } } })._handle;
   if (!native || !handle || handle.constructor?.name !== 'TCP' || 'encrypted' in socket) return -1;

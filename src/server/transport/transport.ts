@@ -11,5 +11,12 @@ export interface Transport {
   close(code: number, reason: string): void;
   /** Destroys the connection at once. */
   terminate(): void;
+  /**
+   * The socket's descriptor when a frame may be sent to it directly right now (a plain TCP socket
+   * with nothing pending), else -1. Optional: transports without it always take `write`.
+   */
+  directFd?(): number;
+  /** After a direct send took `written` bytes of `frame` (negative: −errno), writes the rest normally. */
+  finishDirect?(frame: Buffer, written: number): void;
   readonly remoteAddress: string;
 }

@@ -17,9 +17,9 @@ export class WsTransport implements Transport {
   private readonly fd: number;
   readonly remoteAddress: string;
 
-  constructor(private readonly ws: WebSocket, remoteAddress: string) {
+  constructor(private readonly ws: WebSocket, remoteAddress: string, nativeSend = true) {
     this.socket = (ws as unknown as { _socket: Socket })._socket;
-    this.fd = plainTcpFd(this.socket);
+    this.fd = nativeSend ? plainTcpFd(this.socket) : -1;
     this.remoteAddress = remoteAddress;
   }
 
@@ -27,6 +27,16 @@ export class WsTransport implements Transport {
     const socket = this.socket;
     if (socket.destroyed || !socket.writable || this.ws.readyState !== 1) return;
     sendFrame(socket, this.fd, frames.length === 1 ? frames[0]! : Buffer.concat(frames as Buffer[]));
+  }
+
+  directFd(): number {
+    const socket = this.socket;
+    return this.fd >= 0 && socket.writableLength === 0 && !socket.destroyed && socket.writable && this.ws.readyState === 1 ? this.fd : -1;
+  }
+
+  finishDirect(frame: Buffer, written: number): void {
+    if (written === frame.length || this.socket.destroyed) return;
+    this.socket.write(written > 0 ? frame.subarray(written) : frame);
   }
 
   get bufferedAmount(): number {
