@@ -124,7 +124,8 @@ describe('fan-out with server.nativeSend on and off', () => {
     it(`delivers every message once and in order (nativeSend ${nativeSend})`, async () => {
       const herald = await startTestServer({ server: { nativeSend } });
       try {
-        const subs = await Promise.all([1, 2, 3].map((i) => TestSocket.connect(herald, { sub: `u${i}` })));
+        // 70 subscribers: two full chunks of the native batch (32) and a partial one.
+        const subs = await Promise.all(Array.from({ length: 70 }, (_, i) => TestSocket.connect(herald, { sub: `u${i}` })));
         for (const s of subs) await s.subscribe('ds:1');
         // A batch lands several frames on each connection in one tick (queued path); singles are
         // each a connection's first frame of its tick (direct path).

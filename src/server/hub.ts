@@ -1,8 +1,8 @@
 /**
  * The hub is this node's registry of sessions and its indexes — by channel, by user and by tag —
  * and the fan-out loop. A message for N sessions is encoded into one wire frame and the same
- * bytes go to all N: a connection's first frame of a tick is sent at once (for a large audience,
- * all such sends in one native call), later ones queue and leave in one write at the end of the tick.
+ * bytes go to all N: a connection's first frame of a tick is sent at once (with the native addon,
+ * 32 sockets per call), later ones queue and leave in one write at the end of the tick.
  */
 import { sendMany, type SendMany } from './transport/direct-send.js';
 import type { Session, SessionOwner } from './session.js';
@@ -170,13 +170,11 @@ export class Hub implements SessionOwner {
   }
 
   /**
-   * The batch a large fan-out collects its direct sends in (one native call for all of them), or
-   * undefined when the addon is not loaded or the audience is too small to gain from it.
+   * The batch a fan-out gathers its direct sends in (one native call per chunk), or undefined
+   * when the addon is not loaded, a batch publish is holding writes, or the audience is one.
    */
   private directBatch(audience: number): DirectBatch | undefined {
-    if (!this.batch || audience < 2 || this.holds > 0) return undefined;
-    this.batch.reset(audience);
-    return this.batch;
+    return this.batch && audience >= 2 && this.holds === 0 ? this.batch : undefined;
   }
 
   /** Sessions that may match the filter: index buckets when the filter allows, else everyone. */
@@ -257,14 +255,17 @@ export class Hub implements SessionOwner {
 }
 
 /**
- * Sockets that take the same frame directly, gathered during one fan-out loop and sent with one
- * native call after it. Between `add` and `send` nothing else runs, so no session can have been
- * written to in between and the order of its frames holds.
+ * Sockets that take the same frame directly, sent with one native call per chunk of `CHUNK`
+ * sessions. Chunks keep the first recipients from waiting while the loop looks at the rest (one
+ * call for the whole audience put ≈ 1 ms on the median latency at 1000 subscribers), while still
+ * taking the per-call cost off almost every send. A session is added only when nothing is pending
+ * on it, and nothing else runs between `add` and the chunk's send, so its frames keep their order.
  */
 class DirectBatch {
-  private fds = new Int32Array(256);
-  private results = new Int32Array(256);
-  private sessions: Session[] = [];
+  private static readonly CHUNK = 32;
+  private readonly fds = new Int32Array(DirectBatch.CHUNK);
+  private readonly results = new Int32Array(DirectBatch.CHUNK);
+  private readonly sessions: Array<Session | undefined> = new Array<Session | undefined>(DirectBatch.CHUNK).fill(undefined);
   private count = 0;
 
   constructor(
@@ -272,32 +273,28 @@ class DirectBatch {
     private readonly onSent: (count: number) => void,
   ) {}
 
-  reset(capacity: number): void {
-    this.count = 0;
-    if (this.fds.length < capacity) {
-      this.fds = new Int32Array(capacity);
-      this.results = new Int32Array(capacity);
-    }
-  }
-
   /** Takes `s` into the batch when it can be sent to directly; false means: enqueue instead. */
   add(s: Session, frame: Buffer): boolean {
     const fd = s.directFd(frame);
     if (fd < 0) return false;
     this.fds[this.count] = fd;
     this.sessions[this.count++] = s;
+    if (this.count === DirectBatch.CHUNK) this.send(frame);
     return true;
   }
 
+  /** Sends what is gathered (the loop calls it once more at its end). */
   send(frame: Buffer): void {
     const count = this.count;
     if (count === 0) return;
-    this.sendMany(this.fds, count, frame, this.results);
-    for (let i = 0; i < count; i++) this.sessions[i]!.sentDirect(frame, this.results[i]!);
-    this.onSent(count);
     this.count = 0;
-    // Drop the references so closed sessions are not kept alive until the next fan-out.
-    this.sessions.length = 0;
+    this.sendMany(this.fds, count, frame, this.results);
+    for (let i = 0; i < count; i++) {
+      this.sessions[i]!.sentDirect(frame, this.results[i]!);
+      // Drop the reference so a closed session is not kept alive until the next fan-out.
+      this.sessions[i] = undefined;
+    }
+    this.onSent(count);
   }
 }
 
