@@ -120,8 +120,8 @@ describe('direct send', () => {
 });
 
 describe('fan-out with server.nativeSend on and off', () => {
-  for (const nativeSend of [true, false]) {
-    it(`delivers every message once and in order (nativeSend ${nativeSend})`, async () => {
+  for (const [nativeSend, delivery] of [[true, 'at-most-once'], [false, 'at-most-once'], [true, 'at-least-once']] as const) {
+    it(`delivers every message once and in order (nativeSend ${nativeSend}, ${delivery})`, async () => {
       const herald = await startTestServer({ server: { nativeSend } });
       try {
         // 70 subscribers: two full chunks of the native batch (32) and a partial one.
@@ -129,11 +129,16 @@ describe('fan-out with server.nativeSend on and off', () => {
         for (const s of subs) await s.subscribe('ds:1');
         // A batch lands several frames on each connection in one tick (queued path); singles are
         // each a connection's first frame of its tick (direct path).
-        const batch = Array.from({ length: 5 }, (_, i) => ({ channel: 'ds:1', eventType: 'n', payload: { n: i } }));
+        const batch = Array.from({ length: 5 }, (_, i) => ({ channel: 'ds:1', eventType: 'n', payload: { n: i }, delivery }));
         expect((await api(herald, 'POST', '/api/v1/publish/batch', { messages: batch })).status).toBe(200);
-        for (let n = 5; n < 40; n++) expect((await api(herald, 'POST', '/api/v1/publish', { channel: 'ds:1', eventType: 'n', payload: { n } })).status).toBe(200);
+        for (let n = 5; n < 40; n++) expect((await api(herald, 'POST', '/api/v1/publish', { channel: 'ds:1', eventType: 'n', payload: { n }, delivery })).status).toBe(200);
         for (const s of subs) {
-          for (let n = 0; n < 40; n++) expect((await s.next((f) => f.type === 'message')).message.payload).toEqual({ n });
+          for (let n = 0; n < 40; n++) {
+            const m = await s.next((f) => f.type === 'message');
+            expect(m.message.payload).toEqual({ n });
+            // At-least-once transmissions join the direct-send batch with their "ack" flag intact.
+            expect(m.ack === true).toBe(delivery === 'at-least-once');
+          }
         }
       } finally {
         await herald.close();

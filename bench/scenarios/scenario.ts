@@ -30,6 +30,12 @@ export interface RunOptions {
   publishSockets: number;
   /** Loadgen WebSocket client: its own minimal one ('raw') or the `ws` library. */
   client: 'raw' | 'ws';
+  /**
+   * Read Herald's event-loop delay from its /metrics each second. A scrape costs the server
+   * ≈ 4 ms of CPU and blocks its loop that long, which the peers (no metrics) never pay, so
+   * latency comparisons may turn it off.
+   */
+  loopDelay?: boolean | undefined;
   /** `"delivery"` of every publish; undefined leaves the server's default (at-most-once). */
   delivery?: DeliveryMode | undefined;
   /** Channels of the multi-channel scenarios (channels: one per connection; burst: all per connection). */
@@ -217,7 +223,7 @@ export class MeasuredWindow {
     private readonly recorder = new SeriesRecorder(),
   ) {
     this.loadgenPids = loadgen.pids;
-    const herald = ctx.server.dialect === 'herald' && ctx.server.name.startsWith('herald');
+    const herald = ctx.server.dialect === 'herald' && ctx.server.name.startsWith('herald') && ctx.options.loopDelay !== false;
     const loopDelay = herald ? new LoopDelayProbe(`${new URL(ctx.server.publishUrl).origin}/metrics`) : undefined;
     loopDelay?.scrape();
     let lastDeliveries = loadgen.deliveriesSoFar;

@@ -21,6 +21,7 @@ interface Flags {
   concurrency: number;
   publishSockets: number;
   maxOther: number;
+  loopDelay: boolean;
   client: string;
   heraldBin?: string;
   wsPath: string;
@@ -91,6 +92,7 @@ function withCommonOptions(cmd: Command): Command {
     .option('--concurrency <n>', 'handshakes in flight per loadgen worker', positiveInt('--concurrency'), 200)
     .option('--publish-sockets <n>', 'keep-alive connections of the publisher (more than 1 may reorder publishes)', positiveInt('--publish-sockets'), 1)
     .option('--max-other <pct>', 'repeat a run (at most twice) when other processes used more than this % of a core during it, and wait for the machine to be this quiet first (0 = off)', positiveInt('--max-other'), 25)
+    .option('--no-loop-delay', "don't scrape Herald's /metrics each second for its event-loop delay (a scrape costs Herald ≈ 4 ms of CPU, which the peers never pay)")
     .option('--client <kind>', "loadgen WebSocket client: 'raw' (its own minimal one, the leanest) or 'ws' (the library)", clientKind, 'raw')
     .option('--channels <n>', 'channels of the multi-channel scenarios (channels: 200, burst: 10)', positiveInt('--channels'))
     .option('--devices <n>', 'users: users have 1, 2, … n connections in turn (default 3; Herald allows 32 per user)', positiveInt('--devices'))
@@ -115,6 +117,7 @@ function benchOptions(scenario: string, flags: Flags): BenchOptions {
     concurrency: Math.max(1, flags.concurrency),
     publishSockets: Math.max(1, flags.publishSockets),
     maxOtherPct: flags.maxOther,
+    loopDelay: flags.loopDelay,
     client: flags.client === 'ws' ? 'ws' : 'raw',
     pin: flags.pin,
     jsonOut: flags.jsonOut,

@@ -31,6 +31,8 @@ export class Hub implements SessionOwner {
   tick = 0;
   /** Reused by every fan-out; undefined without the native addon. */
   private readonly batch = sendMany ? new DirectBatch(sendMany, (count) => this.wroteDirectly(count)) : undefined;
+  /** The batch of the fan-out loop running now, if any (`offer` adds to it). */
+  private activeBatch: DirectBatch | undefined;
   private holds = 0;
   subscriptionCount = 0;
 
@@ -128,17 +130,21 @@ export class Hub implements SessionOwner {
   fanoutChannel(channel: string, frame: Buffer, offset: number, filter: CompiledFilter | undefined, sendTo?: Recipient): number {
     const set = this.byChannel.get(channel);
     if (!set) return 0;
-    const batch = sendTo ? undefined : this.directBatch(set.size);
+    const batch = this.openBatch(set.size);
     let n = 0;
-    for (const s of set) {
-      if (filter && !filter.test(s.tags)) continue;
-      const recovering = s.recovering > 0 ? s.subs.get(channel) : undefined;
-      if (recovering) recovering.frames.push(sendTo ? { offset, frame, send: sendTo } : { offset, frame });
-      else if (sendTo) sendTo(s);
-      else if (!batch?.add(s, frame)) s.enqueue(frame);
-      n++;
+    try {
+      for (const s of set) {
+        if (filter && !filter.test(s.tags)) continue;
+        const recovering = s.recovering > 0 ? s.subs.get(channel) : undefined;
+        if (recovering) recovering.frames.push(sendTo ? { offset, frame, send: sendTo } : { offset, frame });
+        else if (sendTo) sendTo(s);
+        else if (!batch?.add(s, frame)) s.enqueue(frame);
+        n++;
+      }
+    } finally {
+      // Whatever happened in the loop, the sockets that claimed a direct send get their frame.
+      this.closeBatch(batch);
     }
-    batch?.send(frame);
     return n;
   }
 
@@ -157,24 +163,44 @@ export class Hub implements SessionOwner {
 
   /** Broadcast, optionally narrowed by a tag filter (resolved through the tag index where possible). */
   fanoutAll(frame: Buffer, filter: CompiledFilter | undefined, sendTo?: Recipient): number {
-    const batch = sendTo ? undefined : this.directBatch(this.sessions.size);
+    const batch = this.openBatch(this.sessions.size);
     let n = 0;
-    for (const s of this.candidates(filter)) {
-      if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
-      if (sendTo) sendTo(s);
-      else if (!batch?.add(s, frame)) s.enqueue(frame);
-      n++;
+    try {
+      for (const s of this.candidates(filter)) {
+        if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
+        if (sendTo) sendTo(s);
+        else if (!batch?.add(s, frame)) s.enqueue(frame);
+        n++;
+      }
+    } finally {
+      this.closeBatch(batch);
     }
-    batch?.send(frame);
     return n;
+  }
+
+  /**
+   * Writes `frame` to `s` as part of the fan-out in progress (its direct-send batch) when it can,
+   * else through the session's queue. At-least-once transmissions come through here.
+   */
+  offer(s: Session, frame: Buffer): boolean {
+    if (this.activeBatch?.add(s, frame)) return true;
+    return s.enqueue(frame);
   }
 
   /**
    * The batch a fan-out gathers its direct sends in (one native call per chunk), or undefined
    * when the addon is not loaded, a batch publish is holding writes, or the audience is one.
    */
-  private directBatch(audience: number): DirectBatch | undefined {
-    return this.batch && audience >= 2 && this.holds === 0 ? this.batch : undefined;
+  private openBatch(audience: number): DirectBatch | undefined {
+    if (!this.batch || audience < 2 || this.holds > 0 || this.activeBatch) return undefined;
+    this.activeBatch = this.batch;
+    return this.batch;
+  }
+
+  private closeBatch(batch: DirectBatch | undefined): void {
+    if (!batch) return;
+    this.activeBatch = undefined;
+    batch.send();
   }
 
   /** Sessions that may match the filter: index buckets when the filter allows, else everyone. */
@@ -267,6 +293,8 @@ class DirectBatch {
   private readonly results = new Int32Array(DirectBatch.CHUNK);
   private readonly sessions: Array<Session | undefined> = new Array<Session | undefined>(DirectBatch.CHUNK).fill(undefined);
   private count = 0;
+  /** The frame every gathered socket gets; a different frame is refused (the caller enqueues it). */
+  private frame: Buffer | undefined;
 
   constructor(
     private readonly sendMany: SendMany,
@@ -275,19 +303,23 @@ class DirectBatch {
 
   /** Takes `s` into the batch when it can be sent to directly; false means: enqueue instead. */
   add(s: Session, frame: Buffer): boolean {
-    const fd = s.directFd(frame);
+    if (this.count > 0 && frame !== this.frame) return false;
+    const fd = s.takeDirect(frame);
     if (fd < 0) return false;
+    this.frame = frame;
     this.fds[this.count] = fd;
     this.sessions[this.count++] = s;
-    if (this.count === DirectBatch.CHUNK) this.send(frame);
+    if (this.count === DirectBatch.CHUNK) this.send();
     return true;
   }
 
   /** Sends what is gathered (the loop calls it once more at its end). */
-  send(frame: Buffer): void {
+  send(): void {
     const count = this.count;
-    if (count === 0) return;
+    const frame = this.frame;
+    if (count === 0 || !frame) return;
     this.count = 0;
+    this.frame = undefined;
     this.sendMany(this.fds, count, frame, this.results);
     for (let i = 0; i < count; i++) {
       this.sessions[i]!.sentDirect(frame, this.results[i]!);

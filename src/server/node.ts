@@ -131,6 +131,7 @@ export class HeraldNode {
         this.log.warn({ user, dropped }, 'inbox limits dropped messages');
       },
       log: this.log,
+      write: (s, frame) => this.hub.offer(s, frame),
     });
     this.requestHandlers.set('echo', async (_s, data) => data);
   }

@@ -114,19 +114,21 @@ export class Session implements WheelEntry {
   }
 
   /**
-   * The descriptor to send `frame` to directly, as part of a fan-out batch, when this would be
-   * the connection's first frame of the tick with nothing queued; else -1 (use `enqueue`). The
-   * caller must then call `sentDirect` before anything else is written to this session.
+   * Claims this tick's direct write for a fan-out batch: the descriptor to send `frame` to when
+   * it is the connection's first frame of the tick with nothing queued, else -1 (use `enqueue`).
+   * Once claimed, anything else written to this session in the tick queues behind it, and the
+   * caller must report the send with `sentDirect`.
    */
-  directFd(frame: Buffer): number {
+  takeDirect(frame: Buffer): number {
     const owner = this.owner;
     if (this.flushScheduled || this.directTick === owner.tick || owner.holding || this.state === 'closed' || frame.length > this.maxQueueBytes) return -1;
-    return this.transport.directFd?.() ?? -1;
+    const fd = this.transport.directFd?.() ?? -1;
+    if (fd >= 0) this.directTick = owner.tick;
+    return fd;
   }
 
   /** A batch send gave this session `written` bytes of `frame`; the rest leaves normally. */
   sentDirect(frame: Buffer, written: number): void {
-    this.directTick = this.owner.tick;
     this.grace = 0;
     if (written !== frame.length) this.transport.finishDirect!(frame, written);
   }

@@ -49,6 +49,12 @@ export interface DeliveryHooks {
   onExhausted(item: InFlight): void;
   onInboxDrop(user: string, dropped: number): void;
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  /**
+   * Writes a transmission; false when the session is closed or was just closed as slow. Default:
+   * `session.enqueue`. The node passes the hub's `offer`, so a fan-out's first transmissions join
+   * its direct-send batch like at-most-once frames do.
+   */
+  write?(session: Session, frame: Buffer): boolean;
 }
 
 const TICK_MS = 50;
@@ -112,7 +118,7 @@ export class ReliableDelivery {
 
   private transmit(item: InFlight): void {
     item.attempts++;
-    if (!item.session.enqueue(item.frame)) return;
+    if (!(this.hooks.write ? this.hooks.write(item.session, item.frame) : item.session.enqueue(item.frame))) return;
     this.receipts.delivered(item.msgId, item.session.id, item.session.user, item.attempts);
     this.wheel.schedule(item, this.delayAfter(item.attempts));
   }
