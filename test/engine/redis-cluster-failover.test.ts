@@ -4,6 +4,7 @@
  * the slot has no master, then works again on the promoted replica with the channel's history
  * intact; the sharded subscription moves to the new master and the broker reports the gap.
  */
+import { retryUntilAccepted } from '../helpers/retry.js';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisBroker } from '../../src/server/engine/redis-broker.js';
@@ -45,19 +46,11 @@ describe.skipIf(!haveRedis)('Redis Cluster master failover (3 masters, 3 replica
       await cluster.awaitReplicaCaughtUp(`{${ch}}`);
 
       const { killed: oldOwner, promoted } = await cluster.killOwner(`{${ch}}`);
-      let failures = 0;
-      let after: Awaited<ReturnType<RedisBroker['publish']>>;
-      const deadline = Date.now() + 40_000;
-      for (;;) {
-        try {
-          after = await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY);
-          break;
-        } catch {
-          failures++;
-          if (Date.now() > deadline) throw new Error('publish never succeeded after the failover');
-          await sleep(100);
-        }
-      }
+      const { value: after, failures } = await retryUntilAccepted(
+        () => writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY),
+        40_000,
+        'publish',
+      );
       expect(failures).toBeGreaterThan(0);
       expect(await promoted).not.toBe(oldOwner);
       expect(after).toEqual({ offset: before!.offset + 1, epoch: before!.epoch });

@@ -4,6 +4,7 @@
  * broker — which rejected publishes promptly during the gap — publishes again on the new master,
  * its subscriptions come back, and it reports the gap so the node's subscribers recover.
  */
+import { retryUntilAccepted } from '../helpers/retry.js';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisBroker } from '../../src/server/engine/redis-broker.js';
@@ -92,19 +93,11 @@ describe.skipIf(!haveRedis)('Redis engines through Redis Sentinel', () => {
         await setup.awaitMasterDown(oldMaster);
 
         // Until ioredis has found the new master, publishing fails at once instead of queueing.
-        let failures = 0;
-        let after: Awaited<ReturnType<RedisBroker['publish']>>;
-        const deadline = Date.now() + 30_000;
-        for (;;) {
-          try {
-            after = await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY);
-            break;
-          } catch {
-            failures++;
-            if (Date.now() > deadline) throw new Error('publish never succeeded after the failover');
-            await sleep(100);
-          }
-        }
+        const { value: after, failures } = await retryUntilAccepted(
+          () => broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY),
+          30_000,
+          'publish',
+        );
         expect(failures).toBeGreaterThan(0);
         expect(await promoted).not.toBe(oldMaster);
         // The replica had the channel's meta hash and stream: same epoch, the next offset.
