@@ -26,6 +26,8 @@ export interface BenchOptions {
   client: 'raw' | 'ws';
   /** Scrape Herald's /metrics each second for its event-loop delay (costs Herald ≈ 4 ms of CPU a scrape). */
   loopDelay?: boolean | undefined;
+  /** Publishing scenarios: an unmeasured window at the same rate first, seconds (0 = none). */
+  warmupS?: number | undefined;
   /** Channels of the multi-channel scenarios (scenario default otherwise). */
   channels?: number | undefined;
   /** users: devices of the users with the most (scenario default otherwise). */
@@ -135,6 +137,7 @@ function runOptions(options: BenchOptions, delivery?: DeliveryMode): RunOptions 
     publishSockets: options.publishSockets,
     client: options.client,
     loopDelay: options.loopDelay !== false,
+    warmupS: options.warmupS ?? 0,
     channel: 'bench',
   };
 }

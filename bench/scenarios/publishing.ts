@@ -263,7 +263,16 @@ export function publishingScenario(spec: PublishingSpec): Scenario {
       const delivery = options.delivery ?? spec.delivery;
       const plan = publishPlan(spec.layout, options);
       return withConnections(ctx, plan, async (loadgen, opened) => {
-        const { result, lastDeliveries } = await measurePublishing(ctx, spec.name, loadgen, opened, plan, { rate: options.rate, durationS: options.durationS, delivery });
+        // A warm-up window at the same rate lets each server's JIT compile its publish path
+        // before anything is measured; its seqs are continued, its figures dropped.
+        let seqOffset = 0;
+        if ((options.warmupS ?? 0) > 0) {
+          ctx.progress(`warming up: ${options.rate} publishes/s for ${options.warmupS} s (not measured)`);
+          const warm = await measurePublishing(ctx, spec.name, loadgen, opened, plan, { rate: options.rate, durationS: options.warmupS!, delivery });
+          seqOffset = warm.published.sent;
+        }
+        const { result, lastDeliveries } = await measurePublishing(ctx, spec.name, loadgen, opened, plan, { rate: options.rate, durationS: options.durationS, delivery, seqOffset });
+        if (seqOffset > 0) result.warmup_s = options.warmupS;
         if (delivery === 'at-least-once' && server.dialect === 'herald') {
           ctx.progress(`watching ${RETRANSMIT_WATCH_MS / 1000} s for retransmissions`);
           await sleep(RETRANSMIT_WATCH_MS);

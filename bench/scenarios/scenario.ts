@@ -36,6 +36,8 @@ export interface RunOptions {
    * latency comparisons may turn it off.
    */
   loopDelay?: boolean | undefined;
+  /** Publishing scenarios: publish at the rate this long before the measured window (JIT warm-up). */
+  warmupS?: number | undefined;
   /** `"delivery"` of every publish; undefined leaves the server's default (at-most-once). */
   delivery?: DeliveryMode | undefined;
   /** Channels of the multi-channel scenarios (channels: one per connection; burst: all per connection). */

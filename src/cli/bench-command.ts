@@ -22,6 +22,7 @@ interface Flags {
   publishSockets: number;
   maxOther: number;
   loopDelay: boolean;
+  warmup?: number;
   client: string;
   heraldBin?: string;
   wsPath: string;
@@ -93,6 +94,7 @@ function withCommonOptions(cmd: Command): Command {
     .option('--publish-sockets <n>', 'keep-alive connections of the publisher (more than 1 may reorder publishes)', positiveInt('--publish-sockets'), 1)
     .option('--max-other <pct>', 'repeat a run (at most twice) when other processes used more than this % of a core during it, and wait for the machine to be this quiet first (0 = off)', positiveInt('--max-other'), 25)
     .option('--no-loop-delay', "don't scrape Herald's /metrics each second for its event-loop delay (a scrape costs Herald ≈ 4 ms of CPU, which the peers never pay)")
+    .option('--warmup <s>', 'publishing scenarios: publish at the rate this long before measuring, so every server runs its publish path compiled (default 0)', positiveNumber('--warmup'))
     .option('--client <kind>', "loadgen WebSocket client: 'raw' (its own minimal one, the leanest) or 'ws' (the library)", clientKind, 'raw')
     .option('--channels <n>', 'channels of the multi-channel scenarios (channels: 200, burst: 10)', positiveInt('--channels'))
     .option('--devices <n>', 'users: users have 1, 2, … n connections in turn (default 3; Herald allows 32 per user)', positiveInt('--devices'))
@@ -118,6 +120,7 @@ function benchOptions(scenario: string, flags: Flags): BenchOptions {
     publishSockets: Math.max(1, flags.publishSockets),
     maxOtherPct: flags.maxOther,
     loopDelay: flags.loopDelay,
+    warmupS: flags.warmup,
     client: flags.client === 'ws' ? 'ws' : 'raw',
     pin: flags.pin,
     jsonOut: flags.jsonOut,
