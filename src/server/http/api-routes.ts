@@ -4,7 +4,7 @@
  * and the OpenAPI document served at `/docs`.
  */
 import { timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { ErrorCode } from '../../protocol/codes.js';
 import { readJsonAsset } from '../assets.js';
 import { HeraldError } from '../errors.js';
@@ -42,15 +42,19 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
   // JSON only: a text/plain body would otherwise reach the schema as a string.
   app.removeContentTypeParser('text/plain');
 
-  // Disconnect bodies are optional: an empty POST means "defaults".
-  app.addHook('preValidation', async (req) => {
-    if (req.method === 'POST' && req.body === undefined && req.url.endsWith('/disconnect')) req.body = {};
-  });
+  // Disconnect bodies are optional: an empty POST means "defaults". Only those routes run it.
+  const defaultEmptyBody = (req: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void => {
+    if (req.body === undefined) req.body = {};
+    done();
+  };
 
-  app.addHook('onRequest', async (req) => {
+  // Callback style rather than async: every API request runs it, and a promise per request is
+  // measurable on the publish path.
+  app.addHook('onRequest', (req, _reply, done) => {
     const key = presentedKey(req);
-    if (!key) throw new HeraldError(ErrorCode.API_KEY_REQUIRED);
-    if (!keyMatches(keys, key)) throw new HeraldError(ErrorCode.INVALID_API_KEY);
+    if (!key) return done(new HeraldError(ErrorCode.API_KEY_REQUIRED));
+    if (!keyMatches(keys, key)) return done(new HeraldError(ErrorCode.INVALID_API_KEY));
+    done();
   });
 
   app.post<{ Body: PublishRequest }>('/publish', {
@@ -154,10 +158,12 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
   });
 
   app.post<{ Params: { user: string }; Body: { reconnect?: boolean; reason?: string } }>('/users/:user/disconnect', {
+    preValidation: defaultEmptyBody,
     schema: { summary: "Close all of a user's connections", tags: ['users'], security, params: userParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' } } } } },
   }, async (req) => ({ disconnected: node.disconnectUser(req.params.user, req.body?.reconnect ?? false, req.body?.reason) }));
 
   app.post<{ Params: { id: string }; Body: { reconnect?: boolean; reason?: string } }>('/connections/:id/disconnect', {
+    preValidation: defaultEmptyBody,
     schema: { summary: 'Close one connection', tags: ['connections'], security, params: connParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' } } }, 404: ref('errorResponse') } },
   }, async (req) => {
     if (!node.disconnectConnection(req.params.id, req.body?.reconnect ?? false, req.body?.reason)) {
