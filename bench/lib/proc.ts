@@ -19,8 +19,8 @@ function clockTicks(): number {
   return ticksPerSecond;
 }
 
-/** CPU time (user + system) consumed so far by `pid`, in µs; undefined once the process is gone. */
-export function cpuMicros(pid: number): number | undefined {
+/** User and system CPU time of `pid` in µs, from /proc/<pid>/stat; undefined once the process is gone. */
+function cpuTimes(pid: number): { user: number; sys: number } | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -30,21 +30,19 @@ export function cpuMicros(pid: number): number | undefined {
   // The command name (field 2) may contain spaces; fields after its closing paren are plain.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   // rest[0] is field 3 (state); utime is field 14 and stime field 15.
-  const utime = Number(rest[11]);
-  const stime = Number(rest[12]);
-  return ((utime + stime) * 1e6) / clockTicks();
+  const perTick = 1e6 / clockTicks();
+  return { user: Number(rest[11]) * perTick, sys: Number(rest[12]) * perTick };
+}
+
+/** CPU time (user + system) consumed so far by `pid`, in µs; undefined once the process is gone. */
+export function cpuMicros(pid: number): number | undefined {
+  const t = cpuTimes(pid);
+  return t && t.user + t.sys;
 }
 
 /** System (kernel) CPU time consumed so far by `pid` (stime), in µs; undefined once the process is gone. */
 export function sysCpuMicros(pid: number): number | undefined {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[12]) * 1e6) / clockTicks();
+  return cpuTimes(pid)?.sys;
 }
 
 /** Resident set size of `pid` in bytes (VmRSS), or undefined once the process is gone. */

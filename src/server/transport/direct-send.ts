@@ -54,13 +54,15 @@ export function plainTcpFd(socket: Socket): number {
  * otherwise (or for whatever the kernel did not take) through `socket.write`.
  */
 export function sendFrame(socket: Socket, fd: number, frame: Buffer): void {
-  if (fd >= 0 && socket.writableLength === 0) {
-    const n = native!.send(fd, frame);
-    if (n === frame.length) return;
-    if (n > 0) {
-      socket.write(frame.subarray(n));
-      return;
-    }
-  }
-  socket.write(frame);
+  if (fd >= 0 && socket.writableLength === 0) finishSend(socket, frame, native!.send(fd, frame));
+  else socket.write(frame);
+}
+
+/**
+ * After a native send took `written` bytes of `frame` (negative: −errno, e.g. EAGAIN), hands the
+ * rest — or the whole frame — to `socket.write`, which queues it and reports errors as usual.
+ */
+export function finishSend(socket: Socket, frame: Buffer, written: number): void {
+  if (written === frame.length || socket.destroyed) return;
+  socket.write(written > 0 ? frame.subarray(written) : frame);
 }

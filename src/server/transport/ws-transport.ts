@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import { plainTcpFd, sendFrame } from './direct-send.js';
+import { finishSend, plainTcpFd, sendFrame } from './direct-send.js';
 import type { Transport } from './transport.js';
 
 const CLOSE_GRACE_MS = 2000;
@@ -35,8 +35,7 @@ export class WsTransport implements Transport {
   }
 
   finishDirect(frame: Buffer, written: number): void {
-    if (written === frame.length || this.socket.destroyed) return;
-    this.socket.write(written > 0 ? frame.subarray(written) : frame);
+    finishSend(this.socket, frame, written);
   }
 
   get bufferedAmount(): number {
