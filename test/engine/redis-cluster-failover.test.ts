@@ -53,7 +53,12 @@ describe.skipIf(!haveRedis)('Redis Cluster master failover (3 masters, 3 replica
       );
       expect(failures).toBeGreaterThan(0);
       expect(await promoted).not.toBe(oldOwner);
-      expect(after).toEqual({ offset: before!.offset + 1, epoch: before!.epoch });
+      // A publish that timed out is ambiguous: Redis may have applied it (the reply was lost, or
+      // ioredis sent it once the slot had a master again). Only the offset may move further; the
+      // epoch must not change, because the promoted replica holds the same stream.
+      if (!after) throw new Error('the accepted publish returned no position');
+      expect(after.epoch).toBe(before!.epoch);
+      expect(after.offset).toBeGreaterThanOrEqual(before!.offset + 1);
 
       const liveDeadline = Date.now() + 20_000;
       let n = 0;
@@ -65,7 +70,12 @@ describe.skipIf(!haveRedis)('Redis Cluster master failover (3 masters, 3 replica
       expect(gaps).toBeGreaterThan(0);
       const h = await writer.history(ch, { since: { offset: 0, epoch: before!.epoch }, limit: 100 });
       expect(h.complete).toBe(true);
-      expect(h.entries.slice(0, 2).map((e) => e.envelope.payload)).toEqual(['before', 'after']);
+      const payloads = h.entries.map((e) => e.envelope.payload);
+      expect(payloads[0]).toBe('before');
+      // Everything up to the accepted offset is 'after' (timed-out attempts that did apply), with no gap.
+      const upToAccepted = h.entries.filter((e) => e.offset <= after.offset);
+      expect(upToAccepted.map((e) => e.offset)).toEqual(Array.from({ length: after.offset - before!.offset + 1 }, (_, i) => before!.offset + i));
+      expect(upToAccepted.slice(1).every((e) => e.envelope.payload === 'after')).toBe(true);
     } finally {
       await reader.close();
       await writer.close();
