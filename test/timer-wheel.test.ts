@@ -43,6 +43,60 @@ describe('timer wheel', () => {
   });
 });
 
+describe('timer wheel interval', () => {
+  it('keeps no interval while empty: armed by the first schedule, disarmed at the first tick with nothing left', () => {
+    const wheel = new TimerWheel<Item>(10, 8, () => undefined);
+    wheel.start();
+    expect(wheel.armed).toBe(false);
+    const a = new Item('a');
+    wheel.schedule(a, 20);
+    expect(wheel.armed).toBe(true);
+    expect(wheel.size).toBe(1);
+    wheel.tick();
+    wheel.tick(); // a fires
+    expect(wheel.size).toBe(0);
+    expect(wheel.armed).toBe(true);
+    wheel.tick();
+    expect(wheel.armed).toBe(false);
+    wheel.schedule(a, 10);
+    wheel.cancel(a);
+    wheel.cancel(a); // twice: counted once
+    expect(wheel.size).toBe(0);
+    wheel.tick();
+    expect(wheel.armed).toBe(false);
+    wheel.stop();
+    wheel.schedule(a, 10);
+    expect(wheel.armed).toBe(false); // stopped wheels never arm
+  });
+
+  it('an item cancelled by an earlier callback of the same tick does not fire', () => {
+    const fired: string[] = [];
+    const a = new Item('a');
+    const b = new Item('b');
+    const wheel: TimerWheel<Item> = new TimerWheel<Item>(10, 8, (i) => {
+      fired.push(i.name);
+      wheel.cancel(i === a ? b : a);
+    });
+    wheel.schedule(a, 10);
+    wheel.schedule(b, 10);
+    wheel.tick();
+    expect(fired).toHaveLength(1);
+    expect(wheel.size).toBe(0);
+  });
+
+  it('fires on its own once started, and lets the process exit (unref)', async () => {
+    const fired: string[] = [];
+    const wheel = new TimerWheel<Item>(5, 8, (i) => fired.push(i.name));
+    wheel.start();
+    wheel.schedule(new Item('x'), 10);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(fired).toEqual(['x']);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(wheel.armed).toBe(false);
+    wheel.stop();
+  });
+});
+
 describe('tag filter helpers', () => {
   it('compares dotted versions numerically, ignoring pre-release suffixes', () => {
     expect(compareVersions(parseVersion('2.10.0')!, parseVersion('2.9.9')!)).toBeGreaterThan(0);

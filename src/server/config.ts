@@ -28,7 +28,7 @@ export interface HeraldConfig {
       audience: string;
     };
   };
-  api: { keys: string[] };
+  api: { keys: string[]; publishFastPath: boolean };
   origins: { allowed: string[] };
   limits: {
     maxConnections: number;

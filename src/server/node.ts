@@ -243,13 +243,17 @@ export class HeraldNode {
     if (targets !== 1) throw new HeraldError(ErrorCode.BAD_REQUEST, 'name exactly one audience: "channel", "user" or "broadcast": true');
     if (req.channel !== undefined && !isValidChannel(req.channel)) throw new HeraldError(ErrorCode.INVALID_CHANNEL, `invalid channel name ${JSON.stringify(req.channel)}`);
     if (req.filter !== undefined) compileFilter(req.filter);
-    const msgId = req.msgId ?? randomUUID();
+    // A generated msgId is new by construction, and a publisher that retries after a lost reply
+    // never learnt it: only a msgId the publisher chose is looked up and remembered. This also
+    // keeps the window's memory to the publishes that can use it.
+    if (req.msgId === undefined) return this.publishNew(req, randomUUID(), false);
+    const msgId = req.msgId;
     const seen = await this.idempotency.get(msgId);
     if (seen) return { msgId, timestamp: seen.timestamp, ...(seen.position ? { position: seen.position } : {}), duplicate: true };
     // A retry racing the original (both in flight) must not publish twice either.
     const racing = this.publishing.get(msgId);
     if (racing) return racing.then((r) => ({ ...r, duplicate: true }));
-    const work = this.publishNew(req, msgId);
+    const work = this.publishNew(req, msgId, true);
     this.publishing.set(msgId, work);
     try {
       return await work;
@@ -258,7 +262,7 @@ export class HeraldNode {
     }
   }
 
-  private async publishNew(req: PublishRequest, msgId: string): Promise<PublishResult> {
+  private async publishNew(req: PublishRequest, msgId: string, remember: boolean): Promise<PublishResult> {
     const envelope: Envelope = {
       msgId,
       timestamp: Date.now(),
@@ -304,7 +308,7 @@ export class HeraldNode {
       this.log.error({ err }, 'publish failed in the engine');
       throw new HeraldError(ErrorCode.BROKER_UNAVAILABLE);
     }
-    this.idempotency.set(msgId, envelope.timestamp, position);
+    if (remember) this.idempotency.set(msgId, envelope.timestamp, position);
     this.metrics.publishes.inc({ target: req.filter ? `${target.kind}+filter` : target.kind });
     return { msgId, timestamp: envelope.timestamp, ...(position ? { position } : {}) };
   }

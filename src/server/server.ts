@@ -5,10 +5,15 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Ajv } from 'ajv';
+import type { Logger } from 'pino';
 import { resolveConfig, type DeepPartial, type HeraldConfig } from './config.js';
 import { Gateway } from './gateway.js';
 import { apiRoutes } from './http/api-routes.js';
+import { publishFastPath } from './http/publish-fast-path.js';
+import { readJsonAsset } from './assets.js';
 import { installErrorHandling } from './http/error-handler.js';
 import { opsRoutes } from './http/ops-routes.js';
 import { pollRoutes } from './http/poll-routes.js';
@@ -43,12 +48,25 @@ export interface StartOptions {
 }
 
 export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEngines): Promise<{ app: FastifyInstance; node: HeraldNode; gateway: Gateway; setReady(v: boolean): void }> {
+  // The publish fast path needs the node, which needs fastify's logger: bound once both exist.
+  let fastPath: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  const bodyLimit = Math.max(1 << 20, config.limits.maxMessageBytes * 4);
   const app = Fastify({
+    // The HTTP server fastify would make (its default timeouts), with the publish fast path in front.
+    serverFactory: (handler) => {
+      const server = createServer((req, res) => {
+        if (fastPath?.(req, res) !== true) handler(req, res);
+      });
+      server.keepAliveTimeout = 72_000;
+      server.requestTimeout = 0;
+      server.setTimeout(0);
+      return server;
+    },
     logger: {
       level: config.log.level,
       redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' },
     },
-    bodyLimit: Math.max(1 << 20, config.limits.maxMessageBytes * 4),
+    bodyLimit,
     trustProxy: config.server.trustProxy,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   });
@@ -72,6 +90,18 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
   await app.register(apiRoutes, { prefix: '/api/v1', node });
   await app.register(pollRoutes, { prefix: '/poll/v1', node });
   await app.register(opsRoutes, { node, ready: () => ready && !node.draining });
+  if (config.api.publishFastPath) {
+    // Compiled as fastify compiles route schemas (its ajv defaults with our customOptions above).
+    const ajv = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, addUsedSchema: false, strict: false });
+    ajv.addSchema(readJsonAsset('api/publish.schema.json'));
+    fastPath = publishFastPath({
+      node,
+      keys: config.api.keys.map((k) => Buffer.from(k)),
+      bodyLimit,
+      validate: ajv.getSchema('herald:publish#/$defs/publishRequest')!,
+      log: app.log as unknown as Logger,
+    });
+  }
   const gateway = new Gateway(node);
   app.server.on('upgrade', gateway.onUpgrade);
   return { app, node, gateway, setReady: (v) => (ready = v) };

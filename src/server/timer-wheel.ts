@@ -1,7 +1,9 @@
 /**
  * A hashed timer wheel: one interval timer for any number of scheduled items, so that heartbeats
  * and handshake deadlines for 50,000 connections cost one timer, not 50,000. Items fire at most
- * one tick late; `schedule` on an already-scheduled item moves it.
+ * one tick late; `schedule` on an already-scheduled item moves it. An empty wheel stops its
+ * interval: an idle server then never wakes up for it (each wake-up of an idle core costs far
+ * more than the tick itself on a VM), and the first schedule starts it again.
  */
 
 export interface WheelEntry {
@@ -14,6 +16,9 @@ export class TimerWheel<T extends WheelEntry> {
   private readonly slots: Set<T>[];
   private cursor = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** Between start() and stop(): tick whenever something is scheduled. */
+  private running = false;
+  private items = 0;
 
   constructor(
     private readonly tickMs: number,
@@ -24,12 +29,32 @@ export class TimerWheel<T extends WheelEntry> {
   }
 
   start(): void {
+    this.running = true;
+    if (this.items > 0) this.arm();
+  }
+
+  stop(): void {
+    this.running = false;
+    this.disarm();
+  }
+
+  /** Items scheduled and not yet fired or cancelled. */
+  get size(): number {
+    return this.items;
+  }
+
+  /** Whether the interval timer is set (for tests). */
+  get armed(): boolean {
+    return this.timer !== undefined;
+  }
+
+  private arm(): void {
     if (this.timer) return;
     this.timer = setInterval(() => this.tick(), this.tickMs);
     this.timer.unref();
   }
 
-  stop(): void {
+  private disarm(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
@@ -41,17 +66,23 @@ export class TimerWheel<T extends WheelEntry> {
     item.wheelSlot = slot;
     item.wheelRound = Math.floor((ticks - 1) / this.slots.length);
     this.slots[slot]!.add(item);
+    if (++this.items === 1 && this.running) this.arm();
   }
 
   cancel(item: T): void {
-    if (item.wheelSlot >= 0) this.slots[item.wheelSlot]!.delete(item);
+    if (item.wheelSlot < 0) return;
+    this.slots[item.wheelSlot]!.delete(item);
     item.wheelSlot = -1;
+    this.items--;
   }
 
   /** Advances one slot; exposed for tests that drive time by hand. */
   tick(): void {
     this.cursor = (this.cursor + 1) % this.slots.length;
     const slot = this.slots[this.cursor]!;
+    // Disarming here rather than when the last item leaves spares a re-arm when an expiring item
+    // reschedules itself (every heartbeat does).
+    if (this.items === 0) return this.disarm();
     if (slot.size === 0) return;
     const due: T[] = [];
     for (const item of slot) {
@@ -59,8 +90,11 @@ export class TimerWheel<T extends WheelEntry> {
       else due.push(item);
     }
     for (const item of due) {
+      // An earlier callback of this tick may have cancelled or moved it.
+      if (item.wheelSlot !== this.cursor || !slot.has(item)) continue;
       slot.delete(item);
       item.wheelSlot = -1;
+      this.items--;
       this.onExpire(item);
     }
   }

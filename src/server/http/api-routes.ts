@@ -3,13 +3,13 @@
  * JSON Schema (fastify's ajv, unknown fields refused); the shapes are in `api/publish.schema.json`
  * and the OpenAPI document served at `/docs`.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { ErrorCode } from '../../protocol/codes.js';
 import { readJsonAsset } from '../assets.js';
 import { HeraldError } from '../errors.js';
 import type { HeraldNode, PublishRequest } from '../node.js';
 import { ReceiptBook } from '../delivery/receipts.js';
+import { apiKeyMatches, presentedApiKey } from './api-key.js';
 
 const ref = (name: string) => ({ $ref: `herald:publish#/$defs/${name}` });
 const errorResponses = {
@@ -21,19 +21,6 @@ const errorResponses = {
 };
 const security: Array<Record<string, string[]>> = [{ apiKey: [] }, { bearer: [] }];
 
-function keyMatches(keys: Buffer[], given: string): boolean {
-  const g = Buffer.from(given);
-  let ok = false;
-  for (const k of keys) if (k.length === g.length && timingSafeEqual(k, g)) ok = true;
-  return ok;
-}
-
-function presentedKey(req: FastifyRequest): string | undefined {
-  const auth = req.headers.authorization;
-  if (auth?.startsWith('Bearer ')) return auth.slice(7).trim();
-  const x = req.headers['x-api-key'];
-  return Array.isArray(x) ? x[0] : x;
-}
 
 export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }): Promise<void> {
   const { node } = opts;
@@ -51,9 +38,9 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
   // Callback style rather than async: every API request runs it, and a promise per request is
   // measurable on the publish path.
   app.addHook('onRequest', (req, _reply, done) => {
-    const key = presentedKey(req);
+    const key = presentedApiKey(req.headers);
     if (!key) return done(new HeraldError(ErrorCode.API_KEY_REQUIRED));
-    if (!keyMatches(keys, key)) return done(new HeraldError(ErrorCode.INVALID_API_KEY));
+    if (!apiKeyMatches(keys, key)) return done(new HeraldError(ErrorCode.INVALID_API_KEY));
     done();
   });
 

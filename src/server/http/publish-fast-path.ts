@@ -1,0 +1,110 @@
+/**
+ * `POST /api/v1/publish` answered straight from Node's HTTP server, without fastify's request
+ * pipeline (routing, hooks, content-type parsing, reply serialization): on a publish with few
+ * recipients that pipeline costs more CPU than the publish itself (see BENCHMARKS.md, "publish
+ * path"). The answer is the same, byte for byte — status, content type and body, including every
+ * error — which `test/publish-fast-path.test.ts` checks against fastify's route for the same
+ * requests.
+ *
+ * Only the plain case is taken: the exact path, a JSON content type, a Content-Length within the
+ * body limit and a valid API key. Anything else (chunked bodies, a missing or wrong key, another
+ * media type, a query string) goes to fastify untouched, since nothing has been read yet.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ValidateFunction } from 'ajv';
+import secureJson from 'secure-json-parse';
+import type { Logger } from 'pino';
+import { ErrorCode } from '../../protocol/codes.js';
+import { HeraldError } from '../errors.js';
+import type { HeraldNode, PublishRequest, PublishResult } from '../node.js';
+import { apiKeyMatches, presentedApiKey } from './api-key.js';
+import { toHeraldError } from './error-handler.js';
+
+export const PUBLISH_PATH = '/api/v1/publish';
+
+export interface PublishFastPathOptions {
+  node: HeraldNode;
+  keys: Buffer[];
+  /** fastify's bodyLimit: larger bodies go to fastify, which refuses them. */
+  bodyLimit: number;
+  /** The publishRequest schema compiled like fastify compiles route schemas. */
+  validate: ValidateFunction;
+  log: Logger;
+}
+
+/** Returns a listener that answers the request and returns true, or returns false to pass it on. */
+export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const { node, keys, bodyLimit, validate, log } = opts;
+  let nextId = 0;
+
+  return (req, res) => {
+    if (req.method !== 'POST' || req.url !== PUBLISH_PATH) return false;
+    const headers = req.headers;
+    if (headers['transfer-encoding'] !== undefined || !isJson(headers['content-type'])) return false;
+    const length = Number(headers['content-length']);
+    if (!Number.isInteger(length) || length < 0 || length > bodyLimit) return false;
+    const key = presentedApiKey(headers);
+    if (key === undefined || !apiKeyMatches(keys, key)) return false;
+    node.metrics.publishFastPath.inc();
+
+    // Request logs like fastify's own, only when they would be written.
+    const reqLog = log.isLevelEnabled('info') ? log.child({ reqId: `pub-${(nextId++).toString(36)}` }) : undefined;
+    const started = reqLog ? performance.now() : 0;
+    reqLog?.info({ req: { method: req.method, url: req.url, host: headers.host, remoteAddress: req.socket.remoteAddress, remotePort: req.socket.remotePort } }, 'incoming request');
+    const respond = (status: number, contentType: string, body: string): void => {
+      res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      reqLog?.info({ res: { statusCode: status }, responseTime: performance.now() - started }, 'request completed');
+    };
+    const fail = (err: unknown): void => {
+      const e = err instanceof HeraldError ? err : toHeraldError(err as Error);
+      if (e.code === ErrorCode.INTERNAL) (reqLog ?? log).error({ err }, 'request failed');
+      respond(e.status, 'application/json; charset=utf-8', JSON.stringify({ error: e.toBody() }));
+    };
+
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('error', () => undefined); // an aborted upload: nothing to answer
+    req.on('end', () => {
+      let body: unknown;
+      try {
+        body = parseJsonBody(chunks.length === 1 ? chunks[0]!.toString() : Buffer.concat(chunks).toString());
+      } catch (err) {
+        return fail(err);
+      }
+      if (!validate(body)) return fail(Object.assign(new Error('validation'), { validation: validate.errors ?? [], validationContext: 'body' }));
+      node.publish(body as PublishRequest).then((result) => respond(200, 'application/json; charset=utf-8', publishResultJson(result)), fail);
+    });
+    return true;
+  };
+}
+
+/** fastify's JSON body parser: empty and malformed bodies, `__proto__` and `constructor.prototype` keys refused. */
+function parseJsonBody(text: string): unknown {
+  if (text === '') throw new HeraldError(ErrorCode.INVALID_JSON, 'the request body is not valid JSON');
+  try {
+    return secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });
+  } catch {
+    throw new HeraldError(ErrorCode.INVALID_JSON, 'the request body is not valid JSON');
+  }
+}
+
+/** The media type of a Content-Type header is application/json (parameters ignored), as fastify matches it. */
+function isJson(contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  const semi = contentType.indexOf(';');
+  return (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase() === 'application/json';
+}
+
+/** The publishResult schema's fields in its order, as fastify's serializer writes them. */
+function publishResultJson(r: PublishResult): string {
+  let s = `{"msgId":${JSON.stringify(r.msgId)},"timestamp":${Math.trunc(r.timestamp)}`;
+  if (r.position) {
+    const parts: string[] = [];
+    if (r.position.offset !== undefined) parts.push(`"offset":${Math.trunc(r.position.offset)}`);
+    if (r.position.epoch !== undefined) parts.push(`"epoch":${JSON.stringify(r.position.epoch)}`);
+    s += `,"position":{${parts.join(',')}}`;
+  }
+  if (r.duplicate !== undefined) s += `,"duplicate":${r.duplicate ? 'true' : 'false'}`;
+  return `${s}}`;
+}

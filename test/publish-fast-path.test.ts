@@ -1,0 +1,156 @@
+/**
+ * The publish fast path answers exactly as fastify's route does: the same requests go to a server
+ * with `api.publishFastPath` on and one with it off, and status, content type and body must match
+ * (ids, timestamps and epochs aside). The metric shows which requests the fast path took, so a
+ * fast path that silently handed everything to fastify would fail here too.
+ */
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HeraldServer } from '../src/server/server.js';
+import { API_KEY, startTestServer, TestSocket } from './helpers/server.js';
+
+interface Raw {
+  status: number;
+  contentType: string | undefined;
+  body: string;
+}
+
+interface Case {
+  name: string;
+  body?: string | Buffer;
+  headers?: Record<string, string>;
+  path?: string;
+  /** Send the body with Transfer-Encoding: chunked (no Content-Length). */
+  chunked?: boolean;
+  /** Whether the fast path should answer it (false: handed to fastify). */
+  fast: boolean;
+}
+
+function send(server: HeraldServer, c: Case): Promise<Raw> {
+  return new Promise((resolve, reject) => {
+    const body = c.body === undefined ? Buffer.alloc(0) : Buffer.from(c.body);
+    const headers: Record<string, string> = { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}`, ...c.headers };
+    for (const [k, v] of Object.entries(headers)) if (v === '') delete headers[k];
+    if (!c.chunked) headers['content-length'] = String(body.length);
+    const req = request(`${server.url}${c.path ?? '/api/v1/publish'}`, { method: 'POST', headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'], body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    if (c.chunked) {
+      req.write(body.subarray(0, 5));
+      req.end(body.subarray(5));
+    } else req.end(body);
+  });
+}
+
+/** Generated ids, timestamps and random epochs differ between two servers by design. */
+function normalized(text: string): string {
+  return text
+    .replace(/"msgId":"[0-9a-f-]{36}"/g, '"msgId":"<uuid>"')
+    .replace(/"timestamp":\d+/g, '"timestamp":<ts>')
+    .replace(/"epoch":"[^"]+"/g, '"epoch":"<epoch>"');
+}
+
+async function fastPathCount(server: HeraldServer): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const m = /^herald_publish_fast_path_requests_total (\d+)/m.exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+const j = (v: unknown): string => JSON.stringify(v);
+const CASES: Case[] = [
+  { name: 'channel publish', body: j({ channel: 'news', eventType: 'story', payload: { t: 1 } }), fast: true },
+  { name: 'with a msgId', body: j({ channel: 'news', eventType: 'story', payload: 2, msgId: 'story-2' }), fast: true },
+  { name: 'the same msgId again (duplicate)', body: j({ channel: 'news', eventType: 'story', payload: 2, msgId: 'story-2' }), fast: true },
+  { name: 'user publish', body: j({ user: 'ann', eventType: 'note', payload: 'hi' }), fast: true },
+  { name: 'broadcast with a filter', body: j({ broadcast: true, filter: { tag: 'plan', op: 'eq', value: 'pro' }, eventType: 'promo', payload: null }), fast: true },
+  { name: 'source, version, delivery', body: j({ channel: 'news', eventType: 'a.b/c', payload: [1], source: 'svc', version: '2.0', delivery: 'at-least-once' }), fast: true },
+  { name: 'charset parameter', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { 'content-type': 'application/json; charset=utf-8' }, fast: true },
+  { name: 'upper-case media type', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { 'content-type': 'Application/JSON' }, fast: true },
+  { name: 'X-API-Key header', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { authorization: '', 'x-api-key': API_KEY }, fast: true },
+  { name: 'byte-order mark', body: `\ufeff${j({ channel: 'news', eventType: 'x', payload: 1 })}`, fast: true },
+  { name: 'unknown field', body: j({ channel: 'news', eventType: 'x', payload: 1, colour: 'red' }), fast: true },
+  { name: 'missing eventType', body: j({ channel: 'news', payload: 1 }), fast: true },
+  { name: 'missing payload', body: j({ channel: 'news', eventType: 'x' }), fast: true },
+  { name: 'eventType with a space', body: j({ channel: 'news', eventType: 'a b', payload: 1 }), fast: true },
+  { name: 'broadcast false', body: j({ broadcast: false, eventType: 'x', payload: 1 }), fast: true },
+  { name: 'channel of the wrong type', body: j({ channel: 7, eventType: 'x', payload: 1 }), fast: true },
+  { name: 'channel too long', body: j({ channel: 'c'.repeat(256), eventType: 'x', payload: 1 }), fast: true },
+  { name: 'invalid channel name', body: j({ channel: 'bad name', eventType: 'x', payload: 1 }), fast: true },
+  { name: 'two audiences', body: j({ channel: 'news', user: 'ann', eventType: 'x', payload: 1 }), fast: true },
+  { name: 'no audience', body: j({ eventType: 'x', payload: 1 }), fast: true },
+  { name: 'invalid filter', body: j({ broadcast: true, filter: { tag: 'plan', op: 'like', value: 'p' }, eventType: 'x', payload: 1 }), fast: true },
+  { name: 'message over limits.maxMessageBytes', body: j({ channel: 'news', eventType: 'x', payload: 'p'.repeat(3000) }), fast: true },
+  { name: 'array body', body: '[]', fast: true },
+  { name: 'null body', body: 'null', fast: true },
+  { name: 'string body', body: '"publish"', fast: true },
+  { name: 'malformed JSON', body: '{"channel": "news",', fast: true },
+  { name: 'empty body', body: '', fast: true },
+  { name: '__proto__ key', body: '{"channel":"news","eventType":"x","payload":{"__proto__":{"admin":true}}}', fast: true },
+  { name: 'constructor.prototype key', body: '{"channel":"news","eventType":"x","payload":{"constructor":{"prototype":{"admin":true}}}}', fast: true },
+  { name: 'invalid UTF-8', body: Buffer.concat([Buffer.from('{"channel":"news","eventType":"x","payload":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]), fast: true },
+  { name: 'no API key', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { authorization: '' }, fast: false },
+  { name: 'wrong API key', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { authorization: 'Bearer not-the-key-at-all' }, fast: false },
+  { name: 'text/plain', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { 'content-type': 'text/plain' }, fast: false },
+  { name: 'no content type', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { 'content-type': '' }, fast: false },
+  { name: 'chunked body', body: j({ channel: 'news', eventType: 'x', payload: 1 }), chunked: true, fast: false },
+  { name: 'query string', body: j({ channel: 'news', eventType: 'x', payload: 1 }), path: '/api/v1/publish?trace=1', fast: false },
+  { name: 'body over the body limit', body: j({ channel: 'news', eventType: 'x', payload: 'p'.repeat(1_100_000) }), fast: false },
+];
+
+describe('publish fast path', () => {
+  let fast: HeraldServer;
+  let slow: HeraldServer;
+  const limits = { maxMessageBytes: 2048 };
+
+  beforeAll(async () => {
+    fast = await startTestServer({ limits, api: { publishFastPath: true } });
+    slow = await startTestServer({ limits, api: { publishFastPath: false } });
+  });
+  afterAll(async () => {
+    await fast?.close();
+    await slow?.close();
+  });
+
+  it('answers every request exactly as the fastify route does, and takes only the plain ones', async () => {
+    for (const c of CASES) {
+      const before = await fastPathCount(fast);
+      const a = await send(fast, c);
+      const taken = (await fastPathCount(fast)) - before;
+      const b = await send(slow, c);
+      expect({ case: c.name, status: a.status, contentType: a.contentType, body: normalized(a.body) }).toEqual({ case: c.name, status: b.status, contentType: b.contentType, body: normalized(b.body) });
+      expect({ case: c.name, taken }).toEqual({ case: c.name, taken: c.fast ? 1 : 0 });
+    }
+    expect(await fastPathCount(slow)).toBe(0);
+  });
+
+  it('delivers what it accepts, in order, to subscribers and users', async () => {
+    const s = await TestSocket.connect(fast, { sub: 'bob' });
+    await s.subscribe('live');
+    for (let i = 1; i <= 20; i++) await send(fast, { name: 'n', body: j({ channel: 'live', eventType: 'n', payload: i }), fast: true });
+    await send(fast, { name: 'u', body: j({ user: 'bob', eventType: 'direct', payload: 'for bob' }), fast: true });
+    const msgs = await s.waitMessages(21);
+    expect(msgs.slice(0, 20).map((m) => m.message.payload)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(msgs[20]!.message.payload).toBe('for bob');
+    s.close();
+  });
+
+  it('keeps the connection usable after an error and after an aborted upload', async () => {
+    const bad = await send(fast, { name: 'bad', body: '{', fast: true });
+    expect(bad.status).toBe(400);
+    // An upload cut off mid-body: the server must neither answer garbage nor fall over.
+    await new Promise<void>((resolve) => {
+      const req = request(`${fast.url}/api/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}`, 'content-length': '100' } });
+      req.on('error', () => resolve());
+      req.write('{"channel":"news",');
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 50);
+    });
+    const ok = await send(fast, { name: 'ok', body: j({ channel: 'news', eventType: 'x', payload: 1 }), fast: true });
+    expect(ok.status).toBe(200);
+  });
+});
