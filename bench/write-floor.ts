@@ -9,18 +9,24 @@
  * buffer to every socket, then waits `gap` ms (as a publish rate would); CPU is read from
  * process.cpuUsage() around the rounds, split into user and kernel time.
  *
- *   node dist/bench/write-floor.js [--sockets 1000] [--bytes 230] [--frames 1,10] [--rounds 60] [--gap 50] [--runs 3] [--no-pin]
+ * `--methods write,native`: `write` is `socket.write` per socket (what any Node server does);
+ * `native` is Herald's own send path, `send(2)` from the addon in native/herald-send, 32 sockets
+ * per call — the floor under Herald's fan-out, and below it there is only the kernel.
+ *
+ *   node dist/bench/write-floor.js [--sockets 1000] [--bytes 230] [--frames 1,10] [--methods write,native] [--rounds 60] [--gap 50] [--runs 3] [--no-pin]
  */
 import { execFileSync, fork } from 'node:child_process';
 import { connect, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { plainTcpFd, sendMany } from '../src/server/transport/direct-send.js';
 import { median, round } from './lib/stats.js';
 
 interface Options {
   sockets: number;
   bytes: number;
   frames: string;
+  methods: string;
   rounds: number;
   gap: number;
   runs: number;
@@ -49,25 +55,49 @@ async function writerMain(opts: Options): Promise<void> {
   while (accepted.length < opts.sockets) await new Promise((r) => setTimeout(r, 20));
 
   const rows: string[] = [];
+  const fds = Int32Array.from(accepted.map((s) => plainTcpFd(s)));
+  const results = new Int32Array(fds.length);
+  const CHUNK = 32;
+  const writeRound: Record<string, (buffer: Buffer) => void> = {
+    write: (buffer) => {
+      for (const s of accepted) s.write(buffer);
+    },
+    native: (buffer) => {
+      for (let i = 0; i < fds.length; i += CHUNK) {
+        const n = Math.min(CHUNK, fds.length - i);
+        sendMany!(fds.subarray(i, i + n), n, buffer, results.subarray(i, i + n));
+      }
+      // Anything the kernel did not take (it should take all) would be a wrong floor.
+      for (let i = 0; i < fds.length; i++) if (results[i] !== buffer.length) throw new Error(`native send to socket ${i} returned ${results[i]}`);
+    },
+  };
+  const methods = opts.methods.split(',');
+  for (const m of methods) {
+    if (!(m in writeRound)) throw new Error(`unknown method ${m}: write or native`);
+    if (m === 'native' && (!sendMany || fds.some((fd) => fd < 0))) throw new Error('the native send addon is not built (npm run build builds native/herald-send)');
+  }
+  for (const method of methods)
   for (const frames of opts.frames.split(',').map(Number)) {
     const buffer = Buffer.alloc(opts.bytes * frames, 0x61);
+    const write = writeRound[method]!;
     const user: number[] = [];
     const sys: number[] = [];
     for (let run = 0; run < opts.runs; run++) {
       const before = process.cpuUsage();
       for (let r = 0; r < opts.rounds; r++) {
-        for (const s of accepted) s.write(buffer);
+        write(buffer);
         await new Promise((resolve) => setTimeout(resolve, opts.gap));
       }
       const used = process.cpuUsage(before);
       const writes = opts.rounds * accepted.length;
       user.push(used.user / writes);
       sys.push(used.system / writes);
-      process.stderr.write(`[write-floor] ${frames} frame(s) per write, run ${run + 1}/${opts.runs}: ${round(used.user / writes, 2)} µs user + ${round(used.system / writes, 2)} µs kernel per write\n`);
+      process.stderr.write(`[write-floor] ${method}, ${frames} frame(s) per write, run ${run + 1}/${opts.runs}: ${round(used.user / writes, 2)} µs user + ${round(used.system / writes, 2)} µs kernel per write\n`);
     }
     const perWrite = median(user.map((u, i) => u + sys[i]!));
     const line = {
       kind: 'write-floor',
+      method,
       sockets: opts.sockets,
       bytes_per_frame: opts.bytes,
       frames_per_write: frames,
@@ -79,9 +109,9 @@ async function writerMain(opts: Options): Promise<void> {
       pinned: opts.pin,
     };
     console.log(JSON.stringify(line));
-    rows.push(`${String(frames).padStart(6)}  ${String(line.us_per_write).padStart(9)}  ${String(line.us_per_frame).padStart(9)}  ${String(line.user_us_per_write).padStart(6)}  ${String(line.kernel_us_per_write).padStart(6)}`);
+    rows.push(`${method.padEnd(7)} ${String(frames).padStart(6)}  ${String(line.us_per_write).padStart(9)}  ${String(line.us_per_frame).padStart(9)}  ${String(line.user_us_per_write).padStart(6)}  ${String(line.kernel_us_per_write).padStart(6)}`);
   }
-  console.log(`\nframes  µs/write   µs/frame   user    kernel   (medians of ${opts.runs} runs, ${opts.sockets} sockets, ${opts.bytes} B frames)`);
+  console.log(`\nmethod  frames  µs/write   µs/frame   user    kernel   (medians of ${opts.runs} runs, ${opts.sockets} sockets, ${opts.bytes} B frames)`);
   for (const r of rows) console.log(r);
   reader.kill();
   for (const s of accepted) s.destroy();
@@ -96,6 +126,7 @@ if (process.argv[2] === '--reader') {
     .option('--sockets <n>', 'sockets written to each round', Number, 1000)
     .option('--bytes <n>', 'bytes per frame (a Herald fan-out frame is ≈ 230)', Number, 230)
     .option('--frames <list>', 'frames per write, comma-separated', '1,10')
+    .option('--methods <list>', 'write (socket.write) and/or native (Herald\'s send(2) addon, 32 sockets per call)', 'write,native')
     .option('--rounds <n>', 'rounds per run', Number, 60)
     .option('--gap <ms>', 'pause between rounds (50 = 20 publishes/s)', Number, 50)
     .option('--runs <n>', 'runs per frame count; the median is reported', Number, 3)
