@@ -14,6 +14,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Command } from 'commander';
 import { cpuMicros } from './lib/proc.js';
 import { BENCH_API_KEY } from './lib/token.js';
 import { DEFAULT_HERALD_BIN, startServer, type ServerUnderTest } from './servers/targets.js';
@@ -28,20 +29,6 @@ interface Args {
 
 const SERVERS = ['herald', 'herald-fastify', 'ws-plain'] as const;
 type Server = (typeof SERVERS)[number];
-
-function parseArgs(argv: string[]): Args {
-  const a: Args = { duration: 5, concurrency: 4, runs: 3, pin: false, logLevel: 'warn' };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i];
-    if (k === '--duration') a.duration = Number(argv[++i]);
-    else if (k === '--concurrency') a.concurrency = Number(argv[++i]);
-    else if (k === '--runs') a.runs = Number(argv[++i]);
-    else if (k === '--pin') a.pin = true;
-    else if (k === '--log-level') a.logLevel = String(argv[++i]);
-    else throw new Error(`unknown option ${k} (options: --duration <s> --concurrency <n> --runs <n> --pin --log-level <level>)`);
-  }
-  return a;
-}
 
 async function start(server: Server, a: Args): Promise<ServerUnderTest> {
   const fastPath = server !== 'herald-fastify';
@@ -89,8 +76,7 @@ async function measure(server: Server, a: Args, script: string) {
 
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
-async function main(): Promise<void> {
-  const a = parseArgs(process.argv.slice(2));
+async function main(a: Args): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'herald-publish-path-'));
   const script = join(dir, 'publish.lua');
   writeFileSync(script, `wrk.method = "POST"
@@ -125,4 +111,12 @@ wrk.body = '{"channel":"orders","eventType":"order.created","payload":{"seq":1,"
   }
 }
 
-await main();
+const program = new Command('publish-path')
+  .description('server CPU per POST /api/v1/publish (no subscribers): Herald with and without the fast path, and the ws-plain peer')
+  .option('--duration <s>', 'measured seconds per run (after a 1 s warm-up)', Number, 5)
+  .option('--concurrency <n>', 'wrk keep-alive connections', Number, 4)
+  .option('--runs <n>', 'runs per server, rotating order; medians are reported', Number, 3)
+  .option('--pin', 'server on core 0, wrk on core 1', false)
+  .option('--log-level <level>', "Herald's log.level (info logs two lines per request)", 'warn');
+program.parse();
+await main(program.opts<Args>());
