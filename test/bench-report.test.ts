@@ -17,6 +17,19 @@ describe('benchmark HTML report', () => {
     expect(html).not.toMatch(/<script|https?:\/\//); // nothing fetched, nothing executed
     expect(html).toContain('herald p99: 50.0 ms'); // median of 40 and 60
   });
+
+  it('gives runs of one scenario at another rate or audience their own section', () => {
+    const html = renderReport(
+      [line('herald', 40), { ...line('herald', 400), rate: 100 }, { ...line('herald', 4), connections: 100, rate: 100 }],
+      { title: 'T', generated: 'now', machine: 'm' },
+    );
+    expect(html.match(/<h2>fanout<\/h2>/g)).toHaveLength(3);
+    expect(html).toContain('1000 connections, 20 publishes/s');
+    expect(html).toContain('1000 connections, 100 publishes/s');
+    expect(html).toContain('100 connections, 100 publishes/s');
+    expect(html).toContain('herald p99: 40.0 ms');
+    expect(html).toContain('herald p99: 400.0 ms');
+  });
 });
 
 describe('benchmark HTML report: time series', () => {

@@ -189,8 +189,12 @@ export function renderReport(lines: RunLine[], meta: { title: string; generated:
   const disturbed = all.length - runs.length;
   const servers = [...new Set(runs.map((l) => l.server))];
   const colorOf = (s: string) => COLORS[servers.indexOf(s) % COLORS.length]!;
-  const sections = [...new Set(runs.map((l) => l.scenario))].map((scenario) => {
-    const these = runs.filter((l) => l.scenario === scenario);
+  // One section per scenario and load: runs of the same scenario at another audience or rate are
+  // other measurements, and a median across them would describe neither.
+  const loadOf = (l: RunLine): string => `${l.scenario}|${num(l.connections) ?? ''}|${num(l.rate) ?? ''}`;
+  const sections = [...new Set(runs.map(loadOf))].map((load) => {
+    const these = runs.filter((l) => loadOf(l) === load);
+    const scenario = these[0]!.scenario;
     const byServer = servers.map((server) => ({ server, lines: these.filter((l) => l.server === server) })).filter((r) => r.lines.length > 0);
     const first = these[0]!;
     const charts = [latencyChart(byServer, colorOf)];
