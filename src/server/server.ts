@@ -100,6 +100,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
       bodyLimit,
       validate: ajv.getSchema('herald:publish#/$defs/publishRequest')!,
       log: app.log as unknown as Logger,
+      trustProxy: config.server.trustProxy,
     });
   }
   const gateway = new Gateway(node);

@@ -30,11 +30,13 @@ export interface PublishFastPathOptions {
   /** The publishRequest schema compiled like fastify compiles route schemas. */
   validate: ValidateFunction;
   log: Logger;
+  /** `server.trustProxy`: the logged client address is the first X-Forwarded-For entry, as fastify's `req.ip`. */
+  trustProxy: boolean;
 }
 
 /** Returns a listener that answers the request and returns true, or returns false to pass it on. */
 export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
-  const { node, keys, bodyLimit, validate, log } = opts;
+  const { node, keys, bodyLimit, validate, log, trustProxy } = opts;
   let nextId = 0;
 
   return (req, res) => {
@@ -50,7 +52,8 @@ export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMes
     // Request logs like fastify's own, only when they would be written.
     const reqLog = log.isLevelEnabled('info') ? log.child({ reqId: `pub-${(nextId++).toString(36)}` }) : undefined;
     const started = reqLog ? performance.now() : 0;
-    reqLog?.info({ req: { method: req.method, url: req.url, host: headers.host, remoteAddress: req.socket.remoteAddress, remotePort: req.socket.remotePort } }, 'incoming request');
+    // Shaped like a fastify request, so fastify's log serializer writes the same fields.
+    reqLog?.info({ req: { method: req.method, url: req.url, headers, host: headers.host, ip: clientIp(req, trustProxy), socket: req.socket } }, 'incoming request');
     const respond = (status: number, contentType: string, body: string): void => {
       res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
       res.end(body);
@@ -77,6 +80,12 @@ export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMes
     });
     return true;
   };
+}
+
+function clientIp(req: IncomingMessage, trustProxy: boolean): string | undefined {
+  const forwarded = trustProxy ? req.headers['x-forwarded-for'] : undefined;
+  if (typeof forwarded === 'string' && forwarded !== '') return forwarded.split(',')[0]!.trim();
+  return req.socket.remoteAddress;
 }
 
 /** fastify's JSON body parser: empty and malformed bodies, `__proto__` and `constructor.prototype` keys refused. */
