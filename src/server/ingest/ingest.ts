@@ -7,11 +7,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { HeraldConfig } from '../config.js';
 import type { HeraldNode } from '../node.js';
 import type { IngestHooks } from './ingest-record.js';
-import { JetStreamIngestor } from './jetstream-ingestor.js';
-import { RedisStreamIngestor } from './redis-stream-ingestor.js';
 
-export { JetStreamIngestor, type JetStreamIngestorOptions } from './jetstream-ingestor.js';
-export { RedisStreamIngestor, type RedisStreamIngestorOptions } from './redis-stream-ingestor.js';
 export { ingestRecord, parseRecord, type IngestHooks, type IngestOutcome } from './ingest-record.js';
 
 /** Defaults for what `ingest.*` entries leave out. */
@@ -30,10 +26,16 @@ export interface Ingestor {
   readonly done: Promise<void>;
 }
 
-/** Builds (without starting) the ingestors the config names. */
-export function createIngestors(node: HeraldNode, config: Readonly<HeraldConfig>, log: FastifyBaseLogger, hooks?: IngestHooks): Ingestor[] {
+/**
+ * Builds (without starting) the ingestors the config names. Each kind's module, and with it its
+ * client library, is loaded only when the config has an entry of that kind.
+ */
+export async function createIngestors(node: HeraldNode, config: Readonly<HeraldConfig>, log: FastifyBaseLogger, hooks?: IngestHooks): Promise<Ingestor[]> {
   const out: Ingestor[] = [];
+  const { RedisStreamIngestor } = config.ingest.redisStreams.length > 0 ? await import('./redis-stream-ingestor.js') : { RedisStreamIngestor: undefined };
+  const { JetStreamIngestor } = config.ingest.jetstream.length > 0 ? await import('./jetstream-ingestor.js') : { JetStreamIngestor: undefined };
   config.ingest.redisStreams.forEach((s, i) => {
+    if (!RedisStreamIngestor) return;
     out.push(
       new RedisStreamIngestor(
         node,
@@ -54,6 +56,7 @@ export function createIngestors(node: HeraldNode, config: Readonly<HeraldConfig>
     );
   });
   config.ingest.jetstream.forEach((s, i) => {
+    if (!JetStreamIngestor) return;
     out.push(
       new JetStreamIngestor(
         node,
@@ -77,7 +80,7 @@ export function createIngestors(node: HeraldNode, config: Readonly<HeraldConfig>
 
 /** Starts all configured ingestors; resolves with the function that stops them. */
 export async function startIngest(node: HeraldNode, config: Readonly<HeraldConfig>, log: FastifyBaseLogger): Promise<() => Promise<void>> {
-  const ingestors = createIngestors(node, config, log);
+  const ingestors = await createIngestors(node, config, log);
   const started: Ingestor[] = [];
   const stopAll = async () => {
     await Promise.all(started.map((i) => i.stop().catch((err: Error) => log.warn({ err: err.message }, 'ingestor stop failed'))));

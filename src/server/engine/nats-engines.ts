@@ -1,0 +1,36 @@
+/** The NATS engines, loaded by create-engines only when `engine.type` is `nats`. */
+import type { FastifyBaseLogger } from 'fastify';
+import type { HeraldConfig } from '../config.js';
+import type { Engines } from './create-engines.js';
+import { NatsBroker } from './nats-broker.js';
+import { NatsInbox } from './nats-inbox.js';
+import { NatsPresence } from './nats-presence.js';
+
+/**
+ * NATS carries dispatches; JetStream keeps channel history, inboxes (a stream) and presence (a KV
+ * bucket), all shared by every node. Presence and inbox connect here, so an unreachable NATS fails
+ * start-up naming engine.nats.servers before anything listens; the broker connects in `start`.
+ */
+export async function createNatsEngines(config: Readonly<HeraldConfig>, log: FastifyBaseLogger): Promise<Engines> {
+  const { servers, prefix, presenceTtlMs, replicas } = config.engine.nats;
+  const onError = (err: Error, where: string) => log.warn({ err: err.message, where }, 'nats problem');
+  const windows = [config.channels.history, ...Object.values(config.channels.namespaces).map((n) => ({ ...config.channels.history, ...n.history }))];
+  const broker = new NatsBroker({
+    servers,
+    prefix,
+    replicas,
+    maxHistorySize: Math.max(...windows.map((w) => w.size)),
+    retainMs: Math.max(86_400_000, ...windows.map((w) => 2 * w.ttlMs)),
+    onError,
+  });
+  // An hour past the inbox age limit, as with Redis: a late reader still learns how many expired.
+  const inbox = await NatsInbox.connect({ servers, prefix, replicas, onError, retainMs: config.inbox.maxAgeMs + 3_600_000 });
+  let presence: NatsPresence;
+  try {
+    presence = await NatsPresence.connect({ servers, prefix, replicas, onError, ttlMs: presenceTtlMs });
+  } catch (err) {
+    await inbox.close();
+    throw err;
+  }
+  return { broker, presence, inbox };
+}

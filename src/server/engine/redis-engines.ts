@@ -1,0 +1,51 @@
+/** The Redis engines, loaded by create-engines only when `engine.type` is `redis`. */
+import type { FastifyBaseLogger } from 'fastify';
+import type { HeraldConfig } from '../config.js';
+import type { Engines } from './create-engines.js';
+import { RedisBroker } from './redis-broker.js';
+import type { RedisTarget } from './redis-connection.js';
+import { RedisIdempotency } from './redis-idempotency.js';
+import { RedisInbox } from './redis-inbox.js';
+import { RedisPresence } from './redis-presence.js';
+
+/**
+ * Broker, presence and inbox all in Redis. Presence and inbox connect here, so an unreachable Redis
+ * fails start-up naming the key that points at it before anything listens; the broker connects in
+ * `start`.
+ */
+export async function createRedisEngines(config: Readonly<HeraldConfig>, nodeName: string, log: FastifyBaseLogger): Promise<Engines> {
+  const { prefix, presenceTtlMs } = config.engine.redis;
+  const target = redisTargetOf(config.engine.redis);
+  const onError = (err: Error, connection: string) => log.warn({ err: err.message, connection, node: nodeName }, 'redis connection problem (retrying)');
+  const inbox = await RedisInbox.connect({ target, prefix, onError });
+  let presence: RedisPresence;
+  try {
+    presence = await RedisPresence.connect({ target, prefix, onError, ttlMs: presenceTtlMs });
+  } catch (err) {
+    await inbox.close();
+    throw err;
+  }
+  let idempotency: RedisIdempotency;
+  try {
+    idempotency = await RedisIdempotency.connect({ target, prefix, onError }, config.publish.idempotencyWindowMs);
+  } catch (err) {
+    await inbox.close();
+    await presence.close();
+    throw err;
+  }
+  return { broker: new RedisBroker({ target, prefix, onError }), presence, inbox, idempotency, dispose: () => idempotency.close() };
+}
+
+/** `engine.redis` (already validated by resolveConfig) as the connection target it names. */
+function redisTargetOf(redis: HeraldConfig['engine']['redis']): RedisTarget {
+  switch (redis.mode) {
+    case 'sentinel': {
+      const s = redis.sentinel;
+      return { mode: 'sentinel', sentinels: s.sentinels, masterName: s.masterName, password: s.password, sentinelPassword: s.sentinelPassword, db: s.db };
+    }
+    case 'cluster':
+      return { mode: 'cluster', nodes: redis.cluster.nodes, password: redis.cluster.password };
+    default:
+      return { mode: 'standalone', url: redis.url };
+  }
+}
