@@ -7,6 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server/server.js';
 import { dropNatsStreams, NATS_URL, requireNats, uniquePrefix } from './engine/services.js';
@@ -17,7 +18,9 @@ const natsUp = await requireNats();
 const prefix = uniquePrefix('herald_cluster_');
 const PRESENCE_TTL_MS = 1000;
 const engine = { type: 'nats', nats: { servers: [NATS_URL], prefix, presenceTtlMs: PRESENCE_TTL_MS } };
-const startNodes = (): Promise<HeraldServer[]> => Promise.all(['node-a', 'node-b', 'node-c'].map((nodeName) => startTestServer({ server: { nodeName }, engine })));
+// Short ACK timeouts so the at-least-once test sees a retransmission within a second.
+const delivery = { ackTimeoutMs: 300, retry: { initialDelayMs: 100 } };
+const startNodes = (): Promise<HeraldServer[]> => Promise.all(['node-a', 'node-b', 'node-c'].map((nodeName) => startTestServer({ server: { nodeName }, engine, delivery })));
 
 /** Polls `read` until `done` holds for its value or `ms` pass; returns the last value. */
 async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 10_000): Promise<T> {
@@ -74,6 +77,56 @@ describe.skipIf(!natsUp)('cluster over NATS (three nodes)', () => {
       expect(msgs.map((m) => m.message.payload)).toEqual(Array.from({ length: 15 }, (_, i) => i));
       expect(msgs.map((m) => m.offset)).toEqual(results.map((r) => r.position!.offset));
     }
+  });
+
+  it('concurrent publishes to one channel on three nodes reach every subscriber in offset order', async () => {
+    const readers = [track(await TestSocket.connect(a, { sub: 'seq-a' })), track(await TestSocket.connect(b, { sub: 'seq-b' })), track(await TestSocket.connect(c, { sub: 'seq-c' }))];
+    for (const r of readers) await r.subscribe('seq:cluster');
+    const nodes = [a, b, c];
+    // Not awaited one by one: the nodes race for offsets, and their live dispatches race to NATS.
+    const results = await Promise.all(Array.from({ length: 60 }, (_, i) => nodes[i % 3]!.publish({ channel: 'seq:cluster', eventType: 'n', payload: i })));
+    const offsets = results.map((r) => r.position!.offset).sort((x, y) => x - y);
+    for (const r of readers) {
+      const msgs = await r.waitMessages(60, 10_000);
+      expect(msgs.map((m) => m.offset)).toEqual(offsets);
+    }
+  });
+
+  it('a live dispatch that overtakes its predecessor on the wire waits for it (the offset chain)', async () => {
+    const reader = track(await TestSocket.connect(b, { sub: 'chain-reader' }));
+    await reader.subscribe('chain:cluster');
+    const first = await a.publish({ channel: 'chain:cluster', eventType: 'n', payload: 'real' });
+    await reader.waitMessages(1);
+    const { offset, epoch } = first.position!;
+    // Two dispatches as a node would send them, written to the channel's live subject in the
+    // wrong order, from a connection of their own (as another node's would be).
+    const nc = await connect({ servers: NATS_URL });
+    const subject = `${prefix}.ch.${Buffer.from('chain:cluster').toString('base64url')}`;
+    const dispatch = (n: number) => JSON.stringify({ position: { offset: offset + n, epoch }, prev: offset + n - 1, target: { kind: 'channel', channel: 'chain:cluster' }, envelope: { msgId: `chain-${n}`, timestamp: Date.now(), source: 't', eventType: 'n', version: '1.0', payload: n } });
+    nc.publish(subject, dispatch(2));
+    await nc.flush();
+    await sleep(20);
+    nc.publish(subject, dispatch(1));
+    await nc.drain();
+    const msgs = await reader.waitMessages(3);
+    expect(msgs.map((m) => m.message.payload)).toEqual(['real', 1, 2]);
+  });
+
+  it('at-least-once crosses nodes: a subscriber and a user on another node get ack:true, and are retransmitted until they ACK', async () => {
+    const sub = track(await TestSocket.connect(b, { sub: 'ack-sub' }));
+    await sub.subscribe('acks:cluster');
+    const user = track(await TestSocket.connect(c, { sub: 'ack-user' }));
+    await until(() => connectionsOf(a, 'ack-user'), (l) => l.length === 1);
+    await sleep(100); // the user subscription is made right after `connected`
+    const onChannel = await a.publish({ channel: 'acks:cluster', eventType: 'n', payload: 'ch', delivery: 'at-least-once' });
+    const toUser = await a.publish({ user: 'ack-user', eventType: 'n', payload: 'u', delivery: 'at-least-once' });
+    expect(await sub.next((f) => f.type === 'message')).toMatchObject({ ack: true, message: { msgId: onChannel.msgId } });
+    expect(await user.next((f) => f.type === 'message')).toMatchObject({ ack: true, message: { msgId: toUser.msgId } });
+    // Not acknowledged: the node the subscriber is on sends it again.
+    expect(await sub.next((f) => f.type === 'message', 5000)).toMatchObject({ message: { msgId: onChannel.msgId } });
+    ack(sub, onChannel.msgId);
+    ack(user, toUser.msgId);
+    expect(await until(() => a.node.inbox.size('ack-user'), (n) => n === 0)).toBe(0);
   });
 
   it('user messages and broadcasts cross nodes', async () => {

@@ -33,7 +33,9 @@ describe.skipIf(!redisUp)('cluster over Redis (three nodes)', () => {
 
   beforeAll(async () => {
     const engine = { type: 'redis', redis: { url: REDIS_URL, prefix, presenceTtlMs: 3000 } };
-    [a, b, c] = (await Promise.all(['node-a', 'node-b', 'node-c'].map((nodeName) => startTestServer({ server: { nodeName }, engine })))) as [HeraldServer, HeraldServer, HeraldServer];
+    // Short ACK timeouts so the at-least-once test sees a retransmission within a second.
+    const delivery = { ackTimeoutMs: 300, retry: { initialDelayMs: 100 } };
+    [a, b, c] = (await Promise.all(['node-a', 'node-b', 'node-c'].map((nodeName) => startTestServer({ server: { nodeName }, engine, delivery })))) as [HeraldServer, HeraldServer, HeraldServer];
   });
 
   afterAll(async () => {
@@ -61,6 +63,26 @@ describe.skipIf(!redisUp)('cluster over Redis (three nodes)', () => {
     expect(retry.body).toMatchObject({ duplicate: true, position: first.body.position });
     await sleep(100);
     expect(reader.messages()).toHaveLength(1);
+  });
+
+  it('at-least-once crosses nodes: a subscriber and a user on another node get ack:true, and are retransmitted until they ACK', async () => {
+    const sub = track(await TestSocket.connect(b, { sub: 'ack-sub' }));
+    await sub.subscribe('acks:cluster');
+    const user = track(await connectUser(c, a, 'ack-user', 1));
+    const onChannel = await a.publish({ channel: 'acks:cluster', eventType: 'n', payload: 'ch', delivery: 'at-least-once' });
+    const toUser = await a.publish({ user: 'ack-user', eventType: 'n', payload: 'u', delivery: 'at-least-once' });
+    const m1 = await sub.next((f) => f.type === 'message');
+    expect(m1).toMatchObject({ ack: true, message: { msgId: onChannel.msgId } });
+    const m2 = await user.next((f) => f.type === 'message');
+    expect(m2).toMatchObject({ ack: true, message: { msgId: toUser.msgId } });
+    // Not acknowledged: the node the subscriber is on sends it again.
+    const again = await sub.next((f) => f.type === 'message', 5000);
+    expect(again).toMatchObject({ message: { msgId: onChannel.msgId } });
+    sub.send({ type: 'ack', msgIds: [onChannel.msgId] });
+    user.send({ type: 'ack', msgIds: [toUser.msgId] });
+    const deadline = Date.now() + 5000;
+    while ((await a.node.inbox.size('ack-user')) > 0 && Date.now() < deadline) await sleep(20);
+    expect(await a.node.inbox.size('ack-user')).toBe(0);
   });
 
   it('a publish on A reaches channel subscribers on B and C, with one offset and epoch', async () => {

@@ -19,3 +19,18 @@ export function encodedEnvelope(dispatch: Dispatch): string {
   }
   return json;
 }
+
+/**
+ * What a broker sends beside the envelope so that every node delivers a dispatch as the accepting
+ * node would: the audience, the tag filter, and for at-least-once messages the `reliable` flag
+ * (recipients must ACK and are retransmitted) and the user's inbox `seq`. Receipts stay with the
+ * accepting node, so their flag does not travel.
+ */
+export function dispatchHead(dispatch: Dispatch): Pick<Dispatch, 'target' | 'filter' | 'reliable' | 'seq'> {
+  return {
+    target: dispatch.target,
+    ...(dispatch.filter ? { filter: dispatch.filter } : {}),
+    ...(dispatch.reliable ? { reliable: true } : {}),
+    ...(dispatch.seq !== undefined ? { seq: dispatch.seq } : {}),
+  };
+}

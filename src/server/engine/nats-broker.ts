@@ -16,7 +16,8 @@
  *   `since` (nothing between was pruned), no message after `since` is expired, and there are no more
  *   than `limit`. Publishes to one channel are serialized on each node (retrying on a lost CAS race
  *   with another node); the live dispatch is sent on core NATS after JetStream's ack, carrying the
- *   position, so `publish` resolves only once the message is stored.
+ *   position and `prev`, so `publish` resolves only once the message is stored. Dispatches from
+ *   different nodes can arrive out of offset order; ChannelSequencer restores it from `prev`.
  * - Per-channel limits: the stream keeps `maxHistorySize` per subject and `retainMs` overall; each
  *   message carries its channel's `Herald-Size` / `Herald-Ttl`, and reads apply them, so namespaces
  *   with smaller windows behave as configured. The channel's top offset is its newest stored
@@ -46,6 +47,8 @@ import {
 import type { StreamPosition } from '../../protocol/frames.js';
 import type { HistoryConfig } from '../config.js';
 import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult } from './broker.js';
+import { ChannelSequencer } from './channel-sequencer.js';
+import { dispatchHead } from './encoded-envelope.js';
 
 export interface NatsBrokerOptions {
   /** engine.nats.servers */
@@ -80,6 +83,8 @@ export class NatsBroker implements Broker {
   private readonly lastSeq = new Map<string, number>();
   /** Per-channel publish queue, so a node's publishes to one channel do not race each other. */
   private readonly queues = new Map<string, Promise<unknown>>();
+  /** Channel dispatches in offset order, whichever node's connection brought them first. */
+  private readonly sequencer = new ChannelSequencer<Dispatch>((d) => this.handler?.onDispatch(d));
   private readonly prefix: string;
   private readonly stream: string;
   private readonly timeoutMs: number;
@@ -127,6 +132,7 @@ export class NatsBroker implements Broker {
     if (!sub) return;
     this.subs.delete(subject);
     sub.unsubscribe();
+    if (target.kind === 'channel') this.sequencer.forget(target.channel);
   }
 
   async publish(dispatch: Dispatch, history: HistoryConfig): Promise<StreamPosition | undefined> {
@@ -139,9 +145,9 @@ export class NatsBroker implements Broker {
       return undefined;
     }
     return this.serialized(t.channel, async () => {
-      const position = await this.store(t.channel, envelopeJson, history);
+      const { position, prev } = await this.store(t.channel, envelopeJson, history);
       dispatch.position = position;
-      this.connection().publish(this.liveSubject(t), encodeDispatch(dispatch, envelopeJson));
+      this.connection().publish(this.liveSubject(t), encodeDispatch(dispatch, envelopeJson, prev));
       return position;
     });
   }
@@ -179,6 +185,7 @@ export class NatsBroker implements Broker {
   async close(): Promise<void> {
     this.closed = true;
     this.subs.clear();
+    this.sequencer.reset();
     const nc = this.nc;
     if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
   }
@@ -186,7 +193,7 @@ export class NatsBroker implements Broker {
   // ---- publishing ----------------------------------------------------------------------------
 
   /** Appends to the channel's subject with a CAS on its last sequence; retries when another node won. */
-  private async store(channel: string, envelopeJson: string, history: HistoryConfig): Promise<StreamPosition> {
+  private async store(channel: string, envelopeJson: string, history: HistoryConfig): Promise<{ position: StreamPosition; prev: number }> {
     const subject = this.histSubject(channel);
     for (let attempt = 1; ; attempt++) {
       let prev = this.lastSeq.get(channel);
@@ -199,7 +206,7 @@ export class NatsBroker implements Broker {
       try {
         const ack = await this.js!.publish(subject, envelopeJson, { headers: h, timeout: this.timeoutMs });
         this.remember(channel, ack.seq);
-        return { offset: ack.seq, epoch: this.epoch };
+        return { position: { offset: ack.seq, epoch: this.epoch }, prev };
       } catch (err) {
         this.lastSeq.delete(channel);
         if (apiErrorCode(err) !== WRONG_LAST_SEQUENCE || attempt >= MAX_CAS_ATTEMPTS) throw err;
@@ -309,14 +316,17 @@ export class NatsBroker implements Broker {
           this.opts.onError?.(err, 'nats subscription');
           return;
         }
-        let dispatch: Dispatch;
+        let dispatch: Dispatch & { prev?: number };
         try {
-          dispatch = JSON.parse(msg.string()) as Dispatch;
+          dispatch = JSON.parse(msg.string()) as Dispatch & { prev?: number };
         } catch (e) {
           this.opts.onError?.(e as Error, 'nats decode');
           return;
         }
-        this.handler?.onDispatch(dispatch);
+        const { prev, ...rest } = dispatch;
+        const t = rest.target;
+        if (t.kind === 'channel' && rest.position && typeof prev === 'number') this.sequencer.push(t.channel, rest.position.epoch, rest.position.offset, prev, rest);
+        else this.handler?.onDispatch(rest);
       },
     });
     this.subs.set(subject, sub);
@@ -327,6 +337,8 @@ export class NatsBroker implements Broker {
       if (s.type === 'disconnect') this.online = false;
       else if (s.type === 'reconnect') {
         this.online = true;
+        // Dispatches lost in the gap would leave the sequencer waiting: start every channel afresh.
+        this.sequencer.reset();
         this.handler?.onGap?.();
         // A server that lost its JetStream state gets the stream back, with a new epoch.
         this.ensureStream().catch((err) => this.opts.onError?.(err as Error, 'nats ensure stream'));
@@ -356,9 +368,9 @@ function token(name: string): string {
   return name === '' ? '_' : Buffer.from(name, 'utf8').toString('base64url');
 }
 
-function encodeDispatch(dispatch: Dispatch, envelopeJson: string): string {
-  const { target, filter, position } = dispatch;
-  const head = JSON.stringify({ ...(position ? { position } : {}), target, ...(filter ? { filter } : {}) });
+/** `prev`: for a channel message, the offset of the channel's previous message (see ChannelSequencer). */
+function encodeDispatch(dispatch: Dispatch, envelopeJson: string, prev?: number): string {
+  const head = JSON.stringify({ ...(dispatch.position ? { position: dispatch.position } : {}), ...(prev !== undefined ? { prev } : {}), ...dispatchHead(dispatch) });
   return `${head.slice(0, -1)},"envelope":${envelopeJson}}`;
 }
 
