@@ -92,6 +92,19 @@ describe.skipIf(!natsUp)('cluster over NATS (three nodes)', () => {
     }
   });
 
+  it('recognises a publish retried on another node as a duplicate (shared idempotency window)', async () => {
+    const reader = track(await TestSocket.connect(c, { sub: 'idem-reader' }));
+    await reader.subscribe('idem:cluster');
+    const body = { channel: 'idem:cluster', eventType: 'x', payload: 1, msgId: `${prefix}-retry-1` };
+    const first = await api(a, 'POST', '/api/v1/publish', body);
+    await sleep(50); // the window is written right after the publish is answered
+    const retry = await api(b, 'POST', '/api/v1/publish', body);
+    expect(first.body.duplicate).toBeUndefined();
+    expect(retry.body).toMatchObject({ duplicate: true, position: first.body.position });
+    await sleep(100);
+    expect(reader.messages()).toHaveLength(1);
+  });
+
   it('a live dispatch that overtakes its predecessor on the wire waits for it (the offset chain)', async () => {
     const reader = track(await TestSocket.connect(b, { sub: 'chain-reader' }));
     await reader.subscribe('chain:cluster');

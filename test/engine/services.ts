@@ -52,6 +52,6 @@ export function uniquePrefix(base: string): string {
 export async function dropNatsStreams(prefix: string): Promise<void> {
   const nc = await natsConnect({ servers: NATS_URL });
   const jsm = await nc.jetstreamManager();
-  for (const name of [`${prefix}_history`, `${prefix}_inbox`, `KV_${prefix}_presence`]) await jsm.streams.delete(name).catch(() => undefined);
+  for (const name of [`${prefix}_history`, `${prefix}_inbox`, `KV_${prefix}_presence`, `KV_${prefix}_idem`]) await jsm.streams.delete(name).catch(() => undefined);
   await nc.close();
 }

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { HeraldConfig } from '../config.js';
 import type { Engines } from './create-engines.js';
 import { NatsBroker } from './nats-broker.js';
+import { NatsIdempotency } from './nats-idempotency.js';
 import { NatsInbox } from './nats-inbox.js';
 import { NatsPresence } from './nats-presence.js';
 
@@ -32,5 +33,13 @@ export async function createNatsEngines(config: Readonly<HeraldConfig>, log: Fas
     await inbox.close();
     throw err;
   }
-  return { broker, presence, inbox };
+  let idempotency: NatsIdempotency;
+  try {
+    idempotency = await NatsIdempotency.connect({ servers, prefix, replicas, onError }, config.publish.idempotencyWindowMs);
+  } catch (err) {
+    await inbox.close();
+    await presence.close();
+    throw err;
+  }
+  return { broker, presence, inbox, idempotency, dispose: () => idempotency.close() };
 }
