@@ -8,7 +8,14 @@
 import { nanos, type KV } from 'nats';
 import type { StreamPosition } from '../../protocol/frames.js';
 import { IdempotencyCache, type IdempotencyEntry, type IdempotencyStore } from '../idempotency.js';
-import { checkNatsPrefix, checkNatsReplicas, openJetStream, subjectToken, type JetStreamLink, type NatsEngineOptions } from './nats-jetstream.js';
+import { checkNatsPrefix, checkNatsReplicas, openJetStream, subjectToken, watchConnection, type JetStreamLink, type NatsEngineOptions } from './nats-jetstream.js';
+
+/**
+ * How long a lookup may take before the publish goes ahead without it. A healthy bucket answers in
+ * well under a millisecond; a silent network cut would otherwise hold every publish for the
+ * client's request timeout, while the broker should be the one to refuse it promptly.
+ */
+const LOOKUP_TIMEOUT_MS = 250;
 
 export function idempotencyBucket(prefix: string): string {
   return `${prefix}_idem`;
@@ -16,6 +23,12 @@ export function idempotencyBucket(prefix: string): string {
 
 export class NatsIdempotency implements IdempotencyStore {
   private readonly local: IdempotencyCache;
+  /**
+   * False while NATS is unreachable. The client would hold a lookup until it reconnects, and the
+   * publish behind it with it; without NATS the broker refuses the publish at once (503), which is
+   * what a backend should see.
+   */
+  private online = true;
 
   private constructor(
     private readonly link: JetStreamLink,
@@ -38,7 +51,9 @@ export class NatsIdempotency implements IdempotencyStore {
       if (info.config.max_age !== nanos(windowMs)) {
         await link.jsm.streams.update(stream, { ...info.config, max_age: nanos(windowMs), duplicate_window: nanos(Math.min(windowMs, 120_000)) });
       }
-      return new NatsIdempotency(link, kv, windowMs);
+      const store = new NatsIdempotency(link, kv, windowMs);
+      watchConnection(link.nc, { reconnect: () => (store.online = true), disconnect: () => (store.online = false), error: opts.onError });
+      return store;
     } catch (err) {
       await link.nc.close().catch(() => undefined);
       throw new Error(`engine.nats.servers=${opts.servers.join(',')}: cannot open the idempotency bucket ${idempotencyBucket(opts.prefix)}: ${(err as Error).message}`, { cause: err });
@@ -47,9 +62,9 @@ export class NatsIdempotency implements IdempotencyStore {
 
   async get(key: string): Promise<IdempotencyEntry | undefined> {
     const hit = this.local.get(key);
-    if (hit || !this.kv) return hit;
+    if (hit || !this.kv || !this.online) return hit;
     try {
-      const entry = await this.kv.get(subjectToken(key));
+      const entry = await withDeadline(this.kv.get(subjectToken(key)), LOOKUP_TIMEOUT_MS);
       if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
       const { at, timestamp, position } = JSON.parse(entry.string()) as IdempotencyEntry;
       this.local.set(key, timestamp, position, at);
@@ -61,7 +76,7 @@ export class NatsIdempotency implements IdempotencyStore {
 
   set(key: string, timestamp: number, position: StreamPosition | undefined): void {
     this.local.set(key, timestamp, position);
-    if (!this.kv) return;
+    if (!this.kv || !this.online) return;
     this.kv.put(subjectToken(key), JSON.stringify({ at: Date.now(), timestamp, position })).catch(() => undefined);
   }
 
@@ -69,4 +84,14 @@ export class NatsIdempotency implements IdempotencyStore {
     const nc = this.link.nc;
     if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
   }
+}
+
+/** The promise's value, or null once `ms` have passed. */
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), ms);
+    timer.unref();
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
 }
