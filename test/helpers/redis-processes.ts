@@ -51,14 +51,28 @@ async function ask(port: number, password: string | undefined, ...args: string[]
   }
 }
 
-/** Waits until the master's first replica has acknowledged everything the master had written. */
+/**
+ * Waits until a replica of the master has acknowledged everything the master had written. A
+ * replica acknowledges once a second; on a loaded machine its link may also be re-syncing, so the
+ * wait is long, and a timeout says what the master last reported.
+ */
 async function awaitReplicaCaughtUp(master: number, password: string | undefined): Promise<void> {
   const replication = async () => String(await ask(master, password, 'INFO', 'replication'));
   const written = Number(/master_repl_offset:(\d+)/.exec(await replication())![1]);
-  await until('the replica to catch up', async () => {
-    const acked = /slave0:[^\r\n]*offset=(\d+)/.exec(await replication());
-    return acked && Number(acked[1]) >= written ? true : undefined;
-  });
+  let last = '';
+  try {
+    await until(
+      'the replica to catch up',
+      async () => {
+        last = await replication();
+        const acked = [...last.matchAll(/slave\d+:[^\r\n]*state=online[^\r\n]*offset=(\d+)/g)].map((m) => Number(m[1]));
+        return acked.some((o) => o >= written) ? true : undefined;
+      },
+      60_000,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message} (master ${master} wrote up to ${written}; its INFO replication: ${last.replace(/\r?\n/g, ' ')})`);
+  }
 }
 
 class ProcessSet {
