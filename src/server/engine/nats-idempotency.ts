@@ -1,13 +1,9 @@
 /**
  * The idempotency window shared by every node of a NATS cluster, in a JetStream Key-Value bucket
- * `<prefix>_idem` whose TTL is the window: a retry that lands on another node, or on this node
- * after a restart, is still recognised. The same contract as the Redis store — hits from memory,
- * a miss asks the bucket, and if NATS cannot answer the publish proceeds (the SDK drops a duplicate
- * by msgId) rather than being refused.
+ * `<prefix>_idem` whose TTL is the window (see SharedIdempotency for the contract).
  */
 import { nanos, type KV } from 'nats';
-import type { StreamPosition } from '../../protocol/frames.js';
-import { IdempotencyCache, type IdempotencyEntry, type IdempotencyStore } from '../idempotency.js';
+import { SharedIdempotency } from '../idempotency.js';
 import { checkNatsPrefix, checkNatsReplicas, openJetStream, subjectToken, watchConnection, type JetStreamLink, type NatsEngineOptions } from './nats-jetstream.js';
 
 /**
@@ -21,8 +17,7 @@ export function idempotencyBucket(prefix: string): string {
   return `${prefix}_idem`;
 }
 
-export class NatsIdempotency implements IdempotencyStore {
-  private readonly local: IdempotencyCache;
+export class NatsIdempotency extends SharedIdempotency {
   /**
    * False while NATS is unreachable. The client would hold a lookup until it reconnects, and the
    * publish behind it with it; without NATS the broker refuses the publish at once (503), which is
@@ -33,9 +28,9 @@ export class NatsIdempotency implements IdempotencyStore {
   private constructor(
     private readonly link: JetStreamLink,
     private readonly kv: KV | undefined,
-    private readonly windowMs: number,
+    windowMs: number,
   ) {
-    this.local = new IdempotencyCache(windowMs);
+    super(windowMs);
   }
 
   static async connect(opts: NatsEngineOptions, windowMs: number): Promise<NatsIdempotency> {
@@ -60,24 +55,17 @@ export class NatsIdempotency implements IdempotencyStore {
     }
   }
 
-  async get(key: string): Promise<IdempotencyEntry | undefined> {
-    const hit = this.local.get(key);
-    if (hit || !this.kv || !this.online) return hit;
-    try {
-      const entry = await withDeadline(this.kv.get(subjectToken(key)), LOOKUP_TIMEOUT_MS);
-      if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
-      const { at, timestamp, position } = JSON.parse(entry.string()) as IdempotencyEntry;
-      this.local.set(key, timestamp, position, at);
-      return { at, timestamp, position };
-    } catch {
-      return undefined;
-    }
+  protected override available(): boolean {
+    return this.kv !== undefined && this.online;
   }
 
-  set(key: string, timestamp: number, position: StreamPosition | undefined): void {
-    this.local.set(key, timestamp, position);
-    if (!this.kv || !this.online) return;
-    this.kv.put(subjectToken(key), JSON.stringify({ at: Date.now(), timestamp, position })).catch(() => undefined);
+  protected async read(key: string): Promise<string | undefined> {
+    const entry = await withDeadline(this.kv!.get(subjectToken(key)), LOOKUP_TIMEOUT_MS);
+    return entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
+  }
+
+  protected write(key: string, json: string): Promise<unknown> {
+    return this.kv!.put(subjectToken(key), json);
   }
 
   async close(): Promise<void> {
