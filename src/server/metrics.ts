@@ -2,7 +2,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** prom-client default metrics whose cost grows with the number of sockets; not collected. */
-export const PER_HANDLE_METRICS = [
+const PER_HANDLE_METRICS = [
   'process_open_fds',
   'nodejs_active_handles',
   'nodejs_active_handles_total',

@@ -26,11 +26,20 @@ export function encodedEnvelope(dispatch: Dispatch): string {
  * (recipients must ACK and are retransmitted) and the user's inbox `seq`. Receipts stay with the
  * accepting node, so their flag does not travel.
  */
-export function dispatchHead(dispatch: Dispatch): Pick<Dispatch, 'target' | 'filter' | 'reliable' | 'seq'> {
+function dispatchHead(dispatch: Dispatch): Pick<Dispatch, 'target' | 'filter' | 'reliable' | 'seq'> {
   return {
     target: dispatch.target,
     ...(dispatch.filter ? { filter: dispatch.filter } : {}),
     ...(dispatch.reliable ? { reliable: true } : {}),
     ...(dispatch.seq !== undefined ? { seq: dispatch.seq } : {}),
   };
+}
+
+/**
+ * A dispatch as one JSON text for a broker to carry: `extra` (a broker's own fields, such as the
+ * position), the head above, and the envelope spliced in as already encoded, never stringified again.
+ */
+export function encodeDispatch(dispatch: Dispatch, envelopeJson: string, extra: Record<string, unknown> = {}): string {
+  const head = JSON.stringify({ ...extra, ...dispatchHead(dispatch) });
+  return `${head.slice(0, -1)},"envelope":${envelopeJson}}`;
 }

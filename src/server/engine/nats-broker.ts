@@ -48,7 +48,7 @@ import type { StreamPosition } from '../../protocol/frames.js';
 import type { HistoryConfig } from '../config.js';
 import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult } from './broker.js';
 import { ChannelSequencer } from './channel-sequencer.js';
-import { dispatchHead } from './encoded-envelope.js';
+import { encodeDispatch, encodedEnvelope } from './encoded-envelope.js';
 
 export interface NatsBrokerOptions {
   /** engine.nats.servers */
@@ -137,7 +137,7 @@ export class NatsBroker implements Broker {
 
   async publish(dispatch: Dispatch, history: HistoryConfig): Promise<StreamPosition | undefined> {
     const nc = this.connection();
-    const envelopeJson = JSON.stringify(dispatch.envelope);
+    const envelopeJson = encodedEnvelope(dispatch);
     const t = dispatch.target;
     if (t.kind !== 'channel') {
       nc.publish(this.liveSubject(t), encodeDispatch(dispatch, envelopeJson));
@@ -147,7 +147,8 @@ export class NatsBroker implements Broker {
     return this.serialized(t.channel, async () => {
       const { position, prev } = await this.store(t.channel, envelopeJson, history);
       dispatch.position = position;
-      this.connection().publish(this.liveSubject(t), encodeDispatch(dispatch, envelopeJson, prev));
+      // `prev`, the channel's previous offset, lets every node restore offset order (ChannelSequencer).
+      this.connection().publish(this.liveSubject(t), encodeDispatch(dispatch, envelopeJson, { position, prev }));
       return position;
     });
   }
@@ -368,11 +369,6 @@ function token(name: string): string {
   return name === '' ? '_' : Buffer.from(name, 'utf8').toString('base64url');
 }
 
-/** `prev`: for a channel message, the offset of the channel's previous message (see ChannelSequencer). */
-function encodeDispatch(dispatch: Dispatch, envelopeJson: string, prev?: number): string {
-  const head = JSON.stringify({ ...(dispatch.position ? { position: dispatch.position } : {}), ...(prev !== undefined ? { prev } : {}), ...dispatchHead(dispatch) });
-  return `${head.slice(0, -1)},"envelope":${envelopeJson}}`;
-}
 
 function toEntry(m: JsMsg): HistoryEntry {
   return { offset: m.seq, envelope: JSON.parse(m.string()) as HistoryEntry['envelope'] };

@@ -26,7 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { Cluster } from 'ioredis';
 import type { StreamPosition } from '../../protocol/frames.js';
 import type { HistoryConfig } from '../config.js';
-import { dispatchHead, encodedEnvelope } from './encoded-envelope.js';
+import { encodeDispatch, encodedEnvelope } from './encoded-envelope.js';
 import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult } from './broker.js';
 import { closeRedis, isCluster, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './redis-connection.js';
 
@@ -203,8 +203,7 @@ export class RedisBroker implements Broker {
   async publish(dispatch: Dispatch, history: HistoryConfig): Promise<StreamPosition | undefined> {
     const cmd = this.connected();
     const envelopeJson = encodedEnvelope(dispatch);
-    const head = JSON.stringify(dispatchHead(dispatch));
-    const json = `${head.slice(0, -1)},"envelope":${envelopeJson}}`;
+    const json = encodeDispatch(dispatch, envelopeJson);
     const t = dispatch.target;
     if (t.kind !== 'channel') {
       if (t.kind === 'user' && this.sharded) await cmd.spublish(this.topicOf(t), json);

@@ -32,49 +32,51 @@ export interface Ingestor {
  */
 export async function createIngestors(node: HeraldNode, config: Readonly<HeraldConfig>, log: FastifyBaseLogger, hooks?: IngestHooks): Promise<Ingestor[]> {
   const out: Ingestor[] = [];
-  const { RedisStreamIngestor } = config.ingest.redisStreams.length > 0 ? await import('./redis-stream-ingestor.js') : { RedisStreamIngestor: undefined };
-  const { JetStreamIngestor } = config.ingest.jetstream.length > 0 ? await import('./jetstream-ingestor.js') : { JetStreamIngestor: undefined };
-  config.ingest.redisStreams.forEach((s, i) => {
-    if (!RedisStreamIngestor) return;
-    out.push(
-      new RedisStreamIngestor(
-        node,
-        {
-          url: s.url ?? config.engine.redis.url,
-          stream: s.stream,
-          group: s.group ?? INGEST_DEFAULTS.group,
-          consumer: s.consumer || node.name,
-          batch: s.batch ?? INGEST_DEFAULTS.batch,
-          blockMs: s.blockMs ?? INGEST_DEFAULTS.blockMs,
-          ...(s.deadLetterStream ? { deadLetterStream: s.deadLetterStream } : {}),
-          claimIdleMs: INGEST_DEFAULTS.claimIdleMs,
-          configKey: `ingest.redisStreams[${i}]`,
-          ...(hooks ? { hooks } : {}),
-        },
-        log,
-      ),
-    );
-  });
-  config.ingest.jetstream.forEach((s, i) => {
-    if (!JetStreamIngestor) return;
-    out.push(
-      new JetStreamIngestor(
-        node,
-        {
-          servers: s.servers && s.servers.length > 0 ? s.servers : config.engine.nats.servers,
-          stream: s.stream,
-          subject: s.subject,
-          durable: s.durable ?? INGEST_DEFAULTS.durable,
-          batch: s.batch ?? INGEST_DEFAULTS.batch,
-          expiresMs: INGEST_DEFAULTS.blockMs,
-          ackWaitMs: INGEST_DEFAULTS.ackWaitMs,
-          configKey: `ingest.jetstream[${i}]`,
-          ...(hooks ? { hooks } : {}),
-        },
-        log,
-      ),
-    );
-  });
+  if (config.ingest.redisStreams.length > 0) {
+    const { RedisStreamIngestor } = await import('./redis-stream-ingestor.js');
+    config.ingest.redisStreams.forEach((s, i) => {
+      out.push(
+        new RedisStreamIngestor(
+          node,
+          {
+            url: s.url ?? config.engine.redis.url,
+            stream: s.stream,
+            group: s.group ?? INGEST_DEFAULTS.group,
+            consumer: s.consumer || node.name,
+            batch: s.batch ?? INGEST_DEFAULTS.batch,
+            blockMs: s.blockMs ?? INGEST_DEFAULTS.blockMs,
+            ...(s.deadLetterStream ? { deadLetterStream: s.deadLetterStream } : {}),
+            claimIdleMs: INGEST_DEFAULTS.claimIdleMs,
+            configKey: `ingest.redisStreams[${i}]`,
+            ...(hooks ? { hooks } : {}),
+          },
+          log,
+        ),
+      );
+    });
+  }
+  if (config.ingest.jetstream.length > 0) {
+    const { JetStreamIngestor } = await import('./jetstream-ingestor.js');
+    config.ingest.jetstream.forEach((s, i) => {
+      out.push(
+        new JetStreamIngestor(
+          node,
+          {
+            servers: s.servers && s.servers.length > 0 ? s.servers : config.engine.nats.servers,
+            stream: s.stream,
+            subject: s.subject,
+            durable: s.durable ?? INGEST_DEFAULTS.durable,
+            batch: s.batch ?? INGEST_DEFAULTS.batch,
+            expiresMs: INGEST_DEFAULTS.blockMs,
+            ackWaitMs: INGEST_DEFAULTS.ackWaitMs,
+            configKey: `ingest.jetstream[${i}]`,
+            ...(hooks ? { hooks } : {}),
+          },
+          log,
+        ),
+      );
+    });
+  }
   return out;
 }
 
