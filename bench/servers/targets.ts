@@ -14,7 +14,9 @@ import { freePort } from '../lib/ports.js';
 import { BENCH_API_KEY, BENCH_SECRET } from '../lib/token.js';
 import type { Dialect } from '../loadgen/messages.js';
 
-export const SERVERS = ['herald', 'ws-plain', 'ws-preframed', 'socketio'] as const;
+export const SERVERS = ['herald', 'ws-plain', 'ws-preframed', 'socketio', 'ws-native'] as const;
+/** What `compare` runs without --servers: Herald and the peers users would otherwise pick (ws-native is the floor, opt-in). */
+export const DEFAULT_SERVERS: readonly ServerName[] = ['herald', 'ws-plain', 'ws-preframed', 'socketio'];
 /**
  * `herald-redis-<n>`: n Herald processes (n = 1…9) on engine redis sharing one Redis, each on
  * its own port, all pinned like a single server; see `startHeraldCluster`.
@@ -90,6 +92,7 @@ const PEER_SCRIPT: Record<PeerName, string> = {
   'ws-plain': '../peers/ws-plain.js',
   'ws-preframed': '../peers/ws-preframed.js',
   socketio: '../peers/socketio.js',
+  'ws-native': '../peers/ws-native.js',
 };
 
 export const DEFAULT_HERALD_BIN = fileURLToPath(new URL('../../src/cli/herald.js', import.meta.url));

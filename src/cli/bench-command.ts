@@ -5,7 +5,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { compare, runOne, serversFor, targetsOf, type BenchOptions } from '../../bench/runner.js';
 import { findScenario, SCENARIOS } from '../../bench/scenarios/index.js';
-import { isServerName, PEERS, SERVERS, type ServerName } from '../../bench/servers/targets.js';
+import { DEFAULT_SERVERS, isServerName, PEERS, SERVERS, type ServerName } from '../../bench/servers/targets.js';
 import type { DeliveryMode } from '../../bench/loadgen/messages.js';
 
 interface Flags {
@@ -166,12 +166,12 @@ export function registerBenchCommand(program: Command): Command {
       .command('compare')
       .description('run a scenario against Herald and each peer, N times, and report medians and Herald/peer ratios')
       .option('--scenario <name>', 'scenario to compare', checkScenario, 'fanout')
-      .option('--servers <list>', `comma-separated servers: ${SERVERS.join(', ')}, herald-redis-<n> (n Herald nodes on engine redis), herald-workers-<n> (one Herald with n worker processes sharing its port, engine redis); default all but herald-redis, reliable: herald`, servers)
+      .option('--servers <list>', `comma-separated servers: ${SERVERS.join(', ')}, herald-redis-<n> (n Herald nodes on engine redis), herald-workers-<n> (one Herald with n worker processes sharing its port, engine redis); default herald,ws-plain,ws-preframed,socketio (ws-native, the send(2) floor, only when named), reliable: herald`, servers)
       .option('--runs <n>', 'repetitions per server (default 3, 1 with --smoke)', positiveInt('--runs')),
   ).action(async (flags: Flags & { scenario: string; servers?: ServerName[] }) => {
     const runs = Math.max(1, flags.runs ?? (flags.smoke ? SMOKE.runs : 3));
     // The peers know no at-least-once: they would silently run at-most-once.
-    const requested = flags.servers ?? (flags.scenario === 'reliable' ? ['herald' as const] : [...SERVERS]);
+    const requested = flags.servers ?? (flags.scenario === 'reliable' ? ['herald' as const] : [...DEFAULT_SERVERS]);
     const list = serversFor(flags.scenario, requested, (line) => process.stderr.write(`${line}\n`));
     const options = benchOptions(flags.scenario, flags);
     const summary = await compare(list, runs, options);
