@@ -10,7 +10,7 @@ import { cpuMicros, machineCpuMicros } from './lib/proc.js';
 import { resultsTable, table, columnsFor } from './lib/report.js';
 import { median, round } from './lib/stats.js';
 import { findScenario } from './scenarios/index.js';
-import type { DeliveryMode } from './loadgen/messages.js';
+import type { ClientKind, DeliveryMode } from './loadgen/messages.js';
 import type { Pinning, RunOptions, RunResult } from './scenarios/scenario.js';
 import { DEFAULT_HERALD_BIN, PEERS, startServer, type ServerName } from './servers/targets.js';
 
@@ -23,7 +23,7 @@ export interface BenchOptions {
   sourceAddresses: number;
   concurrency: number;
   publishSockets: number;
-  client: 'raw' | 'ws';
+  client: ClientKind;
   /** Scrape Herald's /metrics each second for its event-loop delay (costs Herald ≈ 4 ms of CPU a scrape). */
   loopDelay?: boolean | undefined;
   /** Publishing scenarios: an unmeasured window at the same rate first, seconds (0 = none). */
@@ -67,6 +67,9 @@ const RATIO_KEYS: Record<string, 'lower' | 'higher'> = {
   p99_ms: 'lower',
   p999_ms: 'lower',
   max_ms: 'lower',
+  wire_p50_ms: 'lower',
+  wire_p99_ms: 'lower',
+  wire_p999_ms: 'lower',
   deliveries_per_s: 'higher',
   server_us_per_delivery: 'lower',
   cpu_pct: 'lower',

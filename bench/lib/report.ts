@@ -43,6 +43,9 @@ const IDLE_COLUMNS: Column[] = [
 
 /** Shown after the fan-out columns when some row has them (reliable, cluster, multi-channel runs). */
 const EXTRA_COLUMNS: Column[] = [
+  { title: 'wire p50 ms', key: 'wire_p50_ms' },
+  { title: 'wire p99 ms', key: 'wire_p99_ms' },
+  { title: 'wire p99.9 ms', key: 'wire_p999_ms' },
   { title: 'nodes', key: 'nodes' },
   { title: 'µs/msg', key: 'server_us_per_message' },
   { title: 'acks', key: 'acks' },
@@ -75,7 +78,7 @@ const STEP_COLUMNS: Column[] = [
 ];
 
 /** Extras shown whenever some row has them; the rest only when they say something (nodes > 1, acks > 0). */
-const SHOWN_WHEN_PRESENT = new Set(['users', 'unexpected', 'reconnects', 'reconnects_per_s', 'reconnects_failed', 'handshake_p50_ms', 'handshake_p99_ms', 'rss_peak_mb', 'stop_reason']);
+const SHOWN_WHEN_PRESENT = new Set(['wire_p50_ms', 'wire_p99_ms', 'wire_p999_ms', 'users', 'unexpected', 'reconnects', 'reconnects_per_s', 'reconnects_failed', 'handshake_p50_ms', 'handshake_p99_ms', 'rss_peak_mb', 'stop_reason']);
 
 /** Columns for a scenario: its own list if it has one, else the fan-out list (plus the extras `rows` have). */
 export function columnsFor(scenario: string, rows: Array<Record<string, unknown>> = []): Column[] {

@@ -30,6 +30,8 @@ export interface LoadGenOptions {
 
 export interface LoadGenReport {
   latency: Histogram;
+  /** `--client native`: publish to the kernel's receive timestamp, µs (empty otherwise). */
+  wire: Histogram;
   /** Storm: reconnect handshakes (TCP connect → subscribed), µs. */
   handshakes: Histogram;
   deliveries: number;
@@ -235,10 +237,12 @@ export class LoadGen {
       }),
     );
     const latency = newLatencyHistogram();
+    const wire = newLatencyHistogram();
     const handshakes = newLatencyHistogram();
     const closedByCode: Record<string, number> = {};
     for (const r of reports) {
-      for (const [into, text] of [[latency, r.histogram], [handshakes, r.handshakeHistogram]] as const) {
+      for (const [into, text] of [[latency, r.histogram], [handshakes, r.handshakeHistogram], [wire, r.wireHistogram]] as const) {
+        if (text === undefined) continue;
         const h = decodeHistogram(text);
         into.add(h);
         h.destroy();
@@ -248,6 +252,7 @@ export class LoadGen {
     const sum = (f: (r: WorkerReport) => number): number => reports.reduce((s, r) => s + f(r), 0);
     return {
       latency,
+      wire,
       handshakes,
       deliveries: sum((r) => r.deliveries),
       unexpected: sum((r) => r.unexpected),
@@ -266,6 +271,7 @@ export class LoadGen {
       workerCpuMicros: sum((r) => r.cpuMicros),
       destroy: () => {
         latency.destroy();
+        wire.destroy();
         handshakes.destroy();
       },
     };

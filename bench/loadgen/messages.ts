@@ -3,6 +3,7 @@ import type { AudienceSpec } from './audience.js';
 
 /** Wire dialect a loadgen connection speaks: Herald's protocol v1, or Socket.IO 4 over raw WebSocket. */
 export type Dialect = 'herald' | 'socketio';
+export type ClientKind = 'raw' | 'native' | 'ws';
 
 export type DeliveryMode = 'at-least-once' | 'at-most-once';
 
@@ -33,8 +34,8 @@ export interface WorkerConfig {
   sourceAddresses: string[];
   /** At most this many connections in their handshake at once. */
   concurrency: number;
-  /** WebSocket client: the loadgen's own minimal one (raw-ws.ts), or the `ws` library. */
-  client: 'raw' | 'ws';
+  /** WebSocket client: the loadgen's own minimal one (raw-ws.ts), the same handing its socket to the native receive path after the handshake (native-recv.ts), or the `ws` library. */
+  client: ClientKind;
   /** A connection that is not subscribed within this time counts as failed. */
   connectTimeoutMs: number;
   /** Who each connection is and which publishes it expects (audience.ts); default `user-<g>`, every publish. */
@@ -62,6 +63,8 @@ export interface OpenResult {
 export interface WorkerReport {
   /** HDR histogram of publish-to-receive latency in µs, compressed base64. */
   histogram: string;
+  /** `--client native`: publish-to-kernel-receive-timestamp latency in µs, same encoding; absent otherwise. */
+  wireHistogram?: string | undefined;
   deliveries: number;
   /** Deliveries of a seq this connection had not seen before (in or out of order). */
   unique: number;

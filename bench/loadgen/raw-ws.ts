@@ -56,6 +56,24 @@ export class RawWebSocket extends EventEmitter {
     this.socket.write(frame(OP_TEXT, Buffer.from(text, 'utf8')));
   }
 
+  /**
+   * Stops reading in JavaScript and returns the descriptor and any bytes read past the last
+   * complete frame, for a native reader to continue from (native-recv.ts). Writes still go through
+   * `send`; `terminate` still closes the socket. Undefined when the socket has no descriptor.
+   */
+  detach(): { fd: number; leftover: Buffer } | undefined {
+    const handle = (this.socket as unknown as { _handle?: { fd?: number; reading?: boolean; readStop?: () => number } })._handle;
+    if (!this.upgraded || this.closed || !handle || typeof handle.fd !== 'number' || handle.fd < 0 || !handle.readStop) return undefined;
+    this.socket.pause();
+    this.socket.removeAllListeners('data');
+    // pause() alone leaves libuv reading into the stream's buffer until it is full.
+    handle.reading = false;
+    handle.readStop();
+    const leftover = this.pending ?? Buffer.alloc(0);
+    this.pending = undefined;
+    return { fd: handle.fd, leftover };
+  }
+
   /** Drops the connection without a closing handshake. */
   terminate(): void {
     this.socket.destroy();

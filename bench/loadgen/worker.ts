@@ -8,6 +8,7 @@
  */
 import WebSocket from 'ws';
 import { RawWebSocket } from './raw-ws.js';
+import { NATIVE_DIALECT, nativeRecv as loadNativeRecv } from './native-recv.js';
 import { encodeHistogram, newLatencyHistogram } from '../lib/stats.js';
 import { makeToken } from '../lib/token.js';
 import { churns, filterSeqMap, tagsOf, userName, userOfConnection } from './audience.js';
@@ -15,6 +16,10 @@ import { ackFrame, ackMsgId, findSentAt, findSeq, readNumber } from './frame-sca
 import type { FromWorker, OpenResult, ToWorker, WorkerConfig, WorkerReport } from './messages.js';
 
 const histogram = newLatencyHistogram();
+/** `--client native`: publish-to-kernel-receive-timestamp latency (the server's part alone), µs. */
+const wireHistogram = newLatencyHistogram();
+/** The native receive path, loaded only for `--client native`. */
+let nativeRecv: ReturnType<typeof loadNativeRecv>;
 const handshakes = newLatencyHistogram();
 /** By worker-local index; a slot is empty while its connection is down. */
 const clients: Array<Client | undefined> = [];
@@ -61,7 +66,7 @@ interface ClientSocket {
 }
 
 function openSocket(url: string, config: WorkerConfig, localAddress: string | undefined): ClientSocket {
-  if (config.client === 'raw') return new RawWebSocket(url, { localAddress });
+  if (config.client === 'raw' || config.client === 'native') return new RawWebSocket(url, { localAddress });
   const ws = new WebSocket(url, {
     perMessageDeflate: false,
     skipUTF8Validation: true,
@@ -95,6 +100,8 @@ class Client {
   private awaiting = 0;
   /** msgIds received in the current read, acknowledged together once it has been processed. */
   private pendingAcks: string[] | undefined;
+  /** The descriptor the native receive path reads, once handed over (-1: JavaScript reads). */
+  private nativeFd = -1;
 
   constructor(
     private readonly ws: ClientSocket,
@@ -139,7 +146,38 @@ class Client {
 
   close(): void {
     this.dropped = true;
+    if (this.nativeFd >= 0) nativeRecv?.remove(this.nativeFd);
+    this.nativeFd = -1;
     this.ws.terminate();
+  }
+
+  /** Hands the socket to the native receive path (`--client native`), as connection `id` of this worker. */
+  attachNative(id: number): void {
+    nativeRecv ??= loadNativeRecv();
+    const detached = this.ws instanceof RawWebSocket ? this.ws.detach() : undefined;
+    if (!nativeRecv || !detached) throw new Error('native receive: the socket cannot be handed over');
+    const err = nativeRecv.add(detached.fd, id, NATIVE_DIALECT[this.dialect], detached.leftover);
+    if (err !== 0) {
+      this.ws.terminate();
+      throw new Error(`native receive: add failed (errno ${-err})`);
+    }
+    this.nativeFd = detached.fd;
+    ensureNativeDrain();
+  }
+
+  /** A delivery read by the native path: latencies in ms (wire: kernel receive timestamp; arrival: read). */
+  fromNative(seq: number, wireMs: number, arrivalMs: number): void {
+    if (!this.accounting.counted) return;
+    if (wireMs === wireMs) wireHistogram.recordValue(Math.max(1, Math.round(wireMs * 1000)));
+    this.account(seq, arrivalMs);
+  }
+
+  /** The native path saw a close frame (its code) or EOF (1006). */
+  nativeClosed(code: number): void {
+    this.nativeFd = -1;
+    if (this.opened) open--;
+    this.opened = false;
+    if (!this.dropped) closedByCode[code] = (closedByCode[code] ?? 0) + 1;
   }
 
   private onMessage(data: Buffer): void {
@@ -172,17 +210,22 @@ class Client {
 
   private onDelivery(data: Buffer, seqAt: number): void {
     const now = timeOrigin + performance.now();
+    const sentAtAt = findSentAt(data, seqAt);
+    const sentAt = sentAtAt < 0 ? NaN : readNumber(data, sentAtAt);
+    this.account(readNumber(data, seqAt), now - sentAt);
+  }
+
+  /** Counts one delivery of the publisher's `published` seq, `latencyMs` after it was sent (NaN: unknown). */
+  private account(published: number, latencyMs: number): void {
     const seqOf = this.accounting.seqOf;
-    const seq = seqOf ? seqOf(readNumber(data, seqAt)) : readNumber(data, seqAt);
+    const seq = seqOf ? seqOf(published) : published;
     if (seq === 0) {
       unexpected++;
       return;
     }
-    const sentAtAt = findSentAt(data, seqAt);
-    const sentAt = sentAtAt < 0 ? NaN : readNumber(data, sentAtAt);
     deliveries++;
-    if (sentAt === sentAt) {
-      const us = Math.round((now - sentAt) * 1000);
+    if (latencyMs === latencyMs) {
+      const us = Math.round(latencyMs * 1000);
       histogram.recordValue(us < 1 ? 1 : us);
     }
     if (seq > maxSeq) maxSeq = seq;
@@ -344,6 +387,7 @@ async function connectMany(config: WorkerConfig, indices: number[], onHandshake?
       const client = new Client(ws, config.dialect, tokens[i]!, channelsOf(config, g), accountingOf(config, g));
       try {
         await client.start(config.connectTimeoutMs);
+        if (config.client === 'native') client.attachNative(i);
         clients[i] = client;
         connected++;
         onHandshake?.(Math.max(1, Math.round((performance.now() - t0) * 1000)));
@@ -392,10 +436,46 @@ async function churn(): Promise<OpenResult> {
   return result;
 }
 
+// ---- native receive path (`--client native`) -------------------------------------------------
+
+const DRAIN_BATCH = 8192;
+const drained = { ids: new Int32Array(DRAIN_BATCH), seqs: new Float64Array(DRAIN_BATCH), wire: new Float64Array(DRAIN_BATCH), arrival: new Float64Array(DRAIN_BATCH) };
+const closedIds = new Int32Array(1024);
+const closedCodes = new Int32Array(1024);
+const nativeCounters = new Float64Array(6);
+/** The native counters at the start of the window (they are cumulative in the addon). */
+const nativeBase = new Float64Array(6);
+let drainTimer: NodeJS.Timeout | undefined;
+
+function ensureNativeDrain(): void {
+  // Every 10 ms: the addon's ring holds 2^20 records, this keeps the backlog small at any rate.
+  drainTimer ??= setInterval(drainNative, 10);
+}
+
+/** Accounts every record the native thread has gathered, and the connections it saw close. */
+function drainNative(): void {
+  if (!nativeRecv || !drainTimer) return;
+  const { ids, seqs, wire, arrival } = drained;
+  for (let n = nativeRecv.drain(ids, seqs, wire, arrival); n > 0; n = n === DRAIN_BATCH ? nativeRecv.drain(ids, seqs, wire, arrival) : 0) {
+    for (let i = 0; i < n; i++) clients[ids[i]!]?.fromNative(seqs[i]!, wire[i]!, arrival[i]!);
+  }
+  for (let n = nativeRecv.closes(closedIds, closedCodes); n > 0; n = nativeRecv.closes(closedIds, closedCodes)) {
+    for (let i = 0; i < n; i++) clients[closedIds[i]!]?.nativeClosed(closedCodes[i]!);
+  }
+  nativeRecv.counters(nativeCounters);
+  if (nativeCounters[3]! > nativeBase[3]!) noteError(`native receive: ${nativeCounters[3]! - nativeBase[3]!} deliveries dropped (record ring full)`);
+}
+
+/** Native counter `k` since the window began: 0 pings answered, 1 error frames. */
+function nativeCount(k: number): number {
+  return drainTimer ? nativeCounters[k]! - nativeBase[k]! : 0;
+}
+
 function report(): WorkerReport {
   const cpu = process.cpuUsage(cpuBase);
   return {
     histogram: encodeHistogram(histogram),
+    wireHistogram: wireHistogram.totalCount > 0 ? encodeHistogram(wireHistogram) : undefined,
     handshakeHistogram: encodeHistogram(handshakes),
     deliveries,
     unexpected,
@@ -407,8 +487,8 @@ function report(): WorkerReport {
     maxSeq,
     open,
     closedByCode,
-    pings,
-    errorFrames,
+    pings: pings + nativeCount(0),
+    errorFrames: errorFrames + nativeCount(1),
     acks,
     ackFrames,
     cpuMicros: cpu.user + cpu.system,
@@ -429,10 +509,16 @@ process.on('message', (msg: ToWorker) => {
     case 'open':
       void openAll(msg.config).then((result) => {
         send({ ev: 'opened', result });
-        ticker ??= setInterval(() => send({ ev: 'tick', deliveries, open, epoch }), TICK_MS);
+        ticker ??= setInterval(() => {
+          drainNative();
+          send({ ev: 'tick', deliveries, open, epoch });
+        }, TICK_MS);
       });
       return;
     case 'measure':
+      drainNative();
+      nativeBase.set(nativeCounters);
+      wireHistogram.reset();
       epoch++;
       histogram.reset();
       handshakes.reset();
@@ -441,16 +527,21 @@ process.on('message', (msg: ToWorker) => {
       wallBase = performance.now();
       return;
     case 'count':
+      drainNative();
       send({ ev: 'count', deliveries });
       return;
     case 'churn':
       void churn().then((result) => send({ ev: 'churned', result }));
       return;
     case 'report':
+      drainNative();
       send({ ev: 'report', report: report() });
       return;
     case 'close':
       if (ticker) clearInterval(ticker);
+      if (drainTimer) clearInterval(drainTimer);
+      // The thread stops reading before any descriptor is closed.
+      nativeRecv?.stop();
       for (const c of clients) c?.close();
       send({ ev: 'closed' });
       setTimeout(() => process.exit(0), 100);

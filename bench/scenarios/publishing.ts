@@ -180,6 +180,7 @@ export async function measurePublishing(
   if (published.errors > 0) ctx.progress(`publish errors: ${published.errors} (first: ${published.firstError})`);
   if (report.unexpected > 0) ctx.progress(`${report.unexpected} deliveries reached connections they were not meant for`);
   const latency = summarize(report.latency);
+  const wire = report.wire.totalCount > 0 ? summarize(report.wire) : undefined;
   const publishLatency = summarize(decodeHistogram(published.histogram));
   const brokerUs = totals.brokerCpuMicros;
   const result: RunResult = {
@@ -193,6 +194,7 @@ export async function measurePublishing(
     p99_ms: latency.p99_ms,
     p999_ms: latency.p999_ms,
     max_ms: latency.max_ms,
+    ...(wire ? { wire_p50_ms: wire.p50_ms, wire_p90_ms: wire.p90_ms, wire_p99_ms: wire.p99_ms, wire_p999_ms: wire.p999_ms, wire_max_ms: wire.max_ms } : {}),
     deliveries_per_s: round(report.deliveries / (totals.wallMs / 1000), 0),
     server_us_per_delivery: report.deliveries > 0 ? round(totals.serverCpuMicros / report.deliveries, 2) : null,
     lost: Math.max(0, expected - report.unique),

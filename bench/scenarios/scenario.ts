@@ -8,7 +8,7 @@ import { CpuMeter, cpuMicros, machineCpuMicros, rssBytes, sysCpuMicros } from '.
 import { round } from '../lib/stats.js';
 import { LoadGen } from '../loadgen/controller.js';
 import type { AudienceSpec } from '../loadgen/audience.js';
-import type { DeliveryMode, OpenResult, WorkerConfig } from '../loadgen/messages.js';
+import type { ClientKind, DeliveryMode, OpenResult, WorkerConfig } from '../loadgen/messages.js';
 import type { ServerUnderTest } from '../servers/targets.js';
 
 export interface RunOptions {
@@ -28,8 +28,8 @@ export interface RunOptions {
   /** Keep-alive HTTP connections the publisher uses. 1 keeps publishes in order, so any
    * out-of-order delivery is the server's doing; more allow higher rates but may reorder. */
   publishSockets: number;
-  /** Loadgen WebSocket client: its own minimal one ('raw') or the `ws` library. */
-  client: 'raw' | 'ws';
+  /** Loadgen WebSocket client: its own minimal one ('raw'), the same with the native receive path after the handshake ('native'), or the `ws` library. */
+  client: ClientKind;
   /**
    * Read Herald's event-loop delay from its /metrics each second. A scrape costs the server
    * ≈ 4 ms of CPU and blocks its loop that long, which the peers (no metrics) never pay, so

@@ -7,6 +7,7 @@ import { compare, runOne, serversFor, targetsOf, type BenchOptions } from '../..
 import { findScenario, SCENARIOS } from '../../bench/scenarios/index.js';
 import { DEFAULT_SERVERS, isServerName, PEERS, SERVERS, type ServerName } from '../../bench/servers/targets.js';
 import type { DeliveryMode } from '../../bench/loadgen/messages.js';
+import { nativeRecv } from '../../bench/loadgen/native-recv.js';
 
 interface Flags {
   connections?: number;
@@ -63,8 +64,16 @@ function percent(name: string) {
 }
 
 function clientKind(raw: string): string {
-  if (raw !== 'raw' && raw !== 'ws') throw new InvalidArgumentError("--client is 'raw' or 'ws'");
+  if (raw !== 'raw' && raw !== 'native' && raw !== 'ws') throw new InvalidArgumentError("--client is 'raw', 'native' or 'ws'");
+  if (raw === 'native' && !nativeRecv()) throw new InvalidArgumentError('--client native needs native/bench-recv built: run `npm run build` (it needs python3, make and a C compiler)');
   return raw;
+}
+
+/** Why `--client native` cannot run this scenario (it never acknowledges), or undefined. */
+function nativeClientRefusal(scenario: string, flags: Flags): string | undefined {
+  if (flags.client !== 'native') return undefined;
+  if (scenario === 'reliable' || flags.modes?.includes('at-least-once')) return '--client native does not acknowledge deliveries: use --client raw for at-least-once runs';
+  return undefined;
 }
 
 function servers(raw: string): ServerName[] {
@@ -95,7 +104,7 @@ function withCommonOptions(cmd: Command): Command {
     .option('--max-other <pct>', 'repeat a run (at most twice) when other processes used more than this % of a core during it, and wait for the machine to be this quiet first (0 = off)', positiveInt('--max-other'), 25)
     .option('--no-loop-delay', "don't scrape Herald's /metrics each second for its event-loop delay (a scrape costs Herald ≈ 4 ms of CPU, which the peers never pay)")
     .option('--warmup <s>', 'publishing scenarios: publish at the rate this long before measuring, so every server runs its publish path compiled (default 0)', positiveNumber('--warmup'))
-    .option('--client <kind>', "loadgen WebSocket client: 'raw' (its own minimal one, the leanest) or 'ws' (the library)", clientKind, 'raw')
+    .option('--client <kind>', "loadgen WebSocket client: 'raw' (its own minimal one), 'native' (raw for the handshake, then a C thread reads every socket and also reports wire latency from the kernel's receive timestamps; the leanest) or 'ws' (the library)", clientKind, 'raw')
     .option('--channels <n>', 'channels of the multi-channel scenarios (channels: 200, burst: 10)', positiveInt('--channels'))
     .option('--devices <n>', 'users: users have 1, 2, … n connections in turn (default 3; Herald allows 32 per user)', positiveInt('--devices'))
     .option('--churn <pct>', 'storm: % of the connections dropped and reconnected each round (default 30)', percent('--churn'))
@@ -121,7 +130,7 @@ function benchOptions(scenario: string, flags: Flags): BenchOptions {
     maxOtherPct: flags.maxOther,
     loopDelay: flags.loopDelay,
     warmupS: flags.warmup,
-    client: flags.client === 'ws' ? 'ws' : 'raw',
+    client: flags.client === 'ws' || flags.client === 'native' ? flags.client : 'raw',
     pin: flags.pin,
     jsonOut: flags.jsonOut,
     heraldBin: flags.heraldBin,
@@ -158,17 +167,22 @@ export function registerBenchCommand(program: Command): Command {
     const [server] = servers(flags.server);
     const why = findScenario(scenario).heraldOnly;
     if (why && server && PEERS.includes(server)) run.error(`error: ${scenario} runs against Herald only: ${why}`);
+    const refusal = nativeClientRefusal(scenario, flags);
+    if (refusal) run.error(`error: ${refusal}`);
     await runOne(server ?? 'herald', benchOptions(scenario, flags));
   });
 
-  withCommonOptions(
+  const compareCommand = withCommonOptions(
     bench
       .command('compare')
       .description('run a scenario against Herald and each peer, N times, and report medians and Herald/peer ratios')
       .option('--scenario <name>', 'scenario to compare', checkScenario, 'fanout')
       .option('--servers <list>', `comma-separated servers: ${SERVERS.join(', ')}, herald-redis-<n> (n Herald nodes on engine redis), herald-workers-<n> (one Herald with n worker processes sharing its port, engine redis); default herald,ws-plain,ws-preframed,socketio (ws-native, the send(2) floor, only when named), reliable: herald`, servers)
       .option('--runs <n>', 'repetitions per server (default 3, 1 with --smoke)', positiveInt('--runs')),
-  ).action(async (flags: Flags & { scenario: string; servers?: ServerName[] }) => {
+  );
+  compareCommand.action(async (flags: Flags & { scenario: string; servers?: ServerName[] }) => {
+    const refusal = nativeClientRefusal(flags.scenario, flags);
+    if (refusal) compareCommand.error(`error: ${refusal}`);
     const runs = Math.max(1, flags.runs ?? (flags.smoke ? SMOKE.runs : 3));
     // The peers know no at-least-once: they would silently run at-most-once.
     const requested = flags.servers ?? (flags.scenario === 'reliable' ? ['herald' as const] : [...DEFAULT_SERVERS]);
