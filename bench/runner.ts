@@ -214,6 +214,7 @@ async function runScenarioOnce(target: Target, options: BenchOptions, label = ''
     const result = await scenario.run({ server, options: runOptions(options, target.delivery), pin, progress });
     result.server = target.label;
     result.pinned = pin.server !== undefined;
+    result.loadgen_client = options.client;
     const other = Number(result.other_cpu_pct ?? 0);
     if (other > 15) progress(`warning: other processes used ${other}% of a core during the run; its numbers are noisy`);
     return result;

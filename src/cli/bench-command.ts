@@ -6,7 +6,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { compare, runOne, serversFor, targetsOf, type BenchOptions } from '../../bench/runner.js';
 import { findScenario, SCENARIOS } from '../../bench/scenarios/index.js';
 import { DEFAULT_SERVERS, isServerName, PEERS, SERVERS, type ServerName } from '../../bench/servers/targets.js';
-import type { DeliveryMode } from '../../bench/loadgen/messages.js';
+import type { ClientKind, DeliveryMode } from '../../bench/loadgen/messages.js';
 import { nativeRecv } from '../../bench/loadgen/native-recv.js';
 
 interface Flags {
@@ -24,7 +24,7 @@ interface Flags {
   maxOther: number;
   loopDelay: boolean;
   warmup?: number;
-  client: string;
+  client?: string;
   heraldBin?: string;
   wsPath: string;
   channels?: number;
@@ -69,10 +69,23 @@ function clientKind(raw: string): string {
   return raw;
 }
 
+/** `--client` as given, else native when the addon is built and the run acknowledges nothing, else raw. */
+function loadgenClient(scenario: string, flags: Flags): ClientKind {
+  if (flags.client === 'ws' || flags.client === 'native' || flags.client === 'raw') return flags.client;
+  if (acknowledges(scenario, flags)) return 'raw';
+  if (nativeRecv()) return 'native';
+  process.stderr.write('note: native/bench-recv is not built (npm run build builds it): the loadgen reads with --client raw\n');
+  return 'raw';
+}
+
+function acknowledges(scenario: string, flags: Flags): boolean {
+  return scenario === 'reliable' || flags.modes?.includes('at-least-once') === true;
+}
+
 /** Why `--client native` cannot run this scenario (it never acknowledges), or undefined. */
 function nativeClientRefusal(scenario: string, flags: Flags): string | undefined {
   if (flags.client !== 'native') return undefined;
-  if (scenario === 'reliable' || flags.modes?.includes('at-least-once')) return '--client native does not acknowledge deliveries: use --client raw for at-least-once runs';
+  if (acknowledges(scenario, flags)) return '--client native does not acknowledge deliveries: use --client raw for at-least-once runs';
   return undefined;
 }
 
@@ -104,7 +117,7 @@ function withCommonOptions(cmd: Command): Command {
     .option('--max-other <pct>', 'repeat a run (at most twice) when other processes used more than this % of a core during it, and wait for the machine to be this quiet first (0 = off)', positiveInt('--max-other'), 25)
     .option('--no-loop-delay', "don't scrape Herald's /metrics each second for its event-loop delay (a scrape costs Herald ≈ 4 ms of CPU, which the peers never pay)")
     .option('--warmup <s>', 'publishing scenarios: publish at the rate this long before measuring, so every server runs its publish path compiled (default 0)', positiveNumber('--warmup'))
-    .option('--client <kind>', "loadgen WebSocket client: 'raw' (its own minimal one), 'native' (raw for the handshake, then a C thread reads every socket and also reports wire latency from the kernel's receive timestamps; the leanest) or 'ws' (the library)", clientKind, 'raw')
+    .option('--client <kind>', "loadgen WebSocket client: 'native' (its own minimal one for the handshake, then a C thread reads every socket and also reports wire latency from the kernel's receive timestamps; the leanest, and the default when built and nothing is acknowledged), 'raw' (the minimal one throughout; the default for at-least-once runs) or 'ws' (the library)", clientKind)
     .option('--channels <n>', 'channels of the multi-channel scenarios (channels: 200, burst: 10)', positiveInt('--channels'))
     .option('--devices <n>', 'users: users have 1, 2, … n connections in turn (default 3; Herald allows 32 per user)', positiveInt('--devices'))
     .option('--churn <pct>', 'storm: % of the connections dropped and reconnected each round (default 30)', percent('--churn'))
@@ -130,7 +143,7 @@ function benchOptions(scenario: string, flags: Flags): BenchOptions {
     maxOtherPct: flags.maxOther,
     loopDelay: flags.loopDelay,
     warmupS: flags.warmup,
-    client: flags.client === 'ws' || flags.client === 'native' ? flags.client : 'raw',
+    client: loadgenClient(scenario, flags),
     pin: flags.pin,
     jsonOut: flags.jsonOut,
     heraldBin: flags.heraldBin,
