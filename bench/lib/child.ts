@@ -13,6 +13,16 @@ export interface SpawnNodeOptions {
   ipc?: boolean;
   env?: NodeJS.ProcessEnv;
   nodeArgs?: string[];
+  /**
+   * Raise the child's open-files limit to this many (or as far as the hard limit allows) before
+   * Node starts: `sh` sets it and execs, so the child's pid is Node's.
+   */
+  openFiles?: number | undefined;
+}
+
+/** The shell prologue that raises the open-files limit to `wanted`, else to the hard limit, else leaves it. */
+export function raiseOpenFiles(wanted: number): string {
+  return `ulimit -n ${Math.floor(wanted)} 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; `;
 }
 
 /** Children still running; killed (by pid) if the harness exits or is interrupted. */
@@ -40,10 +50,11 @@ export function spawnNode(script: string, args: string[], options: SpawnNodeOpti
   const nodeArgv = [...(options.nodeArgs ?? []), script, ...args];
   const stdio: StdioOptions = options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
   const env = { ...process.env, ...options.env };
+  const command = options.cpus !== undefined ? ['taskset', '-c', options.cpus, process.execPath, ...nodeArgv] : [process.execPath, ...nodeArgv];
   const child =
-    options.cpus !== undefined
-      ? spawn('taskset', ['-c', options.cpus, process.execPath, ...nodeArgv], { stdio, env })
-      : spawn(process.execPath, nodeArgv, { stdio, env });
+    options.openFiles !== undefined
+      ? spawn('sh', ['-c', `${raiseOpenFiles(options.openFiles)}exec "$@"`, 'sh', ...command], { stdio, env })
+      : spawn(command[0]!, command.slice(1), { stdio, env });
   live.add(child);
   child.once('exit', () => live.delete(child));
   return child;

@@ -7,7 +7,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { drainOutput, spawnNode, stopChild } from '../lib/child.js';
+import { drainOutput, raiseOpenFiles, spawnNode, stopChild } from '../lib/child.js';
 import { decodeHistogram, newLatencyHistogram, type Histogram } from '../lib/stats.js';
 import type { FromPublisher, FromWorker, OpenResult, PublisherConfig, PublishReport, ToPublisher, ToWorker, WorkerConfig, WorkerReport } from './messages.js';
 
@@ -54,10 +54,14 @@ export interface LoadGenReport {
   destroy(): void;
 }
 
-/** The soft limit on open files of processes this one starts. */
-export function fdLimit(): number {
+/**
+ * The open-files limit a loadgen process gets when it asks for `wanted`: raised as far as the
+ * hard limit (or, for root where permitted, beyond it) allows. Here both limits are 20 000 and
+ * cannot be raised, so more connections take more worker processes.
+ */
+export function fdLimit(wanted: number): number {
   try {
-    return Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim()) || 1024;
+    return Number(execFileSync('sh', ['-c', `${raiseOpenFiles(wanted)}ulimit -n`], { encoding: 'utf8' }).trim()) || 1024;
   } catch {
     return 1024;
   }
@@ -112,14 +116,15 @@ export class LoadGen {
   }
 
   static async start(options: LoadGenOptions): Promise<LoadGen> {
-    const perWorker = fdLimit() - FD_RESERVE;
+    const openFiles = Math.min(1 << 20, options.connections + FD_RESERVE);
+    const perWorker = fdLimit(openFiles) - FD_RESERVE;
     const needed = Math.ceil(options.connections / perWorker);
     const count = Math.max(1, options.workers || 1, needed);
     if (options.workers && options.workers < needed) options.log(`loadgen: ${options.workers} worker(s) cannot hold ${options.connections} connections under the fd limit; using ${count}`);
     const spawnChild = (script: string): ChildProcess => {
       // BENCH_LOADGEN_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the loadgen itself.
       const nodeArgs = process.env.BENCH_LOADGEN_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-      const child = spawnNode(script, [], { ipc: true, cpus: options.cpus, nodeArgs });
+      const child = spawnNode(script, [], { ipc: true, cpus: options.cpus, nodeArgs, openFiles });
       drainOutput(child, (line) => options.log(`loadgen: ${line}`));
       return child;
     };
