@@ -18,6 +18,16 @@ describe('benchmark HTML report', () => {
     expect(html).toContain('herald p99: 50.0 ms'); // median of 40 and 60
   });
 
+  it("adds the wire latency chart when the runs have it (--client native), and only then", () => {
+    const wire = (server: string, p99: number) => ({ ...line(server, p99 + 1), wire_p50_ms: 5, wire_p90_ms: 10, wire_p99_ms: p99, wire_p999_ms: p99 * 2 });
+    const html = renderReport([wire('herald', 30), wire('herald', 34), wire('ws-plain', 45)], { title: 'T', generated: 'now', machine: 'm' });
+    expect(html).toContain("Publish to the server's send");
+    expect(html).toContain('herald wire p99: 32.0 ms');
+    expect(html).toContain('herald p99: 33.0 ms');
+    const without = renderReport([line('herald', 40)], { title: 'T', generated: 'now', machine: 'm' });
+    expect(without).not.toContain("Publish to the server's send");
+  });
+
   it('gives runs of one scenario at another rate or audience their own section', () => {
     const html = renderReport(
       [line('herald', 40), { ...line('herald', 400), rate: 100 }, { ...line('herald', 4), connections: 100, rate: 100 }],

@@ -93,14 +93,25 @@ ${bars}
 </svg><figcaption>${esc(caption)}</figcaption></figure>`;
 }
 
+/** Which latency a chart draws: publish → received by the loadgen, or (`--client native`) → the kernel's receive timestamp. */
+const LATENCY_KINDS = {
+  arrival: { prefix: '', title: 'Publish-to-receive latency (ms, log scale, median of runs)', caption: 'Lower is better. Every delivery is timed; percentiles come from an HDR histogram per run.' },
+  wire: {
+    prefix: 'wire_',
+    title: "Publish to the server's send (ms, log scale, median of runs)",
+    caption: "Lower is better. The kernel's receive timestamp of each delivery (--client native): on loopback it is taken inside the server's send, so the load generator's own delays are not in it.",
+  },
+} as const;
+
 /** Grouped bars: latency percentiles per server on a log scale (tails differ by orders of magnitude). */
-function latencyChart(rows: Array<{ server: string; lines: RunLine[] }>, colorOf: (s: string) => string): string {
+function latencyChart(rows: Array<{ server: string; lines: RunLine[] }>, colorOf: (s: string) => string, kind: keyof typeof LATENCY_KINDS = 'arrival'): string {
+  const { prefix, title, caption } = LATENCY_KINDS[kind];
   const width = 640;
   const height = 260;
   const left = 50;
   const bottom = 40;
   const top = 30;
-  const values = rows.flatMap((r) => PERCENTILES.map(([k]) => median(r.lines.map((l) => num(l[k])).filter((v): v is number => v !== undefined))));
+  const values = rows.flatMap((r) => PERCENTILES.map(([k]) => median(r.lines.map((l) => num(l[prefix + k])).filter((v): v is number => v !== undefined))));
   const finite = values.filter((v) => Number.isFinite(v) && v > 0);
   if (finite.length === 0) return '';
   const lo = Math.pow(10, Math.floor(Math.log10(Math.min(...finite))));
@@ -112,10 +123,10 @@ function latencyChart(rows: Array<{ server: string; lines: RunLine[] }>, colorOf
   PERCENTILES.forEach(([k, label], g) => {
     const gx = left + g * groupW + 8;
     rows.forEach((r, i) => {
-      const v = median(r.lines.map((l) => num(l[k])).filter((n): n is number => n !== undefined));
+      const v = median(r.lines.map((l) => num(l[prefix + k])).filter((n): n is number => n !== undefined));
       if (!(v > 0)) return;
       const bx = gx + i * barW;
-      bars += `<rect x="${bx.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(height - bottom - y(v)).toFixed(1)}" fill="${colorOf(r.server)}"><title>${esc(r.server)} ${label}: ${fmt(v)} ms</title></rect>`;
+      bars += `<rect x="${bx.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(height - bottom - y(v)).toFixed(1)}" fill="${colorOf(r.server)}"><title>${esc(r.server)} ${kind === 'wire' ? 'wire ' : ''}${label}: ${fmt(v)} ms</title></rect>`;
     });
     bars += `<text x="${(gx + (rows.length * barW) / 2).toFixed(1)}" y="${height - bottom + 16}" text-anchor="middle" class="lbl">${label}</text>`;
   });
@@ -123,8 +134,8 @@ function latencyChart(rows: Array<{ server: string; lines: RunLine[] }>, colorOf
   for (let d = lo; d <= hi; d *= 10) grid += `<line x1="${left}" x2="${width - 5}" y1="${y(d).toFixed(1)}" y2="${y(d).toFixed(1)}" stroke="#e3e6ea"/><text x="${left - 6}" y="${(y(d) + 4).toFixed(1)}" text-anchor="end" class="axis">${fmt(d)}</text>`;
   const legend = legendOf(rows.map((r) => r.server), left, height, colorOf);
   return `<figure><svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="Latency percentiles">
-<text x="0" y="16" class="ttl">Publish-to-receive latency (ms, log scale, median of runs)</text>
-${grid}${bars}${legend}</svg><figcaption>Lower is better. Every delivery is timed; percentiles come from an HDR histogram per run.</figcaption></figure>`;
+<text x="0" y="16" class="ttl">${esc(title)}</text>
+${grid}${bars}${legend}</svg><figcaption>${esc(caption)}</figcaption></figure>`;
 }
 
 /** Points (t, value) of one series of a run; a null value ends a segment. */
@@ -197,7 +208,7 @@ export function renderReport(lines: RunLine[], meta: { title: string; generated:
     const scenario = these[0]!.scenario;
     const byServer = servers.map((server) => ({ server, lines: these.filter((l) => l.server === server) })).filter((r) => r.lines.length > 0);
     const first = these[0]!;
-    const charts = [latencyChart(byServer, colorOf)];
+    const charts = [latencyChart(byServer, colorOf), latencyChart(byServer, colorOf, 'wire')];
     for (const m of METRICS) {
       const rows = byServer.map((r) => ({ server: r.server, runs: r.lines.map((l) => num(l[m.key])).filter((v): v is number => v !== undefined) })).filter((r) => r.runs.length > 0);
       if (rows.length === 0) continue;
