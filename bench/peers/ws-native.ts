@@ -9,22 +9,13 @@
  *   node dist/bench/peers/ws-native.js --port 9004
  */
 import type { Socket } from 'node:net';
-import * as wsModule from 'ws';
 import { WebSocket } from 'ws';
 import { plainTcpFd, sendMany } from '../../src/server/transport/direct-send.js';
+import { textFrame, type WithSender } from './ws-frame.js';
 import { startWsPeer } from './ws-peer.js';
 
-interface FrameOptions {
-  fin: boolean;
-  rsv1: boolean;
-  opcode: number;
-  mask: boolean;
-  readOnly: boolean;
-}
-const { Sender } = wsModule as unknown as { Sender: { frame(data: Buffer, options: FrameOptions): Buffer[] } };
-type WsInternals = { _socket: Socket; _sender: { sendFrame(list: Buffer[]): void } };
+type WsInternals = WithSender & { _socket: Socket };
 
-const TEXT: FrameOptions = { fin: true, rsv1: false, opcode: 1, mask: false, readOnly: false };
 const CHUNK = 32;
 
 if (!sendMany) {
@@ -37,7 +28,7 @@ const results = new Int32Array(CHUNK);
 const held: Socket[] = [];
 
 startWsPeer('ws-native', (sockets, text) => {
-  const list = Sender.frame(Buffer.from(text, 'utf8'), TEXT);
+  const list = textFrame(text);
   const frame = list.length === 1 ? list[0]! : Buffer.concat(list);
   let count = 0;
   const flush = (): void => {
