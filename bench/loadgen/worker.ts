@@ -456,12 +456,15 @@ function ensureNativeDrain(): void {
 function drainNative(): void {
   if (!nativeRecv || !drainTimer) return;
   const { ids, seqs, wire, arrival } = drained;
-  for (let n = nativeRecv.drain(ids, seqs, wire, arrival); n > 0; n = n === DRAIN_BATCH ? nativeRecv.drain(ids, seqs, wire, arrival) : 0) {
+  let n: number;
+  do {
+    n = nativeRecv.drain(ids, seqs, wire, arrival);
     for (let i = 0; i < n; i++) clients[ids[i]!]?.fromNative(seqs[i]!, wire[i]!, arrival[i]!);
-  }
-  for (let n = nativeRecv.closes(closedIds, closedCodes); n > 0; n = nativeRecv.closes(closedIds, closedCodes)) {
+  } while (n === DRAIN_BATCH);
+  do {
+    n = nativeRecv.closes(closedIds, closedCodes);
     for (let i = 0; i < n; i++) clients[closedIds[i]!]?.nativeClosed(closedCodes[i]!);
-  }
+  } while (n === closedIds.length);
   nativeRecv.counters(nativeCounters);
   if (nativeCounters[3]! > nativeBase[3]!) noteError(`native receive: ${nativeCounters[3]! - nativeBase[3]!} deliveries dropped (record ring full)`);
 }

@@ -10,7 +10,7 @@
  */
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
-import { plainTcpFd, sendMany } from '../../src/server/transport/direct-send.js';
+import { finishSend, plainTcpFd, sendMany } from '../../src/server/transport/direct-send.js';
 import { textFrame, type WithSender } from './ws-frame.js';
 import { startWsPeer } from './ws-peer.js';
 
@@ -33,10 +33,7 @@ startWsPeer('ws-native', (sockets, text) => {
   let count = 0;
   const flush = (): void => {
     send(fds, count, frame, results);
-    for (let i = 0; i < count; i++) {
-      const written = results[i]!;
-      if (written !== frame.length && !held[i]!.destroyed) held[i]!.write(written > 0 ? frame.subarray(written) : frame);
-    }
+    for (let i = 0; i < count; i++) finishSend(held[i]!, frame, results[i]!);
     count = 0;
   };
   for (const ws of sockets) {
