@@ -42,6 +42,8 @@ export const CloseCode = {
   PROTOCOL_VIOLATION: 4504,
   /** Too many invalid frames in a row; the client is misbehaving. */
   TOO_MANY_ERRORS: 4505,
+  /** The client kept sending past its rate limits after being told to slow down (`rate_limited`). */
+  RATE_LIMITED: 4506,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
@@ -84,6 +86,7 @@ export const ErrorCode = {
   OVERLOADED: 'overloaded',
   BROKER_UNAVAILABLE: 'broker_unavailable',
   SHUTTING_DOWN: 'shutting_down',
+  RATE_LIMITED: 'rate_limited',
   INTERNAL: 'internal',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -15,8 +15,25 @@ export interface HistoryConfig {
   ttlMs: number;
 }
 
+/** A token bucket: `perSecond` tokens are added each second up to `burst`; `perSecond: 0` turns the limit off. */
+export interface BucketConfig {
+  perSecond: number;
+  burst: number;
+}
+
 export interface HeraldConfig {
-  server: { host: string; port: number; nodeName: string; demoPage: boolean; trustProxy: boolean; workers: number; nativeSend: boolean };
+  server: {
+    host: string;
+    port: number;
+    nodeName: string;
+    demoPage: boolean;
+    /** Trusted proxy hops in front of Herald: the client IP is this many entries from the right of X-Forwarded-For (0: the socket's address). */
+    trustProxy: number;
+    workers: number;
+    nativeSend: boolean;
+    /** Node HTTP server protection: request/header deadlines and a cap on open TCP connections (0: derived from the limits). */
+    http: { requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number; maxConnections: number };
+  };
   auth: {
     anonymous: boolean;
     jwt: {
@@ -26,6 +43,10 @@ export interface HeraldConfig {
       algorithms: string[];
       issuer: string;
       audience: string;
+      /** Refuse tokens without `exp`. */
+      requireExp: boolean;
+      /** Allowed clock skew for `exp`, `nbf` and `iat`, in seconds. */
+      clockToleranceSec: number;
     };
   };
   api: { keys: string[]; publishFastPath: boolean };
@@ -34,8 +55,14 @@ export interface HeraldConfig {
     maxConnections: number;
     maxConnectionsPerUser: number;
     maxConnectionsPerIp: number;
+    /** IPv6 clients are grouped by this prefix length for the per-IP limits. */
+    ipv6PrefixLength: number;
+    /** Sockets upgraded but not yet authenticated (no `connected` yet); counted apart from `maxConnections`. */
+    maxPendingConnections: number;
     maxSubscriptionsPerConnection: number;
     maxMessageBytes: number;
+    /** Deepest nesting of arrays/objects accepted in any JSON a client sends (frames, HTTP bodies). */
+    maxJsonDepth: number;
     handshakeTimeoutMs: number;
     maxQueueBytes: number;
     maxInvalidFrames: number;
@@ -47,9 +74,9 @@ export interface HeraldConfig {
     clientPublish: string[];
     history: HistoryConfig;
     maxRecover: number;
-    namespaces: Record<string, { history?: Partial<HistoryConfig>; delivery?: DeliveryMode }>;
+    namespaces: Record<string, { history?: Partial<HistoryConfig>; delivery?: DeliveryMode; rateLimits?: { publish?: BucketConfig; subscribe?: BucketConfig } }>;
   };
-  publish: { idempotencyWindowMs: number; defaultSource: string; defaultVersion: string };
+  publish: { idempotencyWindowMs: number; defaultSource: string; defaultVersion: string; idempotencyMaxKeys: number };
   delivery: {
     defaultMode: DeliveryMode;
     ackTimeoutMs: number;
@@ -58,9 +85,29 @@ export interface HeraldConfig {
     maxInFlight: number;
     maxReceipts: number;
     receiptTtlMs: number;
+    /** Per-recipient records a detailed receipt keeps; beyond it only the counts grow. */
+    maxRecipientsPerReceipt: number;
   };
   inbox: { maxMessages: number; maxAgeMs: number; deliverBatch: number };
-  rpc: { timeoutMs: number; maxPendingPerConnection: number };
+  rpc: { timeoutMs: number; maxPendingPerConnection: number; /** Register the built-in `echo` method (demos, tests). */ echo: boolean };
+  /** Token buckets; see docs/security.md. */
+  rateLimits: {
+    enabled: boolean;
+    /** Per connection. `frames` counts every frame but `ack`. */
+    connection: { publish: BucketConfig; subscribe: BucketConfig; rpc: BucketConfig; frames: BucketConfig };
+    /** Per user, across the user's connections on this node. */
+    user: { publish: BucketConfig; subscribe: BucketConfig; rpc: BucketConfig };
+    /** Per client IP (IPv6 grouped by `limits.ipv6PrefixLength`). */
+    ip: { handshakes: BucketConfig };
+    /** Per API key, for `/api/v1`. */
+    apiKey: { requests: BucketConfig };
+    /** Per user (per IP for anonymous clients), for `/poll/v1`. */
+    poll: { requests: BucketConfig };
+    /** A connection with more than `maxRejected` rate-limited frames within `windowMs` is closed with 4506. */
+    abuse: { maxRejected: number; windowMs: number };
+  };
+  /** Operational endpoints: with `keys`, `/metrics` and `/docs` need one of them; `docs: false` removes `/docs`. */
+  ops: { keys: string[]; docs: boolean };
   engine: {
     type: 'memory' | 'sqlite' | 'redis' | 'nats';
     sqlite: { dataDir: string; synchronous: 'off' | 'normal' | 'full' };
@@ -158,11 +205,11 @@ export function configFromEnv(env: Record<string, string | undefined>): Record<s
   return out;
 }
 
-const ARRAY_KEYS = new Set(['api.keys', 'origins.allowed', 'channels.public', 'channels.clientPublish', 'auth.jwt.algorithms', 'engine.nats.servers']);
+const ARRAY_KEYS = new Set(['api.keys', 'ops.keys', 'origins.allowed', 'channels.public', 'channels.clientPublish', 'auth.jwt.algorithms', 'engine.nats.servers']);
 for (const key of ['engine.redis.sentinel.sentinels', 'engine.redis.cluster.nodes']) ARRAY_KEYS.add(key);
 
 /** Only variables naming a config section are configuration; others (HERALD_API_KEY for the CLI) are not. */
-const SECTIONS = new Set(['ingest', 'server', 'auth', 'api', 'origins', 'limits', 'heartbeat', 'channels', 'publish', 'delivery', 'inbox', 'rpc', 'engine', 'log', 'shutdown']);
+const SECTIONS = new Set(['ingest', 'server', 'auth', 'api', 'origins', 'limits', 'heartbeat', 'channels', 'publish', 'delivery', 'inbox', 'rpc', 'engine', 'log', 'shutdown', 'rateLimits', 'ops']);
 
 export function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
   let node = target;
@@ -220,6 +267,9 @@ export function resolveConfig(...layers: unknown[]): Readonly<HeraldConfig> {
     });
     throw new ConfigError(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
   }
+  // `true`/`false` are accepted for the hop count (one proxy, none); the rest of the code sees a number.
+  const trust = merged.server.trustProxy as number | boolean;
+  if (typeof trust === 'boolean') merged = mergeConfig(merged, { server: { trustProxy: trust ? 1 : 0 } });
   const { heartbeat } = merged;
   if (heartbeat.pongTimeoutMs >= heartbeat.intervalMs) {
     throw new ConfigError('heartbeat.pongTimeoutMs: must be shorter than heartbeat.intervalMs');

@@ -67,7 +67,8 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
       redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' },
     },
     bodyLimit,
-    trustProxy: config.server.trustProxy,
+    // The client is the address `trustProxy` hops from the right of X-Forwarded-For (proxy-addr's trust function).
+    trustProxy: config.server.trustProxy > 0 ? (_address: string, hop: number) => hop < config.server.trustProxy : false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   });
   const name = defaultNodeName(config);

@@ -30,8 +30,8 @@ export interface PublishFastPathOptions {
   /** The publishRequest schema compiled like fastify compiles route schemas. */
   validate: ValidateFunction;
   log: Logger;
-  /** `server.trustProxy`: the logged client address is the first X-Forwarded-For entry, as fastify's `req.ip`. */
-  trustProxy: boolean;
+  /** `server.trustProxy`: trusted proxy hops; the logged client address is then taken from X-Forwarded-For, as fastify's `req.ip`. */
+  trustProxy: number;
 }
 
 /** Returns a listener that answers the request and returns true, or returns false to pass it on. */
@@ -82,8 +82,8 @@ export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMes
   };
 }
 
-function clientIp(req: IncomingMessage, trustProxy: boolean): string | undefined {
-  const forwarded = trustProxy ? req.headers['x-forwarded-for'] : undefined;
+function clientIp(req: IncomingMessage, trustProxy: number): string | undefined {
+  const forwarded = trustProxy > 0 ? req.headers['x-forwarded-for'] : undefined;
   if (typeof forwarded === 'string' && forwarded !== '') return forwarded.split(',')[0]!.trim();
   return req.socket.remoteAddress;
 }
