@@ -46,7 +46,7 @@ async function startHerald(mode: string, port: number, dir: string, pin: boolean
   const config = join(dir, `${mode}.json`);
   writeFileSync(config, JSON.stringify({
     server: { host: '127.0.0.1', port },
-    auth: { jwt: { hmacSecret: 'bench-secret-0123456789' } },
+    auth: { jwt: { hmacSecret: 'bench-secret-0123456789abcdef-0123456789' } },
     api: { keys: [API_KEY] },
     engine,
     log: { level: 'info' },

@@ -38,7 +38,7 @@ redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemon
 REDIS_PID=$!
 for _ in $(seq 1 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-SECRET=measure-secret-0123456789abcdef
+SECRET=measure-secret-0123456789abcdef-0123456789
 KEY=measure-api-key
 start_herald() { # extra --set flags
   (cd "$REPO" && exec node dist/src/cli/herald.js serve --port "$PORT" --host 127.0.0.1 --log-level warn \

@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { startHerald, MemoryBroker } from '../src/server/index.js';
 import type { HeraldServer } from '../src/server/index.js';
 
-export const SECRET = 'client-test-secret';
+export const SECRET = 'client-test-secret-0123456789abcdef';
 export const API_KEY = 'client-test-key';
 
 export interface ServerOptions {

@@ -2,7 +2,7 @@
 import { SignJWT } from 'jose';
 
 /** Herald wants an HMAC secret of at least 16 characters. */
-export const BENCH_SECRET = 'bench-secret-0123456789';
+export const BENCH_SECRET = 'bench-secret-0123456789abcdef-0123456789';
 export const BENCH_API_KEY = 'bench-key';
 
 export async function makeToken(secret: string, sub: string, channels: string[] = ['*'], tags?: Record<string, string>): Promise<string> {

@@ -21,7 +21,7 @@ export function peerOptions(argv = process.argv.slice(2)): PeerOptions {
     options: {
       port: { type: 'string', default: '0' },
       host: { type: 'string', default: '127.0.0.1' },
-      secret: { type: 'string', default: 'bench-secret-0123456789' },
+      secret: { type: 'string', default: 'bench-secret-0123456789abcdef-0123456789' },
       'api-key': { type: 'string', default: 'bench-key' },
     },
   });

@@ -6,7 +6,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { SignJWT } from 'jose';
 import { WebSocket } from 'ws';
-import { configFromAssignments, configFromEnv, ConfigError, readConfigFile, resolveConfig } from '../server/config.js';
+import { configFromAssignments, configFromEnv, ConfigError, hmacSecretProblem, readConfigFile, resolveConfig } from '../server/config.js';
 import { HERALD_VERSION, startHerald } from '../server/server.js';
 import { registerBenchCommand } from './bench-command.js';
 import { isPrimaryOfWorkers, runPrimary, workerNodeName } from './workers.js';
@@ -98,6 +98,17 @@ program
       process.stderr.write('herald token: give --secret or set HERALD_AUTH__JWT__HMAC_SECRET\n');
       process.exit(2);
     }
+    // A token signed with a secret the server would refuse could never be verified.
+    const secretProblem = hmacSecretProblem(opts.secret);
+    if (secretProblem) {
+      process.stderr.write(`herald token: --secret ${secretProblem}: the server refuses a shorter auth.jwt.hmacSecret\n`);
+      process.exit(2);
+    }
+    const ttl = Number(opts.ttl);
+    if (!Number.isInteger(ttl) || ttl <= 0) {
+      process.stderr.write('herald token: --ttl must be a whole number of seconds above 0\n');
+      process.exit(2);
+    }
     const split = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
     const tags = Object.fromEntries(opts.tag.map((t) => {
       const i = t.indexOf('=');
@@ -107,7 +118,7 @@ program
       .setProtectedHeader({ alg: 'HS256' })
       .setSubject(opts.user)
       .setIssuedAt()
-      .setExpirationTime(`${Number(opts.ttl)}s`)
+      .setExpirationTime(`${ttl}s`)
       .sign(new TextEncoder().encode(opts.secret));
     process.stdout.write(`${jwt}\n`);
   });

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv } from 'ajv';
 import { readJsonAsset } from './assets.js';
+import { exposedWellKnownSecrets } from './exposure.js';
 
 export type DeliveryMode = 'at-most-once' | 'at-least-once';
 
@@ -147,13 +148,41 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Deep merge where arrays and scalars from `over` replace those in `base`. */
-export function mergeConfig<T>(base: T, over: unknown): T {
+/**
+ * Key names no configuration has, refused wherever keys come from (file, environment, `--set`):
+ * `__proto__` as an assigned key replaces an object's prototype — `--set __proto__.x=1` would
+ * have set `x` on every object in the process — and the other two lead to it
+ * (`constructor.prototype`).
+ */
+const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+function refuseUnsafeKey(key: string, path: readonly string[]): void {
+  if (UNSAFE_KEYS.has(key)) throw new ConfigError(`${[...path, key].join('.')}: "${key}" is not allowed as a configuration key`);
+}
+
+/** Refuses an unsafe key anywhere inside a value parsed from JSON (objects in arrays included). */
+function refuseUnsafeKeysIn(value: unknown, path: readonly string[]): void {
+  if (Array.isArray(value)) value.forEach((item, i) => refuseUnsafeKeysIn(item, [...path, String(i)]));
+  else if (isPlainObject(value)) {
+    for (const [k, v] of Object.entries(value)) {
+      refuseUnsafeKey(k, path);
+      refuseUnsafeKeysIn(v, [...path, k]);
+    }
+  }
+}
+
+/**
+ * Deep merge where arrays and scalars from `over` replace those in `base`. A key named
+ * `__proto__`, `constructor` or `prototype` (JSON.parse makes `"__proto__"` an own key) throws a
+ * ConfigError instead of being assigned.
+ */
+export function mergeConfig<T>(base: T, over: unknown, path: readonly string[] = []): T {
   if (!isPlainObject(base) || !isPlainObject(over)) return (over === undefined ? base : over) as T;
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
+    refuseUnsafeKey(k, path);
     if (v === undefined) continue;
-    out[k] = isPlainObject(out[k]) && isPlainObject(v) ? mergeConfig(out[k], v) : v;
+    out[k] = isPlainObject(out[k]) && isPlainObject(v) ? mergeConfig(out[k], v, [...path, k]) : v;
   }
   return out as T;
 }
@@ -198,6 +227,7 @@ export function configFromEnv(env: Record<string, string | undefined>): Record<s
     const path = name.slice('HERALD_'.length).split('__').map(camel);
     if (path.length < 2 || !SECTIONS.has(path[0]!)) continue;
     let parsed = coerce(value);
+    refuseUnsafeKeysIn(parsed, path);
     const key = path.join('.');
     if (typeof parsed === 'string' && ARRAY_KEYS.has(key)) parsed = parsed.split(',').map((s) => s.trim()).filter(Boolean);
     setPath(out, path, parsed);
@@ -212,6 +242,7 @@ for (const key of ['engine.redis.sentinel.sentinels', 'engine.redis.cluster.node
 const SECTIONS = new Set(['ingest', 'server', 'auth', 'api', 'origins', 'limits', 'heartbeat', 'channels', 'publish', 'delivery', 'inbox', 'rpc', 'engine', 'log', 'shutdown', 'rateLimits', 'ops']);
 
 export function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  path.forEach((k, i) => refuseUnsafeKey(k, path.slice(0, i)));
   let node = target;
   for (let i = 0; i < path.length - 1; i++) {
     const k = path[i]!;
@@ -229,6 +260,7 @@ export function configFromAssignments(assignments: string[]): Record<string, unk
     if (eq <= 0) throw new ConfigError(`--set expects key=value, got "${a}"`);
     const path = a.slice(0, eq).split('.');
     let v = coerce(a.slice(eq + 1));
+    refuseUnsafeKeysIn(v, path);
     if (typeof v === 'string' && ARRAY_KEYS.has(path.join('.'))) v = v.split(',').map((s) => s.trim()).filter(Boolean);
     setPath(out, path, v);
   }
@@ -242,13 +274,19 @@ export function readConfigFile(file: string): Record<string, unknown> {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
   }
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(text);
+    parsed = JSON.parse(text);
     if (!isPlainObject(parsed)) throw new Error('top level must be an object');
-    return parsed;
   } catch (err) {
     throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
   }
+  try {
+    refuseUnsafeKeysIn(parsed, []);
+  } catch (err) {
+    throw new ConfigError(`config file ${file}: ${(err as Error).message}`);
+  }
+  return parsed;
 }
 
 let validator: ReturnType<Ajv['compile']> | undefined;
@@ -280,10 +318,26 @@ export function resolveConfig(...layers: unknown[]): Readonly<HeraldConfig> {
     );
   }
   if (merged.engine.type === 'redis') checkRedisDeployment(merged);
-  if (merged.auth.jwt.hmacSecret && merged.auth.jwt.hmacSecret.length < 16) {
-    throw new ConfigError('auth.jwt.hmacSecret: must be at least 16 characters');
+  const secretProblem = hmacSecretProblem(merged.auth.jwt.hmacSecret);
+  if (secretProblem) throw new ConfigError(`auth.jwt.hmacSecret: ${secretProblem}`);
+  const exposed = exposedWellKnownSecrets(merged);
+  if (exposed.length > 0) {
+    throw new ConfigError(
+      `server.host: "${merged.server.host}" is reachable from other machines, but ${exposed.join(' and ')} ${exposed.length > 1 ? 'hold' : 'holds'} an example secret published with Herald (anyone could mint tokens or use the API): set your own (HERALD_AUTH__JWT__HMAC_SECRET, HERALD_API__KEYS) or listen on 127.0.0.1`,
+    );
   }
   return deepFreeze(merged);
+}
+
+/**
+ * Shortest HMAC secret accepted. HS256 keys shorter than the hash (32 bytes) weaken it (RFC 7518
+ * §3.2), and a short human-chosen secret can be brute-forced offline from any one token.
+ */
+export const MIN_HMAC_SECRET_LENGTH = 32;
+
+/** Why an HMAC secret would be refused (also used by `herald token`), or undefined. An empty secret means "no HMAC tokens". */
+export function hmacSecretProblem(secret: string): string | undefined {
+  return secret.length > 0 && secret.length < MIN_HMAC_SECRET_LENGTH ? `must be at least ${MIN_HMAC_SECRET_LENGTH} characters` : undefined;
 }
 
 const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):(\d{1,5})$/;

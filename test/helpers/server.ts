@@ -4,7 +4,7 @@ import { WebSocket } from 'ws';
 import { mergeConfig, type DeepPartial, type HeraldConfig } from '../../src/server/config.js';
 import { startHerald, type HeraldServer } from '../../src/server/server.js';
 
-export const SECRET = 'test-secret-0123456789abcdef';
+export const SECRET = 'test-secret-0123456789abcdef-0123456789';
 export const API_KEY = 'test-api-key-123';
 
 export async function startTestServer(overrides: DeepPartial<HeraldConfig> | Record<string, unknown> = {}): Promise<HeraldServer> {
