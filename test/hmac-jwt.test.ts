@@ -7,8 +7,8 @@ import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { HmacJwtError, verifyHmacJwt } from '../src/server/hmac-jwt.js';
 
-const secret = new TextEncoder().encode('test-secret-0123456789');
-const other = new TextEncoder().encode('another-secret-0123456789');
+const secret = new TextEncoder().encode('test-secret-0123456789abcdef-0123456789');
+const other = new TextEncoder().encode('another-secret-0123456789abcdef-0123456789');
 const now = Math.floor(Date.now() / 1000);
 const b64 = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
 
@@ -22,18 +22,34 @@ const sign = (claims: Record<string, unknown>, alg = 'HS256', key = secret) => n
 
 type Outcome = 'ok' | 'expired' | 'refused';
 
-async function viaJose(token: string, algorithms: string[], issuer?: string, audience?: string): Promise<Outcome> {
+interface Options {
+  algorithms?: string[];
+  issuer?: string;
+  audience?: string;
+  requireExp?: boolean;
+  clockToleranceSec?: number;
+}
+
+/** jose with the options auth.ts gives it. */
+async function viaJose(token: string, o: Options): Promise<Outcome> {
   try {
-    await jwtVerify(token, secret, { algorithms, ...(issuer ? { issuer } : {}), ...(audience ? { audience } : {}) });
+    await jwtVerify(token, secret, {
+      algorithms: o.algorithms ?? ['HS256'],
+      ...(o.issuer ? { issuer: o.issuer } : {}),
+      ...(o.audience ? { audience: o.audience } : {}),
+      requiredClaims: o.requireExp ? ['exp'] : [],
+      clockTolerance: o.clockToleranceSec ?? 0,
+      currentDate: new Date(now * 1000),
+    });
     return 'ok';
   } catch (err) {
     return err instanceof joseErrors.JWTExpired ? 'expired' : 'refused';
   }
 }
 
-function viaHerald(token: string, algorithms: string[], issuer?: string, audience?: string): Outcome {
+function viaHerald(token: string, o: Options): Outcome {
   try {
-    verifyHmacJwt(token, secret, { algorithms, issuer, audience });
+    verifyHmacJwt(token, secret, { ...o, algorithms: o.algorithms ?? ['HS256'] }, now);
     return 'ok';
   } catch (err) {
     expect(err).toBeInstanceOf(HmacJwtError);
@@ -42,7 +58,7 @@ function viaHerald(token: string, algorithms: string[], issuer?: string, audienc
 }
 
 describe('verifyHmacJwt agrees with jose', () => {
-  const cases: Array<[string, () => Promise<string> | string, Outcome, { algorithms?: string[]; issuer?: string; audience?: string }?]> = [
+  const cases: Array<[string, () => Promise<string> | string, Outcome, Options?]> = [
     ['valid HS256', () => sign({ sub: 'a', exp: now + 60 }), 'ok'],
     ['valid HS384', () => sign({ sub: 'a' }, 'HS384'), 'ok', { algorithms: ['HS384'] }],
     ['valid HS512', () => sign({ sub: 'a' }, 'HS512'), 'ok', { algorithms: ['HS256', 'HS512'] }],
@@ -73,15 +89,35 @@ describe('verifyHmacJwt agrees with jose', () => {
     ['issuer missing', () => sign({ sub: 'a' }), 'refused', { issuer: 'me' }],
     ['audience in a list', () => sign({ sub: 'a', aud: ['x', 'app'] }), 'ok', { audience: 'app' }],
     ['audience differs', () => sign({ sub: 'a', aud: 'web' }), 'refused', { audience: 'app' }],
+    ['audience list without it', () => sign({ sub: 'a', aud: ['web', 'admin'] }), 'refused', { audience: 'app' }],
+    ['audience missing', () => sign({ sub: 'a' }), 'refused', { audience: 'app' }],
+    ['audience not a string', () => sign({ sub: 'a', aud: 7 }), 'refused', { audience: 'app' }],
+    // auth.jwt.requireExp
+    ['no exp, exp required', () => sign({ sub: 'a' }), 'refused', { requireExp: true }],
+    ['exp present, exp required', () => sign({ sub: 'a', exp: now + 60 }), 'ok', { requireExp: true }],
+    ['exp expired, exp required', () => sign({ sub: 'a', exp: now - 60 }), 'expired', { requireExp: true }],
+    ['exp not a number, exp required', () => sign({ sub: 'a', exp: 'tomorrow' }), 'refused', { requireExp: true }],
+    // auth.jwt.clockToleranceSec
+    ['expired within the tolerance', () => sign({ sub: 'a', exp: now - 3 }), 'ok', { clockToleranceSec: 5 }],
+    ['expired at the tolerance', () => sign({ sub: 'a', exp: now - 5 }), 'expired', { clockToleranceSec: 5 }],
+    ['expired beyond the tolerance', () => sign({ sub: 'a', exp: now - 30 }), 'expired', { clockToleranceSec: 5 }],
+    ['nbf within the tolerance', () => sign({ sub: 'a', nbf: now + 3 }), 'ok', { clockToleranceSec: 5 }],
+    ['nbf beyond the tolerance', () => sign({ sub: 'a', nbf: now + 30 }), 'refused', { clockToleranceSec: 5 }],
+    ['nbf just ahead, no tolerance', () => sign({ sub: 'a', nbf: now + 1 }), 'refused', { clockToleranceSec: 0 }],
+    // Several faults at once: jose's order decides between "expired" and "refused".
+    ['expired and from another issuer', () => sign({ sub: 'a', iss: 'you', exp: now - 60 }), 'refused', { issuer: 'me' }],
+    ['expired and for another audience', () => sign({ sub: 'a', aud: 'web', exp: now - 60 }), 'refused', { audience: 'app' }],
+    ['expired and nbf in the future', () => sign({ sub: 'a', nbf: now + 120, exp: now - 60 }), 'refused'],
+    ['expired and iat not a number', () => sign({ sub: 'a', iat: 'x', exp: now - 60 }), 'refused'],
+    ['nbf in the future and exp not a number', () => sign({ sub: 'a', nbf: now + 120, exp: 'x' }), 'refused'],
   ];
 
-  for (const [name, make, expected, opts] of cases) {
+  for (const [name, make, expected, opts = {}] of cases) {
     it(name, async () => {
       const token = await make();
-      const algorithms = opts?.algorithms ?? ['HS256'];
-      const jose = await viaJose(token, algorithms, opts?.issuer, opts?.audience);
+      const jose = await viaJose(token, opts);
       expect(jose).toBe(expected);
-      expect(viaHerald(token, algorithms, opts?.issuer, opts?.audience)).toBe(jose);
+      expect(viaHerald(token, opts)).toBe(jose);
     });
   }
 

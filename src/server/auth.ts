@@ -46,28 +46,44 @@ export class TokenVerifier {
     return this.algorithms.length > 0;
   }
 
-  async verify(token: string): Promise<Identity> {
+  /**
+   * Both paths apply the same rules: signature and algorithm; `exp` present unless
+   * `auth.jwt.requireExp` is off; `iss`/`aud` present and matching when configured; `exp`, `nbf`
+   * and `iat` checked with `auth.jwt.clockToleranceSec` of skew either way.
+   */
+  async verify(token: string, nowMs = Date.now()): Promise<Identity> {
     if (!this.configured) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'token authentication is not configured on this server');
-    if (this.hmacKey && HMAC_ALGS.has(peekAlgorithm(token) ?? '')) return identityFromClaims(this.verifyHmac(token, this.hmacKey));
-    let payload: JWTPayload;
+    const payload = this.hmacKey && HMAC_ALGS.has(peekAlgorithm(token) ?? '') ? this.verifyHmac(token, this.hmacKey, nowMs) : await this.verifyWithJose(token, nowMs);
+    // jose checks `iat` only against a maximum token age, which Herald does not set; a token
+    // issued in the future is refused here, once for both paths.
+    if (typeof payload.iat === 'number' && payload.iat > Math.floor(nowMs / 1000) + this.cfg.clockToleranceSec) {
+      throw new HeraldError(ErrorCode.UNAUTHORIZED, 'invalid token: "iat" claim timestamp check failed (it should be in the past)');
+    }
+    return identityFromClaims(payload);
+  }
+
+  private async verifyWithJose(token: string, nowMs: number): Promise<JWTPayload> {
     try {
       const result = await jwtVerify(token, (header, jws) => this.keyFor(header, jws), {
         algorithms: this.algorithms,
         ...(this.cfg.issuer ? { issuer: this.cfg.issuer } : {}),
         ...(this.cfg.audience ? { audience: this.cfg.audience } : {}),
+        requiredClaims: this.cfg.requireExp ? ['exp'] : [],
+        clockTolerance: this.cfg.clockToleranceSec,
+        currentDate: new Date(nowMs),
       });
-      payload = result.payload;
+      return result.payload;
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw new HeraldError(ErrorCode.TOKEN_EXPIRED);
       if (err instanceof HeraldError) throw err;
       throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: ${describeJoseError(err)}`);
     }
-    return identityFromClaims(payload);
   }
 
-  private verifyHmac(token: string, key: Uint8Array): JWTPayload {
+  private verifyHmac(token: string, key: Uint8Array, nowMs: number): JWTPayload {
     try {
-      return verifyHmacJwt(token, key, { algorithms: this.algorithms, issuer: this.cfg.issuer, audience: this.cfg.audience });
+      const { issuer, audience, requireExp, clockToleranceSec } = this.cfg;
+      return verifyHmacJwt(token, key, { algorithms: this.algorithms, issuer, audience, requireExp, clockToleranceSec }, nowMs / 1000);
     } catch (err) {
       if (err instanceof HmacJwtError && err.expired) throw new HeraldError(ErrorCode.TOKEN_EXPIRED);
       throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: ${(err as Error).message}`);

@@ -4,9 +4,11 @@
  * Why not jose here: jose verifies through WebCrypto, whose per-call argument normalisation and
  * job promise cost ≈ 40 µs of CPU per token on this machine against ≈ 5 µs for `createHmac` —
  * the largest single item of a new connection's cost. Asymmetric keys and JWKS still go through
- * jose. The checks mirror jose's defaults: compact JWS only, no `crit` extensions, `exp`/`nbf`
- * numeric dates compared with no clock tolerance, `iat` numeric when present, `iss` and `aud`
- * when configured. test/hmac-jwt.test.ts compares the outcome with jose on a table of tokens.
+ * jose. The checks mirror jose's `jwtVerify` with the options Herald gives it (auth.ts): compact
+ * JWS only, no `crit` extensions, `exp` present when required, `iss` and `aud` present and equal
+ * when configured, `exp`/`nbf` numeric dates compared with the clock tolerance, `iat` numeric
+ * when present — in jose's order, so a token that is both expired and otherwise wrong is refused
+ * the same way. test/hmac-jwt.test.ts compares the outcome with jose on a table of tokens.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { JWTPayload } from 'jose';
@@ -29,6 +31,10 @@ export interface HmacJwtOptions {
   algorithms: readonly string[];
   issuer?: string | undefined;
   audience?: string | undefined;
+  /** Refuse a token without `exp` (jose's `requiredClaims: ['exp']`). */
+  requireExp?: boolean | undefined;
+  /** Seconds of clock skew allowed for `exp` and `nbf` (jose's `clockTolerance`). */
+  clockToleranceSec?: number | undefined;
 }
 
 /** The `alg` of a compact JWS header, or undefined when the header cannot be read. */
@@ -63,17 +69,21 @@ export function verifyHmacJwt(token: string, secret: Uint8Array, options: HmacJw
 }
 
 function checkClaims(payload: Record<string, unknown>, options: HmacJwtOptions, now: number): void {
-  for (const claim of ['exp', 'nbf', 'iat'] as const) {
-    if (payload[claim] !== undefined && typeof payload[claim] !== 'number') throw new HmacJwtError(`"${claim}" claim must be a number`);
-  }
-  if (typeof payload.nbf === 'number' && payload.nbf > now) throw new HmacJwtError('"nbf" claim timestamp check failed');
-  if (typeof payload.exp === 'number' && payload.exp <= now) throw new HmacJwtError('"exp" claim timestamp check failed', true);
+  const required = [...(options.requireExp ? ['exp'] : []), ...(options.audience ? ['aud'] : []), ...(options.issuer ? ['iss'] : [])];
+  for (const claim of required) if (!Object.hasOwn(payload, claim)) throw new HmacJwtError(`missing required "${claim}" claim`);
   if (options.issuer && payload.iss !== options.issuer) throw new HmacJwtError('unexpected "iss" claim value');
   if (options.audience) {
     const aud = payload.aud;
     const ok = typeof aud === 'string' ? aud === options.audience : Array.isArray(aud) && aud.includes(options.audience);
     if (!ok) throw new HmacJwtError('unexpected "aud" claim value');
   }
+  const tolerance = options.clockToleranceSec ?? 0;
+  for (const claim of ['iat', 'nbf'] as const) {
+    if (payload[claim] !== undefined && typeof payload[claim] !== 'number') throw new HmacJwtError(`"${claim}" claim must be a number`);
+  }
+  if (typeof payload.nbf === 'number' && payload.nbf > now + tolerance) throw new HmacJwtError('"nbf" claim timestamp check failed');
+  if (payload.exp !== undefined && typeof payload.exp !== 'number') throw new HmacJwtError('"exp" claim must be a number');
+  if (typeof payload.exp === 'number' && payload.exp <= now - tolerance) throw new HmacJwtError('"exp" claim timestamp check failed', true);
 }
 
 function decodeJsonPart(part: string): Record<string, unknown> | undefined {
