@@ -4,7 +4,6 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Ajv } from 'ajv';
@@ -75,6 +74,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
   const node = new HeraldNode(config, app.log, engines ?? (await createEngines(config, name, app.log)), name);
   let ready = false;
   installErrorHandling(app);
+  // The OpenAPI document of every route (also `npm run openapi`); opsRoutes serves it at /docs, behind ops.keys.
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
@@ -87,7 +87,6 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
       },
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(apiRoutes, { prefix: '/api/v1', node });
   await app.register(pollRoutes, { prefix: '/poll/v1', node });
   await app.register(opsRoutes, { node, ready: () => ready && !node.draining });

@@ -1,14 +1,27 @@
-/** Unauthenticated operational endpoints: metrics, health, readiness, the demo page. */
+/**
+ * Operational endpoints: metrics, the API documentation, health, readiness, the demo page.
+ * `/metrics` and `/docs` (everything under it) need one of `ops.keys` when any is configured;
+ * `/healthz` and `/readyz` stay open for load balancers; `ops.docs: false` removes `/docs`.
+ */
 import { existsSync, readFileSync } from 'node:fs';
+import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { assetPath } from '../assets.js';
 import type { HeraldNode } from '../node.js';
+import { requireApiKey } from './api-key.js';
 
 export async function opsRoutes(app: FastifyInstance, opts: { node: HeraldNode; ready: () => boolean }): Promise<void> {
   const { node } = opts;
-  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
-    void reply.header('content-type', node.metrics.registry.contentType);
-    return node.metrics.registry.metrics();
+  const { keys, docs } = node.config.ops;
+  // One encapsulated scope, so the key check covers every route inside it — swagger-ui's static
+  // files included — and nothing outside it.
+  await app.register(async (guarded) => {
+    if (keys.length > 0) guarded.addHook('onRequest', requireApiKey(keys));
+    guarded.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+      void reply.header('content-type', node.metrics.registry.contentType);
+      return node.metrics.registry.metrics();
+    });
+    if (docs) await guarded.register(swaggerUi, { routePrefix: '/docs' });
   });
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
