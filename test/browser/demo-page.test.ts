@@ -1,6 +1,7 @@
 /**
  * The demo page served at `/` by `npm start`, in a real headless Chromium: it connects, subscribes
- * to demo:lobby, shows a message a backend publishes, and publishes from its own form.
+ * to demo:lobby, shows a message a backend publishes, and publishes from its own form; whatever
+ * anyone publishes is shown as text, never run as HTML.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -51,6 +52,38 @@ describe.skipIf(!haveChromium)('demo page in headless Chromium', () => {
     await page.click('#pub button');
     await page.waitForFunction(() => (window as any).heraldDemo.received.some((m: any) => m.payload.text === 'typed in the page'), undefined, { timeout: 5000 });
     await page.screenshot({ path: join(tmpdir(), 'herald-demo.png') });
+    await page.close();
+  });
+
+  it('shows published HTML and script as text and runs none of it', async () => {
+    const page = await context.newPage();
+    await page.goto(server.url);
+    await page.waitForFunction(() => (window as any).heraldDemo.client.subscriptions().some((s: any) => s.state === 'subscribed'), undefined, { timeout: 10_000 });
+    // Each would set a flag on the page if it were parsed as HTML.
+    const img = (flag: string) => `<img src=x onerror="window.${flag}=1">`;
+    const svg = '<svg onload="window.pwnedSvg=1"></svg>';
+    const script = '<script>window.pwnedScript=1</script>';
+    // The HTTP API validates eventType and msgId; the in-process API (`server.publish`, what an
+    // embedding backend calls) does not, so the page must not trust them either.
+    await server.publish({ channel: 'demo:lobby', eventType: img('pwnedEventType'), msgId: img('pwnedMsgId'), source: img('pwnedSource'), payload: { text: img('pwnedPayload') } });
+    const res = await api(server, 'POST', '/api/v1/publish', { channel: 'demo:lobby', eventType: 'chat.message', payload: { text: `${svg}${script}`, [img('pwnedKey')]: 1 } });
+    expect(res.status).toBe(200);
+    await page.waitForFunction(() => (window as any).heraldDemo.received.length >= 2, undefined, { timeout: 5000 });
+    // Another publish through the page's own form, after both, so everything above had its turn to run.
+    await page.fill('#text', img('pwnedForm'));
+    await page.click('#pub button');
+    await page.waitForFunction(() => (window as any).heraldDemo.received.length >= 3, undefined, { timeout: 5000 });
+    const seen = await page.evaluate(() => ({
+      flags: Object.keys(window).filter((k) => k.startsWith('pwned')),
+      injected: document.querySelectorAll('#log img, #log svg, #log script').length,
+      text: document.getElementById('log')!.textContent,
+    }));
+    expect(seen.flags).toEqual([]);
+    expect(seen.injected).toBe(0);
+    expect(seen.text).toContain(`demo:lobby · ${img('pwnedEventType')}`);
+    expect(seen.text).toContain(JSON.stringify({ text: img('pwnedPayload') }));
+    expect(seen.text).toContain(JSON.stringify(`${svg}${script}`));
+    expect(seen.text).toContain(JSON.stringify(img('pwnedForm')));
     await page.close();
   });
 });
