@@ -83,6 +83,16 @@ describe('HTTP deadlines and the connection cap (M5)', () => {
     }
   });
 
+  it("answers malformed requests with Herald's error body", async () => {
+    server = await startTestServer();
+    for (const request of ['HELLO THERE\r\n\r\n', `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`]) {
+      const c = raw(server.port);
+      c.write(request);
+      expect(await c.waitClosed(5000)).toBe(true);
+      expect(c.response()).toMatchObject({ status: 400, body: { error: { code: 'bad_request', temporary: false } } });
+    }
+  });
+
   it('caps open TCP connections, WebSockets included (server.http.maxConnections)', async () => {
     server = await startTestServer({ server: { http: { maxConnections: 3 } } });
     const first = await connected(server, 'a');
