@@ -130,9 +130,10 @@ describe('limits', () => {
   });
 
   it('fails fast with 503 at capacity, and admits again when a slot frees', async () => {
+    // Only authenticated connections fill maxConnections (pending ones have their own cap).
     server = await startTestServer({ limits: { maxConnections: 2 } });
-    const a = await TestSocket.open(server.wsUrl);
-    await TestSocket.open(server.wsUrl);
+    const a = await TestSocket.connect(server);
+    await TestSocket.connect(server);
     const started = Date.now();
     await expect(TestSocket.open(server.wsUrl)).rejects.toMatchObject({ status: 503 });
     expect(Date.now() - started).toBeLessThan(2000);
@@ -144,7 +145,7 @@ describe('limits', () => {
 
   it('queues upgrades at capacity in queue mode', async () => {
     server = await startTestServer({ limits: { maxConnections: 1, overload: { mode: 'queue', queueTimeoutMs: 3000, maxQueued: 5 } } });
-    const a = await TestSocket.open(server.wsUrl);
+    const a = await TestSocket.connect(server);
     const waiting = TestSocket.open(server.wsUrl);
     await sleep(100);
     a.close();
@@ -153,7 +154,7 @@ describe('limits', () => {
 
   it('times out queued upgrades with 503', async () => {
     server = await startTestServer({ limits: { maxConnections: 1, overload: { mode: 'queue', queueTimeoutMs: 100, maxQueued: 5 } } });
-    await TestSocket.open(server.wsUrl);
+    await TestSocket.connect(server);
     await expect(TestSocket.open(server.wsUrl)).rejects.toMatchObject({ status: 503 });
   });
 });

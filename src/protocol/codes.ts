@@ -18,6 +18,8 @@ export const CloseCode = {
   INVALID_PAYLOAD: 1007,
   /** A frame exceeded `limits.maxMessageBytes` (sent by the `ws` parser). */
   MESSAGE_TOO_BIG: 1009,
+  /** The node reached `limits.maxConnections` while this connection was authenticating: retry later. */
+  TRY_AGAIN_LATER: 1013,
   /** The server is shutting down or restarting: reconnect, possibly to another node. */
   SHUTDOWN: 4001,
   /** No pong arrived in time: the server considers the peer dead. */
@@ -74,6 +76,7 @@ export const ErrorCode = {
   MESSAGE_TOO_LARGE: 'message_too_large',
   UNKNOWN_METHOD: 'unknown_method',
   REQUEST_TIMEOUT: 'request_timeout',
+  CLIENT_TIMEOUT: 'client_timeout',
   INVALID_FILTER: 'invalid_filter',
   BAD_REQUEST: 'bad_request',
   API_KEY_REQUIRED: 'api_key_required',

@@ -29,6 +29,7 @@ export const ERRORS: Record<ErrorCode, ErrorSpec> = {
   [ErrorCode.MESSAGE_TOO_LARGE]: { status: 413, temporary: false, message: 'The message exceeds the size limit' },
   [ErrorCode.UNKNOWN_METHOD]: { status: 404, temporary: false, message: 'No handler for this request method' },
   [ErrorCode.REQUEST_TIMEOUT]: { status: 504, temporary: true, message: 'The peer did not answer in time' },
+  [ErrorCode.CLIENT_TIMEOUT]: { status: 408, temporary: true, message: 'The request did not arrive in time' },
   [ErrorCode.INVALID_FILTER]: { status: 400, temporary: false, message: 'The tag filter is invalid' },
   [ErrorCode.BAD_REQUEST]: { status: 400, temporary: false, message: 'The request does not match its schema' },
   [ErrorCode.API_KEY_REQUIRED]: { status: 401, temporary: false, message: 'Send the API key as "Authorization: Bearer <key>" or "X-API-Key"' },

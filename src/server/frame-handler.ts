@@ -170,6 +170,15 @@ export class FrameHandler {
       session.close(CloseCode.USER_CONNECTION_LIMIT, 'too many connections for this user');
       return;
     }
+    // Pending sockets do not count toward maxConnections, so several may pass the upgrade for the
+    // last slots; the cap is enforced here, where a connection becomes authenticated.
+    if (!node.hub.hasRoomFor(session, node.config.limits.maxConnections)) {
+      session.early = undefined;
+      node.metrics.rejectedConnections.inc({ reason: 'overload' });
+      this.sendError(session, new HeraldError(ErrorCode.OVERLOADED, `at capacity (${node.config.limits.maxConnections} connections, limits.maxConnections)`), frame.id);
+      session.close(CloseCode.TRY_AGAIN_LATER, 'at capacity, retry later');
+      return;
+    }
     session.user = identity.user;
     session.tags = identity.tags;
     session.state = 'connected';

@@ -1,19 +1,41 @@
 /**
- * The WebSocket gateway: HTTP upgrade on `/ws` with origin checks and connection limits, then
- * hands each socket to the node. Overload fails fast with 503 by default; with
- * `limits.overload.mode = "queue"` upgrades wait (bounded in count and time) for a free slot.
+ * The WebSocket gateway: HTTP upgrade on `/ws` with origin checks and admission, then hands each
+ * socket to the node. Admission counts two kinds of sockets apart, so idle unauthenticated sockets
+ * cannot lock users out:
+ *
+ * - pending — upgraded, not yet `connected` — at most `limits.maxPendingConnections`, each on the
+ *   handshake deadline (`limits.handshakeTimeoutMs` from the TCP accept, see handshake-deadline.ts);
+ * - authenticated, at most `limits.maxConnections`: checked here, and again when `connect`
+ *   succeeds (several pending sockets may race for the last slots).
+ *
+ * Per client IP (IPv6 by prefix, see http/client-ip.ts) both kinds count toward
+ * `limits.maxConnectionsPerIp`. Overload fails fast with 503 by default; with
+ * `limits.overload.mode = "queue"` upgrades wait (bounded in count and time) for a free slot,
+ * which is then kept for them until they authenticate.
  */
 import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CloseCode, ErrorCode } from '../protocol/codes.js';
-import { ERRORS } from './errors.js';
+import type { HandshakeDeadline } from './handshake-deadline.js';
+import { rawErrorResponse } from './http/http-limits.js';
 import type { HeraldNode } from './node.js';
+import type { Session } from './session.js';
 import { WsTransport } from './transport/ws-transport.js';
 
 interface Waiter {
   admit(): void;
   timer: NodeJS.Timeout;
+}
+
+/** Who a socket is and how long it has left to authenticate. */
+interface Admission {
+  ip: string;
+  ipKey: string;
+  connectWithinMs: number;
+  /** Admitted from the overload queue: its slot is kept until it authenticates. */
+  reserved: boolean;
 }
 
 export class Gateway {
@@ -24,7 +46,10 @@ export class Gateway {
   private readonly allowedOrigins: Set<string>;
   closed = false;
 
-  constructor(private readonly node: HeraldNode) {
+  constructor(
+    private readonly node: HeraldNode,
+    private readonly deadline?: HandshakeDeadline,
+  ) {
     const { limits, origins } = node.config;
     this.wss = new WebSocketServer({
       noServer: true,
@@ -38,62 +63,76 @@ export class Gateway {
   }
 
   readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    // The request head is in: what is left of the handshake deadline is the time to `connected`.
+    const connectWithinMs = this.deadline ? this.deadline.settle(req.socket) : this.node.config.limits.handshakeTimeoutMs;
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '').split('?')[0];
-    if (path !== '/ws') return reject(socket, 404, ErrorCode.NOT_FOUND, 'WebSocket endpoint is /ws');
-    if (this.closed || this.node.draining) return reject(socket, 503, ErrorCode.SHUTTING_DOWN);
+    if (path !== '/ws') return reject(socket, ErrorCode.NOT_FOUND, 'WebSocket endpoint is /ws');
+    if (this.closed || this.node.draining) return reject(socket, ErrorCode.SHUTTING_DOWN);
     if (!this.originAllowed(req)) {
       this.node.metrics.rejectedConnections.inc({ reason: 'origin' });
-      return reject(socket, 403, ErrorCode.FORBIDDEN_ORIGIN, `origin ${req.headers.origin} is not allowed; add it to origins.allowed`);
+      return reject(socket, ErrorCode.FORBIDDEN_ORIGIN, `origin ${req.headers.origin} is not allowed; add it to origins.allowed`);
     }
-    const ip = this.remoteAddress(req, socket);
+    const { hub, clientIps } = this.node;
+    const ip = clientIps.address(req);
+    const ipKey = clientIps.keyOf(ip);
     const { limits } = this.node.config;
-    if (this.node.hub.countForIp(ip) >= limits.maxConnectionsPerIp) {
+    if (hub.countForIp(ipKey) >= limits.maxConnectionsPerIp) {
       this.node.metrics.rejectedConnections.inc({ reason: 'per_ip' });
-      return reject(socket, 429, ErrorCode.TOO_MANY_CONNECTIONS, `too many connections from ${ip} (limits.maxConnectionsPerIp)`, 5);
+      return reject(socket, ErrorCode.TOO_MANY_CONNECTIONS, `too many connections from ${ip} (limits.maxConnectionsPerIp)`, 5);
     }
+    if (hub.pendingCount + this.upgrading >= limits.maxPendingConnections) {
+      this.node.metrics.rejectedConnections.inc({ reason: 'pending' });
+      return reject(socket, ErrorCode.OVERLOADED, `too many connections still authenticating (${limits.maxPendingConnections}, limits.maxPendingConnections)`, 2);
+    }
+    const admission: Admission = { ip, ipKey, connectWithinMs, reserved: false };
     if (this.atCapacity()) {
       if (limits.overload.mode === 'queue' && this.waiters.length < limits.overload.maxQueued) {
-        this.enqueueWaiter(req, socket, head, ip);
+        this.enqueueWaiter(req, socket, head, admission);
         return;
       }
       this.node.metrics.rejectedConnections.inc({ reason: 'overload' });
-      return reject(socket, 503, ErrorCode.OVERLOADED, `at capacity (${limits.maxConnections} connections, limits.maxConnections)`, 2);
+      return reject(socket, ErrorCode.OVERLOADED, `at capacity (${limits.maxConnections} connections, limits.maxConnections)`, 2);
     }
-    this.accept(req, socket, head, ip);
+    this.accept(req, socket, head, admission);
   };
 
+  /** Every authenticated slot is taken or kept for a queue-admitted socket. */
   private atCapacity(): boolean {
-    return this.node.hub.sessions.size + this.upgrading >= this.node.config.limits.maxConnections;
+    const { hub } = this.node;
+    return hub.connectedCount + hub.reservedCount >= this.node.config.limits.maxConnections;
   }
 
-  private enqueueWaiter(req: IncomingMessage, socket: Duplex, head: Buffer, ip: string): void {
+  private enqueueWaiter(req: IncomingMessage, socket: Duplex, head: Buffer, admission: Admission): void {
     const waiter: Waiter = {
       admit: () => {
         clearTimeout(waiter.timer);
         if (socket.destroyed) return;
-        this.accept(req, socket, head, ip);
+        this.accept(req, socket, head, { ...admission, reserved: true });
       },
       timer: setTimeout(() => {
         const i = this.waiters.indexOf(waiter);
         if (i >= 0) this.waiters.splice(i, 1);
         this.node.metrics.rejectedConnections.inc({ reason: 'overload' });
-        reject(socket, 503, ErrorCode.OVERLOADED, 'at capacity; waited limits.overload.queueTimeoutMs for a free slot', 2);
+        reject(socket, ErrorCode.OVERLOADED, 'at capacity; waited limits.overload.queueTimeoutMs for a free slot', 2);
       }, this.node.config.limits.overload.queueTimeoutMs),
     };
     this.waiters.push(waiter);
   }
 
   private admitWaiters(): void {
+    // Each admission reserves its slot synchronously (the upgrade completes at once), so this
+    // admits as many waiters as there are free slots; one whose socket went away takes none.
     while (this.waiters.length > 0 && !this.atCapacity()) this.waiters.shift()!.admit();
   }
 
-  private accept(req: IncomingMessage, socket: Duplex, head: Buffer, ip: string): void {
+  private accept(req: IncomingMessage, socket: Duplex, head: Buffer, admission: Admission): void {
     this.upgrading++;
     const token = tokenFromUrl(req.url);
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       this.upgrading--;
-      this.bind(ws, ip, token);
+      const session = this.bind(ws, token, admission);
+      if (admission.reserved) this.node.hub.reserve(session);
     });
     // handleUpgrade may abort (bad headers) without calling back; the socket then closes.
     socket.once('close', () => {
@@ -102,11 +141,11 @@ export class Gateway {
     });
   }
 
-  private bind(ws: WebSocket, ip: string, token: string | undefined): void {
+  private bind(ws: WebSocket, token: string | undefined, admission: Admission): Session {
     const raw = (ws as unknown as { _socket: Duplex & { __heraldBound?: boolean } })._socket;
     raw.__heraldBound = true;
     const node = this.node;
-    const session = node.attach(new WsTransport(ws, ip, node.config.server.nativeSend), token);
+    const session = node.attach(new WsTransport(ws, admission.ip, node.config.server.nativeSend), token, { ipKey: admission.ipKey, connectWithinMs: admission.connectWithinMs });
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) {
         node.metrics.invalidFrames.inc({ code: 'binary' });
@@ -120,26 +159,24 @@ export class Gateway {
       node.detach(session, code);
       this.admitWaiters();
     });
+    return session;
   }
 
   private originAllowed(req: IncomingMessage): boolean {
     const origin = req.headers.origin;
     if (!origin || this.allowAnyOrigin) return true; // Non-browser clients send no Origin.
     if (this.allowedOrigins.size > 0) return this.allowedOrigins.has(origin.toLowerCase());
+    // Same origin without a list: only for an IP literal or localhost. Under a name, "same origin"
+    // proves nothing: an attacker's domain re-pointed at this server (DNS rebinding) sends its own
+    // name as both Origin and Host. Named hosts must be listed in origins.allowed.
     try {
-      return new URL(origin).host.toLowerCase() === (req.headers.host ?? '').toLowerCase();
+      const host = (req.headers.host ?? '').toLowerCase();
+      if (new URL(origin).host.toLowerCase() !== host) return false;
+      const name = new URL(`http://${host}`).hostname.replace(/^\[(.*)\]$/, '$1');
+      return name === 'localhost' || isIP(name) !== 0;
     } catch {
       return false;
     }
-  }
-
-  private remoteAddress(req: IncomingMessage, socket: Duplex): string {
-    if (this.node.config.server.trustProxy) {
-      const fwd = req.headers['x-forwarded-for'];
-      const first = (Array.isArray(fwd) ? fwd[0] : fwd)?.split(',')[0]?.trim();
-      if (first) return first;
-    }
-    return (socket as { remoteAddress?: string }).remoteAddress ?? 'unknown';
   }
 
   close(): void {
@@ -155,14 +192,8 @@ function tokenFromUrl(url: string | undefined): string | undefined {
   return new URLSearchParams(url.slice(q + 1)).get('token') ?? undefined;
 }
 
-function reject(socket: Duplex, status: number, code: ErrorCode, message?: string, retryAfter?: number): void {
-  const spec = ERRORS[code];
-  const body = JSON.stringify({ error: { code, message: message ?? spec.message, temporary: spec.temporary } });
-  const reason = status === 403 ? 'Forbidden' : status === 404 ? 'Not Found' : status === 429 ? 'Too Many Requests' : 'Service Unavailable';
-  socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-      (retryAfter ? `Retry-After: ${retryAfter}\r\n` : '') +
-      `\r\n${body}`,
-  );
+/** Answers a refused upgrade (the socket is no longer Node's HTTP parser's) and closes it. */
+function reject(socket: Duplex, code: ErrorCode, message?: string, retryAfter?: number): void {
+  socket.end(rawErrorResponse(code, message, retryAfter ? { 'Retry-After': retryAfter } : {}));
   setTimeout(() => socket.destroy(), 1000).unref();
 }

@@ -22,7 +22,14 @@ export class Hub implements SessionOwner {
   private readonly byUser = new Map<string, Set<Session>>();
   private readonly byChannel = new Map<string, Set<Session>>();
   private readonly byTag = new Map<string, Map<string, Set<Session>>>();
+  /** Sessions per client IP key (IPv6 by prefix), pending and authenticated alike. */
   private readonly byIp = new Map<string, number>();
+  /** Each session's per-IP key, kept so `remove` decrements what `addPending` counted. */
+  private readonly ipKeys = new Map<Session, string>();
+  /** Sessions that have not been sent `connected` yet: counted apart from the authenticated ones. */
+  private readonly pending = new Set<Session>();
+  /** Pending sessions that hold a reserved slot (admitted from the overload queue). */
+  private readonly reserved = new Set<Session>();
   private dirty: Session[] = [];
   private flushQueued = false;
   /** Frames written directly (not queued) since the last end of tick, for the flush metrics. */
@@ -34,24 +41,66 @@ export class Hub implements SessionOwner {
   /** The batch of the fan-out loop running now, if any (`offer` adds to it). */
   private activeBatch: DirectBatch | undefined;
   private holds = 0;
+  /** Fan-out loops running now: frames they queue during a hold wait for its release. */
+  private fanningOut = 0;
+  /** Sessions holding fan-out frames of a hold, flushed at the next release. */
+  private readonly deferred = new Set<Session>();
+  /** Milliseconds spent in fan-out loops while held: a batch sizes its slices by it. */
+  heldFanoutMs = 0;
   subscriptionCount = 0;
 
   constructor(private readonly events: HubEvents) {}
 
   // ---- registry ------------------------------------------------------------------------------
 
-  countForIp(ip: string): number {
-    return this.byIp.get(ip) ?? 0;
+  // Admission counts (the gateway and the connect handler decide with them):
+  //   pendingCount   sessions not yet authenticated — capped by limits.maxPendingConnections;
+  //   connectedCount authenticated sessions — capped by limits.maxConnections;
+  //   reservedCount  pending sessions admitted from the overload queue, whose slot is kept for them.
+
+  /** Sessions counted under this per-IP key (see `ClientIps.key`). */
+  countForIp(ipKey: string): number {
+    return this.byIp.get(ipKey) ?? 0;
   }
 
-  addPending(session: Session): void {
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  get connectedCount(): number {
+    return this.sessions.size - this.pending.size;
+  }
+
+  get reservedCount(): number {
+    return this.reserved.size;
+  }
+
+  /**
+   * Whether `session` may become authenticated under a cap of `max` connections: slots kept for
+   * queue-admitted sessions count as taken, except the session's own.
+   */
+  hasRoomFor(session: Session, max: number): boolean {
+    const others = this.reserved.size - (this.reserved.has(session) ? 1 : 0);
+    return this.connectedCount + others < max;
+  }
+
+  /** Registers a new, not yet authenticated session under its per-IP key. */
+  addPending(session: Session, ipKey = session.transport.remoteAddress): void {
     this.sessions.set(session.id, session);
-    const ip = session.transport.remoteAddress;
-    this.byIp.set(ip, (this.byIp.get(ip) ?? 0) + 1);
+    this.pending.add(session);
+    this.ipKeys.set(session, ipKey);
+    this.byIp.set(ipKey, (this.byIp.get(ipKey) ?? 0) + 1);
   }
 
-  /** Indexes an authenticated session by user and tags. */
+  /** Keeps a slot for a pending session (admitted from the overload queue) until it authenticates or closes. */
+  reserve(session: Session): void {
+    if (this.pending.has(session)) this.reserved.add(session);
+  }
+
+  /** Indexes an authenticated session by user and tags; it no longer counts as pending. */
   activate(session: Session): void {
+    this.pending.delete(session);
+    this.reserved.delete(session);
     addTo(this.byUser, session.user, session);
     for (const [tag, value] of Object.entries(session.tags)) {
       let values = this.byTag.get(tag);
@@ -63,7 +112,10 @@ export class Hub implements SessionOwner {
   /** Removes a session from every index; returns channels and whether its user has no sessions left here. */
   remove(session: Session): { emptiedChannels: string[]; userGone: boolean } {
     if (!this.sessions.delete(session.id)) return { emptiedChannels: [], userGone: false };
-    const ip = session.transport.remoteAddress;
+    this.pending.delete(session);
+    this.reserved.delete(session);
+    const ip = this.ipKeys.get(session) ?? session.transport.remoteAddress;
+    this.ipKeys.delete(session);
     const n = (this.byIp.get(ip) ?? 1) - 1;
     if (n <= 0) this.byIp.delete(ip);
     else this.byIp.set(ip, n);
@@ -132,6 +184,7 @@ export class Hub implements SessionOwner {
     if (!set) return 0;
     const batch = this.openBatch(set.size);
     let n = 0;
+    const began = this.beginFanout();
     try {
       for (const s of set) {
         if (filter && !filter.test(s.tags)) continue;
@@ -142,6 +195,7 @@ export class Hub implements SessionOwner {
         n++;
       }
     } finally {
+      this.endFanout(began);
       // Whatever happened in the loop, the sockets that claimed a direct send get their frame.
       this.closeBatch(batch);
     }
@@ -152,11 +206,16 @@ export class Hub implements SessionOwner {
     const set = this.byUser.get(user);
     if (!set) return 0;
     let n = 0;
-    for (const s of set) {
-      if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
-      if (sendTo) sendTo(s);
-      else s.enqueue(frame);
-      n++;
+    const began = this.beginFanout();
+    try {
+      for (const s of set) {
+        if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
+        if (sendTo) sendTo(s);
+        else s.enqueue(frame);
+        n++;
+      }
+    } finally {
+      this.endFanout(began);
     }
     return n;
   }
@@ -165,6 +224,7 @@ export class Hub implements SessionOwner {
   fanoutAll(frame: Buffer, filter: CompiledFilter | undefined, sendTo?: Recipient): number {
     const batch = this.openBatch(this.sessions.size);
     let n = 0;
+    const began = this.beginFanout();
     try {
       for (const s of this.candidates(filter)) {
         if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
@@ -173,9 +233,21 @@ export class Hub implements SessionOwner {
         n++;
       }
     } finally {
+      this.endFanout(began);
       this.closeBatch(batch);
     }
     return n;
+  }
+
+  /** Marks a fan-out loop as running; returns its start time when a hold is timing fan-outs, else -1. */
+  private beginFanout(): number {
+    this.fanningOut++;
+    return this.holds > 0 ? performance.now() : -1;
+  }
+
+  private endFanout(began: number): void {
+    this.fanningOut--;
+    if (began >= 0) this.heldFanoutMs += performance.now() - began;
   }
 
   /**
@@ -225,19 +297,27 @@ export class Hub implements SessionOwner {
   }
 
   /**
-   * While held, frames are queued rather than written at once, so the messages of one batch that
-   * reach the same connection leave in one write. Every hold must be released.
+   * While held, frames are queued rather than written at once, and a connection that fan-out
+   * frames were queued for is flushed only at a release: the messages of one batch that reach the
+   * same connection leave in one write, even when the batch yields to the event loop between
+   * slices. Other frames (a pong, a reply) to connections no fan-out has reached still leave at
+   * the end of their tick. Any release flushes everything deferred so far, so overlapping batches
+   * cannot keep a connection waiting longer than one batch. Every hold must be released.
    */
   hold(): void {
     this.holds++;
   }
 
   release(): void {
-    if (--this.holds === 0) this.flushAll();
+    this.holds--;
+    for (const s of this.deferred) this.dirty.push(s);
+    this.deferred.clear();
+    this.flushAll();
   }
 
   scheduleFlush(session: Session): void {
     this.dirty.push(session);
+    if (this.holds > 0 && this.fanningOut > 0) this.deferred.add(session);
     this.endTickSoon();
   }
 
@@ -267,7 +347,12 @@ export class Hub implements SessionOwner {
     this.dirty = [];
     let frames = this.directWrites;
     this.directWrites = 0;
-    for (const s of dirty) frames += s.flush();
+    const deferring = this.holds > 0 && this.deferred.size > 0;
+    for (const s of dirty) {
+      // Still marked for a flush, so later frames join its queue; `release` writes them all.
+      if (deferring && this.deferred.has(s)) continue;
+      frames += s.flush();
+    }
     if (frames > 0) this.events.onFlushed(frames);
   };
 

@@ -24,6 +24,7 @@ import { HeraldError } from './errors.js';
 import { FrameHandler, type RequestHandler } from './frame-handler.js';
 import { Heartbeat } from './heartbeat.js';
 import { Hub } from './hub.js';
+import { ClientIps } from './http/client-ip.js';
 import { IdempotencyCache, type IdempotencyStore } from './idempotency.js';
 import { messageFrameBytes } from './message-frame.js';
 import { Metrics } from './metrics.js';
@@ -69,6 +70,8 @@ export class HeraldNode {
   readonly clientPublishChannels: ChannelPatterns;
   readonly requestHandlers = new Map<string, RequestHandler>();
   readonly delivery: ReliableDelivery;
+  /** Client addresses and per-IP keys (`server.trustProxy`, `limits.ipv6PrefixLength`). */
+  readonly clientIps: ClientIps;
   private readonly heartbeat: Heartbeat;
   private readonly frames: FrameHandler;
   private readonly idempotency: IdempotencyStore;
@@ -89,6 +92,7 @@ export class HeraldNode {
   ) {
     this.name = name ?? defaultNodeName(config);
     this.verifier = new TokenVerifier(config.auth.jwt);
+    this.clientIps = new ClientIps({ trustProxy: config.server.trustProxy, ipv6PrefixLength: config.limits.ipv6PrefixLength });
     this.broker = engines.broker ?? new MemoryBroker();
     this.presence = engines.presence ?? new MemoryPresence();
     this.inbox = engines.inbox ?? new MemoryInbox();
@@ -144,13 +148,17 @@ export class HeraldNode {
 
   // ---- connections ---------------------------------------------------------------------------
 
-  /** Registers a freshly upgraded connection; it must send `connect` within the handshake timeout. */
-  attach(transport: Transport, upgradeToken?: string): Session {
+  /**
+   * Registers a freshly upgraded connection as pending; it must be `connected` within what is
+   * left of its handshake deadline (`connectWithinMs`, default the whole `limits.handshakeTimeoutMs`)
+   * or it is closed with 4007. `ipKey` is the per-IP key it counts under.
+   */
+  attach(transport: Transport, upgradeToken?: string, admission: { ipKey?: string; connectWithinMs?: number } = {}): Session {
     const id = `${this.name}-${(++this.connectionSeq).toString(36)}`;
     const session = new Session(id, transport, this.hub, this.config.limits.maxQueueBytes);
     if (upgradeToken) this.frames.setUpgradeToken(session, upgradeToken);
-    this.hub.addPending(session);
-    this.heartbeat.expectConnect(session, this.config.limits.handshakeTimeoutMs);
+    this.hub.addPending(session, admission.ipKey);
+    this.heartbeat.expectConnect(session, Math.max(0, admission.connectWithinMs ?? this.config.limits.handshakeTimeoutMs));
     return session;
   }
 

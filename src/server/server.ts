@@ -16,6 +16,10 @@ import { readJsonAsset } from './assets.js';
 import { installErrorHandling } from './http/error-handler.js';
 import { opsRoutes } from './http/ops-routes.js';
 import { pollRoutes } from './http/poll-routes.js';
+import { applyConnectionCap, clientErrorHandler, httpServerOptions, refuseRequest } from './http/http-limits.js';
+import { trustedHops } from './http/client-ip.js';
+import { HandshakeDeadline } from './handshake-deadline.js';
+import { ErrorCode } from '../protocol/codes.js';
 import { createEngines } from './engine/create-engines.js';
 import { defaultNodeName, HeraldNode, type NodeEngines, type PublishRequest, type PublishResult } from './node.js';
 import { startIngest } from './ingest/ingest.js';
@@ -50,24 +54,33 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
   // The publish fast path needs the node, which needs fastify's logger: bound once both exist.
   let fastPath: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
   const bodyLimit = Math.max(1 << 20, config.limits.maxMessageBytes * 4);
+  // From the TCP accept, a socket has limits.handshakeTimeoutMs to complete its first request
+  // head (then, if it is an upgrade, the rest of that time to be `connected`).
+  const deadline = new HandshakeDeadline(config.limits.handshakeTimeoutMs, (socket) => {
+    node.metrics.rejectedConnections.inc({ reason: 'handshake_timeout' });
+    refuseRequest(socket, ErrorCode.CLIENT_TIMEOUT, 'the request did not arrive within limits.handshakeTimeoutMs');
+  });
   const app = Fastify({
-    // The HTTP server fastify would make (its default timeouts), with the publish fast path in front.
+    // Node's HTTP server with Herald's deadlines and connection cap, and the publish fast path in front.
     serverFactory: (handler) => {
-      const server = createServer((req, res) => {
+      const server = createServer(httpServerOptions(config), (req, res) => {
+        deadline.settle(req.socket);
         if (fastPath?.(req, res) !== true) handler(req, res);
       });
-      server.keepAliveTimeout = 72_000;
-      server.requestTimeout = 0;
+      // No idle timeout on the socket: WebSockets are idle between messages (heartbeats watch them).
       server.setTimeout(0);
+      applyConnectionCap(server, config);
+      server.on('connection', deadline.watch);
       return server;
     },
+    clientErrorHandler,
     logger: {
       level: config.log.level,
       redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' },
     },
     bodyLimit,
-    // The client is the address `trustProxy` hops from the right of X-Forwarded-For (proxy-addr's trust function).
-    trustProxy: config.server.trustProxy > 0 ? (_address: string, hop: number) => hop < config.server.trustProxy : false,
+    // The client is the address `trustProxy` hops from the right of X-Forwarded-For, as http/client-ip.ts derives it.
+    trustProxy: trustedHops(config.server.trustProxy),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   });
   const name = defaultNodeName(config);
@@ -100,11 +113,11 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
       bodyLimit,
       validate: ajv.getSchema('herald:publish#/$defs/publishRequest')!,
       log: app.log as unknown as Logger,
-      trustProxy: config.server.trustProxy,
     });
   }
-  const gateway = new Gateway(node);
+  const gateway = new Gateway(node, deadline);
   app.server.on('upgrade', gateway.onUpgrade);
+  app.addHook('onClose', async () => deadline.stop());
   return { app, node, gateway, setReady: (v) => (ready = v) };
 }
 

@@ -10,6 +10,7 @@ import { HeraldError } from '../errors.js';
 import type { HeraldNode, PublishRequest } from '../node.js';
 import { ReceiptBook } from '../delivery/receipts.js';
 import { apiKeyMatches, presentedApiKey } from './api-key.js';
+import { publishBatch } from './batch-publish.js';
 
 const ref = (name: string) => ({ $ref: `herald:publish#/$defs/${name}` });
 const errorResponses = {
@@ -83,24 +84,7 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
         ...errorResponses,
       },
     },
-  }, async (req) => {
-    // All messages start together so one group commit can take the whole batch. Each publish
-    // goes through the same steps, so messages to the same channel or user keep their order.
-    node.hub.hold();
-    try {
-      const results = await Promise.all(
-        req.body.messages.map((m) =>
-          node.publish(m).catch((err: unknown) => {
-            const e = err instanceof HeraldError ? err : new HeraldError(ErrorCode.INTERNAL);
-            return { error: e.toBody() };
-          }),
-        ),
-      );
-      return { results };
-    } finally {
-      node.hub.release();
-    }
-  });
+  }, async (req) => ({ results: await publishBatch(node, req.body.messages) }));
 
   app.get<{ Querystring: { prefix?: string } }>('/channels', {
     schema: {

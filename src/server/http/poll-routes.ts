@@ -22,7 +22,10 @@ function int(raw: string | undefined, fallback: number, max = Number.MAX_SAFE_IN
   return raw === undefined ? fallback : Math.min(Number(raw), max);
 }
 
-async function identify(node: HeraldNode, req: FastifyRequest): Promise<Identity> {
+/** Identities established by the authentication hook, before the body was read. */
+const identities = new WeakMap<FastifyRequest, Identity>();
+
+async function authenticate(node: HeraldNode, req: FastifyRequest): Promise<Identity> {
   const auth = req.headers.authorization;
   const token = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
   if (token) return node.verifier.verify(token);
@@ -30,8 +33,25 @@ async function identify(node: HeraldNode, req: FastifyRequest): Promise<Identity
   throw new HeraldError(ErrorCode.UNAUTHORIZED, 'send the connection token as "Authorization: Bearer <jwt>"');
 }
 
+/** The identity of a poll request, as the authentication hook verified it. */
+async function identify(node: HeraldNode, req: FastifyRequest): Promise<Identity> {
+  return identities.get(req) ?? authenticate(node, req);
+}
+
 export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode }): Promise<void> {
   const { node } = opts;
+
+  // Authenticate on the request head, before any body is read: an unauthenticated client cannot
+  // hold a connection open by trickling a body. A refused request also closes its connection, so
+  // its unread body is never waited for.
+  app.addHook('onRequest', async (req, reply) => {
+    try {
+      identities.set(req, await authenticate(node, req));
+    } catch (err) {
+      void reply.header('connection', 'close');
+      throw err;
+    }
+  });
 
   app.get<{ Params: { channel: string }; Querystring: { since?: string; epoch?: string; limit?: string; wait?: string } }>('/channels/:channel/messages', {
     schema: {

@@ -30,13 +30,11 @@ export interface PublishFastPathOptions {
   /** The publishRequest schema compiled like fastify compiles route schemas. */
   validate: ValidateFunction;
   log: Logger;
-  /** `server.trustProxy`: trusted proxy hops; the logged client address is then taken from X-Forwarded-For, as fastify's `req.ip`. */
-  trustProxy: number;
 }
 
 /** Returns a listener that answers the request and returns true, or returns false to pass it on. */
 export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
-  const { node, keys, bodyLimit, validate, log, trustProxy } = opts;
+  const { node, keys, bodyLimit, validate, log } = opts;
   let nextId = 0;
 
   return (req, res) => {
@@ -53,7 +51,7 @@ export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMes
     const reqLog = log.isLevelEnabled('info') ? log.child({ reqId: `pub-${(nextId++).toString(36)}` }) : undefined;
     const started = reqLog ? performance.now() : 0;
     // Shaped like a fastify request, so fastify's log serializer writes the same fields.
-    reqLog?.info({ req: { method: req.method, url: req.url, headers, host: headers.host, ip: clientIp(req, trustProxy), socket: req.socket } }, 'incoming request');
+    reqLog?.info({ req: { method: req.method, url: req.url, headers, host: headers.host, ip: node.clientIps.address(req), socket: req.socket } }, 'incoming request');
     const respond = (status: number, contentType: string, body: string): void => {
       res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
       res.end(body);
@@ -80,12 +78,6 @@ export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMes
     });
     return true;
   };
-}
-
-function clientIp(req: IncomingMessage, trustProxy: number): string | undefined {
-  const forwarded = trustProxy > 0 ? req.headers['x-forwarded-for'] : undefined;
-  if (typeof forwarded === 'string' && forwarded !== '') return forwarded.split(',')[0]!.trim();
-  return req.socket.remoteAddress;
 }
 
 /** fastify's JSON body parser: empty and malformed bodies, `__proto__` and `constructor.prototype` keys refused. */
