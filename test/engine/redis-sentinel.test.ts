@@ -83,7 +83,7 @@ describe.skipIf(!haveRedis)('Redis engines through Redis Sentinel', () => {
         const user = `u-${randomUUID()}`;
         await broker.subscribe({ kind: 'channel', channel: ch });
         await broker.subscribe({ kind: 'user', user });
-        const before = await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('before') }, HISTORY);
+        const before = (await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('before') }, HISTORY)).position;
         await rec.waitFor({ kind: 'channel', channel: ch }, 1);
         await setup.awaitReplicaCaughtUp();
 
@@ -94,7 +94,7 @@ describe.skipIf(!haveRedis)('Redis engines through Redis Sentinel', () => {
 
         // Until ioredis has found the new master, publishing fails at once instead of queueing.
         const { value: after, failures } = await retryUntilAccepted(
-          () => broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY),
+          async () => (await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY)).position,
           30_000,
           'publish',
         );
