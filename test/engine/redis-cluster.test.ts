@@ -37,8 +37,8 @@ describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () =
 
   runBrokerSuite(
     'redis cluster',
-    async () => {
-      const broker = new RedisBroker({ target, prefix });
+    async ({ idempotencyWindowMs }) => {
+      const broker = new RedisBroker({ target, prefix, ...(idempotencyWindowMs !== undefined ? { idempotencyWindowMs } : {}) });
       return { broker, cleanup: () => broker.close() };
     },
     { distributed: true },
