@@ -39,8 +39,8 @@ describe.skipIf(!haveRedis)('Redis engines through Redis Sentinel', () => {
 
   runBrokerSuite(
     'redis sentinel',
-    async () => {
-      const broker = new RedisBroker({ target, prefix });
+    async ({ idempotencyWindowMs }) => {
+      const broker = new RedisBroker({ target, prefix, ...(idempotencyWindowMs !== undefined ? { idempotencyWindowMs } : {}) });
       return { broker, cleanup: () => broker.close() };
     },
     { distributed: true },
