@@ -257,14 +257,18 @@ export class FrameHandler {
     if (!session.identity!.publish.matches(frame.channel) && !node.clientPublishChannels.matches(frame.channel)) {
       throw new HeraldError(ErrorCode.PERMISSION_DENIED, `not allowed to publish to ${frame.channel}`);
     }
-    const result = await node.publish({
-      channel: frame.channel,
-      eventType: frame.eventType,
-      payload: frame.payload,
-      source: `client:${session.user || 'anonymous'}`,
-      ...(frame.msgId ? { msgId: frame.msgId } : {}),
-      ...(frame.version ? { version: frame.version } : {}),
-    });
+    // The client's own idempotency scope: its msgIds never meet the API's or another user's.
+    const result = await node.publish(
+      {
+        channel: frame.channel,
+        eventType: frame.eventType,
+        payload: frame.payload,
+        source: `client:${session.user || 'anonymous'}`,
+        ...(frame.msgId ? { msgId: frame.msgId } : {}),
+        ...(frame.version ? { version: frame.version } : {}),
+      },
+      node.clientScope(session),
+    );
     this.send(session, {
       type: 'published',
       id: frame.id,

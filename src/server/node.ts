@@ -12,7 +12,7 @@ import { ChannelPatterns, isValidChannel, namespaceOf } from './channels.js';
 import type { DeliveryMode, HeraldConfig, HistoryConfig } from './config.js';
 import { ReliableDelivery } from './delivery/reliable-delivery.js';
 import type { Session as SessionType } from './session.js';
-import type { Broker, Dispatch } from './engine/broker.js';
+import type { Broker, Dispatch, Published } from './engine/broker.js';
 import { MemoryBroker } from './engine/memory-broker.js';
 import { encodedEnvelope, rememberEncodedEnvelope } from './engine/encoded-envelope.js';
 import { MemoryPresence } from './engine/memory-presence.js';
@@ -25,7 +25,7 @@ import { FrameHandler, type RequestHandler } from './frame-handler.js';
 import { Heartbeat } from './heartbeat.js';
 import { Hub } from './hub.js';
 import { ClientIps } from './http/client-ip.js';
-import { IdempotencyCache, type IdempotencyStore } from './idempotency.js';
+import { API_SCOPE, IdempotencyWindow, type IdempotencyKey } from './idempotency.js';
 import { messageFrameBytes } from './message-frame.js';
 import { Metrics } from './metrics.js';
 import { Schemas } from './schemas.js';
@@ -74,14 +74,14 @@ export class HeraldNode {
   readonly clientIps: ClientIps;
   private readonly heartbeat: Heartbeat;
   private readonly frames: FrameHandler;
-  private readonly idempotency: IdempotencyStore;
   private readonly disposeEngines: (() => Promise<void>) | undefined;
   private readonly pingFrame = encodeTextFrame('{"type":"ping"}');
   private connectionSeq = 0;
   /** Dispatches fanned out this tick, for the latency histogram at flush time. */
   private acceptedThisTick: number[] = [];
   draining = false;
-  private readonly publishing = new Map<string, Promise<PublishResult>>();
+  /** Tells this process's anonymous connections apart from a previous run's with the same ids. */
+  private readonly bootId = randomUUID().slice(0, 8);
   private readonly channelWaiters = new Map<string, Set<() => void>>();
 
   constructor(
@@ -93,12 +93,12 @@ export class HeraldNode {
     this.name = name ?? defaultNodeName(config);
     this.verifier = new TokenVerifier(config.auth.jwt);
     this.clientIps = new ClientIps({ trustProxy: config.server.trustProxy, ipv6PrefixLength: config.limits.ipv6PrefixLength });
-    this.broker = engines.broker ?? new MemoryBroker();
+    const window = engines.broker && engines.inbox ? undefined : new IdempotencyWindow(config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);
+    this.broker = engines.broker ?? new MemoryBroker(window);
     this.presence = engines.presence ?? new MemoryPresence();
-    this.inbox = engines.inbox ?? new MemoryInbox();
+    this.inbox = engines.inbox ?? new MemoryInbox(window);
     this.publicChannels = new ChannelPatterns(config.channels.public);
     this.clientPublishChannels = new ChannelPatterns(config.channels.clientPublish);
-    this.idempotency = engines.idempotency ?? new IdempotencyCache(config.publish.idempotencyWindowMs);
     this.disposeEngines = engines.dispose;
     this.hub = new Hub({
       onSlowConsumer: (s) => {
@@ -245,32 +245,29 @@ export class HeraldNode {
 
   // ---- publishing ----------------------------------------------------------------------------
 
-  async publish(req: PublishRequest): Promise<PublishResult> {
+  /**
+   * Publishes one message. `scope` is the publisher's idempotency scope (see idempotency.ts): the
+   * API's by default, `clientScope(session)` for a client's publish.
+   */
+  async publish(req: PublishRequest, scope: string = API_SCOPE): Promise<PublishResult> {
     if (this.draining) throw new HeraldError(ErrorCode.SHUTTING_DOWN);
     const targets = Number(req.channel !== undefined) + Number(req.user !== undefined) + Number(req.broadcast === true);
     if (targets !== 1) throw new HeraldError(ErrorCode.BAD_REQUEST, 'name exactly one audience: "channel", "user" or "broadcast": true');
     if (req.channel !== undefined && !isValidChannel(req.channel)) throw new HeraldError(ErrorCode.INVALID_CHANNEL, `invalid channel name ${JSON.stringify(req.channel)}`);
     if (req.filter !== undefined) compileFilter(req.filter);
     // A generated msgId is new by construction, and a publisher that retries after a lost reply
-    // never learnt it: only a msgId the publisher chose is looked up and remembered. This also
-    // keeps the window's memory to the publishes that can use it.
-    if (req.msgId === undefined) return this.publishNew(req, randomUUID(), false);
-    const msgId = req.msgId;
-    const seen = await this.idempotency.get(msgId);
-    if (seen) return { msgId, timestamp: seen.timestamp, ...(seen.position ? { position: seen.position } : {}), duplicate: true };
-    // A retry racing the original (both in flight) must not publish twice either.
-    const racing = this.publishing.get(msgId);
-    if (racing) return racing.then((r) => ({ ...r, duplicate: true }));
-    const work = this.publishNew(req, msgId, true);
-    this.publishing.set(msgId, work);
-    try {
-      return await work;
-    } finally {
-      this.publishing.delete(msgId);
-    }
+    // never learnt it: only a msgId the publisher chose is a key, so a publish without one costs
+    // no lookup and no memory in the window. The engine checks the key in its own atomic publish.
+    if (req.msgId === undefined || this.config.publish.idempotencyWindowMs <= 0) return this.publishNew(req, req.msgId ?? randomUUID(), scope, undefined);
+    return this.publishNew(req, req.msgId, scope, { scope, msgId: req.msgId });
   }
 
-  private async publishNew(req: PublishRequest, msgId: string, remember: boolean): Promise<PublishResult> {
+  /** The idempotency scope of a client's publishes: its user's, or an anonymous client's own connection's. */
+  clientScope(session: SessionType): string {
+    return session.user ? `user:${session.user}` : `conn:${this.bootId}:${session.id}`;
+  }
+
+  private async publishNew(req: PublishRequest, msgId: string, scope: string, key: IdempotencyKey | undefined): Promise<PublishResult> {
     const envelope: Envelope = {
       msgId,
       timestamp: Date.now(),
@@ -288,37 +285,55 @@ export class HeraldNode {
     const reliable = this.deliveryMode(req) === 'at-least-once';
     const dispatch: Dispatch = { target, envelope, ...(req.filter ? { filter: req.filter } : {}), ...(reliable ? { reliable: true } : {}) };
     rememberEncodedEnvelope(dispatch, envelopeJson);
-    let position: StreamPosition | undefined;
+    const history = target.kind === 'channel' ? this.historyConfig(target.channel) : this.config.channels.history;
+    // Receipts are the API's view (GET /api/v1/messages/{msgId}), keyed by msgId alone: only API
+    // publishes open them, so a client reusing an API msgId cannot replace the API's receipt.
+    const receipt = reliable && scope === API_SCOPE;
+    let outcome: Published;
     try {
-      if (reliable) {
-        this.delivery.receipts.open({
-          msgId,
-          target: target.kind,
-          ...(target.kind === 'user' ? { user: target.user } : {}),
-          ...(target.kind === 'channel' ? { channel: target.channel } : {}),
-          detailed: req.receipts === true,
-          acceptedAt: envelope.timestamp,
-        });
-        if (target.kind === 'user') {
-          // Stored before anyone sees it: it leaves the inbox only when some device acknowledges it.
-          const stored = await this.inbox.append(target.user, { envelope }, this.config.inbox);
-          dispatch.seq = stored.seq;
+      if (reliable && target.kind === 'user') {
+        // Stored before anyone sees it: it leaves the inbox only when some device acknowledges it.
+        // The append is also the idempotency check, so a retry is never put in the inbox twice.
+        const stored = await this.inbox.append(target.user, { envelope }, this.config.inbox, key);
+        if (stored.earlier) return { msgId, timestamp: stored.earlier.timestamp, duplicate: true };
+        dispatch.seq = stored.seq;
+        if (receipt) {
+          this.openReceipt(req, msgId, target, envelope.timestamp, key);
           this.delivery.receipts.inboxed(msgId, target.user);
-          if (stored.dropped > 0) {
-            this.metrics.inboxDropped.inc(stored.dropped);
-            this.log.warn({ user: target.user, dropped: stored.dropped }, 'inbox limits dropped messages');
-          }
         }
+        if (stored.dropped > 0) {
+          this.metrics.inboxDropped.inc(stored.dropped);
+          this.log.warn({ user: target.user, dropped: stored.dropped }, 'inbox limits dropped messages');
+        }
+        // The key was taken by the append.
+        outcome = await this.broker.publish(dispatch, history);
+      } else {
+        // Opened before the publish: this node's own subscribers may be served before it resolves.
+        if (receipt) this.openReceipt(req, msgId, target, envelope.timestamp, key);
+        outcome = await this.broker.publish(dispatch, history, key);
       }
-      position = await this.broker.publish(dispatch, target.kind === 'channel' ? this.historyConfig(target.channel) : this.config.channels.history);
     } catch (err) {
       if (err instanceof HeraldError) throw err;
       this.log.error({ err }, 'publish failed in the engine');
       throw new HeraldError(ErrorCode.BROKER_UNAVAILABLE);
     }
-    if (remember) this.idempotency.set(msgId, envelope.timestamp, position);
+    const position = outcome.position;
+    if (outcome.duplicate) return { msgId, timestamp: outcome.timestamp, ...(position ? { position } : {}), duplicate: true };
     this.metrics.publishes.inc({ target: req.filter ? `${target.kind}+filter` : target.kind });
     return { msgId, timestamp: envelope.timestamp, ...(position ? { position } : {}) };
+  }
+
+  /**
+   * Opens the receipt of an API publish — unless this node holds one for the same audience within
+   * the idempotency window, which is the original of a retry (replacing it would reset its counts).
+   */
+  private openReceipt(req: PublishRequest, msgId: string, target: Dispatch['target'], acceptedAt: number, key: IdempotencyKey | undefined): void {
+    const receipts = this.delivery.receipts;
+    const prior = key ? receipts.get(msgId) : undefined;
+    const user = target.kind === 'user' ? target.user : undefined;
+    const channel = target.kind === 'channel' ? target.channel : undefined;
+    if (prior && prior.target === target.kind && prior.user === user && prior.channel === channel && acceptedAt - prior.acceptedAt <= this.config.publish.idempotencyWindowMs) return;
+    receipts.open({ msgId, target: target.kind, ...(user !== undefined ? { user } : {}), ...(channel !== undefined ? { channel } : {}), detailed: req.receipts === true, acceptedAt });
   }
 
   /** Resolves when a message is delivered on the channel here, or after `timeoutMs` (long polling). */

@@ -1,18 +1,30 @@
 /**
- * The Broker contract, run against every implementation (memory, Redis, NATS). Each call of
+ * The Broker contract, run against every implementation (memory, SQLite, Redis, NATS). Each call of
  * `create` is one node; distributed implementations' instances share one bus and one history.
  */
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Envelope, StreamPosition } from '../../src/protocol/frames.js';
 import type { HistoryConfig } from '../../src/server/config.js';
-import type { Broker, Dispatch, DispatchTarget } from '../../src/server/engine/broker.js';
+import { noStreamPosition, type Broker, type Dispatch, type DispatchTarget, type Published } from '../../src/server/engine/broker.js';
+import type { IdempotencyKey } from '../../src/server/idempotency.js';
 
 export interface BrokerFixture {
   /** Not yet started: the suite starts it with its own handler. */
   broker: Broker;
   /** Closes the broker (and anything else the fixture opened). */
   cleanup: () => Promise<void>;
+  /**
+   * What the backend holds for channels whose names contain `part` (rows, keys, streams…), as any
+   * comparable value — or for all channels, where names cannot be told from what is stored: reads of
+   * channels that were never published must leave it unchanged.
+   */
+  footprint?: (part: string) => Promise<unknown>;
+}
+
+export interface BrokerCreateOptions {
+  /** publish.idempotencyWindowMs for this node (default: the configuration's default, 120 000). */
+  idempotencyWindowMs?: number;
 }
 
 export interface BrokerSuiteOptions {
@@ -51,19 +63,26 @@ export function envelope(payload: unknown, msgId: string = randomUUID()): Envelo
   return { msgId, timestamp: Date.now(), source: 'suite', eventType: 'test.event', version: '1.0', payload };
 }
 
-export function runBrokerSuite(name: string, create: () => Promise<BrokerFixture>, opts: BrokerSuiteOptions): void {
+/** The position of a publish that must have been stored. */
+function stored(p: Published): StreamPosition {
+  expect(p.duplicate).toBe(false);
+  expect(p.position).toBeDefined();
+  return p.position!;
+}
+
+export function runBrokerSuite(name: string, create: (options: BrokerCreateOptions) => Promise<BrokerFixture>, opts: BrokerSuiteOptions): void {
   describe(`Broker conformance: ${name}`, () => {
     const cleanups: Array<() => Promise<void>> = [];
     afterEach(async () => {
       for (const c of cleanups.splice(0).reverse()) await c();
     });
 
-    async function node(): Promise<{ broker: Broker; rec: Recorder }> {
-      const f = await create();
+    async function node(options: BrokerCreateOptions = {}): Promise<{ broker: Broker; rec: Recorder; footprint?: (part: string) => Promise<unknown> }> {
+      const f = await create(options);
       cleanups.push(f.cleanup);
       const rec = new Recorder();
       await f.broker.start(rec.handler);
-      return { broker: f.broker, rec };
+      return { broker: f.broker, rec, ...(f.footprint ? { footprint: f.footprint } : {}) };
     }
 
     const channel = (tag: string) => `suite:${tag}.${randomUUID().slice(0, 8)}-x_y`;
@@ -74,9 +93,7 @@ export function runBrokerSuite(name: string, create: () => Promise<BrokerFixture
       for (let i = 0; i < n; i++) {
         const env = envelope({ i, text: `message ${i} ünïcødé`, nested: { ok: true, big: 2 ** 53 - 1, float: 0.1 } });
         envelopes.push(env);
-        const pos = await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: env }, history);
-        expect(pos).toBeDefined();
-        positions.push(pos!);
+        positions.push(stored(await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: env }, history)));
       }
       return { positions, envelopes };
     }
@@ -86,9 +103,9 @@ export function runBrokerSuite(name: string, create: () => Promise<BrokerFixture
       const ch = channel('order');
       await broker.subscribe({ kind: 'channel', channel: ch });
       const filter = { tags: { plan: { eq: 'pro' } } } as unknown as Dispatch['filter'];
-      const first = await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('f'), filter }, HISTORY);
+      const first = stored(await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('f'), filter }, HISTORY));
       const { positions, envelopes } = await publishN(broker, ch, 20);
-      const all = [first!, ...positions];
+      const all = [first, ...positions];
       for (let i = 1; i < all.length; i++) {
         expect(all[i]!.offset).toBeGreaterThan(all[i - 1]!.offset);
         expect(all[i]!.epoch).toBe(all[0]!.epoch);
@@ -109,7 +126,7 @@ export function runBrokerSuite(name: string, create: () => Promise<BrokerFixture
       const positions = await Promise.all(
         Array.from({ length: 30 }, (_, i) => broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(i) }, HISTORY)),
       );
-      expect(new Set(positions.map((p) => p!.offset)).size).toBe(30);
+      expect(new Set(positions.map((p) => stored(p).offset)).size).toBe(30);
       const got = await rec.waitFor({ kind: 'channel', channel: ch }, 30);
       const offsets = got.map((d) => d.position!.offset);
       expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
@@ -120,8 +137,8 @@ export function runBrokerSuite(name: string, create: () => Promise<BrokerFixture
       const { broker, rec } = await node();
       const user = `user-${randomUUID()}`;
       await broker.subscribe({ kind: 'user', user });
-      expect(await broker.publish({ target: { kind: 'user', user }, envelope: envelope('u') }, HISTORY)).toBeUndefined();
-      expect(await broker.publish({ target: { kind: 'broadcast' }, envelope: envelope('b') }, HISTORY)).toBeUndefined();
+      expect(await broker.publish({ target: { kind: 'user', user }, envelope: envelope('u') }, HISTORY)).toEqual({ duplicate: false });
+      expect(await broker.publish({ target: { kind: 'broadcast' }, envelope: envelope('b') }, HISTORY)).toEqual({ duplicate: false });
       const [u] = await rec.waitFor({ kind: 'user', user }, 1);
       const [b] = await rec.waitFor({ kind: 'broadcast' }, 1);
       expect(u!.envelope.payload).toBe('u');
@@ -135,7 +152,7 @@ export function runBrokerSuite(name: string, create: () => Promise<BrokerFixture
       const ch = channel('accept');
       for (let i = 0; i < 5; i++) {
         const env = envelope(i);
-        const pos = await a.broker.publish({ target: { kind: 'channel', channel: ch }, envelope: env }, HISTORY);
+        const pos = stored(await a.broker.publish({ target: { kind: 'channel', channel: ch }, envelope: env }, HISTORY));
         const h = await reader.broker.history(ch, { limit: 1 });
         expect(h.position).toEqual(pos);
         expect(h.entries.map((e) => e.envelope)).toEqual([env]);
@@ -217,20 +234,50 @@ export function runBrokerSuite(name: string, create: () => Promise<BrokerFixture
       expect(zero).toEqual({ entries: [], position: positions[4], complete: true });
     });
 
-    it('an empty channel has offset 0 and a stable epoch; a reader of it recovers everything published later', async () => {
+    it('a never-published channel reads as offset 0; its reader recovers everything published later, unless the start is gone', async () => {
       const { broker } = await node();
       const ch = channel('empty');
-      const first = await broker.history(ch, { limit: 10 });
+      const first = await broker.history(ch, { limit: 10, config: HISTORY });
       expect(first.entries).toEqual([]);
       expect(first.position.offset).toBe(0);
       expect(first.complete).toBe(true);
-      const again = await broker.history(ch, { limit: 0 });
-      expect(again.position).toEqual(first.position);
+      const nothingYet = await broker.history(ch, { since: first.position, limit: 100, config: HISTORY });
+      expect(nothingYet).toMatchObject({ entries: [], complete: true, position: { offset: 0 } });
       const { positions, envelopes } = await publishN(broker, ch, 3);
-      expect(positions[0]!.epoch).toBe(first.position.epoch);
-      const rec = await broker.history(ch, { since: first.position, limit: 100 });
+      const rec = await broker.history(ch, { since: first.position, limit: 100, config: HISTORY });
       expect(rec.complete).toBe(true);
+      expect(rec.position).toEqual(positions[2]);
       expect(rec.entries.map((e) => e.envelope)).toEqual(envelopes);
+      expect(rec.entries.map((e) => e.offset)).toEqual(positions.map((p) => p.offset));
+
+      // Its first messages were pruned by size: the reader cannot have everything.
+      const pruned = channel('empty-pruned');
+      const small = { size: 2, ttlMs: 60_000 };
+      const seen = await broker.history(pruned, { limit: 10, config: small });
+      await publishN(broker, pruned, 3, small);
+      expect((await broker.history(pruned, { since: seen.position, limit: 100, config: small })).complete).toBe(false);
+
+      // A reader who saw it empty longer ago than the history TTL is not vouched for either: a
+      // stream may have come and gone meanwhile.
+      const late = channel('empty-late');
+      await publishN(broker, late, 1);
+      const old = noStreamPosition(Date.now() - 2 * HISTORY.ttlMs);
+      expect((await broker.history(late, { since: old, limit: 100, config: HISTORY })).complete).toBe(false);
+      expect((await broker.history(channel('empty-never'), { since: old, limit: 100, config: HISTORY })).complete).toBe(false);
+    });
+
+    it('reads of channels that were never published store nothing', async () => {
+      const { broker, footprint } = await node();
+      const part = `never${randomUUID().slice(0, 8)}`;
+      // One published channel among them, so the footprint is not trivially empty.
+      await publishN(broker, channel(`${part}-real`), 1);
+      const before = await footprint?.(part);
+      for (let i = 0; i < 200; i++) {
+        const h = await broker.history(channel(`${part}-${i}`), { limit: 10, config: HISTORY, ...(i % 2 ? { since: { offset: 0, epoch: 'nope' } } : {}) });
+        expect(h.entries).toEqual([]);
+        expect(h.position.offset).toBe(0);
+      }
+      if (footprint) expect(await footprint(part)).toEqual(before);
     });
 
     it('channels are independent streams', async () => {
@@ -311,6 +358,116 @@ export function runBrokerSuite(name: string, create: () => Promise<BrokerFixture
       await broker.publish({ target, envelope: envelope(3) }, HISTORY);
       const got = await rec.waitFor(target, 2);
       expect(got.map((d) => d.envelope.payload)).toEqual([1, 3]);
+    });
+
+    describe('idempotent publish', () => {
+      const key = (msgId = `key-${randomUUID()}`, scope = 'api'): IdempotencyKey => ({ scope, msgId });
+      /** A fresh dispatch per attempt, as separate publishes of one request would make. */
+      const attempt = (target: DispatchTarget, payload: unknown, msgId: string): Dispatch => ({ target, envelope: envelope(payload, msgId) });
+
+      it('concurrent publishes of one key through two nodes store it once; every caller gets its position and timestamp', async () => {
+        const a = await node();
+        const b = opts.distributed ? await node() : a;
+        const target = { kind: 'channel' as const, channel: channel('idem-race') };
+        await a.broker.subscribe(target);
+        if (b !== a) await b.broker.subscribe(target);
+        const k = key();
+        const dispatches = Array.from({ length: 20 }, (_, i) => attempt(target, i, k.msgId));
+        const results = await Promise.all(dispatches.map((d, i) => (i % 2 ? b : a).broker.publish(d, HISTORY, k)));
+        const winners = results.filter((r) => !r.duplicate);
+        expect(winners).toHaveLength(1);
+        const winner = dispatches[results.indexOf(winners[0]!)]!;
+        for (const r of results) {
+          expect(r.position).toEqual(winners[0]!.position);
+          if (r.duplicate) expect(r.timestamp).toBe(winner.envelope.timestamp);
+        }
+        const h = await a.broker.history(target.channel, { limit: 100 });
+        expect(h.entries.map((e) => e.envelope)).toEqual([winner.envelope]);
+        for (const n of b === a ? [a] : [a, b]) {
+          await n.rec.waitFor(target, 1);
+          await sleep(QUIET_MS);
+          expect(n.rec.for(target).map((d) => d.envelope)).toEqual([winner.envelope]);
+        }
+      });
+
+      it('a retry after success — on the other node — is a duplicate with the original position and timestamp', async () => {
+        const a = await node();
+        const b = opts.distributed ? await node() : a;
+        const target = { kind: 'channel' as const, channel: channel('idem-retry') };
+        await b.broker.subscribe(target);
+        const k = key();
+        const first = attempt(target, 'first', k.msgId);
+        const pos = stored(await a.broker.publish(first, HISTORY, k));
+        await b.rec.waitFor(target, 1);
+        const retry = await b.broker.publish(attempt(target, 'retry', k.msgId), HISTORY, k);
+        expect(retry).toEqual({ duplicate: true, position: pos, timestamp: first.envelope.timestamp });
+        expect(await a.broker.publish(attempt(target, 'again', k.msgId), HISTORY, k)).toEqual(retry);
+        await sleep(QUIET_MS);
+        expect(b.rec.for(target).map((d) => d.envelope.payload)).toEqual(['first']);
+        expect((await b.broker.history(target.channel, { limit: 100 })).entries).toHaveLength(1);
+      });
+
+      it('other msgIds, other scopes and other audiences are independent keys', async () => {
+        const { broker } = await node();
+        const ch = channel('idem-indep');
+        const target = { kind: 'channel' as const, channel: ch };
+        const k = key();
+        const p1 = stored(await broker.publish(attempt(target, 1, k.msgId), HISTORY, k));
+        const p2 = stored(await broker.publish(attempt(target, 2, k.msgId), HISTORY, key(k.msgId, 'user:alice')));
+        const p3 = stored(await broker.publish(attempt(target, 3, 'other'), HISTORY, key(`${k.msgId}-other`)));
+        const p4 = stored(await broker.publish(attempt({ kind: 'channel', channel: channel('idem-indep-2') }, 4, k.msgId), HISTORY, k));
+        // Without a key nothing is looked up: the same msgId is stored again.
+        const p5 = stored(await broker.publish(attempt(target, 5, k.msgId), HISTORY));
+        expect(new Set([p1, p2, p3, p5].map((p) => p.offset)).size).toBe(4);
+        expect(p4.offset).toBeGreaterThan(0);
+        expect((await broker.history(ch, { limit: 100 })).entries.map((e) => e.envelope.payload)).toEqual([1, 2, 3, 5]);
+        // A scope that could be confused with another by naive joining still is not.
+        const tricky = await broker.publish(attempt(target, 6, `x|${k.msgId}`), HISTORY, key(`x|${k.msgId}`, 'user:a'));
+        const tricky2 = await broker.publish(attempt(target, 7, k.msgId), HISTORY, key(k.msgId, 'user:a|x'));
+        expect(tricky.duplicate || tricky2.duplicate).toBe(false);
+      });
+
+      it('user and broadcast targets: one key is dispatched once, through any node', async () => {
+        const a = await node();
+        const b = opts.distributed ? await node() : a;
+        const user = { kind: 'user' as const, user: `user-${randomUUID()}` };
+        const all = { kind: 'broadcast' as const };
+        await a.broker.subscribe(user);
+        for (const target of [user, all] as DispatchTarget[]) {
+          const k = key();
+          const dispatches = Array.from({ length: 10 }, (_, i) => attempt(target, i, k.msgId));
+          const results = await Promise.all(dispatches.map((d, i) => (i % 2 ? b : a).broker.publish(d, HISTORY, k)));
+          const winners = results.filter((r) => !r.duplicate);
+          expect(winners).toEqual([{ duplicate: false }]);
+          const winner = dispatches[results.indexOf(winners[0]!)]!;
+          for (const r of results) if (r.duplicate) expect(r).toEqual({ duplicate: true, timestamp: winner.envelope.timestamp });
+          await a.rec.waitFor(target, 1);
+          await sleep(QUIET_MS);
+          expect(a.rec.for(target).map((d) => d.envelope)).toEqual([winner.envelope]);
+          expect(await b.broker.publish(attempt(target, 'late', k.msgId), HISTORY, k)).toEqual({ duplicate: true, timestamp: winner.envelope.timestamp });
+        }
+      });
+
+      it('a key is new again once its window has passed', async () => {
+        const windowMs = 1000;
+        const a = await node({ idempotencyWindowMs: windowMs });
+        const b = opts.distributed ? await node({ idempotencyWindowMs: windowMs }) : a;
+        const targets: DispatchTarget[] = [{ kind: 'channel', channel: channel('idem-window') }, { kind: 'user', user: `user-${randomUUID()}` }, { kind: 'broadcast' }];
+        for (const target of targets) {
+          const k = key();
+          const started = Date.now();
+          expect((await a.broker.publish(attempt(target, 'first', k.msgId), HISTORY, k)).duplicate).toBe(false);
+          expect((await b.broker.publish(attempt(target, 'retry', k.msgId), HISTORY, k)).duplicate).toBe(true);
+          // Duplicates store nothing, so asking again until the answer changes is harmless.
+          let again: Published;
+          do {
+            await sleep(50);
+            again = await b.broker.publish(attempt(target, 'later', k.msgId), HISTORY, k);
+          } while (again.duplicate && Date.now() - started < windowMs + 5000);
+          expect(again.duplicate, JSON.stringify(target)).toBe(false);
+          expect(Date.now() - started).toBeGreaterThanOrEqual(windowMs * 0.9);
+        }
+      });
     });
   });
 }

@@ -2,15 +2,21 @@
 import { MemoryBroker } from '../../src/server/engine/memory-broker.js';
 import { MemoryInbox } from '../../src/server/engine/memory-inbox.js';
 import { MemoryPresence } from '../../src/server/engine/memory-presence.js';
+import { IdempotencyWindow } from '../../src/server/idempotency.js';
 import { runBrokerSuite } from './broker.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
 
+const WINDOW_MS = 120_000;
+const MAX_KEYS = 1_000_000;
+
 runBrokerSuite(
   'memory',
-  async () => {
-    const broker = new MemoryBroker();
-    return { broker, cleanup: () => broker.close() };
+  async ({ idempotencyWindowMs = WINDOW_MS }) => {
+    const broker = new MemoryBroker(new IdempotencyWindow(idempotencyWindowMs, MAX_KEYS));
+    const inside = broker as unknown as { streams: Map<string, unknown>; historyConfigs: Map<string, unknown> };
+    const named = (m: Map<string, unknown>, part: string) => [...m.keys()].filter((k) => k.includes(part)).sort();
+    return { broker, cleanup: () => broker.close(), footprint: async (part) => [named(inside.streams, part), named(inside.historyConfigs, part)] };
   },
   { distributed: false },
 );
@@ -27,7 +33,7 @@ runPresenceSuite(
 runInboxSuite(
   'memory',
   async () => {
-    const inbox = new MemoryInbox();
+    const inbox = new MemoryInbox(new IdempotencyWindow(WINDOW_MS, MAX_KEYS));
     return { inbox, cleanup: () => inbox.close() };
   },
   { distributed: false },

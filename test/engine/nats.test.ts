@@ -24,14 +24,40 @@ const INBOX_RETAIN_MS = 600_000;
 const hasNatsServer = spawnSync('nats-server', ['--version']).status === 0;
 if (!hasNatsServer) console.warn('!!! nats-server is not on PATH: skipping the NATS-restart test of the NATS presence and inbox');
 
+/**
+ * The history stream's state and its consumers: channel names are not readable from subjects (they
+ * are tokens), so this is the whole stream's, which reads must leave unchanged.
+ */
+async function historyFootprint(streamPrefix: string): Promise<unknown> {
+  const nc = await connect({ servers: NATS_URL });
+  try {
+    const jsm = await nc.jetstreamManager();
+    const info = await jsm.streams.info(`${streamPrefix}_history`);
+    return { messages: info.state.messages, lastSeq: info.state.last_seq, subjects: info.state.num_subjects, consumers: info.state.consumer_count };
+  } finally {
+    await nc.close();
+  }
+}
+
 describe.skipIf(!natsUp)('NATS engines', () => {
   afterAll(() => dropNatsStreams(prefix));
 
+  // A fixture with its own idempotency window gets its own prefix: the window is the streams'.
+  const windowPrefixes = new Map<number, string>();
+  afterAll(async () => {
+    for (const p of windowPrefixes.values()) await dropNatsStreams(p);
+  });
+
   runBrokerSuite(
     'nats',
-    async () => {
-      const broker = new NatsBroker({ servers: [NATS_URL], prefix });
-      return { broker, cleanup: () => broker.close() };
+    async ({ idempotencyWindowMs }) => {
+      let own = prefix;
+      if (idempotencyWindowMs !== undefined) {
+        own = windowPrefixes.get(idempotencyWindowMs) ?? uniquePrefix('herald_test_w_');
+        windowPrefixes.set(idempotencyWindowMs, own);
+      }
+      const broker = new NatsBroker({ servers: [NATS_URL], prefix: own, ...(idempotencyWindowMs !== undefined ? { idempotencyWindowMs } : {}) });
+      return { broker, cleanup: () => broker.close(), footprint: () => historyFootprint(own) };
     },
     { distributed: true },
   );

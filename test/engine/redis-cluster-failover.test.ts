@@ -40,14 +40,14 @@ describe.skipIf(!haveRedis)('Redis Cluster master failover (3 masters, 3 replica
     try {
       const ch = `cfail-${randomUUID()}`;
       await reader.subscribe({ kind: 'channel', channel: ch });
-      const before = await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('before') }, HISTORY);
+      const before = (await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('before') }, HISTORY)).position;
       await rec.waitFor({ kind: 'channel', channel: ch }, 1);
       // Replication is asynchronous: only what the replica has acknowledged survives the kill.
       await cluster.awaitReplicaCaughtUp(`{${ch}}`);
 
       const { killed: oldOwner, promoted } = await cluster.killOwner(`{${ch}}`);
       const { value: after, failures } = await retryUntilAccepted(
-        () => writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY),
+        async () => (await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY)).position,
         40_000,
         'publish',
       );

@@ -8,7 +8,6 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisBroker } from '../../src/server/engine/redis-broker.js';
 import type { RedisTarget } from '../../src/server/engine/redis-connection.js';
-import { RedisIdempotency } from '../../src/server/engine/redis-idempotency.js';
 import { RedisInbox } from '../../src/server/engine/redis-inbox.js';
 import { RedisPresence } from '../../src/server/engine/redis-presence.js';
 import { requireRedisServerBinary, startRedisCluster, type RedisClusterProcesses } from '../helpers/redis-processes.js';
@@ -38,8 +37,8 @@ describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () =
 
   runBrokerSuite(
     'redis cluster',
-    async () => {
-      const broker = new RedisBroker({ target, prefix });
+    async ({ idempotencyWindowMs }) => {
+      const broker = new RedisBroker({ target, prefix, ...(idempotencyWindowMs !== undefined ? { idempotencyWindowMs } : {}) });
       return { broker, cleanup: () => broker.close() };
     },
     { distributed: true },
@@ -90,7 +89,7 @@ describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () =
         await b.subscribe({ kind: 'user', user });
         for (const ch of channels) {
           for (let i = 1; i <= 3; i++) {
-            const pos = await a.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope({ ch, i }) }, HISTORY);
+            const pos = (await a.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope({ ch, i }) }, HISTORY)).position;
             expect(pos?.offset).toBe(i);
           }
         }
@@ -141,21 +140,31 @@ describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () =
       }
     });
 
-    it('the idempotency window is shared across shards', async () => {
-      const a = await RedisIdempotency.connect({ target, prefix }, 60_000);
-      const b = await RedisIdempotency.connect({ target, prefix }, 60_000);
+    it('idempotent publishes keep their key in their audience\'s slot: on every shard, for channels, users and inboxes, a key is stored once', async () => {
+      const a = new RedisBroker({ target, prefix });
+      const b = new RedisBroker({ target, prefix });
+      const inbox = await RedisInbox.connect({ target, prefix });
+      await a.start(new Recorder().handler);
+      await b.start(new Recorder().handler);
       try {
-        const keys = [...(await channelsOnEveryShard('idem')).values()];
-        keys.forEach((k, i) => a.set(k, 1000 + i, { offset: i, epoch: 'e' }));
-        for (const [i, k] of keys.entries()) {
-          const deadline = Date.now() + 3000;
-          let hit = await b.get(k);
-          while (!hit && Date.now() < deadline) hit = await b.get(k);
-          expect(hit).toMatchObject({ timestamp: 1000 + i, position: { offset: i, epoch: 'e' } });
+        const names = [...(await channelsOnEveryShard('idem')).values()];
+        for (const name of names) {
+          const key = { scope: 'api', msgId: `k-${randomUUID()}` };
+          const results = await Promise.all([a, b, a, b].map((broker, i) => broker.publish({ target: { kind: 'channel', channel: name }, envelope: envelope(i, key.msgId) }, HISTORY, key)));
+          expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
+          expect(new Set(results.map((r) => JSON.stringify(r.position))).size).toBe(1);
+          // The same name as a user: the key lives in that user's slot, beside the inbox and topic.
+          const toUser = await Promise.all([a, b].map((broker) => broker.publish({ target: { kind: 'user', user: name }, envelope: envelope('u', key.msgId) }, HISTORY, key)));
+          expect(toUser.filter((r) => !r.duplicate)).toHaveLength(1);
+          const inboxKey = { scope: 'api', msgId: `i-${randomUUID()}` };
+          const limits = { maxMessages: 10, maxAgeMs: 60_000 };
+          const appended = await Promise.all([1, 2].map(() => inbox.append(name, { envelope: envelope('i', inboxKey.msgId) }, limits, inboxKey)));
+          expect(appended.filter((r) => !r.earlier)).toHaveLength(1);
         }
       } finally {
         await a.close();
         await b.close();
+        await inbox.close();
       }
     });
 
@@ -170,7 +179,7 @@ describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () =
       try {
         const ch = `migrate-${randomUUID()}`;
         await reader.subscribe({ kind: 'channel', channel: ch });
-        const p1 = await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(1) }, HISTORY);
+        const p1 = (await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(1) }, HISTORY)).position;
         await rec.waitFor({ kind: 'channel', channel: ch }, 1);
 
         // Move the channel's slot to another master the way `redis-cli --cluster reshard` does.
@@ -199,7 +208,7 @@ describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () =
         expect(await cluster.ownerOf(`{${ch}}`)).toBe(to);
 
         // The writer's slot map is stale: the publish is redirected and continues the channel's offsets.
-        const p2 = await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(2) }, HISTORY);
+        const p2 = (await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(2) }, HISTORY)).position;
         expect(p2).toEqual({ offset: p1!.offset + 1, epoch: p1!.epoch });
         // The old owner dropped the shard channel; ioredis subscribes it on the new owner.
         const deadline = Date.now() + 20_000;

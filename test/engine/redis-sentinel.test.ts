@@ -39,8 +39,8 @@ describe.skipIf(!haveRedis)('Redis engines through Redis Sentinel', () => {
 
   runBrokerSuite(
     'redis sentinel',
-    async () => {
-      const broker = new RedisBroker({ target, prefix });
+    async ({ idempotencyWindowMs }) => {
+      const broker = new RedisBroker({ target, prefix, ...(idempotencyWindowMs !== undefined ? { idempotencyWindowMs } : {}) });
       return { broker, cleanup: () => broker.close() };
     },
     { distributed: true },
@@ -83,7 +83,7 @@ describe.skipIf(!haveRedis)('Redis engines through Redis Sentinel', () => {
         const user = `u-${randomUUID()}`;
         await broker.subscribe({ kind: 'channel', channel: ch });
         await broker.subscribe({ kind: 'user', user });
-        const before = await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('before') }, HISTORY);
+        const before = (await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('before') }, HISTORY)).position;
         await rec.waitFor({ kind: 'channel', channel: ch }, 1);
         await setup.awaitReplicaCaughtUp();
 
@@ -94,7 +94,7 @@ describe.skipIf(!haveRedis)('Redis engines through Redis Sentinel', () => {
 
         // Until ioredis has found the new master, publishing fails at once instead of queueing.
         const { value: after, failures } = await retryUntilAccepted(
-          () => broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY),
+          async () => (await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY)).position,
           30_000,
           'publish',
         );

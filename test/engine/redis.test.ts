@@ -32,6 +32,23 @@ async function dropKeys(url: string, keyPrefix: string): Promise<void> {
   await r.quit();
 }
 
+/** The keys (meta hashes and streams) of the channels whose names contain `part`, sorted. */
+async function channelKeys(url: string, keyPrefix: string, part: string): Promise<string[]> {
+  const r = new Redis(url, { lazyConnect: true });
+  await r.connect();
+  const found: string[] = [];
+  for (const kind of ['chm', 'chs']) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${keyPrefix}:${kind}:*${part}*`, 'COUNT', 1000);
+      cursor = next;
+      found.push(...keys);
+    } while (cursor !== '0');
+  }
+  await r.quit();
+  return found.sort();
+}
+
 describe.skipIf(!redisUp)('Redis engines', () => {
   afterAll(async () => {
     await dropKeys(REDIS_URL, prefix);
@@ -39,9 +56,9 @@ describe.skipIf(!redisUp)('Redis engines', () => {
 
   runBrokerSuite(
     'redis',
-    async () => {
-      const broker = new RedisBroker({ url: REDIS_URL, prefix });
-      return { broker, cleanup: () => broker.close() };
+    async ({ idempotencyWindowMs }) => {
+      const broker = new RedisBroker({ url: REDIS_URL, prefix, ...(idempotencyWindowMs !== undefined ? { idempotencyWindowMs } : {}) });
+      return { broker, cleanup: () => broker.close(), footprint: (part) => channelKeys(REDIS_URL, prefix, part) };
     },
     { distributed: true },
   );
@@ -80,7 +97,7 @@ describe.skipIf(!redisUp)('Redis engines', () => {
       await broker.start(new Recorder().handler);
       try {
         const ch = `vanish-${randomUUID()}`;
-        const p1 = await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(1) }, HISTORY);
+        const p1 = (await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(1) }, HISTORY)).position;
         const r = new Redis(REDIS_URL);
         await r.del(`${prefix}:chm:{${ch}}`, `${prefix}:chs:{${ch}}`);
         await r.quit();
@@ -88,8 +105,13 @@ describe.skipIf(!redisUp)('Redis engines', () => {
         expect(h.complete).toBe(false);
         expect(h.position.epoch).not.toBe(p1!.epoch);
         expect(h.position.offset).toBe(0);
-        const p2 = await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(2) }, HISTORY);
-        expect(p2).toEqual({ offset: 1, epoch: h.position.epoch });
+        // The read created nothing; the next publish starts a new stream, which the reader recovers.
+        const p2 = (await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(2) }, HISTORY)).position;
+        expect(p2?.offset).toBe(1);
+        expect(p2?.epoch).not.toBe(p1!.epoch);
+        const rec = await broker.history(ch, { since: h.position, limit: 10 });
+        expect(rec.complete).toBe(true);
+        expect(rec.entries.map((e) => e.envelope.payload)).toEqual([2]);
       } finally {
         await broker.close();
       }
@@ -137,7 +159,7 @@ describe.skipIf(!redisUp)('Redis engines', () => {
         await rec.waitFor({ kind: 'user', user }, 1);
         await rec.waitFor({ kind: 'channel', channel: late }, 1);
         await rec.waitFor({ kind: 'broadcast' }, 1);
-        expect(await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('up') }, HISTORY)).toBeDefined();
+        expect((await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('up') }, HISTORY)).position).toBeDefined();
       } finally {
         await broker.close();
         await observer.close();

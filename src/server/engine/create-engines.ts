@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { ConfigError, type HeraldConfig } from '../config.js';
 import type { Broker } from './broker.js';
 import type { InboxStore } from './inbox.js';
+import { IdempotencyWindow } from '../idempotency.js';
 import { MemoryBroker } from './memory-broker.js';
 import { MemoryInbox } from './memory-inbox.js';
 import { MemoryPresence } from './memory-presence.js';
@@ -10,15 +11,13 @@ import { SqliteBroker } from './sqlite-broker.js';
 import { SqliteDb } from './sqlite-db.js';
 import { SqliteIdempotency } from './sqlite-idempotency.js';
 import { SqliteInbox } from './sqlite-inbox.js';
-import type { IdempotencyStore } from '../idempotency.js';
 import type { PresenceStore } from './presence.js';
 
 export interface Engines {
   broker: Broker;
   presence: PresenceStore;
+  /** Its `append` takes the idempotency key of at-least-once user messages, in the broker's window. */
   inbox: InboxStore;
-  /** Remembers accepted msgIds; the node keeps an in-memory one when absent. */
-  idempotency?: IdempotencyStore;
   /** Releases what the engines hold beyond their own close() (e.g. the SQLite file). */
   dispose?: () => Promise<void>;
 }
@@ -27,8 +26,10 @@ export async function createEngines(config: Readonly<HeraldConfig>, nodeName: st
   void nodeName;
   void log;
   switch (config.engine.type) {
-    case 'memory':
-      return { broker: new MemoryBroker(), presence: new MemoryPresence(), inbox: new MemoryInbox() };
+    case 'memory': {
+      const window = new IdempotencyWindow(config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);
+      return { broker: new MemoryBroker(window), presence: new MemoryPresence(), inbox: new MemoryInbox(window) };
+    }
     case 'sqlite': {
       const { dataDir, synchronous } = config.engine.sqlite;
       let db: SqliteDb;
@@ -37,12 +38,11 @@ export async function createEngines(config: Readonly<HeraldConfig>, nodeName: st
       } catch (err) {
         throw new ConfigError(`engine.sqlite.dataDir: cannot open the store in ${dataDir}: ${(err as Error).message}`);
       }
-      const idempotency = new SqliteIdempotency(db, config.publish.idempotencyWindowMs);
+      const idempotency = new SqliteIdempotency(db, config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);
       return {
-        broker: new SqliteBroker(db),
+        broker: new SqliteBroker(db, idempotency),
         presence: new MemoryPresence(),
-        inbox: new SqliteInbox(db),
-        idempotency,
+        inbox: new SqliteInbox(db, idempotency),
         dispose: async () => {
           idempotency.close();
           db.close();

@@ -4,6 +4,7 @@
  * and a limit that drops anything says how much, so nothing disappears silently.
  */
 import type { Envelope } from '../../protocol/frames.js';
+import type { IdempotencyKey } from '../idempotency.js';
 
 export interface InboxEntry {
   /** Per-user, strictly increasing. */
@@ -27,10 +28,22 @@ export interface AppendResult {
   duplicate: boolean;
   /** How many older entries the limits pushed out. */
   dropped: number;
+  /**
+   * Set when the idempotency key was already taken within its window: nothing was appended (even
+   * if the earlier message has left the inbox since); the earlier message's acceptance time.
+   */
+  earlier?: { timestamp: number };
 }
 
 export interface InboxStore {
-  append(user: string, entry: { envelope: Envelope; channel?: string }, limits: InboxLimits): Promise<AppendResult>;
+  /**
+   * Appends an entry, unless the user's inbox already holds this msgId. With `key` (an at-least-once
+   * user message whose publisher chose its msgId), the append is also the idempotency check for
+   * that publish: the key is taken in the same atomic step, in the window the broker uses for user
+   * targets (see Broker.publish), so a retry — concurrent, or after the message was acknowledged
+   * and removed — is answered with `earlier` and never stored twice.
+   */
+  append(user: string, entry: { envelope: Envelope; channel?: string }, limits: InboxLimits, key?: IdempotencyKey): Promise<AppendResult>;
   /** Entries after `afterSeq`, oldest first, at most `limit`; expired entries are pruned (and counted) first. */
   list(user: string, afterSeq: number, limit: number, limits: InboxLimits): Promise<{ entries: InboxEntry[]; dropped: number }>;
   /** Removes the entries with these msgIds; unknown ids are ignored. Returns how many were removed. */

@@ -1,11 +1,14 @@
 /**
  * Single-process broker: dispatches are delivered synchronously to the local handler and each
- * channel keeps an in-memory stream bounded by size and age.
+ * channel keeps an in-memory stream bounded by size and age. A stream exists only once its channel
+ * is published: reads of other channels create nothing. The idempotency check is synchronous, in
+ * the same turn as the append it guards.
  */
 import { randomBytes } from 'node:crypto';
 import type { StreamPosition } from '../../protocol/frames.js';
 import type { HistoryConfig } from '../config.js';
-import type { Broker, BrokerHandler, Dispatch, HistoryEntry, HistoryQuery, HistoryResult } from './broker.js';
+import { IdempotencyWindow, windowId, type IdempotencyKey } from '../idempotency.js';
+import { noStreamHistory, sinceInStream, type Broker, type BrokerHandler, type Dispatch, type HistoryEntry, type HistoryQuery, type HistoryResult, type Published } from './broker.js';
 
 interface StoredEntry extends HistoryEntry {
   at: number;
@@ -42,11 +45,17 @@ class ChannelStream {
   }
 }
 
+/** Until a publish or a read tells the broker a channel's limits, these apply. */
+const DEFAULT_HISTORY: HistoryConfig = { size: 1000, ttlMs: 120_000 };
+
 export class MemoryBroker implements Broker {
   private handler: BrokerHandler | undefined;
   private readonly streams = new Map<string, ChannelStream>();
   private readonly historyConfigs = new Map<string, HistoryConfig>();
   private sweeper: NodeJS.Timeout | undefined;
+
+  /** `window`: the idempotency window, shared with the memory inbox (default: one of its own, with the configuration's defaults). */
+  constructor(private readonly window: IdempotencyWindow = new IdempotencyWindow(120_000, 1_000_000)) {}
 
   async start(handler: BrokerHandler): Promise<void> {
     this.handler = handler;
@@ -58,12 +67,17 @@ export class MemoryBroker implements Broker {
 
   async unsubscribe(): Promise<void> {}
 
-  async publish(dispatch: Dispatch, history: HistoryConfig): Promise<StreamPosition | undefined> {
-    return this.publishSync(dispatch, history);
+  async publish(dispatch: Dispatch, history: HistoryConfig, key?: IdempotencyKey): Promise<Published> {
+    return this.publishSync(dispatch, history, key);
   }
 
   /** The synchronous core of `publish`, so a batch keeps its order without awaiting each item. */
-  publishSync(dispatch: Dispatch, history: HistoryConfig): StreamPosition | undefined {
+  publishSync(dispatch: Dispatch, history: HistoryConfig, key?: IdempotencyKey): Published {
+    const id = key && this.window.enabled ? windowId(dispatch.target, key) : undefined;
+    if (id !== undefined) {
+      const earlier = this.window.get(id);
+      if (earlier) return { duplicate: true, ...earlier };
+    }
     let position: StreamPosition | undefined;
     if (dispatch.target.kind === 'channel') {
       const channel = dispatch.target.channel;
@@ -78,8 +92,9 @@ export class MemoryBroker implements Broker {
       position = { offset, epoch: stream.epoch };
       dispatch.position = position;
     }
+    if (id !== undefined) this.window.set(id, { timestamp: dispatch.envelope.timestamp, ...(position ? { position } : {}) });
     this.handler?.onDispatch(dispatch);
-    return position;
+    return { duplicate: false, ...(position ? { position } : {}) };
   }
 
   async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
@@ -87,20 +102,17 @@ export class MemoryBroker implements Broker {
   }
 
   historySync(channel: string, query: HistoryQuery): HistoryResult {
-    let stream = this.streams.get(channel);
-    if (!stream) {
-      // Create the stream so its epoch is fixed from the first reader on: a later publish must
-      // not look like continuity to a client that saw an empty stream under another epoch.
-      stream = new ChannelStream();
-      this.streams.set(channel, stream);
-    }
+    const stream = this.streams.get(channel);
+    const now = Date.now();
+    // No stream, nothing created: a read must not cost memory per name read (issue 11, M4).
+    if (!stream) return noStreamHistory(query, (query.config ?? DEFAULT_HISTORY).ttlMs, now);
     if (query.config) this.historyConfigs.set(channel, query.config);
-    const cfg = this.historyConfigs.get(channel);
-    if (cfg) stream.prune(cfg, Date.now());
+    const cfg = this.historyConfigs.get(channel) ?? DEFAULT_HISTORY;
+    stream.prune(cfg, now);
     const position = { offset: stream.top, epoch: stream.epoch };
     const live = stream.entries.slice(stream.head);
     if (!query.since) return { entries: live.slice(Math.max(0, live.length - query.limit)).map(strip), position, complete: true };
-    const { offset, epoch } = query.since;
+    const { offset, epoch } = sinceInStream(query.since, stream.epoch, cfg.ttlMs, now);
     if (epoch !== stream.epoch || offset > stream.top) return { entries: [], position, complete: false };
     if (offset + 1 < stream.firstOffset) return { entries: [], position, complete: false };
     const after = live.filter((e) => e.offset > offset);

@@ -1,6 +1,7 @@
 /** Per-user inboxes in process memory: lost on restart, for tests and the explicit memory mode. */
 import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
 import type { Envelope } from '../../protocol/frames.js';
+import { IdempotencyWindow, windowId, type IdempotencyKey } from '../idempotency.js';
 
 interface UserInbox {
   nextSeq: number;
@@ -10,7 +11,16 @@ interface UserInbox {
 export class MemoryInbox implements InboxStore {
   private readonly users = new Map<string, UserInbox>();
 
-  async append(user: string, entry: { envelope: Envelope; channel?: string }, limits: InboxLimits): Promise<AppendResult> {
+  /** `window`: the idempotency window, shared with the memory broker (default: one of its own, with the configuration's defaults). */
+  constructor(private readonly window: IdempotencyWindow = new IdempotencyWindow(120_000, 1_000_000)) {}
+
+  async append(user: string, entry: { envelope: Envelope; channel?: string }, limits: InboxLimits, key?: IdempotencyKey): Promise<AppendResult> {
+    const id = key && this.window.enabled ? windowId({ kind: 'user', user }, key) : undefined;
+    if (id !== undefined) {
+      const earlier = this.window.get(id);
+      if (earlier) return { seq: 0, duplicate: true, dropped: 0, earlier: { timestamp: earlier.timestamp } };
+      this.window.set(id, { timestamp: entry.envelope.timestamp });
+    }
     let box = this.users.get(user);
     if (!box) this.users.set(user, (box = { nextSeq: 1, entries: [] }));
     const existing = box.entries.find((e) => e.envelope.msgId === entry.envelope.msgId);

@@ -26,6 +26,12 @@
  *   "complete" wrongly — hence the long default.
  * - Cost: publishes to ONE channel are serialized per node (one JetStream round trip each, about
  *   1.2k/s on localhost); different channels proceed in parallel.
+ * - A channel without messages reads as offset 0 of the stream's epoch; reading creates nothing.
+ *
+ * Idempotent publishes (see nats-idempotency.ts): a channel message carries its key as
+ * `Nats-Msg-Id`, and the history stream's duplicate window is `publish.idempotencyWindowMs`, so
+ * JetStream itself refuses the second store of a key, atomically and for every node; user and
+ * broadcast dispatches take their key in the KV bucket `<prefix>_idem` first.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -40,15 +46,18 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
+  type KV,
   type NatsConnection,
   type StoredMsg,
   type Subscription,
 } from 'nats';
 import type { StreamPosition } from '../../protocol/frames.js';
 import type { HistoryConfig } from '../config.js';
-import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult } from './broker.js';
+import type { IdempotencyKey } from '../idempotency.js';
+import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult, Published } from './broker.js';
 import { ChannelSequencer } from './channel-sequencer.js';
 import { encodeDispatch, encodedEnvelope } from './encoded-envelope.js';
+import { duplicateWindow, natsIdempotencyId, openIdempotencyBucket } from './nats-idempotency.js';
 
 export interface NatsBrokerOptions {
   /** engine.nats.servers */
@@ -63,10 +72,14 @@ export interface NatsBrokerOptions {
   replicas?: number;
   /** Publish and history requests fail after this long (ms). Default 3000. */
   requestTimeoutMs?: number;
+  /** publish.idempotencyWindowMs: the history stream's duplicate window and the KV bucket's TTL. Default 120 000; 0 turns keys off. */
+  idempotencyWindowMs?: number;
   onError?: (err: Error, where: string) => void;
 }
 
 const WRONG_LAST_SEQUENCE = 10071;
+/** How often a live-only publish tries to take a key that keeps expiring under it. */
+const MAX_CLAIM_ATTEMPTS = 3;
 const NO_MESSAGE_FOUND = 10037;
 const MAX_CAS_ATTEMPTS = 20;
 
@@ -74,6 +87,8 @@ export class NatsBroker implements Broker {
   private nc: NatsConnection | undefined;
   private js: JetStreamClient | undefined;
   private jsm: JetStreamManager | undefined;
+  /** Keys of live-only publishes (user and broadcast targets); undefined when keys are off. */
+  private kv: KV | undefined;
   private handler: BrokerHandler | undefined;
   private epoch = '';
   private online = false;
@@ -88,12 +103,14 @@ export class NatsBroker implements Broker {
   private readonly prefix: string;
   private readonly stream: string;
   private readonly timeoutMs: number;
+  private readonly windowMs: number;
 
   constructor(private readonly opts: NatsBrokerOptions) {
     if (!/^[A-Za-z0-9_-]+$/.test(opts.prefix)) throw new Error(`engine.nats.prefix must match [A-Za-z0-9_-]+, got ${JSON.stringify(opts.prefix)}`);
     this.prefix = opts.prefix;
     this.stream = `${opts.prefix}_history`;
     this.timeoutMs = opts.requestTimeoutMs ?? 3000;
+    this.windowMs = Math.max(0, Math.floor(opts.idempotencyWindowMs ?? 120_000));
   }
 
   async start(handler: BrokerHandler): Promise<void> {
@@ -111,6 +128,7 @@ export class NatsBroker implements Broker {
       this.jsm = await nc.jetstreamManager({ timeout: this.timeoutMs });
       this.js = nc.jetstream({ timeout: this.timeoutMs });
       await this.ensureStream();
+      if (this.windowMs > 0) this.kv = await openIdempotencyBucket(this.js, this.jsm, this.prefix, this.windowMs, this.opts.replicas ?? 1, this.timeoutMs);
     } catch (err) {
       await nc.close().catch(() => undefined);
       throw new Error(`NATS at engine.nats.servers=${this.opts.servers.join(',')} has no usable JetStream (start nats-server with -js): ${(err as Error).message}`, { cause: err });
@@ -135,21 +153,34 @@ export class NatsBroker implements Broker {
     if (target.kind === 'channel') this.sequencer.forget(target.channel);
   }
 
-  async publish(dispatch: Dispatch, history: HistoryConfig): Promise<StreamPosition | undefined> {
+  async publish(dispatch: Dispatch, history: HistoryConfig, key?: IdempotencyKey): Promise<Published> {
     const nc = this.connection();
     const envelopeJson = encodedEnvelope(dispatch);
     const t = dispatch.target;
+    const id = key && this.windowMs > 0 ? natsIdempotencyId(t, key) : undefined;
     if (t.kind !== 'channel') {
-      nc.publish(this.liveSubject(t), encodeDispatch(dispatch, envelopeJson));
-      await withTimeout(nc.flush(), this.timeoutMs, 'NATS flush');
-      return undefined;
+      if (id !== undefined) {
+        const earlier = await this.claimLive(id, dispatch.envelope.timestamp);
+        if (earlier !== undefined) return { duplicate: true, timestamp: earlier };
+      }
+      try {
+        nc.publish(this.liveSubject(t), encodeDispatch(dispatch, envelopeJson));
+        await withTimeout(nc.flush(), this.timeoutMs, 'NATS flush');
+      } catch (err) {
+        // The publisher is told it was not sent: free the key, so its retry is not a "duplicate".
+        if (id !== undefined) this.kv!.delete(id).catch(() => undefined);
+        throw err;
+      }
+      return { duplicate: false };
     }
-    return this.serialized(t.channel, async () => {
-      const { position, prev } = await this.store(t.channel, envelopeJson, history);
+    return this.serialized(t.channel, async (): Promise<Published> => {
+      const stored = await this.store(t.channel, envelopeJson, history, id);
+      const position = stored.position;
+      if (stored.duplicate) return { duplicate: true, position, timestamp: await this.storedTimestamp(position.offset, dispatch.envelope.timestamp) };
       dispatch.position = position;
       // `prev`, the channel's previous offset, lets every node restore offset order (ChannelSequencer).
-      this.connection().publish(this.liveSubject(t), encodeDispatch(dispatch, envelopeJson, { position, prev }));
-      return position;
+      this.connection().publish(this.liveSubject(t), encodeDispatch(dispatch, envelopeJson, { position, prev: stored.prev }));
+      return { duplicate: false, position };
     });
   }
 
@@ -193,28 +224,69 @@ export class NatsBroker implements Broker {
 
   // ---- publishing ----------------------------------------------------------------------------
 
-  /** Appends to the channel's subject with a CAS on its last sequence; retries when another node won. */
-  private async store(channel: string, envelopeJson: string, history: HistoryConfig): Promise<{ position: StreamPosition; prev: number }> {
+  /**
+   * Appends to the channel's subject with a CAS on its last sequence; retries when another node won.
+   * With an idempotency id, JetStream answers a key it has seen within the window as a duplicate
+   * (it checks that before the CAS), with the original's sequence; nothing is stored then.
+   */
+  private async store(channel: string, envelopeJson: string, history: HistoryConfig, id: string | undefined): Promise<{ position: StreamPosition; prev: number; duplicate: boolean }> {
     const subject = this.histSubject(channel);
     for (let attempt = 1; ; attempt++) {
       let prev = this.lastSeq.get(channel);
       if (prev === undefined) prev = (await this.lastMessage(subject))?.seq ?? 0;
       const h = headers();
       h.set('Nats-Expected-Last-Subject-Sequence', String(prev));
+      if (id !== undefined) h.set('Nats-Msg-Id', id);
       h.set('Herald-Prev', String(prev));
       h.set('Herald-Size', String(Math.max(0, Math.floor(history.size))));
       h.set('Herald-Ttl', String(Math.max(0, Math.floor(history.ttlMs))));
       try {
         const ack = await this.js!.publish(subject, envelopeJson, { headers: h, timeout: this.timeoutMs });
+        if (ack.duplicate) return { position: { offset: ack.seq, epoch: this.epoch }, prev, duplicate: true };
         this.remember(channel, ack.seq);
-        return { position: { offset: ack.seq, epoch: this.epoch }, prev };
+        return { position: { offset: ack.seq, epoch: this.epoch }, prev, duplicate: false };
       } catch (err) {
         this.lastSeq.delete(channel);
         if (apiErrorCode(err) !== WRONG_LAST_SEQUENCE || attempt >= MAX_CAS_ATTEMPTS) throw err;
         // Lost a race with another node — or the stream was recreated: re-read its identity too.
-        if (attempt === 1 || attempt % 5 === 0) await this.ensureStream();
+        if (attempt === 1 || attempt % 5 === 0) await this.ensureStream(false);
         if (attempt > 2) await sleep(Math.random() * 2 * attempt);
       }
+    }
+  }
+
+  /**
+   * Takes a live-only publish's key: an atomic create in the bucket. Returns undefined when taken
+   * now, or the original's timestamp when the key was already taken within the window.
+   */
+  private async claimLive(id: string, timestamp: number): Promise<number | undefined> {
+    const kv = this.kv!;
+    for (let attempt = 1; attempt <= MAX_CLAIM_ATTEMPTS; attempt++) {
+      try {
+        await kv.create(id, JSON.stringify({ t: timestamp }));
+        return undefined;
+      } catch (err) {
+        if (apiErrorCode(err) !== WRONG_LAST_SEQUENCE) throw err;
+      }
+      const entry = await kv.get(id);
+      if (entry && entry.operation === 'PUT' && entry.length > 0) return Number((JSON.parse(entry.string()) as { t: number }).t);
+      // Expired or freed between the create and the read: the key is free again.
+    }
+    throw new Error(`the idempotency key of a publish kept changing in ${this.prefix}_idem`);
+  }
+
+  /**
+   * The acceptance time of the message stored at `seq`: a duplicate is answered with it. Once the
+   * original has left the history (pruned by the channel's size limit), the duplicate's own time
+   * stands in.
+   */
+  private async storedTimestamp(seq: number, fallback: number): Promise<number> {
+    try {
+      const m = await this.jsm!.streams.getMessage(this.stream, { seq });
+      const t = (m.json() as { timestamp?: unknown }).timestamp;
+      return typeof t === 'number' ? t : fallback;
+    } catch {
+      return fallback;
     }
   }
 
@@ -272,8 +344,12 @@ export class NatsBroker implements Broker {
     }
   }
 
-  /** Creates the history stream or adopts the existing one, and takes its identity as the epoch. */
-  private async ensureStream(): Promise<void> {
+  /**
+   * Creates the history stream or adopts the existing one, and takes its identity as the epoch.
+   * `adjust`: also raise its limits and set its duplicate window to this node's (not on every
+   * lost CAS race, where nodes with different settings would take turns rewriting them).
+   */
+  private async ensureStream(adjust = true): Promise<void> {
     const jsm = this.jsm!;
     const config = {
       name: this.stream,
@@ -285,11 +361,21 @@ export class NatsBroker implements Broker {
       max_age: nanos(Math.max(60_000, this.opts.retainMs ?? 86_400_000)),
       num_replicas: this.opts.replicas ?? 1,
     };
+    const dupWindow = duplicateWindow(this.windowMs, config.max_age);
+    if (dupWindow !== undefined) Object.assign(config, { duplicate_window: dupWindow });
     let info;
     try {
       info = await jsm.streams.info(this.stream);
-      if (info.config.max_msgs_per_subject < config.max_msgs_per_subject || info.config.max_age < config.max_age) {
-        info = await jsm.streams.update(this.stream, { max_msgs_per_subject: Math.max(info.config.max_msgs_per_subject, config.max_msgs_per_subject), max_age: Math.max(info.config.max_age, config.max_age) });
+      const maxAge = Math.max(info.config.max_age, config.max_age);
+      const wantWindow = duplicateWindow(this.windowMs, maxAge);
+      const stale = info.config.max_msgs_per_subject < config.max_msgs_per_subject || info.config.max_age < config.max_age || (wantWindow !== undefined && info.config.duplicate_window !== wantWindow);
+      if (adjust && stale) {
+        // The duplicate window is the stream's: the node that started last sets it (all nodes should share one publish.idempotencyWindowMs).
+        info = await jsm.streams.update(this.stream, {
+          max_msgs_per_subject: Math.max(info.config.max_msgs_per_subject, config.max_msgs_per_subject),
+          max_age: maxAge,
+          ...(wantWindow !== undefined ? { duplicate_window: wantWindow } : {}),
+        });
       }
     } catch (err) {
       if (apiErrorCode(err) !== 10059 /* stream not found */) throw err;

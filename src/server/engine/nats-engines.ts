@@ -3,7 +3,6 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { HeraldConfig } from '../config.js';
 import type { Engines } from './create-engines.js';
 import { NatsBroker } from './nats-broker.js';
-import { NatsIdempotency } from './nats-idempotency.js';
 import { NatsInbox } from './nats-inbox.js';
 import { NatsPresence } from './nats-presence.js';
 
@@ -16,16 +15,18 @@ export async function createNatsEngines(config: Readonly<HeraldConfig>, log: Fas
   const { servers, prefix, presenceTtlMs, replicas } = config.engine.nats;
   const onError = (err: Error, where: string) => log.warn({ err: err.message, where }, 'nats problem');
   const windows = [config.channels.history, ...Object.values(config.channels.namespaces).map((n) => ({ ...config.channels.history, ...n.history }))];
+  const idempotencyWindowMs = config.publish.idempotencyWindowMs;
   const broker = new NatsBroker({
     servers,
     prefix,
     replicas,
+    idempotencyWindowMs,
     maxHistorySize: Math.max(...windows.map((w) => w.size)),
     retainMs: Math.max(86_400_000, ...windows.map((w) => 2 * w.ttlMs)),
     onError,
   });
   // An hour past the inbox age limit, as with Redis: a late reader still learns how many expired.
-  const inbox = await NatsInbox.connect({ servers, prefix, replicas, onError, retainMs: config.inbox.maxAgeMs + 3_600_000 });
+  const inbox = await NatsInbox.connect({ servers, prefix, replicas, onError, retainMs: config.inbox.maxAgeMs + 3_600_000, idempotencyWindowMs });
   let presence: NatsPresence;
   try {
     presence = await NatsPresence.connect({ servers, prefix, replicas, onError, ttlMs: presenceTtlMs });
@@ -33,13 +34,5 @@ export async function createNatsEngines(config: Readonly<HeraldConfig>, log: Fas
     await inbox.close();
     throw err;
   }
-  let idempotency: NatsIdempotency;
-  try {
-    idempotency = await NatsIdempotency.connect({ servers, prefix, replicas, onError }, config.publish.idempotencyWindowMs);
-  } catch (err) {
-    await inbox.close();
-    await presence.close();
-    throw err;
-  }
-  return { broker, presence, inbox, idempotency, dispose: () => idempotency.close() };
+  return { broker, presence, inbox };
 }

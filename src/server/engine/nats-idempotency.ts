@@ -1,85 +1,50 @@
 /**
- * The idempotency window shared by every node of a NATS cluster, in a JetStream Key-Value bucket
- * `<prefix>_idem` whose TTL is the window (see SharedIdempotency for the contract).
+ * The idempotency window on NATS (see Broker.publish for the contract). Where a publish is stored
+ * in a JetStream stream, the stream's own de-duplication is the window: the message carries its key
+ * as `Nats-Msg-Id`, and JetStream refuses a second message with that id within the stream's
+ * `duplicate_window` (set to `publish.idempotencyWindowMs`) atomically, answering with the
+ * original's sequence. That covers channel messages (the history stream) and at-least-once user
+ * messages (the inbox stream). Live-only publishes — at-most-once user messages and broadcasts, sent
+ * on core NATS — take their key with an atomic create in the KV bucket `<prefix>_idem`, whose TTL is
+ * the window, before they are sent.
  */
-import { nanos, type KV } from 'nats';
-import { SharedIdempotency } from '../idempotency.js';
-import { checkNatsPrefix, checkNatsReplicas, openJetStream, subjectToken, watchConnection, type JetStreamLink, type NatsEngineOptions } from './nats-jetstream.js';
-
-/**
- * How long a lookup may take before the publish goes ahead without it. A healthy bucket answers in
- * well under a millisecond; a silent network cut would otherwise hold every publish for the
- * client's request timeout, while the broker should be the one to refuse it promptly.
- */
-const LOOKUP_TIMEOUT_MS = 250;
+import { createHash } from 'node:crypto';
+import { nanos, type JetStreamClient, type JetStreamManager, type KV } from 'nats';
+import { windowId, type IdempotencyKey } from '../idempotency.js';
+import type { DispatchTarget } from './broker.js';
 
 export function idempotencyBucket(prefix: string): string {
   return `${prefix}_idem`;
 }
 
-export class NatsIdempotency extends SharedIdempotency {
-  /**
-   * False while NATS is unreachable. The client would hold a lookup until it reconnects, and the
-   * publish behind it with it; without NATS the broker refuses the publish at once (503), which is
-   * what a backend should see.
-   */
-  private online = true;
-
-  private constructor(
-    private readonly link: JetStreamLink,
-    private readonly kv: KV | undefined,
-    windowMs: number,
-  ) {
-    super(windowMs);
-  }
-
-  static async connect(opts: NatsEngineOptions, windowMs: number): Promise<NatsIdempotency> {
-    checkNatsPrefix(opts.prefix);
-    const link = await openJetStream(opts, 'idempotency');
-    if (windowMs <= 0) return new NatsIdempotency(link, undefined, windowMs);
-    try {
-      const bucket = idempotencyBucket(opts.prefix);
-      const kv = await link.js.views.kv(bucket, { history: 1, ttl: windowMs, replicas: checkNatsReplicas(opts.replicas), timeout: link.timeoutMs });
-      // A bucket made earlier with another window keeps its old TTL unless told.
-      const stream = `KV_${bucket}`;
-      const info = await link.jsm.streams.info(stream);
-      if (info.config.max_age !== nanos(windowMs)) {
-        await link.jsm.streams.update(stream, { ...info.config, max_age: nanos(windowMs), duplicate_window: nanos(Math.min(windowMs, 120_000)) });
-      }
-      const store = new NatsIdempotency(link, kv, windowMs);
-      watchConnection(link.nc, { reconnect: () => (store.online = true), disconnect: () => (store.online = false), error: opts.onError });
-      return store;
-    } catch (err) {
-      await link.nc.close().catch(() => undefined);
-      throw new Error(`engine.nats.servers=${opts.servers.join(',')}: cannot open the idempotency bucket ${idempotencyBucket(opts.prefix)}: ${(err as Error).message}`, { cause: err });
-    }
-  }
-
-  protected override available(): boolean {
-    return this.kv !== undefined && this.online;
-  }
-
-  protected async read(key: string): Promise<string | undefined> {
-    const entry = await withDeadline(this.kv!.get(subjectToken(key)), LOOKUP_TIMEOUT_MS);
-    return entry && entry.operation === 'PUT' && entry.length > 0 ? entry.string() : undefined;
-  }
-
-  protected write(key: string, json: string): Promise<unknown> {
-    return this.kv!.put(subjectToken(key), json);
-  }
-
-  async close(): Promise<void> {
-    const nc = this.link.nc;
-    if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
-  }
+/**
+ * The key as a `Nats-Msg-Id` and as a KV key: a hash of its canonical text, so any channel, user,
+ * scope or msgId fits both (a header value may not hold every character, a KV key even fewer).
+ */
+export function natsIdempotencyId(target: DispatchTarget, key: IdempotencyKey): string {
+  return createHash('sha256').update(windowId(target, key)).digest('base64url');
 }
 
-/** The promise's value, or null once `ms` have passed. */
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<T | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), ms);
-    timer.unref();
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+/**
+ * The stream's duplicate window for `windowMs`: JetStream refuses one longer than the stream's
+ * max_age, and a window of 0 turns keys off (the server's default then stays, unused).
+ */
+export function duplicateWindow(windowMs: number, maxAgeNanos: number): number | undefined {
+  if (!(windowMs > 0)) return undefined;
+  const w = nanos(windowMs);
+  return maxAgeNanos > 0 ? Math.min(w, maxAgeNanos) : w;
+}
+
+/** Opens (or creates) the bucket for live-only publishes, its TTL set to the window. */
+export async function openIdempotencyBucket(js: JetStreamClient, jsm: JetStreamManager, prefix: string, windowMs: number, replicas: number, timeoutMs: number): Promise<KV> {
+  const bucket = idempotencyBucket(prefix);
+  const kv = await js.views.kv(bucket, { history: 1, ttl: windowMs, replicas, timeout: timeoutMs });
+  // A bucket made earlier with another window keeps its old TTL unless told.
+  const stream = `KV_${bucket}`;
+  const info = await jsm.streams.info(stream);
+  if (info.config.max_age !== nanos(windowMs)) {
+    // The stream's duplicate window may not exceed its max_age.
+    await jsm.streams.update(stream, { ...info.config, max_age: nanos(windowMs), duplicate_window: nanos(Math.min(windowMs, 120_000)) });
+  }
+  return kv;
 }

@@ -23,10 +23,16 @@
  * The stream's max_age is the garbage collection for inboxes nobody reads: `retainMs`, meant to be
  * an hour past `inbox.maxAgeMs`, so a reader who comes within that hour still learns how many
  * entries expired.
+ *
+ * An at-least-once user message with an idempotency key carries it as `Nats-Msg-Id`; the stream's
+ * duplicate window is `publish.idempotencyWindowMs`, so JetStream refuses a retry atomically — also
+ * one that comes after the entry was acknowledged and purged (see nats-idempotency.ts).
  */
 import { DiscardPolicy, headers, nanos, RetentionPolicy, StorageType, type JsMsg, type StoredMsg } from 'nats';
 import type { Envelope } from '../../protocol/frames.js';
+import type { IdempotencyKey } from '../idempotency.js';
 import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
+import { duplicateWindow, natsIdempotencyId } from './nats-idempotency.js';
 import {
   checkNatsPrefix,
   checkNatsReplicas,
@@ -48,6 +54,8 @@ import {
 export interface NatsInboxOptions extends NatsEngineOptions {
   /** How long the stream keeps an entry at most (ms): `inbox.maxAgeMs` plus an hour. */
   retainMs: number;
+  /** publish.idempotencyWindowMs: the stream's duplicate window. Default 120 000; 0 turns keys off. */
+  idempotencyWindowMs?: number;
 }
 
 /** Purges in flight at once for one `remove`. */
@@ -56,12 +64,14 @@ const MAX_APPEND_ATTEMPTS = 5;
 
 export class NatsInbox implements InboxStore {
   private readonly stream: string;
+  private readonly windowMs: number;
 
   private constructor(
     private readonly link: JetStreamLink,
     private readonly opts: NatsInboxOptions,
   ) {
     this.stream = inboxStream(opts.prefix);
+    this.windowMs = Math.max(0, Math.floor(opts.idempotencyWindowMs ?? 120_000));
   }
 
   static async connect(opts: NatsInboxOptions): Promise<NatsInbox> {
@@ -81,8 +91,9 @@ export class NatsInbox implements InboxStore {
     return inbox;
   }
 
-  async append(user: string, entry: { envelope: Envelope; channel?: string }, limits: InboxLimits): Promise<AppendResult> {
+  async append(user: string, entry: { envelope: Envelope; channel?: string }, limits: InboxLimits, key?: IdempotencyKey): Promise<AppendResult> {
     const subject = this.entrySubject(user, entry.envelope.msgId);
+    const id = key && this.windowMs > 0 ? natsIdempotencyId({ kind: 'user', user }, key) : undefined;
     const body = JSON.stringify(entry.channel ? { envelope: entry.envelope, channel: entry.channel } : { envelope: entry.envelope });
     for (let attempt = 1; ; attempt++) {
       // Read alongside the publish: the new entry cannot change which entry is oldest (unless it is
@@ -91,8 +102,10 @@ export class NatsInbox implements InboxStore {
       oldestRead.catch(() => undefined);
       const h = headers();
       h.set('Nats-Expected-Last-Subject-Sequence', '0');
+      if (id !== undefined) h.set('Nats-Msg-Id', id);
       try {
         const ack = await this.link.js.publish(subject, body, { headers: h, timeout: this.link.timeoutMs });
+        if (ack.duplicate) return { seq: 0, duplicate: true, dropped: 0, earlier: { timestamp: await this.storedTimestamp(ack.seq, entry.envelope.timestamp) } };
         const oldest = await oldestRead;
         return { seq: ack.seq, duplicate: false, dropped: await this.prune(user, limits, { newestSeq: ack.seq, oldest: oldest ?? null }) };
       } catch (err) {
@@ -102,6 +115,20 @@ export class NatsInbox implements InboxStore {
       if (existing) return { seq: existing.seq, duplicate: true, dropped: 0 };
       // Acknowledged between the publish and the read: the msgId is free again.
       if (attempt >= MAX_APPEND_ATTEMPTS) throw new Error(`inbox append of ${entry.envelope.msgId} kept racing with its removal`);
+    }
+  }
+
+  /**
+   * The acceptance time of the entry stored at `seq`, which a duplicate is answered with. Once it
+   * was acknowledged (and purged), the duplicate's own time stands in.
+   */
+  private async storedTimestamp(seq: number, fallback: number): Promise<number> {
+    try {
+      const m = await this.link.jsm.streams.getMessage(this.stream, { seq });
+      const t = (m.json() as { envelope?: { timestamp?: unknown } }).envelope?.timestamp;
+      return typeof t === 'number' ? t : fallback;
+    } catch {
+      return fallback;
     }
   }
 
@@ -176,6 +203,7 @@ export class NatsInbox implements InboxStore {
   private async ensureStream(): Promise<void> {
     const replicas = checkNatsReplicas(this.opts.replicas);
     const retain = nanos(this.opts.retainMs);
+    const dupWindow = duplicateWindow(this.windowMs, retain);
     await ensureStream(
       this.link.jsm,
       {
@@ -188,11 +216,15 @@ export class NatsInbox implements InboxStore {
         max_age: retain,
         num_replicas: replicas,
         allow_direct: true,
+        ...(dupWindow !== undefined ? { duplicate_window: dupWindow } : {}),
       },
       (existing) => {
         const change: Record<string, unknown> = {};
         if (existing.max_age !== 0 && existing.max_age < retain) change.max_age = retain;
         if (!existing.allow_direct) change.allow_direct = true;
+        // The node that started last sets the window (all nodes should share one publish.idempotencyWindowMs).
+        const window = duplicateWindow(this.windowMs, (change.max_age as number | undefined) ?? existing.max_age);
+        if (window !== undefined && existing.duplicate_window !== window) change.duplicate_window = window;
         return Object.keys(change).length > 0 ? { ...existing, ...change } : undefined;
       },
     );

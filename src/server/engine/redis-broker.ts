@@ -5,9 +5,15 @@
  * (MINID against Redis's clock) and PUBLISHes the encoded dispatch, so offsets, history and
  * delivery order agree on every node.
  *
- * A channel's epoch is created on first use (publish or history read). If the meta hash vanishes —
- * Redis restarted without persistence, or the channel sat idle past `metaIdleMs` — the next use
- * creates a new epoch, so clients holding old positions learn that recovery is impossible.
+ * A channel's epoch is created by its first publish; a history read never creates anything (a
+ * channel without a meta hash reads as a no-stream position, see broker.ts). If the meta hash
+ * vanishes — Redis restarted without persistence, or the channel sat idle past `metaIdleMs` — the
+ * next publish creates a new epoch, so clients holding old positions learn that recovery is
+ * impossible.
+ *
+ * Idempotent publishes (see Broker.publish): the script that appends and publishes also checks and
+ * sets the key (redis-idempotency.ts) — for user and broadcast targets a script of its own does the
+ * same around the PUBLISH — so one key is stored once, whichever nodes its publishes go through.
  *
  * Pub/sub topics: `${prefix}:ch:${channel}`, `${prefix}:user:${user}` and `${prefix}:all`. One
  * subscriber connection per node decodes each message once and hands it to the handler. The node's
@@ -26,13 +32,17 @@ import { randomBytes } from 'node:crypto';
 import { Cluster } from 'ioredis';
 import type { StreamPosition } from '../../protocol/frames.js';
 import type { HistoryConfig } from '../config.js';
+import type { IdempotencyKey } from '../idempotency.js';
 import { encodeDispatch, encodedEnvelope } from './encoded-envelope.js';
-import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult } from './broker.js';
+import { noStreamHistory, sinceInStream, type Broker, type BrokerHandler, type Dispatch, type DispatchTarget, type HistoryEntry, type HistoryQuery, type HistoryResult, type Published } from './broker.js';
 import { closeRedis, isCluster, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './redis-connection.js';
+import { idempotencyKeyName, parseStoredResult } from './redis-idempotency.js';
 
 export interface RedisBrokerOptions extends RedisEngineOptions {
   /** How long a channel's epoch and offset counter outlive its last use (ms). Default 1 hour. */
   metaIdleMs?: number;
+  /** publish.idempotencyWindowMs: how long a publish's key is kept. Default 120 000; 0 turns keys off. */
+  idempotencyWindowMs?: number;
 }
 
 // KEYS[1] meta hash, KEYS[2] stream.
@@ -47,9 +57,15 @@ local function ensure_epoch(candidate, idle_ms)
 end
 `;
 
-// ARGV: candidate epoch, size, ttlMs, metaIdleMs, topic, dispatch JSON (no position), envelope JSON.
+// KEYS: meta, stream[, idempotency key]. ARGV: candidate epoch, size, ttlMs, metaIdleMs, topic,
+// dispatch JSON (no position), envelope JSON[, timestamp, windowMs]. Returns {offset, epoch}, or
+// {0, '', stored result} when the idempotency key is taken (nothing stored or published).
 // `publishCommand` is PUBLISH, or SPUBLISH on a cluster (the topic shares the keys' slot).
 const publishLua = (publishCommand: 'PUBLISH' | 'SPUBLISH') => `${LUA_NOW_MS}${ENSURE_EPOCH}
+if KEYS[3] then
+  local earlier = redis.call('GET', KEYS[3])
+  if earlier then return {0, '', earlier} end
+end
 local size = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 local epoch = ensure_epoch(ARGV[1], ARGV[4])
@@ -62,24 +78,40 @@ if size > 0 and ttl > 0 then
 end
 redis.call('PEXPIRE', KEYS[1], math.max(ttl, tonumber(ARGV[4])))
 redis.call('${publishCommand}', ARGV[5], '{"position":{"offset":' .. top .. ',"epoch":"' .. epoch .. '"},' .. string.sub(ARGV[6], 2))
+if KEYS[3] then
+  redis.call('SET', KEYS[3], '{"t":' .. ARGV[8] .. ',"o":' .. top .. ',"e":"' .. epoch .. '"}', 'PX', ARGV[9])
+end
 return {top, epoch}
 `;
 
-// ARGV: candidate epoch, metaIdleMs, since offset ('' for none), since epoch, limit.
-// Returns {epoch, top, complete (0/1), rows newest first}.
-const HISTORY_LUA = `${LUA_NOW_MS}${ENSURE_EPOCH}
-local epoch = ensure_epoch(ARGV[1], ARGV[2])
+// User and broadcast targets with an idempotency key. KEYS[1] the key. ARGV: PUBLISH or SPUBLISH,
+// topic, dispatch JSON, timestamp, windowMs. Returns the stored result when the key is taken
+// (nothing published), nil once published.
+const PUBLISH_ONCE_LUA = `
+local earlier = redis.call('GET', KEYS[1])
+if earlier then return earlier end
+redis.call('SET', KEYS[1], '{"t":' .. ARGV[4] .. '}', 'PX', ARGV[5])
+redis.call(ARGV[1], ARGV[2], ARGV[3])
+return false
+`;
+
+// KEYS: meta, stream. ARGV: metaIdleMs, since offset ('' for none), since epoch, limit.
+// Returns {epoch, top, complete (0/1), rows newest first}, or {} for a channel without a stream
+// (never published, or forgotten): a read creates nothing.
+const HISTORY_LUA = `${LUA_NOW_MS}
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then return {} end
 local top = tonumber(redis.call('HGET', KEYS[1], 't'))
 local ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl') or '0')
-redis.call('PEXPIRE', KEYS[1], math.max(ttl, tonumber(ARGV[2])))
+redis.call('PEXPIRE', KEYS[1], math.max(ttl, tonumber(ARGV[1])))
 if ttl > 0 then redis.call('XTRIM', KEYS[2], 'MINID', now_ms() - ttl) end
-local limit = tonumber(ARGV[5])
-if ARGV[3] == '' then
+local limit = tonumber(ARGV[4])
+if ARGV[2] == '' then
   if limit <= 0 then return {epoch, top, 1, {}} end
   return {epoch, top, 1, redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)}
 end
-local since = tonumber(ARGV[3])
-if ARGV[4] ~= epoch or since > top or since < 0 then return {epoch, top, 0, {}} end
+local since = tonumber(ARGV[2])
+if ARGV[3] ~= epoch or since > top or since < 0 then return {epoch, top, 0, {}} end
 local n = top - since
 if n == 0 then return {epoch, top, 1, {}} end
 if n > limit then return {epoch, top, 0, {}} end
@@ -92,8 +124,10 @@ return {epoch, top, 1, rows}
 type StreamRow = [id: string, fields: string[]];
 
 type ScriptedRedis = RedisClient & {
-  heraldPublish(meta: string, stream: string, epoch: string, size: number, ttlMs: number, idleMs: number, topic: string, dispatch: string, envelope: string): Promise<[number, string]>;
-  heraldHistory(meta: string, stream: string, epoch: string, idleMs: number, since: string, sinceEpoch: string, limit: number): Promise<[string, number, number, StreamRow[]]>;
+  // The number of keys comes first: 2, or 3 with an idempotency key (then timestamp and window follow).
+  heraldPublish(...args: Array<string | number>): Promise<[number, string] | [0, '', string]>;
+  heraldPublishOnce(key: string, command: 'PUBLISH' | 'SPUBLISH', topic: string, dispatch: string, timestamp: number, windowMs: number): Promise<string | null>;
+  heraldHistory(meta: string, stream: string, idleMs: number, since: string, sinceEpoch: string, limit: number): Promise<[string, number, number, StreamRow[]] | []>;
 };
 
 export class RedisBroker implements Broker {
@@ -105,6 +139,7 @@ export class RedisBroker implements Broker {
   /** Wanted topics whose last subscribe attempt failed (sent again when the connection is back). */
   private readonly unsent = new Set<string>();
   private readonly metaIdleMs: number;
+  private readonly windowMs: number;
   private readonly prefix: string;
   private readonly sharded: boolean;
   private closed = false;
@@ -112,13 +147,15 @@ export class RedisBroker implements Broker {
   constructor(private readonly opts: RedisBrokerOptions) {
     this.prefix = opts.prefix;
     this.metaIdleMs = opts.metaIdleMs ?? 3_600_000;
+    this.windowMs = clamp(opts.idempotencyWindowMs ?? 120_000);
     this.sharded = isCluster(opts);
   }
 
   async start(handler: BrokerHandler): Promise<void> {
     this.handler = handler;
     const cmd = (await openRedis(this.opts, 'broker')) as ScriptedRedis;
-    cmd.defineCommand('heraldPublish', { numberOfKeys: 2, lua: publishLua(this.sharded ? 'SPUBLISH' : 'PUBLISH') });
+    cmd.defineCommand('heraldPublish', { lua: publishLua(this.sharded ? 'SPUBLISH' : 'PUBLISH') });
+    cmd.defineCommand('heraldPublishOnce', { numberOfKeys: 1, lua: PUBLISH_ONCE_LUA });
     cmd.defineCommand('heraldHistory', { numberOfKeys: 2, lua: HISTORY_LUA });
     this.cmd = cmd;
     let sub: RedisClient;
@@ -200,44 +237,50 @@ export class RedisBroker implements Broker {
     else await sub.unsubscribe(topic);
   }
 
-  async publish(dispatch: Dispatch, history: HistoryConfig): Promise<StreamPosition | undefined> {
+  async publish(dispatch: Dispatch, history: HistoryConfig, key?: IdempotencyKey): Promise<Published> {
     const cmd = this.connected();
     const envelopeJson = encodedEnvelope(dispatch);
     const json = encodeDispatch(dispatch, envelopeJson);
     const t = dispatch.target;
+    const idem = key && this.windowMs > 0 ? idempotencyKeyName(this.prefix, t, key) : undefined;
+    // Passed as text and stored as text: no Lua number formatting on the way.
+    const timestamp = Math.floor(dispatch.envelope.timestamp);
     if (t.kind !== 'channel') {
-      if (t.kind === 'user' && this.sharded) await cmd.spublish(this.topicOf(t), json);
+      const command = t.kind === 'user' && this.sharded ? 'SPUBLISH' : 'PUBLISH';
+      if (idem !== undefined) {
+        const earlier = await cmd.heraldPublishOnce(idem, command, this.topicOf(t), json, timestamp, this.windowMs);
+        return earlier === null ? { duplicate: false } : { duplicate: true, ...parseStoredResult(earlier) };
+      }
+      if (command === 'SPUBLISH') await cmd.spublish(this.topicOf(t), json);
       else await cmd.publish(this.topicOf(t), json);
-      return undefined;
+      return { duplicate: false };
     }
-    const [offset, epoch] = await cmd.heraldPublish(
-      this.metaKey(t.channel),
-      this.streamKey(t.channel),
-      newEpoch(),
-      clamp(history.size),
-      clamp(history.ttlMs),
-      this.metaIdleMs,
-      this.topicOf(t),
-      json,
-      envelopeJson,
-    );
-    const position = { offset: Number(offset), epoch };
+    const keys = [this.metaKey(t.channel), this.streamKey(t.channel), ...(idem !== undefined ? [idem] : [])];
+    const args = [newEpoch(), clamp(history.size), clamp(history.ttlMs), this.metaIdleMs, this.topicOf(t), json, envelopeJson, ...(idem !== undefined ? [timestamp, this.windowMs] : [])];
+    const reply = await cmd.heraldPublish(keys.length, ...keys, ...args);
+    if (reply[1] === '') return { duplicate: true, ...parseStoredResult(reply[2]!) };
+    const position = { offset: Number(reply[0]), epoch: reply[1] };
     dispatch.position = position;
-    return position;
+    return { duplicate: false, position };
   }
 
   async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
     const cmd = this.connected();
-    const since = query.since;
-    const [epoch, top, complete, rows] = await cmd.heraldHistory(
-      this.metaKey(channel),
-      this.streamKey(channel),
-      newEpoch(),
-      this.metaIdleMs,
-      since ? String(since.offset) : '',
-      since ? since.epoch : '',
-      clamp(query.limit),
-    );
+    const meta = this.metaKey(channel);
+    // The stream's epoch is known only inside the script: a no-stream position is translated after
+    // a first read tells it, which costs a second round trip only for such a recovery.
+    const read = (since: StreamPosition | undefined) =>
+      cmd.heraldHistory(meta, this.streamKey(channel), this.metaIdleMs, since ? String(since.offset) : '', since ? since.epoch : '', clamp(query.limit));
+    let reply = await read(query.since);
+    if (reply.length === 0) return noStreamHistory(query, (query.config ?? DEFAULT_HISTORY).ttlMs);
+    if (query.since && reply[2] === 0) {
+      const since = sinceInStream(query.since, reply[0], (query.config ?? DEFAULT_HISTORY).ttlMs);
+      if (since !== query.since) {
+        reply = await read(since);
+        if (reply.length === 0) return noStreamHistory(query, (query.config ?? DEFAULT_HISTORY).ttlMs);
+      }
+    }
+    const [epoch, top, complete, rows] = reply;
     const entries: HistoryEntry[] = [];
     for (let i = rows.length - 1; i >= 0; i--) entries.push(decodeRow(rows[i]!));
     return { entries, position: { offset: Number(top), epoch }, complete: complete === 1 };
@@ -309,6 +352,9 @@ export class RedisBroker implements Broker {
     return `${this.prefix}:chs:{${channel}}`;
   }
 }
+
+/** Until a read is told a channel's limits, these apply (the recovery of a no-stream position). */
+const DEFAULT_HISTORY = { size: 1000, ttlMs: 120_000 };
 
 /** Lua prints numbers with 14 significant digits: keep arguments well inside that. */
 function clamp(n: number): number {

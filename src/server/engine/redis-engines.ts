@@ -4,7 +4,6 @@ import type { HeraldConfig } from '../config.js';
 import type { Engines } from './create-engines.js';
 import { RedisBroker } from './redis-broker.js';
 import type { RedisTarget } from './redis-connection.js';
-import { RedisIdempotency } from './redis-idempotency.js';
 import { RedisInbox } from './redis-inbox.js';
 import { RedisPresence } from './redis-presence.js';
 
@@ -17,7 +16,8 @@ export async function createRedisEngines(config: Readonly<HeraldConfig>, nodeNam
   const { prefix, presenceTtlMs } = config.engine.redis;
   const target = redisTargetOf(config.engine.redis);
   const onError = (err: Error, connection: string) => log.warn({ err: err.message, connection, node: nodeName }, 'redis connection problem (retrying)');
-  const inbox = await RedisInbox.connect({ target, prefix, onError });
+  const idempotencyWindowMs = config.publish.idempotencyWindowMs;
+  const inbox = await RedisInbox.connect({ target, prefix, onError, idempotencyWindowMs });
   let presence: RedisPresence;
   try {
     presence = await RedisPresence.connect({ target, prefix, onError, ttlMs: presenceTtlMs });
@@ -25,15 +25,7 @@ export async function createRedisEngines(config: Readonly<HeraldConfig>, nodeNam
     await inbox.close();
     throw err;
   }
-  let idempotency: RedisIdempotency;
-  try {
-    idempotency = await RedisIdempotency.connect({ target, prefix, onError }, config.publish.idempotencyWindowMs);
-  } catch (err) {
-    await inbox.close();
-    await presence.close();
-    throw err;
-  }
-  return { broker: new RedisBroker({ target, prefix, onError }), presence, inbox, idempotency, dispose: () => idempotency.close() };
+  return { broker: new RedisBroker({ target, prefix, onError, idempotencyWindowMs }), presence, inbox };
 }
 
 /** `engine.redis` (already validated by resolveConfig) as the connection target it names. */

@@ -1,29 +1,23 @@
-/** The idempotency window in Redis, shared by every node of a Redis cluster (see SharedIdempotency). */
-import { SharedIdempotency } from '../idempotency.js';
-import { closeRedis, openRedis, type RedisClient, type RedisEngineOptions } from './redis-connection.js';
+/**
+ * The idempotency window in Redis: one key per accepted (scope, audience, msgId), holding the
+ * original's result, with the window as its expiry. The key is in the hash slot of its audience's
+ * other keys — a channel's meta and stream, a user's inbox and topic — so the script that stores or
+ * sends the message checks and takes the key in the same atomic step, on a Redis Cluster too.
+ */
+import type { AcceptedPublish, IdempotencyKey } from '../idempotency.js';
+import { windowId } from '../idempotency.js';
+import type { DispatchTarget } from './broker.js';
 
-export class RedisIdempotency extends SharedIdempotency {
-  private constructor(
-    private readonly redis: RedisClient,
-    private readonly prefix: string,
-    windowMs: number,
-  ) {
-    super(windowMs);
-  }
-
-  static async connect(opts: RedisEngineOptions, windowMs: number): Promise<RedisIdempotency> {
-    return new RedisIdempotency(await openRedis(opts, 'idempotency'), opts.prefix, windowMs);
-  }
-
-  protected async read(key: string): Promise<string | undefined> {
-    return (await this.redis.get(`${this.prefix}:idem:${key}`)) ?? undefined;
-  }
-
-  protected write(key: string, json: string): Promise<unknown> {
-    return this.redis.set(`${this.prefix}:idem:${key}`, json, 'PX', this.windowMs);
-  }
-
-  close(): Promise<void> {
-    return closeRedis(this.redis);
-  }
+export function idempotencyKeyName(prefix: string, target: DispatchTarget, key: IdempotencyKey): string {
+  const id = windowId(target, key);
+  if (target.kind === 'channel') return `${prefix}:idem:{${target.channel}}:${id}`;
+  if (target.kind === 'user') return `${prefix}:idem:{${target.user}}:${id}`;
+  return `${prefix}:idem:${id}`;
 }
+
+/** A result as the scripts store it: `{"t":timestamp}`, plus `"o":offset,"e":epoch` for channels. */
+export function parseStoredResult(json: string): AcceptedPublish {
+  const r = JSON.parse(json) as { t: number; o?: number; e?: string };
+  return r.o !== undefined && r.e !== undefined ? { timestamp: Number(r.t), position: { offset: Number(r.o), epoch: r.e } } : { timestamp: Number(r.t) };
+}
+

@@ -6,10 +6,21 @@
  * Each operation is one Lua script, so de-duplication, seq assignment and the limits are atomic
  * across nodes. Times are Redis's clock. The zset and hash expire an hour past `maxAgeMs` after the
  * last append (entries are counted as dropped when a read finds them expired before that).
+ *
+ * An at-least-once user message with an idempotency key takes the key in the append script (the
+ * key is in the user's slot, see redis-idempotency.ts), so a retry is never appended twice — not
+ * even after the first was acknowledged and removed.
  */
 import type { Envelope } from '../../protocol/frames.js';
+import type { IdempotencyKey } from '../idempotency.js';
 import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
 import { closeRedis, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './redis-connection.js';
+import { idempotencyKeyName, parseStoredResult } from './redis-idempotency.js';
+
+export interface RedisInboxOptions extends RedisEngineOptions {
+  /** publish.idempotencyWindowMs (see RedisBrokerOptions). Default 120 000; 0 turns keys off. */
+  idempotencyWindowMs?: number;
+}
 
 // KEYS: z, d. Drops entries older than max_age, then the oldest beyond max_msgs. Returns the count.
 const PRUNE_LUA = `${LUA_NOW_MS}
@@ -39,8 +50,15 @@ local function prune(max_msgs, max_age)
 end
 `;
 
-// KEYS: z, d, n. ARGV: msgId, entry JSON ({"envelope":…}), maxMessages, maxAgeMs. Returns {seq, duplicate, dropped}.
+// KEYS: z, d, n[, idempotency key]. ARGV: msgId, entry JSON ({"envelope":…}), maxMessages, maxAgeMs[,
+// timestamp, windowMs]. Returns {seq, duplicate, dropped}, or {0, 2, 0, stored result} when the
+// idempotency key is taken (nothing appended).
 const APPEND_LUA = `${PRUNE_LUA}
+if KEYS[4] then
+  local earlier = redis.call('GET', KEYS[4])
+  if earlier then return {0, 2, 0, earlier} end
+  redis.call('SET', KEYS[4], '{"t":' .. ARGV[5] .. '}', 'PX', ARGV[6])
+end
 local existing = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if existing then return {tonumber(existing), 1, 0} end
 local seq = redis.call('INCR', KEYS[3])
@@ -84,7 +102,8 @@ return n
 `;
 
 type ScriptedRedis = RedisClient & {
-  heraldInboxAppend(z: string, d: string, n: string, msgId: string, entry: string, maxMessages: number, maxAgeMs: number): Promise<[number, number, number]>;
+  // The number of keys comes first: 3, or 4 with an idempotency key (then timestamp and window follow).
+  heraldInboxAppend(...args: Array<string | number>): Promise<[number, number, number, string?]>;
   heraldInboxList(z: string, d: string, afterSeq: number, limit: number, maxMessages: number, maxAgeMs: number): Promise<[number, ...string[]]>;
   heraldInboxRemove(z: string, d: string, ...msgIds: string[]): Promise<number>;
 };
@@ -93,20 +112,25 @@ export class RedisInbox implements InboxStore {
   private constructor(
     private readonly redis: ScriptedRedis,
     private readonly prefix: string,
+    private readonly windowMs: number,
   ) {}
 
-  static async connect(opts: RedisEngineOptions): Promise<RedisInbox> {
+  static async connect(opts: RedisInboxOptions): Promise<RedisInbox> {
     const redis = (await openRedis(opts, 'inbox')) as ScriptedRedis;
-    redis.defineCommand('heraldInboxAppend', { numberOfKeys: 3, lua: APPEND_LUA });
+    redis.defineCommand('heraldInboxAppend', { lua: APPEND_LUA });
     redis.defineCommand('heraldInboxList', { numberOfKeys: 2, lua: LIST_LUA });
     redis.defineCommand('heraldInboxRemove', { numberOfKeys: 2, lua: REMOVE_LUA });
-    return new RedisInbox(redis, opts.prefix);
+    return new RedisInbox(redis, opts.prefix, Math.min(1e12, Math.max(0, Math.floor(opts.idempotencyWindowMs ?? 120_000))));
   }
 
-  async append(user: string, entry: { envelope: Envelope; channel?: string }, limits: InboxLimits): Promise<AppendResult> {
+  async append(user: string, entry: { envelope: Envelope; channel?: string }, limits: InboxLimits, key?: IdempotencyKey): Promise<AppendResult> {
     const json = JSON.stringify(entry.channel ? { envelope: entry.envelope, channel: entry.channel } : { envelope: entry.envelope });
     const k = this.keys(user);
-    const [seq, duplicate, dropped] = await this.redis.heraldInboxAppend(k.z, k.d, k.n, entry.envelope.msgId, json, ...limitArgs(limits));
+    const idem = key && this.windowMs > 0 ? idempotencyKeyName(this.prefix, { kind: 'user', user }, key) : undefined;
+    const keys = [k.z, k.d, k.n, ...(idem !== undefined ? [idem] : [])];
+    const args = [entry.envelope.msgId, json, ...limitArgs(limits), ...(idem !== undefined ? [Math.floor(entry.envelope.timestamp), this.windowMs] : [])];
+    const [seq, duplicate, dropped, earlier] = await this.redis.heraldInboxAppend(keys.length, ...keys, ...args);
+    if (duplicate === 2) return { seq: 0, duplicate: true, dropped: 0, earlier: { timestamp: parseStoredResult(earlier!).timestamp } };
     return { seq: Number(seq), duplicate: duplicate === 1, dropped: Number(dropped) };
   }
 

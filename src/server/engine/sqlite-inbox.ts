@@ -1,7 +1,9 @@
 /** Per-user inboxes in the embedded SQLite store; writes join the node's group commit. */
 import type { Envelope } from '../../protocol/frames.js';
+import { windowId, type IdempotencyKey } from '../idempotency.js';
 import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
 import type { SqliteDb } from './sqlite-db.js';
+import type { SqliteIdempotency } from './sqlite-idempotency.js';
 
 interface Row {
   seq: number;
@@ -14,7 +16,11 @@ interface Row {
 export class SqliteInbox implements InboxStore {
   private readonly stmt;
 
-  constructor(private readonly store: SqliteDb) {
+  /** `idempotency`: the window the broker uses too, so a key is taken in the append's transaction. */
+  constructor(
+    private readonly store: SqliteDb,
+    private readonly idempotency?: SqliteIdempotency,
+  ) {
     const db = store.db;
     this.stmt = {
       find: db.prepare<[string, string], { seq: number }>('SELECT seq FROM inbox WHERE user = ? AND msg_id = ?'),
@@ -29,16 +35,36 @@ export class SqliteInbox implements InboxStore {
     };
   }
 
-  append(user: string, entry: { envelope: Envelope; channel?: string }, limits: InboxLimits): Promise<AppendResult> {
+  async append(user: string, entry: { envelope: Envelope; channel?: string }, limits: InboxLimits, key?: IdempotencyKey): Promise<AppendResult> {
     const json = JSON.stringify(entry.envelope);
-    return this.store.write(() => {
-      const existing = this.stmt.find.get(user, entry.envelope.msgId);
-      if (existing) return { seq: existing.seq, duplicate: true, dropped: 0 };
-      const seq = this.stmt.nextSeq.get(user)?.next ?? 1;
-      this.stmt.putSeq.run(user, seq + 1);
-      this.stmt.insert.run(user, seq, entry.envelope.msgId, entry.channel ?? null, Date.now(), json);
-      return { seq, duplicate: false, dropped: this.prune(user, limits) };
-    });
+    const window = key && this.idempotency?.enabled ? this.idempotency : undefined;
+    const id = window ? windowId({ kind: 'user', user }, key!) : undefined;
+    let claimed = false;
+    try {
+      return await this.store.write((): AppendResult => {
+        const earlier = id !== undefined ? window!.get(id) : undefined;
+        if (earlier) return { seq: 0, duplicate: true, dropped: 0, earlier: { timestamp: earlier.timestamp } };
+        const result = this.appendNow(user, entry, json, limits);
+        if (id !== undefined) {
+          window!.record(id, { timestamp: entry.envelope.timestamp });
+          claimed = true;
+        }
+        return result;
+      });
+    } catch (err) {
+      // The transaction did not commit: the key is free again.
+      if (claimed) window!.delete(id!);
+      throw err;
+    }
+  }
+
+  private appendNow(user: string, entry: { envelope: Envelope; channel?: string }, json: string, limits: InboxLimits): AppendResult {
+    const existing = this.stmt.find.get(user, entry.envelope.msgId);
+    if (existing) return { seq: existing.seq, duplicate: true, dropped: 0 };
+    const seq = this.stmt.nextSeq.get(user)?.next ?? 1;
+    this.stmt.putSeq.run(user, seq + 1);
+    this.stmt.insert.run(user, seq, entry.envelope.msgId, entry.channel ?? null, Date.now(), json);
+    return { seq, duplicate: false, dropped: this.prune(user, limits) };
   }
 
   async list(user: string, afterSeq: number, limit: number, limits: InboxLimits): Promise<{ entries: InboxEntry[]; dropped: number }> {

@@ -84,10 +84,10 @@ export function parseRecord(node: HeraldNode, text: string | undefined): ParsedR
 
 /**
  * Was this channel message already accepted, by a node that crashed before acknowledging the entry?
- * The node's idempotency memory may not have it (another node, or this one restarted), but a
- * channel's history is written in the same atomic step as the publish, so it is the record of
- * truth for channel targets within the history window. Other targets have no such record: there
- * the node's idempotency window is all there is.
+ * Within `publish.idempotencyWindowMs` the engine's idempotency window answers that on any node (the
+ * record is in the API's scope), but a redelivery can come later than that; a channel's history is
+ * written in the same atomic step as the publish, so it is the record of truth for channel targets
+ * within the history window. Other targets have no such record: there the window is all there is.
  */
 async function inChannelHistory(node: HeraldNode, channel: string, msgId: string): Promise<boolean> {
   const config = node.historyConfig(channel);
