@@ -9,6 +9,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { CloseCode, ErrorCode } from '../protocol/codes.js';
 import { ERRORS } from './errors.js';
 import type { HeraldNode } from './node.js';
+import { rateLimitedError, retryAfterHeader, type Refusal } from './rate-limit/rate-limits.js';
 import { WsTransport } from './transport/ws-transport.js';
 
 interface Waiter {
@@ -47,6 +48,8 @@ export class Gateway {
       return reject(socket, 403, ErrorCode.FORBIDDEN_ORIGIN, `origin ${req.headers.origin} is not allowed; add it to origins.allowed`);
     }
     const ip = this.remoteAddress(req, socket);
+    const limited = this.node.rateLimits.handshake(ip);
+    if (limited) return rejectRateLimited(socket, limited);
     const { limits } = this.node.config;
     if (this.node.hub.countForIp(ip) >= limits.maxConnectionsPerIp) {
       this.node.metrics.rejectedConnections.inc({ reason: 'per_ip' });
@@ -155,9 +158,15 @@ function tokenFromUrl(url: string | undefined): string | undefined {
   return new URLSearchParams(url.slice(q + 1)).get('token') ?? undefined;
 }
 
-function reject(socket: Duplex, status: number, code: ErrorCode, message?: string, retryAfter?: number): void {
+/** 429 `rate_limited` with the standard body (`details.retryAfterMs`) and `Retry-After` in seconds. */
+function rejectRateLimited(socket: Duplex, refusal: Refusal): void {
+  const err = rateLimitedError(refusal);
+  reject(socket, 429, err.code, err.message, Number(retryAfterHeader(err)), err.details);
+}
+
+function reject(socket: Duplex, status: number, code: ErrorCode, message?: string, retryAfter?: number, details?: unknown): void {
   const spec = ERRORS[code];
-  const body = JSON.stringify({ error: { code, message: message ?? spec.message, temporary: spec.temporary } });
+  const body = JSON.stringify({ error: { code, message: message ?? spec.message, temporary: spec.temporary, ...(details !== undefined ? { details } : {}) } });
   const reason = status === 403 ? 'Forbidden' : status === 404 ? 'Not Found' : status === 429 ? 'Too Many Requests' : 'Service Unavailable';
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +

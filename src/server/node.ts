@@ -27,6 +27,7 @@ import { Hub } from './hub.js';
 import { IdempotencyCache, type IdempotencyStore } from './idempotency.js';
 import { messageFrameBytes } from './message-frame.js';
 import { Metrics } from './metrics.js';
+import { RateLimits } from './rate-limit/rate-limits.js';
 import { Schemas } from './schemas.js';
 import { Session } from './session.js';
 import { compileFilter, type CompiledFilter } from './tag-filter.js';
@@ -69,6 +70,7 @@ export class HeraldNode {
   readonly clientPublishChannels: ChannelPatterns;
   readonly requestHandlers = new Map<string, RequestHandler>();
   readonly delivery: ReliableDelivery;
+  readonly rateLimits: RateLimits;
   private readonly heartbeat: Heartbeat;
   private readonly frames: FrameHandler;
   private readonly idempotency: IdempotencyStore;
@@ -108,6 +110,7 @@ export class HeraldNode {
       subscriptions: () => this.hub.subscriptionCount,
       queuedBytes: () => this.hub.queuedBytes(),
     });
+    this.rateLimits = new RateLimits(config, this.metrics.rateLimited);
     this.heartbeat = new Heartbeat(config.heartbeat, {
       ping: (s) => {
         s.enqueue(this.pingFrame);

@@ -12,6 +12,7 @@ import { isValidChannel } from '../channels.js';
 import { HeraldError } from '../errors.js';
 import { historyMessageFrame } from '../message-frame.js';
 import type { HeraldNode } from '../node.js';
+import { rateLimitedError } from '../rate-limit/rate-limits.js';
 
 const MAX_WAIT_MS = 30_000;
 // Query strings arrive as text and bodies are validated without type coercion, so numeric query
@@ -23,12 +24,33 @@ function int(raw: string | undefined, fallback: number, max = Number.MAX_SAFE_IN
 }
 
 async function identify(node: HeraldNode, req: FastifyRequest): Promise<Identity> {
+  const identity = await authenticate(node, req);
+  checkPollRateLimit(node, identity, req);
+  return identity;
+}
+
+async function authenticate(node: HeraldNode, req: FastifyRequest): Promise<Identity> {
   const auth = req.headers.authorization;
   const token = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
   if (token) return node.verifier.verify(token);
   if (node.config.auth.anonymous) return node.anonymousIdentity();
   throw new HeraldError(ErrorCode.UNAUTHORIZED, 'send the connection token as "Authorization: Bearer <jwt>"');
 }
+
+/** `rateLimits.poll`: per user, per client IP for anonymous clients; throws `rate_limited` (429 with Retry-After). */
+function checkPollRateLimit(node: HeraldNode, identity: Identity, req: FastifyRequest): void {
+  const limited = node.rateLimits.pollRequest(identity.user, req.ip);
+  if (limited) throw rateLimitedError(limited);
+}
+
+/** The error body every poll route may answer with 429 (shown in /docs). */
+const rateLimitedResponse = {
+  429: {
+    description: 'rate_limited: rateLimits.poll reached; Retry-After says when to try again',
+    type: 'object',
+    properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, temporary: { type: 'boolean' }, details: {} } } },
+  },
+};
 
 export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode }): Promise<void> {
   const { node } = opts;
@@ -48,6 +70,7 @@ export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode 
           wait: digits(`long poll: hold up to this many ms (at most ${MAX_WAIT_MS}) for a new message`),
         },
       },
+      response: rateLimitedResponse,
     },
   }, async (req) => {
     const identity = await identify(node, req);
@@ -82,6 +105,7 @@ export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode 
         type: 'object', additionalProperties: false,
         properties: { after: digits('inbox seq of the last message seen (default 0)'), limit: digits('at most this many (1–1000, default 100)') },
       },
+      response: rateLimitedResponse,
     },
   }, async (req) => {
     const identity = await identify(node, req);
@@ -98,6 +122,7 @@ export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode 
       tags: ['polling'],
       security: [{ bearer: [] }],
       body: { type: 'object', additionalProperties: false, required: ['msgIds'], properties: { msgIds: { type: 'array', minItems: 1, maxItems: 1000, items: { type: 'string', minLength: 1, maxLength: 128 } } } },
+      response: rateLimitedResponse,
     },
   }, async (req) => {
     const identity = await identify(node, req);

@@ -1,0 +1,282 @@
+/**
+ * Rate limits (issue 11, M8 and item 3) against a real server over real sockets: each bucket kind
+ * refuses past its burst with `rate_limited` and `retryAfterMs` (HTTP: 429 with `Retry-After`),
+ * the refused request is not acted on, and it is accepted again once the client has waited what
+ * it was told. Limits are set small per test so a burst reaches them quickly.
+ */
+import { request as httpRequest } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { HeraldServer } from '../src/server/server.js';
+import { api, API_KEY, makeToken, sleep, startTestServer, TestSocket, type Frame } from './helpers/server.js';
+
+let server: HeraldServer;
+const sockets: TestSocket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.close();
+  await server?.close();
+});
+
+async function connect(claims: Parameters<typeof TestSocket.connect>[1]): Promise<TestSocket> {
+  const s = await TestSocket.connect(server, claims);
+  sockets.push(s);
+  return s;
+}
+
+/** herald_rate_limited_total{limit} as scraped from /metrics (0 when absent). */
+async function rateLimitedCount(limit: string): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`herald_rate_limited_total{limit="${limit}"}`));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+function isRateLimited(reply: Frame): boolean {
+  return (reply.type === 'error' || reply.type === 'response') && reply.error?.code === 'rate_limited';
+}
+
+function expectRateLimited(reply: Frame, limit: string): number {
+  expect(reply.error).toMatchObject({ code: 'rate_limited', temporary: true, details: { limit } });
+  const ms = reply.error.details.retryAfterMs as number;
+  expect(ms).toBeGreaterThan(0);
+  return ms;
+}
+
+/**
+ * Sends `attempt` until it is not refused with `rate_limited`, waiting the `retryAfterMs` each
+ * refusal names; the bound keeps a limiter that never lets go from hanging the test.
+ */
+async function retryUntilAccepted(attempt: () => Promise<Frame>, tries = 8): Promise<Frame> {
+  for (let i = 0; ; i++) {
+    const reply = await attempt();
+    if (!isRateLimited(reply)) return reply;
+    if (i >= tries) throw new Error(`still rate limited after ${tries} waits: ${JSON.stringify(reply)}`);
+    await sleep(reply.error.details.retryAfterMs as number);
+  }
+}
+
+const BIG = { perSecond: 1000, burst: 1000 };
+
+describe('rate limits per connection', () => {
+  it('refuses publishes past rateLimits.connection.publish, delivers none of them, and accepts again after retryAfterMs', async () => {
+    server = await startTestServer({ rateLimits: { connection: { publish: { perSecond: 5, burst: 3 } } } });
+    const sub = await connect({ sub: 'reader' });
+    await sub.subscribe('news');
+    const pub = await connect({ sub: 'writer', publish: ['*'] });
+    const publish = (n: number) => pub.request({ type: 'publish', channel: 'news', eventType: 'n', payload: n });
+    for (let i = 1; i <= 3; i++) expect((await publish(i)).type).toBe('published');
+    const refused = await publish(4);
+    expect(refused.type).toBe('error');
+    expect(refused.id).toBeGreaterThan(0);
+    const wait = expectRateLimited(refused, 'connection.publish');
+    expect(wait).toBeLessThanOrEqual(200);
+    expect((await retryUntilAccepted(() => publish(5))).type).toBe('published');
+    // Messages of one publisher arrive in order: 4 would have come before 5.
+    await sub.waitMessages(4);
+    expect(sub.messages().map((m) => m.message.payload)).toEqual([1, 2, 3, 5]);
+    expect(await rateLimitedCount('connection.publish')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('refuses subscribe and unsubscribe past rateLimits.connection.subscribe without acting on them', async () => {
+    server = await startTestServer({ rateLimits: { connection: { subscribe: { perSecond: 5, burst: 3 } } } });
+    const s = await connect({ sub: 'ann' });
+    await s.subscribe('a');
+    expect((await s.request({ type: 'unsubscribe', channel: 'a' })).type).toBe('unsubscribed');
+    await s.subscribe('b');
+    const refused = await s.request({ type: 'subscribe', channel: 'c' });
+    expectRateLimited(refused, 'connection.subscribe');
+    // The refused subscribe did nothing: c is not subscribed, so unsubscribing it says so.
+    const reply = await retryUntilAccepted(() => s.request({ type: 'unsubscribe', channel: 'c' }));
+    expect(reply.error?.code).toBe('not_subscribed');
+    expect(server.node.hub.channelSubscribers('c')).toBe(0);
+    expect(await rateLimitedCount('connection.subscribe')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('answers a request past rateLimits.connection.rpc with a rate_limited response on its correlationId', async () => {
+    server = await startTestServer({ rpc: { echo: true }, rateLimits: { connection: { rpc: { perSecond: 5, burst: 2 } } } });
+    const s = await connect({ sub: 'ann' });
+    let n = 0;
+    const call = () => {
+      const correlationId = `c-${++n}`;
+      s.send({ type: 'request', correlationId, method: 'echo', data: n });
+      return s.next((f) => f.type === 'response' && f.correlationId === correlationId);
+    };
+    expect((await call()).data).toBe(1);
+    expect((await call()).data).toBe(2);
+    const refused = await call();
+    expect(refused.data).toBeUndefined();
+    expectRateLimited(refused, 'connection.rpc');
+    const accepted = await retryUntilAccepted(call);
+    expect(accepted.data).toBe(n);
+    expect(await rateLimitedCount('connection.rpc')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('counts every frame but ack against rateLimits.connection.frames', async () => {
+    server = await startTestServer({ rateLimits: { connection: { frames: { perSecond: 5, burst: 4 } } } });
+    const s = await connect({ sub: 'ann' }); // the connect frame is the first of the four
+    for (let i = 0; i < 20; i++) s.send({ type: 'ack', msgIds: [`m-${i}`] });
+    for (let i = 0; i < 3; i++) s.send({ type: 'ping' });
+    // Frames are handled in order: once the subscribe is answered, the pings before it were too.
+    const refused = await s.request({ type: 'subscribe', channel: 'x' });
+    expectRateLimited(refused, 'connection.frames');
+    expect(s.frames.filter((f) => f.type === 'pong')).toHaveLength(3);
+    expect((await retryUntilAccepted(() => s.request({ type: 'subscribe', channel: 'x' }))).type).toBe('subscribed');
+    expect(await rateLimitedCount('connection.frames')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('shares rateLimits.user across the connections of one user, and not across anonymous connections', async () => {
+    server = await startTestServer({
+      channels: { clientPublish: ['open:*'] },
+      auth: { anonymous: true },
+      rateLimits: { connection: { publish: BIG }, user: { publish: { perSecond: 5, burst: 4 } } },
+    });
+    const a = await connect({ sub: 'ann', publish: ['*'] });
+    const b = await connect({ sub: 'ann', publish: ['*'] });
+    const other = await connect({ sub: 'bob', publish: ['*'] });
+    const publish = (s: TestSocket) => s.request({ type: 'publish', channel: 'news', eventType: 'n', payload: 1 });
+    expect((await publish(a)).type).toBe('published');
+    expect((await publish(b)).type).toBe('published');
+    expect((await publish(a)).type).toBe('published');
+    expect((await publish(b)).type).toBe('published');
+    expectRateLimited(await publish(a), 'user.publish');
+    expectRateLimited(await publish(b), 'user.publish');
+    // Another user has a bucket of their own.
+    expect((await publish(other)).type).toBe('published');
+    expect((await retryUntilAccepted(() => publish(b))).type).toBe('published');
+    // Anonymous connections have no user: only their connection limits apply.
+    const anon1 = await connect(null);
+    const anon2 = await connect(null);
+    for (let i = 0; i < 6; i++) {
+      for (const s of [anon1, anon2]) expect((await s.request({ type: 'publish', channel: 'open:x', eventType: 'n', payload: i })).type).toBe('published');
+    }
+    expect(await rateLimitedCount('user.publish')).toBeGreaterThanOrEqual(2);
+  });
+
+  it('lets channels.namespaces.<ns>.rateLimits replace the connection bucket for that namespace only', async () => {
+    server = await startTestServer({
+      rateLimits: { connection: { publish: { perSecond: 5, burst: 2 } } },
+      channels: { namespaces: { chat: { rateLimits: { publish: { perSecond: 5, burst: 6 } } }, slow: { rateLimits: { publish: { perSecond: 5, burst: 1 } } } } },
+    });
+    const s = await connect({ sub: 'ann', publish: ['*'] });
+    const publish = (channel: string) => s.request({ type: 'publish', channel, eventType: 'n', payload: 1 });
+    // chat: its own, larger bucket — more than the connection's burst is accepted…
+    for (let i = 0; i < 6; i++) expect((await publish(`chat:room-${i % 2}`)).type).toBe('published');
+    expectRateLimited(await publish('chat:room-0'), 'namespace.publish');
+    // …and it spent nothing from the connection bucket the other channels use.
+    expect((await publish('news')).type).toBe('published');
+    expect((await publish('other:x')).type).toBe('published');
+    expectRateLimited(await publish('news'), 'connection.publish');
+    // slow: a smaller bucket of its own, separate from chat's.
+    expect((await publish('slow:a')).type).toBe('published');
+    expectRateLimited(await publish('slow:a'), 'namespace.publish');
+    expect(await rateLimitedCount('namespace.publish')).toBeGreaterThanOrEqual(2);
+  });
+
+  it('closes a connection that keeps sending past its limits with 4506 after rateLimits.abuse.maxRejected refusals', async () => {
+    server = await startTestServer({ rateLimits: { connection: { publish: { perSecond: 1, burst: 1 } }, abuse: { maxRejected: 5, windowMs: 10_000 } } });
+    const bystander = await connect({ sub: 'bob' });
+    await bystander.subscribe('news');
+    const s = await connect({ sub: 'ann', publish: ['*'] });
+    for (let i = 0; i < 20; i++) s.send({ type: 'publish', id: i + 1, channel: 'news', eventType: 'n', payload: i });
+    const { code } = await s.closed;
+    expect(code).toBe(4506);
+    const refusals = s.frames.filter((f) => f.type === 'error' && f.error.code === 'rate_limited');
+    expect(refusals).toHaveLength(6);
+    // Everyone else is still served, and only the one publish within the limit was acted on.
+    await server.publish({ channel: 'news', eventType: 'after', payload: 'still here' });
+    await bystander.next((f) => f.type === 'message' && f.message.payload === 'still here');
+    expect(bystander.messages().map((m) => m.message.payload)).toEqual([0, 'still here']);
+  });
+
+  it('limits nothing with rateLimits.enabled false', async () => {
+    server = await startTestServer({ rateLimits: { enabled: false, connection: { publish: { perSecond: 1, burst: 1 }, frames: { perSecond: 1, burst: 1 } } } });
+    const s = await connect({ sub: 'ann', publish: ['*'] });
+    for (let i = 0; i < 10; i++) expect((await s.request({ type: 'publish', channel: 'news', eventType: 'n', payload: i })).type).toBe('published');
+  });
+});
+
+interface HttpAnswer {
+  status: number;
+  retryAfter: string | undefined;
+  body: any;
+}
+
+/** One WebSocket upgrade attempt, answered with the HTTP response when refused (101 when accepted). */
+function upgrade(): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${server.url}/ws`, { headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode ?? 0, retryAfter: undefined, body: undefined });
+    });
+    req.on('response', (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += String(d)));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body: JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function httpRetryUntilAccepted(attempt: () => Promise<HttpAnswer>, tries = 8): Promise<HttpAnswer> {
+  for (let i = 0; ; i++) {
+    const answer = await attempt();
+    if (answer.status !== 429) return answer;
+    if (i >= tries) throw new Error(`still 429 after ${tries} waits`);
+    await sleep(answer.body.error.details.retryAfterMs as number);
+  }
+}
+
+function expectHttp429(answer: HttpAnswer, limit: string): void {
+  expect(answer.status).toBe(429);
+  expect(answer.body.error).toMatchObject({ code: 'rate_limited', temporary: true, details: { limit } });
+  const ms = answer.body.error.details.retryAfterMs as number;
+  expect(ms).toBeGreaterThan(0);
+  expect(answer.retryAfter).toBe(String(Math.ceil(ms / 1000)));
+}
+
+describe('rate limits over HTTP', () => {
+  it('answers upgrades past rateLimits.ip.handshakes with 429, Retry-After and rate_limited', async () => {
+    server = await startTestServer({ rateLimits: { ip: { handshakes: { perSecond: 4, burst: 3 } } } });
+    for (let i = 0; i < 3; i++) expect((await upgrade()).status).toBe(101);
+    const refused = await upgrade();
+    expectHttp429(refused, 'ip.handshakes');
+    expect((await httpRetryUntilAccepted(upgrade)).status).toBe(101);
+    expect(await rateLimitedCount('ip.handshakes')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('answers API requests past rateLimits.apiKey.requests with 429 and Retry-After, per key', async () => {
+    const otherKey = 'second-api-key-456';
+    server = await startTestServer({ api: { keys: [API_KEY, otherKey] }, rateLimits: { apiKey: { requests: { perSecond: 4, burst: 3 } } } });
+    const call = async (key = API_KEY): Promise<HttpAnswer> => {
+      const r = await api(server, 'GET', '/api/v1/stats', undefined, key);
+      return { status: r.status, retryAfter: r.headers.get('retry-after') ?? undefined, body: r.body };
+    };
+    for (let i = 0; i < 3; i++) expect((await call()).status).toBe(200);
+    expectHttp429(await call(), 'apiKey.requests');
+    // The publish route is behind the same limit, and another key has its own bucket.
+    const publish = await api(server, 'POST', '/api/v1/publish', { channel: 'news', eventType: 'n', payload: 1 });
+    expect(publish.status).toBe(429);
+    expect((await call(otherKey)).status).toBe(200);
+    expect((await httpRetryUntilAccepted(() => call())).status).toBe(200);
+    expect(await rateLimitedCount('apiKey.requests')).toBeGreaterThanOrEqual(2);
+  });
+
+  it('answers polls past rateLimits.poll.requests with 429 and Retry-After, per user and per IP for anonymous clients', async () => {
+    server = await startTestServer({ auth: { anonymous: true }, channels: { public: ['pub:*'] }, rateLimits: { poll: { requests: { perSecond: 4, burst: 3 } } } });
+    const ann = await makeToken({ sub: 'ann' });
+    const bob = await makeToken({ sub: 'bob' });
+    const poll = async (path: string, token?: string): Promise<HttpAnswer> => {
+      const res = await fetch(`${server.url}/poll/v1${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+      return { status: res.status, retryAfter: res.headers.get('retry-after') ?? undefined, body: await res.json() };
+    };
+    expect((await poll('/inbox', ann)).status).toBe(200);
+    expect((await poll('/channels/news/messages', ann)).status).toBe(200);
+    expect((await poll('/inbox', ann)).status).toBe(200);
+    expectHttp429(await poll('/channels/news/messages', ann), 'poll.requests');
+    expect((await poll('/inbox', bob)).status).toBe(200);
+    expect((await httpRetryUntilAccepted(() => poll('/inbox', ann))).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await poll('/channels/pub:x/messages')).status).toBe(200);
+    expectHttp429(await poll('/channels/pub:x/messages'), 'poll.requests');
+    expect(await rateLimitedCount('poll.requests')).toBeGreaterThanOrEqual(2);
+  });
+});
