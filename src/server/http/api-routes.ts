@@ -18,11 +18,19 @@ const errorResponses = {
   401: ref('errorResponse'),
   404: ref('errorResponse'),
   413: ref('errorResponse'),
-  429: ref('errorResponse'),
+  429: tooManyRequests(),
   503: ref('errorResponse'),
 };
 /** Every route can answer 429: the API key's rate limit (`rateLimits.apiKey`) is checked in the onRequest hook. */
-const rateLimited = { 429: ref('errorResponse') };
+const rateLimited = { 429: tooManyRequests() };
+
+function tooManyRequests() {
+  return {
+    description: 'rate_limited: the API key is past rateLimits.apiKey.requests; retry after Retry-After seconds (details.retryAfterMs in ms)',
+    headers: { 'Retry-After': { type: 'integer', description: 'Seconds to wait before the next request' } },
+    ...ref('errorResponse'),
+  };
+}
 const security: Array<Record<string, string[]>> = [{ apiKey: [] }, { bearer: [] }];
 
 

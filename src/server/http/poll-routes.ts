@@ -46,7 +46,8 @@ function checkPollRateLimit(node: HeraldNode, identity: Identity, req: FastifyRe
 /** The error body every poll route may answer with 429 (shown in /docs). */
 const rateLimitedResponse = {
   429: {
-    description: 'rate_limited: rateLimits.poll reached; Retry-After says when to try again',
+    description: 'rate_limited: this client is past rateLimits.poll.requests; retry after Retry-After seconds (details.retryAfterMs in ms)',
+    headers: { 'Retry-After': { type: 'integer', description: 'Seconds to wait before the next request' } },
     type: 'object',
     properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, temporary: { type: 'boolean' }, details: {} } } },
   },
