@@ -6,6 +6,8 @@
  */
 import { request as httpRequest } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { HeraldClient } from '../client/src/index.js';
 import type { HeraldServer } from '../src/server/server.js';
 import { api, API_KEY, makeToken, sleep, startTestServer, TestSocket, type Frame } from './helpers/server.js';
 
@@ -279,4 +281,30 @@ describe('rate limits over HTTP', () => {
     expectHttp429(await poll('/channels/pub:x/messages'), 'poll.requests');
     expect(await rateLimitedCount('poll.requests')).toBeGreaterThanOrEqual(2);
   });
+});
+
+describe('the client SDK under rate limits', () => {
+  it('slows a burst of publishes to the server rate instead of being closed with 4506, and loses none', async () => {
+    server = await startTestServer({ rateLimits: { connection: { publish: { perSecond: 50, burst: 10 } }, abuse: { maxRejected: 20, windowMs: 10_000 } } });
+    const sub = await connect({ sub: 'reader' });
+    await sub.subscribe('chat:burst');
+    const c = new HeraldClient({ WebSocket, url: server.wsUrl, token: await makeToken({ sub: 'writer', publish: ['chat:*'] }), reconnect: { strategy: 'fixed', delay: 100, maxAttempts: 0 } });
+    const closes: number[] = [];
+    c.on('state', (st) => {
+      if (st.status === 'disconnected' || st.status === 'reconnecting') closes.push((st as { code?: number }).code ?? -1);
+    });
+    try {
+      await c.connect();
+      const n = 120;
+      const results = await Promise.all(Array.from({ length: n }, (_, i) => c.publish('chat:burst', 'n', i)));
+      expect(results).toHaveLength(n);
+      expect(closes).toEqual([]);
+      await sub.waitMessages(n, 10_000);
+      expect(new Set(sub.messages().map((m) => m.message.payload)).size).toBe(n);
+      // The SDK pipelines at most 16 publishes, so it is refused at most that often before pacing.
+      expect(await rateLimitedCount('connection.publish')).toBeLessThanOrEqual(20);
+    } finally {
+      c.close();
+    }
+  }, 20_000);
 });
