@@ -73,7 +73,19 @@ export function retryAfterHeader(err: HeraldError): string | undefined {
 
 type Kind = 'publish' | 'subscribe' | 'rpc';
 
-const KIND_OF_FRAME: Record<string, Kind | undefined> = { publish: 'publish', subscribe: 'subscribe', unsubscribe: 'subscribe', request: 'rpc' };
+function kindOf(frameType: string): Kind | undefined {
+  switch (frameType) {
+    case 'publish':
+      return 'publish';
+    case 'subscribe':
+    case 'unsubscribe':
+      return 'subscribe';
+    case 'request':
+      return 'rpc';
+    default:
+      return undefined;
+  }
+}
 
 /** A namespace's replacement for a connection bucket: a spec, or null when it turns the limit off there. */
 type NamespaceSpecs = Partial<Record<'publish' | 'subscribe', BucketSpec | null>>;
@@ -150,7 +162,7 @@ export class RateLimits {
     let limit: LimitName = 'connection.frames';
     let own: TokenBucket | undefined;
     let user: TokenBucket | undefined;
-    const kind = KIND_OF_FRAME[frame.type];
+    const kind = kindOf(frame.type);
     if (kind) {
       const [bucket, name] = this.connectionBucket(state, kind, frame.channel, now);
       own = bucket;
