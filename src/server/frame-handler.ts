@@ -334,6 +334,9 @@ export class FrameHandler {
    * its other failures are, since its sender waits on the correlationId.
    */
   private rateLimited(session: Session, frame: ClientFrame): boolean {
+    // Frames read after the connection was closed (e.g. the rest of a flood that got it closed
+    // with 4506) are neither charged nor acted on.
+    if (!session.open) return true;
     const refusal = this.node.rateLimits.frame(session, frame);
     if (!refusal) return false;
     const err = rateLimitedError(refusal);
