@@ -50,6 +50,8 @@ async function startHerald(mode: string, port: number, dir: string, pin: boolean
     api: { keys: [API_KEY] },
     engine,
     log: { level: 'info' },
+    // wrk publishes with one API key as fast as it can: measure the store, not rateLimits.apiKey.
+    rateLimits: { enabled: false },
   }));
   const args = [HERALD, 'serve', '--config', config];
   const proc = pin ? spawn('taskset', ['-c', '0', process.execPath, ...args], { stdio: ['ignore', 'pipe', 'inherit'] }) : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });

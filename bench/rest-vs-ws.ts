@@ -143,6 +143,8 @@ async function measure(mode: string, a: Args, dir: string) {
   writeFileSync(config, JSON.stringify({
     server: { host: '127.0.0.1', port }, auth: { jwt: { hmacSecret: BENCH_SECRET } }, api: { keys: [API_KEY] },
     engine: { type: 'memory' }, log: { level: 'info' }, limits: { maxConnectionsPerIp: 100_000 },
+    // Polling and pushing flat out from one IP is the load under test, not abuse to refuse.
+    rateLimits: { enabled: false },
   }));
   const args = [HERALD, 'serve', '--config', config];
   const proc: ChildProcess = a.pin ? spawn('taskset', ['-c', '0', process.execPath, ...args], { stdio: ['ignore', 'pipe', 'inherit'] }) : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });

@@ -12,6 +12,7 @@ import { API_KEY, startTestServer, TestSocket } from './helpers/server.js';
 interface Raw {
   status: number;
   contentType: string | undefined;
+  retryAfter: string | undefined;
   body: string;
 }
 
@@ -35,7 +36,7 @@ function send(server: HeraldServer, c: Case): Promise<Raw> {
     const req = request(`${server.url}${c.path ?? '/api/v1/publish'}`, { method: 'POST', headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (d: Buffer) => chunks.push(d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'], body: Buffer.concat(chunks).toString() }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'], retryAfter: res.headers['retry-after'], body: Buffer.concat(chunks).toString() }));
     });
     req.on('error', reject);
     if (c.chunked) {
@@ -152,5 +153,50 @@ describe('publish fast path', () => {
     });
     const ok = await send(fast, { name: 'ok', body: j({ channel: 'news', eventType: 'x', payload: 1 }), fast: true });
     expect(ok.status).toBe(200);
+  });
+});
+
+describe('publish fast path under the API key rate limit', () => {
+  let fast: HeraldServer;
+  let slow: HeraldServer;
+  // A token every 100 s: past the burst, every request is refused for the rest of the test, and
+  // Retry-After (whole seconds) comes out the same on both servers.
+  const rateLimits = { apiKey: { requests: { perSecond: 0.01, burst: 2 } } };
+
+  beforeAll(async () => {
+    fast = await startTestServer({ rateLimits, api: { publishFastPath: true } });
+    slow = await startTestServer({ rateLimits, api: { publishFastPath: false } });
+  });
+  afterAll(async () => {
+    await fast?.close();
+    await slow?.close();
+  });
+
+  it('refuses past rateLimits.apiKey.requests exactly as the fastify route does: 429, Retry-After, the same body', async () => {
+    const publish: Case = { name: 'publish', body: j({ channel: 'news', eventType: 'x', payload: 1 }), fast: true };
+    const cases: Case[] = [
+      publish,
+      publish,
+      { ...publish, name: 'past the limit' },
+      { ...publish, name: 'invalid body past the limit', body: '{' },
+      { ...publish, name: 'chunked past the limit (fastify on both)', chunked: true, fast: false },
+    ];
+    // retryAfterMs counts down between the two servers' answers; everything else must match.
+    const comparable = (r: Raw) => ({ status: r.status, contentType: r.contentType, retryAfter: r.retryAfter, body: normalized(r.body).replace(/\d+ ms/, '<n> ms').replace(/"retryAfterMs":\d+/, '"retryAfterMs":<n>') });
+    const answers: Raw[] = [];
+    for (const c of cases) {
+      const before = await fastPathCount(fast);
+      const a = await send(fast, c);
+      const taken = (await fastPathCount(fast)) - before;
+      const b = await send(slow, c);
+      expect({ case: c.name, ...comparable(a) }).toEqual({ case: c.name, ...comparable(b) });
+      expect({ case: c.name, taken }).toEqual({ case: c.name, taken: c.fast ? 1 : 0 });
+      answers.push(a);
+    }
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 429, 429, 429]);
+    const refused = JSON.parse(answers[2]!.body);
+    expect(refused.error).toMatchObject({ code: 'rate_limited', temporary: true, details: { limit: 'apiKey.requests' } });
+    expect(answers[2]!.retryAfter).toBe(String(Math.ceil(refused.error.details.retryAfterMs / 1000)));
+    expect(Number(answers[2]!.retryAfter)).toBeGreaterThan(90);
   });
 });

@@ -107,6 +107,9 @@ export function heraldBenchConfig(port: number, extra: Record<string, unknown> =
     log: { level: 'warn' },
     engine: { type: 'memory' },
     limits: { maxConnections: 100_000, maxConnectionsPerIp: 100_000 },
+    // The loadgen opens thousands of connections from one IP at once and publishes flat out: a
+    // load run measures delivery, not the rate limiter refusing that traffic.
+    rateLimits: { enabled: false },
     shutdown: { drainTimeoutMs: 1000 },
     ...extra,
   };

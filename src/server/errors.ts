@@ -42,7 +42,7 @@ export const ERRORS: Record<ErrorCode, ErrorSpec> = {
   [ErrorCode.OVERLOADED]: { status: 503, temporary: true, message: 'The server is at capacity; retry later' },
   [ErrorCode.BROKER_UNAVAILABLE]: { status: 503, temporary: true, message: 'The broker is unavailable; the message was not accepted, retry' },
   [ErrorCode.SHUTTING_DOWN]: { status: 503, temporary: true, message: 'The server is shutting down; retry on another node' },
-  [ErrorCode.RATE_LIMITED]: { status: 429, temporary: true, message: 'Too many requests; retry after details.retryAfterMs' },
+  [ErrorCode.RATE_LIMITED]: { status: 429, temporary: true, message: 'A rate limit was reached; retry after details.retryAfterMs' },
   [ErrorCode.INTERNAL]: { status: 500, temporary: true, message: 'Internal server error' },
 };
 

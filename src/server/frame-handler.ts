@@ -23,6 +23,7 @@ import { HeraldError } from './errors.js';
 import { ackRefusedError } from './delivery/reliable-delivery.js';
 import { historyMessageFrame } from './message-frame.js';
 import type { HeraldNode } from './node.js';
+import { rateLimitedError } from './rate-limit/rate-limits.js';
 import { Schemas } from './schemas.js';
 import type { PendingResolver, Session } from './session.js';
 import { encodeTextFrame } from './transport/ws-frame.js';
@@ -86,6 +87,7 @@ export class FrameHandler {
       this.reject(session, err, Schemas.frameId(text));
       return;
     }
+    if (this.rateLimited(session, frame)) return;
     session.invalidFrames = 0;
     try {
       this.dispatch(session, frame);
@@ -337,6 +339,27 @@ export class FrameHandler {
     } catch (err) {
       if (session.open) this.sendError(session, err, id);
     }
+  }
+
+  /**
+   * Refuses a frame past one of its rate limits (`rate_limited`, with `retryAfterMs`) and closes
+   * a connection that keeps ignoring them (4506). A `request` is answered with a `response`, as
+   * its other failures are, since its sender waits on the correlationId.
+   */
+  private rateLimited(session: Session, frame: ClientFrame): boolean {
+    // Frames read after the connection was closed (e.g. the rest of a flood that got it closed
+    // with 4506) are neither charged nor acted on.
+    if (!session.open) return true;
+    const refusal = this.node.rateLimits.frame(session, frame);
+    if (!refusal) return false;
+    const err = rateLimitedError(refusal);
+    if (frame.type === 'request') this.send(session, { type: 'response', correlationId: frame.correlationId, error: err.toBody() });
+    else this.sendError(session, err, 'id' in frame ? frame.id : undefined);
+    if (refusal.abusive) {
+      this.node.log.warn({ connId: session.id, user: session.user, limit: refusal.limit }, 'closing a connection that ignores its rate limits');
+      session.close(CloseCode.RATE_LIMITED, 'rate limits ignored');
+    }
+    return true;
   }
 
   private reject(session: Session, err: unknown, id: number | undefined): void {

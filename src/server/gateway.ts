@@ -21,6 +21,7 @@ import { CloseCode, ErrorCode } from '../protocol/codes.js';
 import type { HandshakeDeadline } from './handshake-deadline.js';
 import { rawErrorResponse } from './http/http-limits.js';
 import type { HeraldNode } from './node.js';
+import { rateLimitedError, retryAfterHeader, type Refusal } from './rate-limit/rate-limits.js';
 import type { Session } from './session.js';
 import { WsTransport } from './transport/ws-transport.js';
 
@@ -76,6 +77,8 @@ export class Gateway {
     const { hub, clientIps } = this.node;
     const ip = clientIps.address(req);
     const ipKey = clientIps.keyOf(ip);
+    const limited = this.node.rateLimits.handshake(ipKey);
+    if (limited) return rejectRateLimited(socket, limited);
     const { limits } = this.node.config;
     if (hub.countForIp(ipKey) >= limits.maxConnectionsPerIp) {
       this.node.metrics.rejectedConnections.inc({ reason: 'per_ip' });
@@ -193,7 +196,13 @@ function tokenFromUrl(url: string | undefined): string | undefined {
 }
 
 /** Answers a refused upgrade (the socket is no longer Node's HTTP parser's) and closes it. */
-function reject(socket: Duplex, code: ErrorCode, message?: string, retryAfter?: number): void {
-  socket.end(rawErrorResponse(code, message, retryAfter ? { 'Retry-After': retryAfter } : {}));
+function reject(socket: Duplex, code: ErrorCode, message?: string, retryAfter?: number, details?: unknown): void {
+  socket.end(rawErrorResponse(code, message, retryAfter ? { 'Retry-After': retryAfter } : {}, details));
   setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+/** 429 `rate_limited` with the standard body (`details.retryAfterMs`) and `Retry-After` in seconds. */
+function rejectRateLimited(socket: Duplex, refusal: Refusal): void {
+  const err = rateLimitedError(refusal);
+  reject(socket, err.code, err.message, Number(retryAfterHeader(err)), err.details);
 }

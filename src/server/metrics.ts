@@ -24,6 +24,7 @@ export class Metrics {
   readonly retriesExhausted: Counter;
   readonly inboxDropped: Counter;
   readonly publishFastPath: Counter;
+  readonly rateLimited: Counter<'limit'>;
 
   constructor(sources: { connections(): number; subscriptions(): number; queuedBytes(): number }) {
     const registers = [this.registry];
@@ -51,6 +52,7 @@ export class Metrics {
     this.retriesExhausted = new Counter({ name: 'herald_retries_exhausted_total', help: 'At-least-once deliveries that used every attempt without an ACK (then kept in the inbox)', registers });
     this.inboxDropped = new Counter({ name: 'herald_inbox_dropped_total', help: 'Inbox messages dropped by size or age limits', registers });
     this.publishFastPath = new Counter({ name: 'herald_publish_fast_path_requests_total', help: 'POST /api/v1/publish requests answered without the fastify pipeline', registers });
+    this.rateLimited = new Counter({ name: 'herald_rate_limited_total', help: 'Frames and requests refused with rate_limited, by limit (rateLimits.*)', labelNames: ['limit'], registers });
     this.heartbeatTimeouts = new Counter({ name: 'herald_heartbeat_timeouts_total', help: 'Connections closed for missed pongs', registers });
   }
 }

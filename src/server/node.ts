@@ -28,6 +28,7 @@ import { ClientIps } from './http/client-ip.js';
 import { API_SCOPE, IdempotencyWindow, type IdempotencyKey } from './idempotency.js';
 import { messageFrameBytes } from './message-frame.js';
 import { Metrics } from './metrics.js';
+import { RateLimits } from './rate-limit/rate-limits.js';
 import { Schemas } from './schemas.js';
 import { Session } from './session.js';
 import { compileFilter, type CompiledFilter } from './tag-filter.js';
@@ -72,6 +73,7 @@ export class HeraldNode {
   readonly delivery: ReliableDelivery;
   /** Client addresses and per-IP keys (`server.trustProxy`, `limits.ipv6PrefixLength`). */
   readonly clientIps: ClientIps;
+  readonly rateLimits: RateLimits;
   private readonly heartbeat: Heartbeat;
   private readonly frames: FrameHandler;
   private readonly disposeEngines: (() => Promise<void>) | undefined;
@@ -112,6 +114,7 @@ export class HeraldNode {
       subscriptions: () => this.hub.subscriptionCount,
       queuedBytes: () => this.hub.queuedBytes(),
     });
+    this.rateLimits = new RateLimits(config, this.metrics.rateLimited);
     this.heartbeat = new Heartbeat(config.heartbeat, {
       ping: (s) => {
         s.enqueue(this.pingFrame);

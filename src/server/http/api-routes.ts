@@ -9,6 +9,7 @@ import { readJsonAsset } from '../assets.js';
 import { HeraldError } from '../errors.js';
 import type { HeraldNode, PublishRequest } from '../node.js';
 import { ReceiptBook } from '../delivery/receipts.js';
+import { rateLimitedError } from '../rate-limit/rate-limits.js';
 import { apiKeyMatches, presentedApiKey } from './api-key.js';
 import { publishBatch } from './batch-publish.js';
 
@@ -18,8 +19,19 @@ const errorResponses = {
   401: ref('errorResponse'),
   404: ref('errorResponse'),
   413: ref('errorResponse'),
+  429: tooManyRequests(),
   503: ref('errorResponse'),
 };
+/** Every route can answer 429: the API key's rate limit (`rateLimits.apiKey`) is checked in the onRequest hook. */
+const rateLimited = { 429: tooManyRequests() };
+
+function tooManyRequests() {
+  return {
+    description: 'rate_limited: the API key is past rateLimits.apiKey.requests; retry after Retry-After seconds (details.retryAfterMs in ms)',
+    headers: { 'Retry-After': { type: 'integer', description: 'Seconds to wait before the next request' } },
+    ...ref('errorResponse'),
+  };
+}
 const security: Array<Record<string, string[]>> = [{ apiKey: [] }, { bearer: [] }];
 
 
@@ -42,6 +54,8 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
     const key = presentedApiKey(req.headers);
     if (!key) return done(new HeraldError(ErrorCode.API_KEY_REQUIRED));
     if (!apiKeyMatches(keys, key)) return done(new HeraldError(ErrorCode.INVALID_API_KEY));
+    const limited = node.rateLimits.apiRequest(key);
+    if (limited) return done(rateLimitedError(limited));
     done();
   });
 
@@ -96,6 +110,7 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
           type: 'object',
           properties: { channels: { type: 'array', items: { type: 'object', properties: { channel: { type: 'string' }, subscribers: { type: 'integer' } } } } },
         },
+        ...rateLimited,
       },
     },
   }, async (req) => {
@@ -119,7 +134,7 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
   };
 
   app.get<{ Params: { user: string } }>('/users/:user/connections', {
-    schema: { summary: "A user's live connections (all devices)", tags: ['users'], security, params: userParams, response: { 200: { type: 'object', properties: { connections: { type: 'array', items: connectionSchema } } } } },
+    schema: { summary: "A user's live connections (all devices)", tags: ['users'], security, params: userParams, response: { 200: { type: 'object', properties: { connections: { type: 'array', items: connectionSchema } } }, ...rateLimited } },
   }, async (req) => {
     // Local sessions are exact; presence adds the user's connections on other nodes.
     const local = [...(node.hub.userSessions(req.params.user) ?? [])].map((s) => node.connectionInfo(s));
@@ -130,12 +145,12 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
 
   app.post<{ Params: { user: string }; Body: { reconnect?: boolean; reason?: string } }>('/users/:user/disconnect', {
     preValidation: defaultEmptyBody,
-    schema: { summary: "Close all of a user's connections", tags: ['users'], security, params: userParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' } } } } },
+    schema: { summary: "Close all of a user's connections", tags: ['users'], security, params: userParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' } } }, ...rateLimited } },
   }, async (req) => ({ disconnected: node.disconnectUser(req.params.user, req.body?.reconnect ?? false, req.body?.reason) }));
 
   app.post<{ Params: { id: string }; Body: { reconnect?: boolean; reason?: string } }>('/connections/:id/disconnect', {
     preValidation: defaultEmptyBody,
-    schema: { summary: 'Close one connection', tags: ['connections'], security, params: connParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' } } }, 404: ref('errorResponse') } },
+    schema: { summary: 'Close one connection', tags: ['connections'], security, params: connParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' } } }, 404: ref('errorResponse'), ...rateLimited } },
   }, async (req) => {
     if (!node.disconnectConnection(req.params.id, req.body?.reconnect ?? false, req.body?.reason)) {
       throw new HeraldError(ErrorCode.CONNECTION_NOT_FOUND, `no connection ${req.params.id} on this node`);
@@ -151,7 +166,7 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
         type: 'object', additionalProperties: false, required: ['method'],
         properties: { method: { type: 'string', minLength: 1, maxLength: 128 }, data: {}, timeoutMs: { type: 'integer', minimum: 1, maximum: 120000 } },
       },
-      response: { 200: { type: 'object', properties: { data: {}, error: { type: 'object', additionalProperties: true } } }, 404: ref('errorResponse'), 504: ref('errorResponse') },
+      response: { 200: { type: 'object', properties: { data: {}, error: { type: 'object', additionalProperties: true } } }, 404: ref('errorResponse'), 504: ref('errorResponse'), ...rateLimited },
     },
   }, async (req) => {
     const r = await node.requestClient(req.params.id, req.body.method, req.body.data, req.body.timeoutMs);
@@ -163,7 +178,7 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
       summary: 'Delivery receipt of an at-least-once message: delivered, acknowledged (by whom, when), in inboxes, retries exhausted',
       tags: ['publish'], security,
       params: { type: 'object', required: ['msgId'], properties: { msgId: { type: 'string', minLength: 1, maxLength: 128 } } },
-      response: { 200: { type: 'object', additionalProperties: true }, 404: ref('errorResponse') },
+      response: { 200: { type: 'object', additionalProperties: true }, 404: ref('errorResponse'), ...rateLimited },
     },
   }, async (req) => {
     const r = node.delivery.receipts.get(req.params.msgId);
@@ -172,6 +187,6 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
   });
 
   app.get('/stats', {
-    schema: { summary: 'Counters of this node', tags: ['ops'], security, response: { 200: { type: 'object', additionalProperties: true } } },
+    schema: { summary: 'Counters of this node', tags: ['ops'], security, response: { 200: { type: 'object', additionalProperties: true }, ...rateLimited } },
   }, async () => node.stats());
 }

@@ -5,6 +5,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { ErrorCode } from '../../protocol/codes.js';
 import { HeraldError } from '../errors.js';
+import { retryAfterHeader } from '../rate-limit/rate-limits.js';
 
 export function toHeraldError(err: FastifyError | Error): HeraldError {
   if (err instanceof HeraldError) return err;
@@ -39,6 +40,8 @@ export function installErrorHandling(app: FastifyInstance): void {
     const e = toHeraldError(err);
     if (e.code === ErrorCode.INTERNAL) req.log.error({ err }, 'request failed');
     else req.log.debug({ code: e.code }, 'request refused');
+    const retryAfter = retryAfterHeader(e);
+    if (retryAfter !== undefined) void reply.header('retry-after', retryAfter);
     void reply.code(e.status).header('content-type', 'application/json').send({ error: e.toBody() });
   });
   app.setNotFoundHandler((req, reply) => {

@@ -51,9 +51,9 @@ const REASONS: Record<number, string> = {
  * A complete HTTP/1.1 error response with Herald's error body, for sockets that are answered
  * outside fastify (refused upgrades, client errors, deadlines). The connection is closed after it.
  */
-export function rawErrorResponse(code: ErrorCode, message?: string, headers: Record<string, string | number> = {}): string {
+export function rawErrorResponse(code: ErrorCode, message?: string, headers: Record<string, string | number> = {}, details?: unknown): string {
   const spec = ERRORS[code];
-  const body = JSON.stringify({ error: { code, message: message ?? spec.message, temporary: spec.temporary } });
+  const body = JSON.stringify({ error: { code, message: message ?? spec.message, temporary: spec.temporary, ...(details !== undefined ? { details } : {}) } });
   let head = `HTTP/1.1 ${spec.status} ${REASONS[spec.status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`;
   for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
   return `${head}\r\n${body}`;

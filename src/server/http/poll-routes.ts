@@ -12,6 +12,7 @@ import { isValidChannel } from '../channels.js';
 import { HeraldError } from '../errors.js';
 import { historyMessageFrame } from '../message-frame.js';
 import type { HeraldNode } from '../node.js';
+import { rateLimitedError } from '../rate-limit/rate-limits.js';
 
 const MAX_WAIT_MS = 30_000;
 // Query strings arrive as text and bodies are validated without type coercion, so numeric query
@@ -33,10 +34,30 @@ async function authenticate(node: HeraldNode, req: FastifyRequest): Promise<Iden
   throw new HeraldError(ErrorCode.UNAUTHORIZED, 'send the connection token as "Authorization: Bearer <jwt>"');
 }
 
-/** The identity of a poll request, as the authentication hook verified it. */
+/** The identity of a poll request, as the authentication hook verified (and rate-limited) it. */
 async function identify(node: HeraldNode, req: FastifyRequest): Promise<Identity> {
-  return identities.get(req) ?? authenticate(node, req);
+  const known = identities.get(req);
+  if (known) return known;
+  const identity = await authenticate(node, req);
+  checkPollRateLimit(node, identity, req);
+  return identity;
 }
+
+/** `rateLimits.poll`: per user, per client IP (grouped like the per-IP limits) for anonymous clients; throws `rate_limited` (429 with Retry-After). */
+function checkPollRateLimit(node: HeraldNode, identity: Identity, req: FastifyRequest): void {
+  const limited = node.rateLimits.pollRequest(identity.user, node.clientIps.key(req));
+  if (limited) throw rateLimitedError(limited);
+}
+
+/** The error body every poll route may answer with 429 (shown in /docs). */
+const rateLimitedResponse = {
+  429: {
+    description: 'rate_limited: this client is past rateLimits.poll.requests; retry after Retry-After seconds (details.retryAfterMs in ms)',
+    headers: { 'Retry-After': { type: 'integer', description: 'Seconds to wait before the next request' } },
+    type: 'object',
+    properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' }, temporary: { type: 'boolean' }, details: {} } } },
+  },
+};
 
 export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode }): Promise<void> {
   const { node } = opts;
@@ -45,12 +66,16 @@ export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode 
   // hold a connection open by trickling a body. A refused request also closes its connection, so
   // its unread body is never waited for.
   app.addHook('onRequest', async (req, reply) => {
+    let identity: Identity;
     try {
-      identities.set(req, await authenticate(node, req));
+      identity = await authenticate(node, req);
     } catch (err) {
       void reply.header('connection', 'close');
       throw err;
     }
+    // Also before the body: a client past its rate limit is not read from either.
+    checkPollRateLimit(node, identity, req);
+    identities.set(req, identity);
   });
 
   app.get<{ Params: { channel: string }; Querystring: { since?: string; epoch?: string; limit?: string; wait?: string } }>('/channels/:channel/messages', {
@@ -68,6 +93,7 @@ export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode 
           wait: digits(`long poll: hold up to this many ms (at most ${MAX_WAIT_MS}) for a new message`),
         },
       },
+      response: rateLimitedResponse,
     },
   }, async (req) => {
     const identity = await identify(node, req);
@@ -102,6 +128,7 @@ export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode 
         type: 'object', additionalProperties: false,
         properties: { after: digits('inbox seq of the last message seen (default 0)'), limit: digits('at most this many (1–1000, default 100)') },
       },
+      response: rateLimitedResponse,
     },
   }, async (req) => {
     const identity = await identify(node, req);
@@ -118,6 +145,7 @@ export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode 
       tags: ['polling'],
       security: [{ bearer: [] }],
       body: { type: 'object', additionalProperties: false, required: ['msgIds'], properties: { msgIds: { type: 'array', minItems: 1, maxItems: 1000, items: { type: 'string', minLength: 1, maxLength: 128 } } } },
+      response: rateLimitedResponse,
     },
   }, async (req) => {
     const identity = await identify(node, req);

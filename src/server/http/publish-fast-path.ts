@@ -16,6 +16,7 @@ import secureJson from 'secure-json-parse';
 import type { Logger } from 'pino';
 import { ErrorCode } from '../../protocol/codes.js';
 import { HeraldError } from '../errors.js';
+import { rateLimitedError, retryAfterHeader } from '../rate-limit/rate-limits.js';
 import type { HeraldNode, PublishRequest, PublishResult } from '../node.js';
 import { apiKeyMatches, presentedApiKey } from './api-key.js';
 import { toHeraldError } from './error-handler.js';
@@ -52,16 +53,22 @@ export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMes
     const started = reqLog ? performance.now() : 0;
     // Shaped like a fastify request, so fastify's log serializer writes the same fields.
     reqLog?.info({ req: { method: req.method, url: req.url, headers, host: headers.host, ip: node.clientIps.address(req), socket: req.socket } }, 'incoming request');
-    const respond = (status: number, contentType: string, body: string): void => {
-      res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+    const respond = (status: number, contentType: string, body: string, retryAfter?: string): void => {
+      res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), ...(retryAfter !== undefined ? { 'retry-after': retryAfter } : {}) });
       res.end(body);
       reqLog?.info({ res: { statusCode: status }, responseTime: performance.now() - started }, 'request completed');
     };
     const fail = (err: unknown): void => {
       const e = err instanceof HeraldError ? err : toHeraldError(err as Error);
       if (e.code === ErrorCode.INTERNAL) (reqLog ?? log).error({ err }, 'request failed');
-      respond(e.status, 'application/json; charset=utf-8', JSON.stringify({ error: e.toBody() }));
+      respond(e.status, 'application/json; charset=utf-8', JSON.stringify({ error: e.toBody() }), retryAfterHeader(e));
     };
+    // The API key's rate limit, charged where fastify's onRequest hook charges it: before the body is read.
+    const limited = node.rateLimits.apiRequest(key);
+    if (limited) {
+      fail(rateLimitedError(limited));
+      return true;
+    }
 
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
