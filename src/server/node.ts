@@ -60,7 +60,7 @@ export class HeraldNode {
   readonly name: string;
   readonly hub: Hub;
   readonly metrics: Metrics;
-  readonly schemas = new Schemas();
+  readonly schemas: Schemas;
   readonly verifier: TokenVerifier;
   readonly broker: Broker;
   readonly presence: PresenceStore;
@@ -88,6 +88,7 @@ export class HeraldNode {
     name?: string,
   ) {
     this.name = name ?? defaultNodeName(config);
+    this.schemas = new Schemas(config.limits.maxJsonDepth);
     this.verifier = new TokenVerifier(config.auth.jwt);
     this.broker = engines.broker ?? new MemoryBroker();
     this.presence = engines.presence ?? new MemoryPresence();
@@ -133,7 +134,8 @@ export class HeraldNode {
       log: this.log,
       write: (s, frame) => this.hub.offer(s, frame),
     });
-    this.requestHandlers.set('echo', async (_s, data) => data);
+    // Off by default: a method any client may call is attack surface a deployment opts into.
+    if (config.rpc.echo) this.requestHandlers.set('echo', async (_s, data) => data);
   }
 
   async start(): Promise<void> {
@@ -154,7 +156,9 @@ export class HeraldNode {
     return session;
   }
 
+  /** One text frame from the client. A condemned (closing) connection's input is dropped unread. */
   onText(session: Session, text: string): void {
+    if (session.state === 'closed') return;
     this.heartbeat.alive(session);
     this.frames.handle(session, text);
   }

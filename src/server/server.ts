@@ -15,6 +15,7 @@ import { apiRoutes } from './http/api-routes.js';
 import { publishFastPath } from './http/publish-fast-path.js';
 import { readJsonAsset } from './assets.js';
 import { installErrorHandling } from './http/error-handler.js';
+import { installJsonBodyParser } from './http/json-body.js';
 import { opsRoutes } from './http/ops-routes.js';
 import { pollRoutes } from './http/poll-routes.js';
 import { createEngines } from './engine/create-engines.js';
@@ -75,6 +76,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
   const node = new HeraldNode(config, app.log, engines ?? (await createEngines(config, name, app.log)), name);
   let ready = false;
   installErrorHandling(app);
+  installJsonBodyParser(app, config.limits.maxJsonDepth);
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
