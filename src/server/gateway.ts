@@ -9,6 +9,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { CloseCode, ErrorCode } from '../protocol/codes.js';
 import { ERRORS } from './errors.js';
 import type { HeraldNode } from './node.js';
+import { LoopTurns, PacedReader } from './read-pacer.js';
 import { WsTransport } from './transport/ws-transport.js';
 
 interface Waiter {
@@ -22,6 +23,7 @@ export class Gateway {
   private readonly waiters: Waiter[] = [];
   private readonly allowAnyOrigin: boolean;
   private readonly allowedOrigins: Set<string>;
+  private readonly turns = new LoopTurns();
   closed = false;
 
   constructor(private readonly node: HeraldNode) {
@@ -107,13 +109,14 @@ export class Gateway {
     raw.__heraldBound = true;
     const node = this.node;
     const session = node.attach(new WsTransport(ws, ip, node.config.server.nativeSend), token);
+    const reader = new PacedReader<Buffer>(this.turns, ws, (data) => node.onText(session, data.toString('utf8')), () => !session.open);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) {
         node.metrics.invalidFrames.inc({ code: 'binary' });
         session.close(CloseCode.UNSUPPORTED_DATA, 'binary frames are not supported; send JSON text');
         return;
       }
-      node.onText(session, data.toString('utf8'));
+      reader.push(data);
     });
     ws.on('error', (err) => node.log.debug({ connId: session.id, err: err.message }, 'websocket error'));
     ws.once('close', (code: number) => {
