@@ -15,6 +15,13 @@ afterEach(async () => {
   await server?.close();
 });
 
+/** Waits until the server has let go of the connection (its close handler ran). */
+async function gone(connectionId: string): Promise<void> {
+  const deadline = Date.now() + 3000;
+  while (server.node.hub.sessions.has(connectionId) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  expect(server.node.hub.sessions.has(connectionId)).toBe(false);
+}
+
 describe('close reasons', () => {
   it('a 120-character reason of 2-byte characters closes the connection, with the reason cut to 123 bytes', async () => {
     server = await startTestServer();
@@ -25,7 +32,7 @@ describe('close reasons', () => {
     const closed = await s.closed;
     expect(closed.code).toBe(4502);
     expect(closed.reason).toBe('é'.repeat(61)); // 122 bytes: a 62nd would make 124
-    expect(server.node.hub.sessions.has(s.info.connectionId)).toBe(false);
+    await gone(s.info.connectionId);
   });
 
   it('cuts on a character boundary (4-byte characters)', () => {
@@ -42,8 +49,6 @@ describe('close reasons', () => {
     });
     expect((await api(server, 'POST', `/api/v1/connections/${s.info.connectionId}/disconnect`, {})).status).toBe(200);
     expect((await s.closed).code).toBe(1006);
-    const deadline = Date.now() + 3000;
-    while (server.node.hub.sessions.has(s.info.connectionId) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    expect(server.node.hub.sessions.has(s.info.connectionId)).toBe(false);
+    await gone(s.info.connectionId);
   });
 });
