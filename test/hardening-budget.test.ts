@@ -31,11 +31,12 @@ function sessionOf(id: string): Session {
 }
 
 /** The most the server has held for `session` after any write (its queue plus the socket's buffer). */
-function watchBacklog(session: Session): { peak: number } {
-  const watch = { peak: 0 };
+function watchBacklog(session: Session): { peak: number; frames: number } {
+  const watch = { peak: 0, frames: 0 };
   const transport = session.transport;
   const write = transport.write.bind(transport);
   transport.write = (frames) => {
+    watch.frames += frames.length;
     write(frames);
     watch.peak = Math.max(watch.peak, session.backlogBytes);
   };
@@ -145,9 +146,15 @@ describe('every other path counts against the same budget', () => {
     const session = sessionOf(s.info.connectionId);
     const backlog = watchBacklog(session);
     rawSocket(s).pause();
-    // About 2 MB sent once: what fills the budget is the retransmissions of it.
-    for (let i = 0; i < 128; i++) await server.publish({ channel: 'orders', eventType: 'e', payload: 'x'.repeat(16_000) });
+    // About 2 MB sent once, one message per tick (so each leaves at once, into the kernel's
+    // buffers): what then fills the budget is the retransmissions.
+    const MESSAGES = 128;
+    for (let i = 0; i < MESSAGES; i++) {
+      await server.publish({ channel: 'orders', eventType: 'e', payload: 'x'.repeat(16_000) });
+      await new Promise((r) => setImmediate(r));
+    }
     expect(await closeCodeSeenByClient(s, session)).toBe(4003);
+    expect(backlog.frames).toBeGreaterThan(MESSAGES);
     expect(backlog.peak).toBeLessThanOrEqual(BUDGET + SLACK);
     expect(await slowConsumerCloses()).toBe(1);
   });
