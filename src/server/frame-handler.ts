@@ -14,7 +14,6 @@ import type {
   RequestFrame,
   ServerFrame,
   SubscribeFrame,
-  SubscribedFrame,
   UnsubscribeFrame,
 } from '../protocol/frames.js';
 import { PROTOCOL_VERSION } from '../protocol/codes.js';
