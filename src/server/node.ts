@@ -201,7 +201,12 @@ export class HeraldNode {
 
   /** After `connected` went out: hand over what waited in the user's inbox. */
   afterConnected(session: Session): void {
-    if (session.user) void this.delivery.deliverInbox(session);
+    if (!session.user) return;
+    // Part of handling this connection's `connect`: a fault in it ends this connection only (4004).
+    this.delivery.deliverInbox(session).catch((err: unknown) => {
+      this.log.error({ err, connId: session.id, user: session.user }, 'inbox delivery failed; closing the connection with 4004');
+      session.close(CloseCode.SERVER_ERROR, 'internal error');
+    });
   }
 
   /**
