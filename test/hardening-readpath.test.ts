@@ -204,6 +204,17 @@ describe('C1: a fault while handling a frame closes that connection alone (4004)
     await b.check();
   });
 
+  it('an engine failure during subscribe is a temporary refusal (broker_unavailable), not a fault: the connection stays', async () => {
+    server = await startTestServer();
+    const errors = errorLogs();
+    vi.spyOn(server.node.broker, 'history').mockRejectedValueOnce(new Error('engine down'));
+    const s = await TestSocket.connect(server);
+    expect(await s.request({ type: 'subscribe', channel: 'flaky' })).toMatchObject({ type: 'error', error: { code: 'broker_unavailable', temporary: true } });
+    expect(errors.map(([, msg]) => msg)).toEqual(['subscribe failed in the engine']);
+    // Nothing half-done is left behind: the same subscribe succeeds once the engine is back.
+    expect(await s.request({ type: 'subscribe', channel: 'flaky' })).toMatchObject({ type: 'subscribed' });
+  });
+
   it('a request handler whose result cannot be serialized gets an internal error response, not a crash', async () => {
     server = await startTestServer();
     server.node.requestHandlers.set('bigint', async () => ({ n: 1n }));
