@@ -228,8 +228,8 @@ export class FrameHandler {
       throw new HeraldError(ErrorCode.BROKER_UNAVAILABLE);
     }
     if (!session.open || session.subs.get(channel) !== buffer) return;
-    const reply = subscribedReply(frame, history, session.roomBytes);
-    if (!session.enqueue(reply)) return;
+    const reply = subscribedReply(frame, history, session.replayRoomBytes);
+    if (!session.enqueue(reply, frame.recover !== undefined)) return;
     const top = history.position.offset;
     for (const { offset, frame: bytes, send } of buffer.frames) {
       if (offset <= top) continue;

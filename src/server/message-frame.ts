@@ -27,10 +27,10 @@ export function historyMessageFrame(channel: string, epoch: string, entry: Histo
 }
 
 /**
- * The `subscribed` reply. A recovery replay must fit in `room`, what is left of the connection's
- * byte budget (`limits.maxQueueBytes`): one that does not is answered like one history cannot
+ * The `subscribed` reply. A recovery replay must fit in `room`, what the connection's byte budget
+ * allows it (`Session.replayRoomBytes`): one that does not is answered like one history cannot
  * serve — `recovered: false`, no publications — and the client reloads its state. Publications are
- * encoded one at a time and the work stops once the budget is passed, so asking for a large replay
+ * encoded one at a time and the work stops once `room` is passed, so asking for a large replay
  * costs the server no more than the budget.
  */
 export function subscribedReply(frame: SubscribeFrame, history: HistoryResult, room: number): Buffer {
