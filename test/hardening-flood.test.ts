@@ -51,7 +51,7 @@ describe('R2: a condemned connection', () => {
 });
 
 describe('R2: one connection\'s flood', () => {
-  it('does not starve a bystander: its ping is answered long before the attacker\'s pings are', async () => {
+  it('does not starve a bystander nor a new handshake: both are served long before the attacker\'s pings are', async () => {
     server = await startTestServer();
     const attacker = await TestSocket.connect(server, { sub: 'attacker' });
     const bystander = await TestSocket.connect(server, { sub: 'bystander' });
@@ -60,12 +60,22 @@ describe('R2: one connection\'s flood', () => {
     const PINGS = 20_000;
     let attackerHandled = 0;
     let attackerHandledAtBystander = -1;
+    let attackerHandledAtHandshake = -1;
+    let newcomer: Promise<TestSocket> | undefined;
     const node = server.node;
+    const attach = node.attach.bind(node);
+    vi.spyOn(node, 'attach').mockImplementation((...args) => {
+      if (attackerHandledAtHandshake < 0) attackerHandledAtHandshake = attackerHandled;
+      return attach(...args);
+    });
     const onText = node.onText.bind(node);
     vi.spyOn(node, 'onText').mockImplementation((session, text) => {
       if (session.id === attackerId) {
-        // The bystander pings the moment the flood starts being handled.
-        if (attackerHandled++ === 0) bystander.ws.send('{"type":"ping"}');
+        // The bystander pings, and a new client starts its handshake, the moment the flood starts being handled.
+        if (attackerHandled++ === 0) {
+          bystander.ws.send('{"type":"ping"}');
+          newcomer = TestSocket.open(server.wsUrl);
+        }
       } else if (session.id === bystanderId && attackerHandledAtBystander < 0) {
         attackerHandledAtBystander = attackerHandled;
       }
@@ -77,11 +87,17 @@ describe('R2: one connection\'s flood', () => {
     // pacing it waits for at least a whole socket read of the attacker's frames (thousands).
     expect(attackerHandledAtBystander).toBeGreaterThan(0);
     expect(attackerHandledAtBystander).toBeLessThan(FRAMES_PER_TURN * 8);
+    // A handshake takes several turns (TCP accept, the HTTP upgrade, the 101): still a small
+    // fraction of the flood. Without pacing the whole flood went first.
+    (await newcomer!).close();
+    expect(attackerHandledAtHandshake).toBeGreaterThan(0);
+    expect(attackerHandledAtHandshake).toBeLessThan(PINGS / 4);
     // Nothing is lost: every one of the attacker's pings is answered, in the end.
     const deadline = Date.now() + 20_000;
     while (attacker.frames.filter((f) => f.type === 'pong').length < PINGS && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(attacker.frames.filter((f) => f.type === 'pong').length).toBe(PINGS);
     expect(attackerHandled).toBe(PINGS);
+    console.log('at bystander', attackerHandledAtBystander, 'at handshake', attackerHandledAtHandshake);
   });
 });
 
