@@ -97,7 +97,6 @@ describe('R2: one connection\'s flood', () => {
     while (attacker.frames.filter((f) => f.type === 'pong').length < PINGS && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(attacker.frames.filter((f) => f.type === 'pong').length).toBe(PINGS);
     expect(attackerHandled).toBe(PINGS);
-    console.log('at bystander', attackerHandledAtBystander, 'at handshake', attackerHandledAtHandshake);
   });
 });
 
