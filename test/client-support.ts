@@ -30,6 +30,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<HeraldServe
       origins: { allowed: ['*'] },
       log: { level: 'warn' },
       engine: { type: 'memory' },
+      // The SDK tests call the built-in `echo` method, which is off unless configured.
+      rpc: { echo: true },
       heartbeat: { maxMissed: 1, ...(opts.heartbeat ?? { intervalMs: 25_000, pongTimeoutMs: 10_000 }) },
       ...(opts.overrides ?? {}),
     },

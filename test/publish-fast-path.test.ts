@@ -25,6 +25,8 @@ interface Case {
   chunked?: boolean;
   /** Whether the fast path should answer it (false: handed to fastify). */
   fast: boolean;
+  /** The status both must answer, where the case pins it. */
+  status?: number;
 }
 
 function send(server: HeraldServer, c: Case): Promise<Raw> {
@@ -91,6 +93,10 @@ const CASES: Case[] = [
   { name: 'empty body', body: '', fast: true },
   { name: '__proto__ key', body: '{"channel":"news","eventType":"x","payload":{"__proto__":{"admin":true}}}', fast: true },
   { name: 'constructor.prototype key', body: '{"channel":"news","eventType":"x","payload":{"constructor":{"prototype":{"admin":true}}}}', fast: true },
+  { name: 'payload at limits.maxJsonDepth (body 1 + 63)', body: `{"channel":"news","eventType":"x","payload":${'['.repeat(63)}${']'.repeat(63)}}`, fast: true, status: 200 },
+  { name: 'payload one level past limits.maxJsonDepth', body: `{"channel":"news","eventType":"x","payload":${'['.repeat(64)}${']'.repeat(64)}}`, fast: true, status: 400 },
+  { name: 'payload nested 100 000 deep', body: `{"channel":"news","eventType":"x","payload":${'['.repeat(100_000)}${']'.repeat(100_000)}}`, fast: true, status: 400 },
+  { name: 'too deep and malformed', body: '{"payload":'.repeat(80), fast: true, status: 400 },
   { name: 'invalid UTF-8', body: Buffer.concat([Buffer.from('{"channel":"news","eventType":"x","payload":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]), fast: true },
   { name: 'no API key', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { authorization: '' }, fast: false },
   { name: 'wrong API key', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { authorization: 'Bearer not-the-key-at-all' }, fast: false },
@@ -123,6 +129,7 @@ describe('publish fast path', () => {
       const b = await send(slow, c);
       expect({ case: c.name, status: a.status, contentType: a.contentType, body: normalized(a.body) }).toEqual({ case: c.name, status: b.status, contentType: b.contentType, body: normalized(b.body) });
       expect({ case: c.name, taken }).toEqual({ case: c.name, taken: c.fast ? 1 : 0 });
+      if (c.status !== undefined) expect({ case: c.name, status: a.status }).toEqual({ case: c.name, status: c.status });
     }
     expect(await fastPathCount(slow)).toBe(0);
   });

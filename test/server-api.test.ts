@@ -97,7 +97,7 @@ describe('HTTP server API', () => {
   });
 
   it('answers client requests matched by correlationId (client → server RPC)', async () => {
-    server = await startTestServer();
+    server = await startTestServer({ rpc: { echo: true } });
     server.node.requestHandlers.set('sum', async (_s, data) => (data as number[]).reduce((a, b) => a + b, 0));
     const s = await TestSocket.connect(server);
     s.send({ type: 'request', correlationId: 'c-2', method: 'sum', data: [1, 2, 3] });

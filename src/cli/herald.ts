@@ -8,6 +8,7 @@ import { SignJWT } from 'jose';
 import { WebSocket } from 'ws';
 import { configFromAssignments, configFromEnv, ConfigError, hmacSecretProblem, readConfigFile, resolveConfig } from '../server/config.js';
 import { HERALD_VERSION, startHerald } from '../server/server.js';
+import { installProcessFaultPolicy } from '../server/process-policy.js';
 import { registerBenchCommand } from './bench-command.js';
 import { isPrimaryOfWorkers, runPrimary, workerNodeName } from './workers.js';
 
@@ -63,6 +64,10 @@ program
       process.stderr.write(`herald: cannot start: ${(err as Error).message}\n`);
       process.exit(err instanceof ConfigError ? 2 : 1);
     }
+    // A fault nothing caught leaves the process in an unknown state: log it, close the clients
+    // briefly (they reconnect and recover), exit non-zero for the supervisor to restart us.
+    const live = server;
+    installProcessFaultPolicy({ log: live.app.log, beforeExit: () => live.shutdown(1000), graceMs: 3000 });
     if (config.api.keys.length === 0) server.app.log.warn('no api.keys configured: the HTTP API refuses every request (set HERALD_API__KEYS)');
     if (config.auth.anonymous) server.app.log.warn('auth.anonymous is on: anyone may connect to public channels');
     let stopping = false;

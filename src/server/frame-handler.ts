@@ -14,14 +14,14 @@ import type {
   RequestFrame,
   ServerFrame,
   SubscribeFrame,
-  SubscribedFrame,
   UnsubscribeFrame,
 } from '../protocol/frames.js';
 import { PROTOCOL_VERSION } from '../protocol/codes.js';
 import { isValidChannel } from './channels.js';
 import { HeraldError } from './errors.js';
 import { ackRefusedError } from './delivery/reliable-delivery.js';
-import { historyMessageFrame } from './message-frame.js';
+import type { HistoryResult } from './engine/broker.js';
+import { subscribedReply } from './message-frame.js';
 import type { HeraldNode } from './node.js';
 import { rateLimitedError } from './rate-limit/rate-limits.js';
 import { Schemas } from './schemas.js';
@@ -35,6 +35,8 @@ const MSG_ID = /^[^"\\]{1,128}$/;
 /**
  * The msgIds of an ack frame in the SDK's exact shape, or undefined when the frame is anything
  * else (it then goes through the schema like every frame, with the same result for valid input).
+ * Only an array of plain strings is accepted here — depth 2 by construction — so a deeply nested
+ * ack falls through to the full path, where `limits.maxJsonDepth` refuses it before parsing.
  */
 function parseAckIds(text: string): string[] | undefined {
   if (!text.endsWith(']}') || text.length > 140_000) return undefined;
@@ -62,7 +64,19 @@ export class FrameHandler {
     this.upgradeTokens.set(session, token);
   }
 
+  /**
+   * Handles one text frame. Whatever goes wrong is contained here: a client's mistake becomes an
+   * error frame or close code, a fault of ours closes this connection (4004) and no other.
+   */
   handle(session: Session, text: string): void {
+    try {
+      this.handleFrame(session, text);
+    } catch (err) {
+      this.fail(session, err);
+    }
+  }
+
+  private handleFrame(session: Session, text: string): void {
     // A client may pipeline frames right behind `connect`; keep them (bounded) until the token
     // has been verified instead of refusing them.
     if (session.early) {
@@ -75,7 +89,6 @@ export class FrameHandler {
     if (text.startsWith(ACK_PREFIX) && session.state === 'connected') {
       const msgIds = parseAckIds(text);
       if (msgIds) {
-        session.invalidFrames = 0;
         this.ack(session, msgIds);
         return;
       }
@@ -88,13 +101,7 @@ export class FrameHandler {
       return;
     }
     if (this.rateLimited(session, frame)) return;
-    session.invalidFrames = 0;
-    try {
-      this.dispatch(session, frame);
-    } catch (err) {
-      this.node.log.error({ err, connId: session.id }, 'frame handling failed');
-      session.close(CloseCode.SERVER_ERROR, 'internal error');
-    }
+    this.dispatch(session, frame);
   }
 
   private dispatch(session: Session, frame: ClientFrame): void {
@@ -105,19 +112,19 @@ export class FrameHandler {
     }
     switch (frame.type) {
       case 'connect':
-        void this.connect(session, frame);
+        this.run(session, this.connect(session, frame));
         return;
       case 'subscribe':
-        void this.guard(session, frame.id, this.subscribe(session, frame));
+        this.run(session, this.guard(session, frame.id, this.subscribe(session, frame)));
         return;
       case 'unsubscribe':
         this.unsubscribe(session, frame);
         return;
       case 'publish':
-        void this.guard(session, frame.id, this.publish(session, frame));
+        this.run(session, this.guard(session, frame.id, this.publish(session, frame)));
         return;
       case 'request':
-        void this.request(session, frame);
+        this.run(session, this.request(session, frame));
         return;
       case 'response':
         this.response(session, frame.correlationId, frame);
@@ -219,29 +226,29 @@ export class FrameHandler {
     // is published in between is either in the history read or in the buffer, never neither.
     const first = node.hub.subscribe(session, channel, true);
     const buffer = session.subs.get(channel)!;
+    let history: HistoryResult;
     try {
       if (first) await node.broker.subscribe({ kind: 'channel', channel });
       const limit = frame.recover ? node.config.channels.maxRecover : 0;
-      const history = await node.broker.history(channel, { limit, config: node.historyConfig(channel), ...(frame.recover ? { since: frame.recover } : {}) });
-      if (!session.open || session.subs.get(channel) !== buffer) return;
-      const top = history.position.offset;
-      const reply: SubscribedFrame = { type: 'subscribed', id: frame.id, channel, position: history.position };
-      if (frame.recover) {
-        reply.recovered = history.complete;
-        reply.publications = history.entries.map((e) => historyMessageFrame(channel, history.position.epoch, e));
-      }
-      session.enqueue(encodeTextFrame(JSON.stringify(reply)), true);
-      for (const { offset, frame: bytes, send } of buffer.frames) {
-        if (offset <= top) continue;
-        if (send) send(session);
-        else session.enqueue(bytes);
-      }
-      node.hub.recovered(session, channel);
-      node.presence.add(node.connectionInfo(session)).catch(() => undefined);
+      history = await node.broker.history(channel, { limit, config: node.historyConfig(channel), ...(frame.recover ? { since: frame.recover } : {}) });
     } catch (err) {
-      if (node.hub.unsubscribe(session, channel)) node.unsubscribeBroker({ kind: 'channel', channel });
-      throw err;
+      if (session.subs.get(channel) === buffer && node.hub.unsubscribe(session, channel)) node.unsubscribeBroker({ kind: 'channel', channel });
+      if (err instanceof HeraldError) throw err;
+      // The engine's trouble, not the client's: a temporary refusal it may retry.
+      node.log.error({ err, connId: session.id, channel }, 'subscribe failed in the engine');
+      throw new HeraldError(ErrorCode.BROKER_UNAVAILABLE);
     }
+    if (!session.open || session.subs.get(channel) !== buffer) return;
+    const reply = subscribedReply(frame, history, session.replayRoomBytes);
+    if (!session.enqueue(reply, frame.recover !== undefined)) return;
+    const top = history.position.offset;
+    for (const { offset, frame: bytes, send } of buffer.frames) {
+      if (offset <= top) continue;
+      if (send) send(session);
+      else session.enqueue(bytes);
+    }
+    node.hub.recovered(session, channel);
+    node.presence.add(node.connectionInfo(session)).catch(() => undefined);
   }
 
   private unsubscribe(session: Session, frame: UnsubscribeFrame): void {
@@ -281,19 +288,21 @@ export class FrameHandler {
   }
 
   private async request(session: Session, frame: RequestFrame): Promise<void> {
+    const { correlationId } = frame;
     const handler = this.node.requestHandlers.get(frame.method);
-    let reply: ServerFrame;
+    let reply: Buffer;
     if (!handler) {
-      reply = { type: 'response', correlationId: frame.correlationId, error: new HeraldError(ErrorCode.UNKNOWN_METHOD, `no handler for method ${JSON.stringify(frame.method)}`).toBody() };
+      reply = encodeFrame({ type: 'response', correlationId, error: new HeraldError(ErrorCode.UNKNOWN_METHOD, `no handler for method ${JSON.stringify(frame.method)}`).toBody() });
     } else {
       try {
-        const data = await handler(session, frame.data);
-        reply = { type: 'response', correlationId: frame.correlationId, data };
+        // Encoded here, so a result that cannot be serialized is the handler's failure too.
+        reply = encodeFrame({ type: 'response', correlationId, data: await handler(session, frame.data) });
       } catch (err) {
-        reply = { type: 'response', correlationId: frame.correlationId, error: this.errorBody(err) };
+        reply = encodeFrame({ type: 'response', correlationId, error: this.errorBody(err, session, frame.method) });
       }
     }
-    if (session.open) this.send(session, reply);
+    // A reply counts against the connection's byte budget like any frame (enqueue enforces it).
+    if (session.open) session.enqueue(reply);
   }
 
   private response(session: Session, correlationId: string, frame: { data?: unknown; error?: ErrorBody }): void {
@@ -333,10 +342,20 @@ export class FrameHandler {
 
   // ---- helpers -------------------------------------------------------------------------------
 
+  /**
+   * Runs the asynchronous part of a frame's handling. Every promise the read path starts ends
+   * here, so none is left unhandled: a rejection is a fault of ours and ends this connection only.
+   */
+  private run(session: Session, work: Promise<void>): void {
+    work.catch((err: unknown) => this.fail(session, err));
+  }
+
+  /** Refusals (HeraldError) become the frame's error reply; anything else is a fault, for `run`. */
   private async guard(session: Session, id: number, work: Promise<void>): Promise<void> {
     try {
       await work;
     } catch (err) {
+      if (!(err instanceof HeraldError)) throw err;
       if (session.open) this.sendError(session, err, id);
     }
   }
@@ -362,26 +381,51 @@ export class FrameHandler {
     return true;
   }
 
+  /**
+   * A fault of ours while handling this connection's frame. Its state (subscriptions, deliveries
+   * in flight) may now be inconsistent, so it is closed with 4004: the client reconnects and
+   * recovers, and no other connection is touched. Logged once, at error level.
+   */
+  private fail(session: Session, err: unknown): void {
+    if (!session.open) {
+      this.node.log.debug({ err, connId: session.id }, 'frame handling failed after the connection closed');
+      return;
+    }
+    this.node.log.error({ err, connId: session.id, user: session.user }, 'frame handling failed; closing the connection with 4004');
+    session.close(CloseCode.SERVER_ERROR, 'internal error');
+  }
+
+  /**
+   * A frame the client got wrong. Logged at debug without a stack (the client caused it, the
+   * server is fine). The count is never reset, so valid frames in between do not earn an abuser
+   * more invalid ones: past `limits.maxInvalidFrames` the connection is closed.
+   */
   private reject(session: Session, err: unknown, id: number | undefined): void {
     const e = err instanceof HeraldError ? err : new HeraldError(ErrorCode.INVALID_FRAME);
     this.node.metrics.invalidFrames.inc({ code: e.code });
+    this.node.log.debug({ connId: session.id, code: e.code, reason: e.message }, 'invalid frame');
     this.sendError(session, e, id);
     if (++session.invalidFrames > this.node.config.limits.maxInvalidFrames) {
+      this.node.log.warn({ connId: session.id, user: session.user, invalidFrames: session.invalidFrames }, 'closing a connection that sent too many invalid frames');
       session.close(CloseCode.TOO_MANY_ERRORS, 'too many invalid frames');
     }
   }
 
-  private errorBody(err: unknown): ErrorBody {
+  private errorBody(err: unknown, session?: Session, method?: string): ErrorBody {
     if (err instanceof HeraldError) return err.toBody();
-    this.node.log.error({ err }, 'request handler failed');
+    this.node.log.error({ err, connId: session?.id, method }, 'request handler failed');
     return new HeraldError(ErrorCode.INTERNAL).toBody();
   }
 
   sendError(session: Session, err: unknown, id: number | undefined): void {
-    this.send(session, { type: 'error', ...(id !== undefined ? { id } : {}), error: this.errorBody(err) });
+    this.send(session, { type: 'error', ...(id !== undefined ? { id } : {}), error: this.errorBody(err, session) });
   }
 
   send(session: Session, frame: ServerFrame): void {
-    session.enqueue(encodeTextFrame(JSON.stringify(frame)));
+    session.enqueue(encodeFrame(frame));
   }
+}
+
+function encodeFrame(frame: ServerFrame): Buffer {
+  return encodeTextFrame(JSON.stringify(frame));
 }

@@ -22,6 +22,7 @@ import type { HandshakeDeadline } from './handshake-deadline.js';
 import { rawErrorResponse } from './http/http-limits.js';
 import type { HeraldNode } from './node.js';
 import { rateLimitedError, retryAfterHeader, type Refusal } from './rate-limit/rate-limits.js';
+import { LoopTurns, PacedReader } from './read-pacer.js';
 import type { Session } from './session.js';
 import { WsTransport } from './transport/ws-transport.js';
 
@@ -45,6 +46,7 @@ export class Gateway {
   private readonly waiters: Waiter[] = [];
   private readonly allowAnyOrigin: boolean;
   private readonly allowedOrigins: Set<string>;
+  private readonly turns = new LoopTurns();
   closed = false;
 
   constructor(
@@ -149,13 +151,14 @@ export class Gateway {
     raw.__heraldBound = true;
     const node = this.node;
     const session = node.attach(new WsTransport(ws, admission.ip, node.config.server.nativeSend), token, { ipKey: admission.ipKey, connectWithinMs: admission.connectWithinMs });
+    const reader = new PacedReader<Buffer>(this.turns, ws, (data) => node.onText(session, data.toString('utf8')), () => !session.open);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) {
         node.metrics.invalidFrames.inc({ code: 'binary' });
         session.close(CloseCode.UNSUPPORTED_DATA, 'binary frames are not supported; send JSON text');
         return;
       }
-      node.onText(session, data.toString('utf8'));
+      reader.push(data);
     });
     ws.on('error', (err) => node.log.debug({ connId: session.id, err: err.message }, 'websocket error'));
     ws.once('close', (code: number) => {

@@ -6,3 +6,4 @@ export type { Broker, Dispatch, HistoryResult, HistoryQuery } from './engine/bro
 export type { PresenceStore, ConnectionInfo } from './engine/presence.js';
 export { MemoryBroker } from './engine/memory-broker.js';
 export { MemoryPresence } from './engine/memory-presence.js';
+export { installProcessFaultPolicy, FAULT_EXIT_CODE, type ProcessFaultPolicy } from './process-policy.js';

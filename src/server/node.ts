@@ -62,7 +62,7 @@ export class HeraldNode {
   readonly name: string;
   readonly hub: Hub;
   readonly metrics: Metrics;
-  readonly schemas = new Schemas();
+  readonly schemas: Schemas;
   readonly verifier: TokenVerifier;
   readonly broker: Broker;
   readonly presence: PresenceStore;
@@ -93,6 +93,7 @@ export class HeraldNode {
     name?: string,
   ) {
     this.name = name ?? defaultNodeName(config);
+    this.schemas = new Schemas(config.limits.maxJsonDepth);
     this.verifier = new TokenVerifier(config.auth.jwt);
     this.clientIps = new ClientIps({ trustProxy: config.server.trustProxy, ipv6PrefixLength: config.limits.ipv6PrefixLength });
     const window = engines.broker && engines.inbox ? undefined : new IdempotencyWindow(config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);
@@ -140,7 +141,8 @@ export class HeraldNode {
       log: this.log,
       write: (s, frame) => this.hub.offer(s, frame),
     });
-    this.requestHandlers.set('echo', async (_s, data) => data);
+    // Off by default: a method any client may call is attack surface a deployment opts into.
+    if (config.rpc.echo) this.requestHandlers.set('echo', async (_s, data) => data);
   }
 
   async start(): Promise<void> {
@@ -165,7 +167,9 @@ export class HeraldNode {
     return session;
   }
 
+  /** One text frame from the client. A condemned (closing) connection's input is dropped unread. */
   onText(session: Session, text: string): void {
+    if (session.state === 'closed') return;
     this.heartbeat.alive(session);
     this.frames.handle(session, text);
   }
@@ -208,7 +212,12 @@ export class HeraldNode {
 
   /** After `connected` went out: hand over what waited in the user's inbox. */
   afterConnected(session: Session): void {
-    if (session.user) void this.delivery.deliverInbox(session);
+    if (!session.user) return;
+    // Part of handling this connection's `connect`: a fault in it ends this connection only (4004).
+    this.delivery.deliverInbox(session).catch((err: unknown) => {
+      this.log.error({ err, connId: session.id, user: session.user }, 'inbox delivery failed; closing the connection with 4004');
+      session.close(CloseCode.SERVER_ERROR, 'internal error');
+    });
   }
 
   /**

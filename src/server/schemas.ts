@@ -7,6 +7,7 @@ import { ErrorCode } from '../protocol/codes.js';
 import type { ClientFrame } from '../protocol/frames.js';
 import { readJsonAsset } from './assets.js';
 import { HeraldError } from './errors.js';
+import { exceedsJsonDepth } from './json-depth.js';
 
 const FRAME_TYPES = ['connect', 'subscribe', 'unsubscribe', 'publish', 'request', 'response', 'ack', 'ping', 'pong'] as const;
 
@@ -15,7 +16,8 @@ export class Schemas {
   private readonly frameValidators = new Map<string, ValidateFunction>();
   readonly envelope: ValidateFunction;
 
-  constructor() {
+  /** `maxJsonDepth`: `limits.maxJsonDepth`; deeper frames are refused before they are parsed. */
+  constructor(private readonly maxJsonDepth = 64) {
     this.ajv.addSchema(readJsonAsset('api/client-frames.schema.json'));
     this.ajv.addSchema(readJsonAsset('api/envelope.schema.json'));
     for (const t of FRAME_TYPES) this.frameValidators.set(t, this.ajv.getSchema(`herald:client-frames#/$defs/${t}`)!);
@@ -24,6 +26,9 @@ export class Schemas {
 
   /** Parses and validates one text frame; throws a HeraldError with the documented code. */
   parseClientFrame(text: string): ClientFrame {
+    if (exceedsJsonDepth(text, this.maxJsonDepth)) {
+      throw new HeraldError(ErrorCode.INVALID_FRAME, `the frame nests objects and arrays deeper than limits.maxJsonDepth (${this.maxJsonDepth})`);
+    }
     let value: unknown;
     try {
       value = JSON.parse(text);

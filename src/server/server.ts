@@ -14,6 +14,7 @@ import { apiRoutes } from './http/api-routes.js';
 import { publishFastPath } from './http/publish-fast-path.js';
 import { readJsonAsset } from './assets.js';
 import { installErrorHandling } from './http/error-handler.js';
+import { installJsonBodyParser } from './http/json-body.js';
 import { opsRoutes } from './http/ops-routes.js';
 import { pollRoutes } from './http/poll-routes.js';
 import { applyConnectionCap, clientErrorHandler, httpServerOptions, refuseRequest } from './http/http-limits.js';
@@ -87,6 +88,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
   const node = new HeraldNode(config, app.log, engines ?? (await createEngines(config, name, app.log)), name);
   let ready = false;
   installErrorHandling(app);
+  installJsonBodyParser(app, config.limits.maxJsonDepth);
   // The OpenAPI document of every route (also `npm run openapi`); opsRoutes serves it at /docs, behind ops.keys.
   await app.register(swagger, {
     openapi: {

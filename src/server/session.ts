@@ -2,6 +2,15 @@
  * One client connection: its identity, subscriptions and the write side. Writes are queued
  * within a byte budget and leave in one write per connection per tick; past the budget the
  * connection is closed as a slow consumer so its client reconnects and recovers from history.
+ *
+ * The budget (`limits.maxQueueBytes`) is owned here and has no exceptions: every frame for the
+ * connection — live messages, recovery replies, inbox batches, RPC replies, retransmissions,
+ * errors — goes through `enqueue` (or, with nothing pending, `takeDirect`), which checks it.
+ * The one allowance is for recovery replies, which are large by design: a client closed as a
+ * slow consumer has missed about a budget's worth, and must be able to recover it. Replies stretch
+ * the budget by their size, up to one more budget in all, until the backlog has drained — so a
+ * connection never holds more than twice the budget, however often it asks for replays without
+ * reading, and live frames behind a replay get the same budget as without it.
  */
 import { CloseCode } from '../protocol/codes.js';
 import type { Tags } from '../protocol/frames.js';
@@ -56,7 +65,8 @@ export class Session implements WheelEntry {
   pending: Map<string, PendingResolver> | undefined;
 
   private queue: Buffer[] = [];
-  private grace = 0;
+  /** How far recovery replies stretched the budget (≤ maxQueueBytes); 0 once the backlog drained. */
+  private replayStretch = 0;
   private queuedBytes = 0;
   private flushScheduled = false;
   /** The owner's tick in which a frame was last written directly (-1: never). */
@@ -78,17 +88,23 @@ export class Session implements WheelEntry {
     return this.queuedBytes + this.transport.bufferedAmount;
   }
 
+  /** The largest recovery reply `enqueue(frame, true)` accepts now: up to twice the budget, less the backlog. */
+  get replayRoomBytes(): number {
+    return Math.max(0, 2 * this.maxQueueBytes - this.backlogBytes);
+  }
+
   /**
    * Queues one complete wire frame. Returns false when the session is closed or was just closed
-   * as slow. `oversized` frames (a recovery reply carrying many messages) are let through and
-   * widen the budget until they have drained, so a large replay does not count as slowness.
+   * as slow: a frame that would take the backlog past the budget closes the connection (4003).
+   * `replay` marks a recovery reply, which may stretch the budget (see the class comment);
+   * callers size it with `replayRoomBytes`.
    */
-  enqueue(frame: Buffer, oversized = false): boolean {
+  enqueue(frame: Buffer, replay = false): boolean {
     if (this.state === 'closed') return false;
     const backlog = this.queuedBytes + this.transport.bufferedAmount;
-    if (backlog === 0) this.grace = 0;
-    if (oversized) this.grace += frame.length;
-    else if (backlog + frame.length > this.maxQueueBytes + this.grace) {
+    if (backlog === 0) this.replayStretch = 0;
+    if (replay) this.replayStretch = Math.min(this.maxQueueBytes, this.replayStretch + frame.length);
+    if (backlog + frame.length > this.maxQueueBytes + this.replayStretch) {
       this.owner.onSlowConsumer(this);
       this.close(CloseCode.SLOW_CONSUMER, 'slow consumer: outgoing queue full');
       return false;
@@ -129,7 +145,6 @@ export class Session implements WheelEntry {
 
   /** A batch send gave this session `written` bytes of `frame`; the rest leaves normally. */
   sentDirect(frame: Buffer, written: number): void {
-    this.grace = 0;
     if (written !== frame.length) this.transport.finishDirect!(frame, written);
   }
 

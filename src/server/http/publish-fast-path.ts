@@ -20,6 +20,8 @@ import { rateLimitedError, retryAfterHeader } from '../rate-limit/rate-limits.js
 import type { HeraldNode, PublishRequest, PublishResult } from '../node.js';
 import { apiKeyMatches, presentedApiKey } from './api-key.js';
 import { toHeraldError } from './error-handler.js';
+import { tooDeepBody } from './json-body.js';
+import { exceedsJsonDepth } from '../json-depth.js';
 
 export const PUBLISH_PATH = '/api/v1/publish';
 
@@ -76,7 +78,7 @@ export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMes
     req.on('end', () => {
       let body: unknown;
       try {
-        body = parseJsonBody(chunks.length === 1 ? chunks[0]!.toString() : Buffer.concat(chunks).toString());
+        body = parseJsonBody(chunks.length === 1 ? chunks[0]!.toString() : Buffer.concat(chunks).toString(), node.config.limits.maxJsonDepth);
       } catch (err) {
         return fail(err);
       }
@@ -87,8 +89,9 @@ export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMes
   };
 }
 
-/** fastify's JSON body parser: empty and malformed bodies, `__proto__` and `constructor.prototype` keys refused. */
-function parseJsonBody(text: string): unknown {
+/** Our fastify JSON body parser (json-body.ts): too deep, empty and malformed bodies, `__proto__` and `constructor.prototype` keys refused. */
+function parseJsonBody(text: string, maxDepth: number): unknown {
+  if (exceedsJsonDepth(text, maxDepth)) throw tooDeepBody(maxDepth);
   if (text === '') throw new HeraldError(ErrorCode.INVALID_JSON, 'the request body is not valid JSON');
   try {
     return secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' });

@@ -24,6 +24,7 @@ import type { TagFilter } from '../../protocol/frames.js';
 import type { DeliveryMode } from '../config.js';
 import { HeraldError } from '../errors.js';
 import type { HeraldNode, PublishRequest } from '../node.js';
+import { exceedsJsonDepth } from '../json-depth.js';
 
 export type IngestOutcome =
   | { kind: 'published'; msgId: string }
@@ -43,6 +44,10 @@ function invalid(code: string, reason: string, msgId?: string): ParsedRecord {
 /** Parses one record's JSON text into the publish request it asks for. */
 export function parseRecord(node: HeraldNode, text: string | undefined): ParsedRecord {
   if (text === undefined) return invalid(ErrorCode.BAD_REQUEST, 'the entry has no "message" field');
+  // Same limit as the HTTP API: a record nested too deep could never be published (serializing it
+  // would overflow the stack), so it is refused here instead of being retried forever.
+  const maxDepth = node.config.limits.maxJsonDepth;
+  if (exceedsJsonDepth(text, maxDepth)) return invalid(ErrorCode.BAD_REQUEST, `the message nests objects and arrays deeper than limits.maxJsonDepth (${maxDepth})`);
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -10,6 +10,21 @@ import { finishSend, plainTcpFd, sendFrame } from './direct-send.js';
 import type { Transport } from './transport.js';
 
 const CLOSE_GRACE_MS = 2000;
+/** RFC 6455 §5.5: a control frame carries at most 125 bytes, two of them the close code. */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/** `reason` cut to at most 123 UTF-8 bytes, on a character boundary. */
+export function closeReason(reason: string): string {
+  if (Buffer.byteLength(reason) <= MAX_CLOSE_REASON_BYTES) return reason;
+  let out = '';
+  let bytes = 0;
+  for (const ch of reason) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > MAX_CLOSE_REASON_BYTES) break;
+    out += ch;
+  }
+  return out;
+}
 
 export class WsTransport implements Transport {
   private readonly socket: Socket;
@@ -42,9 +57,15 @@ export class WsTransport implements Transport {
     return this.socket.writableLength;
   }
 
+  /** Every close ends the connection: one `ws` refuses to start is terminated instead. */
   close(code: number, reason: string): void {
     if (this.ws.readyState >= 2) return;
-    this.ws.close(code, reason);
+    try {
+      this.ws.close(code, closeReason(reason));
+    } catch {
+      this.ws.terminate();
+      return;
+    }
     const timer = setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS);
     timer.unref();
     this.ws.once('close', () => clearTimeout(timer));
