@@ -15,6 +15,11 @@ import type { HeraldServer } from '../src/server/server.js';
 import type { Session } from '../src/server/session.js';
 import { makeToken, startTestServer, TestSocket } from './helpers/server.js';
 
+// These attacks would also be stopped by the rate limits (subscribe churn, RPC floods); they are
+// off here so the byte budget is shown to hold on its own. test/hardening-rate-limits.test.ts
+// covers the limits.
+const NO_RATE_LIMITS = { enabled: false };
+
 let server: HeraldServer;
 afterEach(async () => server?.close());
 
@@ -64,7 +69,7 @@ const slowConsumerCloses = async (): Promise<number> => (await server.node.metri
 
 describe('H1: subscribe-with-recover while not reading', () => {
   it('ends in a 4003 close, the server holding no more than twice limits.maxQueueBytes for the connection', async () => {
-    server = await startTestServer({ limits: { maxQueueBytes: BUDGET } });
+    server = await startTestServer({ rateLimits: NO_RATE_LIMITS, limits: { maxQueueBytes: BUDGET } });
     // About 160 KB of history: each recovery reply fits the budget on its own.
     for (let i = 0; i < 40; i++) await server.publish({ channel: 'hist', eventType: 'e', payload: 'x'.repeat(4000) });
     const s = await TestSocket.connect(server, { sub: 'mallory' });
@@ -90,7 +95,7 @@ describe('H1: subscribe-with-recover while not reading', () => {
   });
 
   it('replays up to twice the budget; a larger replay is answered recovered: false with no publications', async () => {
-    server = await startTestServer({ limits: { maxQueueBytes: BUDGET } });
+    server = await startTestServer({ rateLimits: NO_RATE_LIMITS, limits: { maxQueueBytes: BUDGET } });
     // About 600 KB of history: more than twice the budget. About 330 KB: more than the budget, less than twice.
     for (let i = 0; i < 150; i++) await server.publish({ channel: 'big', eventType: 'e', payload: 'x'.repeat(4000) });
     for (let i = 0; i < 80; i++) await server.publish({ channel: 'mid', eventType: 'e', payload: 'x'.repeat(4000) });
@@ -112,7 +117,7 @@ describe('H1: subscribe-with-recover while not reading', () => {
 
 describe('every other path counts against the same budget', () => {
   it('an inbox batch at connect', async () => {
-    server = await startTestServer({ limits: { maxQueueBytes: BUDGET }, delivery: { defaultMode: 'at-least-once' } });
+    server = await startTestServer({ rateLimits: NO_RATE_LIMITS, limits: { maxQueueBytes: BUDGET }, delivery: { defaultMode: 'at-least-once' } });
     // About 8 MB waiting in the user's inbox.
     for (let i = 0; i < 500; i++) await server.publish({ user: 'ida', eventType: 'e', payload: 'x'.repeat(16_000) });
     const s = await TestSocket.open(server.wsUrl);
@@ -125,7 +130,7 @@ describe('every other path counts against the same budget', () => {
   });
 
   it('RPC replies to a flood of requests', async () => {
-    server = await startTestServer({ limits: { maxQueueBytes: BUDGET }, rpc: { echo: true } });
+    server = await startTestServer({ rateLimits: NO_RATE_LIMITS, limits: { maxQueueBytes: BUDGET }, rpc: { echo: true } });
     const s = await TestSocket.connect(server);
     const session = sessionOf(s.info.connectionId);
     const backlog = watchBacklog(session);
@@ -140,6 +145,7 @@ describe('every other path counts against the same budget', () => {
 
   it('at-least-once retransmissions', async () => {
     server = await startTestServer({
+      rateLimits: NO_RATE_LIMITS,
       limits: { maxQueueBytes: BUDGET },
       delivery: { defaultMode: 'at-least-once', ackTimeoutMs: 10, retry: { initialDelayMs: 1, maxDelayMs: 20, jitter: 0 }, maxAttempts: 100, maxInFlight: 1000 },
     });

@@ -10,6 +10,10 @@ import { FRAMES_PER_TURN } from '../src/server/read-pacer.js';
 import type { HeraldServer } from '../src/server/server.js';
 import { startTestServer, TestSocket } from './helpers/server.js';
 
+// The rate limits would close these flooders long before the floods end (4506); they are off here
+// so the pacing and the handling of condemned input are shown to hold on their own.
+const NO_RATE_LIMITS = { enabled: false };
+
 let server: HeraldServer;
 afterEach(async () => {
   vi.restoreAllMocks();
@@ -34,7 +38,7 @@ async function counter(c: { get(): Promise<{ values: Array<{ value: number; labe
 
 describe('R2: a condemned connection', () => {
   it('has the rest of its flood dropped, unhandled, once it is closed for invalid frames', async () => {
-    server = await startTestServer({ limits: { maxInvalidFrames: 10 } });
+    server = await startTestServer({ rateLimits: NO_RATE_LIMITS, limits: { maxInvalidFrames: 10 } });
     const attacker = await TestSocket.connect(server, { sub: 'attacker' });
     const parse = vi.spyOn(server.node.schemas, 'parseClientFrame');
     const frames = [
@@ -52,7 +56,7 @@ describe('R2: a condemned connection', () => {
 
 describe('R2: one connection\'s flood', () => {
   it('does not starve a bystander nor a new handshake: both are served long before the attacker\'s pings are', async () => {
-    server = await startTestServer();
+    server = await startTestServer({ rateLimits: NO_RATE_LIMITS });
     const attacker = await TestSocket.connect(server, { sub: 'attacker' });
     const bystander = await TestSocket.connect(server, { sub: 'bystander' });
     const attackerId = attacker.info.connectionId as string;
@@ -102,7 +106,7 @@ describe('R2: one connection\'s flood', () => {
 
 describe('the invalid-frame count', () => {
   it('is not reset by valid frames: 9 invalid + 1 valid, repeated, is closed with 4505', async () => {
-    server = await startTestServer({ limits: { maxInvalidFrames: 10 } });
+    server = await startTestServer({ rateLimits: NO_RATE_LIMITS, limits: { maxInvalidFrames: 10 } });
     const s = await TestSocket.connect(server);
     for (let round = 0; round < 3; round++) {
       for (let i = 0; i < 9; i++) s.ws.send('nope');
