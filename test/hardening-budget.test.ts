@@ -143,6 +143,32 @@ describe('every other path counts against the same budget', () => {
     expect(await slowConsumerCloses()).toBe(1);
   });
 
+  it('pongs to a flood of WebSocket control pings', async () => {
+    server = await startTestServer({ rateLimits: NO_RATE_LIMITS, limits: { maxQueueBytes: BUDGET } });
+    const s = await TestSocket.connect(server);
+    const session = sessionOf(s.info.connectionId);
+    const backlog = watchBacklog(session);
+    rawSocket(s).pause();
+    // 127-byte pongs asked for, ≈ 19 MB: far past the budget and the kernel's buffers. `ws` would
+    // answer them itself, past the budget; Herald answers them through the session.
+    const payload = Buffer.alloc(125, 0x70);
+    for (let i = 0; i < 150_000 && session.open; i++) {
+      s.ws.ping(payload);
+      if (i % 1000 === 999) await new Promise((r) => setImmediate(r));
+    }
+    expect(await closeCodeSeenByClient(s, session)).toBe(4003);
+    expect(backlog.peak).toBeLessThanOrEqual(BUDGET + SLACK);
+    expect(await slowConsumerCloses()).toBe(1);
+  });
+
+  it('a control ping from a client that reads is answered with its payload', async () => {
+    server = await startTestServer();
+    const s = await TestSocket.connect(server);
+    const pong = new Promise<Buffer>((resolve) => s.ws.once('pong', resolve));
+    s.ws.ping(Buffer.from('are you there'));
+    expect((await pong).toString()).toBe('are you there');
+  });
+
   it('at-least-once retransmissions', async () => {
     server = await startTestServer({
       rateLimits: NO_RATE_LIMITS,

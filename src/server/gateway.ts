@@ -23,8 +23,15 @@ import { rawErrorResponse } from './http/http-limits.js';
 import type { HeraldNode } from './node.js';
 import { rateLimitedError, retryAfterHeader, type Refusal } from './rate-limit/rate-limits.js';
 import { LoopTurns, PacedReader } from './read-pacer.js';
+import { encodePongFrame } from './transport/ws-frame.js';
 import type { Session } from './session.js';
 import { WsTransport } from './transport/ws-transport.js';
+
+/** What a connection's socket delivers, in order: data frames and control pings (answered by us). */
+interface InputFrame {
+  kind: 'text' | 'binary' | 'ping';
+  data: Buffer;
+}
 
 interface Waiter {
   admit(): void;
@@ -60,6 +67,8 @@ export class Gateway {
       perMessageDeflate: false,
       clientTracking: false,
       skipUTF8Validation: false,
+      // Pongs to control pings go through the session (paced and within its byte budget), not past it.
+      autoPong: false,
     });
     this.allowAnyOrigin = origins.allowed.includes('*');
     this.allowedOrigins = new Set(origins.allowed.map((o) => o.toLowerCase()));
@@ -151,15 +160,16 @@ export class Gateway {
     raw.__heraldBound = true;
     const node = this.node;
     const session = node.attach(new WsTransport(ws, admission.ip, node.config.server.nativeSend), token, { ipKey: admission.ipKey, connectWithinMs: admission.connectWithinMs });
-    const reader = new PacedReader<Buffer>(this.turns, ws, (data) => node.onText(session, data.toString('utf8')), () => !session.open);
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      if (isBinary) {
+    const reader = new PacedReader<InputFrame>(this.turns, ws, (input) => {
+      if (input.kind === 'text') node.onText(session, input.data.toString('utf8'));
+      else if (input.kind === 'ping') session.enqueue(encodePongFrame(input.data));
+      else {
         node.metrics.invalidFrames.inc({ code: 'binary' });
         session.close(CloseCode.UNSUPPORTED_DATA, 'binary frames are not supported; send JSON text');
-        return;
       }
-      reader.push(data);
-    });
+    }, () => !session.open);
+    ws.on('message', (data: Buffer, isBinary: boolean) => reader.push({ kind: isBinary ? 'binary' : 'text', data }));
+    ws.on('ping', (data: Buffer) => reader.push({ kind: 'ping', data }));
     ws.on('error', (err) => node.log.debug({ connId: session.id, err: err.message }, 'websocket error'));
     ws.once('close', (code: number) => {
       node.detach(session, code);

@@ -22,3 +22,16 @@ export function encodeTextFrame(text: string): Buffer {
   frame.write(text, header, 'utf8');
   return frame;
 }
+
+/**
+ * A pong answering a control ping (payload at most 125 bytes, as RFC 6455 allows for control
+ * frames and `ws` enforces on what it parses). Written through the session like any other frame,
+ * so answering a ping flood counts against the connection's byte budget.
+ */
+export function encodePongFrame(payload: Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(2 + payload.length);
+  frame[0] = 0x8a; // FIN + pong opcode
+  frame[1] = payload.length;
+  payload.copy(frame, 2);
+  return frame;
+}
