@@ -7,9 +7,13 @@
  * (not a client's message reusing its msgId) and keep at most `delivery.maxRecipientsPerReceipt`
  * entries per list.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server/server.js';
+import { REDIS_URL, requireRedis, uniquePrefix } from './engine/services.js';
 import { api, makeToken, startTestServer, TestSocket, type Frame } from './helpers/server.js';
+
+const redisUp = await requireRedis();
 
 let server: HeraldServer;
 afterEach(async () => server?.close());
@@ -26,8 +30,8 @@ async function handled(s: TestSocket): Promise<void> {
   await s.next((f) => f.type === 'pong');
 }
 
-async function receipt(msgId: string): Promise<Frame> {
-  const res = await api(server, 'GET', `/api/v1/messages/${msgId}`);
+async function receipt(msgId: string, on: HeraldServer = server): Promise<Frame> {
+  const res = await api(on, 'GET', `/api/v1/messages/${msgId}`);
   expect(res.status).toBe(200);
   return res.body;
 }
@@ -242,5 +246,64 @@ describe('bounded receipts (M3, detailed receipts)', () => {
     const n = await receipt(narrow);
     expect(n.recipients).toHaveLength(1);
     expect(n).not.toHaveProperty('recipientsTruncated');
+  });
+});
+
+describe.skipIf(!redisUp)('ACKs across two nodes on Redis (receipts live on the accepting node)', () => {
+  const prefix = uniquePrefix('herald-acks-');
+  let a: HeraldServer;
+  let b: HeraldServer;
+  const sockets: TestSocket[] = [];
+  const track = (s: TestSocket) => (sockets.push(s), s);
+
+  beforeAll(async () => {
+    const engine = { type: 'redis', redis: { url: REDIS_URL, prefix } };
+    const channels = { namespaces: { orders: { delivery: 'at-least-once' } } };
+    [a, b] = (await Promise.all(['node-a', 'node-b'].map((nodeName) => startTestServer({ server: { nodeName }, engine, channels, ...FAST_RETRY })))) as [HeraldServer, HeraldServer];
+  });
+
+  afterAll(async () => {
+    for (const s of sockets) s.close();
+    await Promise.all([a, b].map((n) => n?.close()));
+    const r = new Redis(REDIS_URL);
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await r.del(...keys);
+    } while (cursor !== '0');
+    await r.quit();
+  });
+
+  it("settles each node's own deliveries (late ACKs through the shared inbox too), and a client on the other node reusing the msgId adds nothing to the receipt", async () => {
+    const here = track(await TestSocket.connect(a, { sub: 'here' }));
+    const there = track(await TestSocket.connect(b, { sub: 'there' }));
+    await here.subscribe('orders:x');
+    await there.subscribe('orders:x');
+    const msgId = `${prefix}-m`;
+    await a.publish({ channel: 'orders:x', eventType: 'o', payload: 'api', msgId, receipts: true });
+    await here.next((f) => f.type === 'message' && f.message.msgId === msgId);
+    ack(here, msgId);
+    await handled(here);
+    // `there` (node b) never ACKs in time: its copy goes to the shared inbox; its late ACK on b settles it there.
+    await there.next((f) => f.type === 'message' && f.message.msgId === msgId);
+    await waitFor("the message in there's inbox", async () => (await a.node.inbox.size('there')) === 1);
+    ack(there, msgId);
+    await waitFor('the late ACK on node b to clear it', async () => (await a.node.inbox.size('there')) === 0);
+    const before = await receipt(msgId, a);
+    expect(before).toMatchObject({ counts: { delivered: 1, acknowledged: 1, exhausted: 0, inbox: 0 } });
+    expect((await api(b, 'GET', `/api/v1/messages/${msgId}`)).status).toBe(404);
+
+    // A client on node b publishes its own message with that msgId; node a delivers it too.
+    const eve = track(await TestSocket.connect(b, { sub: 'eve', publish: ['orders:*'] }));
+    expect(await eve.request({ type: 'publish', channel: 'orders:x', eventType: 'o', payload: 'eve', msgId })).toMatchObject({ type: 'published', msgId });
+    for (const s of [here, there]) {
+      await s.next((f) => f.type === 'message' && f.message.payload === 'eve');
+      ack(s, msgId);
+      await handled(s);
+    }
+    const after = await receipt(msgId, a);
+    expect(after.counts).toEqual(before.counts);
+    expect(after.recipients).toEqual(before.recipients);
   });
 });
