@@ -146,6 +146,26 @@ describe('who may acknowledge what (M1, M3)', () => {
     expect((await receipt(msgId)).counts.acknowledged).toBe(1);
   });
 
+  it('repeated and unknown ACKs cost no inbox lookups: at most one per delivery Herald made', async () => {
+    server = await startTestServer(FAST_RETRY);
+    const s = await TestSocket.connect(server, { sub: 'spammer' });
+    await s.subscribe('alerts');
+    const { msgId } = await server.publish({ channel: 'alerts', eventType: 'x', payload: 1, delivery: 'at-least-once', receipts: true });
+    await waitFor('the exhausted message in the inbox', async () => (await server.node.inbox.size('spammer')) === 1);
+    const inbox = server.node.inbox;
+    const remove = inbox.remove.bind(inbox);
+    let lookups = 0;
+    inbox.remove = (user, ids) => {
+      lookups++;
+      return remove(user, ids);
+    };
+    for (let i = 0; i < 100; i++) ack(s, msgId, `unknown-${i}`);
+    await handled(s);
+    await waitFor('the late ACK to clear the inbox', async () => (await server.node.inbox.size('spammer')) === 0);
+    expect(lookups).toBe(1);
+    expect((await receipt(msgId)).counts.acknowledged).toBe(1);
+  });
+
   it('a late ACK settles the inbox entry without any receipt (delivery.maxReceipts 0, or a client-published message)', async () => {
     server = await startTestServer({
       ...FAST_RETRY,
@@ -197,6 +217,24 @@ describe('who may acknowledge what (M1, M3)', () => {
     expect(after.acknowledgedBy).toEqual(before.acknowledgedBy);
     expect(after.recipients).toEqual(before.recipients);
     expect(after.inbox).toEqual([]);
+  });
+
+  it("an inbox entry of a client's message with an API user message's msgId is not counted in that message's receipt", async () => {
+    server = await startTestServer({ ...FAST_RETRY, channels: { namespaces: { orders: { delivery: 'at-least-once' } } } });
+    const msgId = 'order-8-shipped';
+    const bob = await TestSocket.connect(server, { sub: 'bob' });
+    await bob.subscribe('orders:8');
+    const eve = await TestSocket.connect(server, { sub: 'eve', publish: ['orders:*'] });
+    expect(await eve.request({ type: 'publish', channel: 'orders:8', eventType: 'shipped', payload: 'eve', msgId })).toMatchObject({ type: 'published' });
+    await waitFor("eve's message in bob's inbox (bob never ACKed it)", async () => (await server.node.inbox.size('bob')) === 1);
+    bob.close();
+    await bob.closed;
+    // The inbox keys entries by msgId, so the API's message does not get an entry of its own.
+    await server.publish({ user: 'bob', eventType: 'shipped', payload: 'api', msgId, delivery: 'at-least-once', receipts: true });
+    expect(await receipt(msgId)).toMatchObject({ counts: { inbox: 0 }, inbox: [] });
+    const removed = await pollAck(await makeToken({ sub: 'bob' }), [msgId]);
+    expect(removed.body).toEqual({ removed: 1, refused: [] }); // eve's entry
+    expect(await receipt(msgId)).toMatchObject({ counts: { acknowledged: 0 }, acknowledgedBy: [] });
   });
 });
 

@@ -313,7 +313,9 @@ export class HeraldNode {
         dispatch.seq = stored.seq;
         if (receipt) {
           this.openReceipt(req, envelope, target, key);
-          this.delivery.receipts.inboxed({ msgId, envelope, channel: undefined }, target.user);
+          // Not when the inbox already held this msgId (another message's entry, e.g. a client's
+          // whose retries ran out): an ACK removing that entry must not count for this message.
+          if (!stored.duplicate) this.delivery.receipts.inboxed({ msgId, envelope, channel: undefined }, target.user);
         }
         if (stored.dropped > 0) {
           this.metrics.inboxDropped.inc(stored.dropped);

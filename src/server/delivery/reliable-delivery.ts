@@ -32,6 +32,8 @@ export class InFlight implements WheelEntry, MessageRef {
   wheelSlot = -1;
   wheelRound = 0;
   attempts = 0;
+  /** Another of the user's connections ACKed it and the inbox was asked once: not again for this delivery. */
+  inboxAsked = false;
 
   constructor(
     readonly session: Session,
@@ -214,7 +216,7 @@ export class ReliableDelivery {
     const st = this.states.get(session);
     const user = session.user;
     const settledHere: string[] = [];
-    const viaInbox: string[] = [];
+    const viaInbox: Array<{ msgId: string; stored?: Promise<void> }> = [];
     for (const msgId of msgIds) {
       const item = st?.inFlight.get(msgId);
       if (item) {
@@ -224,7 +226,20 @@ export class ReliableDelivery {
         if (item.fromInbox) settledHere.push(msgId);
         continue;
       }
-      if (user && (st?.exhausted.has(msgId) || this.inFlightToUser(user, msgId))) viaInbox.push(msgId);
+      if (!user) continue;
+      // Each delivery makes the inbox be asked at most once, so ACKs cost no more engine calls
+      // than Herald made deliveries, however many a client sends.
+      const late = st?.exhausted.get(msgId);
+      if (late) {
+        st!.exhausted.delete(msgId);
+        viaInbox.push(late);
+        continue;
+      }
+      const elsewhere = this.inFlightToUser(user, msgId);
+      if (elsewhere) {
+        elsewhere.inboxAsked = true;
+        viaInbox.push({ msgId });
+      }
     }
     if (settledHere.length > 0) {
       // The user has it: stop retrying it on their other devices and clear it from the inbox.
@@ -249,24 +264,21 @@ export class ReliableDelivery {
   }
 
   /** A late ACK, or one for a user message sent to another device: entitled if the user's inbox still holds it. */
-  private async settleViaInbox(session: Session, msgIds: string[]): Promise<void> {
-    const st = this.states.get(session);
+  private async settleViaInbox(session: Session, acks: Array<{ msgId: string; stored?: Promise<void> }>): Promise<void> {
     // A channel message whose retries just ran out may still be on its way into the inbox.
-    await Promise.all(msgIds.map((id) => st?.exhausted.get(id)?.stored));
-    const removed = await this.hooks.inbox.remove(session.user, msgIds);
-    for (const msgId of removed) {
-      st?.exhausted.delete(msgId);
-      this.receipts.ackedInInbox(msgId, session.user, session.id);
-    }
+    await Promise.all(acks.map((a) => a.stored));
+    const removed = await this.hooks.inbox.remove(session.user, acks.map((a) => a.msgId));
+    for (const msgId of removed) this.receipts.ackedInInbox(msgId, session.user, session.id);
     this.settleForUser(session.user, removed);
   }
 
-  /** Whether a message held in the user's inbox is in flight to one of the user's connections here. */
-  private inFlightToUser(user: string, msgId: string): boolean {
+  /** A delivery of a message held in the user's inbox, in flight to one of the user's connections here and not yet claimed by an ACK from another. */
+  private inFlightToUser(user: string, msgId: string): InFlight | undefined {
     for (const s of this.hooks.userSessions(user) ?? []) {
-      if (this.states.get(s)?.inFlight.get(msgId)?.fromInbox) return true;
+      const item = this.states.get(s)?.inFlight.get(msgId);
+      if (item?.fromInbox && !item.inboxAsked) return item;
     }
-    return false;
+    return undefined;
   }
 
   /** Stops delivering these inbox messages to the user's connections on this node: one device acknowledged them. */
