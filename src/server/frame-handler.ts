@@ -19,7 +19,6 @@ import type {
 import { PROTOCOL_VERSION } from '../protocol/codes.js';
 import { isValidChannel } from './channels.js';
 import { HeraldError } from './errors.js';
-import { ackRefusedError } from './delivery/reliable-delivery.js';
 import type { HistoryResult } from './engine/broker.js';
 import { subscribedReply } from './message-frame.js';
 import type { HeraldNode } from './node.js';
@@ -142,9 +141,9 @@ export class FrameHandler {
 
   // ---- frames --------------------------------------------------------------------------------
 
+  /** Never answered: what an ACK may settle, and that the rest is ignored unsaid, is the delivery module's rule. */
   private ack(session: Session, msgIds: string[]): void {
-    const refused = this.node.delivery.ack(session, msgIds, session.user ? this.node.hub.userSessions(session.user) : undefined);
-    if (refused.length > 0) this.sendError(session, ackRefusedError(refused), undefined);
+    this.node.delivery.ack(session, msgIds);
   }
 
   private async connect(session: Session, frame: ConnectFrame): Promise<void> {

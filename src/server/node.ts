@@ -130,6 +130,7 @@ export class HeraldNode {
     this.frames = new FrameHandler(this);
     this.delivery = new ReliableDelivery(config, {
       inbox: this.inbox,
+      userSessions: (user) => this.hub.userSessions(user),
       onExhausted: (item) => {
         this.metrics.retriesExhausted.inc();
         this.log.warn({ connId: item.session.id, user: item.session.user, msgId: item.msgId, attempts: item.attempts }, 'retries exhausted; message kept in the inbox');
@@ -298,8 +299,9 @@ export class HeraldNode {
     const dispatch: Dispatch = { target, envelope, ...(req.filter ? { filter: req.filter } : {}), ...(reliable ? { reliable: true } : {}) };
     rememberEncodedEnvelope(dispatch, envelopeJson);
     const history = target.kind === 'channel' ? this.historyConfig(target.channel) : this.config.channels.history;
-    // Receipts are the API's view (GET /api/v1/messages/{msgId}), keyed by msgId alone: only API
-    // publishes open them, so a client reusing an API msgId cannot replace the API's receipt.
+    // Receipts are the API's view (GET /api/v1/messages/{msgId}), keyed by msgId: only API
+    // publishes open them, so a client reusing an API msgId cannot replace the API's receipt, and a
+    // receipt counts only deliveries of its own message (receipts.ts), so nor can it add to one.
     const receipt = reliable && scope === API_SCOPE;
     let outcome: Published;
     try {
@@ -310,8 +312,10 @@ export class HeraldNode {
         if (stored.earlier) return { msgId, timestamp: stored.earlier.timestamp, duplicate: true };
         dispatch.seq = stored.seq;
         if (receipt) {
-          this.openReceipt(req, msgId, target, envelope.timestamp, key);
-          this.delivery.receipts.inboxed(msgId, target.user);
+          this.openReceipt(req, envelope, target, key);
+          // Not when the inbox already held this msgId (another message's entry, e.g. a client's
+          // whose retries ran out): an ACK removing that entry must not count for this message.
+          if (!stored.duplicate) this.delivery.receipts.inboxed({ msgId, envelope, channel: undefined }, target.user);
         }
         if (stored.dropped > 0) {
           this.metrics.inboxDropped.inc(stored.dropped);
@@ -321,7 +325,7 @@ export class HeraldNode {
         outcome = await this.broker.publish(dispatch, history);
       } else {
         // Opened before the publish: this node's own subscribers may be served before it resolves.
-        if (receipt) this.openReceipt(req, msgId, target, envelope.timestamp, key);
+        if (receipt) this.openReceipt(req, envelope, target, key);
         outcome = await this.broker.publish(dispatch, history, key);
       }
     } catch (err) {
@@ -339,13 +343,14 @@ export class HeraldNode {
    * Opens the receipt of an API publish — unless this node holds one for the same audience within
    * the idempotency window, which is the original of a retry (replacing it would reset its counts).
    */
-  private openReceipt(req: PublishRequest, msgId: string, target: Dispatch['target'], acceptedAt: number, key: IdempotencyKey | undefined): void {
+  private openReceipt(req: PublishRequest, envelope: Envelope, target: Dispatch['target'], key: IdempotencyKey | undefined): void {
+    const { msgId, timestamp: acceptedAt, source } = envelope;
     const receipts = this.delivery.receipts;
     const prior = key ? receipts.get(msgId) : undefined;
     const user = target.kind === 'user' ? target.user : undefined;
     const channel = target.kind === 'channel' ? target.channel : undefined;
     if (prior && prior.target === target.kind && prior.user === user && prior.channel === channel && acceptedAt - prior.acceptedAt <= this.config.publish.idempotencyWindowMs) return;
-    receipts.open({ msgId, target: target.kind, ...(user !== undefined ? { user } : {}), ...(channel !== undefined ? { channel } : {}), detailed: req.receipts === true, acceptedAt });
+    receipts.open({ msgId, target: target.kind, ...(user !== undefined ? { user } : {}), ...(channel !== undefined ? { channel } : {}), detailed: req.receipts === true, acceptedAt, source });
   }
 
   /** Resolves when a message is delivered on the channel here, or after `timeoutMs` (long polling). */

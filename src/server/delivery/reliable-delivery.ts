@@ -5,21 +5,35 @@
  * `delivery.maxAttempts` the message goes to the user's inbox and a metric counts it. At most
  * `delivery.maxInFlight` deliveries per connection are unacknowledged at once; the rest wait in
  * order, and a wait list past the queue budget closes the connection as a slow consumer.
+ *
+ * This module owns who may acknowledge what, for the WebSocket `ack` frame and the poll route's
+ * `POST /poll/v1/inbox/ack` alike. An ACK counts only when it settles a delivery Herald made:
+ * - in flight on this connection (sent, not yet acknowledged);
+ * - for a user's connection, a message held in that user's inbox — a user message in flight on
+ *   another of the user's connections on this node, or a delivery to this connection whose
+ *   retries ran out (the last `delivery.maxInFlight` are remembered); the inbox removal decides,
+ *   atomically, so one entry is acknowledged once;
+ * - for the poll route, whatever it removes from the user's inbox.
+ * Any other msgId is ignored without saying why — unknown, expired, at-most-once, duplicate or
+ * another user's look alike — so an ACK can neither settle nor probe other people's messages.
+ * Channel and broadcast messages are tracked only while in flight: a subscriber that joins later
+ * never had the delivery, and after the retries the inbox holds it.
  */
-import { CloseCode, ErrorCode } from '../../protocol/codes.js';
+import { CloseCode } from '../../protocol/codes.js';
 import type { Envelope } from '../../protocol/frames.js';
 import type { HeraldConfig } from '../config.js';
-import { HeraldError } from '../errors.js';
 import type { InboxStore } from '../engine/inbox.js';
 import { inboxMessageFrameBytes } from '../message-frame.js';
 import type { Session } from '../session.js';
 import { TimerWheel, type WheelEntry } from '../timer-wheel.js';
-import { ReceiptBook } from './receipts.js';
+import { ReceiptBook, type MessageRef } from './receipts.js';
 
-export class InFlight implements WheelEntry {
+export class InFlight implements WheelEntry, MessageRef {
   wheelSlot = -1;
   wheelRound = 0;
   attempts = 0;
+  /** Another of the user's connections ACKed it and the inbox was asked once: not again for this delivery. */
+  inboxAsked = false;
 
   constructor(
     readonly session: Session,
@@ -32,9 +46,20 @@ export class InFlight implements WheelEntry {
   ) {}
 }
 
+/**
+ * A delivery to a user's connection whose retries ran out: the message is in the user's inbox
+ * (a channel or broadcast message once `stored` resolves), where a late ACK still settles it.
+ * Only the fields that identify the message: the payload is not kept for this.
+ */
+interface ExhaustedDelivery extends MessageRef {
+  stored: Promise<void>;
+}
+
 /** Per-connection reliable state, created on the first reliable delivery. */
 export interface ReliableState {
   inFlight: Map<string, InFlight>;
+  /** Oldest first, at most `delivery.maxInFlight`: a late ACK comes soon after the last retransmission. */
+  exhausted: Map<string, ExhaustedDelivery>;
   waiting: InFlight[];
   waitingBytes: number;
   /** While the inbox is being read at connect, user messages wait here (with their inbox seq). */
@@ -46,6 +71,8 @@ export interface ReliableState {
 
 export interface DeliveryHooks {
   inbox: InboxStore;
+  /** The user's connections on this node. */
+  userSessions(user: string): Iterable<Session> | undefined;
   onExhausted(item: InFlight): void;
   onInboxDrop(user: string, dropped: number): void;
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
@@ -68,7 +95,7 @@ export class ReliableDelivery {
     private readonly cfg: Readonly<HeraldConfig>,
     private readonly hooks: DeliveryHooks,
   ) {
-    this.receipts = new ReceiptBook(cfg.delivery.maxReceipts, cfg.delivery.receiptTtlMs);
+    this.receipts = new ReceiptBook(cfg.delivery.maxReceipts, cfg.delivery.receiptTtlMs, cfg.delivery.maxRecipientsPerReceipt);
     this.wheel = new TimerWheel<InFlight>(TICK_MS, 4096, (item) => this.expire(item));
   }
 
@@ -83,7 +110,7 @@ export class ReliableDelivery {
   state(session: Session): ReliableState {
     let st = this.states.get(session);
     if (!st) {
-      st = { inFlight: new Map(), waiting: [], waitingBytes: 0, inboxLoading: undefined, inboxCursor: 0, inboxMore: false };
+      st = { inFlight: new Map(), exhausted: new Map(), waiting: [], waitingBytes: 0, inboxLoading: undefined, inboxCursor: 0, inboxMore: false };
       this.states.set(session, st);
     }
     return st;
@@ -119,7 +146,7 @@ export class ReliableDelivery {
   private transmit(item: InFlight): void {
     item.attempts++;
     if (!(this.hooks.write ? this.hooks.write(item.session, item.frame) : item.session.enqueue(item.frame))) return;
-    this.receipts.delivered(item.msgId, item.session.id, item.session.user, item.attempts);
+    this.receipts.delivered(item, item.session.id, item.session.user, item.attempts);
     this.wheel.schedule(item, this.delayAfter(item.attempts));
   }
 
@@ -140,20 +167,29 @@ export class ReliableDelivery {
       return;
     }
     st.inFlight.delete(item.msgId);
-    this.receipts.exhausted(item.msgId, session.id);
+    this.receipts.exhausted(item, session.id);
     this.hooks.onExhausted(item);
     // A user message is still in the inbox (it leaves only on ACK); anything else is put there
-    // so the user gets it on their next connection.
-    if (!item.fromInbox && session.user) {
-      this.hooks.inbox
-        .append(session.user, { envelope: item.envelope, ...(item.channel ? { channel: item.channel } : {}) }, this.cfg.inbox)
-        .then((r) => {
-          this.receipts.inboxed(item.msgId, session.user);
-          if (r.dropped > 0) this.hooks.onInboxDrop(session.user, r.dropped);
-        })
-        .catch((err) => this.hooks.log.error({ err, msgId: item.msgId }, 'inbox append failed'));
-    }
+    // so the user gets it on their next connection. Anonymous connections have no inbox.
+    if (session.user) this.rememberExhausted(st, item, item.fromInbox ? Promise.resolve() : this.storeExhausted(session.user, item));
     this.drain(session, st);
+  }
+
+  private storeExhausted(user: string, item: InFlight): Promise<void> {
+    return this.hooks.inbox
+      .append(user, { envelope: item.envelope, ...(item.channel ? { channel: item.channel } : {}) }, this.cfg.inbox)
+      .then((r) => {
+        // A duplicate is an entry of the same msgId already there, maybe of another message.
+        if (!r.duplicate) this.receipts.inboxed(item, user);
+        if (r.dropped > 0) this.hooks.onInboxDrop(user, r.dropped);
+      })
+      .catch((err) => this.hooks.log.error({ err, msgId: item.msgId }, 'inbox append failed'));
+  }
+
+  private rememberExhausted(st: ReliableState, item: InFlight, stored: Promise<void>): void {
+    st.exhausted.delete(item.msgId);
+    st.exhausted.set(item.msgId, { msgId: item.msgId, envelope: { timestamp: item.envelope.timestamp, source: item.envelope.source }, channel: item.channel, stored });
+    if (st.exhausted.size > this.cfg.delivery.maxInFlight) st.exhausted.delete(st.exhausted.keys().next().value!);
   }
 
   private drain(session: Session, st: ReliableState): void {
@@ -172,45 +208,105 @@ export class ReliableDelivery {
   }
 
   /**
-   * Handles an ACK. Returns the msgIds refused: ids this connection's user was never sent.
-   * Unknown ids (at-most-once, expired, duplicates) are accepted and ignored.
+   * Handles a connection's `ack` frame under the rule at the top of this file: settles what it is
+   * entitled to and ignores the rest. What only the inbox can decide is settled when the inbox
+   * has answered; a failure there is logged (the message stays in the inbox and comes again).
    */
-  ack(session: Session, msgIds: string[], userSessions: Iterable<Session> | undefined): string[] {
-    const refused: string[] = [];
+  ack(session: Session, msgIds: string[]): void {
     const st = this.states.get(session);
-    const removeFromInbox: string[] = [];
+    const user = session.user;
+    const settledHere: string[] = [];
+    const viaInbox: Array<{ msgId: string; stored?: Promise<void> }> = [];
     for (const msgId of msgIds) {
       const item = st?.inFlight.get(msgId);
       if (item) {
         this.settle(st!, item);
-        this.receipts.acked(msgId, session.id, session.user, true);
-        if (item.fromInbox) removeFromInbox.push(msgId);
+        st!.exhausted.delete(msgId);
+        this.receipts.acked(item, session.id, user);
+        if (item.fromInbox) settledHere.push(msgId);
         continue;
       }
-      const r = this.receipts.get(msgId);
-      if (!r) continue;
-      const entitled = r.user !== undefined ? r.user === session.user : r.channel !== undefined ? session.subs.has(r.channel) || r.acks?.has(session.user) === true || r.inbox?.has(session.user) === true : true;
-      if (!entitled) {
-        refused.push(msgId);
+      if (!user) continue;
+      // Each delivery makes the inbox be asked at most once, so ACKs cost no more engine calls
+      // than Herald made deliveries, however many a client sends.
+      const late = st?.exhausted.get(msgId);
+      if (late) {
+        st!.exhausted.delete(msgId);
+        viaInbox.push(late);
         continue;
       }
-      this.receipts.acked(msgId, session.id, session.user);
-      if (r.user !== undefined || r.inbox?.has(session.user)) removeFromInbox.push(msgId);
+      const elsewhere = this.inFlightToUser(user, msgId);
+      if (elsewhere) {
+        elsewhere.inboxAsked = true;
+        viaInbox.push({ msgId });
+      }
     }
-    if (removeFromInbox.length > 0 && session.user) {
+    if (settledHere.length > 0) {
       // The user has it: stop retrying it on their other devices and clear it from the inbox.
-      for (const other of userSessions ?? []) {
-        if (other === session) continue;
-        const ost = this.states.get(other);
-        for (const id of removeFromInbox) {
-          const it = ost?.inFlight.get(id);
-          if (it && ost) this.settle(ost, it);
-        }
-      }
-      this.hooks.inbox.remove(session.user, removeFromInbox).catch((err) => this.hooks.log.error({ err }, 'inbox remove failed'));
+      this.settleForUser(user, settledHere);
+      this.hooks.inbox.remove(user, settledHere).catch((err) => this.hooks.log.error({ err }, 'inbox remove failed'));
+    }
+    if (viaInbox.length > 0) {
+      this.settleViaInbox(session, viaInbox).catch((err) => this.hooks.log.error({ err, connId: session.id }, 'inbox remove failed'));
     }
     if (st) this.drain(session, st);
-    return refused;
+  }
+
+  /**
+   * Handles `POST /poll/v1/inbox/ack`: the user acknowledges what their inbox holds. Returns the
+   * msgIds it acknowledged (removed from the inbox); the others settled nothing.
+   */
+  async ackInbox(user: string, msgIds: string[]): Promise<string[]> {
+    const removed = await this.hooks.inbox.remove(user, msgIds);
+    for (const msgId of removed) this.receipts.ackedInInbox(msgId, user, 'http');
+    this.settleForUser(user, removed);
+    return removed;
+  }
+
+  /** A late ACK, or one for a user message sent to another device: entitled if the user's inbox still holds it. */
+  private async settleViaInbox(session: Session, acks: Array<{ msgId: string; stored?: Promise<void> }>): Promise<void> {
+    // A channel message whose retries just ran out may still be on its way into the inbox.
+    await Promise.all(acks.map((a) => a.stored));
+    const removed = await this.hooks.inbox.remove(session.user, acks.map((a) => a.msgId));
+    for (const msgId of removed) this.receipts.ackedInInbox(msgId, session.user, session.id);
+    this.settleForUser(session.user, removed);
+  }
+
+  /** A delivery of a message held in the user's inbox, in flight to one of the user's connections here and not yet claimed by an ACK from another. */
+  private inFlightToUser(user: string, msgId: string): InFlight | undefined {
+    for (const s of this.hooks.userSessions(user) ?? []) {
+      const item = this.states.get(s)?.inFlight.get(msgId);
+      if (item?.fromInbox && !item.inboxAsked) return item;
+    }
+    return undefined;
+  }
+
+  /** Stops delivering these inbox messages to the user's connections on this node: one device acknowledged them. */
+  private settleForUser(user: string, msgIds: string[]): void {
+    if (msgIds.length === 0) return;
+    for (const s of this.hooks.userSessions(user) ?? []) {
+      const st = this.states.get(s);
+      if (!st) continue;
+      let changed = false;
+      for (const id of msgIds) {
+        const it = st.inFlight.get(id);
+        if (it?.fromInbox) {
+          this.settle(st, it);
+          changed = true;
+        }
+      }
+      if (st.waiting.length > 0) {
+        const ids = new Set(msgIds);
+        const before = st.waiting.length;
+        st.waiting = st.waiting.filter((w) => {
+          if (!w.fromInbox || !ids.has(w.msgId)) return true;
+          st.waitingBytes -= w.frame.length;
+          return false;
+        });
+        changed ||= st.waiting.length !== before;
+      }
+      if (changed && s.open) this.drain(s, st);
+    }
   }
 
   private settle(st: ReliableState, item: InFlight): void {
@@ -254,6 +350,7 @@ export class ReliableDelivery {
     if (!st) return;
     for (const item of st.inFlight.values()) this.wheel.cancel(item);
     st.inFlight.clear();
+    st.exhausted.clear();
     st.waiting = [];
     st.waitingBytes = 0;
   }
@@ -261,8 +358,4 @@ export class ReliableDelivery {
   unacked(session: Session): number {
     return this.states.get(session)?.inFlight.size ?? 0;
   }
-}
-
-export function ackRefusedError(refused: string[]): HeraldError {
-  return new HeraldError(ErrorCode.PERMISSION_DENIED, `ack refused: ${refused.length} message(s) were never sent to this user`, { msgIds: refused });
 }

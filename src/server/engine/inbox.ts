@@ -46,8 +46,13 @@ export interface InboxStore {
   append(user: string, entry: { envelope: Envelope; channel?: string }, limits: InboxLimits, key?: IdempotencyKey): Promise<AppendResult>;
   /** Entries after `afterSeq`, oldest first, at most `limit`; expired entries are pruned (and counted) first. */
   list(user: string, afterSeq: number, limit: number, limits: InboxLimits): Promise<{ entries: InboxEntry[]; dropped: number }>;
-  /** Removes the entries with these msgIds; unknown ids are ignored. Returns how many were removed. */
-  remove(user: string, msgIds: string[]): Promise<number>;
+  /**
+   * Removes the entries with these msgIds; unknown ids are ignored. Returns the msgIds this call
+   * removed, each once: the removal is atomic per entry, so of two concurrent removals of one entry
+   * (two devices acknowledging it, two nodes) exactly one reports it. Acknowledgement entitlement
+   * relies on that (see delivery/reliable-delivery.ts).
+   */
+  remove(user: string, msgIds: string[]): Promise<string[]>;
   /** Number of entries waiting for a user. */
   size(user: string): Promise<number>;
   close(): Promise<void>;

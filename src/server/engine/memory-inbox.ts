@@ -37,13 +37,17 @@ export class MemoryInbox implements InboxStore {
     return { entries: box.entries.filter((e) => e.seq > afterSeq).slice(0, limit), dropped };
   }
 
-  async remove(user: string, msgIds: string[]): Promise<number> {
+  async remove(user: string, msgIds: string[]): Promise<string[]> {
     const box = this.users.get(user);
-    if (!box) return 0;
+    if (!box) return [];
     const ids = new Set(msgIds);
-    const before = box.entries.length;
-    box.entries = box.entries.filter((e) => !ids.has(e.envelope.msgId));
-    return before - box.entries.length;
+    const removed: string[] = [];
+    box.entries = box.entries.filter((e) => {
+      if (!ids.has(e.envelope.msgId)) return true;
+      removed.push(e.envelope.msgId);
+      return false;
+    });
+    return removed;
   }
 
   async size(user: string): Promise<number> {

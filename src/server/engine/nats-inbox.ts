@@ -145,10 +145,10 @@ export class NatsInbox implements InboxStore {
     return { entries: msgs.filter((m) => m.seq > afterSeq).map(toEntry), dropped };
   }
 
-  async remove(user: string, msgIds: string[]): Promise<number> {
-    const subjects = [...new Set(msgIds)].map((id) => this.entrySubject(user, id));
-    const purged = await inParallel(subjects, REMOVE_WIDTH, async (filter) => (await this.link.jsm.streams.purge(this.stream, { filter })).purged);
-    return purged.reduce((a, b) => a + b, 0);
+  async remove(user: string, msgIds: string[]): Promise<string[]> {
+    const ids = [...new Set(msgIds)];
+    const purged = await inParallel(ids, REMOVE_WIDTH, async (id) => (await this.link.jsm.streams.purge(this.stream, { filter: this.entrySubject(user, id) })).purged);
+    return ids.filter((_, i) => purged[i]! > 0);
   }
 
   async size(user: string): Promise<number> {

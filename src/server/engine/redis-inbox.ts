@@ -89,23 +89,23 @@ end
 return out
 `;
 
-// KEYS: z, d. ARGV: msgIds. Returns how many were removed.
+// KEYS: z, d. ARGV: msgIds. Returns the msgIds removed.
 const REMOVE_LUA = `
-local n = 0
+local removed = {}
 for i = 1, #ARGV do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
     redis.call('HDEL', KEYS[2], ARGV[i])
-    n = n + 1
+    removed[#removed + 1] = ARGV[i]
   end
 end
-return n
+return removed
 `;
 
 type ScriptedRedis = RedisClient & {
   // The number of keys comes first: 3, or 4 with an idempotency key (then timestamp and window follow).
   heraldInboxAppend(...args: Array<string | number>): Promise<[number, number, number, string?]>;
   heraldInboxList(z: string, d: string, afterSeq: number, limit: number, maxMessages: number, maxAgeMs: number): Promise<[number, ...string[]]>;
-  heraldInboxRemove(z: string, d: string, ...msgIds: string[]): Promise<number>;
+  heraldInboxRemove(z: string, d: string, ...msgIds: string[]): Promise<string[]>;
 };
 
 export class RedisInbox implements InboxStore {
@@ -141,10 +141,10 @@ export class RedisInbox implements InboxStore {
     return { entries, dropped: Number(dropped) };
   }
 
-  async remove(user: string, msgIds: string[]): Promise<number> {
-    if (msgIds.length === 0) return 0;
+  async remove(user: string, msgIds: string[]): Promise<string[]> {
+    if (msgIds.length === 0) return [];
     const k = this.keys(user);
-    return Number(await this.redis.heraldInboxRemove(k.z, k.d, ...msgIds));
+    return this.redis.heraldInboxRemove(k.z, k.d, ...msgIds);
   }
 
   async size(user: string): Promise<number> {

@@ -78,8 +78,8 @@ export class SqliteInbox implements InboxStore {
     return { entries, dropped };
   }
 
-  remove(user: string, msgIds: string[]): Promise<number> {
-    return this.store.write(() => msgIds.reduce((n, id) => n + this.stmt.remove.run(user, id).changes, 0));
+  remove(user: string, msgIds: string[]): Promise<string[]> {
+    return this.store.write(() => [...new Set(msgIds)].filter((id) => this.stmt.remove.run(user, id).changes > 0));
   }
 
   async size(user: string): Promise<number> {

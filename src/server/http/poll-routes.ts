@@ -141,17 +141,30 @@ export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode 
 
   app.post<{ Body: { msgIds: string[] } }>('/inbox/ack', {
     schema: {
-      summary: 'Acknowledge inbox messages (removes them)',
+      summary: "Acknowledge messages in the user's inbox (removes them)",
       tags: ['polling'],
       security: [{ bearer: [] }],
       body: { type: 'object', additionalProperties: false, required: ['msgIds'], properties: { msgIds: { type: 'array', minItems: 1, maxItems: 1000, items: { type: 'string', minLength: 1, maxLength: 128 } } } },
-      response: rateLimitedResponse,
+      response: {
+        200: {
+          type: 'object',
+          required: ['removed', 'refused'],
+          properties: {
+            removed: { type: 'integer', description: 'How many messages this acknowledged (and removed from the inbox)' },
+            refused: {
+              type: 'array', items: { type: 'string' },
+              description: "The msgIds that acknowledged nothing: not in this user's inbox (unknown, already acknowledged, expired, or another user's — not told apart)",
+            },
+          },
+        },
+        ...rateLimitedResponse,
+      },
     },
   }, async (req) => {
     const identity = await identify(node, req);
     if (!identity.user) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'anonymous clients have no inbox');
-    const removed = await node.inbox.remove(identity.user, req.body.msgIds);
-    for (const id of req.body.msgIds) node.delivery.receipts.acked(id, 'http', identity.user);
-    return { removed };
+    // The delivery module decides what this user may acknowledge (their inbox) and records it.
+    const acknowledged = new Set(await node.delivery.ackInbox(identity.user, req.body.msgIds));
+    return { removed: acknowledged.size, refused: [...new Set(req.body.msgIds)].filter((id) => !acknowledged.has(id)) };
   });
 }
