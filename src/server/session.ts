@@ -88,6 +88,11 @@ export class Session implements WheelEntry {
     return this.queuedBytes + this.transport.bufferedAmount;
   }
 
+  /** Bytes that may still be queued now before the budget is reached (0 when it is). */
+  get room(): number {
+    return Math.max(0, this.maxQueueBytes - this.backlogBytes);
+  }
+
   /** The largest recovery reply `enqueue(frame, true)` accepts now: up to twice the budget, less the backlog. */
   get replayRoomBytes(): number {
     return Math.max(0, 2 * this.maxQueueBytes - this.backlogBytes);

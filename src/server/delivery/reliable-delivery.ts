@@ -126,6 +126,9 @@ export class ReliableDelivery {
       st.inboxLoading.push({ seq, item });
       return;
     }
+    // Older inbox entries are still to come in a later batch: this message is in the inbox too and
+    // comes with them, in order. Taking it now would move the cursor past them.
+    if (seq !== undefined && st.inboxMore && seq > st.inboxCursor) return;
     if (seq !== undefined) st.inboxCursor = Math.max(st.inboxCursor, seq);
     this.admit(st, item);
   }
@@ -324,17 +327,27 @@ export class ReliableDelivery {
       if (dropped > 0) this.hooks.onInboxDrop(session.user, dropped);
       if (!session.open) return;
       const sent = new Set<string>();
+      let full = false;
       for (const e of entries) {
         const frame = inboxMessageFrameBytes(JSON.stringify(e.envelope), e.channel);
+        // A batch counts against the connection's byte budget (limits.maxQueueBytes): what does not
+        // fit now stays in the inbox for the next batch, so a large inbox never closes a client
+        // that reads. The first message always goes, so the inbox keeps moving.
+        if (sent.size > 0 && frame.length > session.room - st.waitingBytes) {
+          full = true;
+          break;
+        }
         this.admit(st, new InFlight(session, e.envelope.msgId, frame, e.envelope, e.channel, true));
         sent.add(e.envelope.msgId);
         st.inboxCursor = Math.max(st.inboxCursor, e.seq);
+        if (!session.open) return;
       }
-      st.inboxMore = entries.length >= this.cfg.inbox.deliverBatch;
+      st.inboxMore = full || entries.length >= this.cfg.inbox.deliverBatch;
       const buffered = st.inboxLoading;
       st.inboxLoading = undefined;
       for (const { seq, item } of buffered) {
         if (seq <= st.inboxCursor && sent.has(item.msgId)) continue;
+        if (st.inboxMore && seq > st.inboxCursor) continue; // comes with a later batch, in order
         st.inboxCursor = Math.max(st.inboxCursor, seq);
         this.admit(st, item);
       }
