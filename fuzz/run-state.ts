@@ -1,0 +1,57 @@
+/**
+ * The state every part of a run shares: where the server is, the message limit, the counters and
+ * histograms of the report, the input log and the anomaly log.
+ */
+import { AnomalyLog, Ring, Tally, type AnomalyKind, type InputRecord } from './recorder.js';
+
+export class RunState {
+  readonly startedAt = Date.now();
+  readonly closes = new Tally();
+  readonly errors = new Tally();
+  readonly http = new Tally();
+  readonly upgrades = new Tally();
+  readonly labels = new Tally();
+  readonly anomalies = new AnomalyLog();
+  readonly lastInputs = new Ring<InputRecord>(200);
+  readonly counts = {
+    inputs: 0,
+    wsMessages: 0,
+    wsControlInputs: 0,
+    wsFrames: 0,
+    wsBytes: 0,
+    firstFrames: 0,
+    httpRequests: 0,
+    rawConnections: 0,
+    connectionsOpened: 0,
+    autoReplies: 0,
+  };
+  private seq = 0;
+  /** Set when the server process has exited: nothing more is sent. */
+  serverGone = false;
+  /** Set when the run is over and what is still in flight gets cancelled. */
+  finishing = false;
+
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    /** `limits.maxMessageBytes` of the server under test. */
+    readonly limit: number,
+  ) {}
+
+  elapsed(): number {
+    return Date.now() - this.startedAt;
+  }
+
+  /** Logs an input about to be sent; `recent` (a connection's own log) gets it too. */
+  record(rec: Omit<InputRecord, 'seq' | 'atMs'>, recent?: Ring<InputRecord>): InputRecord {
+    const full: InputRecord = { seq: ++this.seq, atMs: this.elapsed(), ...rec };
+    this.lastInputs.push(full);
+    recent?.push(full);
+    return full;
+  }
+
+  anomaly(kind: AnomalyKind, message: string, conn?: { name: string; recent: Ring<InputRecord> }, inputs?: InputRecord[]): void {
+    if (this.serverGone && kind !== 'crash') return; // everything fails after a crash; the crash is the finding
+    this.anomalies.add({ kind, atMs: this.elapsed(), message, ...(conn ? { conn: conn.name } : {}), inputs: inputs ?? conn?.recent.last(12) ?? this.lastInputs.last(12) });
+  }
+}
