@@ -34,6 +34,7 @@ const program = new Command('herald-fuzz')
   .option('--set <key=value>', 'server config key, as herald serve --set (repeatable)', collect, [])
   .option('--bystander-rate <n>', 'bystander publishes per second', positiveInt, DEFAULT_OPTIONS.bystanderRate)
   .option('--stall-ms <n>', 'a bystander delivery slower than this is reported', positiveInt, DEFAULT_OPTIONS.stallMs)
+  .option('--valid-only', 'send only valid frames and requests: a baseline with the same load and bystander, no fuzzing')
   .option('--no-minimize', 'after a crash, do not replay the last inputs one by one to find a reproducer')
   .option('--replay <file>', "replay a report's reproducer (or its last inputs) against a fresh server, then exit")
   .option('--herald <file>', "Herald's CLI entry point (default: the built dist/src/cli/herald.js)");
@@ -51,6 +52,7 @@ const o = program.opts<{
   bystanderRate: number;
   stallMs: number;
   minimize: boolean;
+  validOnly?: boolean;
   replay?: string;
   herald?: string;
 }>();
@@ -85,6 +87,7 @@ const summary = await runFuzz({
   bystanderRate: Math.max(1, o.bystanderRate),
   stallMs: o.stallMs,
   minimize: o.minimize,
+  validOnly: o.validOnly === true,
   progress,
   ...(o.herald ? { cli: o.herald } : {}),
 });

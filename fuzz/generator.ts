@@ -6,7 +6,8 @@
  * timing: which connection an input lands on is decided when it is sent.
  */
 import type { WsSend } from './attacker.js';
-import { httpSweep, randomHttpInput, type HttpCredentials, type HttpSpec } from './http-inputs.js';
+import { baseRequest, httpSweep, randomHttpInput, type HttpCredentials, type HttpSpec } from './http-inputs.js';
+import { FUZZ_API_KEY } from './world.js';
 import { JObj, render } from './json-model.js';
 import { applyValueOp, BAD_UTF8, DEPTHS, EXTRA_KEYS, interestingValues, mutateBytes, mutateValue, sizeTargets, WHOLE_MESSAGES, type ByteOp, type ValueOp } from './mutations.js';
 import { rawCatalogue, randomRawInput, type RawInput } from './raw-inputs.js';
@@ -49,13 +50,19 @@ export class InputGenerator {
     private readonly limit: number,
     private readonly creds: GeneratorCredentials,
     private readonly host: string,
+    /** Only valid frames and requests: a baseline load with the same connections and bystander, no fuzzing. */
+    private readonly validOnly = false,
   ) {
     this.ctx = { id: () => this.nextId++ };
-    this.sweeps = [this.messageSweep(), this.firstFrameSweep(), this.wsSweep(), this.httpSweepInputs(), this.rawSweep()];
+    this.sweeps = validOnly ? [] : [this.messageSweep(), this.firstFrameSweep(), this.wsSweep(), this.httpSweepInputs(), this.rawSweep()];
   }
 
   /** The next input; `fromSweep` tells whether it belongs to the systematic sweep. */
   next(): { input: Input; fromSweep: boolean } {
+    if (this.validOnly) {
+      this.sweepDone = true;
+      return { input: this.randomValid(), fromSweep: false };
+    }
     while (this.sweeps.length > 0) {
       const i = this.turn++ % this.sweeps.length;
       const r = this.sweeps[i]!.next();
@@ -227,6 +234,15 @@ export class InputGenerator {
       case 'raw':
         return { lane: 'raw', input: randomRawInput(this.rng, this.host, { valid: this.creds.validToken, bad: this.creds.badTokens }) };
     }
+  }
+
+  private randomValid(): Input {
+    if (this.rng.chance(0.8)) return this.validMessage(this.randomType(), this.auth());
+    const { spec } = baseRequest(this.rng, 'publish', this.creds);
+    spec.path = '/api/v1/publish';
+    spec.headers = { 'content-type': 'application/json', authorization: `Bearer ${FUZZ_API_KEY}` };
+    spec.label = `http:publish valid [${spec.framing}]`;
+    return { lane: 'http', spec };
   }
 
   private randomType(): FrameType {

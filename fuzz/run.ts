@@ -50,6 +50,10 @@ export interface FuzzOptions {
   progress: (line: string) => void;
   /** Herald's CLI entry point (default: the built one). */
   cli?: string;
+  /** Extra environment variables for the server process. */
+  serverEnv?: Record<string, string>;
+  /** Send only valid frames and requests (a baseline: same load and bystander, no fuzzing). */
+  validOnly?: boolean;
 }
 
 export const DEFAULT_OPTIONS: Omit<FuzzOptions, 'seed' | 'out'> = {
@@ -127,7 +131,7 @@ async function waitUntil(cond: () => boolean, ms: number): Promise<void> {
 export async function runFuzz(options: Partial<FuzzOptions> & { seed: number }): Promise<FuzzSummary> {
   const opts: FuzzOptions = { ...DEFAULT_OPTIONS, out: `fuzz-report-${options.seed}.json`, ...options };
   const limit = messageLimit(opts.set);
-  const server = await startServer({ engine: opts.engine, set: opts.set, ...(opts.cli ? { cli: opts.cli } : {}) });
+  const server = await startServer({ engine: opts.engine, set: opts.set, ...(opts.cli ? { cli: opts.cli } : {}), ...(opts.serverEnv ? { env: opts.serverEnv } : {}) });
   const killOnExit = () => {
     try {
       process.kill(server.pid, 'SIGKILL');
@@ -155,7 +159,7 @@ async function fuzzAgainst(server: ServerHandle, opts: FuzzOptions, limit: numbe
   const userTokens = await Promise.all([0, 1, 2, 3].map((i) => mintToken(attackerClaims(i))));
   const connectTokens = fuzzTokens();
   const badTokens = connectTokens.filter(([label]) => label !== 'valid' && !label.startsWith('channels')).map(([, t]) => t);
-  const generator = new InputGenerator(genRng, limit, { userTokens, badTokens, connectTokens, validToken: userTokens[0]! }, `${run.host}:${run.port}`);
+  const generator = new InputGenerator(genRng, limit, { userTokens, badTokens, connectTokens, validToken: userTokens[0]! }, `${run.host}:${run.port}`, opts.validOnly);
 
   let shuttingDown = false;
   let crash: ServerExit | undefined;

@@ -23,6 +23,8 @@ export interface StartOptions {
   set: string[];
   /** The Herald entry point; default: the built CLI next to this file, else dist/ under the working directory. */
   cli?: string;
+  /** Extra environment variables for the server process. */
+  env?: Record<string, string>;
 }
 
 export interface ServerHandle {
@@ -93,7 +95,7 @@ async function startOnce(opts: StartOptions): Promise<ServerHandle> {
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify(config, null, 2));
   const args = [heraldCli(opts.cli), 'serve', '--config', file, ...opts.set.flatMap((s) => ['--set', s])];
-  const proc: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const started = Date.now();
   let tail = '';
   const keep = (d: Buffer): void => {
