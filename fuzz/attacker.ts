@@ -16,6 +16,7 @@ import type { RunState } from './run-state.js';
 import { validFrame } from './valid-frames.js';
 import { closePayload, encodeFrame, FrameReader, Opcode, textFrame, upgradeRequest } from './ws-framer.js';
 import type { WsExpect } from './ws-inputs.js';
+import { RECOVER_EPOCH } from './world.js';
 
 /** Bytes to send on an open connection and what the server should do with them. */
 export interface WsSend {
@@ -35,6 +36,8 @@ export interface WsSend {
 }
 
 const PING = textFrame('{"type":"ping"}');
+const RECOVER_EPOCH_JSON = JSON.stringify(RECOVER_EPOCH);
+const RECOVER_EPOCH_BYTES = Buffer.from(RECOVER_EPOCH_JSON);
 const PONG = '{"type":"pong"}';
 const MAX_BUFFERED = 512 * 1024;
 const CLOSE_GRACE_MS = 5000;
@@ -67,6 +70,8 @@ export class Attacker {
   private readonly awaiting = new Map<string, { at: number; label: string }>();
   private answered: (() => void) | undefined;
   private gotCloseFrame = false;
+  /** We ended the TCP connection ourselves (so no close frame is due). */
+  private weClosed = false;
   private nextAutoId = 1_000_000_000;
   private setReady!: (ok: boolean) => void;
   private setClosed!: () => void;
@@ -174,6 +179,10 @@ export class Attacker {
       return;
     }
     if (typeof frame.id === 'number') this.awaiting.delete(`id:${frame.id}`);
+    if (typeof frame.channel === 'string') {
+      const epoch = frame.position?.epoch ?? frame.epoch;
+      if (typeof epoch === 'string') this.run.epochs.set(frame.channel, epoch);
+    }
     switch (frame.type) {
       case 'connected':
         if (frame.id === 0 && this.state === 'open') {
@@ -246,7 +255,11 @@ export class Attacker {
   }
 
   private onSocketClose(): void {
-    if (!this.gotCloseFrame && this.state !== 'upgrading' && this.refusedStatus === undefined) this.run.closes.inc('no-close-frame');
+    if (!this.gotCloseFrame && !this.weClosed && this.state !== 'upgrading' && this.refusedStatus === undefined) {
+      this.run.closes.inc('no-close-frame');
+      const last = this.recent.last(1)[0]?.label ?? 'nothing';
+      this.run.dropped.inc(last.replace(/[ (].*$/, ''));
+    }
     this.state = 'closed';
     this.probes = [];
     this.awaiting.clear();
@@ -265,52 +278,71 @@ export class Attacker {
 
   /** Sends one input, logging it first. */
   send(input: WsSend): void {
+    input = this.withRealEpochs(input);
     this.run.counts.wsFrames += input.frames ?? 1;
     this.run.record(
-      { label: input.label, target: 'ws', conn: this.name, connKind: this.kind, ...(this.user ? { user: this.user } : {}), bytes: input.bytes.toString('base64'), preview: preview(input.plain ?? input.bytes.subarray(frameHeaderLength(input.bytes))) },
+      { label: input.label, target: 'ws', conn: this.name, connKind: this.kind, ...(this.user ? { user: this.user } : {}), bytes: input.bytes.toString('base64'), preview: input.plain ? preview(input.plain) : `hex ${input.bytes.subarray(0, 64).toString('hex')}${input.bytes.length > 64 ? `… (${input.bytes.length} bytes)` : ''}` },
       this.recent,
     );
     if (input.awaits) this.awaiting.set(input.awaits, { at: Date.now(), label: input.label });
-    if (input.split) this.writeSplit(input.bytes);
-    else this.write(input.bytes);
-    if (input.endAfter) {
-      this.socket.end();
-      this.condemned = true;
-      return;
+    if (input.endAfter || input.expect === 'close') this.condemned = true;
+    const after = (): void => {
+      if (input.endAfter) {
+        this.weClosed = true;
+        this.socket.end();
+      } else if (input.expect === 'close') this.expectClose(input.label);
+      else if (input.probe) this.probe();
+    };
+    if (input.split) this.writeSplit(input.bytes, after);
+    else {
+      this.write(input.bytes);
+      after();
     }
-    if (input.expect === 'close') {
-      this.condemned = true;
-      this.expectClose(input.label);
-      return;
-    }
-    if (input.probe && !this.busy) this.probe();
   }
 
-  private writeSplit(bytes: Buffer): void {
+  /** Replaces RECOVER_EPOCH with the epoch any connection has seen for the channel. */
+  private withRealEpochs(input: WsSend): WsSend {
+    if (!input.plain || !input.plain.includes(RECOVER_EPOCH_BYTES)) return input;
+    const texts = input.plain.toString('utf8').split(/(?<=\})(?=\{"type")/);
+    if (texts.length !== (input.frames ?? 1)) return input;
+    const fixed = texts.map((t) => {
+      const channel = /"channel":"([^"]*)"/.exec(t)?.[1];
+      const epoch = channel !== undefined ? this.run.epochs.get(channel) : undefined;
+      return epoch ? t.replace(RECOVER_EPOCH_JSON, JSON.stringify(epoch)) : t;
+    });
+    const plain = Buffer.from(fixed.join(''));
+    return { ...input, plain, bytes: Buffer.concat(fixed.map((t) => textFrame(t))) };
+  }
+
+  /** Writes in small pieces (bigger ones for big inputs), a timer turn apart, then calls `done`. */
+  private writeSplit(bytes: Buffer, done: () => void): void {
     this.busy = true;
+    const maxPiece = Math.max(7, Math.ceil(bytes.length / 64));
     let at = 0;
     const step = (): void => {
       if (this.state === 'closed') {
         this.busy = false;
         return;
       }
-      const n = 1 + this.rng.int(7);
+      const n = 1 + this.rng.int(maxPiece);
       this.write(bytes.subarray(at, at + n));
       at += n;
       if (at < bytes.length) setTimeout(step, 1);
       else {
         this.busy = false;
-        if (!this.condemned) this.probe();
+        done();
       }
     };
     step();
   }
 
   private expectClose(label: string): void {
+    // A connection that is not reading cannot see its close: stop the pause short.
+    if (this.paused) this.resume();
     setTimeout(() => {
       if (this.state === 'closed' || this.run.serverGone) return;
-      if (this.paused) return this.expectClose(label);
       this.run.anomaly('expected-close', `${label}: the connection is still open ${CLOSE_GRACE_MS} ms later`, this);
+      this.weClosed = true;
       this.destroy();
     }, CLOSE_GRACE_MS).unref();
   }
@@ -341,12 +373,20 @@ export class Attacker {
     if (this.paused || this.state === 'closed') return;
     this.paused = true;
     this.socket.pause();
+    const pause = (this.pauseId = (this.pauseId ?? 0) + 1);
     setTimeout(() => {
-      this.paused = false;
-      this.probes = [];
-      for (const entry of this.awaiting.values()) entry.at = Date.now();
-      this.socket.resume();
+      if (this.pauseId === pause) this.resume();
     }, ms).unref();
+  }
+
+  private pauseId: number | undefined;
+
+  private resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.probes = [];
+    for (const entry of this.awaiting.values()) entry.at = Date.now();
+    this.socket.resume();
   }
 
   /** Resolves when the server answers anything (a text or close frame) or the socket closes; false after `ms`. */
@@ -368,20 +408,14 @@ export class Attacker {
   /** A normal close from our side. */
   close(): void {
     if (this.state === 'closed') return;
+    this.weClosed = true;
     this.write(encodeFrame({ opcode: Opcode.CLOSE, payload: closePayload(1000) }));
     this.socket.end();
     setTimeout(() => this.destroy(), 1000).unref();
   }
 
   destroy(): void {
+    this.weClosed = true;
     this.socket.destroy();
   }
-}
-
-/** Length of a masked client frame's header (so previews show the payload, not the header). */
-function frameHeaderLength(bytes: Buffer): number {
-  if (bytes.length < 2) return 0;
-  const len = bytes[1]! & 0x7f;
-  const mask = bytes[1]! & 0x80 ? 4 : 0;
-  return (len === 126 ? 4 : len === 127 ? 10 : 2) + mask;
 }

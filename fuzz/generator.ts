@@ -7,8 +7,8 @@
  */
 import type { WsSend } from './attacker.js';
 import { baseRequest, httpSweep, randomHttpInput, type HttpCredentials, type HttpSpec } from './http-inputs.js';
-import { FUZZ_API_KEY } from './world.js';
-import { JObj, render } from './json-model.js';
+import { FUZZ_API_KEY, RECOVER_EPOCH } from './world.js';
+import { obj, render, type JObj } from './json-model.js';
 import { applyValueOp, BAD_UTF8, DEPTHS, EXTRA_KEYS, interestingValues, mutateBytes, mutateValue, sizeTargets, WHOLE_MESSAGES, type ByteOp, type ValueOp } from './mutations.js';
 import { rawCatalogue, randomRawInput, type RawInput } from './raw-inputs.js';
 import type { Rng } from './rng.js';
@@ -147,13 +147,26 @@ export class InputGenerator {
     for (const [label, make] of WHOLE_MESSAGES) {
       yield { lane: 'ws', auth: auth(), control: false, send: this.message(`whole:${label}`, Buffer.from(make(this.limit))) };
     }
-    // A slow consumer that keeps asking for recovery (H1's shape), and the same through fragments.
-    for (let i = 0; i < 20; i++) {
-      const f = validFrame('subscribe', this.rng, this.ctx);
-      f.set('channel', 'fuzz:a');
-      f.set('recover', new JObj([['offset', 0], ['epoch', 'x']]));
-      yield { lane: 'ws', auth: 'lazy', control: false, send: this.message('subscribe:recover(lazy)', Buffer.from(render(f)), { fragments: 1 + (i % 3), probe: false }) };
-    }
+    // A slow consumer that keeps asking for recovery: the server's replies must stay within its byte budget.
+    for (let i = 0; i < 20; i++) yield this.recoverCycle();
+  }
+
+  /**
+   * subscribe-with-recover from the start of a channel's history, then unsubscribe, on a connection
+   * that reads slowly: each reply can be as large as the history. The attacker puts in the
+   * channel's real epoch (RECOVER_EPOCH is a placeholder) so that recovery succeeds.
+   */
+  private recoverCycle(): Input {
+    const channel = this.rng.pick(['fuzz:a', 'fuzz:b', 'tok:x']);
+    const sub = obj({ type: 'subscribe', id: this.ctx.id(), channel, recover: obj({ offset: 0, epoch: RECOVER_EPOCH }) });
+    const unsub = obj({ type: 'unsubscribe', id: this.ctx.id(), channel });
+    const frames = [Buffer.from(render(sub)), Buffer.from(render(unsub))];
+    return {
+      lane: 'ws',
+      auth: 'lazy',
+      control: false,
+      send: { label: `recover-cycle(${channel})`, bytes: Buffer.concat(frames.map((f) => textFrame(f))), plain: Buffer.concat(frames), frames: 2, expect: 'any', probe: false },
+    };
   }
 
   private first(label: string, frames: string[]): Input {
@@ -238,7 +251,7 @@ export class InputGenerator {
 
   private randomValid(): Input {
     if (this.rng.chance(0.8)) return this.validMessage(this.randomType(), this.auth());
-    const { spec } = baseRequest(this.rng, 'publish', this.creds);
+    const { spec } = baseRequest(this.rng, 'publish', this.creds, this.limit);
     spec.path = '/api/v1/publish';
     spec.headers = { 'content-type': 'application/json', authorization: `Bearer ${FUZZ_API_KEY}` };
     spec.label = `http:publish valid [${spec.framing}]`;
@@ -261,6 +274,7 @@ export class InputGenerator {
   private randomMessage(): Input {
     const rng = this.rng;
     const auth = this.auth();
+    if (auth === 'lazy' && rng.chance(0.5)) return this.recoverCycle();
     const type = this.randomType();
     if (rng.chance(0.2)) return this.validMessage(type, auth);
     if (rng.chance(0.03)) {

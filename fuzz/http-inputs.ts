@@ -79,7 +79,12 @@ export function validFilter(rng: Rng, depth = 0): JObj {
   return obj({ [kind]: [validFilter(rng, depth + 1), validFilter(rng, depth + 1)] });
 }
 
-export function publishBody(rng: Rng): JObj {
+/**
+ * A valid publish. One in ten carries a large payload (a quarter of the message limit), so channel
+ * histories grow large and a recovery reply can be big: the replies a slow reader asks for must
+ * stay within its byte budget.
+ */
+export function publishBody(rng: Rng, limit: number): JObj {
   const audience = rng.weighted<'channel' | 'user' | 'broadcast'>([
     ['channel', 6],
     ['user', 2],
@@ -91,7 +96,7 @@ export function publishBody(rng: Rng): JObj {
     broadcast: audience === 'broadcast' ? true : undefined,
     filter: rng.chance(0.2) ? validFilter(rng) : undefined,
     eventType: EVENT,
-    payload: smallPayload(rng),
+    payload: rng.chance(0.1) ? 'p'.repeat(Math.floor(limit / 4)) : smallPayload(rng),
     msgId: rng.chance(0.3) ? `fh-${rng.int(1 << 30).toString(36)}` : undefined,
     source: rng.chance(0.2) ? 'fuzz-backend' : undefined,
     version: rng.chance(0.2) ? '3.1' : undefined,
@@ -100,12 +105,12 @@ export function publishBody(rng: Rng): JObj {
   });
 }
 
-function body(rng: Rng, route: Route): JObj | undefined {
+function body(rng: Rng, route: Route, limit: number): JObj | undefined {
   switch (route) {
     case 'publish':
-      return publishBody(rng);
+      return publishBody(rng, limit);
     case 'publish-batch':
-      return obj({ messages: Array.from({ length: rng.pick([1, 2, 5, 20]) }, () => publishBody(rng)) });
+      return obj({ messages: Array.from({ length: rng.pick([1, 2, 5, 20]) }, () => publishBody(rng, limit)) });
     case 'conn-request':
       return obj({ method: 'fuzz.call', data: smallPayload(rng), timeoutMs: rng.range(100, 1000) });
     case 'conn-disconnect':
@@ -131,8 +136,8 @@ function pollQuery(rng: Rng, names: string[]): string {
 }
 
 /** A request for `route` with a valid body and credentials (the caller mutates it). */
-export function baseRequest(rng: Rng, route: Route, creds: HttpCredentials): { spec: HttpSpec; body: JObj | undefined } {
-  const b = body(rng, route);
+export function baseRequest(rng: Rng, route: Route, creds: HttpCredentials, limit: number): { spec: HttpSpec; body: JObj | undefined } {
+  const b = body(rng, route, limit);
   const param = (): string => (rng.chance(0.8) ? LIVE_CONNECTION : rng.pick(PATH_PARAMS));
   let method: 'GET' | 'POST' = 'POST';
   let path: string;
@@ -225,7 +230,7 @@ export function randomHttpInput(rng: Rng, limit: number, creds: HttpCredentials)
     ['poll-inbox', 1],
     ['api-get', 1],
   ]);
-  const { spec, body: b } = baseRequest(rng, route, creds);
+  const { spec, body: b } = baseRequest(rng, route, creds, limit);
   const labels: string[] = [];
   if (b && rng.chance(0.75)) {
     for (let i = rng.range(1, 2); i > 0; i--) labels.push(mutateValue(rng, b, limit));
@@ -251,12 +256,12 @@ export function* httpSweep(rng: Rng, limit: number, creds: HttpCredentials): Gen
   const choices = pick.map((name) => values.findIndex(([n]) => n === name));
   for (const route of ROUTES) {
     for (let variant = 0; variant < 2; variant++) {
-      const { spec } = baseRequest(rng, route, creds);
+      const { spec } = baseRequest(rng, route, creds, limit);
       spec.framing = variant === 0 ? 'length' : 'chunked';
       spec.label = `${spec.label} valid [${spec.framing}]`;
       yield spec;
     }
-    const sample = body(rng, route);
+    const sample = body(rng, route, limit);
     if (!sample) continue;
     const fieldPaths = sample.entries.map(([k]) => [k]);
     const ops: Array<[ValueOp, number | undefined]> = [
@@ -268,7 +273,7 @@ export function* httpSweep(rng: Rng, limit: number, creds: HttpCredentials): Gen
     for (const path of fieldPaths) {
       for (const [op, choice] of ops) {
         for (const framing of route === 'publish' ? (['length', 'chunked'] as const) : (['length'] as const)) {
-          const { spec, body: b } = baseRequest(rng, route, creds);
+          const { spec, body: b } = baseRequest(rng, route, creds, limit);
           if (!b || b.get(path[0]!) === undefined) continue;
           spec.headers = { ...spec.headers, authorization: route === 'inbox-ack' ? spec.headers.authorization ?? `Bearer ${creds.userTokens[0]}` : `Bearer ${FUZZ_API_KEY}` };
           const label = applyValueOp(rng, b, op, path, limit, choice);
@@ -281,7 +286,7 @@ export function* httpSweep(rng: Rng, limit: number, creds: HttpCredentials): Gen
     }
   }
   for (const [name, reason] of REASONS) {
-    const { spec } = baseRequest(rng, 'conn-disconnect', creds);
+    const { spec } = baseRequest(rng, 'conn-disconnect', creds, limit);
     spec.path = `/api/v1/connections/${LIVE_CONNECTION}/disconnect`;
     spec.headers.authorization = `Bearer ${FUZZ_API_KEY}`;
     spec.body = Buffer.from(JSON.stringify({ reconnect: true, reason }));
@@ -289,14 +294,14 @@ export function* httpSweep(rng: Rng, limit: number, creds: HttpCredentials): Gen
     yield spec;
   }
   for (const depth of [16, 17, 64, 6000]) {
-    const { spec } = baseRequest(rng, 'publish', creds);
+    const { spec } = baseRequest(rng, 'publish', creds, limit);
     spec.headers.authorization = `Bearer ${FUZZ_API_KEY}`;
     spec.body = Buffer.from(render(obj({ broadcast: true, eventType: EVENT, payload: null, filter: new Deep(depth, 'object', obj({ tag: 'plan', op: 'eq', value: 'pro' }), 'not') })));
     spec.label = `http:publish filter:deep-not(${depth})`;
     yield spec;
   }
   {
-    const { spec } = baseRequest(rng, 'publish-batch', creds);
+    const { spec } = baseRequest(rng, 'publish-batch', creds, limit);
     spec.headers.authorization = `Bearer ${FUZZ_API_KEY}`;
     const wide = Array.from({ length: 256 }, (_, i) => obj({ tag: `t${i}`, op: 'ne', value: i }));
     spec.body = Buffer.from(render(obj({ messages: Array.from({ length: 100 }, () => obj({ broadcast: true, eventType: EVENT, payload: 1, filter: obj({ or: wide }) })) })));
@@ -308,7 +313,7 @@ export function* httpSweep(rng: Rng, limit: number, creds: HttpCredentials): Gen
     ['deep-payload-30000', Buffer.from(`{"channel":"fuzz:a","eventType":"x","payload":${'['.repeat(30000)}${']'.repeat(30000)}}`)],
   ] as const) {
     for (const framing of ['length', 'chunked'] as const) {
-      const { spec } = baseRequest(rng, 'publish', creds);
+      const { spec } = baseRequest(rng, 'publish', creds, limit);
       spec.path = '/api/v1/publish';
       spec.headers = { 'content-type': 'application/json', authorization: `Bearer ${FUZZ_API_KEY}` };
       spec.body = raw;

@@ -37,8 +37,14 @@ export class AttackerPool {
     const first = this.slots.map((_, i) => this.open(i));
     await Promise.race([Promise.all(first.map((a) => a.ready)), new Promise((r) => setTimeout(r, 10_000))]);
     // Lazy connections stop reading for a while, then catch up: the server's queue for them grows meanwhile.
+    // Now and then one stops reading for long (20 s): the server must close it as a slow consumer
+    // rather than queue for it without bound.
     this.lazyTimer = setInterval(() => {
-      for (const a of this.slots) if (a?.kind === 'lazy' && !a.paused && this.rng.chance(0.3)) a.pauseFor(this.rng.range(500, 3000));
+      for (const a of this.slots) {
+        if (a?.kind !== 'lazy' || a.paused) continue;
+        if (this.rng.chance(0.02)) a.pauseFor(20_000);
+        else if (this.rng.chance(0.3)) a.pauseFor(this.rng.range(500, 3000));
+      }
     }, 1000);
   }
 

@@ -10,7 +10,8 @@ export class RunState {
   readonly errors = new Tally();
   readonly http = new Tally();
   readonly upgrades = new Tally();
-  readonly labels = new Tally();
+  /** Connections the server dropped without a close frame, by the kind of their last input. */
+  readonly dropped = new Tally();
   readonly anomalies = new AnomalyLog();
   readonly lastInputs = new Ring<InputRecord>(200);
   readonly counts = {
@@ -25,6 +26,8 @@ export class RunState {
     connectionsOpened: 0,
     autoReplies: 0,
   };
+  /** The epoch last seen for each channel, by any attacker (for recover requests that succeed). */
+  readonly epochs = new Map<string, string>();
   private seq = 0;
   /** Set when the server process has exited: nothing more is sent. */
   serverGone = false;

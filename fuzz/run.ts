@@ -98,6 +98,8 @@ export interface FuzzSummary {
   wsBytesSent: number;
   connectionsOpened: number;
   closes: Record<string, number>;
+  /** Connections the server dropped without a close frame, by the kind of their last input. */
+  droppedWithoutCloseFrame: Record<string, number>;
   errors: Record<string, number>;
   http: Record<string, number>;
   rawAndUpgrades: Record<string, number>;
@@ -221,7 +223,7 @@ async function fuzzAgainst(server: ServerHandle, opts: FuzzOptions, limit: numbe
         void sendHttp(run, input.spec, httpAgent, () => pool.liveConnectionId(pickRng)).finally(() => inflight.http--);
         return true;
       case 'raw':
-        if (inflight.raw >= 4) return false;
+        if (inflight.raw >= 8) return false;
         inflight.raw++;
         run.counts.rawConnections++;
         void sendRaw(run, input.input).finally(() => inflight.raw--);
@@ -332,6 +334,7 @@ async function fuzzAgainst(server: ServerHandle, opts: FuzzOptions, limit: numbe
     wsBytesSent: run.counts.wsBytes,
     connectionsOpened: run.counts.connectionsOpened,
     closes: run.closes.sorted(),
+    droppedWithoutCloseFrame: run.dropped.sorted(),
     errors: run.errors.sorted(),
     http: run.http.sorted(),
     rawAndUpgrades: run.upgrades.sorted(),

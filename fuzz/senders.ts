@@ -12,7 +12,7 @@ import type { RunState } from './run-state.js';
 import { closePayload, encodeFrame, Opcode } from './ws-framer.js';
 
 const HTTP_TIMEOUT_MS = 15_000;
-const RAW_WAIT_MS = 3000;
+const RAW_WAIT_MS = 2000;
 const MAX_RESPONSE = 256 * 1024;
 
 /** The error code in an HTTP error body, if it has one. */

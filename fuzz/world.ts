@@ -10,6 +10,9 @@ export const FUZZ_API_KEY = 'fuzz-api-key-0123456789';
 export const BYSTANDER_USER = 'fuzz-bystander';
 export const BYSTANDER_CHANNEL = 'bystander:stream';
 
+/** Stands for "this channel's current epoch" in generated recover requests; the attacker substitutes the real one. */
+export const RECOVER_EPOCH = '{epoch}';
+
 /** Channels attackers may subscribe to anonymously (`channels.public`); `fuzz:*` is also publishable anonymously. */
 export const PUBLIC_PATTERNS = ['fuzz:*', 'bystander:*'];
 export const CLIENT_PUBLISH_PATTERNS = ['fuzz:*'];
