@@ -56,6 +56,8 @@ export class Attacker {
   condemned = false;
   /** Not reading (a slow consumer); lazy connections do this now and then. */
   paused = false;
+  /** Checks in progress that need the connection left alone. */
+  private held = 0;
   readonly serverRequests: string[] = [];
   readonly received: string[] = [];
   /** The upgrade's HTTP status when it was refused. */
@@ -67,6 +69,8 @@ export class Attacker {
   private readonly reader = new FrameReader();
   private head = Buffer.alloc(0);
   private probes: number[] = [];
+  /** Probes answered so far. */
+  private answers = 0;
   private readonly awaiting = new Map<string, { at: number; label: string }>();
   private answered: (() => void) | undefined;
   private gotCloseFrame = false;
@@ -107,7 +111,7 @@ export class Attacker {
 
   /** Can take an input now. */
   isReady(): boolean {
-    return this.isAuthenticatedOrOpen() && !this.busy && !this.condemned && this.socket.writableLength < MAX_BUFFERED && !this.run.serverGone;
+    return this.isAuthenticatedOrOpen() && !this.busy && !this.condemned && this.held === 0 && this.socket.writableLength < MAX_BUFFERED && !this.run.serverGone;
   }
 
   // ---- inbound --------------------------------------------------------------------------------
@@ -195,7 +199,7 @@ export class Attacker {
         const code = String(frame.error?.code);
         this.run.errors.inc(code);
         if (code === 'internal') this.run.anomaly('internal-error', `error frame: ${JSON.stringify(frame).slice(0, 300)}`, this);
-        if (code === 'rate_limited' && frame.id === undefined) this.probes.shift();
+        if (code === 'rate_limited' && frame.id === undefined) this.probeAnswered();
         if (frame.id === 0 && this.state === 'open') {
           // The setup `connect` was refused: give the slot back (the pool reopens it).
           this.setReady(false);
@@ -204,7 +208,7 @@ export class Attacker {
         return;
       }
       case 'pong':
-        this.probes.shift();
+        this.probeAnswered();
         return;
       case 'ping':
         this.write(textFrame(PONG));
@@ -347,6 +351,11 @@ export class Attacker {
     }, CLOSE_GRACE_MS).unref();
   }
 
+  private probeAnswered(): void {
+    this.answers++;
+    this.probes.shift();
+  }
+
   /** A `ping` the server must answer with `pong` while the connection is open. */
   probe(): void {
     if (this.state !== 'connected' || this.paused) return;
@@ -366,6 +375,40 @@ export class Attacker {
       this.run.anomaly('no-answer', `no reply to ${label} (${key}) for ${now - at} ms`, this);
       this.awaiting.delete(key);
     }
+  }
+
+  /** Takes no new inputs until `release` or a check ends (an HTTP call about this connection is in flight). */
+  hold(): void {
+    this.held++;
+  }
+
+  release(): void {
+    this.held = Math.max(0, this.held - 1);
+  }
+
+  /**
+   * After `POST /connections/{id}/disconnect`: a success must close the connection within the
+   * grace period; a failure must leave it working (a probe answered), not half-closed.
+   */
+  checkAfterDisconnect(succeeded: boolean, label: string, timeoutMs: number, cause: InputRecord): void {
+    this.recent.push(cause);
+    if (this.state === 'closed' || this.run.serverGone) return;
+    this.resume();
+    if (succeeded) {
+      this.condemned = true;
+      this.expectClose(label);
+      return;
+    }
+    this.held++;
+    const answersDue = this.answers + this.probes.length + 1;
+    this.probe();
+    setTimeout(() => {
+      this.held--;
+      if (this.state === 'closed' || this.run.serverGone || this.answers >= answersDue) return;
+      this.run.anomaly('no-answer', `${label}: afterwards the connection stays open but answers nothing for ${timeoutMs} ms`, this);
+      this.weClosed = true;
+      this.destroy();
+    }, timeoutMs).unref();
   }
 
   /** Stops reading for `ms` (the server's queue for this connection then grows), then resumes. */

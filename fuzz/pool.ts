@@ -69,10 +69,10 @@ export class AttackerPool {
     return ready.length > 0 ? rng.pick(ready) : undefined;
   }
 
-  /** The server's id of some live attacker connection (never the bystander's). */
-  liveConnectionId(rng: Rng): string | undefined {
-    const live = this.slots.filter((a): a is Attacker => a?.state === 'connected' && a.connectionId !== undefined);
-    return live.length > 0 ? rng.pick(live).connectionId : undefined;
+  /** Some live attacker connection, for HTTP calls that name one (never the bystander). */
+  live(rng: Rng): Attacker | undefined {
+    const live = this.slots.filter((a): a is Attacker => a?.state === 'connected' && a.connectionId !== undefined && !a.condemned);
+    return live.length > 0 ? rng.pick(live) : undefined;
   }
 
   all(): Attacker[] {

@@ -41,7 +41,7 @@ export async function replay(records: InputRecord[], server: StartOptions, waitM
         a.send({ label: rec.label, bytes: Buffer.from(rec.bytes, 'base64'), expect: 'any' });
       } else if (rec.target === 'http' && rec.http) {
         const h = rec.http;
-        void sendHttp(run, { label: rec.label, method: h.method as 'GET' | 'POST', path: h.path, headers: h.headers, framing: h.framing, ...(h.body !== undefined ? { body: Buffer.from(h.body, 'base64') } : {}) }, agent, () => undefined, rec);
+        void sendHttp(run, { label: rec.label, method: h.method as 'GET' | 'POST', path: h.path, headers: h.headers, framing: h.framing, ...(h.body !== undefined ? { body: Buffer.from(h.body, 'base64') } : {}) }, agent, () => undefined, 10_000, rec);
       } else if (rec.target === 'raw' && rec.bytes) {
         void sendRaw(run, { label: rec.label, bytes: Buffer.from(rec.bytes, 'base64'), kind: rec.label.startsWith('upgrade') ? 'upgrade' : 'http' }, rec);
       }

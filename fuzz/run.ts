@@ -220,7 +220,7 @@ async function fuzzAgainst(server: ServerHandle, opts: FuzzOptions, limit: numbe
         if (inflight.http >= MAX_HTTP_IN_FLIGHT) return false;
         inflight.http++;
         run.counts.httpRequests++;
-        void sendHttp(run, input.spec, httpAgent, () => pool.liveConnectionId(pickRng)).finally(() => inflight.http--);
+        void sendHttp(run, input.spec, httpAgent, () => pool.live(pickRng), opts.answerTimeoutMs).finally(() => inflight.http--);
         return true;
       case 'raw':
         if (inflight.raw >= 8) return false;

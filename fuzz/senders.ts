@@ -5,7 +5,8 @@
  */
 import { request, type Agent } from 'node:http';
 import { connect } from 'node:net';
-import { resolvePath, type HttpSpec } from './http-inputs.js';
+import type { Attacker } from './attacker.js';
+import { LIVE_CONNECTION, resolvePath, type HttpSpec } from './http-inputs.js';
 import type { RawInput } from './raw-inputs.js';
 import { preview, type InputRecord } from './recorder.js';
 import type { RunState } from './run-state.js';
@@ -20,8 +21,16 @@ function errorCode(body: string): string | undefined {
   return /"code"\s*:\s*"([a-z_]+)"/.exec(body)?.[1];
 }
 
-export function sendHttp(run: RunState, spec: HttpSpec, agent: Agent, liveConnection: () => string | undefined, recorded?: InputRecord): Promise<void> {
-  const path = resolvePath(spec.path, liveConnection());
+/**
+ * Sends one HTTP input. A path naming a live connection gets one of the attackers; after a
+ * disconnect call that connection is watched: closed within a few seconds when the call
+ * succeeded, still answering when it failed.
+ */
+export function sendHttp(run: RunState, spec: HttpSpec, agent: Agent, pickLive: () => Attacker | undefined, answerTimeoutMs: number, recorded?: InputRecord): Promise<void> {
+  const target = spec.path.includes(LIVE_CONNECTION) ? pickLive() : undefined;
+  const path = resolvePath(spec.path, target?.connectionId);
+  const watch = target !== undefined && spec.method === 'POST' && /\/disconnect(\?|$)/.test(path);
+  if (watch) target.hold();
   const headers: Record<string, string> = { ...spec.headers };
   const body = spec.body;
   if (body !== undefined) {
@@ -41,6 +50,7 @@ export function sendHttp(run: RunState, spec: HttpSpec, agent: Agent, liveConnec
     const done = (key: string): void => {
       if (settled) return;
       settled = true;
+      if (watch) target.release();
       clearTimeout(timer);
       run.http.inc(key);
       resolve();
@@ -75,6 +85,7 @@ export function sendHttp(run: RunState, spec: HttpSpec, agent: Agent, liveConnec
         if (status >= 400 && status !== 431 && !isHeraldError(text)) {
           run.anomaly('undocumented-error', `${spec.method} ${path.slice(0, 120)} → HTTP ${status} without Herald's error body: ${text.slice(0, 300)}`, undefined, [rec]);
         }
+        if (watch) target.checkAfterDisconnect(status === 200, `${spec.label} → HTTP ${status}`, answerTimeoutMs, rec);
         done(`${status}${code ? ` ${code}` : isHeraldError(text) || status < 400 ? '' : ' (not a Herald error body)'}`);
       });
       res.on('error', () => done(`${res.statusCode} aborted`));
