@@ -386,6 +386,11 @@ export class Attacker {
     this.held = Math.max(0, this.held - 1);
   }
 
+  /** A check about this connection is in progress. */
+  isHeld(): boolean {
+    return this.held > 0;
+  }
+
   /**
    * After `POST /connections/{id}/disconnect`: a success must close the connection within the
    * grace period; a failure must leave it working (a probe answered), not half-closed.

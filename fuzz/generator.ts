@@ -43,6 +43,8 @@ export class InputGenerator {
   /** Every sweep input has been generated (the stream is random from now on). */
   sweepDone = false;
   private turn = 0;
+  /** Inputs drawn together with the previous one (the second half of a pair). */
+  private readonly queued: Input[] = [];
   private readonly ctx: FrameContext;
 
   constructor(
@@ -59,6 +61,8 @@ export class InputGenerator {
 
   /** The next input; `fromSweep` tells whether it belongs to the systematic sweep. */
   next(): { input: Input; fromSweep: boolean } {
+    const queued = this.queued.shift();
+    if (queued) return { input: queued, fromSweep: false };
     if (this.validOnly) {
       this.sweepDone = true;
       return { input: this.randomValid(), fromSweep: false };
@@ -242,8 +246,11 @@ export class InputGenerator {
       }
       case 'first':
         return this.randomFirst();
-      case 'http':
-        return { lane: 'http', spec: randomHttpInput(this.rng, this.limit, this.creds) };
+      case 'http': {
+        const [first, ...rest] = randomHttpInput(this.rng, this.limit, this.creds);
+        for (const spec of rest) this.queued.push({ lane: 'http', spec });
+        return { lane: 'http', spec: first! };
+      }
       case 'raw':
         return { lane: 'raw', input: randomRawInput(this.rng, this.host, { valid: this.creds.validToken, bad: this.creds.badTokens }) };
     }

@@ -20,6 +20,23 @@ export interface HttpSpec {
   framing: 'length' | 'chunked';
   /** The server may hold the request this long by design (long poll, RPC timeout). */
   mayHoldMs?: number;
+  /** Requests with the same pair id carry the same publish, one to the fast path and one to fastify: their answers must match. */
+  pair?: string;
+}
+
+let pairs = 0;
+
+/**
+ * The same publish twice: with Content-Length (which the fast path takes when the rest qualifies)
+ * and chunked (which always goes to fastify). Status and error code must be the same.
+ */
+export function bothPublishPaths(spec: HttpSpec): HttpSpec[] {
+  const pair = `p${++pairs}`;
+  const base = spec.label.replace(/ \[(length|chunked)\]$/, '');
+  return [
+    { ...spec, path: '/api/v1/publish', headers: { ...spec.headers }, framing: 'length', pair, label: `${base} [length: fast path]` },
+    { ...spec, path: '/api/v1/publish', headers: { ...spec.headers }, framing: 'chunked', pair, label: `${base} [chunked: fastify]` },
+  ];
 }
 
 export const LIVE_CONNECTION = '{live-connection}';
@@ -217,8 +234,8 @@ function mutateEnvelope(rng: Rng, spec: HttpSpec): string {
   return `body(${spec.body.toString()})`;
 }
 
-/** A random HTTP input: a valid request, then up to two mutations. */
-export function randomHttpInput(rng: Rng, limit: number, creds: HttpCredentials): HttpSpec {
+/** A random HTTP input: a valid request, then up to two mutations; half the publishes go both ways. */
+export function randomHttpInput(rng: Rng, limit: number, creds: HttpCredentials): HttpSpec[] {
   const route = rng.weighted<Route>([
     ['publish', 8],
     ['publish-batch', 2],
@@ -238,7 +255,7 @@ export function randomHttpInput(rng: Rng, limit: number, creds: HttpCredentials)
   }
   if (rng.chance(0.15)) labels.push(mutateEnvelope(rng, spec));
   spec.label = `${spec.label}${labels.length ? ` ${labels.join(' ')}` : ''} [${spec.framing}]`;
-  return spec;
+  return route === 'publish' && spec.path === '/api/v1/publish' && rng.chance(0.5) ? bothPublishPaths(spec) : [spec];
 }
 
 /** Reasons that pass the schema's 120-character limit but not WebSocket's 123-byte close reason. */
@@ -272,16 +289,14 @@ export function* httpSweep(rng: Rng, limit: number, creds: HttpCredentials): Gen
     ];
     for (const path of fieldPaths) {
       for (const [op, choice] of ops) {
-        for (const framing of route === 'publish' ? (['length', 'chunked'] as const) : (['length'] as const)) {
-          const { spec, body: b } = baseRequest(rng, route, creds, limit);
-          if (!b || b.get(path[0]!) === undefined) continue;
-          spec.headers = { ...spec.headers, authorization: route === 'inbox-ack' ? spec.headers.authorization ?? `Bearer ${creds.userTokens[0]}` : `Bearer ${FUZZ_API_KEY}` };
-          const label = applyValueOp(rng, b, op, path, limit, choice);
-          spec.body = Buffer.from(render(b));
-          spec.framing = framing;
-          spec.label = `${spec.label} ${label} [${framing}]`;
-          yield spec;
-        }
+        const { spec, body: b } = baseRequest(rng, route, creds, limit);
+        if (!b || b.get(path[0]!) === undefined) continue;
+        spec.headers = { ...spec.headers, authorization: route === 'inbox-ack' ? (spec.headers.authorization ?? `Bearer ${creds.userTokens[0]}`) : `Bearer ${FUZZ_API_KEY}` };
+        const label = applyValueOp(rng, b, op, path, limit, choice);
+        spec.body = Buffer.from(render(b));
+        spec.label = `${spec.label} ${label}`;
+        if (route === 'publish') yield* bothPublishPaths(spec);
+        else yield spec;
       }
     }
   }
@@ -312,15 +327,11 @@ export function* httpSweep(rng: Rng, limit: number, creds: HttpCredentials): Gen
     ['over-body-limit', Buffer.alloc(Math.max(1 << 20, limit * 4) + 1, 0x20)],
     ['deep-payload-30000', Buffer.from(`{"channel":"fuzz:a","eventType":"x","payload":${'['.repeat(30000)}${']'.repeat(30000)}}`)],
   ] as const) {
-    for (const framing of ['length', 'chunked'] as const) {
-      const { spec } = baseRequest(rng, 'publish', creds, limit);
-      spec.path = '/api/v1/publish';
-      spec.headers = { 'content-type': 'application/json', authorization: `Bearer ${FUZZ_API_KEY}` };
-      spec.body = raw;
-      spec.framing = framing;
-      spec.label = `http:publish ${label} [${framing}]`;
-      yield spec;
-    }
+    const { spec } = baseRequest(rng, 'publish', creds, limit);
+    spec.headers = { 'content-type': 'application/json', authorization: `Bearer ${FUZZ_API_KEY}` };
+    spec.body = raw;
+    spec.label = `http:publish ${label}`;
+    yield* bothPublishPaths(spec);
   }
 }
 

@@ -71,7 +71,7 @@ export class AttackerPool {
 
   /** Some live attacker connection, for HTTP calls that name one (never the bystander). */
   live(rng: Rng): Attacker | undefined {
-    const live = this.slots.filter((a): a is Attacker => a?.state === 'connected' && a.connectionId !== undefined && !a.condemned);
+    const live = this.slots.filter((a): a is Attacker => a?.state === 'connected' && a.connectionId !== undefined && !a.condemned && !a.isHeld());
     return live.length > 0 ? rng.pick(live) : undefined;
   }
 

@@ -78,6 +78,7 @@ export type AnomalyKind =
   | 'crash'
   | 'internal-error'
   | 'undocumented-error'
+  | 'path-mismatch'
   | 'no-answer'
   | 'expected-close'
   | 'server-bad-frame'

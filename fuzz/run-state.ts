@@ -28,6 +28,7 @@ export class RunState {
   };
   /** The epoch last seen for each channel, by any attacker (for recover requests that succeed). */
   readonly epochs = new Map<string, string>();
+  private readonly pairs = new Map<string, { outcome: string; rec: InputRecord }>();
   private seq = 0;
   /** Set when the server process has exited: nothing more is sent. */
   serverGone = false;
@@ -51,6 +52,17 @@ export class RunState {
     this.lastInputs.push(full);
     recent?.push(full);
     return full;
+  }
+
+  /** The answer to one half of a fast-path/fastify pair; a mismatch with the other half is an anomaly. */
+  pairOutcome(pair: string, outcome: string, rec: InputRecord): void {
+    const other = this.pairs.get(pair);
+    if (!other) {
+      this.pairs.set(pair, { outcome, rec });
+      return;
+    }
+    this.pairs.delete(pair);
+    if (other.outcome !== outcome) this.anomaly('path-mismatch', `the same publish got "${other.outcome}" (${other.rec.label}) and "${outcome}" (${rec.label})`, undefined, [other.rec, rec]);
   }
 
   anomaly(kind: AnomalyKind, message: string, conn?: { name: string; recent: Ring<InputRecord> }, inputs?: InputRecord[]): void {

@@ -85,6 +85,7 @@ export function sendHttp(run: RunState, spec: HttpSpec, agent: Agent, pickLive: 
         if (status >= 400 && status !== 431 && !isHeraldError(text)) {
           run.anomaly('undocumented-error', `${spec.method} ${path.slice(0, 120)} → HTTP ${status} without Herald's error body: ${text.slice(0, 300)}`, undefined, [rec]);
         }
+        if (spec.pair) run.pairOutcome(spec.pair, `${status}${code ? ` ${code}` : ''}`, rec);
         if (watch) target.checkAfterDisconnect(status === 200, `${spec.label} → HTTP ${status}`, answerTimeoutMs, rec);
         done(`${status}${code ? ` ${code}` : isHeraldError(text) || status < 400 ? '' : ' (not a Herald error body)'}`);
       });
