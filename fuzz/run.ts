@@ -316,7 +316,7 @@ async function fuzzAgainst(server: ServerHandle, opts: FuzzOptions, limit: numbe
     durationMs: Date.now() - startedAt,
     crashes: crash ? 1 : 0,
     crash: crash
-      ? { code: crash.code, signal: crash.signal, atMs: crash.atMs, lastInputs: run.lastInputs.last(6).map((r) => r.label), serverOutput: server.outputTail().slice(-1200), reproducer: undefined }
+      ? { code: crash.code, signal: crash.signal, atMs: crash.atMs, lastInputs: run.lastInputs.last(6).map((r) => r.label), serverOutput: fatalOutput(server.outputTail()), reproducer: undefined }
       : null,
     inputs: {
       total: run.counts.inputs,
@@ -363,6 +363,12 @@ async function fuzzAgainst(server: ServerHandle, opts: FuzzOptions, limit: numbe
     }
   }
   return summary;
+}
+
+/** The end of the server's output without its JSON log lines: what Node printed when it died. */
+function fatalOutput(tail: string): string {
+  const plain = tail.split('\n').filter((line) => !line.startsWith('{"level"'));
+  return plain.slice(-16).join('\n').slice(-2000);
 }
 
 function laneOf(input: Input): string {
