@@ -407,18 +407,23 @@ export class Attacker {
     this.held++;
     const answersDue = this.answers + this.probes.length + 1;
     this.probe();
-    setTimeout(() => {
+    const deadline = Date.now() + timeoutMs;
+    const check = setInterval(() => {
+      const answered = this.answers >= answersDue;
+      if (!answered && this.state !== 'closed' && !this.run.serverGone && Date.now() < deadline) return;
+      clearInterval(check);
       this.held--;
-      if (this.state === 'closed' || this.run.serverGone || this.answers >= answersDue) return;
+      if (answered || this.state === 'closed' || this.run.serverGone) return;
       this.run.anomaly('no-answer', `${label}: afterwards the connection stays open but answers nothing for ${timeoutMs} ms`, this);
       this.weClosed = true;
       this.destroy();
-    }, timeoutMs).unref();
+    }, 50);
+    check.unref();
   }
 
   /** Stops reading for `ms` (the server's queue for this connection then grows), then resumes. */
   pauseFor(ms: number): void {
-    if (this.paused || this.state === 'closed') return;
+    if (this.paused || this.state === 'closed' || this.held > 0) return;
     this.paused = true;
     this.socket.pause();
     const pause = (this.pauseId = (this.pauseId ?? 0) + 1);
