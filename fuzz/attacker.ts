@@ -423,7 +423,7 @@ export class Attacker {
 
   /** Stops reading for `ms` (the server's queue for this connection then grows), then resumes. */
   pauseFor(ms: number): void {
-    if (this.paused || this.state === 'closed' || this.held > 0) return;
+    if (this.paused || this.state !== 'connected' || this.held > 0) return;
     this.paused = true;
     this.socket.pause();
     const pause = (this.pauseId = (this.pauseId ?? 0) + 1);
