@@ -6,18 +6,21 @@
 import { writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { Attacker } from './attacker.js';
-import { Bystander, type BystanderReport } from './bystander.js';
+import { Bystander } from './bystander.js';
 import { InputGenerator, type Input } from './generator.js';
 import { AttackerPool } from './pool.js';
-import { Tally, type Anomaly, type InputRecord } from './recorder.js';
+import { Tally } from './recorder.js';
 import { minimize } from './replay.js';
 import { Rng } from './rng.js';
 import { RunState } from './run-state.js';
 import { sendHttp, sendRaw } from './senders.js';
 import { healthy, procMemory, startServer, type ServerExit, type ServerHandle } from './server-process.js';
+import { fatalOutput, mb, progressLine, type FuzzSummary, type Report } from './summary.js';
 import { fuzzTokens } from './tokens.js';
 import type { WsSend } from './attacker.js';
 import { attackerClaims, messageLimit, mintToken } from './world.js';
+
+export type { FuzzSummary };
 
 export interface FuzzOptions {
   /** Inputs to send (WebSocket messages or control sequences, first frames, HTTP requests, raw connections). */
@@ -72,51 +75,6 @@ export const DEFAULT_OPTIONS: Omit<FuzzOptions, 'seed' | 'out'> = {
   progressMs: 5000,
   progress: () => undefined,
 };
-
-export interface FuzzSummary {
-  /** No crash, the bystander lost nothing and kept its connection, and the server still answers /healthz. */
-  ok: boolean;
-  seed: number;
-  durationMs: number;
-  crashes: number;
-  crash: {
-    code: number | null;
-    signal: string | null;
-    /** Milliseconds after the server started. */
-    atMs: number;
-    /** Labels of the last inputs sent before the exit, oldest first. */
-    lastInputs: string[];
-    /** The end of the server's output (usually the fatal error and its stack). */
-    serverOutput: string;
-    /** The single input that crashes a fresh server, when the minimizer found one. */
-    reproducer: string | undefined;
-  } | null;
-  inputs: { total: number; sweep: number; sweepComplete: boolean; wsMessages: number; wsControl: number; firstFrames: number; http: number; raw: number; autoReplies: number };
-  /** Scheduler turns (5 ms) the rate was held back, by what the oldest waiting input needed. */
-  limitedBy: Record<string, number>;
-  wsFramesSent: number;
-  wsBytesSent: number;
-  connectionsOpened: number;
-  closes: Record<string, number>;
-  /** Connections the server dropped without a close frame, by the kind of their last input. */
-  droppedWithoutCloseFrame: Record<string, number>;
-  errors: Record<string, number>;
-  http: Record<string, number>;
-  rawAndUpgrades: Record<string, number>;
-  rss: { beforeBytes: number | null; afterBytes: number | null; peakBytes: number | null };
-  bystander: BystanderReport;
-  healthzAfter: boolean;
-  anomalies: Record<string, number>;
-  report: string;
-}
-
-interface Report {
-  summary: FuzzSummary;
-  options: { seed: number; engine: string; set: string[]; limit: number };
-  crash?: { exit: ServerExit; serverOutput: string; reproducer?: InputRecord };
-  anomalies: Anomaly[];
-  lastInputs: InputRecord[];
-}
 
 /** Inputs kept waiting for a connection of their kind before the scheduler stops drawing new ones. */
 const MAX_PENDING = 64;
@@ -286,6 +244,8 @@ async function fuzzAgainst(server: ServerHandle, opts: FuzzOptions, limit: numbe
 
   // Wind down: let what is in flight finish, the bystander catch up, then measure.
   await waitUntil(() => inflight.first + inflight.http + inflight.raw === 0 || run.serverGone, 3000);
+  // Checks still running on a connection (after a disconnect call) get to finish.
+  await waitUntil(() => pool.all().every((a) => !a.isHeld()) || run.serverGone, opts.answerTimeoutMs + 500);
   await bystander.drain(run.serverGone ? 0 : 5000);
   const now = Date.now();
   for (const a of pool.all()) a.checkTimeouts(now, opts.answerTimeoutMs);
@@ -365,34 +325,6 @@ async function fuzzAgainst(server: ServerHandle, opts: FuzzOptions, limit: numbe
   return summary;
 }
 
-/** The end of the server's output without its JSON log lines: what Node printed when it died. */
-function fatalOutput(tail: string): string {
-  const plain = tail.split('\n').filter((line) => !line.startsWith('{"level"'));
-  return plain.slice(-16).join('\n').slice(-2000);
-}
-
 function laneOf(input: Input): string {
   return input.lane === 'ws' ? `ws-${input.auth}` : input.lane;
-}
-
-function mb(bytes: number): string {
-  return (bytes / 1048576).toFixed(1);
-}
-
-function progressLine(run: RunState, opts: FuzzOptions, gen: InputGenerator, bystander: Bystander, server: ServerHandle, startedAt: number): string {
-  const secs = (Date.now() - startedAt) / 1000;
-  const b = bystander.report();
-  const rss = procMemory(server.pid, 'VmRSS');
-  return [
-    `fuzz ${secs.toFixed(0)}s`,
-    `inputs ${run.counts.inputs}/${opts.frames} (${Math.round(run.counts.inputs / Math.max(secs, 0.001))}/s)`,
-    gen.sweepDone ? 'sweep done' : `sweep ${gen.sweepGenerated}`,
-    `conns ${run.counts.connectionsOpened}`,
-    `closes ${run.closes.total()}`,
-    `errors ${run.errors.total()}`,
-    `http ${run.http.total()}`,
-    `bystander ${b.delivered}/${b.published} lost ${b.lost} p99 ${b.latencyMs.p99}ms max ${b.latencyMs.max}ms`,
-    `rss ${rss ? mb(rss) : '?'}MB`,
-    `anomalies ${run.anomalies.counts.total()}`,
-  ].join(' | ');
 }
