@@ -39,7 +39,13 @@ const program = new Command('herald-fuzz')
   .option('--replay <file>', "replay a report's reproducer (or its last inputs) against a fresh server, then exit")
   .option('--herald <file>', "Herald's CLI entry point (default: the built dist/src/cli/herald.js)");
 
-program.parse();
+program.exitOverride();
+try {
+  program.parse();
+} catch (err) {
+  // Help and version exit 0; a bad option 2 (commander has printed why).
+  process.exit((err as { exitCode?: number }).exitCode === 0 ? 0 : 2);
+}
 const o = program.opts<{
   frames: number;
   seed?: number;
