@@ -54,8 +54,11 @@ export interface HttpCredentials {
 const EVENT = 'fuzz.http';
 const USERS = ['fuzz-u0', 'fuzz-u1', 'fuzz-u2', 'fuzz-u3'];
 
-/** Odd values for path parameters (already percent-encoded where they need to be). */
-const PATH_PARAMS = ['fuzz-u1', '%00', '..', '%2e%2e%2f', 'x'.repeat(300), '%F0%9F%98%80', '%ED%A0%80', '__proto__', 'constructor', '*', '%20', '%25', 'a%2Fb'];
+/**
+ * Odd values for path parameters (already percent-encoded where they need to be), and long ones
+ * that are still valid: user ids may have 256 characters, channels 255, msgIds 128.
+ */
+const PATH_PARAMS = ['fuzz-u1', '%00', '..', '%2e%2e%2f', 'x'.repeat(300), 'p'.repeat(128), `fuzz:${'c'.repeat(250)}`, '%F0%9F%98%80', '%ED%A0%80', '__proto__', 'constructor', '*', '%20', '%25', 'a%2Fb'];
 
 /** Odd values for query parameters. */
 const QUERY_VALUES = ['', '0', '1', '-1', '1.5', '1e3', '99999999999999999999', '0x10', '%20%31', 'abc', '%00', '%ED%A0%80', 'x'.repeat(500), '[]', '{}', 'deadbeef'];
