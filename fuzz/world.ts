@@ -5,7 +5,7 @@
  */
 import { SignJWT } from 'jose';
 
-export const FUZZ_SECRET = 'fuzz-secret-0123456789abcdef';
+export const FUZZ_SECRET = 'fuzz-secret-0123456789abcdef-0123456789';
 export const FUZZ_API_KEY = 'fuzz-api-key-0123456789';
 export const BYSTANDER_USER = 'fuzz-bystander';
 export const BYSTANDER_CHANNEL = 'bystander:stream';

@@ -13,7 +13,7 @@ import { Gateway } from './gateway.js';
 import { apiRoutes } from './http/api-routes.js';
 import { publishFastPath } from './http/publish-fast-path.js';
 import { readJsonAsset } from './assets.js';
-import { installErrorHandling } from './http/error-handler.js';
+import { frameworkErrors, installErrorHandling } from './http/error-handler.js';
 import { installJsonBodyParser } from './http/json-body.js';
 import { opsRoutes } from './http/ops-routes.js';
 import { pollRoutes } from './http/poll-routes.js';
@@ -75,6 +75,10 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
       return server;
     },
     clientErrorHandler,
+    frameworkErrors,
+    // Path parameters go up to 255-character channels and 256-character user ids, percent-encoded
+    // (up to three bytes a character); the routes' schemas then apply the documented limits.
+    maxParamLength: 1024,
     logger: {
       level: config.log.level,
       redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' },

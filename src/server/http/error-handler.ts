@@ -2,7 +2,7 @@
  * One error body for every HTTP failure: `{"error": {"code", "message", "temporary", "details"}}`
  * with a stable code from the registry. Stack traces never leave the process.
  */
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCode } from '../../protocol/codes.js';
 import { HeraldError } from '../errors.js';
 import { retryAfterHeader } from '../rate-limit/rate-limits.js';
@@ -33,6 +33,21 @@ export function toHeraldError(err: FastifyError | Error): HeraldError {
   }
   if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) return new HeraldError(ErrorCode.BAD_REQUEST, fe.message);
   return new HeraldError(ErrorCode.INTERNAL);
+}
+
+/**
+ * fastify's `frameworkErrors`: what its router refuses before any route runs (a path that is not
+ * valid percent-encoding, a path parameter past `maxParamLength`) gets Herald's error body too,
+ * not fastify's own shape.
+ */
+export function frameworkErrors(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  const e =
+    err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? new HeraldError(ErrorCode.BAD_REQUEST, 'a path parameter is longer than the API allows')
+      : err.code === 'FST_ERR_BAD_URL'
+        ? new HeraldError(ErrorCode.BAD_REQUEST, 'the request path is not valid percent-encoded UTF-8')
+        : toHeraldError(err);
+  void reply.code(e.status).header('content-type', 'application/json').send({ error: e.toBody() });
 }
 
 export function installErrorHandling(app: FastifyInstance): void {
