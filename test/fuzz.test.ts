@@ -46,9 +46,10 @@ describe('protocol fuzzer, short seeded run', () => {
     expect(summary.healthzAfter, context()).toBe(true);
   });
 
-  it('answers every input as documented: no internal errors, no unanswered frames, protocol errors close the connection', () => {
+  it('answers every input as documented: no internal errors, no unanswered frames, protocol errors close the connection, every HTTP error in Herald\'s body', () => {
     const a = summary.anomalies;
     expect(a['internal-error'] ?? 0, context()).toBe(0);
+    expect(a['undocumented-error'] ?? 0, context()).toBe(0);
     expect(a['no-answer'] ?? 0, context()).toBe(0);
     expect(a['expected-close'] ?? 0, context()).toBe(0);
     expect(a['server-bad-frame'] ?? 0, context()).toBe(0);
