@@ -209,6 +209,17 @@ describe('every other path counts against the same budget', () => {
     expect((await pong).toString()).toBe('are you there');
   });
 
+  it('at-least-once messages waiting behind delivery.maxInFlight, counted as a slow-consumer close', async () => {
+    server = await startTestServer({ rateLimits: NO_RATE_LIMITS, limits: { maxQueueBytes: BUDGET }, delivery: { defaultMode: 'at-least-once', maxInFlight: 1 } });
+    const s = await TestSocket.connect(server, { sub: 'wes' });
+    await s.subscribe('orders');
+    const session = sessionOf(s.info.connectionId);
+    // One in flight, never acknowledged; the rest wait in the server until their bytes pass the budget.
+    for (let i = 0; i < 20 && session.open; i++) await server.publish({ channel: 'orders', eventType: 'e', payload: 'x'.repeat(16_000) });
+    expect(await closeCodeSeenByClient(s, session)).toBe(4003);
+    expect(await slowConsumerCloses()).toBe(1);
+  });
+
   it('at-least-once retransmissions', async () => {
     server = await startTestServer({
       rateLimits: NO_RATE_LIMITS,

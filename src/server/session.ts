@@ -110,8 +110,7 @@ export class Session implements WheelEntry {
     if (backlog === 0) this.replayStretch = 0;
     if (replay) this.replayStretch = Math.min(this.maxQueueBytes, this.replayStretch + frame.length);
     if (backlog + frame.length > this.maxQueueBytes + this.replayStretch) {
-      this.owner.onSlowConsumer(this);
-      this.close(CloseCode.SLOW_CONSUMER, 'slow consumer: outgoing queue full');
+      this.closeAsSlow('slow consumer: outgoing queue full');
       return false;
     }
     // The common case — one message for this connection in this tick — goes out at once, so the
@@ -163,6 +162,13 @@ export class Session implements WheelEntry {
     this.queuedBytes = 0;
     this.transport.write(frames);
     return n;
+  }
+
+  /** Closes the session as a slow consumer (4003), reported once to the owner (metrics, log). */
+  closeAsSlow(reason: string): void {
+    if (this.state === 'closed') return;
+    this.owner.onSlowConsumer(this);
+    this.close(CloseCode.SLOW_CONSUMER, reason);
   }
 
   close(code: number, reason: string): void {

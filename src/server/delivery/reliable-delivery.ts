@@ -19,7 +19,6 @@
  * Channel and broadcast messages are tracked only while in flight: a subscriber that joins later
  * never had the delivery, and after the retries the inbox holds it.
  */
-import { CloseCode } from '../../protocol/codes.js';
 import type { Envelope } from '../../protocol/frames.js';
 import type { HeraldConfig } from '../config.js';
 import type { InboxStore } from '../engine/inbox.js';
@@ -142,7 +141,7 @@ export class ReliableDelivery {
     st.waiting.push(item);
     st.waitingBytes += item.frame.length;
     if (st.waitingBytes + item.session.backlogBytes > this.cfg.limits.maxQueueBytes) {
-      item.session.close(CloseCode.SLOW_CONSUMER, 'slow consumer: too many unacknowledged messages');
+      item.session.closeAsSlow('slow consumer: too many unacknowledged messages');
     }
   }
 
