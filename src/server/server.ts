@@ -78,7 +78,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
     frameworkErrors,
     // Path parameters go up to 255-character channels and 256-character user ids, percent-encoded
     // (up to three bytes a character); the routes' schemas then apply the documented limits.
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
     logger: {
       level: config.log.level,
       redact: { paths: ['req.headers.authorization', 'req.headers["x-api-key"]'], censor: '[redacted]' },
