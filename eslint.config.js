@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'client/dist/**', 'node_modules/**', 'bench/results/**', 'public/vendor/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', 'packages/bench/results/**', 'packages/server/public/vendor/**', 'packages/*/native/*/build/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -4,7 +4,7 @@
  * Same commands as `herald bench …`.
  */
 import { Command } from 'commander';
-import { registerBenchCommand } from '../src/cli/bench-command.js';
+import { registerBenchCommand } from './cli/bench-command.js';
 
 const program = new Command('herald-bench');
 registerBenchCommand(program);

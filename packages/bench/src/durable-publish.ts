@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuMicros } from './lib/proc.js';
 import { freePort } from './lib/ports.js';
+import { HERALD_BIN } from './lib/herald-bin.js';
 
 interface Args {
   duration: number;
@@ -39,7 +40,7 @@ function parseArgs(argv: string[]): Args {
 }
 
 const API_KEY = 'bench-api-key-0001';
-const HERALD = join(process.cwd(), 'dist/src/cli/herald.js');
+const HERALD = HERALD_BIN;
 
 async function startHerald(mode: string, port: number, dir: string, pin: boolean): Promise<ChildProcess> {
   const engine = mode === 'memory' ? { type: 'memory' } : { type: 'sqlite', sqlite: { dataDir: join(dir, mode), synchronous: mode.split('-')[1] } };

@@ -16,10 +16,11 @@ import { WebSocket } from 'ws';
 import { freePort } from './lib/ports.js';
 import { cpuMicros } from './lib/proc.js';
 import { BENCH_SECRET, makeToken } from './lib/token.js';
+import { HERALD_BIN } from './lib/herald-bin.js';
 
 const API_KEY = 'bench-api-key-0001';
 const CHANNEL = 'feed';
-const HERALD = join(process.cwd(), 'dist/src/cli/herald.js');
+const HERALD = HERALD_BIN;
 
 interface Args {
   clients: number;

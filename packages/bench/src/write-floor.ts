@@ -19,7 +19,7 @@ import { execFileSync, fork } from 'node:child_process';
 import { connect, createServer, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { plainTcpFd, sendMany } from '../src/server/transport/direct-send.js';
+import { plainTcpFd, sendMany } from 'herald/internal/transport/direct-send.js';
 import { median, round } from './lib/stats.js';
 
 interface Options {

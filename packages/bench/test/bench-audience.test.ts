@@ -16,11 +16,11 @@ import {
   userCount,
   userName,
   userOfConnection,
-} from '../bench/loadgen/audience.js';
-import { resolveConfig } from '../src/server/config.js';
-import { HeraldNode } from '../src/server/node.js';
-import { compileFilter } from '../src/server/tag-filter.js';
-import { FakeTransport } from './helpers/fake-transport.js';
+} from '../src/loadgen/audience.js';
+import { resolveConfig } from 'herald/internal/config.js';
+import { HeraldNode } from 'herald/internal/node.js';
+import { compileFilter } from 'herald/internal/tag-filter.js';
+import { FakeTransport } from '../../server/test/helpers/fake-transport.js';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 let node: HeraldNode | undefined;

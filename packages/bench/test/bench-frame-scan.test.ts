@@ -6,10 +6,10 @@
  */
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ackFrame, ackMsgId, findSentAt, findSeq, readNumber } from '../bench/loadgen/frame-scan.js';
-import { resolveConfig } from '../src/server/config.js';
-import { HeraldNode } from '../src/server/node.js';
-import { FakeTransport } from './helpers/fake-transport.js';
+import { ackFrame, ackMsgId, findSentAt, findSeq, readNumber } from '../src/loadgen/frame-scan.js';
+import { resolveConfig } from 'herald/internal/config.js';
+import { HeraldNode } from 'herald/internal/node.js';
+import { FakeTransport } from '../../server/test/helpers/fake-transport.js';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 let node: HeraldNode | undefined;

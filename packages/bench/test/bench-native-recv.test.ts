@@ -8,8 +8,8 @@ import type { Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { NATIVE_DIALECT, nativeRecv } from '../bench/loadgen/native-recv.js';
-import { RawWebSocket } from '../bench/loadgen/raw-ws.js';
+import { NATIVE_DIALECT, nativeRecv } from '../src/loadgen/native-recv.js';
+import { RawWebSocket } from '../src/loadgen/raw-ws.js';
 
 const native = nativeRecv();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renderReport } from '../bench/report/html-report.js';
+import { renderReport } from '../src/report/html-report.js';
 
 const line = (server: string, p99: number, other = 0) => ({ scenario: 'fanout', server, connections: 1000, rate: 20, duration_s: 10, p50_ms: 10, p90_ms: 20, p99_ms: p99, p999_ms: p99 * 2, server_us_per_delivery: 15, deliveries_per_s: 20000, rss_mb: 100, lost: 0, duplicated: 0, out_of_order: 0, limited_by: 'loadgen', other_cpu_pct: other });
 

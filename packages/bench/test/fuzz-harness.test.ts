@@ -9,9 +9,10 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runFuzz } from '../fuzz/run.js';
+import { runFuzz } from '../src/fuzz/run.js';
+import { fileURLToPath } from 'node:url';
 
-const FAULTY = join(process.cwd(), 'test/fixtures/herald-faulty.mjs');
+const FAULTY = fileURLToPath(new URL('./fixtures/herald-faulty.mjs', import.meta.url));
 const out = () => join(mkdtempSync(join(tmpdir(), 'herald-fuzz-harness-')), 'report.json');
 
 describe('fuzz harness', () => {

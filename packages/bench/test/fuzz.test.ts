@@ -9,7 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { runFuzz, type FuzzSummary } from '../fuzz/run.js';
+import { runFuzz, type FuzzSummary } from '../src/fuzz/run.js';
 
 /** Safety bound for the bystander's publish-to-delivery latency: far above what a healthy run shows, on a busy machine. */
 const LATENCY_BOUND_MS = 5000;

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// Builds the publishable client package (client/dist):
-//   herald-client.js      client/src/index.ts bundled by esbuild: ESM, minified, browser platform,
+// Builds the publishable client package (dist/):
+//   herald-client.js      src/index.ts bundled by esbuild: ESM, minified, browser platform,
 //                         no dependencies (the protocol module is inlined); Node 20 imports it too.
 //   herald-client.min.js  the same bytes under the conventional name.
 //   herald-client.size.json  minified and gzipped sizes (the budget is checked by client-size.mjs).
-//   types/                declarations (tsc -p client/tsconfig.json), protocol types included.
+//   types/                declarations (tsc -b; the root build makes them too); they import @herald/protocol.
 // Run by `npm run build`. `--no-types` skips the declarations; `--outdir <dir>` writes the bundle
 // files elsewhere (tests use a private directory so parallel runs never read a half-written file).
 import { build } from 'esbuild';
@@ -17,12 +17,12 @@ import { gzipSync } from 'node:zlib';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outdirArg = process.argv.indexOf('--outdir');
-const outdir = outdirArg > 0 && process.argv[outdirArg + 1] ? process.argv[outdirArg + 1] : join(root, 'client', 'dist');
+const outdir = outdirArg > 0 && process.argv[outdirArg + 1] ? process.argv[outdirArg + 1] : join(root, 'dist');
 const outfile = join(outdir, 'herald-client.js');
 
 mkdirSync(outdir, { recursive: true });
 const result = await build({
-  entryPoints: [join(root, 'client', 'src', 'index.ts')],
+  entryPoints: [join(root, 'src', 'index.ts')],
   outfile,
   bundle: true,
   format: 'esm',
@@ -47,6 +47,6 @@ const report = {
 writeFileSync(join(outdir, 'herald-client.size.json'), JSON.stringify(report, null, 2) + '\n');
 if (!process.argv.includes('--no-types')) {
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-  execFileSync(process.execPath, [tsc, '-p', join(root, 'client', 'tsconfig.json')], { stdio: 'inherit' });
+  execFileSync(process.execPath, [tsc, '-b', root], { stdio: 'inherit' });
 }
 console.log(`client bundle: ${report.minifiedBytes} B minified, ${report.gzipBytes} B gzipped → ${outfile}`);

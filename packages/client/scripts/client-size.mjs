@@ -14,7 +14,7 @@ if (!process.argv.includes('--no-build')) {
   execFileSync(process.execPath, [join(root, 'scripts', 'build-client.mjs')], { stdio: 'inherit' });
 }
 const fileArg = process.argv.indexOf('--file');
-const file = fileArg > 0 && process.argv[fileArg + 1] ? process.argv[fileArg + 1] : join(root, 'client', 'dist', 'herald-client.js');
+const file = fileArg > 0 && process.argv[fileArg + 1] ? process.argv[fileArg + 1] : join(root, 'dist', 'herald-client.js');
 const code = readFileSync(file);
 const gzipped = gzipSync(code, { level: 9 }).length;
 const pct = ((gzipped / BUDGET_BYTES) * 100).toFixed(1);

@@ -1,5 +1,5 @@
-import { CloseCode, ErrorCode, shouldReconnect } from '../../src/protocol/index.js';
-import type { ConnectFrame, ConnectedFrame, Envelope, ServerFrame, StreamPosition } from '../../src/protocol/index.js';
+import { CloseCode, ErrorCode, shouldReconnect } from '@herald/protocol';
+import type { ConnectFrame, ConnectedFrame, Envelope, ServerFrame, StreamPosition } from '@herald/protocol';
 import { Connection } from './connection.js';
 import type { CloseInfo, Link } from './connection.js';
 import { isOffline, watchConnectivity } from './connectivity.js';

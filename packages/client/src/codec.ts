@@ -1,5 +1,5 @@
-import { ErrorCode } from '../../src/protocol/index.js';
-import type { ClientFrame, ServerFrame } from '../../src/protocol/index.js';
+import { ErrorCode } from '@herald/protocol';
+import type { ClientFrame, ServerFrame } from '@herald/protocol';
 import { HeraldError } from './errors.js';
 
 type Obj = Record<string, unknown>;

@@ -1,5 +1,5 @@
-import { CloseCode, ErrorCode } from '../../src/protocol/index.js';
-import type { ClientFrame, ConnectFrame, ConnectedFrame, ServerFrame } from '../../src/protocol/index.js';
+import { CloseCode, ErrorCode } from '@herald/protocol';
+import type { ClientFrame, ConnectFrame, ConnectedFrame, ServerFrame } from '@herald/protocol';
 import { decodeServerFrame, encodeClientFrame } from './codec.js';
 import { ClientErrorCode, HeraldError } from './errors.js';
 import { OPEN } from './transport.js';

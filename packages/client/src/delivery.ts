@@ -1,4 +1,4 @@
-import type { DeliveryTarget, Envelope, MessageFrame } from '../../src/protocol/index.js';
+import type { DeliveryTarget, Envelope, MessageFrame } from '@herald/protocol';
 import type { Link } from './connection.js';
 import { SeenMessages } from './dedup.js';
 import { toHeraldError } from './errors.js';

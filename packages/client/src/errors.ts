@@ -1,5 +1,5 @@
-import { ErrorCode } from '../../src/protocol/index.js';
-import type { ErrorBody } from '../../src/protocol/index.js';
+import { ErrorCode } from '@herald/protocol';
+import type { ErrorBody } from '@herald/protocol';
 
 /**
  * Codes that only the client produces. They never travel on the wire; the server's vocabulary

@@ -18,5 +18,5 @@ export type { IncomingRequest, RequestHandler, RequestOptions } from './rpc.js';
 export type { OutboxEntry, OutboxStorage } from './outbox.js';
 export type { Disposer } from './events.js';
 export type { WebSocketConstructor, WebSocketLike } from './transport.js';
-export { CloseCode, shouldReconnect, PROTOCOL_VERSION } from '../../src/protocol/index.js';
-export type { Envelope, StreamPosition, DeliveryTarget, ErrorBody } from '../../src/protocol/index.js';
+export { CloseCode, shouldReconnect, PROTOCOL_VERSION } from '@herald/protocol';
+export type { Envelope, StreamPosition, DeliveryTarget, ErrorBody } from '@herald/protocol';

@@ -1,5 +1,5 @@
-import { ErrorCode } from '../../src/protocol/index.js';
-import type { StreamPosition } from '../../src/protocol/index.js';
+import { ErrorCode } from '@herald/protocol';
+import type { StreamPosition } from '@herald/protocol';
 import type { Link, Reply } from './connection.js';
 import { ClientErrorCode, HeraldError } from './errors.js';
 import { newId } from './ids.js';

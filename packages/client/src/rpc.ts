@@ -1,5 +1,5 @@
-import { ErrorCode } from '../../src/protocol/index.js';
-import type { RequestFrame, ResponseFrame } from '../../src/protocol/index.js';
+import { ErrorCode } from '@herald/protocol';
+import type { RequestFrame, ResponseFrame } from '@herald/protocol';
 import type { Link } from './connection.js';
 import { ClientErrorCode, HeraldError, toHeraldError } from './errors.js';
 import type { Disposer } from './events.js';

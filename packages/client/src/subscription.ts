@@ -1,5 +1,5 @@
-import type { Envelope, MessageFrame, StreamPosition, SubscribedFrame } from '../../src/protocol/index.js';
-import { ErrorCode } from '../../src/protocol/index.js';
+import type { Envelope, MessageFrame, StreamPosition, SubscribedFrame } from '@herald/protocol';
+import { ErrorCode } from '@herald/protocol';
 import { HeraldError } from './errors.js';
 import { Emitter } from './events.js';
 import type { Disposer } from './events.js';

@@ -1,5 +1,5 @@
-import { ErrorCode } from '../../src/protocol/index.js';
-import type { MessageFrame, StreamPosition } from '../../src/protocol/index.js';
+import { ErrorCode } from '@herald/protocol';
+import type { MessageFrame, StreamPosition } from '@herald/protocol';
 import type { Link } from './connection.js';
 import type { Delivery } from './delivery.js';
 import { ClientErrorCode, HeraldError, toHeraldError } from './errors.js';

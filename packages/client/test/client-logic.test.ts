@@ -4,9 +4,9 @@
  * manual acks and duplicate suppression, reconnect attempt limits, and the single-flight loop.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { HeraldClient } from '../client/src/index.js';
-import type { HeraldClientOptions, HeraldError } from '../client/src/index.js';
-import { sleep, waitFor } from './client-support.js';
+import { HeraldClient } from '../src/index.js';
+import type { HeraldClientOptions, HeraldError } from '../src/index.js';
+import { sleep, waitFor } from '../../server/test/client-support.js';
 
 /** A WebSocket whose far end is the test. */
 class FakeSocket {
@@ -157,7 +157,7 @@ describe('client logic (scripted socket)', () => {
 
   it('answers server requests; unknown methods get unknown_method; thrown HeraldErrors keep their code', async () => {
     const c = client();
-    const { HeraldError: HE } = await import('../client/src/index.js');
+    const { HeraldError: HE } = await import('../src/index.js');
     c.onRequest('double', (n) => (n as number) * 2);
     c.onRequest('busy', () => {
       throw new HE('overloaded', 'try later', true);

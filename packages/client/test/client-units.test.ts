@@ -4,15 +4,15 @@
  * messages at the reconnect seam.
  */
 import { describe, expect, it } from 'vitest';
-import { createBackoff } from '../client/src/backoff.js';
-import { decodeServerFrame } from '../client/src/codec.js';
-import { SeenMessages } from '../client/src/dedup.js';
-import { Emitter, THREW } from '../client/src/events.js';
-import { HeraldClient, HeraldError } from '../client/src/index.js';
-import { Outbox } from '../client/src/outbox.js';
-import type { OutboxEntry, OutboxStorage } from '../client/src/outbox.js';
-import { Subscription } from '../client/src/subscription.js';
-import type { MessageFrame } from '../src/protocol/index.js';
+import { createBackoff } from '../src/backoff.js';
+import { decodeServerFrame } from '../src/codec.js';
+import { SeenMessages } from '../src/dedup.js';
+import { Emitter, THREW } from '../src/events.js';
+import { HeraldClient, HeraldError } from '../src/index.js';
+import { Outbox } from '../src/outbox.js';
+import type { OutboxEntry, OutboxStorage } from '../src/outbox.js';
+import { Subscription } from '../src/subscription.js';
+import type { MessageFrame } from '@herald/protocol';
 
 class FakeWs {
   readyState = 0;

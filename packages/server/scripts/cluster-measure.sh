@@ -21,7 +21,7 @@ PUBLISHES="${MEASURE_PUBLISHES:-200}"
 IDLE_S="${MEASURE_IDLE_SECONDS:-20}"
 RUN="$(mktemp -d /tmp/herald-measure.XXXXXX)"
 [ "$N" -le 10000 ] || { echo "MEASURE_CONNECTIONS is capped at 10000 (loopback, bounded)" >&2; exit 1; }
-[ -f "$REPO/dist/src/cli/herald.js" ] || (cd "$REPO" && npm run build --silent)
+[ -f "$REPO/dist/cli/herald.js" ] || (cd "$REPO/../.." && npm run build --silent)
 
 NPORT="${MEASURE_NATS_PORT:-4295}"
 NMPORT="${MEASURE_NATS_MONITOR_PORT:-8295}"
@@ -41,7 +41,7 @@ for _ in $(seq 1 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sl
 SECRET=measure-secret-0123456789abcdef-0123456789
 KEY=measure-api-key
 start_herald() { # extra --set flags
-  (cd "$REPO" && exec node dist/src/cli/herald.js serve --port "$PORT" --host 127.0.0.1 --log-level warn \
+  (cd "$REPO" && exec node dist/cli/herald.js serve --port "$PORT" --host 127.0.0.1 --log-level warn \
     --set engine.type=redis --set "engine.redis.url=redis://127.0.0.1:$RPORT" --set engine.redis.prefix=m \
     --set "auth.jwt.hmacSecret=$SECRET" --set "api.keys=$KEY" --set server.nodeName=measure \
     --set limits.maxConnections=20000 --set limits.maxConnectionsPerIp=20000 "$@" >>"$RUN/herald.log" 2>&1) &

@@ -11,12 +11,12 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="${HERALD_RUN_DIR:-/tmp/herald-cluster}"
-CLI="$REPO/dist/src/cli/herald.js"
+CLI="$REPO/dist/cli/herald.js"
 mkdir -p "$RUN"
 
 if [ ! -f "$CLI" ]; then
   echo "building Herald (npm run build)…"
-  (cd "$REPO" && npm run build --silent)
+  (cd "$REPO/../.." && npm run build --silent)
 fi
 
 if command -v redis-cli >/dev/null 2>&1; then

@@ -6,8 +6,8 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { buildApp } = await import(join(root, 'dist/src/server/server.js'));
-const { resolveConfig } = await import(join(root, 'dist/src/server/config.js'));
+const { buildApp } = await import(join(root, 'dist/server.js'));
+const { resolveConfig } = await import(join(root, 'dist/config.js'));
 const { app, node } = await buildApp(resolveConfig({ engine: { type: 'memory' }, log: { level: 'silent' } }));
 await app.ready();
 writeFileSync(join(root, 'api', 'openapi.json'), `${JSON.stringify(app.swagger(), null, 2)}\n`);

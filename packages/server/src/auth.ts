@@ -3,10 +3,11 @@
  * connection hot path) or, with `jose`, a PEM public key or a local JWKS file. `alg: none` is
  * never accepted (neither path knows it), and the algorithm must be both in `auth.jwt.algorithms` and of the family the configured key fits.
  */
+import type { webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, errors as joseErrors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { ErrorCode } from '../protocol/codes.js';
-import type { Tags } from '../protocol/frames.js';
+import { ErrorCode } from '@herald/protocol';
+import type { Tags } from '@herald/protocol';
 import { ChannelPatterns } from './channels.js';
 import type { HeraldConfig } from './config.js';
 import { ConfigError } from './config.js';
@@ -28,7 +29,7 @@ export class TokenVerifier {
   private readonly hmacKey: Uint8Array | undefined;
   private readonly publicKeyPem: string | undefined;
   private readonly jwks: JWTVerifyGetKey | undefined;
-  private readonly publicKeys = new Map<string, Promise<CryptoKey>>();
+  private readonly publicKeys = new Map<string, Promise<webcrypto.CryptoKey>>();
   private readonly algorithms: string[];
 
   constructor(private readonly cfg: HeraldConfig['auth']['jwt']) {
@@ -96,7 +97,7 @@ export class TokenVerifier {
     if (this.publicKeyPem) {
       let key = this.publicKeys.get(alg);
       if (!key) {
-        key = importSPKI(this.publicKeyPem, alg) as Promise<CryptoKey>;
+        key = importSPKI(this.publicKeyPem, alg) as Promise<webcrypto.CryptoKey>;
         this.publicKeys.set(alg, key);
       }
       return key;

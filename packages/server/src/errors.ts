@@ -3,8 +3,8 @@
  * whether retrying may succeed, and a default message; `docs/errors.md` is kept in step with
  * this table by a test.
  */
-import { ErrorCode } from '../protocol/codes.js';
-import type { ErrorBody } from '../protocol/frames.js';
+import { ErrorCode } from '@herald/protocol';
+import type { ErrorBody } from '@herald/protocol';
 
 interface ErrorSpec {
   status: number;

@@ -4,7 +4,7 @@
  * throw past this class.
  */
 import { randomUUID } from 'node:crypto';
-import { CloseCode, ErrorCode } from '../protocol/codes.js';
+import { CloseCode, ErrorCode } from '@herald/protocol';
 import type {
   ClientFrame,
   ConnectFrame,
@@ -15,8 +15,8 @@ import type {
   ServerFrame,
   SubscribeFrame,
   UnsubscribeFrame,
-} from '../protocol/frames.js';
-import { PROTOCOL_VERSION } from '../protocol/codes.js';
+} from '@herald/protocol';
+import { PROTOCOL_VERSION } from '@herald/protocol';
 import { isValidChannel } from './channels.js';
 import { HeraldError } from './errors.js';
 import type { HistoryResult } from './engine/broker.js';

@@ -17,7 +17,7 @@ import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { CloseCode, ErrorCode } from '../protocol/codes.js';
+import { CloseCode, ErrorCode } from '@herald/protocol';
 import type { HandshakeDeadline } from './handshake-deadline.js';
 import { rawErrorResponse } from './http/http-limits.js';
 import type { HeraldNode } from './node.js';

@@ -15,7 +15,7 @@
  * this module holds what they share: the key's canonical text and the in-process window that the
  * memory and SQLite engines keep.
  */
-import type { StreamPosition } from '../protocol/frames.js';
+import type { StreamPosition } from '@herald/protocol';
 import type { DispatchTarget } from './engine/broker.js';
 
 /** Publishes with a msgId of their own are idempotent within their publisher's scope. */

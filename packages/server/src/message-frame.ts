@@ -3,7 +3,7 @@
  * text, and the frame is then framed once for every recipient.
  */
 import type { Dispatch, HistoryEntry, HistoryResult } from './engine/broker.js';
-import type { MessageFrame, SubscribedFrame, SubscribeFrame } from '../protocol/frames.js';
+import type { MessageFrame, SubscribedFrame, SubscribeFrame } from '@herald/protocol';
 import { encodeTextFrame } from './transport/ws-frame.js';
 
 export function messageFrameText(dispatch: Dispatch, envelopeJson: string): string {

@@ -5,8 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import { CloseCode, ErrorCode } from '../protocol/codes.js';
-import type { Envelope, StreamPosition, TagFilter } from '../protocol/frames.js';
+import { CloseCode, ErrorCode } from '@herald/protocol';
+import type { Envelope, StreamPosition, TagFilter } from '@herald/protocol';
 import { anonymousIdentity, TokenVerifier } from './auth.js';
 import { ChannelPatterns, isValidChannel, namespaceOf } from './channels.js';
 import type { DeliveryMode, HeraldConfig, HistoryConfig } from './config.js';

@@ -3,9 +3,9 @@
  * error can name the frame and the field that is wrong.
  */
 import { Ajv, type ValidateFunction } from 'ajv';
-import { ErrorCode } from '../protocol/codes.js';
-import type { ClientFrame } from '../protocol/frames.js';
-import { readJsonAsset } from './assets.js';
+import { ErrorCode } from '@herald/protocol';
+import type { ClientFrame } from '@herald/protocol';
+import { clientFramesSchema, envelopeSchema } from '@herald/protocol/schemas';
 import { HeraldError } from './errors.js';
 import { exceedsJsonDepth } from './json-depth.js';
 
@@ -18,8 +18,8 @@ export class Schemas {
 
   /** `maxJsonDepth`: `limits.maxJsonDepth`; deeper frames are refused before they are parsed. */
   constructor(private readonly maxJsonDepth = 64) {
-    this.ajv.addSchema(readJsonAsset('api/client-frames.schema.json'));
-    this.ajv.addSchema(readJsonAsset('api/envelope.schema.json'));
+    this.ajv.addSchema(clientFramesSchema());
+    this.ajv.addSchema(envelopeSchema());
     for (const t of FRAME_TYPES) this.frameValidators.set(t, this.ajv.getSchema(`herald:client-frames#/$defs/${t}`)!);
     this.envelope = this.ajv.getSchema('herald:envelope')!;
   }

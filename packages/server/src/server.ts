@@ -20,7 +20,7 @@ import { pollRoutes } from './http/poll-routes.js';
 import { applyConnectionCap, clientErrorHandler, httpServerOptions, refuseRequest } from './http/http-limits.js';
 import { trustedHops } from './http/client-ip.js';
 import { HandshakeDeadline } from './handshake-deadline.js';
-import { ErrorCode } from '../protocol/codes.js';
+import { ErrorCode } from '@herald/protocol';
 import { createEngines } from './engine/create-engines.js';
 import { defaultNodeName, HeraldNode, type NodeEngines, type PublishRequest, type PublishResult } from './node.js';
 import { startIngest } from './ingest/ingest.js';

@@ -12,8 +12,8 @@
  * connection never holds more than twice the budget, however often it asks for replays without
  * reading, and live frames behind a replay get the same budget as without it.
  */
-import { CloseCode } from '../protocol/codes.js';
-import type { Tags } from '../protocol/frames.js';
+import { CloseCode } from '@herald/protocol';
+import type { Tags } from '@herald/protocol';
 import type { Identity } from './auth.js';
 import type { WheelEntry } from './timer-wheel.js';
 import type { Transport } from './transport/transport.js';

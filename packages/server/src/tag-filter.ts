@@ -4,8 +4,8 @@
  * the index buckets (`tag = value`) holding every possible match, so equality and `in` terms are
  * answered from the index instead of a scan over every connection.
  */
-import type { TagCondition, TagValue, Tags } from '../protocol/frames.js';
-import { ErrorCode } from '../protocol/codes.js';
+import type { TagCondition, TagValue, Tags } from '@herald/protocol';
+import { ErrorCode } from '@herald/protocol';
 import { HeraldError } from './errors.js';
 
 export type Predicate = (tags: Tags) => boolean;

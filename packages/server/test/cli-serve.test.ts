@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { API_KEY, makeToken, SECRET, TestSocket } from './helpers/server.js';
+import { CLI } from './helpers/paths.js';
 
-const CLI = join(process.cwd(), 'dist/src/cli/herald.js');
 let child: ChildProcess | undefined;
 afterEach(() => {
   if (child && child.exitCode === null) child.kill('SIGKILL');

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import type * as Sdk from '../client/src/index.js';
-import type { HeraldServer } from '../src/server/index.js';
+import type * as Sdk from '@herald/client';
+import type { HeraldServer } from '../src/index.js';
 import { publish, startServer, token, waitFor } from './client-support.js';
 
 const ROOT = join(import.meta.dirname, '..');

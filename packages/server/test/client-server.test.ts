@@ -6,9 +6,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { HeraldClient } from '../client/src/index.js';
-import type { ClientState, Envelope, HeraldClientOptions, HeraldError } from '../client/src/index.js';
-import type { HeraldServer } from '../src/server/index.js';
+import { HeraldClient } from '@herald/client';
+import type { ClientState, Envelope, HeraldClientOptions, HeraldError } from '@herald/client';
+import type { HeraldServer } from '../src/index.js';
 import { api, MemoryBroker, publish, RecordingWebSocket, sentFrames, sleep, startServer, TcpProxy, token, waitFor } from './client-support.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];

@@ -6,8 +6,8 @@
 import { SignJWT } from 'jose';
 import net from 'node:net';
 import WebSocket from 'ws';
-import { startHerald, MemoryBroker } from '../src/server/index.js';
-import type { HeraldServer } from '../src/server/index.js';
+import { startHerald, MemoryBroker } from '../src/index.js';
+import type { HeraldServer } from '../src/index.js';
 
 export const SECRET = 'client-test-secret-0123456789abcdef';
 export const API_KEY = 'client-test-key';

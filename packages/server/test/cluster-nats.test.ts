@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HeraldServer } from '../src/server/server.js';
+import type { HeraldServer } from '../src/server.js';
 import { dropNatsStreams, NATS_URL, requireNats, uniquePrefix } from './engine/services.js';
 import { CLI, freePort, startCliNode } from './helpers/processes.js';
 import { api, API_KEY, makeToken, SECRET, sleep, startTestServer, TestSocket, type Frame } from './helpers/server.js';

@@ -12,8 +12,8 @@
 import { readFileSync } from 'node:fs';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HeraldClient } from '../client/src/index.js';
-import type { HeraldServer } from '../src/server/server.js';
+import { HeraldClient } from '@herald/client';
+import type { HeraldServer } from '../src/server.js';
 import { uniquePrefix } from './engine/services.js';
 import { requireRedisServerBinary, startRedisCluster, startRedisSentinel, type RedisClusterProcesses, type RedisSentinelProcesses } from './helpers/redis-processes.js';
 import { api, API_KEY, makeToken, sleep, startTestServer, TestSocket } from './helpers/server.js';

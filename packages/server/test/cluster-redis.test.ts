@@ -4,7 +4,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HeraldServer } from '../src/server/server.js';
+import type { HeraldServer } from '../src/server.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './engine/services.js';
 import { api, sleep, startTestServer, TestSocket } from './helpers/server.js';
 

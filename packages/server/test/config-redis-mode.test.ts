@@ -1,6 +1,6 @@
 /** `engine.redis.mode` and its sections: defaults, environment lists, and start-up errors naming the key. */
 import { describe, expect, it } from 'vitest';
-import { configFromEnv, ConfigError, resolveConfig } from '../src/server/config.js';
+import { configFromEnv, ConfigError, resolveConfig } from '../src/config.js';
 
 const redis = (r: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({ engine: { type: 'redis', redis: r }, ...extra });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { configFromAssignments, configFromEnv, ConfigError, resolveConfig } from '../src/server/config.js';
+import { configFromAssignments, configFromEnv, ConfigError, resolveConfig } from '../src/config.js';
 
 describe('configuration', () => {
   it('has safe production defaults', () => {

@@ -9,10 +9,10 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { directSendAvailable, plainTcpFd, sendFrame } from '../src/server/transport/direct-send.js';
+import { directSendAvailable, plainTcpFd, sendFrame } from '../src/transport/direct-send.js';
 import { WebSocket, WebSocketServer } from 'ws';
-import { encodeTextFrame } from '../src/server/transport/ws-frame.js';
-import { WsTransport } from '../src/server/transport/ws-transport.js';
+import { encodeTextFrame } from '../src/transport/ws-frame.js';
+import { WsTransport } from '../src/transport/ws-transport.js';
 import { api, startTestServer, TestSocket } from './helpers/server.js';
 
 let server: Server | undefined;

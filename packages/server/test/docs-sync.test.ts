@@ -4,13 +4,12 @@
  * of the wire protocol. Reads only files; starts no server.
  */
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { CloseCode, shouldReconnect } from '../src/protocol/codes.js';
-import { ERRORS } from '../src/server/errors.js';
+import { CloseCode, shouldReconnect } from '@herald/protocol';
+import { ERRORS } from '../src/errors.js';
+import { REPO_ROOT, serverFile } from './helpers/paths.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const read = (path: string): string => readFileSync(`${root}${path}`, 'utf8');
+const read = (path: string): string => readFileSync(`${REPO_ROOT}${path}`, 'utf8');
 
 const errorsDoc = read('docs/errors.md');
 const protocolDoc = read('docs/protocol.md');
@@ -91,7 +90,7 @@ describe('docs/errors.md', () => {
 });
 
 describe('docs/protocol.md', () => {
-  const schema = JSON.parse(read('api/client-frames.schema.json')) as {
+  const schema = JSON.parse(read('packages/protocol/schemas/client-frames.schema.json')) as {
     $defs: Record<string, { properties?: { type?: { const?: string } } }>;
   };
   const clientFrameTypes = Object.entries(schema.$defs)
@@ -122,7 +121,7 @@ describe('docs/protocol.md', () => {
 describe('docs/configuration.md', () => {
   it('documents every configuration key of configs/default.json', () => {
     const doc = readFileSync('docs/configuration.md', 'utf8');
-    const defaults = JSON.parse(readFileSync('configs/default.json', 'utf8')) as Record<string, unknown>;
+    const defaults = JSON.parse(readFileSync(serverFile('configs/default.json'), 'utf8')) as Record<string, unknown>;
     const keys: string[] = [];
     const walk = (obj: Record<string, unknown>, path: string[]) => {
       for (const [k, v] of Object.entries(obj)) {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HeraldClient } from '../client/src/index.js';
+import { HeraldClient } from '@herald/client';
 import { freePort, startCliNode } from './helpers/processes.js';
 import { API_KEY, makeToken, SECRET, sleep } from './helpers/server.js';
 

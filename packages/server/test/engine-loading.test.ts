@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
-const SERVER = fileURLToPath(new URL('../dist/src/server/server.js', import.meta.url));
+const SERVER = fileURLToPath(new URL('../dist/server.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'herald-loading-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -9,7 +9,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { HeraldServer } from '../src/server/server.js';
+import type { HeraldServer } from '../src/server.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './engine/services.js';
 import { api, makeToken, startTestServer, TestSocket, type Frame } from './helpers/server.js';
 

@@ -3,7 +3,7 @@
  * fallback, and batch publishes that would block the event loop). Real server, real sockets.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { HeraldServer } from '../src/server/server.js';
+import type { HeraldServer } from '../src/server.js';
 import { RawConn, refusedUpgrade } from './helpers/raw-conn.js';
 import { API_KEY, makeToken, sleep, startTestServer, TestSocket } from './helpers/server.js';
 

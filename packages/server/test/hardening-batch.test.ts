@@ -5,10 +5,10 @@
 import pino from 'pino';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { resolveConfig } from '../src/server/config.js';
-import { publishBatch } from '../src/server/http/batch-publish.js';
-import { HeraldNode } from '../src/server/node.js';
-import type { HeraldServer } from '../src/server/server.js';
+import { resolveConfig } from '../src/config.js';
+import { publishBatch } from '../src/http/batch-publish.js';
+import { HeraldNode } from '../src/node.js';
+import type { HeraldServer } from '../src/server.js';
 import { decodeServerFrame, FakeTransport } from './helpers/fake-transport.js';
 import { API_KEY, startTestServer, TestSocket } from './helpers/server.js';
 

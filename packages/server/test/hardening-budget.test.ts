@@ -11,8 +11,8 @@
  */
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { HeraldServer } from '../src/server/server.js';
-import type { Session } from '../src/server/session.js';
+import type { HeraldServer } from '../src/server.js';
+import type { Session } from '../src/session.js';
 import { FakeTransport } from './helpers/fake-transport.js';
 import { makeToken, startTestServer, TestSocket } from './helpers/server.js';
 

@@ -9,11 +9,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ChannelPatterns } from '../src/server/channels.js';
+import { ChannelPatterns } from '../src/channels.js';
 import { API_KEY, SECRET, TestSocket } from './helpers/server.js';
+import { CLI, serverFile } from './helpers/paths.js';
 
-const CLI = join(process.cwd(), 'dist/src/cli/herald.js');
-const CHANNELS = join(process.cwd(), 'dist/src/server/channels.js');
+const CHANNELS = serverFile('dist/channels.js');
 
 /** What `ChannelPatterns` did before: one anchored regular expression per pattern, `*` → `.*`. */
 function regexMatches(patterns: string[], name: string): boolean {

@@ -7,7 +7,7 @@ import { connect } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientAddress, ipGroupKey, ipv6Groups, trustedHops } from '../src/server/http/client-ip.js';
+import { clientAddress, ipGroupKey, ipv6Groups, trustedHops } from '../src/http/client-ip.js';
 
 describe('ipGroupKey', () => {
   it('keeps IPv4 and folds IPv4-mapped IPv6 into IPv4', () => {

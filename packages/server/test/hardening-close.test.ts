@@ -5,8 +5,8 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
-import type { HeraldServer } from '../src/server/server.js';
-import { closeReason } from '../src/server/transport/ws-transport.js';
+import type { HeraldServer } from '../src/server.js';
+import { closeReason } from '../src/transport/ws-transport.js';
 import { api, startTestServer, TestSocket } from './helpers/server.js';
 
 let server: HeraldServer;

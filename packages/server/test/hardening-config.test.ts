@@ -9,10 +9,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { configFromAssignments, configFromEnv, ConfigError, mergeConfig, readConfigFile, resolveConfig } from '../src/server/config.js';
+import { configFromAssignments, configFromEnv, ConfigError, mergeConfig, readConfigFile, resolveConfig } from '../src/config.js';
 import { API_KEY, SECRET } from './helpers/server.js';
+import { CLI } from './helpers/paths.js';
 
-const CLI = join(process.cwd(), 'dist/src/cli/herald.js');
 
 function tempFile(name: string, text: string): string {
   const file = join(mkdtempSync(join(tmpdir(), 'herald-config-')), name);

@@ -7,11 +7,11 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, readConfigFile, resolveConfig } from '../src/server/config.js';
-import { exposedWellKnownSecrets, isLoopbackHost, WELL_KNOWN_SECRETS } from '../src/server/exposure.js';
+import { ConfigError, readConfigFile, resolveConfig } from '../src/config.js';
+import { exposedWellKnownSecrets, isLoopbackHost, WELL_KNOWN_SECRETS } from '../src/exposure.js';
+import { CLI, REPO_ROOT, serverFile } from './helpers/paths.js';
 
-const CLI = join(process.cwd(), 'dist/src/cli/herald.js');
-const DEV = join(process.cwd(), 'configs/dev.json');
+const DEV = serverFile('configs/dev.json');
 const OWN_SECRET = 'my-own-secret-from-a-vault-0123456789';
 const OWN_KEY = 'my-own-api-key-0123456789';
 
@@ -27,7 +27,7 @@ function serve(args: string[], env: Record<string, string> = {}) {
 describe('configs/dev.json (npm start)', () => {
   it('listens on 127.0.0.1', () => {
     expect(resolveConfig(readConfigFile(DEV)).server.host).toBe('127.0.0.1');
-    expect(JSON.parse(readFileSync(join(process.cwd(), 'package.json'), 'utf8')).scripts.start).toContain('--config configs/dev.json');
+    expect(JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).scripts.start).toContain('--config packages/server/configs/dev.json');
   });
 
   it.each([
@@ -67,11 +67,11 @@ describe('configs/dev.json (npm start)', () => {
 });
 
 describe('the shipped example configurations', () => {
-  const files = readdirSync(join(process.cwd(), 'configs')).filter((f) => f.endsWith('.json'));
+  const files = readdirSync(serverFile('configs')).filter((f) => f.endsWith('.json'));
 
   it('are all valid and listen on loopback only (default.json aside)', () => {
     for (const f of files) {
-      const c = resolveConfig(readConfigFile(join(process.cwd(), 'configs', f)));
+      const c = resolveConfig(readConfigFile(serverFile(`configs/${f}`)));
       if (f !== 'default.json') expect(isLoopbackHost(c.server.host), f).toBe(true);
       // A hop count: one proxy (nginx) in front of the cluster examples, none otherwise.
       expect(typeof c.server.trustProxy, f).toBe('number');
@@ -81,7 +81,7 @@ describe('the shipped example configurations', () => {
 
   it('hold no secret or key missing from WELL_KNOWN_SECRETS', () => {
     for (const f of files) {
-      const c = resolveConfig(readConfigFile(join(process.cwd(), 'configs', f)));
+      const c = resolveConfig(readConfigFile(serverFile(`configs/${f}`)));
       for (const secret of [c.auth.jwt.hmacSecret, ...c.api.keys, ...c.ops.keys].filter(Boolean)) expect(WELL_KNOWN_SECRETS.has(secret), `${f}: ${secret}`).toBe(true);
     }
   });

@@ -6,8 +6,8 @@
  */
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { FRAMES_PER_TURN } from '../src/server/read-pacer.js';
-import type { HeraldServer } from '../src/server/server.js';
+import { FRAMES_PER_TURN } from '../src/read-pacer.js';
+import type { HeraldServer } from '../src/server.js';
 import { startTestServer, TestSocket } from './helpers/server.js';
 
 // The rate limits would close these flooders long before the floods end (4506); they are off here

@@ -6,7 +6,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HeraldServer } from '../src/server/server.js';
+import type { HeraldServer } from '../src/server.js';
 import { dropNatsStreams, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
 import { api, sleep, startTestServer, TestSocket } from './helpers/server.js';
 

@@ -5,7 +5,7 @@
  * connections) do not share a window either.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HeraldServer } from '../src/server/server.js';
+import type { HeraldServer } from '../src/server.js';
 import { api, sleep, startTestServer, TestSocket } from './helpers/server.js';
 
 describe('idempotency window scoped by publisher', () => {

@@ -4,7 +4,7 @@
  * `ops.docs: false` serves no `/docs` at all.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { HeraldServer } from '../src/server/server.js';
+import type { HeraldServer } from '../src/server.js';
 import { API_KEY, startTestServer } from './helpers/server.js';
 
 const OPS_KEY = 'ops-key-for-the-tests-0123456789';

@@ -8,11 +8,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FAULT_EXIT_CODE } from '../src/server/process-policy.js';
+import { FAULT_EXIT_CODE } from '../src/process-policy.js';
 import { makeToken, SECRET, TestSocket } from './helpers/server.js';
+import { CLI, serverFile } from './helpers/paths.js';
 
-const CLI = join(process.cwd(), 'dist/src/cli/herald.js');
-const FAULT = join(process.cwd(), 'test/fixtures/inject-fault.mjs');
+const FAULT = serverFile('test/fixtures/inject-fault.mjs');
 let child: ChildProcess | undefined;
 afterEach(() => {
   if (child && child.exitCode === null) child.kill('SIGKILL');

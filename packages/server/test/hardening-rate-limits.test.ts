@@ -7,8 +7,8 @@
 import { request as httpRequest } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { HeraldClient } from '../client/src/index.js';
-import type { HeraldServer } from '../src/server/server.js';
+import { HeraldClient } from '@herald/client';
+import type { HeraldServer } from '../src/server.js';
 import { api, API_KEY, makeToken, sleep, startTestServer, TestSocket, type Frame } from './helpers/server.js';
 
 let server: HeraldServer;

@@ -5,8 +5,8 @@
  * error level, and a fault of ours while handling a frame closes that connection alone with 4004.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { parseRecord } from '../src/server/ingest/ingest-record.js';
-import type { HeraldServer } from '../src/server/server.js';
+import { parseRecord } from '../src/ingest/ingest-record.js';
+import type { HeraldServer } from '../src/server.js';
 import { api, makeToken, startTestServer, TestSocket } from './helpers/server.js';
 
 let server: HeraldServer;

@@ -5,7 +5,7 @@
  * 414 with its own body for 150-character user ids and 155-character channels the API documents.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HeraldServer } from '../src/server/server.js';
+import type { HeraldServer } from '../src/server.js';
 import { api, makeToken, startTestServer, TestSocket } from './helpers/server.js';
 
 let server: HeraldServer;

@@ -5,7 +5,7 @@
 import { createHmac } from 'node:crypto';
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { HmacJwtError, verifyHmacJwt } from '../src/server/hmac-jwt.js';
+import { HmacJwtError, verifyHmacJwt } from '../src/hmac-jwt.js';
 
 const secret = new TextEncoder().encode('test-secret-0123456789abcdef-0123456789');
 const other = new TextEncoder().encode('another-secret-0123456789abcdef-0123456789');

@@ -1,8 +1,8 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { resolveConfig } from '../src/server/config.js';
-import { HeraldNode } from '../src/server/node.js';
-import { encodeTextFrame } from '../src/server/transport/ws-frame.js';
+import { resolveConfig } from '../src/config.js';
+import { HeraldNode } from '../src/node.js';
+import { encodeTextFrame } from '../src/transport/ws-frame.js';
 import { decodeServerFrame, FakeTransport } from './helpers/fake-transport.js';
 
 function makeNode(overrides: Record<string, unknown> = {}) {

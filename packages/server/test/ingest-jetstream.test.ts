@@ -5,10 +5,10 @@
  */
 import { AckPolicy, connect, DeliverPolicy, nanos, type JetStreamManager, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ErrorCode } from '../src/protocol/codes.js';
-import { HeraldError } from '../src/server/errors.js';
-import { JetStreamIngestor, type JetStreamIngestorOptions } from '../src/server/ingest/jetstream-ingestor.js';
-import type { HeraldServer } from '../src/server/server.js';
+import { ErrorCode } from '@herald/protocol';
+import { HeraldError } from '../src/errors.js';
+import { JetStreamIngestor, type JetStreamIngestorOptions } from '../src/ingest/jetstream-ingestor.js';
+import type { HeraldServer } from '../src/server.js';
 import { NATS_URL, requireNats, uniquePrefix } from './engine/services.js';
 import { sleep, startTestServer, TestSocket } from './helpers/server.js';
 

@@ -5,10 +5,10 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ErrorCode } from '../src/protocol/codes.js';
-import { HeraldError } from '../src/server/errors.js';
-import { RedisStreamIngestor, type RedisStreamIngestorOptions } from '../src/server/ingest/redis-stream-ingestor.js';
-import type { HeraldServer } from '../src/server/server.js';
+import { ErrorCode } from '@herald/protocol';
+import { HeraldError } from '../src/errors.js';
+import { RedisStreamIngestor, type RedisStreamIngestorOptions } from '../src/ingest/redis-stream-ingestor.js';
+import type { HeraldServer } from '../src/server.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './engine/services.js';
 import { sleep, startTestServer, TestSocket } from './helpers/server.js';
 

@@ -4,7 +4,7 @@
  * value must agree at every limit.
  */
 import { describe, expect, it } from 'vitest';
-import { exceedsJsonDepth } from '../src/server/json-depth.js';
+import { exceedsJsonDepth } from '../src/json-depth.js';
 
 /** Deterministic PRNG (mulberry32), so a failure can be replayed from its seed. */
 function rng(seed: number): () => number {

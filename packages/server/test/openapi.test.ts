@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { resolveConfig } from '../src/server/config.js';
-import { buildApp } from '../src/server/server.js';
+import { resolveConfig } from '../src/config.js';
+import { buildApp } from '../src/server.js';
+import { serverFile } from './helpers/paths.js';
 
 describe('api/openapi.json', () => {
   it('matches the document the server generates from its routes (run `npm run openapi` after changing a route)', async () => {
@@ -10,6 +11,6 @@ describe('api/openapi.json', () => {
     const live = JSON.parse(JSON.stringify(app.swagger()));
     await app.close();
     await node.close();
-    expect(JSON.parse(readFileSync('api/openapi.json', 'utf8'))).toEqual(live);
+    expect(JSON.parse(readFileSync(serverFile('api/openapi.json'), 'utf8'))).toEqual(live);
   });
 });

@@ -3,9 +3,9 @@
  * token, bounded keyed maps, which buckets a frame is charged to, and the abuse window.
  */
 import { describe, expect, it } from 'vitest';
-import { resolveConfig, type DeepPartial, type HeraldConfig } from '../src/server/config.js';
-import { RateLimits } from '../src/server/rate-limit/rate-limits.js';
-import { bucketSpec, KeyedBuckets, TokenBucket } from '../src/server/rate-limit/token-bucket.js';
+import { resolveConfig, type DeepPartial, type HeraldConfig } from '../src/config.js';
+import { RateLimits } from '../src/rate-limit/rate-limits.js';
+import { bucketSpec, KeyedBuckets, TokenBucket } from '../src/rate-limit/token-bucket.js';
 
 function fakeClock(start = 1000) {
   const clock = () => clock.now;

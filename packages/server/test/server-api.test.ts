@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { HeraldServer } from '../src/server/server.js';
+import type { HeraldServer } from '../src/server.js';
 import { api, sleep, startTestServer, TestSocket } from './helpers/server.js';
 
 let server: HeraldServer;

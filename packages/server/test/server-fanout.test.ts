@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { HeraldServer } from '../src/server/server.js';
+import type { HeraldServer } from '../src/server.js';
 import { api, sleep, startTestServer, TestSocket } from './helpers/server.js';
 
 let server: HeraldServer;
@@ -156,7 +156,7 @@ describe('tag filters', () => {
   it('answers equality filters from the tag index without scanning everyone', async () => {
     server = await startTestServer();
     await audience();
-    const { compileFilter } = await import('../src/server/tag-filter.js');
+    const { compileFilter } = await import('../src/tag-filter.js');
     const eq = [...server.node.hub.candidates(compileFilter({ tag: 'region', op: 'eq', value: 'us' }))];
     expect(eq.map((s) => s.user)).toEqual(['us-team-android']);
     const andPlan = [...server.node.hub.candidates(compileFilter({ and: [{ tag: 'plan', op: 'eq', value: 'pro' }, { tag: 'score', op: 'gt', value: 1 }] }))];

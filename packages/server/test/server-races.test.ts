@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { configFromEnv } from '../src/server/config.js';
-import type { HeraldServer } from '../src/server/server.js';
+import { configFromEnv } from '../src/config.js';
+import type { HeraldServer } from '../src/server.js';
 import { api, makeToken, sleep, startTestServer, TestSocket } from './helpers/server.js';
 
 let server: HeraldServer;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { TimerWheel, type WheelEntry } from '../src/server/timer-wheel.js';
-import { compareVersions, compileFilter, parseVersion } from '../src/server/tag-filter.js';
+import { TimerWheel, type WheelEntry } from '../src/timer-wheel.js';
+import { compareVersions, compileFilter, parseVersion } from '../src/tag-filter.js';
 
 class Item implements WheelEntry {
   wheelSlot = -1;

@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { requireRedis, REDIS_URL } from './engine/services.js';
 import { API_KEY, makeToken, SECRET, TestSocket } from './helpers/server.js';
+import { CLI } from './helpers/paths.js';
 
-const CLI = join(process.cwd(), 'dist/src/cli/herald.js');
 const procs: ChildProcess[] = [];
 const haveRedis = await requireRedis();
 afterAll(() => {

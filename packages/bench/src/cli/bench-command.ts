@@ -3,11 +3,11 @@
  * behind the CLI. Scenarios, peers and the load generator live there; this file only maps flags.
  */
 import { InvalidArgumentError, type Command } from 'commander';
-import { compare, runOne, serversFor, targetsOf, type BenchOptions } from '../../bench/runner.js';
-import { findScenario, SCENARIOS } from '../../bench/scenarios/index.js';
-import { DEFAULT_SERVERS, isServerName, PEERS, SERVERS, type ServerName } from '../../bench/servers/targets.js';
-import type { ClientKind, DeliveryMode } from '../../bench/loadgen/messages.js';
-import { nativeRecv } from '../../bench/loadgen/native-recv.js';
+import { compare, runOne, serversFor, targetsOf, type BenchOptions } from '../runner.js';
+import { findScenario, SCENARIOS } from '../scenarios/index.js';
+import { DEFAULT_SERVERS, isServerName, PEERS, SERVERS, type ServerName } from '../servers/targets.js';
+import type { ClientKind, DeliveryMode } from '../loadgen/messages.js';
+import { nativeRecv } from '../loadgen/native-recv.js';
 
 interface Flags {
   connections?: number;

@@ -37,7 +37,7 @@ const program = new Command('herald-fuzz')
   .option('--valid-only', 'send only valid frames and requests: a baseline with the same load and bystander, no fuzzing')
   .option('--no-minimize', 'after a crash, do not replay the last inputs one by one to find a reproducer')
   .option('--replay <file>', "replay a report's reproducer (or its last inputs) against a fresh server, then exit")
-  .option('--herald <file>', "Herald's CLI entry point (default: the built dist/src/cli/herald.js)");
+  .option('--herald <file>', "Herald's CLI entry point (default: the built herald package's dist/cli/herald.js)");
 
 program.exitOverride();
 try {

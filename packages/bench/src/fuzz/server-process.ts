@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { serverConfig } from './world.js';
+import { HERALD_BIN } from '../lib/herald-bin.js';
 
 export interface ServerExit {
   code: number | null;
@@ -46,8 +46,7 @@ const TAIL_BYTES = 64 * 1024;
 export function heraldCli(explicit?: string): string {
   const candidates = [
     explicit,
-    fileURLToPath(new URL('../src/cli/herald.js', import.meta.url)),
-    join(process.cwd(), 'dist/src/cli/herald.js'),
+    HERALD_BIN,
   ].filter((c): c is string => c !== undefined);
   const found = candidates.find((c) => existsSync(c));
   if (!found) throw new Error(`Herald's CLI is not built (looked for ${candidates.join(', ')}); run npm run build`);

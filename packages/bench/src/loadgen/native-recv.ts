@@ -25,15 +25,12 @@ export interface NativeRecv {
 export const NATIVE_DIALECT = { herald: 0, socketio: 1 } as const;
 
 function load(): NativeRecv | undefined {
-  const require = createRequire(import.meta.url);
-  for (const path of ['../../../native/bench-recv/build/Release/bench_recv.node', '../../native/bench-recv/build/Release/bench_recv.node']) {
-    try {
-      return require(path) as NativeRecv;
-    } catch {
-      /* not built here */
-    }
+  // The same relative path from src/ and dist/: both sit two levels below the package root.
+  try {
+    return createRequire(import.meta.url)('../../native/bench-recv/build/Release/bench_recv.node') as NativeRecv;
+  } catch {
+    return undefined; // not built
   }
-  return undefined;
 }
 
 let loaded: { addon: NativeRecv | undefined } | undefined;

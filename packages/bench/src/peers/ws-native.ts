@@ -10,7 +10,7 @@
  */
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
-import { finishSend, plainTcpFd, sendMany } from '../../src/server/transport/direct-send.js';
+import { finishSend, plainTcpFd, sendMany } from 'herald/internal/transport/direct-send.js';
 import { textFrame, type WithSender } from './ws-frame.js';
 import { startWsPeer } from './ws-peer.js';
 

@@ -13,6 +13,7 @@ import { drainOutput, portOpen, spawnNode, stopChild, waitForLine } from '../lib
 import { freePort } from '../lib/ports.js';
 import { BENCH_API_KEY, BENCH_SECRET } from '../lib/token.js';
 import type { Dialect } from '../loadgen/messages.js';
+import { HERALD_BIN } from '../lib/herald-bin.js';
 
 export const SERVERS = ['herald', 'ws-plain', 'ws-preframed', 'socketio', 'ws-native'] as const;
 /** What `compare` runs without --servers: Herald and the peers users would otherwise pick (ws-native is the floor, opt-in). */
@@ -56,7 +57,7 @@ export const BENCH_REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1
 export interface TargetOptions {
   /** `taskset -c` cores for the server; undefined runs unpinned. */
   cpus?: string | undefined;
-  /** Herald's CLI entry point (dist/src/cli/herald.js). */
+  /** Herald's CLI entry point (the `herald` package's dist/cli/herald.js). */
   heraldBin: string;
   /** Path of Herald's WebSocket endpoint. */
   heraldWsPath: string;
@@ -95,7 +96,7 @@ const PEER_SCRIPT: Record<PeerName, string> = {
   'ws-native': '../peers/ws-native.js',
 };
 
-export const DEFAULT_HERALD_BIN = fileURLToPath(new URL('../../src/cli/herald.js', import.meta.url));
+export const DEFAULT_HERALD_BIN = HERALD_BIN;
 
 /** The configuration Herald runs with in the benchmark. */
 export function heraldBenchConfig(port: number, extra: Record<string, unknown> = {}): Record<string, unknown> {

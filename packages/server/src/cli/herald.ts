@@ -6,10 +6,9 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { SignJWT } from 'jose';
 import { WebSocket } from 'ws';
-import { configFromAssignments, configFromEnv, ConfigError, hmacSecretProblem, readConfigFile, resolveConfig } from '../server/config.js';
-import { HERALD_VERSION, startHerald } from '../server/server.js';
-import { installProcessFaultPolicy } from '../server/process-policy.js';
-import { registerBenchCommand } from './bench-command.js';
+import { configFromAssignments, configFromEnv, ConfigError, hmacSecretProblem, readConfigFile, resolveConfig } from '../config.js';
+import { HERALD_VERSION, startHerald } from '../server.js';
+import { installProcessFaultPolicy } from '../process-policy.js';
 import { isPrimaryOfWorkers, runPrimary, workerNodeName } from './workers.js';
 
 const program = new Command();
@@ -179,6 +178,5 @@ program
     ws.on('error', (err) => process.stderr.write(`error: ${err.message}\n`));
   });
 
-registerBenchCommand(program);
 
 await program.parseAsync(process.argv);

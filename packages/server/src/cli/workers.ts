@@ -7,7 +7,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import type { HeraldConfig } from '../server/config.js';
+import type { HeraldConfig } from '../config.js';
 
 export function workerCount(config: Readonly<HeraldConfig>): number {
   return config.server.workers === 0 ? availableParallelism() : config.server.workers;

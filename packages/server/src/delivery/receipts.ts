@@ -12,7 +12,7 @@
  * acceptance time and source (`ReceiptBook.of`). Who may acknowledge is decided by the delivery
  * module (reliable-delivery.ts); this book only records what it is told.
  */
-import type { Envelope } from '../../protocol/frames.js';
+import type { Envelope } from '@herald/protocol';
 
 export type ReceiptState = 'accepted' | 'delivered' | 'acknowledged' | 'inbox' | 'exhausted' | 'expired';
 

@@ -19,7 +19,7 @@
  * Channel and broadcast messages are tracked only while in flight: a subscriber that joins later
  * never had the delivery, and after the retries the inbox holds it.
  */
-import type { Envelope } from '../../protocol/frames.js';
+import type { Envelope } from '@herald/protocol';
 import type { HeraldConfig } from '../config.js';
 import type { InboxStore } from '../engine/inbox.js';
 import { inboxMessageFrameBytes } from '../message-frame.js';

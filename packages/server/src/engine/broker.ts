@@ -3,7 +3,7 @@
  * keeps each channel's history stream. Keeping history here makes "assign an offset and publish"
  * one atomic step in every implementation.
  */
-import type { Envelope, StreamPosition, TagFilter } from '../../protocol/frames.js';
+import type { Envelope, StreamPosition, TagFilter } from '@herald/protocol';
 import type { HistoryConfig } from '../config.js';
 import type { IdempotencyKey } from '../idempotency.js';
 

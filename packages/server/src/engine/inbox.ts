@@ -3,7 +3,7 @@
  * retries exhausted). Entries leave only when acknowledged or when a limit pushes them out —
  * and a limit that drops anything says how much, so nothing disappears silently.
  */
-import type { Envelope } from '../../protocol/frames.js';
+import type { Envelope } from '@herald/protocol';
 import type { IdempotencyKey } from '../idempotency.js';
 
 export interface InboxEntry {

@@ -5,7 +5,7 @@
  * the same turn as the append it guards.
  */
 import { randomBytes } from 'node:crypto';
-import type { StreamPosition } from '../../protocol/frames.js';
+import type { StreamPosition } from '@herald/protocol';
 import type { HistoryConfig } from '../config.js';
 import { IdempotencyWindow, windowId, type IdempotencyKey } from '../idempotency.js';
 import { noStreamHistory, sinceInStream, type Broker, type BrokerHandler, type Dispatch, type HistoryEntry, type HistoryQuery, type HistoryResult, type Published } from './broker.js';

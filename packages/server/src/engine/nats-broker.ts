@@ -51,7 +51,7 @@ import {
   type StoredMsg,
   type Subscription,
 } from 'nats';
-import type { StreamPosition } from '../../protocol/frames.js';
+import type { StreamPosition } from '@herald/protocol';
 import type { HistoryConfig } from '../config.js';
 import type { IdempotencyKey } from '../idempotency.js';
 import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult, Published } from './broker.js';

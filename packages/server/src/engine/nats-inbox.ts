@@ -29,7 +29,7 @@
  * one that comes after the entry was acknowledged and purged (see nats-idempotency.ts).
  */
 import { DiscardPolicy, headers, nanos, RetentionPolicy, StorageType, type JsMsg, type StoredMsg } from 'nats';
-import type { Envelope } from '../../protocol/frames.js';
+import type { Envelope } from '@herald/protocol';
 import type { IdempotencyKey } from '../idempotency.js';
 import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
 import { duplicateWindow, natsIdempotencyId } from './nats-idempotency.js';

@@ -2,7 +2,7 @@
  * Who is connected: per channel and per user, across every node. Entries belong to a node and
  * expire unless that node refreshes them, so a crashed node's connections disappear on their own.
  */
-import type { Tags } from '../../protocol/frames.js';
+import type { Tags } from '@herald/protocol';
 
 export interface ConnectionInfo {
   connectionId: string;

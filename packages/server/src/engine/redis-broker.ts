@@ -30,7 +30,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Cluster } from 'ioredis';
-import type { StreamPosition } from '../../protocol/frames.js';
+import type { StreamPosition } from '@herald/protocol';
 import type { HistoryConfig } from '../config.js';
 import type { IdempotencyKey } from '../idempotency.js';
 import { encodeDispatch, encodedEnvelope } from './encoded-envelope.js';

@@ -11,7 +11,7 @@
  * key is in the user's slot, see redis-idempotency.ts), so a retry is never appended twice — not
  * even after the first was acknowledged and removed.
  */
-import type { Envelope } from '../../protocol/frames.js';
+import type { Envelope } from '@herald/protocol';
 import type { IdempotencyKey } from '../idempotency.js';
 import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
 import { closeRedis, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './redis-connection.js';

@@ -10,7 +10,7 @@
  * once, also across a restart.
  */
 import { randomBytes } from 'node:crypto';
-import type { StreamPosition } from '../../protocol/frames.js';
+import type { StreamPosition } from '@herald/protocol';
 import type { HistoryConfig } from '../config.js';
 import { windowId, type IdempotencyKey } from '../idempotency.js';
 import { noStreamHistory, sinceInStream, type Broker, type BrokerHandler, type Dispatch, type HistoryQuery, type HistoryResult, type Published } from './broker.js';

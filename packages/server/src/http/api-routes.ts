@@ -4,7 +4,7 @@
  * and the OpenAPI document served at `/docs`.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
-import { ErrorCode } from '../../protocol/codes.js';
+import { ErrorCode } from '@herald/protocol';
 import { readJsonAsset } from '../assets.js';
 import { HeraldError } from '../errors.js';
 import type { HeraldNode, PublishRequest } from '../node.js';

@@ -12,8 +12,8 @@
  * hub holds the fan-out frames until the batch ends, so a connection gets the batch in one write.
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { ErrorCode } from '../../protocol/codes.js';
-import type { ErrorBody } from '../../protocol/frames.js';
+import { ErrorCode } from '@herald/protocol';
+import type { ErrorBody } from '@herald/protocol';
 import { HeraldError } from '../errors.js';
 import type { HeraldNode, PublishRequest, PublishResult } from '../node.js';
 

@@ -3,7 +3,7 @@
  * with a stable code from the registry. Stack traces never leave the process.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ErrorCode } from '../../protocol/codes.js';
+import { ErrorCode } from '@herald/protocol';
 import { HeraldError } from '../errors.js';
 import { retryAfterHeader } from '../rate-limit/rate-limits.js';
 

@@ -5,7 +5,7 @@
  */
 import type { Server, ServerOptions } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ErrorCode } from '../../protocol/codes.js';
+import { ErrorCode } from '@herald/protocol';
 import type { HeraldConfig } from '../config.js';
 import { ERRORS } from '../errors.js';
 

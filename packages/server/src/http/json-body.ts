@@ -5,7 +5,7 @@
  * path applies the same check with the same error (`tooDeepBody`), so both answer alike.
  */
 import type { FastifyInstance } from 'fastify';
-import { ErrorCode } from '../../protocol/codes.js';
+import { ErrorCode } from '@herald/protocol';
 import { HeraldError } from '../errors.js';
 import { exceedsJsonDepth } from '../json-depth.js';
 

@@ -4,11 +4,21 @@
  * `/healthz` and `/readyz` stay open for load balancers; `ops.docs: false` removes `/docs`.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { assetPath } from '../assets.js';
 import type { HeraldNode } from '../node.js';
 import { requireApiKey } from './api-key.js';
+
+/** The browser bundle of @herald/client (its package's main file), or undefined when it is not installed. */
+function clientBundlePath(): string | undefined {
+  try {
+    return createRequire(import.meta.url).resolve('@herald/client');
+  } catch {
+    return undefined;
+  }
+}
 
 export async function opsRoutes(app: FastifyInstance, opts: { node: HeraldNode; ready: () => boolean }): Promise<void> {
   const { node } = opts;
@@ -32,8 +42,8 @@ export async function opsRoutes(app: FastifyInstance, opts: { node: HeraldNode; 
     const page = readFileSync(assetPath('public/index.html'), 'utf8');
     app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.type('text/html; charset=utf-8').send(page));
     app.get('/herald-client.js', { schema: { hide: true } }, async (_req, reply) => {
-      const file = assetPath('client/dist/herald-client.js');
-      if (!existsSync(file)) return reply.code(404).type('text/plain').send('client bundle not built: run npm run build');
+      const file = clientBundlePath();
+      if (!file || !existsSync(file)) return reply.code(404).type('text/plain').send('client bundle not built: run npm run build');
       return reply.type('text/javascript; charset=utf-8').send(readFileSync(file));
     });
   }

@@ -6,7 +6,7 @@
  * message arrives.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ErrorCode } from '../../protocol/codes.js';
+import { ErrorCode } from '@herald/protocol';
 import type { Identity } from '../auth.js';
 import { isValidChannel } from '../channels.js';
 import { HeraldError } from '../errors.js';

@@ -14,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ValidateFunction } from 'ajv';
 import secureJson from 'secure-json-parse';
 import type { Logger } from 'pino';
-import { ErrorCode } from '../../protocol/codes.js';
+import { ErrorCode } from '@herald/protocol';
 import { HeraldError } from '../errors.js';
 import { rateLimitedError, retryAfterHeader } from '../rate-limit/rate-limits.js';
 import type { HeraldNode, PublishRequest, PublishResult } from '../node.js';

@@ -19,8 +19,8 @@
  */
 import type { Registry } from 'prom-client';
 import { Counter } from 'prom-client';
-import { ErrorCode } from '../../protocol/codes.js';
-import type { TagFilter } from '../../protocol/frames.js';
+import { ErrorCode } from '@herald/protocol';
+import type { TagFilter } from '@herald/protocol';
 import type { DeliveryMode } from '../config.js';
 import { HeraldError } from '../errors.js';
 import type { HeraldNode, PublishRequest } from '../node.js';

@@ -13,7 +13,7 @@
  * within `abuse.windowMs` is reported as abusive (the caller closes it with 4506).
  */
 import type { Counter } from 'prom-client';
-import { ErrorCode } from '../../protocol/codes.js';
+import { ErrorCode } from '@herald/protocol';
 import { namespaceOf } from '../channels.js';
 import type { HeraldConfig } from '../config.js';
 import { HeraldError } from '../errors.js';

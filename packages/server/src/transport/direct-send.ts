@@ -19,15 +19,12 @@ interface NativeSend {
 }
 
 function load(): NativeSend | undefined {
-  const require = createRequire(import.meta.url);
-  for (const path of ['../../../../native/herald-send/build/Release/herald_send.node', '../../../native/herald-send/build/Release/herald_send.node']) {
-    try {
-      return require(path) as NativeSend;
-    } catch {
-      /* not built here */
-    }
+  // The same relative path from src/ and dist/: both sit two levels below the package root.
+  try {
+    return createRequire(import.meta.url)('../../native/herald-send/build/Release/herald_send.node') as NativeSend;
+  } catch {
+    return undefined; // not built
   }
-  return undefined;
 }
 
 const native = load();

@@ -14,8 +14,8 @@ import { chromium } from 'playwright-core';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { HeraldClient } from '../../client/src/index.js';
-import type { HeraldServer } from '../../src/server/index.js';
+import { HeraldClient } from '@herald/client';
+import type { HeraldServer } from '../../src/index.js';
 import { API_KEY, MemoryBroker, publish, sleep, startServer, token, waitFor } from '../client-support.js';
 
 const CHROMIUM = '/usr/bin/chromium';

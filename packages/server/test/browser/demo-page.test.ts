@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HeraldServer } from '../../src/server/server.js';
+import type { HeraldServer } from '../../src/server.js';
 import { api, startTestServer } from '../helpers/server.js';
 
 const CHROMIUM = '/usr/bin/chromium';

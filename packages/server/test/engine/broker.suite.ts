@@ -4,10 +4,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Envelope, StreamPosition } from '../../src/protocol/frames.js';
-import type { HistoryConfig } from '../../src/server/config.js';
-import { noStreamPosition, type Broker, type Dispatch, type DispatchTarget, type Published } from '../../src/server/engine/broker.js';
-import type { IdempotencyKey } from '../../src/server/idempotency.js';
+import type { Envelope, StreamPosition } from '@herald/protocol';
+import type { HistoryConfig } from '../../src/config.js';
+import { noStreamPosition, type Broker, type Dispatch, type DispatchTarget, type Published } from '../../src/engine/broker.js';
+import type { IdempotencyKey } from '../../src/idempotency.js';
 
 export interface BrokerFixture {
   /** Not yet started: the suite starts it with its own handler. */

@@ -4,8 +4,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Envelope } from '../../src/protocol/frames.js';
-import type { InboxLimits, InboxStore } from '../../src/server/engine/inbox.js';
+import type { Envelope } from '@herald/protocol';
+import type { InboxLimits, InboxStore } from '../../src/engine/inbox.js';
 
 export interface InboxFixture {
   inbox: InboxStore;

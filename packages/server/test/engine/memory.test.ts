@@ -1,8 +1,8 @@
 /** The engine conformance suites on the in-process implementations. */
-import { MemoryBroker } from '../../src/server/engine/memory-broker.js';
-import { MemoryInbox } from '../../src/server/engine/memory-inbox.js';
-import { MemoryPresence } from '../../src/server/engine/memory-presence.js';
-import { IdempotencyWindow } from '../../src/server/idempotency.js';
+import { MemoryBroker } from '../../src/engine/memory-broker.js';
+import { MemoryInbox } from '../../src/engine/memory-inbox.js';
+import { MemoryPresence } from '../../src/engine/memory-presence.js';
+import { IdempotencyWindow } from '../../src/idempotency.js';
 import { runBrokerSuite } from './broker.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ConnectionInfo, PresenceStore } from '../../src/server/engine/presence.js';
+import type { ConnectionInfo, PresenceStore } from '../../src/engine/presence.js';
 
 export interface PresenceFixture {
   presence: PresenceStore;

@@ -1,5 +1,5 @@
 /** A transport that records what would be written and can pretend its socket buffer is full. */
-import type { Transport } from '../../src/server/transport/transport.js';
+import type { Transport } from '../../src/transport/transport.js';
 
 export class FakeTransport implements Transport {
   readonly writes: Buffer[][] = [];

@@ -1,9 +1,10 @@
 /** Herald CLI nodes as child processes, for tests that kill and restart them. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
 
-export const CLI = join(process.cwd(), 'dist/src/cli/herald.js');
+import { CLI } from './paths.js';
+
+export { CLI };
 
 /** A port free right now on 127.0.0.1 (so a restarted node can take the same one). */
 export async function freePort(): Promise<number> {

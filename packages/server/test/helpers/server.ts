@@ -1,8 +1,8 @@
 /** Test helpers: a real Herald on an ephemeral port, a raw protocol client, and HTTP calls. */
 import { SignJWT } from 'jose';
 import { WebSocket } from 'ws';
-import { mergeConfig, type DeepPartial, type HeraldConfig } from '../../src/server/config.js';
-import { startHerald, type HeraldServer } from '../../src/server/server.js';
+import { mergeConfig, type DeepPartial, type HeraldConfig } from '../../src/config.js';
+import { startHerald, type HeraldServer } from '../../src/server.js';
 
 export const SECRET = 'test-secret-0123456789abcdef-0123456789';
 export const API_KEY = 'test-api-key-123';
