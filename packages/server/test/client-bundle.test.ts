@@ -13,8 +13,9 @@ import WebSocket from 'ws';
 import type * as Sdk from '@herald/client';
 import type { HeraldServer } from '../src/index.js';
 import { publish, startServer, token, waitFor } from './client-support.js';
+import { REPO_ROOT } from './helpers/paths.js';
 
-const ROOT = join(import.meta.dirname, '..');
+const CLIENT_SCRIPTS = join(REPO_ROOT, 'packages', 'client', 'scripts');
 
 describe('client bundle', () => {
   let sdk: typeof Sdk;
@@ -23,7 +24,7 @@ describe('client bundle', () => {
   const bundle = join(outdir, 'herald-client.js');
 
   beforeAll(async () => {
-    execFileSync(process.execPath, [join(ROOT, 'scripts', 'build-client.mjs'), '--no-types', '--outdir', outdir], { stdio: 'ignore' });
+    execFileSync(process.execPath, [join(CLIENT_SCRIPTS, 'build-client.mjs'), '--no-types', '--outdir', outdir], { stdio: 'ignore' });
     sdk = (await import(pathToFileURL(bundle).href)) as typeof Sdk;
     server = await startServer();
   });
@@ -56,7 +57,7 @@ describe('client bundle', () => {
   });
 
   it('fits the 15 KB minified+gzipped budget', () => {
-    const out = execFileSync(process.execPath, [join(ROOT, 'scripts', 'client-size.mjs'), '--no-build', '--file', bundle], { encoding: 'utf8' });
+    const out = execFileSync(process.execPath, [join(CLIENT_SCRIPTS, 'client-size.mjs'), '--no-build', '--file', bundle], { encoding: 'utf8' });
     const gz = Number(/(\d+) B minified\+gzipped/.exec(out)?.[1]);
     expect(gz).toBeGreaterThan(1000);
     expect(gz).toBeLessThanOrEqual(15 * 1024);

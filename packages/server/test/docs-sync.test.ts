@@ -106,8 +106,8 @@ describe('docs/protocol.md', () => {
     expect(clientFrameTypes.filter((t) => !showsFrame(t)), 'client frames without an example').toEqual([]);
   });
 
-  it('shows an example of every frame type declared in src/protocol/frames.ts', () => {
-    const types = [...read('src/protocol/frames.ts').matchAll(/^\s*type: '([a-z]+)';$/gm)].map((m) => m[1]!);
+  it('shows an example of every frame type declared in packages/protocol/src/frames.ts', () => {
+    const types = [...read('packages/protocol/src/frames.ts').matchAll(/^\s*type: '([a-z]+)';$/gm)].map((m) => m[1]!);
     expect(types).toEqual(expect.arrayContaining(['connected', 'subscribed', 'published', 'message', 'error']));
     expect([...new Set(types)].filter((t) => !showsFrame(t)), 'frames without an example').toEqual([]);
   });

@@ -17,9 +17,10 @@ import WebSocket from 'ws';
 import { HeraldClient } from '@herald/client';
 import type { HeraldServer } from '../../src/index.js';
 import { API_KEY, MemoryBroker, publish, sleep, startServer, token, waitFor } from '../client-support.js';
+import { REPO_ROOT } from '../helpers/paths.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const ROOT = join(import.meta.dirname, '..', '..');
+const CLIENT_SCRIPTS = join(REPO_ROOT, 'packages', 'client', 'scripts');
 /** Built for this test run into a private directory (parallel test files never race on it). */
 let OUTDIR = '';
 let BUNDLE = '';
@@ -80,7 +81,7 @@ describe.skipIf(!haveChromium)('client in headless Chromium', () => {
   beforeAll(async () => {
     OUTDIR = mkdtempSync(join(tmpdir(), 'herald-e2e-bundle-'));
     BUNDLE = join(OUTDIR, 'herald-client.js');
-    execFileSync(process.execPath, [join(ROOT, 'scripts', 'build-client.mjs'), '--no-types', '--outdir', OUTDIR], { stdio: 'ignore' });
+    execFileSync(process.execPath, [join(CLIENT_SCRIPTS, 'build-client.mjs'), '--no-types', '--outdir', OUTDIR], { stdio: 'ignore' });
     site = await staticServer();
     userDataDir = mkdtempSync(join(tmpdir(), 'herald-chromium-'));
     // A persistent context is how Playwright takes a fresh --user-data-dir of our choosing.
