@@ -1,11 +1,11 @@
+#!/usr/bin/env node
 /**
- * Stand-alone entry to the harness, for when Herald's own CLI is not built:
- *   node dist/bench/cli.js bench compare --smoke
- * Same commands as `herald bench …`.
+ * The `herald-bench` command: `herald-bench compare …` runs a scenario against Herald and the
+ * peer servers, `herald-bench run <scenario>` against one server. See README.md.
  */
 import { Command } from 'commander';
-import { registerBenchCommand } from './cli/bench-command.js';
+import { registerBenchCommands } from './cli/bench-command.js';
 
 const program = new Command('herald-bench');
-registerBenchCommand(program);
+registerBenchCommands(program);
 await program.parseAsync(process.argv);

@@ -5,7 +5,7 @@
  * generator, so the client is not the limit): `--concurrency` keep-alive connections in a closed
  * loop for `--duration` seconds, single publishes and batches of 10 (`/api/v1/publish/batch`).
  *
- *   node dist/bench/durable-publish.js [--duration 8] [--concurrency 64] [--runs 3] [--pin] [--batches 1,10]
+ *   node packages/bench/dist/durable-publish.js [--duration 8] [--concurrency 64] [--runs 3] [--pin] [--batches 1,10]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';

@@ -5,7 +5,7 @@
  * one such hop (the publish request) plus a WebSocket write, so its percentiles are the floor
  * under any server's — on a VM whose idle cores are woken by the host they can be milliseconds.
  *
- *   node dist/bench/loopback-rtt.js [--rate 100] [--count 1000] [--runs 3] [--no-pin]
+ *   node packages/bench/dist/loopback-rtt.js [--rate 100] [--count 1000] [--runs 3] [--no-pin]
  */
 import { execFileSync, fork } from 'node:child_process';
 import { Agent, createServer, request } from 'node:http';

@@ -5,7 +5,7 @@
  * servers run in rotating order, `--runs` times each, and the report gives medians and the ratio
  * to the `ws-plain` peer (node:http with JSON.parse, no validation) measured in the same run.
  *
- *   node dist/bench/publish-path.js [--duration 5] [--concurrency 4] [--runs 3] [--pin] [--log-level warn]
+ *   node packages/bench/dist/publish-path.js [--duration 5] [--concurrency 4] [--runs 3] [--pin] [--log-level warn]
  *
  * Servers: `herald` (default configuration: the publish fast path), `herald-fastify`
  * (`api.publishFastPath: false`, every request through fastify) and `ws-plain`.

@@ -4,7 +4,7 @@
  * keep-alive HTTP, by long polling it, or by push over WebSocket. Reports delivery latency,
  * HTTP requests per second, bytes on the wire per delivered event and server CPU.
  *
- *   node dist/bench/rest-vs-ws.js [--clients 100] [--rate 10] [--duration 8] [--intervals 1000,250] [--pin]
+ *   node packages/bench/dist/rest-vs-ws.js [--clients 100] [--rate 10] [--duration 8] [--intervals 1000,250] [--pin]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

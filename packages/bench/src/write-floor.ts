@@ -13,7 +13,7 @@
  * `native` is Herald's own send path, `send(2)` from the addon in native/herald-send, 32 sockets
  * per call — the floor under Herald's fan-out, and below it there is only the kernel.
  *
- *   node dist/bench/write-floor.js [--sockets 1000] [--bytes 230] [--frames 1,10] [--methods write,native] [--rounds 60] [--gap 50] [--runs 3] [--no-pin]
+ *   node packages/bench/dist/write-floor.js [--sockets 1000] [--bytes 230] [--frames 1,10] [--methods write,native] [--rounds 60] [--gap 50] [--runs 3] [--no-pin]
  */
 import { execFileSync, fork } from 'node:child_process';
 import { connect, createServer, type Socket } from 'node:net';

@@ -163,11 +163,11 @@ function checkScenario(name: string): string {
   return name;
 }
 
-export function registerBenchCommand(program: Command): Command {
+/** Adds `run <scenario>` and `compare` to `program` (the `herald-bench` command). */
+export function registerBenchCommands(program: Command): Command {
   const bench = program
-    .command('bench')
     .description('benchmark Herald (and the comparison peers) over loopback')
-    .addHelpText('after', `\nScenarios:\n${SCENARIOS.map((s) => `  ${s.name.padEnd(10)} ${s.summary}`).join('\n')}\n\nSee bench/README.md.`);
+    .addHelpText('after', `\nScenarios:\n${SCENARIOS.map((s) => `  ${s.name.padEnd(10)} ${s.summary}`).join('\n')}\n\nSee the herald-bench README.`);
 
   const run = withCommonOptions(
     bench

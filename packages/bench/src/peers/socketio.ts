@@ -5,7 +5,7 @@
  * goes out with a room broadcast (`io.to(channel).emit`), which encodes it once. A user publish
  * goes to the user's room, which every socket joins on connection.
  *
- *   node dist/bench/peers/socketio.js --port 9003
+ *   node packages/bench/dist/peers/socketio.js --port 9003
  */
 import { Server } from 'socket.io';
 import { deliveryFrame, listen, peerOptions, publishServer, verifyToken } from './common.js';

@@ -6,7 +6,7 @@
  * this peer spends is the kernel's price of one send on this machine (plus a loop). A socket with
  * something already pending, or whatever the kernel did not take, goes through `ws` as usual.
  *
- *   node dist/bench/peers/ws-native.js --port 9004
+ *   node packages/bench/dist/peers/ws-native.js --port 9004
  */
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';

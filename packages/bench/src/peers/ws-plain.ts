@@ -2,7 +2,7 @@
  * Peer: a plain `ws` server that serialises each publication once and calls `ws.send(text)` per
  * subscriber, so `ws` converts and frames the text again for every socket.
  *
- *   node dist/bench/peers/ws-plain.js --port 9001
+ *   node packages/bench/dist/peers/ws-plain.js --port 9001
  */
 import { WebSocket } from 'ws';
 import { startWsPeer } from './ws-peer.js';

@@ -3,7 +3,7 @@
  * writes the same bytes to every subscriber's socket, as socket.io does with `wsPreEncodedFrame`.
  * Safe because permessage-deflate is off, so `ws`'s sender writes synchronously and in order.
  *
- *   node dist/bench/peers/ws-preframed.js --port 9002
+ *   node packages/bench/dist/peers/ws-preframed.js --port 9002
  */
 import { WebSocket } from 'ws';
 import { textFrame, type WithSender } from './ws-frame.js';

@@ -1,5 +1,5 @@
 /**
- * `node dist/bench/report/cli.js results.jsonl [more.jsonl…] --out report.html [--png report.png]`
+ * `node packages/bench/dist/report/cli.js results.jsonl [more.jsonl…] --out report.html [--png report.png]`
  * Renders benchmark JSON lines as an offline HTML page of charts, and optionally a PNG of it
  * taken with headless Chromium (Debian's /usr/bin/chromium) for the README.
  */
