@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds the load generator's optional receive addon (native/bench-recv, used by
+// Builds the load generator's optional receive addon (packages/bench/native/bench-recv, used by
 // src/loadgen/native-recv.ts). Without it `--client native` is refused and the loadgen reads with
 // `--client raw`.
 import { dirname, join } from 'node:path';

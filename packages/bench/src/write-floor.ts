@@ -10,7 +10,7 @@
  * process.cpuUsage() around the rounds, split into user and kernel time.
  *
  * `--methods write,native`: `write` is `socket.write` per socket (what any Node server does);
- * `native` is Herald's own send path, `send(2)` from the addon in native/herald-send, 32 sockets
+ * `native` is Herald's own send path, `send(2)` from the addon in packages/server/native/herald-send, 32 sockets
  * per call — the floor under Herald's fan-out, and below it there is only the kernel.
  *
  *   node packages/bench/dist/write-floor.js [--sockets 1000] [--bytes 230] [--frames 1,10] [--methods write,native] [--rounds 60] [--gap 50] [--runs 3] [--no-pin]

@@ -1,5 +1,5 @@
 /**
- * The loadgen's idea of who should get what (bench/loadgen/audience.ts) against Herald's own
+ * The loadgen's idea of who should get what (packages/bench/src/loadgen/audience.ts) against Herald's own
  * routing: the `filter` and `users` scenarios count a delivery as lost when a connection the
  * harness expected to reach did not get it, so the harness's audiences must be Herald's exactly.
  * A HeraldNode with fake transports stands in for the server; each fake connection carries the

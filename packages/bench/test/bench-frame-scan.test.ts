@@ -1,5 +1,5 @@
 /**
- * The loadgen's raw-frame scanning (bench/loadgen/frame-scan.ts) on frames Herald really writes:
+ * The loadgen's raw-frame scanning (packages/bench/src/loadgen/frame-scan.ts) on frames Herald really writes:
  * a HeraldNode with fake transports publishes the benchmark's payload `{seq, sentAt}` in both
  * delivery modes, and the scanner must read seq, sentAt and (at-least-once) the msgId to ACK
  * without JSON.parse, and agree with JSON.parse on every frame.

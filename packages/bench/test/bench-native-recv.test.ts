@@ -1,5 +1,5 @@
 /**
- * The load generator's native receive path (native/bench-recv, bench/loadgen/native-recv.ts):
+ * The load generator's native receive path (packages/bench/native/bench-recv, packages/bench/src/loadgen/native-recv.ts):
  * a real socket is upgraded by RawWebSocket, handed over mid-frame, and must then yield every
  * delivery exactly once with its seq and sane latencies, whatever the TCP segmentation, answer
  * both kinds of heartbeat, count error frames and report the close code.

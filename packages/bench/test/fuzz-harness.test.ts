@@ -1,5 +1,5 @@
 /**
- * The fuzzer's own detectors, against a Herald with an injected fault (test/fixtures/herald-faulty.mjs
+ * The fuzzer's own detectors, against a Herald with an injected fault (packages/bench/test/fixtures/herald-faulty.mjs
  * wraps the real CLI): a server that exits mid-run is reported as a crash with the inputs that
  * preceded it, and one that blocks its event loop shows up as a bystander stall and unanswered
  * frames. Without these, a fuzz run that finds nothing would prove nothing. The runs send valid

@@ -1,5 +1,5 @@
 /**
- * A short, seeded run of the protocol fuzzer (fuzz/) against a Herald started from the built CLI
+ * A short, seeded run of the protocol fuzzer (packages/bench/src/fuzz/) against a Herald started from the built CLI
  * (dist/, which `npm test` builds first): the whole systematic sweep — every client frame type ×
  * every field × every mutation class, the WebSocket-layer cases, every HTTP route, the raw
  * upgrade and framing cases — then random inputs, while a bystander client receives a steady

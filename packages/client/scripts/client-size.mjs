@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Builds the browser bundle of the client SDK and checks its minified + gzipped size against the
 // budget (15 KB = 15 360 bytes). Exits 1 above the budget.
-// Usage: node scripts/client-size.mjs [--no-build] [--file <bundle>]
+// Usage: node packages/client/scripts/client-size.mjs [--no-build] [--file <bundle>]
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';

@@ -1,7 +1,7 @@
 /**
  * Frames of Herald's wire protocol v1. Every frame is one JSON object in one WebSocket text
  * message, discriminated by `type`. `docs/protocol.md` is the prose form of this file and
- * `api/client-frames.schema.json` the schema the server validates client frames against.
+ * `packages/protocol/schemas/client-frames.schema.json` the schema the server validates client frames against.
  */
 import type { ErrorCode } from './codes.js';
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds Herald's optional send(2) addon (native/herald-send, used by src/transport/direct-send.ts).
+// Builds Herald's optional send(2) addon (packages/server/native/herald-send, used by src/transport/direct-send.ts).
 // Run by `npm run build` and when the package is installed (`--install`: one quiet line if it
 // cannot be built). Without it Herald writes through socket.write, correct but slower, and says so
 // in its start-up log line.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops what scripts/cluster-up.sh started, by the PID files in $HERALD_RUN_DIR (default
+# Stops what packages/server/scripts/cluster-up.sh started, by the PID files in $HERALD_RUN_DIR (default
 # /tmp/herald-cluster): nginx first (no new connections), then each node with SIGTERM (a graceful
 # drain: clients get 4001 and reconnect elsewhere), SIGKILL after HERALD_STOP_TIMEOUT seconds.
 set -uo pipefail

@@ -9,8 +9,8 @@
 # It starts its own redis-server (port $MEASURE_REDIS_PORT, no persistence) and one Herald node
 # (port $MEASURE_PORT), and stops both by PID on exit. Nothing else is touched.
 #
-#   scripts/cluster-measure.sh              # N=5000
-#   MEASURE_CONNECTIONS=2000 scripts/cluster-measure.sh
+#   packages/server/scripts/cluster-measure.sh              # N=5000
+#   MEASURE_CONNECTIONS=2000 packages/server/scripts/cluster-measure.sh
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

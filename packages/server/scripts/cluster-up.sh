@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Starts the three-node example cluster (configs/cluster-node{1,2,3}.json, engine redis, ports
-# 8081-8083) and nginx in front of it (configs/nginx-herald.conf: HTTP + WebSocket on :8080).
-# PID files and logs go to $HERALD_RUN_DIR (default /tmp/herald-cluster); scripts/cluster-down.sh
+# Starts the three-node example cluster (packages/server/configs/cluster-node{1,2,3}.json, engine redis, ports
+# 8081-8083) and nginx in front of it (packages/server/configs/nginx-herald.conf: HTTP + WebSocket on :8080).
+# PID files and logs go to $HERALD_RUN_DIR (default /tmp/herald-cluster); packages/server/scripts/cluster-down.sh
 # stops exactly those processes. See docs/cluster.md.
 #
-#   scripts/cluster-up.sh                  # L7 (HTTP/WebSocket aware) on :8080
-#   HERALD_NGINX_L4=1 scripts/cluster-up.sh   # plus the L4 stream{} listener on :8090
-#   HERALD_NO_NGINX=1 scripts/cluster-up.sh   # nodes only
+#   packages/server/scripts/cluster-up.sh                  # L7 (HTTP/WebSocket aware) on :8080
+#   HERALD_NGINX_L4=1 packages/server/scripts/cluster-up.sh   # plus the L4 stream{} listener on :8090
+#   HERALD_NO_NGINX=1 packages/server/scripts/cluster-up.sh   # nodes only
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

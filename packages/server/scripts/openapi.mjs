@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Writes api/openapi.json from the routes' own schemas (the same document /docs serves).
-// `npm run openapi` after changing a route; test/openapi.test.ts fails while the file is stale.
+// Writes packages/server/api/openapi.json from the routes' own schemas (the same document /docs serves).
+// `npm run openapi` after changing a route; packages/server/test/openapi.test.ts fails while the file is stale.
 import { writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -1,7 +1,7 @@
 /**
- * Configuration: defaults from `configs/default.json`, then a file, then environment variables,
+ * Configuration: defaults from `packages/server/configs/default.json`, then a file, then environment variables,
  * then explicit overrides (CLI flags). The merged result is validated against
- * `api/config.schema.json` and frozen; a bad value fails start-up with the key that is wrong.
+ * `packages/server/api/config.schema.json` and frozen; a bad value fails start-up with the key that is wrong.
  * The core never reads `process.env` itself: the CLI passes the environment in.
  */
 import { readFileSync } from 'node:fs';

@@ -1,9 +1,9 @@
 /**
- * The secrets printed in this repository's example configurations (configs/dev.json, the
+ * The secrets printed in this repository's example configurations (packages/server/configs/dev.json, the
  * cluster examples) and documentation are known to anyone: with them a stranger mints tokens and
  * publishes. They are allowed on a loopback listener only, where nobody else can reach the
  * server; anywhere else start-up fails naming the keys to change.
- * test/hardening-defaults.test.ts keeps this list in step with the shipped configs.
+ * packages/server/test/hardening-defaults.test.ts keeps this list in step with the shipped configs.
  */
 import { BlockList, isIP } from 'node:net';
 import type { HeraldConfig } from './config.js';

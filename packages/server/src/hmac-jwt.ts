@@ -8,7 +8,7 @@
  * JWS only, no `crit` extensions, `exp` present when required, `iss` and `aud` present and equal
  * when configured, `exp`/`nbf` numeric dates compared with the clock tolerance, `iat` numeric
  * when present — in jose's order, so a token that is both expired and otherwise wrong is refused
- * the same way. test/hmac-jwt.test.ts compares the outcome with jose on a table of tokens.
+ * the same way. packages/server/test/hmac-jwt.test.ts compares the outcome with jose on a table of tokens.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { JWTPayload } from 'jose';

@@ -1,7 +1,7 @@
 /**
- * The built package, not the sources: the esbuild bundle (client/dist/herald-client.js) imports
+ * The built package, not the sources: the esbuild bundle (packages/client/dist/herald-client.js) imports
  * and works in Node 20 with `ws` against a real server, and stays within the 15 KB
- * minified+gzipped budget (checked by scripts/client-size.mjs).
+ * minified+gzipped budget (checked by packages/client/scripts/client-size.mjs).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';

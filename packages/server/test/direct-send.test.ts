@@ -1,5 +1,5 @@
 /**
- * The native send path (src/server/transport/direct-send.ts): bytes arrive complete and in order
+ * The native send path (packages/server/src/transport/direct-send.ts): bytes arrive complete and in order
  * whether the kernel takes a frame whole, takes part of it, or refuses it (full socket buffer),
  * interleaved with ordinary socket.write calls; non-TCP sockets never take the native path.
  */

@@ -17,7 +17,7 @@ import { FakeTransport } from './helpers/fake-transport.js';
 import { makeToken, startTestServer, TestSocket } from './helpers/server.js';
 
 // These attacks would also be stopped by the rate limits (subscribe churn, RPC floods); they are
-// off here so the byte budget is shown to hold on its own. test/hardening-rate-limits.test.ts
+// off here so the byte budget is shown to hold on its own. packages/server/test/hardening-rate-limits.test.ts
 // covers the limits.
 const NO_RATE_LIMITS = { enabled: false };
 

@@ -1,5 +1,5 @@
 /**
- * Safe defaults: `npm start` (configs/dev.json) listens on 127.0.0.1, and no server listens
+ * Safe defaults: `npm start` (packages/server/configs/dev.json) listens on 127.0.0.1, and no server listens
  * beyond loopback with a secret or key published in this repository — `herald serve` refuses with
  * one line and exit 2 — while your own secrets expose it deliberately.
  */

@@ -1,5 +1,5 @@
 /**
- * The shipped nginx sample (configs/nginx-herald.conf), run with the real nginx in front of a
+ * The shipped nginx sample (packages/server/configs/nginx-herald.conf), run with the real nginx in front of a
  * test Herald with server.trustProxy 1 (issue 11, M7 and the proxy recipe): X-Forwarded-For is
  * overwritten at the edge, no token reaches the access log, /metrics and /docs are not public,
  * and the TLS listener carries WebSockets. nginx is a child process stopped by its PID.

@@ -197,7 +197,7 @@ describe('at-least-once delivery', () => {
     const payload = 'z'.repeat(4096);
     const sent: number[] = [];
     // More than the 32 KiB budget in one tick closes it; what it missed (under twice the budget,
-    // the most a recovery reply may take) comes back whole. Larger gaps: test/hardening-budget.test.ts.
+    // the most a recovery reply may take) comes back whole. Larger gaps: packages/server/test/hardening-budget.test.ts.
     for (let i = 1; i <= 14; i++) {
       await server.publish({ channel: 'big', eventType: 'n', payload: { i, payload } });
       sent.push(i);

@@ -1,5 +1,5 @@
 /**
- * `herald bench run <scenario>` and `herald bench compare`: the benchmark harness in bench/
+ * `herald-bench run <scenario>` and `herald-bench compare`: the benchmark harness in bench/
  * behind the CLI. Scenarios, peers and the load generator live there; this file only maps flags.
  */
 import { InvalidArgumentError, type Command } from 'commander';

@@ -1,7 +1,7 @@
 /**
  * A fuzz run: start Herald as a child process, connect the bystander and the attackers, send the
  * generated inputs at a bounded rate until the budget (inputs or time) is spent or the server
- * dies, then report. Used by `npm run fuzz` (fuzz/cli.ts) and by test/fuzz.test.ts.
+ * dies, then report. Used by `npm run fuzz` (packages/bench/src/fuzz/cli.ts) and by packages/bench/test/fuzz.test.ts.
  */
 import { writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';

@@ -1,5 +1,5 @@
 /**
- * Valid client frames of every type (docs/protocol.md §3, api/client-frames.schema.json): the
+ * Valid client frames of every type (docs/protocol.md §3, packages/protocol/schemas/client-frames.schema.json): the
  * seeds the mutators start from. Each generator varies the optional fields so that valid inputs
  * alone already walk most of the read path.
  */

@@ -60,7 +60,7 @@ export interface ServerConfigOptions {
 }
 
 /**
- * Herald's defaults (configs/default.json) plus only what the fuzzer needs: anonymous access and
+ * Herald's defaults (packages/server/configs/default.json) plus only what the fuzzer needs: anonymous access and
  * public channels, a secret and key to mint credentials, the `echo` method, short heartbeats (so
  * heartbeat handling runs during a short run), quiet logs, and a handshake rate per IP that lets
  * one machine's fuzzer reconnect after each refused connection.

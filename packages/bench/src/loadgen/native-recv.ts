@@ -1,5 +1,5 @@
 /**
- * The load generator's native receive path (native/bench-recv): after the handshake, a
+ * The load generator's native receive path (packages/bench/native/bench-recv): after the handshake, a
  * connection's descriptor is handed to one C thread that reads it with recvmsg(2) and the
  * kernel's receive timestamps. See the addon's header for what it records; this module only
  * loads it and gives it types. `nativeRecv()` is undefined when the addon is not built (`--client native` is then

@@ -1,6 +1,6 @@
 /**
  * Peer: the floor under any Node push server here. A `ws` server that builds each publication's
- * frame once and hands it to the kernel through Herald's own `send(2)` addon (native/herald-send),
+ * frame once and hands it to the kernel through Herald's own `send(2)` addon (packages/server/native/herald-send),
  * 32 sockets per call, with no protocol work at all: no envelope, no history, no per-connection
  * queue. Whatever Herald spends per delivery above this peer is Herald's own overhead; whatever
  * this peer spends is the kernel's price of one send on this machine (plus a loop). A socket with

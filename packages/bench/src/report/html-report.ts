@@ -35,7 +35,7 @@ const PERCENTILES = [
   ['p999_ms', 'p99.9'],
 ] as const;
 
-/** The per-second samples a run line may carry (see `Series` in bench/scenarios/scenario.ts). */
+/** The per-second samples a run line may carry (see `Series` in packages/bench/src/scenarios/scenario.ts). */
 const SERIES_METRICS = [
   { key: 'cpu_pct', label: 'Server CPU over time', unit: '% of a core' },
   { key: 'rss_mb', label: 'Server RSS over time', unit: 'MB' },

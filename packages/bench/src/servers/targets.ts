@@ -1,6 +1,6 @@
 /**
  * Servers under test: Herald (its CLI, `serve --config <file>`) and the comparison peers in
- * bench/peers, each started as a child process on a free loopback port, optionally pinned.
+ * packages/bench/src/peers, each started as a child process on a free loopback port, optionally pinned.
  */
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';

@@ -1,6 +1,6 @@
 /**
  * The server API for backends under `/api/v1`, authenticated by API key. Bodies are validated by
- * JSON Schema (fastify's ajv, unknown fields refused); the shapes are in `api/publish.schema.json`
+ * JSON Schema (fastify's ajv, unknown fields refused); the shapes are in `packages/server/api/publish.schema.json`
  * and the OpenAPI document served at `/docs`.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';

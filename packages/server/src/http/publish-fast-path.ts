@@ -3,7 +3,7 @@
  * pipeline (routing, hooks, content-type parsing, reply serialization): on a publish with few
  * recipients that pipeline costs more CPU than the publish itself (see BENCHMARKS.md, "publish
  * path"). The answer is the same, byte for byte — status, content type and body, including every
- * error — which `test/publish-fast-path.test.ts` checks against fastify's route for the same
+ * error — which `packages/server/test/publish-fast-path.test.ts` checks against fastify's route for the same
  * requests.
  *
  * Only the plain case is taken: the exact path, a JSON content type, a Content-Length within the

@@ -5,7 +5,7 @@
  * A record is the JSON object
  *   {"channel"|"user"|"broadcast": …, "filter"?: …, "delivery"?: …, "envelope": {msgId, timestamp,
  *    source, eventType, version, payload}}
- * The envelope is checked against `api/envelope.schema.json`. Its `timestamp` is the producer's;
+ * The envelope is checked against `packages/protocol/schemas/envelope.schema.json`. Its `timestamp` is the producer's;
  * the delivered envelope carries the time Herald accepted the message, like every publish.
  *
  * Outcomes, and what the ingestors do with them:

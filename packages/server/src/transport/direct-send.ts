@@ -1,5 +1,5 @@
 /**
- * An optional native `send(2)` for the fan-out hot path (native/herald-send). Node's
+ * An optional native `send(2)` for the fan-out hot path (packages/server/native/herald-send). Node's
  * `socket.write` costs several µs of JavaScript per call (stream state, a write request object,
  * a callback scheduled on nextTick) on top of the system call; with thousands of writes per
  * publish that bookkeeping is most of the user-space CPU of a delivery. When the addon is built,

@@ -1,6 +1,6 @@
 /**
  * End to end in headless Chromium: a page loads the SDK from the built browser bundle
- * (client/dist/herald-client.js), subscribes, and must receive every message exactly once, in
+ * (packages/client/dist/herald-client.js), subscribes, and must receive every message exactly once, in
  * order, while the Herald server is killed and brought back, while the browser goes offline and
  * online again, and — through the localStorage outbox — across a page reload.
  */

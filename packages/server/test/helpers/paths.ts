@@ -7,5 +7,5 @@ export const SERVER_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 /** The built `herald` command. */
 export const CLI = `${SERVER_ROOT}dist/cli/herald.js`;
-/** A file of the server package, by its path inside it (`configs/dev.json`, `api/openapi.json`). */
+/** A file of the server package, by its path inside it (`packages/server/configs/dev.json`, `packages/server/api/openapi.json`). */
 export const serverFile = (path: string): string => `${SERVER_ROOT}${path}`;
