@@ -1,12 +1,37 @@
 /**
  * Client behaviour that a well-behaved server never triggers, driven through a scripted fake
  * WebSocket: malformed and unexpected frames, a server that goes silent, request timeouts,
- * manual acks and duplicate suppression, reconnect attempt limits, and the single-flight loop.
+ * manual acks and duplicate suppression, reconnect schedules and attempt limits, and the
+ * single-flight loop.
+ *
+ * Everything here runs on vitest's fake clock: the scripted socket, the client's heartbeat,
+ * request, ack and reconnect timers all advance only when a test advances time, so schedules are
+ * asserted to the millisecond and "nothing happens for N ms" is a statement about virtual time,
+ * not a race with a real one.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HeraldClient } from '../src/index.js';
 import type { HeraldClientOptions, HeraldError } from '../src/index.js';
-import { sleep, waitFor } from '../../server/test/client-support.js';
+
+/** Advances the fake clock by `ms`, running every timer and promise that falls due. */
+const advance = (ms: number): Promise<unknown> => vi.advanceTimersByTimeAsync(ms);
+
+/** Advances the fake clock one millisecond at a time until `check` holds (at most `limitMs`). */
+async function waitFor(check: () => boolean, limitMs = 5000, what = 'condition'): Promise<void> {
+  for (let waited = 0; !check(); waited++) {
+    if (waited >= limitMs) throw new Error(`still waiting for ${what} after ${limitMs} ms of fake time`);
+    await advance(1);
+  }
+}
+
+/** Starts `promise`, advances the clock until it settles, and returns it. */
+async function settled<T>(promise: Promise<T>, limitMs = 5000): Promise<T> {
+  let done = false;
+  const watched = promise.finally(() => void (done = true));
+  watched.catch(() => {});
+  await waitFor(() => done, limitMs, 'a promise to settle');
+  return watched;
+}
 
 /** A WebSocket whose far end is the test. */
 class FakeSocket {
@@ -22,6 +47,9 @@ class FakeSocket {
   onmessage: ((e: { data: unknown }) => void) | null = null;
   onclose: ((e: { code: number; reason: string }) => void) | null = null;
   onerror: ((e: unknown) => void) | null = null;
+
+  /** When this socket was dialled (fake clock). */
+  readonly at = Date.now();
 
   constructor(readonly url: string) {
     FakeSocket.all.push(this);
@@ -66,8 +94,13 @@ class FakeSocket {
 }
 
 const clients: HeraldClient[] = [];
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+});
 afterEach(() => {
   for (const c of clients.splice(0)) c.close();
+  vi.useRealTimers();
+  vi.restoreAllMocks();
   FakeSocket.all = [];
   FakeSocket.autoConnect = { pingInterval: 0, pongTimeout: 0 };
   FakeSocket.reachable = true;
@@ -93,7 +126,7 @@ describe('client logic (scripted socket)', () => {
     c.on('error', (e) => void errors.push(e));
     const got: string[] = [];
     c.on('message', (m) => void got.push(m.msgId));
-    await c.connect();
+    await settled(c.connect());
     const ws = last();
     ws.push('{oops');
     ws.push({ type: 'teleport' });
@@ -113,46 +146,57 @@ describe('client logic (scripted socket)', () => {
     c.on('message', () => {
       throw new Error('handler broke');
     });
-    await c.connect();
+    await settled(c.connect());
     last().push(message('m1'));
     await waitFor(() => errors.length === 1);
     expect(errors[0]).toBe('handler broke');
-    await sleep(10);
+    await advance(1000); // far past the ack batching delay
     expect(last().frames('ack')).toEqual([]); // not acknowledged: the server may redeliver
   });
 
   it('declares a silent connection dead after pingInterval + pongTimeout and reconnects', async () => {
     FakeSocket.autoConnect = { pingInterval: 60, pongTimeout: 40 };
     const c = client();
-    await c.connect();
+    await settled(c.connect());
     const first = last();
-    // Pings keep it alive and get pongs.
-    let lastPing = 0;
+    let closedAt: number | undefined;
+    c.once('disconnected', (info) => void (closedAt = info.code === 4002 ? Date.now() : -1));
+    // Pings every 90 ms (inside the 100 ms deadline) keep it alive and get pongs.
     for (let i = 0; i < 4; i++) {
       first.push({ type: 'ping' });
-      lastPing = Date.now();
-      await sleep(50);
+      await advance(90);
     }
     expect(c.state.status).toBe('connected');
     expect(first.frames('pong').length).toBe(4);
-    const closed = new Promise<{ code: number }>((r) => c.once('disconnected', r));
-    expect((await closed).code).toBe(4002);
-    // Dead exactly pingInterval + pongTimeout (100 ms) after the last frame, not before.
-    expect(Date.now() - lastPing).toBeGreaterThanOrEqual(95);
-    expect(Date.now() - lastPing).toBeLessThan(400);
+    // The last ping was delivered at t0; the client gives up exactly pingInterval + pongTimeout later.
+    const t0 = Date.now() - 90;
+    await advance(100 - 90 - 1);
+    expect(closedAt).toBeUndefined();
+    await advance(1);
+    expect(closedAt).toBe(t0 + 100);
     await waitFor(() => FakeSocket.all.length === 2 && c.state.status === 'connected');
   });
 
   it('times out requests with a typed, temporary error', async () => {
     const c = client();
-    await c.connect();
-    const t0 = Date.now();
-    await expect(c.request('slow', {}, { timeout: 50 })).rejects.toMatchObject({ name: 'HeraldError', code: 'request_timeout', temporary: true });
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(45);
+    await settled(c.connect());
+    let outcome: unknown;
+    c.request('slow', {}, { timeout: 50 }).then(
+      (v) => void (outcome = { resolved: v }),
+      (e) => void (outcome = e),
+    );
+    await advance(49);
+    expect(outcome).toBeUndefined();
+    await advance(1);
+    expect(outcome).toMatchObject({ name: 'HeraldError', code: 'request_timeout', temporary: true });
     expect(last().frames('request')[0]).toMatchObject({ method: 'slow', data: {} });
-    // A late response is ignored.
+    // A late response is ignored: no error, no second settlement.
+    const errors: unknown[] = [];
+    c.on('error', (e) => void errors.push(e));
     last().push({ type: 'response', correlationId: last().frames('request')[0].correlationId, data: 1 });
-    await sleep(10);
+    await advance(10);
+    expect(errors).toEqual([]);
+    expect(outcome).toMatchObject({ code: 'request_timeout' });
   });
 
   it('answers server requests; unknown methods get unknown_method; thrown HeraldErrors keep their code', async () => {
@@ -164,7 +208,7 @@ describe('client logic (scripted socket)', () => {
     });
     const dispose = c.onRequest('gone', () => 1);
     dispose();
-    await c.connect();
+    await settled(c.connect());
     const ws = last();
     ws.push({ type: 'request', correlationId: 'a', method: 'double', data: 21 });
     ws.push({ type: 'request', correlationId: 'b', method: 'gone' });
@@ -180,7 +224,7 @@ describe('client logic (scripted socket)', () => {
     const c = client();
     const got: string[] = [];
     c.on('message', (m) => void got.push(m.msgId));
-    await c.connect();
+    await settled(c.connect());
     const ws = last();
     ws.push(message('a'));
     ws.push(message('b'));
@@ -194,7 +238,7 @@ describe('client logic (scripted socket)', () => {
     const c = client();
     const got: string[] = [];
     c.on('message', (m) => void got.push(m.msgId));
-    await c.connect();
+    await settled(c.connect());
     const ws = last();
     ws.push(message('x1', 'user', { ack: undefined }));
     ws.push(message('x1', 'user', { ack: undefined }));
@@ -208,12 +252,12 @@ describe('client logic (scripted socket)', () => {
     const c = client({ ackMode: 'manual' });
     const contexts: { ack(): void }[] = [];
     c.on('message', (_m, ctx) => void contexts.push(ctx));
-    await c.connect();
+    await settled(c.connect());
     const ws = last();
     ws.push(message('m1'));
     ws.push(message('m2'));
     await waitFor(() => contexts.length === 2);
-    await sleep(10);
+    await advance(1000);
     expect(ws.frames('ack')).toEqual([]);
     contexts[1]!.ack();
     contexts[1]!.ack();
@@ -228,7 +272,7 @@ describe('client logic (scripted socket)', () => {
     c.on('message', (m) => (m.msgId === 'bad' ? Promise.reject(new Error('no')) : new Promise<void>((r) => (release = r))));
     const errors: string[] = [];
     c.on('error', (e) => void errors.push(e.message));
-    await c.connect();
+    await settled(c.connect());
     const ws = last();
     ws.push(message('good'));
     ws.push(message('bad'));
@@ -241,13 +285,13 @@ describe('client logic (scripted socket)', () => {
 
   it('reconnect: emits reconnecting with attempt and delay, honours maxAttempts, then stops', async () => {
     const c = client({ reconnect: { strategy: 'fixed', delay: 5, maxAttempts: 3 } });
-    await c.connect();
+    await settled(c.connect());
     FakeSocket.reachable = false;
     const attempts: { attempt: number; delay: number }[] = [];
     c.on('reconnecting', (i) => void attempts.push(i));
     const final = new Promise<{ willReconnect: boolean }>((r) => c.on('disconnected', (i) => !i.willReconnect && r(i)));
     last().serverClose(4001, 'shutdown');
-    await final;
+    await settled(final);
     expect(attempts).toEqual([
       { attempt: 1, delay: 5 },
       { attempt: 2, delay: 5 },
@@ -256,17 +300,46 @@ describe('client logic (scripted socket)', () => {
     expect(c.state).toMatchObject({ status: 'disconnected', error: { code: 'connection_failed' } });
     // connect() starts over.
     FakeSocket.reachable = true;
-    await c.connect();
+    await settled(c.connect());
     expect(c.state.status).toBe('connected');
+  });
+
+  it('reconnects on the exponential schedule with full jitter, and starts over after a success', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const c = client({ reconnect: { strategy: 'exponential', initialDelay: 100, maxDelay: 1000, factor: 2 } });
+    await settled(c.connect());
+    const delays: number[] = [];
+    c.on('reconnecting', (i) => void delays.push(i.delay));
+    FakeSocket.reachable = false;
+    const dialledAt: number[] = [];
+    const dialsBefore = FakeSocket.all.length;
+    let closedAt = 0;
+    c.once('disconnected', () => void (closedAt = Date.now()));
+    last().serverClose(4001, 'shutdown');
+    await waitFor(() => FakeSocket.all.length - dialsBefore === 6, 10_000);
+    for (const ws of FakeSocket.all.slice(dialsBefore)) dialledAt.push((ws as unknown as { at: number }).at);
+    // Ceilings 100, 200, 400, 800, 1000, 1000 (capped) halved by the stubbed random draw.
+    expect(delays.slice(0, 6)).toEqual([50, 100, 200, 400, 500, 500]);
+    // Each dial happens exactly its delay after the previous failure (a failed dial takes 1 ms).
+    const gaps = dialledAt.map((t, i) => t - (i === 0 ? closedAt : dialledAt[i - 1]! + 1));
+    expect(gaps).toEqual([50, 100, 200, 400, 500, 500]);
+    // A successful connection resets the attempt count: the next outage starts at the first delay.
+    FakeSocket.reachable = true;
+    await waitFor(() => c.state.status === 'connected', 10_000);
+    delays.length = 0;
+    FakeSocket.reachable = false;
+    last().serverClose(4001, 'again');
+    await waitFor(() => delays.length === 1);
+    expect(delays).toEqual([50]);
   });
 
   it('does not reconnect after a terminal code (4502) and reports it', async () => {
     const c = client();
-    await c.connect();
+    await settled(c.connect());
     const info = new Promise((r) => c.once('disconnected', r));
     last().serverClose(4502, 'bye');
-    expect(await info).toEqual({ code: 4502, reason: 'bye', willReconnect: false });
-    await sleep(50);
+    expect(await settled(info)).toEqual({ code: 4502, reason: 'bye', willReconnect: false });
+    await advance(60_000);
     expect(FakeSocket.all.length).toBe(1);
     expect(c.state).toMatchObject({ status: 'disconnected', code: 4502 });
   });
@@ -274,13 +347,13 @@ describe('client logic (scripted socket)', () => {
   it('runs a single connection loop however often connect() is called', async () => {
     const c = client();
     const p = [c.connect(), c.connect(), c.connect()];
-    await Promise.all(p);
-    await c.connect();
+    await settled(Promise.all(p));
+    await settled(c.connect());
     expect(FakeSocket.all.length).toBe(1);
     expect(last().frames('connect')).toHaveLength(1);
     c.disconnect();
     expect(c.state).toMatchObject({ status: 'disconnected', code: 1000 });
-    await c.connect();
+    await settled(c.connect());
     expect(FakeSocket.all.length).toBe(2);
   });
 
@@ -289,10 +362,11 @@ describe('client logic (scripted socket)', () => {
     const c = client();
     c.subscribe('a');
     const pub = c.publish('a', 'x', 1);
-    const req = c.request('m', 1, { timeout: 1000 });
+    const req = c.request('m', 1, { timeout: 10_000 });
+    req.catch(() => {}); // asserted below; its rejection may arrive while the clock is advanced
     void c.connect();
     await waitFor(() => last()?.sent.length === 1);
-    await sleep(20);
+    await advance(500); // a while with no \`connected\`: still nothing else is sent
     expect(last().sent.map((f) => f.type)).toEqual(['connect']);
     last().push({ type: 'connected', id: last().sent[0].id, connectionId: 'x', user: 'u', pingInterval: 0, pongTimeout: 0, protocol: 1, node: 'n' });
     await waitFor(() => last().sent.length === 4);
@@ -300,20 +374,20 @@ describe('client logic (scripted socket)', () => {
     const p = last().frames('publish')[0];
     last().push({ type: 'published', id: p.id, msgId: p.msgId });
     last().push({ type: 'response', correlationId: last().frames('request')[0].correlationId, error: { code: 'x', message: 'y', temporary: false } });
-    await expect(pub).resolves.toMatchObject({ msgId: p.msgId, duplicate: false });
-    await expect(req).rejects.toMatchObject({ code: 'x', message: 'y' });
+    await expect(settled(pub)).resolves.toMatchObject({ msgId: p.msgId, duplicate: false });
+    await expect(settled(req)).rejects.toMatchObject({ code: 'x', message: 'y' });
   });
 
   it('resends an unconfirmed publish on a timer on the same connection, with the same msgId', async () => {
     const c = client({ outbox: { resendInterval: 40 } });
-    await c.connect();
+    await settled(c.connect());
     const pub = c.publish('a', 'x', 1, { msgId: 'same' });
     await waitFor(() => last().frames('publish').length >= 2, 1000);
     const sends = last().frames('publish');
     expect(sends.map((f) => f.msgId)).toEqual(['same', 'same']);
     last().push({ type: 'published', id: sends[1].id, msgId: 'same' });
     last().push({ type: 'published', id: sends[0].id, msgId: 'same' }); // late reply to the first: ignored
-    await expect(pub).resolves.toMatchObject({ msgId: 'same' });
+    await expect(settled(pub)).resolves.toMatchObject({ msgId: 'same' });
     expect(c.outboxSize).toBe(0);
   });
 
@@ -327,12 +401,12 @@ describe('client logic (scripted socket)', () => {
     const after = client({ outbox: { persist } });
     expect(after.outboxSize).toBe(1);
     const confirmed = new Promise((r) => after.on('published', r));
-    await after.connect();
+    await settled(after.connect());
     await waitFor(() => last().frames('publish').length === 1);
     const f = last().frames('publish')[0];
     expect(f).toMatchObject({ msgId: 'kept', channel: 'a', payload: { n: 1 } });
     last().push({ type: 'published', id: f.id, msgId: 'kept' });
-    expect(await confirmed).toMatchObject({ msgId: 'kept' });
+    expect(await settled(confirmed)).toMatchObject({ msgId: 'kept' });
     expect(data.size).toBe(0);
   });
 
@@ -340,7 +414,7 @@ describe('client logic (scripted socket)', () => {
     const c = client();
     let n = 0;
     const off = c.on('state', () => void n++);
-    await c.connect();
+    await settled(c.connect());
     const seen = n;
     off();
     c.disconnect();
