@@ -24,6 +24,7 @@ import type { HeraldServer } from '../src/server.js';
 import { dropNatsStreams, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
 import { CLI, freePort, startCliNode } from './helpers/processes.js';
 import { API_KEY, makeToken, SECRET, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 const redisUp = await requireRedis();
 const natsUp = await requireNats();
@@ -166,14 +167,6 @@ async function publishUntilAccepted(bases: string[], body: object, attempts: Att
   throw new Error(`never accepted: ${JSON.stringify(body)}`);
 }
 
-async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 function sdkClient(url: string, token: string, channel: string) {
   const client = new HeraldClient({ url, WebSocket: WebSocket as never, token, reconnect: { strategy: 'fixed', delay: 100, maxAttempts: 1000 } });
   const seen: number[] = [];
@@ -258,7 +251,7 @@ for (const ec of ENGINES) {
       const sdk = sdkClient(c.wsUrl, await makeToken({ sub: 'watcher', channels: ['outage:*'] }), channel);
       closers.push(() => sdk.client.close());
       await sdk.client.connect();
-      await until('subscribed', () => sdk.subscribed() > 0);
+      await waitFor(() => sdk.subscribed() > 0, 10_000, 'subscribed');
       const idle = await TestSocket.connect(b, { sub: 'idle' }); // no channel subscriptions
       closers.push(() => idle.close());
       let idleClosed = false;
@@ -281,7 +274,7 @@ for (const ec of ENGINES) {
         await publishUntilAccepted([a.url], { channel, eventType: 'n', payload: { i }, msgId: `${prefix}-all-${i}` }, attempts);
       }
       await outage;
-      await until(`${N} messages (have ${sdk.seen.length})`, () => sdk.seen.length >= N, 15_000);
+      await waitFor(() => sdk.seen.length >= N, 15_000, `${N} messages (have ${sdk.seen.length})`);
       await sleep(300); // a duplicate would show up now
 
       const failures = attempts.filter((x) => x.status !== 200);
@@ -300,7 +293,7 @@ for (const ec of ENGINES) {
       const sdk = sdkClient(c.wsUrl, await makeToken({ sub: 'watcher2', channels: ['outage:*'] }), channel);
       closers.push(() => sdk.client.close());
       await sdk.client.connect();
-      await until('subscribed', () => sdk.subscribed() > 0);
+      await waitFor(() => sdk.subscribed() > 0, 10_000, 'subscribed');
 
       const N = 40;
       const attempts: Attempt[] = [];
@@ -323,7 +316,7 @@ for (const ec of ENGINES) {
         }
         await publishUntilAccepted([a.url, b.url], { channel, eventType: 'n', payload: { i }, msgId: `${prefix}-one-${i}` }, attempts);
       }
-      await until(`${N} messages (have ${sdk.seen.length})`, () => sdk.seen.length >= N, 15_000);
+      await waitFor(() => sdk.seen.length >= N, 15_000, `${N} messages (have ${sdk.seen.length})`);
       await sleep(300);
 
       expect(attempts.every((x) => x.status === 200)).toBe(true); // A and B never refused
@@ -373,7 +366,7 @@ for (const ec of ENGINES) {
       const channel = 'kill:stream';
       const sdk = sdkClient(`ws://127.0.0.1:${lb.port}/ws`, await makeToken({ sub: 'survivor', channels: ['kill:*'] }), channel);
       await sdk.client.connect();
-      await until('subscribed', () => sdk.subscribed() > 0);
+      await waitFor(() => sdk.subscribed() > 0, 10_000, 'subscribed');
       const firstNode = sdk.node();
 
       const others = [`http://127.0.0.1:${ports[1]}`, `http://127.0.0.1:${ports[2]}`];
@@ -387,7 +380,7 @@ for (const ec of ENGINES) {
         }
         await publishUntilAccepted([others[i % 2]!], { channel, eventType: 'n', payload: { i }, msgId: `${prefix}-${i}` }, attempts);
       }
-      await until(`${N} messages (have ${sdk.seen.length})`, () => sdk.seen.length >= N, 20_000);
+      await waitFor(() => sdk.seen.length >= N, 20_000, `${N} messages (have ${sdk.seen.length})`);
       await sleep(300);
       const secondNode = sdk.node();
       sdk.client.close();

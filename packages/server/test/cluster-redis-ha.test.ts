@@ -17,6 +17,7 @@ import type { HeraldServer } from '../src/server.js';
 import { uniquePrefix } from './engine/services.js';
 import { requireRedisServerBinary, startRedisCluster, startRedisSentinel, type RedisClusterProcesses, type RedisSentinelProcesses } from './helpers/redis-processes.js';
 import { api, API_KEY, makeToken, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 const haveRedis = requireRedisServerBinary();
 
@@ -38,14 +39,6 @@ function documentedEngine(mode: 'sentinel' | 'cluster'): DocumentedRedis {
     return (JSON.parse(block!) as { engine: DocumentedRedis }).engine;
   }
   throw new Error(`docs/cluster.md has no JSON example with "mode": "${mode}"`);
-}
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 describe.skipIf(!haveRedis)('two Herald nodes on a Redis Cluster', () => {
@@ -104,7 +97,7 @@ describe.skipIf(!haveRedis)('two Herald nodes on a Redis Cluster', () => {
   it('a user message published on A reaches the user on B; presence lists the connection from A', async () => {
     const dev = await TestSocket.connect(b, { sub: 'shard-user' });
     sockets.push(dev);
-    await until('presence', async () => ((await api(a, 'GET', '/api/v1/users/shard-user/connections')).body.connections ?? []).length === 1);
+    await waitFor(async () => ((await api(a, 'GET', '/api/v1/users/shard-user/connections')).body.connections ?? []).length === 1, 15_000, 'presence');
     await sleep(50); // the user topic subscription follows `connected`
     const res = await api(a, 'POST', '/api/v1/publish', { user: 'shard-user', eventType: 'notify', payload: 'hi' });
     expect(res.status).toBe(200);
@@ -177,13 +170,13 @@ describe.skipIf(!haveRedis)('two Herald nodes through Redis Sentinel, across a f
     sub.on('recoveryFailed', () => void recoveryFailed++);
     client.on('disconnected', (d) => void closes.push(d.code));
     await client.connect();
-    await until('subscribed', () => subscribed > 0);
+    await waitFor(() => subscribed > 0, 15_000, 'subscribed');
 
     const N = 30;
     const attempts: Attempt[] = [];
     for (let i = 1; i <= N; i++) {
       if (i === 11) {
-        await until('messages before the failover', () => seen.length === 10);
+        await waitFor(() => seen.length === 10, 15_000, 'messages before the failover');
         // Replication is asynchronous: only what the replica has acknowledged survives the kill.
         await setup.awaitReplicaCaughtUp();
         const old = await setup.currentMasterPort();
@@ -195,7 +188,7 @@ describe.skipIf(!haveRedis)('two Herald nodes through Redis Sentinel, across a f
       }
       await publishUntilAccepted(a.url, { channel, eventType: 'n', payload: { i }, msgId: `${prefix}-${i}` }, attempts);
     }
-    await until(`${N} messages (have ${seen.length})`, () => seen.length >= N, 30_000);
+    await waitFor(() => seen.length >= N, 30_000, `${N} messages (have ${seen.length})`);
     await sleep(300); // a duplicate would show up now
 
     const failures = attempts.filter((x) => x.status !== 200);

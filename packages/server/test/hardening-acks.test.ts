@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './engine/services.js';
 import { api, makeToken, startTestServer, TestSocket, type Frame } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 const redisUp = await requireRedis();
 
@@ -34,14 +35,6 @@ async function receipt(msgId: string, on: HeraldServer = server): Promise<Frame>
   const res = await api(on, 'GET', `/api/v1/messages/${msgId}`);
   expect(res.status).toBe(200);
   return res.body;
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 async function pollAck(token: string, msgIds: string[]) {
@@ -133,10 +126,10 @@ describe('who may acknowledge what (M1, M3)', () => {
     const s = await TestSocket.connect(server, { sub: 'slow' });
     await s.subscribe('alerts');
     const { msgId } = await server.publish({ channel: 'alerts', eventType: 'x', payload: 1, delivery: 'at-least-once', receipts: true });
-    await waitFor('the inbox to hold the exhausted message', async () => (await server.node.inbox.size('slow')) === 1);
+    await waitFor(async () => (await server.node.inbox.size('slow')) === 1, 5000, 'the inbox to hold the exhausted message');
     expect(await receipt(msgId)).toMatchObject({ state: 'inbox', counts: { exhausted: 1, inbox: 1, acknowledged: 0 } });
     ack(s, msgId);
-    await waitFor('the late ACK to clear the inbox', async () => (await server.node.inbox.size('slow')) === 0);
+    await waitFor(async () => (await server.node.inbox.size('slow')) === 0, 5000, 'the late ACK to clear the inbox');
     const r = await receipt(msgId);
     expect(r).toMatchObject({ state: 'acknowledged', counts: { acknowledged: 1 }, acknowledgedBy: [{ user: 'slow' }] });
     expect(r.inbox).toEqual([expect.objectContaining({ user: 'slow', removedAt: expect.any(Number) })]);
@@ -151,7 +144,7 @@ describe('who may acknowledge what (M1, M3)', () => {
     const s = await TestSocket.connect(server, { sub: 'spammer' });
     await s.subscribe('alerts');
     const { msgId } = await server.publish({ channel: 'alerts', eventType: 'x', payload: 1, delivery: 'at-least-once', receipts: true });
-    await waitFor('the exhausted message in the inbox', async () => (await server.node.inbox.size('spammer')) === 1);
+    await waitFor(async () => (await server.node.inbox.size('spammer')) === 1, 5000, 'the exhausted message in the inbox');
     const inbox = server.node.inbox;
     const remove = inbox.remove.bind(inbox);
     let lookups = 0;
@@ -161,7 +154,7 @@ describe('who may acknowledge what (M1, M3)', () => {
     };
     for (let i = 0; i < 100; i++) ack(s, msgId, `unknown-${i}`);
     await handled(s);
-    await waitFor('the late ACK to clear the inbox', async () => (await server.node.inbox.size('spammer')) === 0);
+    await waitFor(async () => (await server.node.inbox.size('spammer')) === 0, 5000, 'the late ACK to clear the inbox');
     expect(lookups).toBe(1);
     expect((await receipt(msgId)).counts.acknowledged).toBe(1);
   });
@@ -179,9 +172,9 @@ describe('who may acknowledge what (M1, M3)', () => {
     const published = await writer.request({ type: 'publish', channel: 'chat:room', eventType: 'said', payload: 'hi' });
     expect(published.type).toBe('published');
     const api1 = await server.publish({ channel: 'alerts', eventType: 'x', payload: 1, delivery: 'at-least-once' });
-    await waitFor('both exhausted messages in the inbox', async () => (await server.node.inbox.size('quiet')) === 2);
+    await waitFor(async () => (await server.node.inbox.size('quiet')) === 2, 5000, 'both exhausted messages in the inbox');
     ack(s, published.msgId, api1.msgId);
-    await waitFor('the late ACKs to clear the inbox', async () => (await server.node.inbox.size('quiet')) === 0);
+    await waitFor(async () => (await server.node.inbox.size('quiet')) === 0, 5000, 'the late ACKs to clear the inbox');
   });
 
   it("a client publish reusing an API message's msgId adds nothing to that message's receipt", async () => {
@@ -209,9 +202,9 @@ describe('who may acknowledge what (M1, M3)', () => {
       await handled(s);
     }
     // `mute` never ACKs: retransmitted, exhausted, put in its inbox, then ACKed late from there.
-    await waitFor("the client's message in mute's inbox", async () => (await server.node.inbox.size('mute')) === 1);
+    await waitFor(async () => (await server.node.inbox.size('mute')) === 1, 5000, "the client's message in mute's inbox");
     ack(mute, msgId);
-    await waitFor('the late ACK to clear it', async () => (await server.node.inbox.size('mute')) === 0);
+    await waitFor(async () => (await server.node.inbox.size('mute')) === 0, 5000, 'the late ACK to clear it');
     const after = await receipt(msgId);
     expect(after.counts).toEqual(before.counts);
     expect(after.acknowledgedBy).toEqual(before.acknowledgedBy);
@@ -226,7 +219,7 @@ describe('who may acknowledge what (M1, M3)', () => {
     await bob.subscribe('orders:8');
     const eve = await TestSocket.connect(server, { sub: 'eve', publish: ['orders:*'] });
     expect(await eve.request({ type: 'publish', channel: 'orders:8', eventType: 'shipped', payload: 'eve', msgId })).toMatchObject({ type: 'published' });
-    await waitFor("eve's message in bob's inbox (bob never ACKed it)", async () => (await server.node.inbox.size('bob')) === 1);
+    await waitFor(async () => (await server.node.inbox.size('bob')) === 1, 5000, "eve's message in bob's inbox (bob never ACKed it)");
     bob.close();
     await bob.closed;
     // The inbox keys entries by msgId, so the API's message does not get an entry of its own.
@@ -325,9 +318,9 @@ describe.skipIf(!redisUp)('ACKs across two nodes on Redis (receipts live on the 
     await handled(here);
     // `there` (node b) never ACKs in time: its copy goes to the shared inbox; its late ACK on b settles it there.
     await there.next((f) => f.type === 'message' && f.message.msgId === msgId);
-    await waitFor("the message in there's inbox", async () => (await a.node.inbox.size('there')) === 1);
+    await waitFor(async () => (await a.node.inbox.size('there')) === 1, 5000, "the message in there's inbox");
     ack(there, msgId);
-    await waitFor('the late ACK on node b to clear it', async () => (await a.node.inbox.size('there')) === 0);
+    await waitFor(async () => (await a.node.inbox.size('there')) === 0, 5000, 'the late ACK on node b to clear it');
     const before = await receipt(msgId, a);
     expect(before).toMatchObject({ counts: { delivered: 1, acknowledged: 1, exhausted: 0, inbox: 0 } });
     expect((await api(b, 'GET', `/api/v1/messages/${msgId}`)).status).toBe(404);

@@ -15,6 +15,7 @@ import type { HeraldServer } from '../src/server.js';
 import type { Session } from '../src/session.js';
 import { FakeTransport } from './helpers/fake-transport.js';
 import { makeToken, startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 // These attacks would also be stopped by the rate limits (subscribe churn, RPC floods); they are
 // off here so the byte budget is shown to hold on its own. packages/server/test/hardening-rate-limits.test.ts
@@ -51,17 +52,9 @@ function watchBacklog(session: Session): { peak: number; frames: number } {
   return watch;
 }
 
-async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setImmediate(r));
-  }
-}
-
 /** Once the server has closed it, the client reads again and sees the close code behind the data. */
 async function closeCodeSeenByClient(s: TestSocket, session: Session): Promise<number> {
-  await until(() => session.state === 'closed');
+  await waitFor(() => session.state === 'closed', 10_000, 'condition', 0);
   rawSocket(s).resume();
   return (await s.closed).code;
 }
@@ -84,10 +77,10 @@ describe('H1: subscribe-with-recover while not reading', () => {
     while (session.open && backlog.peak <= 4 * BUDGET && cycles < 5000) {
       cycles++;
       s.send({ type: 'subscribe', id: 2 * cycles, channel: 'hist', recover: { offset: 0, epoch: position.epoch } });
-      await until(() => !session.open || (session.subs.has('hist') && session.subs.get('hist') === undefined));
+      await waitFor(() => !session.open || (session.subs.has('hist') && session.subs.get('hist') === undefined), 10_000, 'condition', 0);
       if (!session.open) break;
       s.send({ type: 'unsubscribe', id: 2 * cycles + 1, channel: 'hist' });
-      await until(() => !session.open || !session.subs.has('hist'));
+      await waitFor(() => !session.open || !session.subs.has('hist'), 10_000, 'condition', 0);
     }
     expect(backlog.peak).toBeLessThanOrEqual(2 * BUDGET + SLACK);
     expect(session.state).toBe('closed');
@@ -141,7 +134,7 @@ describe('every other path counts against the same budget', () => {
     t.stuck = true;
     const session = server.node.attach(t);
     server.node.onText(session, JSON.stringify({ type: 'connect', id: 1, token: await makeToken({ sub: 'bea' }) }));
-    await until(() => t.texts().some((x) => x.includes('"inbox":true')));
+    await waitFor(() => t.texts().some((x) => x.includes('"inbox":true')), 10_000, 'condition', 0);
     // The inbox read is asynchronous: give the batch the turns it needs to be written.
     for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
     const delivered = t.texts().filter((x) => x.includes('"inbox":true')).length;

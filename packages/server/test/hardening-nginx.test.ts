@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
 import { refusedUpgrade } from './helpers/raw-conn.js';
 import { makeToken, startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 const NGINX = '/usr/sbin/nginx';
 const OPENSSL = '/usr/bin/openssl';
@@ -122,15 +123,6 @@ async function startNginx(upstreamPort: number): Promise<RunningNginx> {
   };
 }
 
-async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) return false;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return true;
-}
-
 describe.skipIf(!haveTools)('the nginx sample in front of Herald (trustProxy 1)', () => {
   let herald: HeraldServer;
   let nginx: RunningNginx;
@@ -186,7 +178,7 @@ describe.skipIf(!haveTools)('the nginx sample in front of Herald (trustProxy 1)'
     }
     expect(statuses).toEqual([101, 101, 429, 429, 429]);
     for (const ws of open) ws.close();
-    await waitFor(() => herald.node.hub.sessions.size === 0, 5000);
+    await waitFor(() => herald.node.hub.sessions.size === 0, 5000, 'every session closed');
   });
 
   it('keeps the token out of the access log', async () => {
@@ -197,7 +189,7 @@ describe.skipIf(!haveTools)('the nginx sample in front of Herald (trustProxy 1)'
     await s.closed;
     expect((await fetch(`http://127.0.0.1:${nginx.httpPort}/healthz?token=${token}`)).status).toBe(200);
     // nginx writes a WebSocket's line when the proxied connection ends.
-    expect(await waitFor(() => nginx.accessLog().includes('GET /ws ') && nginx.accessLog().includes('GET /healthz '), 5000)).toBe(true);
+    await waitFor(() => nginx.accessLog().includes('GET /ws ') && nginx.accessLog().includes('GET /healthz '), 5000, 'both requests in the access log');
     const log = nginx.accessLog();
     expect(log).not.toContain(token);
     expect(log).not.toContain(token.split('.')[2]!);

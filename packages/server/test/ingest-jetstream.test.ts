@@ -11,20 +11,13 @@ import { JetStreamIngestor, type JetStreamIngestorOptions } from '../src/ingest/
 import type { HeraldServer } from '../src/server.js';
 import { NATS_URL, requireNats, uniquePrefix } from './engine/services.js';
 import { sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 const natsUp = await requireNats();
 const prefix = uniquePrefix('herald_ingest_');
 let n = 0;
 let seq = 0;
 const envelope = (payload: unknown, msgId = `m-${prefix}-${++seq}`) => ({ msgId, timestamp: Date.now(), source: 'billing', eventType: 'invoice.paid', version: '2.0', payload });
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 async function counterValue(server: HeraldServer, outcome: string): Promise<number> {
   const metric = server.node.metrics.registry.getSingleMetric('herald_ingest_messages_total');
@@ -95,7 +88,7 @@ describe.skipIf(!natsUp)('ingest from a JetStream durable consumer', () => {
     expect(await r.next((f) => f.type === 'message' && f.target === 'channel')).toMatchObject({ channel: 'billing:eu', message: { source: 'billing', eventType: 'invoice.paid', version: '2.0', payload: { i: 1 } } });
     expect(await alice.next((f) => f.type === 'message' && f.target === 'user')).toMatchObject({ message: { payload: { i: 2 } } });
     expect(await r.next((f) => f.type === 'message' && f.target === 'broadcast')).toMatchObject({ message: { payload: { i: 3 } } });
-    await until('consumer idle', () => idle(stream));
+    await waitFor(() => idle(stream), 5000, 'consumer idle');
     const info = await jsm.consumers.info(stream, 'herald');
     expect(info.config.filter_subject).toBe(subject);
     expect(info.config.ack_policy).toBe(AckPolicy.Explicit);
@@ -110,7 +103,7 @@ describe.skipIf(!natsUp)('ingest from a JetStream durable consumer', () => {
     await send(subject, { channel: 'billing:dl', envelope: envelope(2), extra: true });
     await send(subject, { channel: 'billing:dl', envelope: envelope('ok') });
     expect(await r.next((f) => f.type === 'message')).toMatchObject({ message: { payload: 'ok' } });
-    await until('consumer idle', () => idle(stream));
+    await waitFor(() => idle(stream), 5000, 'consumer idle');
     expect(await counterValue(s, 'invalid')).toBe(3);
     await sleep(300);
     expect(await counterValue(s, 'invalid')).toBe(3); // not redelivered
@@ -133,7 +126,7 @@ describe.skipIf(!natsUp)('ingest from a JetStream durable consumer', () => {
 
     const second = ingestor(s, stream, subject);
     await second.start();
-    await until('redelivered and acknowledged', () => idle(stream), 8000);
+    await waitFor(() => idle(stream), 8000, 'redelivered and acknowledged');
     await second.stop();
     await sleep(100);
     expect(r.messages().map((m) => m.message.payload)).toEqual(['once']);
@@ -157,7 +150,7 @@ describe.skipIf(!natsUp)('ingest from a JetStream durable consumer', () => {
     await ing.start();
     await send(subject, { channel: 'billing:retry', envelope: envelope('flaky') });
     await r.next((f) => f.type === 'message', 8000);
-    await until('consumer idle', () => idle(stream), 8000);
+    await waitFor(() => idle(stream), 8000, 'consumer idle');
     await ing.stop();
     spy.mockRestore();
     expect(failures).toBe(2);

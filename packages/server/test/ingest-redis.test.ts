@@ -11,6 +11,7 @@ import { RedisStreamIngestor, type RedisStreamIngestorOptions } from '../src/ing
 import type { HeraldServer } from '../src/server.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './engine/services.js';
 import { sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 const redisUp = await requireRedis();
 const prefix = uniquePrefix('herald-ingest-');
@@ -20,14 +21,6 @@ let n = 0;
 const streamName = () => `${prefix}:in:${++n}`;
 let seq = 0;
 const envelope = (payload: unknown, msgId = `m-${prefix}-${++seq}`) => ({ msgId, timestamp: Date.now(), source: 'orders-svc', eventType: 'order.created', version: '1.0', payload });
-
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 async function pendingCount(r: Redis, stream: string, group = 'herald'): Promise<number> {
   const [count] = (await r.xpending(stream, group)) as [number, ...unknown[]];
@@ -88,7 +81,7 @@ describe.skipIf(!redisUp)('ingest from a Redis Stream', () => {
     expect(ch).toMatchObject({ channel: 'orders:eu', message: { source: 'orders-svc', eventType: 'order.created', version: '1.0', payload: { i: 1 } } });
     expect(await alice.next((f) => f.type === 'message' && f.target === 'user')).toMatchObject({ message: { payload: { i: 2 } } });
     expect(await reader.next((f) => f.type === 'message' && f.target === 'broadcast')).toMatchObject({ message: { payload: { i: 3 } } });
-    await until('nothing pending', async () => (await pendingCount(r, stream)) === 0);
+    await waitFor(async () => (await pendingCount(r, stream)) === 0, 5000, 'nothing pending');
     await sleep(100);
     // The filtered one matched nobody: published (counted) but not delivered.
     expect(reader.messages().map((m) => m.message.payload.i)).toEqual([1, 3]);
@@ -117,7 +110,7 @@ describe.skipIf(!redisUp)('ingest from a Redis Stream', () => {
     await r.xadd(stream, '*', 'message', JSON.stringify({ channel: 'orders:dl', envelope: envelope('ok') }));
 
     expect(await reader.next((f) => f.type === 'message')).toMatchObject({ message: { payload: 'ok' } });
-    await until('dead letters', async () => (await r.xlen(dead)) === bad.length);
+    await waitFor(async () => (await r.xlen(dead)) === bad.length, 5000, 'dead letters');
     expect(await pendingCount(r, stream)).toBe(0);
     const letters = (await r.xrange(dead, '-', '+')).map(([, f]) => Object.fromEntries(chunk(f)));
     expect(letters.map((l) => l.error)).toEqual([ErrorCode.INVALID_ENVELOPE, ErrorCode.INVALID_ENVELOPE, ErrorCode.INVALID_JSON, ErrorCode.BAD_REQUEST, ErrorCode.INVALID_CHANNEL, ErrorCode.BAD_REQUEST]);
@@ -145,7 +138,7 @@ describe.skipIf(!redisUp)('ingest from a Redis Stream', () => {
 
       const second = ingestor(server, stream);
       await second.start();
-      await until('the redelivered entry acknowledged', async () => (await pendingCount(r, stream)) === 0);
+      await waitFor(async () => (await pendingCount(r, stream)) === 0, 5000, 'the redelivered entry acknowledged');
       await second.stop();
     }
     await sleep(150);
@@ -170,7 +163,7 @@ describe.skipIf(!redisUp)('ingest from a Redis Stream', () => {
 
     // The same node name comes back (as after a restart) with the ingest configured.
     const again = track(await startTestServer({ server: { nodeName: 'ingest-d' }, engine, ingest: { redisStreams: [{ stream, blockMs: 200 }] } }));
-    await until('pending re-read and acknowledged', async () => (await pendingCount(r, stream)) === 0);
+    await waitFor(async () => (await pendingCount(r, stream)) === 0, 5000, 'pending re-read and acknowledged');
     expect(await counterValue(again, 'duplicate')).toBe(1);
     await r.xadd(stream, '*', 'message', JSON.stringify({ channel: 'orders:node-crash', envelope: envelope('next') }));
     await reader.next((f) => f.type === 'message' && f.message.payload === 'next');
@@ -190,7 +183,7 @@ describe.skipIf(!redisUp)('ingest from a Redis Stream', () => {
     const ing = ingestor(server, stream, { claimIdleMs: 300 });
     await ing.start();
     expect(await reader.next((f) => f.type === 'message', 5000)).toMatchObject({ message: { payload: 'orphan' } });
-    await until('claimed entry acknowledged', async () => (await pendingCount(r, stream)) === 0);
+    await waitFor(async () => (await pendingCount(r, stream)) === 0, 5000, 'claimed entry acknowledged');
     await ing.stop();
   });
 
@@ -212,7 +205,7 @@ describe.skipIf(!redisUp)('ingest from a Redis Stream', () => {
     await ing.start();
     for (let i = 1; i <= 4; i++) await r.xadd(stream, '*', 'message', JSON.stringify({ channel: 'orders:retry', envelope: envelope(i) }));
     await reader.waitMessages(4, 8000);
-    await until('all acknowledged', async () => (await pendingCount(r, stream)) === 0);
+    await waitFor(async () => (await pendingCount(r, stream)) === 0, 5000, 'all acknowledged');
     await ing.stop();
     spy.mockRestore();
     await sleep(100);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort } from './processes.js';
+import { waitForValue } from './wait.js';
 
 /** True when `redis-server` and `redis-cli` run; false (after a loud warning) when not; throws under CI=true. */
 export function requireRedisServerBinary(): boolean {
@@ -22,22 +23,6 @@ export function requireRedisServerBinary(): boolean {
   return false;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
 
 /** One command on a short-lived connection (no retries, so a dead port fails fast). */
 async function ask(port: number, password: string | undefined, ...args: string[]): Promise<unknown> {
@@ -61,15 +46,11 @@ async function awaitReplicaCaughtUp(master: number, password: string | undefined
   const written = Number(/master_repl_offset:(\d+)/.exec(await replication())![1]);
   let last = '';
   try {
-    await until(
-      'the replica to catch up',
-      async () => {
+    await waitForValue(async () => {
         last = await replication();
         const acked = [...last.matchAll(/slave\d+:[^\r\n]*state=online[^\r\n]*offset=(\d+)/g)].map((m) => Number(m[1]));
         return acked.some((o) => o >= written) ? true : undefined;
-      },
-      60_000,
-    );
+      }, 60_000, 'the replica to catch up');
   } catch (err) {
     throw new Error(`${(err as Error).message} (master ${master} wrote up to ${written}; its INFO replication: ${last.replace(/\r?\n/g, ' ')})`);
   }
@@ -89,7 +70,7 @@ class ProcessSet {
     const collect = (d: Buffer) => this.logs.set(port, (this.logs.get(port)! + String(d)).slice(-4000));
     proc.stdout!.on('data', collect);
     proc.stderr!.on('data', collect);
-    await until(`redis-server on port ${port} (log: ${this.logs.get(port)})`, async () => ((await ask(port, password, 'PING')) === 'PONG' ? true : undefined));
+    await waitForValue(async () => ((await ask(port, password, 'PING')) === 'PONG' ? true : undefined), 20_000, `redis-server on port ${port} (log: ${this.logs.get(port)})`);
     return pid;
   }
 
@@ -153,16 +134,16 @@ export async function startRedisCluster(masters = 3, password?: string, replicas
     const create = spawnSync('redis-cli', [...(password ? ['-a', password, '--no-auth-warning'] : []), '--cluster', 'create', ...nodes, '--cluster-replicas', String(replicasPerMaster), '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
     for (const port of ports) {
-      await until(`cluster_state:ok on ${port}`, async () => (String(await ask(port, password, 'CLUSTER', 'INFO')).includes('cluster_state:ok') ? true : undefined));
+      await waitForValue(async () => (String(await ask(port, password, 'CLUSTER', 'INFO')).includes('cluster_state:ok') ? true : undefined), 20_000, `cluster_state:ok on ${port}`);
     }
     // With replicas, `cluster_state:ok` can come before every replica has synced; a failover
     // test needs them in sync.
     if (replicasPerMaster > 0) {
       for (const port of ports) {
-        await until(`node ${port} to be a master or a synced replica`, async () => {
+        await waitForValue(async () => {
           const info = String(await ask(port, password, 'INFO', 'replication'));
           return info.includes('role:master') || info.includes('master_link_status:up') ? true : undefined;
-        });
+        }, 20_000, `node ${port} to be a master or a synced replica`);
       }
     }
     const masterPorts: number[] = [];
@@ -184,17 +165,13 @@ export async function startRedisCluster(masters = 3, password?: string, replicas
         const old = await ownerOf(key);
         await set.kill(old);
         live.delete(old);
-        const promoted = until(
-          'the cluster to promote a replica',
-          async () => {
+        const promoted = waitForValue(async () => {
             for (const port of live) {
               if (!String(await ask(port, password, 'CLUSTER', 'INFO')).includes('cluster_state:ok')) return undefined;
             }
             const now = await ownerOf(key);
             return now !== old ? now : undefined;
-          },
-          30_000,
-        );
+          }, 30_000, 'the cluster to promote a replica');
         promoted.catch(() => undefined); // the caller awaits it; this only keeps an early rejection handled
         return { killed: old, promoted };
       },
@@ -250,7 +227,7 @@ export async function startRedisSentinel(opts: SentinelSetupOptions = {}): Promi
     const common = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--dir', set.dir, ...auth];
     await set.start(masterPort, ['--port', String(masterPort), ...common], password);
     await set.start(replicaPort, ['--port', String(replicaPort), '--replicaof', '127.0.0.1', String(masterPort), ...common], password);
-    await until('the replica to sync', async () => (String(await ask(replicaPort, password, 'INFO', 'replication')).includes('master_link_status:up') ? true : undefined));
+    await waitForValue(async () => (String(await ask(replicaPort, password, 'INFO', 'replication')).includes('master_link_status:up') ? true : undefined), 20_000, 'the replica to sync');
 
     const sentinelPorts: number[] = [];
     for (let i = 0; i < (opts.sentinels ?? 1); i++) sentinelPorts.push(await freePort());
@@ -278,10 +255,10 @@ export async function startRedisSentinel(opts: SentinelSetupOptions = {}): Promi
       return Number(addr[1]);
     };
     // The sentinel must have discovered the replica, or it has nothing to promote.
-    await until('the sentinel to see the replica', async () => {
+    await waitForValue(async () => {
       const replicas = (await ask(sentinelPorts[0]!, sentinelPassword, 'SENTINEL', 'REPLICAS', masterName)) as unknown[];
       return replicas.length > 0 ? true : undefined;
-    });
+    }, 20_000, 'the sentinel to see the replica');
     return {
       masterName,
       sentinels: sentinelPorts.map((p) => `127.0.0.1:${p}`),
@@ -290,21 +267,17 @@ export async function startRedisSentinel(opts: SentinelSetupOptions = {}): Promi
       currentMasterPort,
       awaitReplicaCaughtUp: async () => awaitReplicaCaughtUp(await currentMasterPort(), password),
       async awaitMasterDown(port: number) {
-        await until(`port ${port} to refuse connections`, async () => ((await ask(port, password, 'PING').then(() => false, () => true)) ? true : undefined));
+        await waitForValue(async () => ((await ask(port, password, 'PING').then(() => false, () => true)) ? true : undefined), 20_000, `port ${port} to refuse connections`);
       },
       async killMasterAndAwaitPromotion() {
         const old = await currentMasterPort();
         await set.kill(old);
-        return until(
-          'Sentinel to promote a replica',
-          async () => {
+        return waitForValue(async () => {
             const now = await currentMasterPort();
             if (now === old) return undefined;
             const role = String(await ask(now, password, 'INFO', 'replication'));
             return role.includes('role:master') ? now : undefined;
-          },
-          30_000,
-        );
+          }, 30_000, 'Sentinel to promote a replica');
       },
       stop: () => set.stopAll(),
     };
