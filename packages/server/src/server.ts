@@ -16,6 +16,7 @@ import { readJsonAsset } from './assets.js';
 import { frameworkErrors, installErrorHandling } from './http/error-handler.js';
 import { installJsonBodyParser } from './http/json-body.js';
 import { opsRoutes } from './http/ops-routes.js';
+import { readableSchemaNames } from './http/openapi-names.js';
 import { pollRoutes } from './http/poll-routes.js';
 import { applyConnectionCap, clientErrorHandler, httpServerOptions, refuseRequest } from './http/http-limits.js';
 import { trustedHops } from './http/client-ip.js';
@@ -105,6 +106,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
         },
       },
     },
+    transformObject: (documentObject) => ('openapiObject' in documentObject ? readableSchemaNames(documentObject.openapiObject) : documentObject.swaggerObject),
   });
   await app.register(apiRoutes, { prefix: '/api/v1', node });
   await app.register(pollRoutes, { prefix: '/poll/v1', node });
