@@ -125,6 +125,7 @@ describe('docs/configuration.md', () => {
     const keys: string[] = [];
     const walk = (obj: Record<string, unknown>, path: string[]) => {
       for (const [k, v] of Object.entries(obj)) {
+        if (k.startsWith('$')) continue;
         const here = [...path, k];
         if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length > 0) walk(v as Record<string, unknown>, here);
         else keys.push(here.join('.'));
