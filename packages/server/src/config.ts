@@ -9,7 +9,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { exposedWellKnownSecrets } from './exposure.js';
 import { ConfigError, mergeConfig } from './config-input.js';
-import { closest, configSchema, isSettingKey, nodeAt, schemaDefaults } from './config-schema.js';
+import { closest, configSchema, nodeAt, schemaDefaults } from './config-schema.js';
 import type { Bucket, HeraldConfig } from './config-types.generated.js';
 
 export type { HeraldConfig, DeliveryMode } from './config-types.generated.js';
@@ -40,7 +40,7 @@ function describeProblem(e: ErrorObject): string {
   const key = path.join('.') || '(root)';
   if (e.keyword === 'additionalProperties' && 'additionalProperty' in e.params) {
     const wrong = String(e.params.additionalProperty);
-    const known = Object.keys(nodeAt(path)?.properties ?? {}).filter(isSettingKey);
+    const known = Object.keys(nodeAt(path)?.properties ?? {});
     const near = closest(wrong, known);
     return `${key}: must NOT have additional properties "${wrong}"${near ? ` (did you mean "${[...path, near].join('.')}"?)` : ''}`;
   }
