@@ -34,11 +34,11 @@ export const NON_CONFIG_VARIABLES: Readonly<Record<string, string>> = Object.fre
 
 let envNames: string[] | undefined;
 
-/** Every configuration variable's name (each key, groups included), for "did you mean". */
+/** Every configuration variable's name without the common `HERALD_` (each key, groups included), for "did you mean". */
 function allEnvNames(): string[] {
   envNames ??= configKeys()
     .filter((k) => k.path.length > 1)
-    .map((k) => envName(k.path));
+    .map((k) => envName(k.path).slice(ENV_PREFIX.length));
   return envNames;
 }
 
@@ -63,8 +63,8 @@ export function configFromEnv(env: Record<string, string | undefined>): Record<s
   }
   if (unknown.length > 0) {
     const problems = unknown.sort().map((name) => {
-      const near = closest(name, allEnvNames());
-      return `${name}: not a configuration variable${near ? ` (did you mean ${near}?)` : ''}`;
+      const near = closest(name.slice(ENV_PREFIX.length), allEnvNames());
+      return `${name}: not a configuration variable${near ? ` (did you mean ${ENV_PREFIX}${near}?)` : ''}`;
     });
     throw new ConfigError(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
   }

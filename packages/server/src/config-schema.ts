@@ -169,7 +169,7 @@ export function nodeAt(path: readonly string[], root: SchemaNode = configSchema(
   let node: SchemaNode | undefined = root;
   for (const key of path) {
     if (!node) return undefined;
-    if (node.properties?.[key]) node = resolveRef(node.properties[key], root);
+    if (node.properties && Object.hasOwn(node.properties, key)) node = resolveRef(node.properties[key]!, root);
     else if (typeof node.additionalProperties === 'object') node = resolveRef(node.additionalProperties, root);
     else if (node.items && /^\d+$/.test(key)) node = resolveRef(node.items, root);
     else return undefined;
