@@ -7,6 +7,9 @@ export interface HeraldConfig {
    * Where editors find this schema, e.g. "../api/config.schema.json" from a file in packages/server/configs; ignored by Herald.
    */
   $schema?: string;
+  /**
+   * A note for the reader of the file; ignored by Herald.
+   */
   $comment?: string;
   server: {
     host: string;
