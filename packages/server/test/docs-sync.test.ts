@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CloseCode, shouldReconnect } from '@herald/protocol';
 import { ERRORS } from '../src/errors.js';
-import { REPO_ROOT, serverFile } from './helpers/paths.js';
+import { NON_CONFIG_VARIABLES } from '../src/config.js';
+import { configKeys, envName, schemaDefaults } from '../src/config-schema.js';
+import { REPO_ROOT } from './helpers/paths.js';
 
 const read = (path: string): string => readFileSync(`${REPO_ROOT}${path}`, 'utf8');
 
@@ -119,19 +121,53 @@ describe('docs/protocol.md', () => {
 });
 
 describe('docs/configuration.md', () => {
-  it('documents every configuration key of configs/default.json', () => {
-    const doc = readFileSync('docs/configuration.md', 'utf8');
-    const defaults = JSON.parse(readFileSync(serverFile('configs/default.json'), 'utf8')) as Record<string, unknown>;
-    const keys: string[] = [];
-    const walk = (obj: Record<string, unknown>, path: string[]) => {
-      for (const [k, v] of Object.entries(obj)) {
-        const here = [...path, k];
-        if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length > 0) walk(v as Record<string, unknown>, here);
-        else keys.push(here.join('.'));
-      }
-    };
-    walk(defaults, []);
-    const missing = keys.filter((k) => !doc.includes(`\`${k}\``));
-    expect(missing).toEqual([]);
+  const doc = read('docs/configuration.md');
+  const settings = configKeys().filter((k) => !k.isGroup);
+  const defaults = schemaDefaults<Record<string, unknown>>();
+  const defaultAt = (path: string[]): unknown => path.reduce<unknown>((v, k) => (v as Record<string, unknown> | undefined)?.[k], defaults);
+
+  /** Reference rows: `| \`key\`, … | \`default\`, … | \`HERALD_…\`, … | meaning |`, by key. */
+  const rows = new Map<string, { default: string | undefined; env: string | undefined }>();
+  for (const line of section(doc, 'Reference')) {
+    const cells = line.split(' | ');
+    if (!line.startsWith('| `') || cells.length < 4) continue;
+    const ticked = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
+    const [keys, values, envs] = [ticked(cells[0]!), ticked(cells[1]!), ticked(cells[2]!)];
+    keys.forEach((key, i) => rows.set(key, { default: values[i], env: envs[i] }));
+  }
+
+  /** Keys documented as having no default; none today, so a key without one fails below. */
+  const WITHOUT_DEFAULT: string[] = [];
+
+  it('finds the schema keys and the reference rows', () => {
+    expect(settings.length).toBeGreaterThan(100);
+    expect(rows.size).toBeGreaterThan(100);
+  });
+
+  it('every key in the schema has a default', () => {
+    expect(settings.filter((k) => defaultAt(k.path) === undefined && !WITHOUT_DEFAULT.includes(k.path.join('.'))).map((k) => k.path.join('.'))).toEqual([]);
+  });
+
+  it('every key in the schema has a reference row with its default and its environment variable', () => {
+    const wrong = settings.flatMap(({ path }) => {
+      const key = path.join('.');
+      const row = rows.get(key);
+      if (!row) return [`${key}: no row`];
+      const problems: string[] = [];
+      if (row.default === undefined || JSON.stringify(JSON.parse(row.default)) !== JSON.stringify(defaultAt(path))) problems.push(`${key}: default ${row.default} is not ${JSON.stringify(defaultAt(path))}`);
+      if (row.env !== envName(path)) problems.push(`${key}: env ${row.env} is not ${envName(path)}`);
+      return problems;
+    });
+    expect(wrong).toEqual([]);
+  });
+
+  it('has no reference row for a key the schema does not have', () => {
+    const known = new Set(settings.map((k) => k.path.join('.')));
+    expect([...rows.keys()].filter((k) => !known.has(k))).toEqual([]);
+  });
+
+  it('lists every HERALD_* variable that is not configuration', () => {
+    const listed = section(doc, 'Environment variables').join('\n');
+    expect(Object.keys(NON_CONFIG_VARIABLES).filter((name) => !listed.includes(`\`${name}\``))).toEqual([]);
   });
 });
