@@ -1,5 +1,5 @@
 /**
- * The shipped nginx sample (packages/server/configs/nginx-herald.conf), run with the real nginx in front of a
+ * The shipped nginx sample (deploy/nginx/herald.conf), run with the real nginx in front of a
  * test Herald with server.trustProxy 1 (issue 11, M7 and the proxy recipe): X-Forwarded-For is
  * overwritten at the edge, no token reaches the access log, /metrics and /docs are not public,
  * and the TLS listener carries WebSockets. nginx is a child process stopped by its PID.
@@ -22,7 +22,7 @@ import { makeToken, startTestServer, TestSocket } from './helpers/server.js';
 
 const NGINX = '/usr/sbin/nginx';
 const OPENSSL = '/usr/bin/openssl';
-const SAMPLE = fileURLToPath(new URL('../configs/nginx-herald.conf', import.meta.url));
+const SAMPLE = fileURLToPath(new URL('../../../deploy/nginx/herald.conf', import.meta.url));
 
 const haveTools = existsSync(NGINX) && existsSync(OPENSSL);
 if (!haveTools) {
