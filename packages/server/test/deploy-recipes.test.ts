@@ -1,20 +1,20 @@
 /**
- * Issue 15, item 5: the systemd recipe in deploy/systemd/.
+ * Issue 15, item 5: the systemd recipes in deploy/systemd/ (Herald, and its backup service and timer).
  *
  * - `systemd-analyze verify` accepts the unit with no warning (it exits 0 even on unknown keys
  *   or bad values, so its output must be empty too), and `systemd-analyze security --offline`
  *   rates its sandbox at most 2.0 ("OK"). Without systemd-analyze these two are skipped with
  *   the reason (the rest still runs).
  * - The unit's environment, the shipped herald.env and config.json make the built Herald start,
- *   with its SQLite store in the state directory the unit names (%S/herald); the documented
- *   online backup (`sqlite3 herald.db ".backup …"`) copies a live store; SIGTERM drains (clients
- *   get 4001) and exits 0 well inside the unit's TimeoutStopSec.
+ *   with its SQLite store in the state directory the unit names (%S/herald); the commands of
+ *   herald-backup.service (and the one-off `sqlite3 herald.db ".backup …"` of the docs) copy the
+ *   live store; SIGTERM drains (clients get 4001) and exits 0 well inside TimeoutStopSec.
  *
  * No systemd runs here (a container without it as PID 1), so the sandbox itself is not
  * exercised by starting the unit: that is left to `systemd-analyze security`'s rating.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -26,6 +26,8 @@ import { makeToken, TestSocket } from './helpers/server.js';
 const SYSTEMD_ANALYZE = '/usr/bin/systemd-analyze';
 const SQLITE3 = '/usr/bin/sqlite3';
 const UNIT = join(REPO_ROOT, 'deploy/systemd/herald.service');
+const BACKUP_UNIT = join(REPO_ROOT, 'deploy/systemd/herald-backup.service');
+const BACKUP_TIMER = join(REPO_ROOT, 'deploy/systemd/herald-backup.timer');
 const ENV_FILE = join(REPO_ROOT, 'deploy/systemd/herald.env');
 const CONFIG = join(REPO_ROOT, 'deploy/systemd/config.json');
 
@@ -39,10 +41,16 @@ if (!haveSqlite) {
 }
 
 const unitText = readFileSync(UNIT, 'utf8');
+const backupText = readFileSync(BACKUP_UNIT, 'utf8');
 
-/** Every value of a directive in the unit (a directive may repeat), comments ignored. */
-function directive(name: string): string[] {
-  return unitText.split('\n').filter((l) => l.startsWith(`${name}=`)).map((l) => l.slice(name.length + 1));
+/** Every value of a directive in a unit (a directive may repeat), comments ignored. */
+function directive(name: string, text = unitText): string[] {
+  return text.split('\n').filter((l) => l.startsWith(`${name}=`)).map((l) => l.slice(name.length + 1));
+}
+
+/** A command line as systemd splits it: words, or double-quoted strings. */
+function commandWords(line: string): string[] {
+  return [...line.matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]!);
 }
 
 /** KEY=VALUE lines of an environment file. */
@@ -108,13 +116,23 @@ describe('deploy/systemd/herald.service', () => {
     expect(spawnSyncOutput(SYSTEMD_ANALYZE, ['verify', file]).output).toContain('ProtectSytem');
   });
 
-  it.skipIf(!haveAnalyze)('has an exposure rating of at most 2.0 from systemd-analyze security', () => {
-    const file = join(tmp, 'herald-security.service');
-    writeFileSync(file, unitText);
-    // --threshold is on a 0–100 scale: 20 is the rating 2.0; above it the command fails.
-    const { status, output } = spawnSyncOutput(SYSTEMD_ANALYZE, ['security', '--offline=yes', '--threshold=20', '--no-pager', file]);
-    const rating = Number(/Overall exposure level for \S+: ([\d.]+)/.exec(output)?.[1]);
-    expect({ status, rating: rating <= 2 }).toEqual({ status: 0, rating: true });
+  it.skipIf(!haveAnalyze)('has an exposure rating of at most 2.0 from systemd-analyze security, and so has the backup unit', () => {
+    for (const [name, text] of [['herald.service', unitText], ['herald-backup.service', backupText]] as const) {
+      const file = join(tmp, name);
+      writeFileSync(file, text);
+      // --threshold is on a 0–100 scale: 20 is the rating 2.0; above it the command fails.
+      const { status, output } = spawnSyncOutput(SYSTEMD_ANALYZE, ['security', '--offline=yes', '--threshold=20', '--no-pager', file]);
+      const rating = Number(/Overall exposure level for \S+: ([\d.]+)/.exec(output)?.[1]);
+      expect({ name, status, rating: rating <= 2 }).toEqual({ name, status: 0, rating: true });
+    }
+  });
+
+  it.skipIf(!haveAnalyze)('the backup service and timer pass systemd-analyze verify without a warning', () => {
+    const dir = mkdtempSync(join(tmp, 'backup-units-'));
+    writeFileSync(join(dir, 'herald-backup.service'), backupText);
+    writeFileSync(join(dir, 'herald-backup.timer'), readFileSync(BACKUP_TIMER, 'utf8'));
+    for (const cmd of directive('ExecStart', backupText)) expect(existsSync(commandWords(cmd)[0]!), cmd).toBe(true);
+    expect(spawnSyncOutput(SYSTEMD_ANALYZE, ['verify', join(dir, 'herald-backup.timer'), join(dir, 'herald-backup.service')])).toEqual({ status: 0, output: '' });
   });
 });
 
@@ -183,11 +201,21 @@ describe('Herald started as the unit starts it', () => {
     expect((await fetch(`${base}/metrics`, { headers: { authorization: 'Bearer deploy-test-ops-key' } })).status).toBe(200);
 
     if (haveSqlite) {
-      // docs/operations.md's backup, while Herald runs and holds the store open in WAL mode.
-      const copy = join(tmp, 'herald-backup.db');
-      execFileSync(SQLITE3, [db, `.backup '${copy}'`]);
+      // herald-backup.service's commands, in order, while Herald runs and holds the store open in
+      // WAL mode; /var/lib stands for the same temp directory as above.
+      const backupDir = join(stateRoot, 'herald-backup');
+      mkdirSync(backupDir);
+      for (const line of directive('ExecStart', backupText)) {
+        const [cmd, ...args] = commandWords(line.replaceAll('/var/lib/', `${stateRoot}/`));
+        execFileSync(cmd!, args, { stdio: 'pipe' });
+      }
+      const copy = join(backupDir, 'herald.db');
       expect(execFileSync(SQLITE3, [copy, 'PRAGMA integrity_check;'], { encoding: 'utf8' }).trim()).toBe('ok');
       expect(execFileSync(SQLITE3, [copy, "SELECT count(*) FROM history WHERE channel = 'orders';"], { encoding: 'utf8' }).trim()).toBe('3');
+      // And the one-off command docs/operations.md shows.
+      const manual = join(tmp, 'herald-manual.db');
+      execFileSync(SQLITE3, [db, `.backup '${manual}'`]);
+      expect(execFileSync(SQLITE3, [manual, 'PRAGMA integrity_check;'], { encoding: 'utf8' }).trim()).toBe('ok');
     }
 
     const stoppedAt = Date.now();

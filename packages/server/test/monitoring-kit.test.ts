@@ -142,6 +142,24 @@ describe('the Grafana dashboard and the rules files, statically', () => {
     expect(withoutComparison('sum(rate(x{le="<=1"}[5m]))')).toBeUndefined();
   });
 
+  it.skipIf(!haveTools)('the sample scrape configuration passes promtool check config', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-promcfg-'));
+    try {
+      // Its key file and rules file, where this machine has them.
+      const keyFile = join(dir, 'herald-ops-key');
+      writeFileSync(keyFile, 'ops-key\n');
+      const sample = readFileSync(join(REPO_ROOT, 'deploy/monitoring/prometheus.yml'), 'utf8');
+      const rendered = sample.replace('/etc/prometheus/herald-ops-key', keyFile).replace('  - herald.rules.yml', `  - ${JSON.stringify(RULES)}`);
+      expect(rendered).not.toContain('/etc/prometheus');
+      expect(rendered).toContain(RULES);
+      writeFileSync(join(dir, 'prometheus.yml'), rendered);
+      const out = execFileSync(PROMTOOL, ['check', 'config', join(dir, 'prometheus.yml')], { encoding: 'utf8' });
+      expect(out).toContain(`SUCCESS: ${ruleNames.length} rules found`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it.skipIf(!haveTools)('passes promtool check rules', () => {
     const out = execFileSync(PROMTOOL, ['check', 'rules', RULES], { encoding: 'utf8' });
     expect(out).toContain('SUCCESS');
