@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the three-node example cluster (packages/server/configs/cluster-node{1,2,3}.json, engine redis, ports
-# 8081-8083) and nginx in front of it (packages/server/configs/nginx-herald.conf: HTTP + WebSocket on :8080).
+# 8081-8083) and nginx in front of it (deploy/nginx/herald.conf: HTTP + WebSocket on :8080).
 # PID files and logs go to $HERALD_RUN_DIR (default /tmp/herald-cluster); packages/server/scripts/cluster-down.sh
 # stops exactly those processes. See docs/cluster.md.
 #
@@ -45,7 +45,7 @@ if [ "${HERALD_NO_NGINX:-}" = "1" ]; then exit 0; fi
 command -v nginx >/dev/null 2>&1 || { echo "nginx not found (Debian: apt-get install nginx); nodes are up without it" >&2; exit 1; }
 NGX="$RUN/nginx"
 mkdir -p "$NGX/logs" "$NGX/tmp"
-CONF="$REPO/configs/nginx-herald.conf"
+CONF="$REPO/../../deploy/nginx/herald.conf"
 if [ "${HERALD_NGINX_L4:-}" = "1" ]; then
   sed 's/^#L4 //' "$CONF" > "$NGX/nginx-herald-l4.conf"
   CONF="$NGX/nginx-herald-l4.conf"

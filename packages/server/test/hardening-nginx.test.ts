@@ -1,7 +1,7 @@
 /**
- * The shipped nginx sample (packages/server/configs/nginx-herald.conf), run with the real nginx in front of a
+ * The shipped nginx sample (deploy/nginx/herald.conf), run with the real nginx in front of a
  * test Herald with server.trustProxy 1 (issue 11, M7 and the proxy recipe): X-Forwarded-For is
- * overwritten at the edge, no token reaches the access log, /metrics and /docs are not public,
+ * overwritten at the edge, no token reaches the access log, /metrics, /docs and /admin are not public,
  * and the TLS listener carries WebSockets. nginx is a child process stopped by its PID.
  *
  * Without nginx or openssl the tests are skipped with a loud warning, except under CI=true,
@@ -10,6 +10,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { createServer as createTcpServer, connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +24,7 @@ import { waitFor } from './helpers/wait.js';
 
 const NGINX = '/usr/sbin/nginx';
 const OPENSSL = '/usr/bin/openssl';
-const SAMPLE = fileURLToPath(new URL('../configs/nginx-herald.conf', import.meta.url));
+const SAMPLE = fileURLToPath(new URL('../../../deploy/nginx/herald.conf', import.meta.url));
 
 const haveTools = existsSync(NGINX) && existsSync(OPENSSL);
 if (!haveTools) {
@@ -196,8 +197,8 @@ describe.skipIf(!haveTools)('the nginx sample in front of Herald (trustProxy 1)'
     expect(log).not.toContain('token=');
   });
 
-  it('refuses /metrics and /docs to the public, in any spelling', async () => {
-    for (const path of ['/metrics', '//metrics', '/metrics?x=1', '/%6Detrics', '/docs', '/docs/', '/docs/json', '/docs/static/index.html']) {
+  it('refuses /metrics, /docs and /admin to the public, in any spelling', async () => {
+    for (const path of ['/metrics', '//metrics', '/metrics?x=1', '/%6Detrics', '/docs', '/docs/', '/docs/json', '/docs/static/index.html', '/admin', '/admin/', '//admin/login', '/%61dmin', '/admin/api/overview']) {
       const r = await fetch(`http://127.0.0.1:${nginx.httpPort}${path}`);
       expect({ path, status: r.status }).toEqual({ path, status: 403 });
     }
@@ -206,7 +207,34 @@ describe.skipIf(!haveTools)('the nginx sample in front of Herald (trustProxy 1)'
     expect((await fetch(`http://127.0.0.1:${nginx.httpPort}/healthz`)).status).toBe(200);
   });
 
-  it('serves WebSockets over the TLS listener', async () => {
+  it('refuses /metrics, /docs and /admin over TLS too', async () => {
+    for (const path of ['/metrics', '/docs', '/admin']) {
+      const status = await new Promise<number>((resolve, reject) => {
+        httpsGet(`https://127.0.0.1:${nginx.tlsPort}${path}`, { rejectUnauthorized: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        }).once('error', reject);
+      });
+      expect({ path, status }).toEqual({ path, status: 403 });
+    }
+  });
+
+  it('serves WebSockets over the TLS listener, keeping a URL token out of the access log', async () => {
+    const token = await makeToken({ sub: 'tls-url' });
+    const wsLines = () => nginx.accessLog().split('\n').filter((l) => l.includes('"GET /ws HTTP/1.1" 101')).length;
+    const before = wsLines();
+    const viaUrl = new TestSocket(new WebSocket(`wss://127.0.0.1:${nginx.tlsPort}/ws?token=${token}`, { rejectUnauthorized: false }));
+    await new Promise<void>((resolve, reject) => {
+      viaUrl.ws.once('open', () => resolve());
+      viaUrl.ws.once('error', reject);
+    });
+    expect((await viaUrl.request({ type: 'connect' })).type).toBe('connected');
+    viaUrl.close();
+    await viaUrl.closed;
+    // nginx writes a WebSocket's line when the proxied connection ends.
+    expect(await waitFor(() => wsLines() > before, 5000)).toBe(true);
+    expect(nginx.accessLog()).not.toContain(token.split('.')[2]!);
+
     const ws = new WebSocket(`wss://127.0.0.1:${nginx.tlsPort}/ws`, { rejectUnauthorized: false });
     const s = new TestSocket(ws);
     await new Promise<void>((resolve, reject) => {
