@@ -232,7 +232,7 @@ describe.skipIf(!haveTools)('the nginx sample in front of Herald (trustProxy 1)'
     viaUrl.close();
     await viaUrl.closed;
     // nginx writes a WebSocket's line when the proxied connection ends.
-    expect(await waitFor(() => wsLines() > before, 5000)).toBe(true);
+    await waitFor(() => wsLines() > before, 5000, 'the WebSocket line in the access log');
     expect(nginx.accessLog()).not.toContain(token.split('.')[2]!);
 
     const ws = new WebSocket(`wss://127.0.0.1:${nginx.tlsPort}/ws`, { rejectUnauthorized: false });
