@@ -32,13 +32,16 @@ const quietly = (cmd: Command): void => {
 };
 quietly(program);
 
-/** The command path of what is running, for the message prefix (`herald config check`). */
+/**
+ * The command path of what is running, for the message prefix (`herald config check: …`). The
+ * server itself (`herald serve`) keeps the plain `herald: …` its supervisors' log filters know.
+ */
 function commandName(argv: readonly string[]): string {
   const names: string[] = ['herald'];
   let cmd: Command | undefined = program;
   for (const arg of argv.slice(2)) {
     const next: Command | undefined = cmd?.commands.find((c) => c.name() === arg || c.aliases().includes(arg));
-    if (!next) break;
+    if (!next || next.name() === 'serve') break;
     names.push(arg);
     cmd = next;
   }

@@ -54,17 +54,32 @@ function subscribe(opts: SubscribeOptions): Promise<void> {
   };
   const note = (line: string) => process.stderr.write(`${line}\n`);
   return new Promise<void>((resolve, reject) => {
+    // A refused upgrade or a dead server closes with 1006 and no reason; the transport's error
+    // (`connect ECONNREFUSED …`, `Unexpected server response: 403`) says why.
+    let lastError = '';
+    let everConnected = false;
+    const why = (d: { code: number; reason: string }) => {
+      const detail = d.reason || (d.code === 1006 ? lastError : '');
+      return `${everConnected ? 'disconnected' : `cannot connect to ${opts.url}`}: ${d.code}${detail ? ` ${detail}` : ''}`;
+    };
+    client.on('error', (err) => {
+      if (err.code === 'transport_error') lastError = err.message;
+    });
+    client.on('connected', () => {
+      everConnected = true;
+      lastError = '';
+    });
     client.on('connected', (info) => note(`connected as ${info.user || '(anonymous)'} to ${info.node || 'herald'} (connection ${info.connectionId})`));
     client.on('reconnecting', (r) => note(`reconnecting in ${r.delay} ms (attempt ${r.attempt})`));
     client.on('recoveryFailed', (info) => note(`recovery failed on ${info.channel}: messages were lost while away`));
     client.on('message', print);
     client.on('disconnected', (d) => {
       if (d.willReconnect) {
-        note(`disconnected: ${d.code}${d.reason ? ` ${d.reason}` : ''}`);
+        note(why(d));
         return;
       }
       client.close();
-      reject(new CliError(`disconnected: ${d.code}${d.reason ? ` ${d.reason}` : ''}${opts.reconnect ? ' (the server says not to reconnect)' : ''}`, FAILURE));
+      reject(new CliError(`${why(d)}${opts.reconnect ? ' (the server says not to reconnect)' : ''}`, FAILURE));
     });
     for (const channel of opts.channel) {
       const sub = client.subscribe(channel, recover ? { recover } : {});
