@@ -70,7 +70,10 @@ function subscribe(opts: SubscribeOptions): Promise<void> {
       lastError = '';
     });
     client.on('connected', (info) => note(`connected as ${info.user || '(anonymous)'} to ${info.node || 'herald'} (connection ${info.connectionId})`));
-    client.on('reconnecting', (r) => note(`reconnecting in ${r.delay} ms (attempt ${r.attempt})`));
+    client.on('reconnecting', (r) => {
+      const state = client.state;
+      note(`${state.status === 'reconnecting' ? `${why(state)}; ` : ''}reconnecting in ${r.delay} ms (attempt ${r.attempt})`);
+    });
     client.on('recoveryFailed', (info) => note(`recovery failed on ${info.channel}: messages were lost while away`));
     client.on('message', print);
     client.on('disconnected', (d) => {
