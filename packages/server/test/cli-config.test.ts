@@ -14,6 +14,9 @@ describe('herald config init', () => {
       expect(init.stderr).toContain('auth.jwt.hmacSecret');
       expect(statSync(out).mode & 0o777).toBe(0o600);
       const written = JSON.parse(readFileSync(out, 'utf8'));
+      // "$schema" points editors at the shipped schema, once the schema admits the key.
+      const schema = JSON.parse(readFileSync(serverFile('api/config.schema.json'), 'utf8'));
+      expect('$schema' in written).toBe('$schema' in schema.properties);
       expect(() => resolveConfig(written)).not.toThrow();
       const check = await runCli(['config', 'check', out]);
       expect(check.code, check.stderr).toBe(0);

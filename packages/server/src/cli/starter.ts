@@ -4,6 +4,8 @@
  * same list). Secrets are generated fresh on every run: a starter never ships a known secret.
  */
 import { randomBytes } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import { assetPath, readJsonAsset } from '../assets.js';
 
 export type Profile = 'dev' | 'production';
 
@@ -14,7 +16,21 @@ export interface Starter {
 
 const secret = (): string => randomBytes(32).toString('base64url');
 
+/**
+ * `"$schema"` (the shipped api/config.schema.json, for editors' completion and checking) once the
+ * schema accepts that key at its root; until then a config holding it would be refused.
+ */
+function schemaReference(): Record<string, string> {
+  const schema = readJsonAsset<{ properties?: Record<string, unknown> }>('api/config.schema.json');
+  return schema.properties && '$schema' in schema.properties ? { $schema: pathToFileURL(assetPath('api/config.schema.json')).href } : {};
+}
+
 export function starterConfig(profile: Profile): Starter {
+  const starter = profileConfig(profile);
+  return { ...starter, config: { ...schemaReference(), ...starter.config } };
+}
+
+function profileConfig(profile: Profile): Starter {
   if (profile === 'dev') {
     return {
       config: {
