@@ -36,6 +36,7 @@ const cases: Case[] = [
   { name: 'bad JSON in --filter', args: () => ['publish', '--url', server.url, '--broadcast', '-e', 'x', '--filter', '[1,'], exit: 2, message: /^herald publish: --filter is not valid JSON: / },
   { name: 'bad JSON in a batch line', args: () => ['publish', '--url', server.url, '--batch', tempFile('b.jsonl', '{"channel":"c","eventType":"e","payload":1}\n{oops\n')], exit: 2, message: /^herald publish: \S+b\.jsonl line 2 is not valid JSON: / },
   { name: 'missing batch file', args: () => ['publish', '--url', server.url, '--batch', '/nonexistent/b.jsonl'], exit: 2, message: /^herald publish: cannot read \/nonexistent\/b\.jsonl: ENOENT/ },
+  { name: 'bad --url (publish)', args: () => ['publish', '--url', 'localhost:8080', '--channel', 'c', '-e', 'x'], exit: 2, message: /^herald publish: --url must be an http:\/\/ or https:\/\/ URL, got "localhost:8080"$/ },
   { name: 'no audience', args: () => ['publish', '--url', server.url, '-e', 'x'], exit: 2, message: /^herald publish: give exactly one of --channel, --user or --broadcast$/ },
   { name: 'server down (publish)', args: () => ['publish', '--url', `http://127.0.0.1:${downPort}`, '--key', API_KEY, '--channel', 'c', '-e', 'x'], exit: 1, message: /^herald publish: cannot reach http:\/\/127\.0\.0\.1:\d+: connect ECONNREFUSED/ },
   { name: 'server refuses (wrong API key)', args: () => ['publish', '--url', server.url, '--key', 'wrong-key-123', '--channel', 'c', '-e', 'x'], exit: 1, message: /^herald publish: 401 invalid_api_key: / },

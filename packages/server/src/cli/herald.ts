@@ -60,6 +60,17 @@ function exitWith(err: unknown): void {
   process.exitCode = err instanceof CliError ? err.exitCode : FAILURE;
 }
 
+// A fault in a running command (an event handler of `subscribe`) still ends as one line. `serve`
+// installs its own policy instead (drain, then exit for the supervisor).
+if (process.argv[2] !== 'serve') {
+  const fault = (err: unknown) => {
+    exitWith(err);
+    process.exit(process.exitCode ?? FAILURE);
+  };
+  process.on('uncaughtException', fault);
+  process.on('unhandledRejection', fault);
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

@@ -85,6 +85,7 @@ function messagesFromFile(file: string, opts: PublishOptions): Array<{ line: num
 }
 
 async function publish(opts: PublishOptions): Promise<void> {
+  if (!URL.canParse(opts.url) || !/^https?:$/.test(new URL(opts.url).protocol)) throw new CliError(`--url must be an http:// or https:// URL, got "${opts.url}"`, USAGE);
   if (!opts.batch) {
     const result = await post(opts.url, opts.key, 'api/v1/publish', messageFromFlags(opts));
     process.stdout.write(`${JSON.stringify(result)}\n`);
