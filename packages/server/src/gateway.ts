@@ -23,6 +23,7 @@ import { rawErrorResponse } from './http/http-limits.js';
 import type { HeraldNode } from './node.js';
 import { rateLimitedError, retryAfterHeader, type Refusal } from './rate-limit/rate-limits.js';
 import { LoopTurns, PacedReader } from './read-pacer.js';
+import { RefusalLog } from './refusal-log.js';
 import { encodePongFrame } from './transport/ws-frame.js';
 import type { Session } from './session.js';
 import { WsTransport } from './transport/ws-transport.js';
@@ -54,6 +55,7 @@ export class Gateway {
   private readonly allowAnyOrigin: boolean;
   private readonly allowedOrigins: Set<string>;
   private readonly turns = new LoopTurns();
+  private readonly refusals: RefusalLog;
   closed = false;
 
   constructor(
@@ -72,6 +74,7 @@ export class Gateway {
     });
     this.allowAnyOrigin = origins.allowed.includes('*');
     this.allowedOrigins = new Set(origins.allowed.map((o) => o.toLowerCase()));
+    this.refusals = new RefusalLog(node.log);
   }
 
   readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -83,20 +86,26 @@ export class Gateway {
     if (this.closed || this.node.draining) return reject(socket, ErrorCode.SHUTTING_DOWN);
     if (!this.originAllowed(req)) {
       this.node.metrics.rejectedConnections.inc({ reason: 'origin' });
+      this.refusals.refused('origin', { ip: this.node.clientIps.address(req), origin: req.headers.origin });
       return reject(socket, ErrorCode.FORBIDDEN_ORIGIN, `origin ${req.headers.origin} is not allowed; add it to origins.allowed`);
     }
     const { hub, clientIps } = this.node;
     const ip = clientIps.address(req);
     const ipKey = clientIps.keyOf(ip);
     const limited = this.node.rateLimits.handshake(ipKey);
-    if (limited) return rejectRateLimited(socket, limited);
+    if (limited) {
+      this.refusals.refused('rate_limited', { ip, origin: req.headers.origin });
+      return rejectRateLimited(socket, limited);
+    }
     const { limits } = this.node.config;
     if (hub.countForIp(ipKey) >= limits.maxConnectionsPerIp) {
       this.node.metrics.rejectedConnections.inc({ reason: 'per_ip' });
+      this.refusals.refused('per_ip', { ip, origin: req.headers.origin });
       return reject(socket, ErrorCode.TOO_MANY_CONNECTIONS, `too many connections from ${ip} (limits.maxConnectionsPerIp)`, 5);
     }
     if (hub.pendingCount + this.upgrading >= limits.maxPendingConnections) {
       this.node.metrics.rejectedConnections.inc({ reason: 'pending' });
+      this.refusals.refused('pending', { ip, origin: req.headers.origin });
       return reject(socket, ErrorCode.OVERLOADED, `too many connections still authenticating (${limits.maxPendingConnections}, limits.maxPendingConnections)`, 2);
     }
     const admission: Admission = { ip, ipKey, connectWithinMs, reserved: false };
@@ -106,6 +115,7 @@ export class Gateway {
         return;
       }
       this.node.metrics.rejectedConnections.inc({ reason: 'overload' });
+      this.refusals.refused('overload', { ip, origin: req.headers.origin });
       return reject(socket, ErrorCode.OVERLOADED, `at capacity (${limits.maxConnections} connections, limits.maxConnections)`, 2);
     }
     this.accept(req, socket, head, admission);
@@ -128,6 +138,7 @@ export class Gateway {
         const i = this.waiters.indexOf(waiter);
         if (i >= 0) this.waiters.splice(i, 1);
         this.node.metrics.rejectedConnections.inc({ reason: 'overload' });
+        this.refusals.refused('overload', { ip: admission.ip, origin: req.headers.origin, detail: 'waited limits.overload.queueTimeoutMs' });
         reject(socket, ErrorCode.OVERLOADED, 'at capacity; waited limits.overload.queueTimeoutMs for a free slot', 2);
       }, this.node.config.limits.overload.queueTimeoutMs),
     };
@@ -172,6 +183,7 @@ export class Gateway {
     ws.on('ping', (data: Buffer) => reader.push({ kind: 'ping', data }));
     ws.on('error', (err) => node.log.debug({ connId: session.id, err: err.message }, 'websocket error'));
     ws.once('close', (code: number) => {
+      if (!session.identity && (code === CloseCode.UNAUTHORIZED || code === CloseCode.TOKEN_EXPIRED)) this.refusals.refused('auth', { ip: admission.ip });
       node.detach(session, code);
       this.admitWaiters();
     });
@@ -197,6 +209,7 @@ export class Gateway {
 
   close(): void {
     this.closed = true;
+    this.refusals.close();
     for (const w of this.waiters.splice(0)) clearTimeout(w.timer);
     this.wss.close();
   }

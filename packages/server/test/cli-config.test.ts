@@ -1,0 +1,115 @@
+/** `herald config init` writes configs the server's loader accepts; `herald config check` validates, masks and warns. */
+import { readFileSync, statSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { resolveConfig } from '../src/config.js';
+import { closedPort, runCli, tempFile } from './helpers/cli.js';
+import { serverFile } from './helpers/paths.js';
+
+describe('herald config init', () => {
+  for (const profile of ['dev', 'production'] as const) {
+    it(`--profile ${profile} writes a config that config check and the server accept, with fresh secrets`, async () => {
+      const out = `${tempFile('unused', '')}.${profile}.json`;
+      const init = await runCli(['config', 'init', '--profile', profile, '--out', out]);
+      expect(init.code, init.stderr).toBe(0);
+      expect(init.stderr).toContain('auth.jwt.hmacSecret');
+      expect(statSync(out).mode & 0o777).toBe(0o600);
+      const written = JSON.parse(readFileSync(out, 'utf8'));
+      // "$schema" points editors at the shipped schema, once the schema admits the key.
+      const schema = JSON.parse(readFileSync(serverFile('api/config.schema.json'), 'utf8'));
+      expect('$schema' in written).toBe('$schema' in schema.properties);
+      expect(() => resolveConfig(written)).not.toThrow();
+      const check = await runCli(['config', 'check', out]);
+      expect(check.code, check.stderr).toBe(0);
+      expect(check.stderr).toContain(`${out}: valid`);
+      // Printed masked, and not the same secret twice.
+      expect(check.stdout).not.toContain(written.auth.jwt.hmacSecret);
+      const again = JSON.parse((await runCli(['config', 'init', '--profile', profile])).stdout);
+      expect(again.auth.jwt.hmacSecret).not.toBe(written.auth.jwt.hmacSecret);
+      expect(again.auth.jwt.hmacSecret.length).toBeGreaterThanOrEqual(32);
+    });
+  }
+
+  it('does not overwrite a file without --force', async () => {
+    const out = tempFile('existing.json', '{}');
+    const r = await runCli(['config', 'init', '--out', out]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toMatch(/^herald config init: .*exists; give --force/);
+    expect(readFileSync(out, 'utf8')).toBe('{}');
+    expect((await runCli(['config', 'init', '--out', out, '--force'])).code).toBe(0);
+  });
+});
+
+describe('herald config check', () => {
+  it('prints the effective config with every secret masked, URL credentials included', async () => {
+    const secret = 'a-very-private-hmac-secret-0123456789abcdef';
+    const file = tempFile('herald.json', JSON.stringify({
+      server: { host: '127.0.0.1' },
+      auth: { jwt: { hmacSecret: secret } },
+      api: { keys: ['private-api-key-1'] },
+      ops: { keys: ['private-ops-key-1'] },
+      engine: {
+        type: 'redis',
+        redis: { url: 'redis://herald:redis-pass-1@10.0.0.5:6379/0', sentinel: { password: 'sentinel-pass-1', sentinelPassword: 'sentinel-pass-2' }, cluster: { password: 'cluster-pass-1' } },
+        nats: { servers: ['nats://user:nats-pass-1@10.0.0.6:4222'] },
+      },
+      ingest: { redisStreams: [{ url: 'redis://:stream-pass-1@10.0.0.7:6379', stream: 's' }] },
+    }));
+    const r = await runCli(['config', 'check', file]);
+    expect(r.code, r.stderr).toBe(0);
+    for (const hidden of [secret, 'private-api-key-1', 'private-ops-key-1', 'redis-pass-1', 'sentinel-pass-1', 'sentinel-pass-2', 'cluster-pass-1', 'nats-pass-1', 'stream-pass-1']) {
+      expect(r.stdout, hidden).not.toContain(hidden);
+    }
+    const shown = JSON.parse(r.stdout);
+    expect(shown.auth.jwt.hmacSecret).toBe(`<masked: ${secret.length} characters>`);
+    expect(shown.engine.redis.url).toBe('redis://herald:***@10.0.0.5:6379/0');
+    expect(shown.engine.nats.servers).toEqual(['nats://user:***@10.0.0.6:4222']);
+    // Everything else is the effective value: defaults filled in.
+    expect(shown.limits.maxConnections).toBe(20000);
+    expect(shown.engine.type).toBe('redis');
+  });
+
+  it('layers HERALD_* variables like serve does, unless --no-env', async () => {
+    const file = tempFile('herald.json', JSON.stringify({ server: { host: '127.0.0.1' }, api: { keys: ['some-api-key-1'] } }));
+    const env = { HERALD_LIMITS__MAX_CONNECTIONS: '77' };
+    expect(JSON.parse((await runCli(['config', 'check', file], env)).stdout).limits.maxConnections).toBe(77);
+    expect(JSON.parse((await runCli(['config', 'check', '--no-env', file], env)).stdout).limits.maxConnections).toBe(20000);
+  });
+
+  it('warns about risky settings, naming the keys', async () => {
+    const file = tempFile('herald.json', JSON.stringify({
+      server: { host: '127.0.0.1', port: 9000, demoPage: true },
+      auth: { anonymous: true, jwt: { hmacSecret: '' } },
+      origins: { allowed: ['http://localhost:8080'] },
+    }));
+    const r = await runCli(['config', 'check', file]);
+    expect(r.code).toBe(0);
+    const warnings = r.stderr.split('\n').filter((l) => l.startsWith('warning: '));
+    expect(warnings.join('\n')).toContain('no JWT key (auth.jwt.hmacSecret');
+    expect(warnings.join('\n')).toContain('auth.anonymous is on');
+    expect(warnings.join('\n')).toContain('api.keys is empty');
+    expect(warnings.join('\n')).toMatch(/origins\.allowed does not include this server's own address \(http:\/\/localhost:9000/);
+    expect(r.stderr).toContain(`${file}: valid (${warnings.length} warnings)`);
+  });
+
+  it('warns about the published dev secret on loopback, and fails on it when bound to 0.0.0.0', async () => {
+    const dev = serverFile('configs/dev.json');
+    const ok = await runCli(['config', 'check', dev]);
+    expect(ok.code).toBe(0);
+    expect(ok.stderr).toContain('example secret published with Herald');
+    const exposed = await runCli(['config', 'check', dev], { HERALD_SERVER__HOST: '0.0.0.0' });
+    expect(exposed.code).toBe(1);
+    expect(exposed.stderr.trim().split('\n')).toHaveLength(1);
+    expect(exposed.stderr).toMatch(/^herald config check: server\.host: "0\.0\.0\.0" is reachable from other machines, but auth\.jwt\.hmacSecret and api\.keys hold an example secret/);
+  });
+
+  it('an invalid config: exit 1 and every problem on one line', async () => {
+    const file = tempFile('herald.json', JSON.stringify({ limits: { maxConnections: -1, bogus: 1 }, server: { port: await closedPort() } }));
+    const r = await runCli(['config', 'check', file]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('limits.maxConnections: must be >= 1');
+    expect(lines[0]).toContain('"bogus"');
+  });
+});
