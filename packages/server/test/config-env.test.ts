@@ -83,10 +83,10 @@ describe('HERALD_* variables', () => {
     const fromEnv = serve([], { HERALD_LIMTS__MAX_CONNECTIONS: '5' });
     expect(fromEnv.signal, `herald serve started: ${fromEnv.stdout}`).toBeNull();
     expect(fromEnv.status).toBe(2);
-    expect(fromEnv.stderr).toBe('herald: invalid configuration:\n  - HERALD_LIMTS__MAX_CONNECTIONS: not a configuration variable (did you mean HERALD_LIMITS__MAX_CONNECTIONS?)\n');
+    expect(fromEnv.stderr).toBe('herald: invalid configuration: HERALD_LIMTS__MAX_CONNECTIONS: not a configuration variable (did you mean HERALD_LIMITS__MAX_CONNECTIONS?)\n');
     const fromFile = serve(['--config', tempFile('typo.json', '{"limts": {"maxConnections": 5}}')], {});
     expect(fromFile.status).toBe(2);
-    expect(fromFile.stderr).toBe('herald: invalid configuration:\n  - (root): must NOT have additional properties "limts" (did you mean "limits"?)\n');
+    expect(fromFile.stderr).toBe('herald: invalid configuration: (root): must NOT have additional properties "limts" (did you mean "limits"?)\n');
   });
 });
 

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
-import { assetPath, readJsonAsset } from '../assets.js';
+import { assetPath } from '../assets.js';
 
 export type Profile = 'dev' | 'production';
 
@@ -16,13 +16,9 @@ export interface Starter {
 
 const secret = (): string => randomBytes(32).toString('base64url');
 
-/**
- * `"$schema"` (the shipped api/config.schema.json, for editors' completion and checking) once the
- * schema accepts that key at its root; until then a config holding it would be refused.
- */
+/** `"$schema"`: the installed api/config.schema.json, so editors complete and check the file. */
 function schemaReference(): Record<string, string> {
-  const schema = readJsonAsset<{ properties?: Record<string, unknown> }>('api/config.schema.json');
-  return schema.properties && '$schema' in schema.properties ? { $schema: pathToFileURL(assetPath('api/config.schema.json')).href } : {};
+  return { $schema: pathToFileURL(assetPath('api/config.schema.json')).href };
 }
 
 export function starterConfig(profile: Profile): Starter {
