@@ -1,0 +1,75 @@
+/** Constructor and argument validation, and the Retry-After parser: no server needed. */
+import { describe, expect, it } from 'vitest';
+import { HeraldError, HeraldServerClient } from '@herald/server';
+import type { HeraldServerClientOptions } from '@herald/server';
+import { retryAfter } from '../src/http.js';
+
+const good = { url: 'http://127.0.0.1:1', apiKey: 'key-12345678' };
+
+function refused(options: unknown): HeraldError {
+  try {
+    new HeraldServerClient(options as HeraldServerClientOptions);
+  } catch (err) {
+    expect(err).toBeInstanceOf(HeraldError);
+    return err as HeraldError;
+  }
+  throw new Error('constructor accepted bad options');
+}
+
+describe('options', () => {
+  it.each([
+    [null, 'options'],
+    [{ ...good, colour: 1 }, 'colour'],
+    [{ apiKey: good.apiKey }, 'url'],
+    [{ ...good, url: 'ws://127.0.0.1:8080' }, 'url'],
+    [{ ...good, url: 'not a url' }, 'url'],
+    [{ ...good, url: 'http://h:1/?x=1' }, 'url'],
+    [{ url: good.url }, 'apiKey'],
+    [{ ...good, apiKey: 'short' }, 'apiKey'],
+    [{ ...good, timeoutMs: 0 }, 'timeoutMs'],
+    [{ ...good, timeoutMs: 1.5 }, 'timeoutMs'],
+    [{ ...good, retries: 3 }, 'retries'],
+    [{ ...good, retries: { attempts: 0 } }, 'retries.attempts'],
+    [{ ...good, retries: { tries: 2 } }, 'retries.tries'],
+    [{ ...good, retries: { initialDelayMs: -1 } }, 'retries.initialDelayMs'],
+    [{ ...good, retries: { initialDelayMs: 500, maxDelayMs: 100 } }, 'retries.maxDelayMs'],
+    [{ ...good, fetch: 'fetch' }, 'fetch'],
+  ])('refuses %j naming %s', (options, name) => {
+    const err = refused(options);
+    expect(err.code).toBe('invalid_option');
+    expect(err.origin).toBe('sdk');
+    expect(err.message).toContain(`"${name}"`);
+  });
+
+  it('never repeats the API key in an error', () => {
+    expect(refused({ ...good, apiKey: 'hunter2 secret' }).message).not.toContain('hunter2');
+  });
+
+  it('accepts a valid set and drops a trailing slash from the URL', () => {
+    const client = new HeraldServerClient({ ...good, url: 'https://herald.internal:8443/', timeoutMs: 500, retries: { attempts: 1 } });
+    expect(client.url).toBe('https://herald.internal:8443');
+    expect(new HeraldServerClient({ ...good, retries: false })).toBeInstanceOf(HeraldServerClient);
+  });
+
+  it('refuses bad arguments before sending anything', async () => {
+    const client = new HeraldServerClient({ ...good, fetch: () => Promise.reject(new Error('must not be called')) });
+    await expect(client.publishBatch([])).rejects.toMatchObject({ code: 'invalid_argument', message: expect.stringContaining('"messages"') });
+    await expect(client.publish({ channel: 'c', eventType: 'x', payload: 1, msgId: '' })).rejects.toMatchObject({ code: 'invalid_argument', message: expect.stringContaining('"message.msgId"') });
+    await expect(client.requestClient('conn', 'm', null, 0)).rejects.toMatchObject({ code: 'invalid_argument', message: expect.stringContaining('"timeoutMs"') });
+    await expect(client.userConnections('')).rejects.toMatchObject({ code: 'invalid_argument', message: expect.stringContaining('"user"') });
+  });
+});
+
+describe('retryAfter', () => {
+  const err = (details?: unknown) => new HeraldError('rate_limited', 'x', { temporary: true, details });
+
+  it('prefers the body\'s retryAfterMs, then Retry-After in seconds or as an HTTP date', () => {
+    expect(retryAfter(err({ retryAfterMs: 12.2 }), '5')).toBe(13);
+    expect(retryAfter(err(), '5')).toBe(5000);
+    const now = Date.parse('2026-12-03T12:00:00Z');
+    expect(retryAfter(err(), 'Thu, 03 Dec 2026 12:00:02 GMT', now)).toBe(2000);
+    expect(retryAfter(err(), 'Thu, 03 Dec 2026 11:00:00 GMT', now)).toBe(0);
+    expect(retryAfter(err(), 'soon')).toBeUndefined();
+    expect(retryAfter(err(), null)).toBeUndefined();
+  });
+});
