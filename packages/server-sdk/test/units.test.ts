@@ -1,6 +1,7 @@
-/** Constructor and argument validation, and the Retry-After parser: no server needed. */
+/** Constructor and argument validation, the Retry-After parser, the SDK code list: no server needed. */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { HeraldError, HeraldServerClient } from '@herald/server';
+import { ErrorCode, HeraldError, HeraldServerClient, ServerSdkErrorCode } from '@herald/server';
 import type { HeraldServerClientOptions } from '@herald/server';
 import { retryAfter } from '../src/http.js';
 
@@ -71,5 +72,16 @@ describe('retryAfter', () => {
     expect(retryAfter(err(), 'Thu, 03 Dec 2026 11:00:00 GMT', now)).toBe(0);
     expect(retryAfter(err(), 'soon')).toBeUndefined();
     expect(retryAfter(err(), null)).toBeUndefined();
+  });
+});
+
+describe('SDK error codes', () => {
+  it('never collide with the server\'s codes and are all documented in docs/server-sdk.md', () => {
+    const server = new Set<string>(Object.values(ErrorCode));
+    const sdk = Object.values(ServerSdkErrorCode);
+    expect(sdk.filter((c) => server.has(c))).toEqual([]);
+    const doc = readFileSync(new URL('../../../docs/server-sdk.md', import.meta.url), 'utf8');
+    // request_timeout is the server's code, reused on purpose for an attempt's own deadline.
+    for (const code of [...sdk, ErrorCode.REQUEST_TIMEOUT]) expect(doc, code).toMatch(new RegExp(`^\\| \`${code}\` \\|`, 'm'));
   });
 });
