@@ -360,3 +360,28 @@ describe('receipts', () => {
     expect(await sdk().getReceipt('never-published')).toBeNull();
   });
 });
+
+describe("Herald's own rate limiter", () => {
+  it('a real 429 is waited out as its retryAfterMs says, and the publish then succeeds once', async () => {
+    const limited = await startTestServer({ rateLimits: { apiKey: { requests: { perSecond: 1, burst: 2 } } } });
+    try {
+      const ws = await TestSocket.connect(limited, { sub: 'rl' });
+      await ws.subscribe('sdk:rl');
+      const patient = new HeraldServerClient({ url: limited.url, apiKey: API_KEY, retries: { attempts: 5, initialDelayMs: 1, maxDelayMs: 2_000 } });
+      const impatient = new HeraldServerClient({ url: limited.url, apiKey: API_KEY, retries: { attempts: 5, initialDelayMs: 1, maxDelayMs: 1 } });
+      // The burst of 2 goes to the first two calls; the third is refused until a token refills.
+      await patient.publishToChannel('sdk:rl', 'x', 1);
+      await patient.publishToChannel('sdk:rl', 'x', 2);
+      const err = await rejection(impatient.publishToChannel('sdk:rl', 'x', 'refused'));
+      expect(err).toMatchObject({ code: 'rate_limited', status: 429, temporary: true, attempts: 1, details: { limit: 'apiKey.requests', retryAfterMs: expect.any(Number) } });
+      const third = await patient.publishToChannel('sdk:rl', 'x', 3);
+      expect(third.attempts).toBeGreaterThanOrEqual(2);
+      expect(third.duplicate).toBe(false);
+      await ws.next((f) => f.type === 'message' && f.message.payload === 3);
+      expect(ws.messages().map((f) => f.message.payload)).toEqual([1, 2, 3]);
+      ws.close();
+    } finally {
+      await limited.close();
+    }
+  });
+});
