@@ -1,9 +1,11 @@
 /** Constructor and argument validation, the Retry-After parser, the SDK code list: no server needed. */
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCode, HeraldError, HeraldServerClient, ServerSdkErrorCode } from '@herald/server';
 import type { HeraldServerClientOptions } from '@herald/server';
-import { retryAfter } from '../src/http.js';
+import { HttpCaller, retryAfter } from '../src/http.js';
+import { resolveOptions } from '../src/options.js';
+import type { FetchLike } from '../src/options.js';
 
 const good = { url: 'http://127.0.0.1:1', apiKey: 'key-12345678' };
 
@@ -83,5 +85,40 @@ describe('SDK error codes', () => {
     const doc = readFileSync(new URL('../../../docs/server-sdk.md', import.meta.url), 'utf8');
     // request_timeout is the server's code, reused on purpose for an attempt's own deadline.
     for (const code of [...sdk, ErrorCode.REQUEST_TIMEOUT]) expect(doc, code).toMatch(new RegExp(`^\\| \`${code}\` \\|`, 'm'));
+  });
+});
+
+describe('backoff schedule', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('waits random × min(maxDelayMs, initialDelayMs × 2^(try − 1)) between tries, then gives up', async () => {
+    vi.useFakeTimers();
+    const triedAt: number[] = [];
+    // A transport that always fails as a refused connection does (undici's shape), so only the schedule is under test.
+    const refuse: FetchLike = () => {
+      triedAt.push(Date.now());
+      return Promise.reject(Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED', message: 'connect ECONNREFUSED' } }));
+    };
+    const options = resolveOptions({ url: 'http://127.0.0.1:1', apiKey: 'key-12345678', fetch: refuse, retries: { attempts: 5, initialDelayMs: 100, maxDelayMs: 300 } });
+    const caller = new HttpCaller(options, () => 0.5);
+    const start = Date.now();
+    const outcome = caller.call({ method: 'GET', path: '/api/v1/stats', retry: 'idempotent' }).catch((err: unknown) => err);
+    await vi.runAllTimersAsync();
+    const err = (await outcome) as HeraldError;
+    expect(err).toMatchObject({ code: 'connection_failed', temporary: true, attempts: 5 });
+    expect(triedAt.map((t) => t - start)).toEqual([0, 50, 150, 300, 450]);
+  });
+
+  it('a call that must not run twice is not repeated after a connection failure', async () => {
+    let tries = 0;
+    const refuse: FetchLike = () => {
+      tries++;
+      return Promise.reject(new TypeError('fetch failed'));
+    };
+    const caller = new HttpCaller(resolveOptions({ url: 'http://127.0.0.1:1', apiKey: 'key-12345678', fetch: refuse }));
+    await expect(caller.call({ method: 'POST', path: '/api/v1/connections/c/request', body: {}, retry: 'once' })).rejects.toMatchObject({ code: 'connection_failed', attempts: 1 });
+    expect(tries).toBe(1);
   });
 });
