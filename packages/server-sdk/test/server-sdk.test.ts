@@ -4,10 +4,12 @@
  * the two (fault-proxy.ts), never by mocking fetch.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HeraldClient, HeraldError as ClientError } from '@herald/client';
 import { CloseCode, HeraldError, HeraldServerClient } from '@herald/server';
+import { WebSocket } from 'ws';
 import type { HeraldServerClientOptions } from '@herald/server';
 import type { HeraldServer } from 'herald';
-import { API_KEY, startTestServer, TestSocket } from '../../server/test/helpers/server.js';
+import { API_KEY, makeToken, startTestServer, TestSocket } from '../../server/test/helpers/server.js';
 import type { Frame } from '../../server/test/helpers/server.js';
 import { waitFor } from '../../server/test/helpers/wait.js';
 import { startFaultProxy } from './fault-proxy.js';
@@ -329,6 +331,29 @@ describe('requestClient', () => {
     proxy.plan.push({ status: 503, body: { error: { code: 'overloaded', message: 'too many pending', temporary: true } } });
     expect(await proxied().requestClient(ws.info.connectionId, 'charge')).toBe(2);
     ws.close();
+  });
+
+  it('with @herald/client on the other end: a subscription gets the publish, onRequest handlers answer', async () => {
+    const client = new HeraldClient({ url: herald.wsUrl, token: await makeToken({ sub: 'sdk-pair' }), WebSocket: WebSocket as never, reconnect: false, browserEvents: false });
+    try {
+      const received: unknown[] = [];
+      client.subscribe('sdk:pair').on('message', (m) => void received.push(m.payload));
+      client.onRequest('cart.total', (data) => ({ total: (data as { items: number[] }).items.reduce((a, b) => a + b, 0) }));
+      client.onRequest('reserve', () => {
+        throw new ClientError('out_of_stock', 'nothing left', false, { sku: 'A1' });
+      });
+      await client.connect();
+      await waitFor(async () => (await sdk().channels('sdk:pair')).length === 1, 5000, 'the subscription to reach the server');
+      await sdk().publishToChannel('sdk:pair', 'x', { hello: 'client' });
+      await waitFor(() => received.length === 1, 5000, 'the client to receive the publish');
+      expect(received).toEqual([{ hello: 'client' }]);
+      const id = client.connectionId!;
+      expect(await sdk().requestClient(id, 'cart.total', { items: [2, 3, 5] })).toEqual({ total: 10 });
+      const err = await rejection(sdk().requestClient(id, 'reserve', {}));
+      expect(err).toMatchObject({ code: 'out_of_stock', message: 'nothing left', origin: 'client', temporary: false });
+    } finally {
+      client.close();
+    }
   });
 
   it('an unknown connection is connection_not_found', async () => {
