@@ -11,6 +11,7 @@ export default defineConfig({
       { find: /^@herald\/protocol\/schemas$/, replacement: src('protocol/src/schemas.ts') },
       { find: /^@herald\/protocol$/, replacement: src('protocol/src/index.ts') },
       { find: /^@herald\/client$/, replacement: src('client/src/index.ts') },
+      { find: /^@herald\/server$/, replacement: src('server-sdk/src/index.ts') },
       { find: /^herald\/internal\/(.*)\.js$/, replacement: `${src('server/src')}/$1.ts` },
       { find: /^herald$/, replacement: src('server/src/index.ts') },
     ],
