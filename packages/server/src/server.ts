@@ -146,7 +146,7 @@ export async function startHerald(opts: StartOptions | DeepPartial<HeraldConfig>
   const port = (app.server.address() as AddressInfo).port;
   const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
   setReady(true);
-  const writes = !config.server.nativeSend ? 'socket.write (server.nativeSend is off)' : directSendAvailable ? 'native send(2)' : 'socket.write (native/herald-send is not built: run `npm run build`)';
+  const writes = !config.server.nativeSend ? 'socket.write (server.nativeSend is off)' : directSendAvailable ? 'native send(2)' : 'socket.write (native/herald-send is not built: it needs python3, make and a C compiler; then `npm rebuild herald`, or `npm run build` in a clone)';
   app.log.info({ port, node: node.name, engine: config.engine.type, fanoutWrites: writes }, `Herald listening on http://${host}:${port} (WebSocket at /ws)`);
   let closing: Promise<void> | undefined;
   const shutdown = (deadlineMs = config.shutdown.drainTimeoutMs): Promise<void> =>
