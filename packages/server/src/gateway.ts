@@ -216,5 +216,5 @@ function reject(socket: Duplex, code: ErrorCode, message?: string, retryAfter?: 
 /** 429 `rate_limited` with the standard body (`details.retryAfterMs`) and `Retry-After` in seconds. */
 function rejectRateLimited(socket: Duplex, refusal: Refusal): void {
   const err = rateLimitedError(refusal);
-  reject(socket, err.code, err.message, Number(retryAfterHeader(err)), err.details);
+  reject(socket, ErrorCode.RATE_LIMITED, err.message, Number(retryAfterHeader(err)), err.details);
 }

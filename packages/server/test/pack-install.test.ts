@@ -127,11 +127,11 @@ afterAll(async () => {
 describe('the packed packages, installed into an empty directory', () => {
   it('declare their types through exports', () => {
     writeFileSync(join(app, 'check.ts'), [
-      "import { HeraldClient, HeraldError } from '@herald/client';",
-      "import { ErrorCode, type ServerFrame } from '@herald/protocol';",
+      "import { HeraldClient, HeraldError as ClientError } from '@herald/client';",
+      "import { ErrorCode, HeraldError, type ServerFrame } from '@herald/protocol';",
       "import { clientFramesSchema } from '@herald/protocol/schemas';",
       "import { startHerald, type HeraldServer } from 'herald';",
-      "export const error = new HeraldError(ErrorCode.INTERNAL, 'x');",
+      "export const error: HeraldError = new ClientError(ErrorCode.INTERNAL, 'x');",
       "export const code: string = ErrorCode.INTERNAL;",
       'export type Parts = [HeraldClient, ServerFrame, HeraldServer, typeof startHerald, typeof clientFramesSchema];',
       '',
