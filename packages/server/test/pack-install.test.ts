@@ -60,11 +60,11 @@ function sqlitePrebuilds(): string | undefined {
 }
 
 /** Starts `npx herald serve` in the install directory; resolves with the port and the log so far. */
-async function serve(): Promise<{ proc: ChildProcess; port: number; log: () => string }> {
+async function serve(env: Record<string, string> = {}): Promise<{ proc: ChildProcess; port: number; log: () => string }> {
   // Own process group: npx runs herald as its child, and cleanup signals the whole group by our PID.
   const proc = spawn('npx', ['--no-install', 'herald', 'serve', '--host', '127.0.0.1', '--port', '0'], {
     cwd: app,
-    env: userEnv({ HERALD_AUTH__JWT__HMAC_SECRET: SECRET, HERALD_API__KEYS: API_KEY }),
+    env: userEnv({ HERALD_AUTH__JWT__HMAC_SECRET: SECRET, HERALD_API__KEYS: API_KEY, ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -159,11 +159,13 @@ describe('the packed packages, installed into an empty directory', () => {
 
     writeFileSync(join(app, 'subscribe.mjs'), [
       "import WebSocket from 'ws';",
-      "import { HeraldClient } from '@herald/client';",
+      "import { HeraldClient, HeraldError } from '@herald/client';",
       'const [url, token] = process.argv.slice(2);',
       'const client = new HeraldClient({ url, token, WebSocket });',
       "const sub = client.subscribe('news');",
       "sub.on('message', (msg) => { console.log(JSON.stringify({ received: msg.payload })); client.close(); });",
+      "const same = [(await import('@herald/protocol')).HeraldError, (await import('herald')).HeraldError];",
+      "if (same.some((c) => c !== HeraldError)) throw new Error('more than one HeraldError class');",
       'await client.connect();',
       'await sub.ready();',
       "console.log('subscribed');",
@@ -193,7 +195,7 @@ describe('the packed packages, installed into an empty directory', () => {
     await stop(server.proc);
   });
 
-  it('installs without a compiler, and Herald then says once, at start, that it writes through socket.write', async () => {
+  it('installs without a compiler; Herald then says once, at start, that it writes through socket.write', async () => {
     // A PATH with node, npm and the shell npm runs scripts with: no python3, make or C compiler.
     const bin = join(work, 'bin-without-toolchain');
     mkdirSync(bin);
@@ -209,12 +211,16 @@ describe('the packed packages, installed into an empty directory', () => {
     expect(r.stdout + r.stderr).toContain('native herald-send not built');
     expect(existsSync(join(addon, 'Release', 'herald_send.node'))).toBe(false);
 
-    const server = await serve();
+    const server = await serve({ HERALD_SERVER__DEMO_PAGE: 'true' });
     const lines = server.log().split('\n').filter((l) => l.includes('socket.write'));
     expect(lines).toHaveLength(1);
     const line = JSON.parse(lines[0]!) as { level: number; fanoutWrites: string };
     expect(line.level).toBe(30); // info
     expect(line.fanoutWrites).toMatch(/^socket\.write \(native\/herald-send is not built/);
+    // The demo page's client is the standalone bundle: no bare imports a browser could not resolve.
+    const bundle = await fetch(`http://127.0.0.1:${server.port}/herald-client.js`);
+    expect(bundle.status).toBe(200);
+    expect(await bundle.text()).not.toContain('@herald/protocol');
     await stop(server.proc);
   });
 });
