@@ -125,7 +125,8 @@ export async function loopbackPair(): Promise<ProbePair> {
   };
 }
 
-const PROBE_WAIT_MS = 2000;
+// Generous: on a loaded machine a loopback frame can take a while, and a false refusal costs speed for the whole process.
+const PROBE_WAIT_MS = 5000;
 
 /** Writes `data` to a descriptor without blocking: bytes written, or −errno (direct-send.ts). */
 export type SendToFd = (fd: number, data: Buffer) => number;
