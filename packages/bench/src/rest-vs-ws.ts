@@ -1,5 +1,5 @@
 /**
- * REST polling versus WebSocket push (seed 2.5), both served by Herald: the same stream of events
+ * REST polling versus WebSocket push, both served by Herald: the same stream of events
  * reaches N clients either by polling `/poll/v1/channels/{channel}/messages` every P ms over
  * keep-alive HTTP, by long polling it, or by push over WebSocket. Reports delivery latency,
  * HTTP requests per second, bytes on the wire per delivered event and server CPU.

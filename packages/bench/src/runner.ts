@@ -24,7 +24,7 @@ export interface BenchOptions {
   concurrency: number;
   publishSockets: number;
   client: ClientKind;
-  /** Scrape Herald's /metrics each second for its event-loop delay (costs Herald ≈ 4 ms of CPU a scrape). */
+  /** Scrape Herald's /metrics each second for its event-loop delay (each scrape costs Herald CPU; BENCHMARKS.md). */
   loopDelay?: boolean | undefined;
   /** Publishing scenarios: an unmeasured window at the same rate first, seconds (0 = none). */
   warmupS?: number | undefined;

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // Builds the publishable client package (dist/):
+//   index.js              the package's entry: src/ as one ESM module that imports @herald/protocol,
+//                         so an application that also runs the server shares one HeraldError class.
 //   herald-client.js      src/index.ts bundled by esbuild: ESM, minified, browser platform,
-//                         no dependencies (the protocol module is inlined); Node 20 imports it too.
+//                         no dependencies (the protocol module is inlined), for a <script type=module>
+//                         (a Herald server serves it at /herald-client.js).
 //   herald-client.min.js  the same bytes under the conventional name.
 //   herald-client.size.json  minified and gzipped sizes (the budget is checked by client-size.mjs).
 //   types/                declarations (tsc -b; the root build makes them too); they import @herald/protocol.
@@ -32,6 +35,19 @@ const result = await build({
   sourcemap: true,
   legalComments: 'none',
   metafile: true,
+  logLevel: 'warning',
+});
+
+await build({
+  entryPoints: [join(root, 'src', 'index.ts')],
+  outfile: join(outdir, 'index.js'),
+  bundle: true,
+  external: ['@herald/protocol'],
+  format: 'esm',
+  platform: 'neutral',
+  target: ['es2022'],
+  sourcemap: true,
+  legalComments: 'none',
   logLevel: 'warning',
 });
 

@@ -229,14 +229,14 @@ export class HeraldClient {
         if (expired ? !this.options.getToken : !shouldReconnect(last.code)) {
           const why = `connection closed with code ${last.code}${last.reason ? ` (${last.reason})` : ''}`;
           const code = expired ? ErrorCode.TOKEN_EXPIRED : ClientErrorCode.CONNECTION_FAILED;
-          this.#stop({ ...last, error: last.error ?? new HeraldError(code, why, false) });
+          this.#stop({ ...last, error: last.error ?? HeraldError.fromBody({ code, message: why, temporary: false }) });
           return;
         }
         failures += 1;
         const delay = policy ? policy.delay(failures) : null;
         if (delay === null) {
           const why = policy ? `gave up after ${policy.maxAttempts} reconnect attempts` : 'reconnect is disabled';
-          this.#stop({ ...last, error: new HeraldError(ClientErrorCode.CONNECTION_FAILED, why, true) });
+          this.#stop({ ...last, error: new HeraldError(ClientErrorCode.CONNECTION_FAILED, why) });
           return;
         }
         this.#setState({ status: 'reconnecting', attempt: failures, delay, code: last.code, reason: last.reason });
@@ -320,7 +320,7 @@ export class HeraldClient {
     this.#events.emit('disconnected', { code: info.code, reason: info.reason, willReconnect: false });
     const ready = this.#ready;
     this.#ready = undefined;
-    ready?.reject(info.error ?? new HeraldError(ClientErrorCode.CLIENT_CLOSED, info.reason || 'client disconnected', false));
+    ready?.reject(info.error ?? new HeraldError(ClientErrorCode.CLIENT_CLOSED, info.reason || 'client disconnected'));
   }
 
   async #currentToken(): Promise<string | undefined> {
@@ -331,10 +331,10 @@ export class HeraldClient {
       try {
         token = await getToken();
       } catch (err) {
-        throw new HeraldError(ClientErrorCode.TOKEN_REFRESH_FAILED, `getToken() failed: ${err instanceof Error ? err.message : String(err)}`, true, err);
+        throw new HeraldError(ClientErrorCode.TOKEN_REFRESH_FAILED, `getToken() failed: ${err instanceof Error ? err.message : String(err)}`, err);
       }
       if (typeof token !== 'string' || token === '') {
-        throw new HeraldError(ClientErrorCode.TOKEN_REFRESH_FAILED, 'getToken() must return a non-empty string', true);
+        throw new HeraldError(ClientErrorCode.TOKEN_REFRESH_FAILED, 'getToken() must return a non-empty string');
       }
       this.#token = token;
       this.#tokenStale = false;

@@ -81,14 +81,14 @@ export class Connection implements Link {
         ws = new this.#opts.WebSocket(this.#opts.url);
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
-        this.#finish({ code: 1006, reason: message, error: new HeraldError(ClientErrorCode.TRANSPORT_ERROR, message, true) });
+        this.#finish({ code: 1006, reason: message, error: new HeraldError(ClientErrorCode.TRANSPORT_ERROR, message) });
         return;
       }
       this.#ws = ws;
       ws.onopen = () => this.#sendRaw(frame);
       ws.onerror = (event: { message?: unknown }) => {
         const detail = typeof event?.message === 'string' ? `: ${event.message}` : '';
-        this.#opts.onError(new HeraldError(ClientErrorCode.TRANSPORT_ERROR, `WebSocket error${detail}`, true));
+        this.#opts.onError(new HeraldError(ClientErrorCode.TRANSPORT_ERROR, `WebSocket error${detail}`));
       };
       ws.onclose = (event: { code?: unknown; reason?: unknown }) => {
         const code = typeof event?.code === 'number' ? event.code : 1006;
@@ -195,7 +195,7 @@ export class Connection implements Link {
       ws.send(encodeClientFrame(frame));
       return true;
     } catch (err) {
-      this.#opts.onError(new HeraldError(ClientErrorCode.TRANSPORT_ERROR, `send failed: ${String(err)}`, true));
+      this.#opts.onError(new HeraldError(ClientErrorCode.TRANSPORT_ERROR, `send failed: ${String(err)}`));
       return false;
     }
   }
@@ -210,7 +210,7 @@ export class Connection implements Link {
     const check = (): void => {
       const idle = Date.now() - this.#lastSeen;
       if (idle >= this.#deadAfter) {
-        this.abandon({ code: CloseCode.HEARTBEAT_TIMEOUT, reason, error: new HeraldError(ClientErrorCode.CONNECTION_LOST, reason, true) });
+        this.abandon({ code: CloseCode.HEARTBEAT_TIMEOUT, reason, error: new HeraldError(ClientErrorCode.CONNECTION_LOST, reason) });
       } else {
         this.#timer = setTimeout(check, this.#deadAfter - idle);
       }
@@ -238,5 +238,5 @@ export class Connection implements Link {
 }
 
 function lost(): HeraldError {
-  return new HeraldError(ClientErrorCode.CONNECTION_LOST, 'connection lost before the reply arrived', true);
+  return new HeraldError(ClientErrorCode.CONNECTION_LOST, 'connection lost before the reply arrived');
 }

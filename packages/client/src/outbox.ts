@@ -52,7 +52,7 @@ export class Outbox {
   add(entry: OutboxEntry): void {
     if (this.#entries.has(entry.msgId)) return;
     if (this.#entries.size >= this.#opts.maxSize) {
-      throw new HeraldError(ClientErrorCode.OUTBOX_FULL, `outbox is full (${this.#opts.maxSize} unconfirmed publishes)`, true);
+      throw new HeraldError(ClientErrorCode.OUTBOX_FULL, `outbox is full (${this.#opts.maxSize} unconfirmed publishes)`);
     }
     this.#entries.set(entry.msgId, entry);
     this.#save();
@@ -120,6 +120,6 @@ export class Outbox {
 
   #report(op: string, err: unknown): void {
     const message = err instanceof Error ? err.message : String(err);
-    this.#opts.onError?.(new HeraldError(ClientErrorCode.STORAGE_FAILED, `outbox storage ${op} failed: ${message}`, true));
+    this.#opts.onError?.(new HeraldError(ClientErrorCode.STORAGE_FAILED, `outbox storage ${op} failed: ${message}`));
   }
 }

@@ -68,7 +68,7 @@ export class Rpc {
         sentOn: undefined,
         timer: setTimeout(() => {
           this.#pending.delete(correlationId);
-          reject(new HeraldError(ErrorCode.REQUEST_TIMEOUT, `request "${method}" got no response within ${timeout} ms`, true));
+          reject(new HeraldError(ErrorCode.REQUEST_TIMEOUT, `request "${method}" got no response within ${timeout} ms`));
         }, timeout),
         resolve: resolve as (data: unknown) => void,
         reject,
@@ -103,7 +103,7 @@ export class Rpc {
         p.sentOn = undefined;
         continue;
       }
-      this.#settle(id, undefined, new HeraldError(ClientErrorCode.CONNECTION_LOST, `connection lost before the response to "${p.frame.method}"`, true));
+      this.#settle(id, undefined, new HeraldError(ClientErrorCode.CONNECTION_LOST, `connection lost before the response to "${p.frame.method}"`));
     }
   }
 
@@ -132,7 +132,8 @@ export class Rpc {
       (err: unknown) => {
         const error = toHeraldError(err, ErrorCode.INTERNAL);
         if (!(err instanceof HeraldError)) this.#onError(error);
-        reply({ error: error.toBody() });
+        // Details stay local: they may hold the application's exception, not meant for the server.
+        reply({ error: { code: error.code, message: error.message, temporary: error.temporary } });
       },
     );
   }

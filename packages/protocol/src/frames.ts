@@ -5,7 +5,7 @@
  */
 import type { ErrorCode } from './codes.js';
 
-/** The seed's standard message envelope. The server fills what a publisher leaves out. */
+/** Herald's standard message envelope, as every message is delivered. The server fills what a publisher leaves out. */
 export interface Envelope<P = unknown> {
   /** Globally unique id; also the idempotency key of a publish and the key of an ACK. */
   msgId: string;

@@ -1,2 +1,3 @@
 export * from './codes.js';
+export * from './errors.js';
 export type * from './frames.js';

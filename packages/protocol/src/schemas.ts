@@ -15,7 +15,7 @@ export function clientFramesSchema(): Record<string, unknown> {
   return readSchema('client-frames.schema.json');
 }
 
-/** `herald:envelope`: the seed's message envelope `{msgId, timestamp, source, eventType, version, payload}`. A fresh copy on each call. */
+/** `herald:envelope`: the standard message envelope `{msgId, timestamp, source, eventType, version, payload}`. A fresh copy on each call. */
 export function envelopeSchema(): Record<string, unknown> {
   return readSchema('envelope.schema.json');
 }

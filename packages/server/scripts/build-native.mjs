@@ -12,6 +12,6 @@ buildAddon({
   dir: join(root, 'native', 'herald-send'),
   target: 'herald_send',
   source: 'herald_send.c',
-  without: 'Herald will write through socket.write, ≈ 25 % more CPU per delivery',
+  without: 'Herald will write through socket.write, correct but with more CPU per delivery',
   quiet: process.argv.includes('--install'),
 });

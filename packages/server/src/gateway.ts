@@ -156,6 +156,7 @@ export class Gateway {
     const token = tokenFromUrl(req.url);
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       this.upgrading--;
+      (socket as { __heraldBound?: boolean }).__heraldBound = true;
       const session = this.bind(ws, token, admission);
       if (admission.reserved) this.node.hub.reserve(session);
     });
@@ -167,8 +168,6 @@ export class Gateway {
   }
 
   private bind(ws: WebSocket, token: string | undefined, admission: Admission): Session {
-    const raw = (ws as unknown as { _socket: Duplex & { __heraldBound?: boolean } })._socket;
-    raw.__heraldBound = true;
     const node = this.node;
     const session = node.attach(new WsTransport(ws, admission.ip, node.config.server.nativeSend), token, { ipKey: admission.ipKey, connectWithinMs: admission.connectWithinMs });
     const reader = new PacedReader<InputFrame>(this.turns, ws, (input) => {
@@ -230,5 +229,5 @@ function reject(socket: Duplex, code: ErrorCode, message?: string, retryAfter?: 
 /** 429 `rate_limited` with the standard body (`details.retryAfterMs`) and `Retry-After` in seconds. */
 function rejectRateLimited(socket: Duplex, refusal: Refusal): void {
   const err = rateLimitedError(refusal);
-  reject(socket, err.code, err.message, Number(retryAfterHeader(err)), err.details);
+  reject(socket, ErrorCode.RATE_LIMITED, err.message, Number(retryAfterHeader(err)), err.details);
 }

@@ -2,8 +2,8 @@
  * Synchronous verification of HMAC-signed JWTs (HS256/384/512) with node:crypto.
  *
  * Why not jose here: jose verifies through WebCrypto, whose per-call argument normalisation and
- * job promise cost ≈ 40 µs of CPU per token on this machine against ≈ 5 µs for `createHmac` —
- * the largest single item of a new connection's cost. Asymmetric keys and JWKS still go through
+ * job promise cost several times the CPU of `createHmac` per token (BENCHMARKS.md, connection
+ * rate) — the largest single item of a new connection's cost. Asymmetric keys and JWKS still go through
  * jose. The checks mirror jose's `jwtVerify` with the options Herald gives it (auth.ts): compact
  * JWS only, no `crit` extensions, `exp` present when required, `iss` and `aud` present and equal
  * when configured, `exp`/`nbf` numeric dates compared with the clock tolerance, `iat` numeric

@@ -32,8 +32,9 @@ export class Metrics {
     // 100 times a second, which on a VM costs more CPU than the samples are worth. A block still
     // shows up at 50 ms, as a late sample.
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 50 });
-    // These walk every handle or open file on each scrape: with 10 000 connections they took
-    // ≈ 12 ms of a 15 ms scrape, blocking deliveries that long. herald_connections says the same.
+    // These walk every handle or open file on each scrape: with many connections they were most
+    // of a scrape's time, blocking deliveries that long (BENCHMARKS.md, "A /metrics scrape with
+    // many connections"). herald_connections says the same.
     for (const name of PER_HANDLE_METRICS) this.registry.removeSingleMetric(name);
     new Gauge({ name: 'herald_connections', help: 'Open client connections', registers, collect() { this.set(sources.connections()); } });
     new Gauge({ name: 'herald_subscriptions', help: 'Channel subscriptions held', registers, collect() { this.set(sources.subscriptions()); } });

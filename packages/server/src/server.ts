@@ -25,7 +25,8 @@ import { ErrorCode } from '@herald/protocol';
 import { createEngines } from './engine/create-engines.js';
 import { defaultNodeName, HeraldNode, type NodeEngines, type PublishRequest, type PublishResult } from './node.js';
 import { startIngest } from './ingest/ingest.js';
-import { directSendAvailable } from './transport/direct-send.js';
+import { directSendAvailable, sendOne } from './transport/direct-send.js';
+import { checkInternalsOnce, internalsAllowed } from './transport/internals.js';
 
 export const HERALD_VERSION = '0.1.0';
 
@@ -135,6 +136,8 @@ export async function startHerald(opts: StartOptions | DeepPartial<HeraldConfig>
   const { app, node, gateway, setReady } = await buildApp(config, o.engines);
   let stopIngest: (() => Promise<void>) | undefined;
   try {
+    // Before the first connection: which private Node and ws fields the write path may use.
+    await checkInternalsOnce(sendOne, app.log);
     await node.start();
     stopIngest = await startIngest(node, config, app.log);
     await app.listen({ host: config.server.host, port: config.server.port });
@@ -148,7 +151,12 @@ export async function startHerald(opts: StartOptions | DeepPartial<HeraldConfig>
   const port = (app.server.address() as AddressInfo).port;
   const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
   setReady(true);
-  const writes = !config.server.nativeSend ? 'socket.write (server.nativeSend is off)' : directSendAvailable ? 'native send(2)' : 'socket.write (native/herald-send is not built: run `npm run build`)';
+  const internals = internalsAllowed();
+  const writes = !internals.rawSocket ? 'ws.send (the self-test refused ws WebSocket#_socket)'
+    : !config.server.nativeSend ? 'socket.write (server.nativeSend is off)'
+    : !directSendAvailable ? 'socket.write (native/herald-send is not built: it needs python3, make and a C compiler; then `npm rebuild herald`, or `npm run build` in a clone)'
+    : !internals.descriptor ? 'socket.write (the self-test refused net.Socket#_handle.fd)'
+    : 'native send(2)';
   app.log.info({ port, node: node.name, engine: config.engine.type, fanoutWrites: writes }, `Herald listening on http://${host}:${port} (WebSocket at /ws)`);
   let closing: Promise<void> | undefined;
   const shutdown = (deadlineMs = config.shutdown.drainTimeoutMs): Promise<void> =>

@@ -115,7 +115,7 @@ function withCommonOptions(cmd: Command): Command {
     .option('--concurrency <n>', 'handshakes in flight per loadgen worker', positiveInt('--concurrency'), 200)
     .option('--publish-sockets <n>', 'keep-alive connections of the publisher (more than 1 may reorder publishes)', positiveInt('--publish-sockets'), 1)
     .option('--max-other <pct>', 'repeat a run (at most twice) when other processes used more than this % of a core during it, and wait for the machine to be this quiet first (0 = off)', positiveInt('--max-other'), 25)
-    .option('--no-loop-delay', "don't scrape Herald's /metrics each second for its event-loop delay (a scrape costs Herald ≈ 4 ms of CPU, which the peers never pay)")
+    .option('--no-loop-delay', "don't scrape Herald's /metrics each second for its event-loop delay (a scrape costs Herald CPU and blocks its loop, which the peers never pay)")
     .option('--warmup <s>', 'publishing scenarios: publish at the rate this long before measuring, so every server runs its publish path compiled (default 0)', positiveNumber('--warmup'))
     .option('--client <kind>', "loadgen WebSocket client: 'native' (its own minimal one for the handshake, then a C thread reads every socket and also reports wire latency from the kernel's receive timestamps; the leanest, and the default when built and nothing is acknowledged), 'raw' (the minimal one throughout; the default for at-least-once runs) or 'ws' (the library)", clientKind)
     .option('--channels <n>', 'channels of the multi-channel scenarios (channels: 200, burst: 10)', positiveInt('--channels'))

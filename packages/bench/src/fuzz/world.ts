@@ -48,11 +48,6 @@ export async function mintToken(spec: TokenSpec, secret = FUZZ_SECRET): Promise<
     .sign(new TextEncoder().encode(secret));
 }
 
-/** Signs arbitrary claims (the fuzzer's own malformed-claim tokens). */
-export async function signClaims(claims: Record<string, unknown>, header: Record<string, unknown> = { alg: 'HS256' }): Promise<string> {
-  return new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(new TextEncoder().encode(FUZZ_SECRET));
-}
-
 export interface ServerConfigOptions {
   port: number;
   engine: 'memory' | 'sqlite';

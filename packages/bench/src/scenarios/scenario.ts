@@ -31,8 +31,8 @@ export interface RunOptions {
   /** Loadgen WebSocket client: its own minimal one ('raw'), the same with the native receive path after the handshake ('native'), or the `ws` library. */
   client: ClientKind;
   /**
-   * Read Herald's event-loop delay from its /metrics each second. A scrape costs the server
-   * ≈ 4 ms of CPU and blocks its loop that long, which the peers (no metrics) never pay, so
+   * Read Herald's event-loop delay from its /metrics each second. A scrape costs the server CPU
+   * and blocks its loop while it runs (BENCHMARKS.md), which the peers (no metrics) never pay, so
    * latency comparisons may turn it off.
    */
   loopDelay?: boolean | undefined;

@@ -11,10 +11,10 @@ import { assetPath } from '../assets.js';
 import type { HeraldNode } from '../node.js';
 import { requireApiKey } from './api-key.js';
 
-/** The browser bundle of @herald/client (its package's main file), or undefined when it is not installed. */
+/** The standalone browser bundle of @herald/client, or undefined when it is not installed. */
 function clientBundlePath(): string | undefined {
   try {
-    return createRequire(import.meta.url).resolve('@herald/client');
+    return createRequire(import.meta.url).resolve('@herald/client/herald-client.js');
   } catch {
     return undefined;
   }

@@ -1,5 +1,5 @@
 /**
- * Client-facing HTTP polling (seed 2.5, 3.3): the fallback for clients that cannot hold a
+ * Client-facing HTTP polling: the fallback for clients that cannot hold a
  * WebSocket and the parallel-run path of a REST-to-WebSocket migration. Authenticated with the
  * same JWT as the socket (`Authorization: Bearer <token>`), it reads the same channel history and
  * user inbox that recovery uses. `wait` turns a poll into a long poll that returns as soon as a

@@ -120,8 +120,6 @@ export async function ingestRecord(node: HeraldNode, text: string | undefined, r
   }
 }
 
-export type IngestSource = 'redis' | 'jetstream';
-
 /** `herald_ingest_messages_total{source, stream, outcome}` on the node's registry (one per registry). */
 const counters = new WeakMap<Registry, Counter<'source' | 'stream' | 'outcome'>>();
 

@@ -1,5 +1,5 @@
 /**
- * Starts every ingestor named in `ingest` (seed 3.2) for a started node. Start-up fails, naming
+ * Starts every ingestor named in `ingest` (Redis Streams, JetStream) for a started node. Start-up fails, naming
  * the config entry, when one cannot reach its stream; those already started are stopped again.
  * The returned function stops them all: each finishes (and acknowledges) the entry in hand first.
  */

@@ -10,6 +10,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { descriptorOf } from './internals.js';
 
 interface NativeSend {
   /** Bytes written, or −errno. Never blocks, never raises SIGPIPE. */
@@ -39,11 +40,15 @@ export const directSendAvailable = native !== undefined;
 export type SendMany = NativeSend['sendMany'];
 export const sendMany: SendMany | undefined = native?.sendMany;
 
-/** The file descriptor of a plain TCP socket (never TLS or a pipe) when the addon is loaded, or -1. */
+/** `send` of one frame to one descriptor (for the start-up self-test, internals.ts); undefined without the addon. */
+export const sendOne: NativeSend['send'] | undefined = native?.send;
+
+/**
+ * The file descriptor of a plain TCP socket (never TLS or a pipe) when the addon is loaded and
+ * the start-up self-test found `_handle.fd` usable (internals.ts), or -1.
+ */
 export function plainTcpFd(socket: Socket): number {
-  const handle = (socket as unknown as { _handle?: { fd?: number; constructor?: { name?: string } } })._handle;
-  if (!native || !handle || handle.constructor?.name !== 'TCP' || 'encrypted' in socket) return -1;
-  return typeof handle.fd === 'number' ? handle.fd : -1;
+  return native ? descriptorOf(socket) : -1;
 }
 
 /**

@@ -35,3 +35,34 @@ export function encodePongFrame(payload: Buffer): Buffer {
   payload.copy(frame, 2);
   return frame;
 }
+
+/** One frame of a buffer of unmasked server frames: its opcode and payload. */
+export interface WireFrame {
+  opcode: number;
+  payload: Buffer;
+}
+
+/**
+ * Splits a buffer holding whole, unmasked frames (what `encodeTextFrame` and `encodePongFrame`
+ * produce, alone or concatenated) back into opcodes and payloads, for a transport that must hand
+ * them to `ws.send`/`ws.pong` instead of writing the bytes itself.
+ */
+export function splitFrames(bytes: Buffer): WireFrame[] {
+  const frames: WireFrame[] = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const short = bytes[at + 1]! & 0x7f;
+    let header = 2;
+    let length = short;
+    if (short === 126) {
+      header = 4;
+      length = bytes.readUInt16BE(at + 2);
+    } else if (short === 127) {
+      header = 10;
+      length = bytes.readUInt32BE(at + 2) * 2 ** 32 + bytes.readUInt32BE(at + 6);
+    }
+    frames.push({ opcode: bytes[at]! & 0x0f, payload: bytes.subarray(at + header, at + header + length) });
+    at += header + length;
+  }
+  return frames;
+}

@@ -2,12 +2,18 @@
  * Transport over a `ws` WebSocket. Data frames are pre-framed by the hub and written straight to
  * the TCP socket, bypassing `ws`'s per-send framing; `ws` still owns the read side and control
  * frames. This is safe because with permessage-deflate off `ws` writes each frame synchronously
- * and whole, so our frames and its control frames never interleave mid-frame.
+ * and whole, so our frames and its control frames never interleave mid-frame. Reaching the socket
+ * reads `ws`'s private `_socket`; when the start-up self-test (internals.ts) found it unusable,
+ * frames are taken apart again and go through `ws.send`/`ws.pong`, the public path.
  */
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { finishSend, plainTcpFd, sendFrame } from './direct-send.js';
+import { rawSocketOf } from './internals.js';
 import type { Transport } from './transport.js';
+import { splitFrames } from './ws-frame.js';
+
+const PONG = 0x0a;
 
 const CLOSE_GRACE_MS = 2000;
 /** RFC 6455 §5.5: a control frame carries at most 125 bytes, two of them the close code. */
@@ -27,34 +33,49 @@ export function closeReason(reason: string): string {
 }
 
 export class WsTransport implements Transport {
-  private readonly socket: Socket;
+  /** The TCP socket under `ws`, or undefined when frames must go through `ws.send`. */
+  private readonly socket: Socket | undefined;
   /** For direct sends (direct-send.ts); -1 writes through `socket.write` only. */
   private readonly fd: number;
   readonly remoteAddress: string;
 
   constructor(private readonly ws: WebSocket, remoteAddress: string, nativeSend = true) {
-    this.socket = (ws as unknown as { _socket: Socket })._socket;
-    this.fd = nativeSend ? plainTcpFd(this.socket) : -1;
+    this.socket = rawSocketOf(ws);
+    this.fd = nativeSend && this.socket ? plainTcpFd(this.socket) : -1;
     this.remoteAddress = remoteAddress;
   }
 
   write(frames: readonly Buffer[]): void {
     const socket = this.socket;
-    if (socket.destroyed || !socket.writable || this.ws.readyState !== 1) return;
+    if (this.ws.readyState !== 1) return;
+    if (!socket) return this.writePublic(frames);
+    if (socket.destroyed || !socket.writable) return;
     sendFrame(socket, this.fd, frames.length === 1 ? frames[0]! : Buffer.concat(frames as Buffer[]));
   }
 
   directFd(): number {
     const socket = this.socket;
-    return this.fd >= 0 && socket.writableLength === 0 && !socket.destroyed && socket.writable && this.ws.readyState === 1 ? this.fd : -1;
+    return this.fd >= 0 && socket && socket.writableLength === 0 && !socket.destroyed && socket.writable && this.ws.readyState === 1 ? this.fd : -1;
   }
 
   finishDirect(frame: Buffer, written: number): void {
-    finishSend(this.socket, frame, written);
+    if (this.socket) finishSend(this.socket, frame, written); // directFd is -1 without one, so no direct send happened
   }
 
   get bufferedAmount(): number {
-    return this.socket.writableLength;
+    if (this.socket) return this.socket.writableLength;
+    const buffered = this.ws.bufferedAmount as number | undefined; // public, but computed from ws's own fields
+    return typeof buffered === 'number' && Number.isFinite(buffered) ? buffered : 0;
+  }
+
+  /** The public path: each pre-framed frame handed to `ws` as the payload it carries. */
+  private writePublic(frames: readonly Buffer[]): void {
+    for (const bytes of frames) {
+      for (const { opcode, payload } of splitFrames(bytes)) {
+        if (opcode === PONG) this.ws.pong(payload);
+        else this.ws.send(payload, { binary: false });
+      }
+    }
   }
 
   /** Every close ends the connection: one `ws` refuses to start is terminated instead. */
