@@ -204,7 +204,7 @@ describe('client logic (scripted socket)', () => {
     const { HeraldError: HE } = await import('../src/index.js');
     c.onRequest('double', (n) => (n as number) * 2);
     c.onRequest('busy', () => {
-      throw new HE('overloaded', 'try later', true);
+      throw new HE('overloaded', 'try later', undefined, true);
     });
     const dispose = c.onRequest('gone', () => 1);
     dispose();

@@ -105,12 +105,16 @@ export class HeraldError extends Error {
   readonly temporary: boolean;
   readonly details?: unknown;
 
-  constructor(code: HeraldErrorCode | string, message?: string, details?: unknown) {
+  /**
+   * `temporary` overrides the registry's answer — for an application's own codes (an RPC handler
+   * that is busy: `new HeraldError('busy', 'try later', undefined, true)`).
+   */
+  constructor(code: HeraldErrorCode | string, message?: string, details?: unknown, temporary?: boolean) {
     const spec = (ERRORS as Partial<Record<string, ErrorSpec>>)[code];
     super(message ?? spec?.message ?? code);
     this.code = code;
     this.status = spec?.status ?? 0;
-    this.temporary = spec?.temporary ?? (CLIENT_TEMPORARY as Partial<Record<string, boolean>>)[code] ?? false;
+    this.temporary = temporary ?? spec?.temporary ?? (CLIENT_TEMPORARY as Partial<Record<string, boolean>>)[code] ?? false;
     if (details !== undefined) this.details = details;
   }
 
@@ -119,9 +123,7 @@ export class HeraldError extends Error {
    * HTTP error response — keeping the body's `temporary`.
    */
   static fromBody(body: ErrorBody): HeraldError {
-    const err = new HeraldError(body.code, body.message, body.details);
-    (err as { temporary: boolean }).temporary = body.temporary === true;
-    return err;
+    return new HeraldError(body.code, body.message, body.details, body.temporary === true);
   }
 
   toBody(): ErrorBody {

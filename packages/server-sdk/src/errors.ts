@@ -1,4 +1,4 @@
-import { ErrorCode } from '@herald/protocol';
+import { ErrorCode, HeraldError as ProtocolHeraldError } from '@herald/protocol';
 import type { ErrorBody } from '@herald/protocol';
 
 /**
@@ -36,33 +36,26 @@ export type ErrorOrigin = 'server' | 'client' | 'sdk';
  * Every error the SDK rejects with. `code` is stable; `temporary` says whether the same call may
  * succeed later (the SDK has already retried those it may retry safely).
  */
-export class HeraldError extends Error {
-  override readonly name = 'HeraldError';
-  readonly code: HeraldErrorCode | string;
-  readonly temporary: boolean;
-  readonly details?: unknown;
+export class HeraldError extends ProtocolHeraldError {
   readonly origin: ErrorOrigin;
-  /** The HTTP status of the answer that carried the error, when there was one. */
-  readonly status?: number;
+  /** The HTTP status of the answer that carried the error; absent when no answer came. */
+  readonly httpStatus?: number;
   /** How many HTTP tries the call made before giving up with this error. */
   attempts?: number;
 
+  /**
+   * Herald's one error class (from @herald/protocol: `code`, `temporary`, `details`, and `status`,
+   * the HTTP status the code stands for) with where the error came from and what was answered.
+   */
   constructor(code: HeraldErrorCode | string, message: string, init: { temporary?: boolean; details?: unknown; origin?: ErrorOrigin; status?: number } = {}) {
-    super(message);
-    this.code = code;
-    this.temporary = init.temporary === true;
+    super(code, message, init.details, init.temporary === true);
     this.origin = init.origin ?? 'sdk';
-    if (init.details !== undefined) this.details = init.details;
-    if (init.status !== undefined) this.status = init.status;
+    if (init.status !== undefined) this.httpStatus = init.status;
   }
 
   /** Builds an error from an `{code, message, temporary, details}` body. */
-  static fromBody(body: ErrorBody, origin: ErrorOrigin, status?: number): HeraldError {
+  static override fromBody(body: ErrorBody, origin: ErrorOrigin = 'server', status?: number): HeraldError {
     return new HeraldError(String(body.code), String(body.message ?? body.code), { temporary: body.temporary === true, details: body.details, origin, ...(status !== undefined ? { status } : {}) });
-  }
-
-  toBody(): ErrorBody {
-    return { code: this.code, message: this.message, temporary: this.temporary, ...(this.details !== undefined ? { details: this.details } : {}) };
   }
 }
 

@@ -135,7 +135,7 @@ function interpret(spec: CallSpec, status: number, text: string, retryAfterHeade
 }
 
 function retryable(mode: RetryMode, error: HeraldError): boolean {
-  const status = error.status;
+  const status = error.httpStatus;
   if (status === 429 || status === 503) return true;
   if (mode === 'once') return false;
   if (status === undefined) return error.code === ServerSdkErrorCode.CONNECTION_FAILED || error.code === ErrorCode.REQUEST_TIMEOUT;

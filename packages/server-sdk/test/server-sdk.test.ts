@@ -120,12 +120,12 @@ describe('publish to each audience', () => {
     const client = proxied();
     const before = proxy.requests.length;
     const err = await rejection(client.publish({ channel: 'no spaces', eventType: 'x', payload: 1 }));
-    expect(err).toMatchObject({ code: 'invalid_channel', temporary: false, origin: 'server', status: 400, attempts: 1 });
+    expect(err).toMatchObject({ code: 'invalid_channel', temporary: false, origin: 'server', httpStatus: 400, attempts: 1 });
     expect(proxy.requests.length - before).toBe(1);
     const bad = await rejection(client.publish({ channel: 'a', user: 'b', eventType: 'x', payload: 1 } as never));
-    expect(bad).toMatchObject({ code: 'bad_request', status: 400, attempts: 1 });
+    expect(bad).toMatchObject({ code: 'bad_request', httpStatus: 400, attempts: 1 });
     const wrongKey = await rejection(new HeraldServerClient({ url: herald.url, apiKey: 'not-the-key' }).stats());
-    expect(wrongKey).toMatchObject({ code: 'invalid_api_key', status: 401, temporary: false, attempts: 1 });
+    expect(wrongKey).toMatchObject({ code: 'invalid_api_key', httpStatus: 401, temporary: false, attempts: 1 });
   });
 });
 
@@ -212,7 +212,7 @@ describe('retries', () => {
     const from = proxy.requests.length;
     proxy.plan.push({ status: 429, headers: { 'retry-after': '30' }, body: { error: { code: 'rate_limited', message: 'slow down', temporary: true } } });
     const err = await rejection(proxied().broadcast('x', 1));
-    expect(err).toMatchObject({ code: 'rate_limited', temporary: true, status: 429, attempts: 1 });
+    expect(err).toMatchObject({ code: 'rate_limited', temporary: true, httpStatus: 429, attempts: 1 });
     expect(proxy.requests.length - from).toBe(1);
   });
 
@@ -222,7 +222,7 @@ describe('retries', () => {
     expect(result.connections).toEqual(expect.any(Number));
     proxy.plan.push({ status: 502, body: '<html>bad gateway</html>' });
     const err = await rejection(proxied({ retries: false }).stats());
-    expect(err).toMatchObject({ code: 'unexpected_response', temporary: true, status: 502, origin: 'sdk', attempts: 1 });
+    expect(err).toMatchObject({ code: 'unexpected_response', temporary: true, httpStatus: 502, origin: 'sdk', attempts: 1 });
   });
 
   it('gives up after retries.attempts with the last error', async () => {
@@ -230,7 +230,7 @@ describe('retries', () => {
     const overloaded = { status: 503, body: { error: { code: 'overloaded', message: 'busy', temporary: true } } };
     proxy.plan.push(overloaded, overloaded, overloaded);
     const err = await rejection(proxied({ retries: { attempts: 3, initialDelayMs: 1, maxDelayMs: 5 } }).publishToUser('nobody', 'x', 1));
-    expect(err).toMatchObject({ code: 'overloaded', temporary: true, status: 503, attempts: 3 });
+    expect(err).toMatchObject({ code: 'overloaded', temporary: true, httpStatus: 503, attempts: 3 });
     expect(proxy.requests.length - from).toBe(3);
     expect(new Set(proxy.requests.slice(from).map((r) => r.body.msgId)).size).toBe(1);
   });
@@ -278,7 +278,7 @@ describe('connections', () => {
     await sdk().disconnectConnection(ws.info.connectionId, { reason: 'banned' });
     expect(await ws.closed).toEqual({ code: CloseCode.FORCE_DISCONNECT, reason: 'banned' });
     const err = await rejection(sdk().disconnectConnection(ws.info.connectionId));
-    expect(err).toMatchObject({ code: 'connection_not_found', status: 404, temporary: false, attempts: 1 });
+    expect(err).toMatchObject({ code: 'connection_not_found', httpStatus: 404, temporary: false, attempts: 1 });
   });
 
   it('disconnectUser with reconnect closes every connection of the user with 4005', async () => {
@@ -311,7 +311,7 @@ describe('requestClient', () => {
     const ws = await TestSocket.connect(herald, { sub: 'silent' });
     const from = proxy.requests.length;
     const err = await rejection(proxied().requestClient(ws.info.connectionId, 'ignored', null, 200));
-    expect(err).toMatchObject({ code: 'request_timeout', status: 504, origin: 'server', attempts: 1 });
+    expect(err).toMatchObject({ code: 'request_timeout', httpStatus: 504, origin: 'server', attempts: 1 });
     expect(proxy.requests.length - from).toBe(1);
     expect(proxy.requests[from]!.body).toEqual({ method: 'ignored', data: null, timeoutMs: 200 });
     ws.close();
@@ -340,7 +340,7 @@ describe('requestClient', () => {
       client.subscribe('sdk:pair').on('message', (m) => void received.push(m.payload));
       client.onRequest('cart.total', (data) => ({ total: (data as { items: number[] }).items.reduce((a, b) => a + b, 0) }));
       client.onRequest('reserve', () => {
-        throw new ClientError('out_of_stock', 'nothing left', false, { sku: 'A1' });
+        throw new ClientError('out_of_stock', 'nothing left', { sku: 'A1' }, false);
       });
       await client.connect();
       await waitFor(async () => (await sdk().channels('sdk:pair')).length === 1, 5000, 'the subscription to reach the server');
@@ -358,7 +358,7 @@ describe('requestClient', () => {
 
   it('an unknown connection is connection_not_found', async () => {
     const err = await rejection(sdk().requestClient('herald-nope-1', 'x'));
-    expect(err).toMatchObject({ code: 'connection_not_found', status: 404 });
+    expect(err).toMatchObject({ code: 'connection_not_found', httpStatus: 404 });
   });
 });
 
@@ -398,7 +398,7 @@ describe("Herald's own rate limiter", () => {
       await patient.publishToChannel('sdk:rl', 'x', 1);
       await patient.publishToChannel('sdk:rl', 'x', 2);
       const err = await rejection(impatient.publishToChannel('sdk:rl', 'x', 'refused'));
-      expect(err).toMatchObject({ code: 'rate_limited', status: 429, temporary: true, attempts: 1, details: { limit: 'apiKey.requests', retryAfterMs: expect.any(Number) } });
+      expect(err).toMatchObject({ code: 'rate_limited', httpStatus: 429, temporary: true, attempts: 1, details: { limit: 'apiKey.requests', retryAfterMs: expect.any(Number) } });
       const third = await patient.publishToChannel('sdk:rl', 'x', 3);
       expect(third.attempts).toBeGreaterThanOrEqual(2);
       expect(third.duplicate).toBe(false);
