@@ -5,7 +5,7 @@
  */
 import type { Envelope, StreamPosition, TagFilter } from '@herald/protocol';
 import type { HistoryConfig } from '../config.js';
-import type { IdempotencyKey } from '../idempotency.js';
+import type { IdempotencyKey } from './idempotency.js';
 
 export type DispatchTarget = { kind: 'channel'; channel: string } | { kind: 'user'; user: string } | { kind: 'broadcast' };
 

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Envelope, StreamPosition } from '@herald/protocol';
 import type { HistoryConfig } from '../../src/config.js';
 import { noStreamPosition, type Broker, type Dispatch, type DispatchTarget, type Published } from '../../src/engine/broker.js';
-import type { IdempotencyKey } from '../../src/idempotency.js';
+import type { IdempotencyKey } from '../../src/engine/idempotency.js';
 
 export interface BrokerFixture {
   /** Not yet started: the suite starts it with its own handler. */

@@ -1,8 +1,8 @@
 /** The engine conformance suites on the in-process implementations. */
-import { MemoryBroker } from '../../src/engine/memory-broker.js';
-import { MemoryInbox } from '../../src/engine/memory-inbox.js';
-import { MemoryPresence } from '../../src/engine/memory-presence.js';
-import { IdempotencyWindow } from '../../src/idempotency.js';
+import { MemoryBroker } from '../../src/engine/memory/broker.js';
+import { MemoryInbox } from '../../src/engine/memory/inbox.js';
+import { MemoryPresence } from '../../src/engine/memory/presence.js';
+import { IdempotencyWindow } from '../../src/engine/idempotency.js';
 import { runBrokerSuite } from './broker.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';

@@ -6,9 +6,9 @@ import { createServer, connect as netConnect, type Server, type Socket } from 'n
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RedisBroker } from '../../src/engine/redis-broker.js';
-import { RedisInbox } from '../../src/engine/redis-inbox.js';
-import { RedisPresence } from '../../src/engine/redis-presence.js';
+import { RedisBroker } from '../../src/engine/redis/broker.js';
+import { RedisInbox } from '../../src/engine/redis/inbox.js';
+import { RedisPresence } from '../../src/engine/redis/presence.js';
 import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';

@@ -5,10 +5,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SqliteBroker } from '../../src/engine/sqlite-broker.js';
-import { SqliteDb } from '../../src/engine/sqlite-db.js';
-import { SqliteIdempotency } from '../../src/engine/sqlite-idempotency.js';
-import { SqliteInbox } from '../../src/engine/sqlite-inbox.js';
+import { SqliteBroker } from '../../src/engine/sqlite/broker.js';
+import { SqliteDb } from '../../src/engine/sqlite/db.js';
+import { SqliteIdempotency } from '../../src/engine/sqlite/idempotency.js';
+import { SqliteInbox } from '../../src/engine/sqlite/inbox.js';
 import { runBrokerSuite } from './broker.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 

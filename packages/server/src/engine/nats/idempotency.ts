@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { nanos, type JetStreamClient, type JetStreamManager, type KV } from 'nats';
 import { windowId, type IdempotencyKey } from '../idempotency.js';
-import type { DispatchTarget } from './broker.js';
+import type { DispatchTarget } from '../broker.js';
 
 export function idempotencyBucket(prefix: string): string {
   return `${prefix}_idem`;

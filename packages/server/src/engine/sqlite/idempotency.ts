@@ -6,7 +6,7 @@
  * start. Bounded by age and by `publish.idempotencyMaxKeys`.
  */
 import { IdempotencyWindow, type AcceptedPublish } from '../idempotency.js';
-import type { SqliteDb } from './sqlite-db.js';
+import type { SqliteDb } from './db.js';
 
 export class SqliteIdempotency extends IdempotencyWindow {
   private readonly insert;

@@ -26,13 +26,13 @@
  *
  * An at-least-once user message with an idempotency key carries it as `Nats-Msg-Id`; the stream's
  * duplicate window is `publish.idempotencyWindowMs`, so JetStream refuses a retry atomically — also
- * one that comes after the entry was acknowledged and purged (see nats-idempotency.ts).
+ * one that comes after the entry was acknowledged and purged (see nats/idempotency.ts).
  */
 import { DiscardPolicy, headers, nanos, RetentionPolicy, StorageType, type JsMsg, type StoredMsg } from 'nats';
 import type { Envelope } from '@herald/protocol';
 import type { IdempotencyKey } from '../idempotency.js';
-import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
-import { duplicateWindow, natsIdempotencyId } from './nats-idempotency.js';
+import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from '../inbox.js';
+import { duplicateWindow, natsIdempotencyId } from './idempotency.js';
 import {
   checkNatsPrefix,
   checkNatsReplicas,
@@ -49,7 +49,7 @@ import {
   WRONG_LAST_SEQUENCE,
   type JetStreamLink,
   type NatsEngineOptions,
-} from './nats-jetstream.js';
+} from './jetstream.js';
 
 export interface NatsInboxOptions extends NatsEngineOptions {
   /** How long the stream keeps an entry at most (ms): `inbox.maxAgeMs` plus an hour. */

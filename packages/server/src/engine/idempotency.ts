@@ -16,7 +16,7 @@
  * memory and SQLite engines keep.
  */
 import type { StreamPosition } from '@herald/protocol';
-import type { DispatchTarget } from './engine/broker.js';
+import type { DispatchTarget } from './broker.js';
 
 /** Publishes with a msgId of their own are idempotent within their publisher's scope. */
 export interface IdempotencyKey {

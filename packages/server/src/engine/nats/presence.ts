@@ -12,7 +12,7 @@
  * consumer filtered on `<user token>.>`.
  */
 import { nanos, StorageType, type KV } from 'nats';
-import type { ConnectionInfo, PresenceStore } from './presence.js';
+import type { ConnectionInfo, PresenceStore } from '../presence.js';
 import {
   checkNatsPrefix,
   checkNatsReplicas,
@@ -23,7 +23,7 @@ import {
   watchConnection,
   type JetStreamLink,
   type NatsEngineOptions,
-} from './nats-jetstream.js';
+} from './jetstream.js';
 
 export interface NatsPresenceOptions extends NatsEngineOptions {
   /** Entry lifetime without a refresh (engine.nats.presenceTtlMs). */

@@ -28,7 +28,7 @@
  *   1.2k/s on localhost); different channels proceed in parallel.
  * - A channel without messages reads as offset 0 of the stream's epoch; reading creates nothing.
  *
- * Idempotent publishes (see nats-idempotency.ts): a channel message carries its key as
+ * Idempotent publishes (see nats/idempotency.ts): a channel message carries its key as
  * `Nats-Msg-Id`, and the history stream's duplicate window is `publish.idempotencyWindowMs`, so
  * JetStream itself refuses the second store of a key, atomically and for every node; user and
  * broadcast dispatches take their key in the KV bucket `<prefix>_idem` first.
@@ -52,12 +52,12 @@ import {
   type Subscription,
 } from 'nats';
 import type { StreamPosition } from '@herald/protocol';
-import type { HistoryConfig } from '../config.js';
+import type { HistoryConfig } from '../../config.js';
 import type { IdempotencyKey } from '../idempotency.js';
-import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult, Published } from './broker.js';
+import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult, Published } from '../broker.js';
 import { ChannelSequencer } from './channel-sequencer.js';
-import { encodeDispatch, encodedEnvelope } from './encoded-envelope.js';
-import { duplicateWindow, natsIdempotencyId, openIdempotencyBucket } from './nats-idempotency.js';
+import { encodeDispatch, encodedEnvelope } from '../encoded-envelope.js';
+import { duplicateWindow, natsIdempotencyId, openIdempotencyBucket } from './idempotency.js';
 
 export interface NatsBrokerOptions {
   /** engine.nats.servers */
