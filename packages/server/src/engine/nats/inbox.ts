@@ -36,10 +36,11 @@ import { duplicateWindow, natsIdempotencyId } from './idempotency.js';
 import {
   checkNatsPrefix,
   checkNatsReplicas,
+  closeLink,
   apiErrorCode,
   ensureStream,
   inParallel,
-  isNotFound,
+  deleteMessage,
   lastMessage,
   nextMessage,
   openJetStream,
@@ -78,7 +79,7 @@ export class NatsInbox implements InboxStore {
     checkNatsPrefix(opts.prefix);
     checkNatsReplicas(opts.replicas);
     if (!(opts.retainMs >= 1000)) throw new Error(`NatsInbox retainMs must be at least 1000 ms, got ${opts.retainMs}`);
-    const link = await openJetStream(opts, 'inbox');
+    const link = await openJetStream(opts, `herald:${opts.prefix}:inbox`);
     const inbox = new NatsInbox(link, opts);
     try {
       await inbox.ensureStream();
@@ -156,8 +157,7 @@ export class NatsInbox implements InboxStore {
   }
 
   async close(): Promise<void> {
-    const nc = this.link.nc;
-    if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+    await closeLink(this.link.nc);
   }
 
   /**
@@ -185,19 +185,9 @@ export class NatsInbox implements InboxStore {
       const all = await fetch(pending);
       const fresh = all.filter((m) => storedAt(m) >= cutoff);
       const doomed = [...all.filter((m) => storedAt(m) < cutoff), ...fresh.slice(0, Math.max(0, fresh.length - maxMessages))];
-      const deleted = await inParallel(doomed, REMOVE_WIDTH, (m) => this.deleteSeq(m.seq));
+      const deleted = await inParallel(doomed, REMOVE_WIDTH, (m) => deleteMessage(this.link, this.stream, m.seq));
       return deleted.filter(Boolean).length;
     });
-  }
-
-  private async deleteSeq(seq: number): Promise<boolean> {
-    try {
-      return await this.link.jsm.streams.deleteMessage(this.stream, seq, false);
-    } catch (err) {
-      // Removed by an ACK or by another node's prune meanwhile: not ours to count.
-      if (isNotFound(err)) return false;
-      throw err;
-    }
   }
 
   private async ensureStream(): Promise<void> {

@@ -16,6 +16,7 @@ import type { ConnectionInfo, PresenceStore } from '../presence.js';
 import {
   checkNatsPrefix,
   checkNatsReplicas,
+  closeLink,
   inParallel,
   openJetStream,
   readFiltered,
@@ -54,7 +55,7 @@ export class NatsPresence implements PresenceStore {
     checkNatsPrefix(opts.prefix);
     checkNatsReplicas(opts.replicas);
     if (!(opts.ttlMs >= 100)) throw new Error(`engine.nats.presenceTtlMs must be at least 100 ms, got ${opts.ttlMs}`);
-    const link = await openJetStream(opts, 'presence');
+    const link = await openJetStream(opts, `herald:${opts.prefix}:presence`);
     let kv: KV;
     try {
       kv = await openBucket(link, opts);
@@ -134,7 +135,7 @@ export class NatsPresence implements PresenceStore {
     if (!nc.isClosed()) {
       await inParallel([...this.own.keys()], WRITE_WIDTH, (key) => this.kv.delete(key)).catch(() => undefined);
       this.own.clear();
-      await nc.drain().catch(() => nc.close());
+      await closeLink(nc);
     }
   }
 
