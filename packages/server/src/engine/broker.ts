@@ -21,8 +21,6 @@ export interface Dispatch {
   reliable?: boolean;
   /** Reliable user targets: the message's sequence in the user's inbox (orders the connect seam). */
   seq?: number;
-  /** Keep per-recipient receipts for this message. */
-  receipts?: boolean;
 }
 
 export interface HistoryEntry {

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Envelope, StreamPosition } from '@herald/protocol';
 import type { HistoryConfig } from '../../src/config.js';
 import { noStreamPosition, type Broker, type Dispatch, type DispatchTarget, type Published } from '../../src/engine/broker.js';
-import type { IdempotencyKey } from '../../src/engine/idempotency.js';
+import { SKIP_ONE_NODE } from './services.js';
 
 export interface BrokerFixture {
   /** Not yet started: the suite starts it with its own handler. */
@@ -291,7 +291,7 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       expect(ha.entries.map((e) => e.envelope)).toEqual(pa.envelopes.slice(1));
     });
 
-    it.skipIf(!opts.distributed)('a node gets only the channels and users it subscribed; broadcast reaches every node', async () => {
+    it.skipIf(!opts.distributed)(SKIP_ONE_NODE + 'a node gets only the channels and users it subscribed; broadcast reaches every node', async () => {
       const a = await node();
       const b = await node();
       const x = channel('only-x');
@@ -317,7 +317,7 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       expect(h.entries.map((e) => e.envelope.payload)).toEqual(['y']);
     });
 
-    it.skipIf(!opts.distributed)('a user dispatch reaches every node subscribed to that user', async () => {
+    it.skipIf(!opts.distributed)(SKIP_ONE_NODE + 'a user dispatch reaches every node subscribed to that user', async () => {
       const a = await node();
       const b = await node();
       const c = await node();
@@ -333,7 +333,7 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       expect(c.rec.got).toHaveLength(1);
     });
 
-    it.skipIf(!opts.distributed)('unsubscribe stops delivery; subscribe is idempotent', async () => {
+    it.skipIf(!opts.distributed)(SKIP_ONE_NODE + 'unsubscribe stops delivery; subscribe is idempotent', async () => {
       const { broker, rec } = await node();
       const ch = channel('unsub');
       const user = `user-${randomUUID()}`;
@@ -358,116 +358,6 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       await broker.publish({ target, envelope: envelope(3) }, HISTORY);
       const got = await rec.waitFor(target, 2);
       expect(got.map((d) => d.envelope.payload)).toEqual([1, 3]);
-    });
-
-    describe('idempotent publish', () => {
-      const key = (msgId = `key-${randomUUID()}`, scope = 'api'): IdempotencyKey => ({ scope, msgId });
-      /** A fresh dispatch per attempt, as separate publishes of one request would make. */
-      const attempt = (target: DispatchTarget, payload: unknown, msgId: string): Dispatch => ({ target, envelope: envelope(payload, msgId) });
-
-      it('concurrent publishes of one key through two nodes store it once; every caller gets its position and timestamp', async () => {
-        const a = await node();
-        const b = opts.distributed ? await node() : a;
-        const target = { kind: 'channel' as const, channel: channel('idem-race') };
-        await a.broker.subscribe(target);
-        if (b !== a) await b.broker.subscribe(target);
-        const k = key();
-        const dispatches = Array.from({ length: 20 }, (_, i) => attempt(target, i, k.msgId));
-        const results = await Promise.all(dispatches.map((d, i) => (i % 2 ? b : a).broker.publish(d, HISTORY, k)));
-        const winners = results.filter((r) => !r.duplicate);
-        expect(winners).toHaveLength(1);
-        const winner = dispatches[results.indexOf(winners[0]!)]!;
-        for (const r of results) {
-          expect(r.position).toEqual(winners[0]!.position);
-          if (r.duplicate) expect(r.timestamp).toBe(winner.envelope.timestamp);
-        }
-        const h = await a.broker.history(target.channel, { limit: 100 });
-        expect(h.entries.map((e) => e.envelope)).toEqual([winner.envelope]);
-        for (const n of b === a ? [a] : [a, b]) {
-          await n.rec.waitFor(target, 1);
-          await sleep(QUIET_MS);
-          expect(n.rec.for(target).map((d) => d.envelope)).toEqual([winner.envelope]);
-        }
-      });
-
-      it('a retry after success — on the other node — is a duplicate with the original position and timestamp', async () => {
-        const a = await node();
-        const b = opts.distributed ? await node() : a;
-        const target = { kind: 'channel' as const, channel: channel('idem-retry') };
-        await b.broker.subscribe(target);
-        const k = key();
-        const first = attempt(target, 'first', k.msgId);
-        const pos = stored(await a.broker.publish(first, HISTORY, k));
-        await b.rec.waitFor(target, 1);
-        const retry = await b.broker.publish(attempt(target, 'retry', k.msgId), HISTORY, k);
-        expect(retry).toEqual({ duplicate: true, position: pos, timestamp: first.envelope.timestamp });
-        expect(await a.broker.publish(attempt(target, 'again', k.msgId), HISTORY, k)).toEqual(retry);
-        await sleep(QUIET_MS);
-        expect(b.rec.for(target).map((d) => d.envelope.payload)).toEqual(['first']);
-        expect((await b.broker.history(target.channel, { limit: 100 })).entries).toHaveLength(1);
-      });
-
-      it('other msgIds, other scopes and other audiences are independent keys', async () => {
-        const { broker } = await node();
-        const ch = channel('idem-indep');
-        const target = { kind: 'channel' as const, channel: ch };
-        const k = key();
-        const p1 = stored(await broker.publish(attempt(target, 1, k.msgId), HISTORY, k));
-        const p2 = stored(await broker.publish(attempt(target, 2, k.msgId), HISTORY, key(k.msgId, 'user:alice')));
-        const p3 = stored(await broker.publish(attempt(target, 3, 'other'), HISTORY, key(`${k.msgId}-other`)));
-        const p4 = stored(await broker.publish(attempt({ kind: 'channel', channel: channel('idem-indep-2') }, 4, k.msgId), HISTORY, k));
-        // Without a key nothing is looked up: the same msgId is stored again.
-        const p5 = stored(await broker.publish(attempt(target, 5, k.msgId), HISTORY));
-        expect(new Set([p1, p2, p3, p5].map((p) => p.offset)).size).toBe(4);
-        expect(p4.offset).toBeGreaterThan(0);
-        expect((await broker.history(ch, { limit: 100 })).entries.map((e) => e.envelope.payload)).toEqual([1, 2, 3, 5]);
-        // A scope that could be confused with another by naive joining still is not.
-        const tricky = await broker.publish(attempt(target, 6, `x|${k.msgId}`), HISTORY, key(`x|${k.msgId}`, 'user:a'));
-        const tricky2 = await broker.publish(attempt(target, 7, k.msgId), HISTORY, key(k.msgId, 'user:a|x'));
-        expect(tricky.duplicate || tricky2.duplicate).toBe(false);
-      });
-
-      it('user and broadcast targets: one key is dispatched once, through any node', async () => {
-        const a = await node();
-        const b = opts.distributed ? await node() : a;
-        const user = { kind: 'user' as const, user: `user-${randomUUID()}` };
-        const all = { kind: 'broadcast' as const };
-        await a.broker.subscribe(user);
-        for (const target of [user, all] as DispatchTarget[]) {
-          const k = key();
-          const dispatches = Array.from({ length: 10 }, (_, i) => attempt(target, i, k.msgId));
-          const results = await Promise.all(dispatches.map((d, i) => (i % 2 ? b : a).broker.publish(d, HISTORY, k)));
-          const winners = results.filter((r) => !r.duplicate);
-          expect(winners).toEqual([{ duplicate: false }]);
-          const winner = dispatches[results.indexOf(winners[0]!)]!;
-          for (const r of results) if (r.duplicate) expect(r).toEqual({ duplicate: true, timestamp: winner.envelope.timestamp });
-          await a.rec.waitFor(target, 1);
-          await sleep(QUIET_MS);
-          expect(a.rec.for(target).map((d) => d.envelope)).toEqual([winner.envelope]);
-          expect(await b.broker.publish(attempt(target, 'late', k.msgId), HISTORY, k)).toEqual({ duplicate: true, timestamp: winner.envelope.timestamp });
-        }
-      });
-
-      it('a key is new again once its window has passed', async () => {
-        const windowMs = 1000;
-        const a = await node({ idempotencyWindowMs: windowMs });
-        const b = opts.distributed ? await node({ idempotencyWindowMs: windowMs }) : a;
-        const targets: DispatchTarget[] = [{ kind: 'channel', channel: channel('idem-window') }, { kind: 'user', user: `user-${randomUUID()}` }, { kind: 'broadcast' }];
-        for (const target of targets) {
-          const k = key();
-          const started = Date.now();
-          expect((await a.broker.publish(attempt(target, 'first', k.msgId), HISTORY, k)).duplicate).toBe(false);
-          expect((await b.broker.publish(attempt(target, 'retry', k.msgId), HISTORY, k)).duplicate).toBe(true);
-          // Duplicates store nothing, so asking again until the answer changes is harmless.
-          let again: Published;
-          do {
-            await sleep(50);
-            again = await b.broker.publish(attempt(target, 'later', k.msgId), HISTORY, k);
-          } while (again.duplicate && Date.now() - started < windowMs + 5000);
-          expect(again.duplicate, JSON.stringify(target)).toBe(false);
-          expect(Date.now() - started).toBeGreaterThanOrEqual(windowMs * 0.9);
-        }
-      });
     });
   });
 }

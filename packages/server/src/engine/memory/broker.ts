@@ -67,12 +67,8 @@ export class MemoryBroker implements Broker {
 
   async unsubscribe(): Promise<void> {}
 
+  /** Runs to completion in the caller's turn (nothing awaited), so publishes keep their call order. */
   async publish(dispatch: Dispatch, history: HistoryConfig, key?: IdempotencyKey): Promise<Published> {
-    return this.publishSync(dispatch, history, key);
-  }
-
-  /** The synchronous core of `publish`, so a batch keeps its order without awaiting each item. */
-  publishSync(dispatch: Dispatch, history: HistoryConfig, key?: IdempotencyKey): Published {
     const id = key && this.window.enabled ? windowId(dispatch.target, key) : undefined;
     if (id !== undefined) {
       const earlier = this.window.get(id);
@@ -98,10 +94,6 @@ export class MemoryBroker implements Broker {
   }
 
   async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
-    return this.historySync(channel, query);
-  }
-
-  historySync(channel: string, query: HistoryQuery): HistoryResult {
     const stream = this.streams.get(channel);
     const now = Date.now();
     // No stream, nothing created: a read must not cost memory per name read (issue 11, M4).
