@@ -20,6 +20,7 @@ import { PROTOCOL_VERSION } from '@herald/protocol';
 import { isValidChannel } from './channels.js';
 import { HeraldError } from './errors.js';
 import type { HistoryResult } from './engine/broker.js';
+import { SEAM_GAP_REASON } from './engine/recovery-seam.js';
 import { subscribedReply } from './message-frame.js';
 import type { HeraldNode } from './node.js';
 import { rateLimitedError } from './rate-limit/rate-limits.js';
@@ -222,7 +223,8 @@ export class FrameHandler {
       throw new HeraldError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${node.config.limits.maxSubscriptionsPerConnection} subscriptions per connection`);
     }
     // Join the fan-out first, buffering live messages, then read the stream position: whatever
-    // is published in between is either in the history read or in the buffer, never neither.
+    // is published in between is either in the history read or in the buffer, never neither; the
+    // seam (engine/recovery-seam.ts) then makes it never both.
     const first = node.hub.subscribe(session, channel, true);
     const buffer = session.subs.get(channel)!;
     let history: HistoryResult;
@@ -240,13 +242,16 @@ export class FrameHandler {
     if (!session.open || session.subs.get(channel) !== buffer) return;
     const reply = subscribedReply(frame, history, session.replayRoomBytes);
     if (!session.enqueue(reply, frame.recover !== undefined)) return;
-    const top = history.position.offset;
-    for (const { offset, frame: bytes, send } of buffer.frames) {
-      if (offset <= top) continue;
+    const seam = buffer.settle(history.position);
+    for (const { frame: bytes, send } of seam.deliver) {
       if (send) send(session);
       else session.enqueue(bytes);
     }
-    node.hub.recovered(session, channel);
+    if (seam.gap) {
+      session.close(CloseCode.FORCE_RECONNECT, SEAM_GAP_REASON);
+      return;
+    }
+    if (buffer.crossed) node.hub.recovered(session, channel);
     node.presence.add(node.connectionInfo(session)).catch(() => undefined);
   }
 

@@ -15,6 +15,7 @@ import type { Session as SessionType } from './session.js';
 import type { Broker, Dispatch, Published } from './engine/broker.js';
 import { MemoryBroker } from './engine/memory/broker.js';
 import { encodedEnvelope, rememberEncodedEnvelope } from './engine/encoded-envelope.js';
+import { livePoint } from './engine/recovery-seam.js';
 import { MemoryPresence } from './engine/memory/presence.js';
 import { MemoryInbox } from './engine/memory/inbox.js';
 import type { Engines } from './engine/engines.js';
@@ -383,7 +384,7 @@ export class HeraldNode {
       if (t.kind === 'channel') {
         if (this.hub.channelSubscribers(t.channel) === 0) return;
         const frame = messageFrameBytes(dispatch, envelopeJson);
-        n = this.hub.fanoutChannel(t.channel, frame, dispatch.position?.offset ?? 0, filter, this.reliableSender(dispatch, frame));
+        n = this.hub.fanoutChannel(t.channel, frame, livePoint(dispatch), filter, this.reliableSender(dispatch, frame));
       } else if (t.kind === 'user') {
         if (!this.hub.hasUser(t.user)) return;
         const frame = messageFrameBytes(dispatch, envelopeJson);

@@ -17,6 +17,11 @@ export interface Dispatch {
   envelope: Envelope;
   /** Set by the broker for channel targets: the message's place in the channel stream. */
   position?: StreamPosition;
+  /**
+   * Channel targets on engines whose offsets are not contiguous (NATS): the offset of the channel's
+   * previous message, so a subscriber can tell its successor from a gap (recovery-seam.ts).
+   */
+  prev?: number;
   /** At-least-once: recipients must acknowledge, and are retried until they do. */
   reliable?: boolean;
   /** Reliable user targets: the message's sequence in the user's inbox (orders the connect seam). */
@@ -106,6 +111,11 @@ export function noStreamPosition(now = Date.now()): StreamPosition {
 }
 
 const NO_STREAM_EPOCH_PREFIX = 'n-';
+
+/** True for a position read when the channel had no stream (see noStreamPosition). */
+export function isNoStreamPosition(p: StreamPosition): boolean {
+  return p.offset === 0 && p.epoch.startsWith(NO_STREAM_EPOCH_PREFIX);
+}
 
 /**
  * `since` as a position in the stream `streamEpoch`. A reader who saw the channel without a stream

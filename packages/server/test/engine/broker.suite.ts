@@ -8,6 +8,7 @@ import type { Envelope, StreamPosition } from '@herald/protocol';
 import type { HistoryConfig } from '../../src/config.js';
 import { noStreamPosition, type Broker, type Dispatch, type DispatchTarget, type Published } from '../../src/engine/broker.js';
 import { SKIP_ONE_NODE } from './services.js';
+import { livePoint, SubscriptionSeam, type LivePoint } from '../../src/engine/recovery-seam.js';
 
 export interface BrokerFixture {
   /** Not yet started: the suite starts it with its own handler. */
@@ -38,10 +39,21 @@ export interface BrokerSuiteOptions {
 
 const HISTORY: HistoryConfig = { size: 100, ttlMs: 60_000 };
 const QUIET_MS = 150;
+/** The seam case: how many recoveries it aims for, how many it needs, and its time budget. */
+const SEAM_RECOVERIES = 300;
+const SEAM_MIN_RECOVERIES = 150;
+const SEAM_BUDGET_MS = 12_000;
 
 export class Recorder {
   readonly got: Dispatch[] = [];
-  readonly handler = { onDispatch: (d: Dispatch) => void this.got.push(d) };
+  /** Sees every dispatch as it arrives, after it is recorded. */
+  tap: ((d: Dispatch) => void) | undefined;
+  readonly handler = {
+    onDispatch: (d: Dispatch) => {
+      this.got.push(d);
+      this.tap?.(d);
+    },
+  };
 
   for(target: DispatchTarget): Dispatch[] {
     return this.got.filter((d) => JSON.stringify(d.target) === JSON.stringify(target));
@@ -359,5 +371,76 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       const got = await rec.waitFor(target, 2);
       expect(got.map((d) => d.envelope.payload)).toEqual([1, 3]);
     });
+
+    // The recovery seam (src/engine/recovery-seam.ts, docs/reliability.md): a subscriber reads the
+    // stream since its last position (the `subscribed` reply) while live dispatches keep coming, as
+    // the frame handler does; the live stream reaches the node by another path than the read, so a
+    // publication the read returned can still arrive live afterwards. Every recovery must see the
+    // channel's publications strictly in order, none twice, across the read and the live stream.
+    it(`recovery seam: ${SEAM_RECOVERIES} recoveries while ${opts.distributed ? 'another node' : 'another publisher'} publishes continuously see every offset once, in order`, async () => {
+      const sub = await node();
+      const pub = opts.distributed ? await node() : sub;
+      const ch = channel('seam');
+      const target = { kind: 'channel' as const, channel: ch };
+      await sub.broker.subscribe(target);
+      const history: HistoryConfig = { size: 1000, ttlMs: 60_000 };
+      const order: StreamPosition[] = [];
+      let stop = false;
+      const publishing = (async () => {
+        for (let i = 0; !stop; i++) {
+          order.push(stored(await pub.broker.publish({ target, envelope: envelope(i) }, history)));
+          // Let the subscriber's reads and dispatches in between (the memory broker answers at once).
+          await new Promise((r) => setImmediate(r));
+        }
+      })();
+      try {
+        while (order.length < 5) await sleep(5);
+        let since = (await sub.broker.history(ch, { limit: 0, config: history })).position;
+        const runs: Array<{ since: StreamPosition; seen: LivePoint[]; gap: boolean }> = [];
+        const deadline = Date.now() + SEAM_BUDGET_MS;
+        while (runs.length < SEAM_RECOVERIES && Date.now() < deadline) {
+          const seam = new SubscriptionSeam<Dispatch>();
+          const run = { since, seen: [] as LivePoint[], gap: false };
+          let live = 0;
+          const take = (d: Dispatch) => {
+            run.seen.push(livePoint(d)!);
+            live++;
+          };
+          sub.rec.tap = (d) => {
+            if (d.target.kind !== 'channel' || d.target.channel !== ch) return;
+            const verdict = seam.offer(livePoint(d), d);
+            if (verdict === 'deliver') take(d);
+            else if (verdict === 'gap') run.gap = true;
+          };
+          const h = await sub.broker.history(ch, { since, limit: 1000, config: history });
+          expect(h.complete, `recovery ${runs.length} from ${JSON.stringify(since)}`).toBe(true);
+          run.seen.push(...h.entries.map((e) => ({ offset: e.offset, epoch: h.position.epoch })));
+          const settled = seam.settle(h.position);
+          run.gap ||= settled.gap;
+          for (const d of settled.deliver) take(d);
+          // Stay for a few live publications past the seam, then "disconnect".
+          const until = Date.now() + 3000;
+          while (!run.gap && live < 3 && Date.now() < until) await sleep(1);
+          sub.rec.tap = undefined;
+          runs.push(run);
+          expect(run.gap, `recovery ${runs.length - 1}: a gap at the seam`).toBe(false);
+          since = run.seen.length > 0 ? { offset: run.seen[run.seen.length - 1]!.offset, epoch: run.seen[run.seen.length - 1]!.epoch } : h.position;
+        }
+        stop = true;
+        await publishing;
+        expect(runs.length).toBeGreaterThanOrEqual(SEAM_MIN_RECOVERIES);
+        // The channel's order is the publisher's (it publishes one at a time): each recovery must see
+        // a run of it that starts right after its `since`, without a repeat or a hole.
+        const index = new Map(order.map((p, i) => [`${p.epoch}/${p.offset}`, i]));
+        for (const [r, run] of runs.entries()) {
+          const first = index.get(`${run.since.epoch}/${run.since.offset}`) ?? -1;
+          const got = run.seen.map((p) => index.get(`${p.epoch}/${p.offset}`));
+          expect(got, `recovery ${r} from ${JSON.stringify(run.since)}: ${JSON.stringify(run.seen.map((p) => p.offset))}`).toEqual(got.map((_, i) => first + 1 + i));
+        }
+      } finally {
+        stop = true;
+        await publishing.catch(() => undefined);
+      }
+    }, SEAM_BUDGET_MS + 15_000);
   });
 }

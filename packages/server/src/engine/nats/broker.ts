@@ -343,10 +343,12 @@ export class NatsBroker implements Broker {
           this.opts.onError?.(e as Error, 'nats decode');
           return;
         }
-        const { prev, ...rest } = dispatch;
-        const t = rest.target;
-        if (t.kind === 'channel' && rest.position && typeof prev === 'number') this.sequencer.push(t.channel, rest.position.epoch, rest.position.offset, prev, rest);
-        else this.handler?.onDispatch(rest);
+        // `prev` stays on the dispatch: the sequencer orders by it, and a recovering subscriber's
+        // seam tells T's successor by it (offsets here are not contiguous).
+        const { prev } = dispatch;
+        const t = dispatch.target;
+        if (t.kind === 'channel' && dispatch.position && typeof prev === 'number') this.sequencer.push(t.channel, dispatch.position.epoch, dispatch.position.offset, prev, dispatch);
+        else this.handler?.onDispatch(dispatch);
       },
     });
     this.subs.set(subject, sub);
