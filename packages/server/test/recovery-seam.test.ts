@@ -22,15 +22,22 @@ describe('seamVerdict', () => {
     expect(seamVerdict(top, { ...at(101), prev: 99 })).toBe('gap');
   });
 
-  it('another stream is a gap, except after a reply that found no stream', () => {
-    expect(seamVerdict(at(10), at(1, 'e2'))).toBe('gap');
+  it('another stream follows on only from its first message (the old one was lost or forgotten)', () => {
+    expect(seamVerdict(at(10), at(1, 'e2'))).toBe('deliver');
     expect(seamVerdict(at(10), at(11, 'e2'))).toBe('gap');
+    expect(seamVerdict(at(10), at(2, 'e2'))).toBe('gap');
+    expect(seamVerdict(at(10), { ...at(57, 'e2'), prev: 0 })).toBe('deliver');
+    expect(seamVerdict(at(10), { ...at(57, 'e2'), prev: 40 })).toBe('gap');
+  });
+
+  it('after a reply that found no stream, the first stream to appear follows on from its first message', () => {
     const none = noStreamPosition();
     expect(seamVerdict(none, at(1, 'fresh'))).toBe('deliver');
     expect(seamVerdict(none, { ...at(7, 'fresh'), prev: 0 })).toBe('deliver');
     expect(seamVerdict(none, at(2, 'fresh'))).toBe('gap');
-    // Offset 0 of a real stream (an empty NATS channel) is not "no stream".
-    expect(seamVerdict(at(0), at(1, 'other'))).toBe('gap');
+    // Offset 0 of a real stream (an empty NATS channel) is that stream's position like any other.
+    expect(seamVerdict(at(0), { ...at(7), prev: 0 })).toBe('deliver');
+    expect(seamVerdict(at(0), at(1))).toBe('deliver');
   });
 });
 

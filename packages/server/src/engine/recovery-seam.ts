@@ -20,11 +20,13 @@
  *   if it is T's successor: its `prev` is T where the engine names the predecessor (NATS, whose
  *   offsets are stream sequences shared by all channels), else its offset is T + 1. From then on
  *   the subscription is live and the rule is off (each engine's live stream is in offset order);
- * - anything else — a first publication above T that is not T's successor, or one of another
- *   stream (epoch) — is a gap: the caller closes the connection with FORCE_RECONNECT, as it does
- *   for a broker gap, and the client recovers from the last position it saw;
- * - a T of no stream (offset 0 of a no-stream epoch: the channel had no stream at the read) is
- *   followed by offset 1 of whichever stream appears next.
+ * - a publication of another stream (epoch) follows on only if it is that stream's first (offset 1,
+ *   or no predecessor): T's stream was lost or forgotten, and the client learns the new epoch from
+ *   it exactly as a subscriber past the seam does. A T of no stream (offset 0 of a no-stream epoch:
+ *   the channel had no stream at the read) is followed the same way by the first stream to appear;
+ * - anything else — a first publication above T that is not T's successor, or a later message of
+ *   another stream — is a gap: the caller closes the connection with FORCE_RECONNECT, as it does
+ *   for a broker gap, and the client recovers from the last position it saw.
  */
 import type { StreamPosition } from '@herald/protocol';
 import { isNoStreamPosition, type Dispatch } from './broker.js';
@@ -48,11 +50,16 @@ export function livePoint(dispatch: Dispatch): LivePoint | undefined {
 
 /** The rule for one live publication after a reply at `top`, before the seam is crossed. */
 export function seamVerdict(top: StreamPosition, live: LivePoint): SeamVerdict {
-  const sameStream = live.epoch === top.epoch || isNoStreamPosition(top);
-  if (!sameStream) return 'gap';
+  // Another stream (the old one was lost or forgotten): only its first message follows on.
+  if (live.epoch !== top.epoch || isNoStreamPosition(top)) return startsStream(live) ? 'deliver' : 'gap';
   if (live.offset <= top.offset) return 'drop';
   const follows = live.prev !== undefined ? live.prev === top.offset : live.offset === top.offset + 1;
   return follows ? 'deliver' : 'gap';
+}
+
+/** The first message of its stream: offset 1, or (non-contiguous offsets) no predecessor. */
+function startsStream(live: LivePoint): boolean {
+  return live.prev !== undefined ? live.prev === 0 : live.offset === 1;
 }
 
 /**
