@@ -2,7 +2,7 @@
 import { MemoryBroker } from '../../src/engine/memory/broker.js';
 import { MemoryInbox } from '../../src/engine/memory/inbox.js';
 import { MemoryPresence } from '../../src/engine/memory/presence.js';
-import { IdempotencyWindow } from '../../src/engine/idempotency.js';
+import { IdempotencyWindow } from '../../src/engine/memory/idempotency.js';
 import { createMemoryEngines } from '../../src/engine/memory/index.js';
 import { resolveConfig } from '../../src/config.js';
 import { runBrokerSuite } from './broker.suite.js';

@@ -7,7 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import type { StreamPosition } from '@herald/protocol';
 import type { HistoryConfig } from '../../config.js';
-import { IdempotencyWindow, windowId, type IdempotencyKey } from '../idempotency.js';
+import { windowId, type IdempotencyKey } from '../idempotency.js';
+import { IdempotencyWindow } from './idempotency.js';
 import { noStreamHistory, sinceInStream, type Broker, type BrokerHandler, type Dispatch, type HistoryEntry, type HistoryQuery, type HistoryResult, type Published } from '../broker.js';
 
 interface StoredEntry extends HistoryEntry {

@@ -1,7 +1,7 @@
 /** The in-process engines: one node, nothing survives a restart. */
 import type { HeraldConfig } from '../../config.js';
 import type { Engines } from '../engines.js';
-import { IdempotencyWindow } from '../idempotency.js';
+import { IdempotencyWindow } from './idempotency.js';
 import { MemoryBroker } from './broker.js';
 import { MemoryInbox } from './inbox.js';
 import { MemoryPresence } from './presence.js';
