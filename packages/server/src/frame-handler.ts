@@ -20,7 +20,6 @@ import { PROTOCOL_VERSION } from '@herald/protocol';
 import { isValidChannel } from './channels.js';
 import { HeraldError } from './errors.js';
 import type { HistoryResult } from './engine/broker.js';
-import { SEAM_GAP_REASON } from './engine/recovery-seam.js';
 import { subscribedReply } from './message-frame.js';
 import type { HeraldNode } from './node.js';
 import { rateLimitedError } from './rate-limit/rate-limits.js';
@@ -242,16 +241,8 @@ export class FrameHandler {
     if (!session.open || session.subs.get(channel) !== buffer) return;
     const reply = subscribedReply(frame, history, session.replayRoomBytes);
     if (!session.enqueue(reply, frame.recover !== undefined)) return;
-    const seam = buffer.settle(history.position);
-    for (const { frame: bytes, send } of seam.deliver) {
-      if (send) send(session);
-      else session.enqueue(bytes);
-    }
-    if (seam.gap) {
-      session.close(CloseCode.FORCE_RECONNECT, SEAM_GAP_REASON);
-      return;
-    }
-    if (buffer.crossed) node.hub.recovered(session, channel);
+    node.hub.recovered(session, channel, history.position);
+    if (!session.open) return;
     node.presence.add(node.connectionInfo(session)).catch(() => undefined);
   }
 

@@ -8,7 +8,7 @@ import { sendMany, type SendMany } from './transport/direct-send.js';
 import type { Session, SessionOwner } from './session.js';
 import { indexKey, type CompiledFilter } from './tag-filter.js';
 import { SEAM_GAP_REASON, SubscriptionSeam, type LivePoint } from './engine/recovery-seam.js';
-import { CloseCode } from '@herald/protocol';
+import { CloseCode, type StreamPosition } from '@herald/protocol';
 
 /** Serves one recipient of an at-least-once message. */
 export type Recipient = (session: Session) => void;
@@ -150,9 +150,25 @@ export class Hub implements SessionOwner {
     return addTo(this.byChannel, channel, session);
   }
 
+  /**
+   * The subscription's `subscribed` reply is queued, leaving the stream at `top`: what its seam held
+   * and follows `top` goes out now; at a gap the connection is told to reconnect and recover
+   * (engine/recovery-seam.ts).
+   */
+  recovered(session: Session, channel: string, top: StreamPosition): void {
+    const seam = session.subs.get(channel);
+    if (!seam) return;
+    const { deliver, gap } = seam.settle(top);
+    for (const { frame, send } of deliver) {
+      if (send) send(session);
+      else session.enqueue(frame);
+    }
+    if (gap) session.close(CloseCode.FORCE_RECONNECT, SEAM_GAP_REASON);
+    else if (seam.crossed) this.live(session, channel);
+  }
+
   /** A subscription crossed its recovery seam: live frames go straight to the connection again. */
-  recovered(session: Session, channel: string): void {
-    if (!session.subs.get(channel)) return;
+  private live(session: Session, channel: string): void {
     session.subs.set(channel, undefined);
     session.recovering--;
   }
@@ -203,7 +219,7 @@ export class Hub implements SessionOwner {
             n++;
             continue;
           }
-          this.recovered(s, channel);
+          this.live(s, channel);
         }
         if (sendTo) sendTo(s);
         else if (!batch?.add(s, frame)) s.enqueue(frame);

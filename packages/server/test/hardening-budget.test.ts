@@ -84,7 +84,8 @@ describe('H1: subscribe-with-recover while not reading', () => {
     while (session.open && backlog.peak <= 4 * BUDGET && cycles < 5000) {
       cycles++;
       s.send({ type: 'subscribe', id: 2 * cycles, channel: 'hist', recover: { offset: 0, epoch: position.epoch } });
-      await until(() => !session.open || (session.subs.has('hist') && session.subs.get('hist') === undefined));
+      // The reply is queued once the subscription's seam knows its position (or it is already live).
+      await until(() => !session.open || (session.subs.has('hist') && (session.subs.get('hist')?.settled ?? true)));
       if (!session.open) break;
       s.send({ type: 'unsubscribe', id: 2 * cycles + 1, channel: 'hist' });
       await until(() => !session.open || !session.subs.has('hist'));

@@ -71,6 +71,11 @@ export class SubscriptionSeam<T> {
   private top: StreamPosition | undefined;
   private done = false;
 
+  /** True once the reply's position is known (`settle` was called). */
+  get settled(): boolean {
+    return this.top !== undefined;
+  }
+
   /** True once T's successor went out: the subscription is live and the rule is off. */
   get crossed(): boolean {
     return this.done;
