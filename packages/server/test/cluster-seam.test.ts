@@ -100,7 +100,8 @@ async function seamRun(a: HeraldServer, b: HeraldServer, tag: string): Promise<v
   })();
 
   const kicking = (async () => {
-    await sleep(300);
+    // Every user subscribed once before the first kick.
+    while (new Set(runs.map((r) => r.user)).size < USERS && !stop) await sleep(10);
     while (!stop) {
       for (const u of users) {
         const res = await api(a, 'POST', `/api/v1/users/${encodeURIComponent(u)}/disconnect`, { reconnect: true });
