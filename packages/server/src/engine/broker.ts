@@ -7,7 +7,9 @@ import type { Envelope, StreamPosition, TagFilter } from '@herald/protocol';
 import type { HistoryConfig } from '../config.js';
 import type { IdempotencyKey } from './idempotency.js';
 
-export type DispatchTarget = { kind: 'channel'; channel: string } | { kind: 'user'; user: string } | { kind: 'broadcast' };
+// Its own file so that the idempotency contract, which keys by audience, need not import this one.
+export type { DispatchTarget } from './target.js';
+import type { DispatchTarget } from './target.js';
 
 /** One publication on its way to every node that has a matching connection. */
 export interface Dispatch {

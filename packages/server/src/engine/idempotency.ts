@@ -17,7 +17,7 @@
  * run is test/engine/idempotency.suite.ts.
  */
 import type { StreamPosition } from '@herald/protocol';
-import type { DispatchTarget } from './broker.js';
+import type { DispatchTarget } from './target.js';
 
 /** Publishes with a msgId of their own are idempotent within their publisher's scope. */
 export interface IdempotencyKey {
