@@ -222,7 +222,8 @@ export class FrameHandler {
       throw new HeraldError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${node.config.limits.maxSubscriptionsPerConnection} subscriptions per connection`);
     }
     // Join the fan-out first, buffering live messages, then read the stream position: whatever
-    // is published in between is either in the history read or in the buffer, never neither.
+    // is published in between is either in the history read or in the buffer, never neither; the
+    // seam (engine/recovery-seam.ts) then makes it never both.
     const first = node.hub.subscribe(session, channel, true);
     const buffer = session.subs.get(channel)!;
     let history: HistoryResult;
@@ -240,13 +241,8 @@ export class FrameHandler {
     if (!session.open || session.subs.get(channel) !== buffer) return;
     const reply = subscribedReply(frame, history, session.replayRoomBytes);
     if (!session.enqueue(reply, frame.recover !== undefined)) return;
-    const top = history.position.offset;
-    for (const { offset, frame: bytes, send } of buffer.frames) {
-      if (offset <= top) continue;
-      if (send) send(session);
-      else session.enqueue(bytes);
-    }
-    node.hub.recovered(session, channel);
+    node.hub.recovered(session, channel, history.position);
+    if (!session.open) return;
     node.presence.add(node.connectionInfo(session)).catch(() => undefined);
   }
 

@@ -7,6 +7,8 @@
 import { sendMany, type SendMany } from './transport/direct-send.js';
 import type { Session, SessionOwner } from './session.js';
 import { indexKey, type CompiledFilter } from './tag-filter.js';
+import { SEAM_GAP_REASON, SubscriptionSeam, type LivePoint } from './engine/recovery-seam.js';
+import { CloseCode, type StreamPosition } from '@herald/protocol';
 
 /** Serves one recipient of an at-least-once message. */
 export type Recipient = (session: Session) => void;
@@ -142,15 +144,31 @@ export class Hub implements SessionOwner {
 
   /** Returns true when this is the channel's first local subscriber. */
   subscribe(session: Session, channel: string, recovering: boolean): boolean {
-    session.subs.set(channel, recovering ? { frames: [] } : undefined);
+    session.subs.set(channel, recovering ? new SubscriptionSeam() : undefined);
     if (recovering) session.recovering++;
     this.subscriptionCount++;
     return addTo(this.byChannel, channel, session);
   }
 
-  /** A subscription's recovery is done: live frames go straight to the connection again. */
-  recovered(session: Session, channel: string): void {
-    if (!session.subs.get(channel)) return;
+  /**
+   * The subscription's `subscribed` reply is queued, leaving the stream at `top`: what its seam held
+   * and follows `top` goes out now; at a gap the connection is told to reconnect and recover
+   * (engine/recovery-seam.ts).
+   */
+  recovered(session: Session, channel: string, top: StreamPosition): void {
+    const seam = session.subs.get(channel);
+    if (!seam) return;
+    const { deliver, gap } = seam.settle(top);
+    for (const { frame, send } of deliver) {
+      if (send) send(session);
+      else session.enqueue(frame);
+    }
+    if (gap) session.close(CloseCode.FORCE_RECONNECT, SEAM_GAP_REASON);
+    else if (seam.crossed) this.live(session, channel);
+  }
+
+  /** A subscription crossed its recovery seam: live frames go straight to the connection again. */
+  private live(session: Session, channel: string): void {
     session.subs.set(channel, undefined);
     session.recovering--;
   }
@@ -175,11 +193,12 @@ export class Hub implements SessionOwner {
   // ---- fan-out -------------------------------------------------------------------------------
 
   /**
-   * Channel delivery; `offset` lets a recovering subscription order and de-duplicate. Without
+   * Channel delivery; `point` lets a subscription not past its recovery seam hold, drop or accept
+   * the frame (engine/recovery-seam.ts). Without
    * `sendTo` each recipient gets the shared frame queued; with it (at-least-once) the caller
    * decides how each recipient is served.
    */
-  fanoutChannel(channel: string, frame: Buffer, offset: number, filter: CompiledFilter | undefined, sendTo?: Recipient): number {
+  fanoutChannel(channel: string, frame: Buffer, point: LivePoint | undefined, filter: CompiledFilter | undefined, sendTo?: Recipient): number {
     const set = this.byChannel.get(channel);
     if (!set) return 0;
     const batch = this.openBatch(set.size);
@@ -189,8 +208,20 @@ export class Hub implements SessionOwner {
       for (const s of set) {
         if (filter && !filter.test(s.tags)) continue;
         const recovering = s.recovering > 0 ? s.subs.get(channel) : undefined;
-        if (recovering) recovering.frames.push(sendTo ? { offset, frame, send: sendTo } : { offset, frame });
-        else if (sendTo) sendTo(s);
+        if (recovering) {
+          const verdict = recovering.offer(point, sendTo ? { frame, send: sendTo } : { frame });
+          if (verdict === 'drop') continue;
+          if (verdict === 'gap') {
+            s.close(CloseCode.FORCE_RECONNECT, SEAM_GAP_REASON);
+            continue;
+          }
+          if (verdict === 'held') {
+            n++;
+            continue;
+          }
+          this.live(s, channel);
+        }
+        if (sendTo) sendTo(s);
         else if (!batch?.add(s, frame)) s.enqueue(frame);
         n++;
       }

@@ -13,11 +13,12 @@ import type { DeliveryMode, HeraldConfig, HistoryConfig } from './config.js';
 import { ReliableDelivery } from './delivery/reliable-delivery.js';
 import type { Session as SessionType } from './session.js';
 import type { Broker, Dispatch, Published } from './engine/broker.js';
-import { MemoryBroker } from './engine/memory-broker.js';
+import { MemoryBroker } from './engine/memory/broker.js';
 import { encodedEnvelope, rememberEncodedEnvelope } from './engine/encoded-envelope.js';
-import { MemoryPresence } from './engine/memory-presence.js';
-import { MemoryInbox } from './engine/memory-inbox.js';
-import type { Engines } from './engine/create-engines.js';
+import { livePoint } from './engine/recovery-seam.js';
+import { MemoryPresence } from './engine/memory/presence.js';
+import { MemoryInbox } from './engine/memory/inbox.js';
+import type { Engines } from './engine/engines.js';
 import type { InboxStore } from './engine/inbox.js';
 import type { ConnectionInfo, PresenceStore } from './engine/presence.js';
 import { HeraldError } from './errors.js';
@@ -25,7 +26,8 @@ import { FrameHandler, type RequestHandler } from './frame-handler.js';
 import { Heartbeat } from './heartbeat.js';
 import { Hub } from './hub.js';
 import { ClientIps } from './http/client-ip.js';
-import { API_SCOPE, IdempotencyWindow, type IdempotencyKey } from './idempotency.js';
+import { API_SCOPE, type IdempotencyKey } from './engine/idempotency.js';
+import { IdempotencyWindow } from './engine/memory/idempotency.js';
 import { messageFrameBytes } from './message-frame.js';
 import { Metrics } from './metrics.js';
 import { RateLimits } from './rate-limit/rate-limits.js';
@@ -383,7 +385,7 @@ export class HeraldNode {
       if (t.kind === 'channel') {
         if (this.hub.channelSubscribers(t.channel) === 0) return;
         const frame = messageFrameBytes(dispatch, envelopeJson);
-        n = this.hub.fanoutChannel(t.channel, frame, dispatch.position?.offset ?? 0, filter, this.reliableSender(dispatch, frame));
+        n = this.hub.fanoutChannel(t.channel, frame, livePoint(dispatch), filter, this.reliableSender(dispatch, frame));
       } else if (t.kind === 'user') {
         if (!this.hub.hasUser(t.user)) return;
         const frame = messageFrameBytes(dispatch, envelopeJson);

@@ -22,7 +22,7 @@ import { applyConnectionCap, clientErrorHandler, httpServerOptions, refuseReques
 import { trustedHops } from './http/client-ip.js';
 import { HandshakeDeadline } from './handshake-deadline.js';
 import { ErrorCode } from '@herald/protocol';
-import { createEngines } from './engine/create-engines.js';
+import { createEngines } from './engine/index.js';
 import { defaultNodeName, HeraldNode, type NodeEngines, type PublishRequest, type PublishResult } from './node.js';
 import { startIngest } from './ingest/ingest.js';
 import { directSendAvailable, sendOne } from './transport/direct-send.js';

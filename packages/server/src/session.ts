@@ -17,11 +17,10 @@ import type { Tags } from '@herald/protocol';
 import type { Identity } from './auth.js';
 import type { WheelEntry } from './timer-wheel.js';
 import type { Transport } from './transport/transport.js';
+import type { SubscriptionSeam } from './engine/recovery-seam.js';
 
-/** A subscription whose recovery is still running buffers live messages here, in order. */
-export interface RecoveringBuffer {
-  frames: Array<{ offset: number; frame: Buffer; send?: (session: Session) => void }>;
-}
+/** A subscription not yet past its recovery seam: holds, then judges, its live messages. */
+export type RecoveringBuffer = SubscriptionSeam<{ frame: Buffer; send?: (session: Session) => void }>;
 
 /** Settles a server→client request with the client's response, or `{closed: true}` when the connection ended. */
 export type PendingResolver = (frame: { data?: unknown; error?: unknown; closed?: true }) => void;

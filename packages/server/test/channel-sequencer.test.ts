@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ChannelSequencer } from '../src/engine/channel-sequencer.js';
+import { ChannelSequencer } from '../src/engine/nats/channel-sequencer.js';
 
 /** Delivered items, and a sequencer feeding them; items are their offsets. */
 function setup(holdMs = 100, maxHeld = 1000) {

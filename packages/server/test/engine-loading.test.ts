@@ -1,6 +1,6 @@
 /**
  * The embedded engines do not load the cluster clients: ioredis and nats cost tens of MB of RSS
- * together (BENCHMARKS.md), so create-engines and the ingestors import them only when the configuration asks for
+ * together (BENCHMARKS.md), so the engine factory (src/engine/index.ts) and the ingestors import them only when the configuration asks for
  * Redis or NATS. Checked in a fresh Node process, whose CommonJS module cache shows what loaded.
  */
 import { execFileSync } from 'node:child_process';

@@ -77,7 +77,8 @@ describe('H1: subscribe-with-recover while not reading', () => {
     while (session.open && backlog.peak <= 4 * BUDGET && cycles < 5000) {
       cycles++;
       s.send({ type: 'subscribe', id: 2 * cycles, channel: 'hist', recover: { offset: 0, epoch: position.epoch } });
-      await waitFor(() => !session.open || (session.subs.has('hist') && session.subs.get('hist') === undefined), 10_000, 'condition', 0);
+      // The reply is queued once the subscription's seam knows its position (or it is already live).
+      await waitFor(() => !session.open || (session.subs.has('hist') && (session.subs.get('hist')?.settled ?? true)), 10_000, 'the subscribed reply queued', 0);
       if (!session.open) break;
       s.send({ type: 'unsubscribe', id: 2 * cycles + 1, channel: 'hist' });
       await waitFor(() => !session.open || !session.subs.has('hist'), 10_000, 'condition', 0);

@@ -7,9 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SqliteDb } from '../src/engine/sqlite-db.js';
-import { SqliteIdempotency } from '../src/engine/sqlite-idempotency.js';
-import { IdempotencyWindow } from '../src/idempotency.js';
+import { SqliteDb } from '../src/engine/sqlite/db.js';
+import { SqliteIdempotency } from '../src/engine/sqlite/idempotency.js';
+import { IdempotencyWindow } from '../src/engine/memory/idempotency.js';
 import { api, startTestServer } from './helpers/server.js';
 
 describe('idempotency window bounds', () => {

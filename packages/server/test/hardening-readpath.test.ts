@@ -167,9 +167,9 @@ describe('C1: a fault while handling a frame closes that connection alone (4004)
       () => {
         const hub = server.node.hub;
         const original = hub.recovered.bind(hub);
-        vi.spyOn(hub, 'recovered').mockImplementation((session, channel) => {
+        vi.spyOn(hub, 'recovered').mockImplementation((session, channel, top) => {
           if (channel === 'boom') throw new Error('injected fault');
-          original(session, channel);
+          original(session, channel, top);
         });
       },
     );

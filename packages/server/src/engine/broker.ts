@@ -5,9 +5,11 @@
  */
 import type { Envelope, StreamPosition, TagFilter } from '@herald/protocol';
 import type { HistoryConfig } from '../config.js';
-import type { IdempotencyKey } from '../idempotency.js';
+import type { IdempotencyKey } from './idempotency.js';
 
-export type DispatchTarget = { kind: 'channel'; channel: string } | { kind: 'user'; user: string } | { kind: 'broadcast' };
+// Its own file so that the idempotency contract, which keys by audience, need not import this one.
+export type { DispatchTarget } from './target.js';
+import type { DispatchTarget } from './target.js';
 
 /** One publication on its way to every node that has a matching connection. */
 export interface Dispatch {
@@ -17,12 +19,15 @@ export interface Dispatch {
   envelope: Envelope;
   /** Set by the broker for channel targets: the message's place in the channel stream. */
   position?: StreamPosition;
+  /**
+   * Channel targets on engines whose offsets are not contiguous (NATS): the offset of the channel's
+   * previous message, so a subscriber can tell its successor from a gap (recovery-seam.ts).
+   */
+  prev?: number;
   /** At-least-once: recipients must acknowledge, and are retried until they do. */
   reliable?: boolean;
   /** Reliable user targets: the message's sequence in the user's inbox (orders the connect seam). */
   seq?: number;
-  /** Keep per-recipient receipts for this message. */
-  receipts?: boolean;
 }
 
 export interface HistoryEntry {
@@ -108,6 +113,11 @@ export function noStreamPosition(now = Date.now()): StreamPosition {
 }
 
 const NO_STREAM_EPOCH_PREFIX = 'n-';
+
+/** True for a position read when the channel had no stream (see noStreamPosition). */
+export function isNoStreamPosition(p: StreamPosition): boolean {
+  return p.offset === 0 && p.epoch.startsWith(NO_STREAM_EPOCH_PREFIX);
+}
 
 /**
  * `since` as a position in the stream `streamEpoch`. A reader who saw the channel without a stream

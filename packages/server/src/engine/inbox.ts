@@ -4,7 +4,7 @@
  * and a limit that drops anything says how much, so nothing disappears silently.
  */
 import type { Envelope } from '@herald/protocol';
-import type { IdempotencyKey } from '../idempotency.js';
+import type { IdempotencyKey } from './idempotency.js';
 
 export interface InboxEntry {
   /** Per-user, strictly increasing. */

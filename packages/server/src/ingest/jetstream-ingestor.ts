@@ -20,7 +20,8 @@
  *   redelivery and emits JetStream's MSG_TERMINATED advisory, which is where to watch for them).
  */
 import type { FastifyBaseLogger } from 'fastify';
-import { AckPolicy, connect, DeliverPolicy, nanos, RetentionPolicy, StorageType, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, nanos, RetentionPolicy, StorageType, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
+import { apiErrorCode, closeLink, ensureStream, JsErr, openJetStream } from '../engine/nats/jetstream.js';
 import type { HeraldNode } from '../node.js';
 import { ingestCounter, ingestRecord, retryDelay, sleep, type IngestHooks } from './ingest-record.js';
 
@@ -38,9 +39,6 @@ export interface JetStreamIngestorOptions {
   configKey: string;
   hooks?: IngestHooks;
 }
-
-const STREAM_NOT_FOUND = 10059;
-const CONSUMER_NOT_FOUND = 10014;
 
 export class JetStreamIngestor {
   private nc: NatsConnection | undefined;
@@ -64,24 +62,14 @@ export class JetStreamIngestor {
 
   async start(): Promise<void> {
     const { servers, stream, subject, durable, configKey } = this.opts;
-    let nc: NatsConnection;
+    const { nc, jsm } = await openJetStream({ servers, requestTimeoutMs: 5000, configKey: `${configKey}.servers` }, `herald:ingest:${durable}`);
     try {
-      nc = await connect({ servers, name: `herald:ingest:${durable}`, maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 5000 });
-    } catch (err) {
-      throw new Error(`${configKey}: cannot connect to NATS at ${servers.join(',')}: ${(err as Error).message}`, { cause: err });
-    }
-    try {
-      const jsm = await nc.jetstreamManager({ timeout: 5000 });
-      try {
-        await jsm.streams.info(stream);
-      } catch (err) {
-        if (apiErrCode(err) !== STREAM_NOT_FOUND) throw err;
-        await jsm.streams.add({ name: stream, subjects: [subject], storage: StorageType.File, retention: RetentionPolicy.Limits });
-      }
+      // An existing stream is used as it is.
+      await ensureStream(jsm, { name: stream, subjects: [subject], storage: StorageType.File, retention: RetentionPolicy.Limits }, () => undefined);
       try {
         await jsm.consumers.info(stream, durable);
       } catch (err) {
-        if (apiErrCode(err) !== CONSUMER_NOT_FOUND) throw err;
+        if (apiErrorCode(err) !== JsErr.CONSUMER_NOT_FOUND) throw err;
         await jsm.consumers.add(stream, {
           durable_name: durable,
           ack_policy: AckPolicy.Explicit,
@@ -105,8 +93,7 @@ export class JetStreamIngestor {
     this.current?.stop();
     const finished = await Promise.race([this.loop?.then(() => true), sleep(5000).then(() => false)]);
     if (!finished) this.log.warn({ stream: this.opts.stream }, 'ingest loop did not finish in time; its message will be redelivered');
-    const nc = this.nc;
-    if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+    await closeLink(this.nc);
   }
 
   private async run(nc: NatsConnection): Promise<void> {
@@ -183,7 +170,3 @@ export class JetStreamIngestor {
 }
 
 class SimulatedCrash extends Error {}
-
-function apiErrCode(err: unknown): number | undefined {
-  return (err as { api_error?: { err_code?: number } }).api_error?.err_code;
-}

@@ -22,7 +22,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { Redis } from 'ioredis';
 import type { HeraldNode } from '../node.js';
-import { redactUrl } from '../engine/redis-connection.js';
+import { redactUrl } from '../engine/redis/connection.js';
 import { ingestCounter, ingestRecord, retryDelay, sleep, type IngestHooks, type IngestOutcome } from './ingest-record.js';
 
 export interface RedisStreamIngestorOptions {

@@ -7,7 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Envelope, StreamPosition } from '@herald/protocol';
 import type { HistoryConfig } from '../../src/config.js';
 import { noStreamPosition, type Broker, type Dispatch, type DispatchTarget, type Published } from '../../src/engine/broker.js';
-import type { IdempotencyKey } from '../../src/idempotency.js';
+import { SKIP_ONE_NODE } from './services.js';
+import { livePoint, SubscriptionSeam, type LivePoint } from '../../src/engine/recovery-seam.js';
 
 export interface BrokerFixture {
   /** Not yet started: the suite starts it with its own handler. */
@@ -38,10 +39,21 @@ export interface BrokerSuiteOptions {
 
 const HISTORY: HistoryConfig = { size: 100, ttlMs: 60_000 };
 const QUIET_MS = 150;
+/** The seam case: how many recoveries it aims for, how many it needs, and its time budget. */
+const SEAM_RECOVERIES = 300;
+const SEAM_MIN_RECOVERIES = 150;
+const SEAM_BUDGET_MS = 12_000;
 
 export class Recorder {
   readonly got: Dispatch[] = [];
-  readonly handler = { onDispatch: (d: Dispatch) => void this.got.push(d) };
+  /** Sees every dispatch as it arrives, after it is recorded. */
+  tap: ((d: Dispatch) => void) | undefined;
+  readonly handler = {
+    onDispatch: (d: Dispatch) => {
+      this.got.push(d);
+      this.tap?.(d);
+    },
+  };
 
   for(target: DispatchTarget): Dispatch[] {
     return this.got.filter((d) => JSON.stringify(d.target) === JSON.stringify(target));
@@ -291,7 +303,7 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       expect(ha.entries.map((e) => e.envelope)).toEqual(pa.envelopes.slice(1));
     });
 
-    it.skipIf(!opts.distributed)('a node gets only the channels and users it subscribed; broadcast reaches every node', async () => {
+    it.skipIf(!opts.distributed)(SKIP_ONE_NODE + 'a node gets only the channels and users it subscribed; broadcast reaches every node', async () => {
       const a = await node();
       const b = await node();
       const x = channel('only-x');
@@ -317,7 +329,7 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       expect(h.entries.map((e) => e.envelope.payload)).toEqual(['y']);
     });
 
-    it.skipIf(!opts.distributed)('a user dispatch reaches every node subscribed to that user', async () => {
+    it.skipIf(!opts.distributed)(SKIP_ONE_NODE + 'a user dispatch reaches every node subscribed to that user', async () => {
       const a = await node();
       const b = await node();
       const c = await node();
@@ -333,7 +345,7 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       expect(c.rec.got).toHaveLength(1);
     });
 
-    it.skipIf(!opts.distributed)('unsubscribe stops delivery; subscribe is idempotent', async () => {
+    it.skipIf(!opts.distributed)(SKIP_ONE_NODE + 'unsubscribe stops delivery; subscribe is idempotent', async () => {
       const { broker, rec } = await node();
       const ch = channel('unsub');
       const user = `user-${randomUUID()}`;
@@ -360,114 +372,75 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       expect(got.map((d) => d.envelope.payload)).toEqual([1, 3]);
     });
 
-    describe('idempotent publish', () => {
-      const key = (msgId = `key-${randomUUID()}`, scope = 'api'): IdempotencyKey => ({ scope, msgId });
-      /** A fresh dispatch per attempt, as separate publishes of one request would make. */
-      const attempt = (target: DispatchTarget, payload: unknown, msgId: string): Dispatch => ({ target, envelope: envelope(payload, msgId) });
-
-      it('concurrent publishes of one key through two nodes store it once; every caller gets its position and timestamp', async () => {
-        const a = await node();
-        const b = opts.distributed ? await node() : a;
-        const target = { kind: 'channel' as const, channel: channel('idem-race') };
-        await a.broker.subscribe(target);
-        if (b !== a) await b.broker.subscribe(target);
-        const k = key();
-        const dispatches = Array.from({ length: 20 }, (_, i) => attempt(target, i, k.msgId));
-        const results = await Promise.all(dispatches.map((d, i) => (i % 2 ? b : a).broker.publish(d, HISTORY, k)));
-        const winners = results.filter((r) => !r.duplicate);
-        expect(winners).toHaveLength(1);
-        const winner = dispatches[results.indexOf(winners[0]!)]!;
-        for (const r of results) {
-          expect(r.position).toEqual(winners[0]!.position);
-          if (r.duplicate) expect(r.timestamp).toBe(winner.envelope.timestamp);
+    // The recovery seam (src/engine/recovery-seam.ts, docs/reliability.md): a subscriber reads the
+    // stream since its last position (the `subscribed` reply) while live dispatches keep coming, as
+    // the frame handler does; the live stream reaches the node by another path than the read, so a
+    // publication the read returned can still arrive live afterwards. Every recovery must see the
+    // channel's publications strictly in order, none twice, across the read and the live stream.
+    it(`recovery seam: ${SEAM_RECOVERIES} recoveries while ${opts.distributed ? 'another node' : 'another publisher'} publishes continuously see every offset once, in order`, async () => {
+      const sub = await node();
+      const pub = opts.distributed ? await node() : sub;
+      const ch = channel('seam');
+      const target = { kind: 'channel' as const, channel: ch };
+      await sub.broker.subscribe(target);
+      const history: HistoryConfig = { size: 1000, ttlMs: 60_000 };
+      const order: StreamPosition[] = [];
+      let stop = false;
+      const publishing = (async () => {
+        for (let i = 0; !stop; i++) {
+          order.push(stored(await pub.broker.publish({ target, envelope: envelope(i) }, history)));
+          // Let the subscriber's reads and dispatches in between (the memory broker answers at once).
+          await new Promise((r) => setImmediate(r));
         }
-        const h = await a.broker.history(target.channel, { limit: 100 });
-        expect(h.entries.map((e) => e.envelope)).toEqual([winner.envelope]);
-        for (const n of b === a ? [a] : [a, b]) {
-          await n.rec.waitFor(target, 1);
-          await sleep(QUIET_MS);
-          expect(n.rec.for(target).map((d) => d.envelope)).toEqual([winner.envelope]);
+      })();
+      try {
+        while (order.length < 5) await sleep(5);
+        let since = (await sub.broker.history(ch, { limit: 0, config: history })).position;
+        const runs: Array<{ since: StreamPosition; seen: LivePoint[]; gap: boolean }> = [];
+        const deadline = Date.now() + SEAM_BUDGET_MS;
+        while (runs.length < SEAM_RECOVERIES && Date.now() < deadline) {
+          const seam = new SubscriptionSeam<Dispatch>();
+          const run = { since, seen: [] as LivePoint[], gap: false };
+          let live = 0;
+          const take = (d: Dispatch) => {
+            run.seen.push(livePoint(d)!);
+            live++;
+          };
+          sub.rec.tap = (d) => {
+            if (d.target.kind !== 'channel' || d.target.channel !== ch) return;
+            const verdict = seam.offer(livePoint(d), d);
+            if (verdict === 'deliver') take(d);
+            else if (verdict === 'gap') run.gap = true;
+          };
+          const h = await sub.broker.history(ch, { since, limit: 1000, config: history });
+          expect(h.complete, `recovery ${runs.length} from ${JSON.stringify(since)}`).toBe(true);
+          run.seen.push(...h.entries.map((e) => ({ offset: e.offset, epoch: h.position.epoch })));
+          const settled = seam.settle(h.position);
+          run.gap ||= settled.gap;
+          for (const d of settled.deliver) take(d);
+          // Stay for a few live publications past the seam, then "disconnect".
+          const until = Date.now() + 3000;
+          while (!run.gap && live < 3 && Date.now() < until) await sleep(1);
+          sub.rec.tap = undefined;
+          runs.push(run);
+          expect(run.gap, `recovery ${runs.length - 1}: a gap at the seam`).toBe(false);
+          since = run.seen.length > 0 ? { offset: run.seen[run.seen.length - 1]!.offset, epoch: run.seen[run.seen.length - 1]!.epoch } : h.position;
         }
-      });
-
-      it('a retry after success — on the other node — is a duplicate with the original position and timestamp', async () => {
-        const a = await node();
-        const b = opts.distributed ? await node() : a;
-        const target = { kind: 'channel' as const, channel: channel('idem-retry') };
-        await b.broker.subscribe(target);
-        const k = key();
-        const first = attempt(target, 'first', k.msgId);
-        const pos = stored(await a.broker.publish(first, HISTORY, k));
-        await b.rec.waitFor(target, 1);
-        const retry = await b.broker.publish(attempt(target, 'retry', k.msgId), HISTORY, k);
-        expect(retry).toEqual({ duplicate: true, position: pos, timestamp: first.envelope.timestamp });
-        expect(await a.broker.publish(attempt(target, 'again', k.msgId), HISTORY, k)).toEqual(retry);
-        await sleep(QUIET_MS);
-        expect(b.rec.for(target).map((d) => d.envelope.payload)).toEqual(['first']);
-        expect((await b.broker.history(target.channel, { limit: 100 })).entries).toHaveLength(1);
-      });
-
-      it('other msgIds, other scopes and other audiences are independent keys', async () => {
-        const { broker } = await node();
-        const ch = channel('idem-indep');
-        const target = { kind: 'channel' as const, channel: ch };
-        const k = key();
-        const p1 = stored(await broker.publish(attempt(target, 1, k.msgId), HISTORY, k));
-        const p2 = stored(await broker.publish(attempt(target, 2, k.msgId), HISTORY, key(k.msgId, 'user:alice')));
-        const p3 = stored(await broker.publish(attempt(target, 3, 'other'), HISTORY, key(`${k.msgId}-other`)));
-        const p4 = stored(await broker.publish(attempt({ kind: 'channel', channel: channel('idem-indep-2') }, 4, k.msgId), HISTORY, k));
-        // Without a key nothing is looked up: the same msgId is stored again.
-        const p5 = stored(await broker.publish(attempt(target, 5, k.msgId), HISTORY));
-        expect(new Set([p1, p2, p3, p5].map((p) => p.offset)).size).toBe(4);
-        expect(p4.offset).toBeGreaterThan(0);
-        expect((await broker.history(ch, { limit: 100 })).entries.map((e) => e.envelope.payload)).toEqual([1, 2, 3, 5]);
-        // A scope that could be confused with another by naive joining still is not.
-        const tricky = await broker.publish(attempt(target, 6, `x|${k.msgId}`), HISTORY, key(`x|${k.msgId}`, 'user:a'));
-        const tricky2 = await broker.publish(attempt(target, 7, k.msgId), HISTORY, key(k.msgId, 'user:a|x'));
-        expect(tricky.duplicate || tricky2.duplicate).toBe(false);
-      });
-
-      it('user and broadcast targets: one key is dispatched once, through any node', async () => {
-        const a = await node();
-        const b = opts.distributed ? await node() : a;
-        const user = { kind: 'user' as const, user: `user-${randomUUID()}` };
-        const all = { kind: 'broadcast' as const };
-        await a.broker.subscribe(user);
-        for (const target of [user, all] as DispatchTarget[]) {
-          const k = key();
-          const dispatches = Array.from({ length: 10 }, (_, i) => attempt(target, i, k.msgId));
-          const results = await Promise.all(dispatches.map((d, i) => (i % 2 ? b : a).broker.publish(d, HISTORY, k)));
-          const winners = results.filter((r) => !r.duplicate);
-          expect(winners).toEqual([{ duplicate: false }]);
-          const winner = dispatches[results.indexOf(winners[0]!)]!;
-          for (const r of results) if (r.duplicate) expect(r).toEqual({ duplicate: true, timestamp: winner.envelope.timestamp });
-          await a.rec.waitFor(target, 1);
-          await sleep(QUIET_MS);
-          expect(a.rec.for(target).map((d) => d.envelope)).toEqual([winner.envelope]);
-          expect(await b.broker.publish(attempt(target, 'late', k.msgId), HISTORY, k)).toEqual({ duplicate: true, timestamp: winner.envelope.timestamp });
+        stop = true;
+        await publishing;
+        expect(runs.length).toBeGreaterThanOrEqual(SEAM_MIN_RECOVERIES);
+        // The channel's order is the publisher's (it publishes one at a time): each recovery must see
+        // a run of it that starts right after its `since`, without a repeat or a hole.
+        const index = new Map(order.map((p, i) => [`${p.epoch}/${p.offset}`, i]));
+        for (const [r, run] of runs.entries()) {
+          const first = index.get(`${run.since.epoch}/${run.since.offset}`) ?? -1;
+          const got = run.seen.map((p) => index.get(`${p.epoch}/${p.offset}`));
+          expect(got, `recovery ${r} from ${JSON.stringify(run.since)}: ${JSON.stringify(run.seen.map((p) => p.offset))}`).toEqual(got.map((_, i) => first + 1 + i));
         }
-      });
-
-      it('a key is new again once its window has passed', async () => {
-        const windowMs = 1000;
-        const a = await node({ idempotencyWindowMs: windowMs });
-        const b = opts.distributed ? await node({ idempotencyWindowMs: windowMs }) : a;
-        const targets: DispatchTarget[] = [{ kind: 'channel', channel: channel('idem-window') }, { kind: 'user', user: `user-${randomUUID()}` }, { kind: 'broadcast' }];
-        for (const target of targets) {
-          const k = key();
-          const started = Date.now();
-          expect((await a.broker.publish(attempt(target, 'first', k.msgId), HISTORY, k)).duplicate).toBe(false);
-          expect((await b.broker.publish(attempt(target, 'retry', k.msgId), HISTORY, k)).duplicate).toBe(true);
-          // Duplicates store nothing, so asking again until the answer changes is harmless.
-          let again: Published;
-          do {
-            await sleep(50);
-            again = await b.broker.publish(attempt(target, 'later', k.msgId), HISTORY, k);
-          } while (again.duplicate && Date.now() - started < windowMs + 5000);
-          expect(again.duplicate, JSON.stringify(target)).toBe(false);
-          expect(Date.now() - started).toBeGreaterThanOrEqual(windowMs * 0.9);
-        }
-      });
-    });
+      } finally {
+        stop = true;
+        await publishing.catch(() => undefined);
+      }
+    }, SEAM_BUDGET_MS + 15_000);
   });
 }

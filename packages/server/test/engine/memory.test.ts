@@ -1,9 +1,12 @@
 /** The engine conformance suites on the in-process implementations. */
-import { MemoryBroker } from '../../src/engine/memory-broker.js';
-import { MemoryInbox } from '../../src/engine/memory-inbox.js';
-import { MemoryPresence } from '../../src/engine/memory-presence.js';
-import { IdempotencyWindow } from '../../src/idempotency.js';
+import { MemoryBroker } from '../../src/engine/memory/broker.js';
+import { MemoryInbox } from '../../src/engine/memory/inbox.js';
+import { MemoryPresence } from '../../src/engine/memory/presence.js';
+import { IdempotencyWindow } from '../../src/engine/memory/idempotency.js';
+import { createMemoryEngines } from '../../src/engine/memory/index.js';
+import { resolveConfig } from '../../src/config.js';
 import { runBrokerSuite } from './broker.suite.js';
+import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
 
@@ -35,6 +38,23 @@ runInboxSuite(
   async () => {
     const inbox = new MemoryInbox(new IdempotencyWindow(WINDOW_MS, MAX_KEYS));
     return { inbox, cleanup: () => inbox.close() };
+  },
+  { distributed: false },
+);
+
+runIdempotencySuite(
+  'memory',
+  async ({ idempotencyWindowMs = WINDOW_MS }) => {
+    // The engine factory's wiring: broker and inbox share one in-process window.
+    const engines = createMemoryEngines(resolveConfig({ engine: { type: 'memory' }, publish: { idempotencyWindowMs } }));
+    return {
+      broker: engines.broker,
+      inbox: engines.inbox,
+      cleanup: async () => {
+        await engines.broker.close();
+        await engines.inbox.close();
+      },
+    };
   },
   { distributed: false },
 );

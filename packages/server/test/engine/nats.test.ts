@@ -8,11 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'nats';
 import { afterAll, describe, expect, it } from 'vitest';
-import { NatsBroker } from '../../src/engine/nats-broker.js';
-import { NatsInbox } from '../../src/engine/nats-inbox.js';
-import { NatsPresence } from '../../src/engine/nats-presence.js';
+import { NatsBroker } from '../../src/engine/nats/broker.js';
+import { NatsInbox } from '../../src/engine/nats/inbox.js';
+import { NatsPresence } from '../../src/engine/nats/presence.js';
 import { freePort } from '../helpers/processes.js';
 import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
+import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
 import { dropNatsStreams, NATS_URL, requireNats, uniquePrefix } from './services.js';
@@ -76,6 +77,30 @@ describe.skipIf(!natsUp)('NATS engines', () => {
     async () => {
       const inbox = await NatsInbox.connect({ servers: [NATS_URL], prefix, retainMs: INBOX_RETAIN_MS });
       return { inbox, cleanup: () => inbox.close() };
+    },
+    { distributed: true },
+  );
+
+  runIdempotencySuite(
+    'nats',
+    async ({ idempotencyWindowMs }) => {
+      // The window belongs to the streams and the bucket, so a fixture with its own gets its own prefix.
+      let own = prefix;
+      if (idempotencyWindowMs !== undefined) {
+        own = windowPrefixes.get(idempotencyWindowMs) ?? uniquePrefix('herald_test_w_');
+        windowPrefixes.set(idempotencyWindowMs, own);
+      }
+      const window = idempotencyWindowMs !== undefined ? { idempotencyWindowMs } : {};
+      const broker = new NatsBroker({ servers: [NATS_URL], prefix: own, ...window });
+      const inbox = await NatsInbox.connect({ servers: [NATS_URL], prefix: own, retainMs: INBOX_RETAIN_MS, ...window });
+      return {
+        broker,
+        inbox,
+        cleanup: async () => {
+          await broker.close();
+          await inbox.close();
+        },
+      };
     },
     { distributed: true },
   );

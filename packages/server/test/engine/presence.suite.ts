@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ConnectionInfo, PresenceStore } from '../../src/engine/presence.js';
+import { SKIP_ONE_NODE } from './services.js';
 
 export interface PresenceFixture {
   presence: PresenceStore;
@@ -73,7 +74,7 @@ export function runPresenceSuite(name: string, create: () => Promise<PresenceFix
       expect(await presence.userConnections(user())).toEqual([]);
     });
 
-    it.skipIf(!opts.distributed)('every node sees every node\'s connections', async () => {
+    it.skipIf(!opts.distributed)(SKIP_ONE_NODE + 'every node sees every node\'s connections', async () => {
       const a = await node();
       const b = await node();
       const u = user();
@@ -87,7 +88,7 @@ export function runPresenceSuite(name: string, create: () => Promise<PresenceFix
       expect(await a.presence.userConnections(u)).toEqual([ca]);
     });
 
-    it.skipIf(!opts.distributed || !opts.ttlMs)('entries of a live node outlast the TTL; a crashed node\'s entries expire', async () => {
+    it.skipIf(!opts.distributed || !opts.ttlMs)(SKIP_ONE_NODE + 'entries of a live node outlast the TTL; a crashed node\'s entries expire', async () => {
       const ttl = opts.ttlMs!;
       const a = await node();
       const b = await node();

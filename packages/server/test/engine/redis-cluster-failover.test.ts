@@ -7,8 +7,8 @@
 import { retryUntilAccepted } from '../helpers/retry.js';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisBroker } from '../../src/engine/redis-broker.js';
-import type { RedisTarget } from '../../src/engine/redis-connection.js';
+import { RedisBroker } from '../../src/engine/redis/broker.js';
+import type { RedisTarget } from '../../src/engine/redis/connection.js';
 import { requireRedisServerBinary, startRedisCluster, type RedisClusterProcesses } from '../helpers/redis-processes.js';
 import { envelope, Recorder, sleep } from './broker.suite.js';
 import { uniquePrefix } from './services.js';

@@ -6,10 +6,10 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisBroker } from '../../src/engine/redis-broker.js';
-import type { RedisTarget } from '../../src/engine/redis-connection.js';
-import { RedisInbox } from '../../src/engine/redis-inbox.js';
-import { RedisPresence } from '../../src/engine/redis-presence.js';
+import { RedisBroker } from '../../src/engine/redis/broker.js';
+import type { RedisTarget } from '../../src/engine/redis/connection.js';
+import { RedisInbox } from '../../src/engine/redis/inbox.js';
+import { RedisPresence } from '../../src/engine/redis/presence.js';
 import { requireRedisServerBinary, startRedisCluster, type RedisClusterProcesses } from '../helpers/redis-processes.js';
 import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
 import { runInboxSuite } from './inbox.suite.js';

@@ -7,10 +7,10 @@
 import { retryUntilAccepted } from '../helpers/retry.js';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisBroker } from '../../src/engine/redis-broker.js';
-import type { RedisTarget } from '../../src/engine/redis-connection.js';
-import { RedisInbox } from '../../src/engine/redis-inbox.js';
-import { RedisPresence } from '../../src/engine/redis-presence.js';
+import { RedisBroker } from '../../src/engine/redis/broker.js';
+import type { RedisTarget } from '../../src/engine/redis/connection.js';
+import { RedisInbox } from '../../src/engine/redis/inbox.js';
+import { RedisPresence } from '../../src/engine/redis/presence.js';
 import { requireRedisServerBinary, startRedisSentinel, type RedisSentinelProcesses } from '../helpers/redis-processes.js';
 import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
 import { runInboxSuite } from './inbox.suite.js';

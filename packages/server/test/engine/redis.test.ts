@@ -6,10 +6,11 @@ import { createServer, connect as netConnect, type Server, type Socket } from 'n
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RedisBroker } from '../../src/engine/redis-broker.js';
-import { RedisInbox } from '../../src/engine/redis-inbox.js';
-import { RedisPresence } from '../../src/engine/redis-presence.js';
+import { RedisBroker } from '../../src/engine/redis/broker.js';
+import { RedisInbox } from '../../src/engine/redis/inbox.js';
+import { RedisPresence } from '../../src/engine/redis/presence.js';
 import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
+import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './services.js';
@@ -77,6 +78,24 @@ describe.skipIf(!redisUp)('Redis engines', () => {
     async () => {
       const inbox = await RedisInbox.connect({ url: REDIS_URL, prefix });
       return { inbox, cleanup: () => inbox.close() };
+    },
+    { distributed: true },
+  );
+
+  runIdempotencySuite(
+    'redis',
+    async ({ idempotencyWindowMs }) => {
+      const window = idempotencyWindowMs !== undefined ? { idempotencyWindowMs } : {};
+      const broker = new RedisBroker({ url: REDIS_URL, prefix, ...window });
+      const inbox = await RedisInbox.connect({ url: REDIS_URL, prefix, ...window });
+      return {
+        broker,
+        inbox,
+        cleanup: async () => {
+          await broker.close();
+          await inbox.close();
+        },
+      };
     },
     { distributed: true },
   );

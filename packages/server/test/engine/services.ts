@@ -55,3 +55,9 @@ export async function dropNatsStreams(prefix: string): Promise<void> {
   for (const name of [`${prefix}_history`, `${prefix}_inbox`, `KV_${prefix}_presence`, `KV_${prefix}_idem`]) await jsm.streams.delete(name).catch(() => undefined);
   await nc.close();
 }
+
+/**
+ * The title prefix of a case that needs several nodes sharing one store or bus: on the single-node
+ * engines (memory, SQLite) it is skipped, and the skip says why.
+ */
+export const SKIP_ONE_NODE = '[distributed engines only: the memory and SQLite engines are one node] ';

@@ -6,9 +6,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { StreamPosition } from '@herald/protocol';
-import type { HistoryConfig } from '../config.js';
-import { IdempotencyWindow, windowId, type IdempotencyKey } from '../idempotency.js';
-import { noStreamHistory, sinceInStream, type Broker, type BrokerHandler, type Dispatch, type HistoryEntry, type HistoryQuery, type HistoryResult, type Published } from './broker.js';
+import type { HistoryConfig } from '../../config.js';
+import { windowId, type IdempotencyKey } from '../idempotency.js';
+import { IdempotencyWindow } from './idempotency.js';
+import { noStreamHistory, sinceInStream, type Broker, type BrokerHandler, type Dispatch, type HistoryEntry, type HistoryQuery, type HistoryResult, type Published } from '../broker.js';
 
 interface StoredEntry extends HistoryEntry {
   at: number;
@@ -67,12 +68,8 @@ export class MemoryBroker implements Broker {
 
   async unsubscribe(): Promise<void> {}
 
+  /** Runs to completion in the caller's turn (nothing awaited), so publishes keep their call order. */
   async publish(dispatch: Dispatch, history: HistoryConfig, key?: IdempotencyKey): Promise<Published> {
-    return this.publishSync(dispatch, history, key);
-  }
-
-  /** The synchronous core of `publish`, so a batch keeps its order without awaiting each item. */
-  publishSync(dispatch: Dispatch, history: HistoryConfig, key?: IdempotencyKey): Published {
     const id = key && this.window.enabled ? windowId(dispatch.target, key) : undefined;
     if (id !== undefined) {
       const earlier = this.window.get(id);
@@ -98,10 +95,6 @@ export class MemoryBroker implements Broker {
   }
 
   async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
-    return this.historySync(channel, query);
-  }
-
-  historySync(channel: string, query: HistoryQuery): HistoryResult {
     const stream = this.streams.get(channel);
     const now = Date.now();
     // No stream, nothing created: a read must not cost memory per name read (issue 11, M4).

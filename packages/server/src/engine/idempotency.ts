@@ -12,11 +12,12 @@
  *   Redis Cluster, one hash slot). A retry is the same request, so it always has the same audience.
  *
  * Each engine makes the check part of its own publish (see Broker.publish and InboxStore.append);
- * this module holds what they share: the key's canonical text and the in-process window that the
- * memory and SQLite engines keep.
+ * this module holds what they share: the key and its canonical text. The in-process window the
+ * memory and SQLite engines keep is memory/idempotency.ts; the conformance suite all four engines
+ * run is test/engine/idempotency.suite.ts.
  */
 import type { StreamPosition } from '@herald/protocol';
-import type { DispatchTarget } from './engine/broker.js';
+import type { DispatchTarget } from './target.js';
 
 /** Publishes with a msgId of their own are idempotent within their publisher's scope. */
 export interface IdempotencyKey {
@@ -41,61 +42,4 @@ export interface AcceptedPublish {
 export function windowId(target: DispatchTarget, key: IdempotencyKey): string {
   const audience = target.kind === 'channel' ? `c${target.channel.length}:${target.channel}` : target.kind === 'user' ? `u${target.user.length}:${target.user}` : 'b';
   return `${audience}|${key.scope.length}:${key.scope}|${key.msgId}`;
-}
-
-interface WindowEntry extends AcceptedPublish {
-  at: number;
-}
-
-/**
- * The window in process memory, bounded by age (`windowMs`) and by count (`maxKeys`, the oldest
- * forgotten first). Synchronous, so a check and the store it guards happen in one turn.
- */
-export class IdempotencyWindow {
-  private readonly entries = new Map<string, WindowEntry>();
-
-  constructor(
-    readonly windowMs: number,
-    readonly maxKeys: number,
-  ) {}
-
-  /** False when de-duplication is off (`windowMs` or `maxKeys` is 0). */
-  get enabled(): boolean {
-    return this.windowMs > 0 && this.maxKeys > 0;
-  }
-
-  get(id: string, now = Date.now()): AcceptedPublish | undefined {
-    const e = this.entries.get(id);
-    if (!e) return undefined;
-    if (now - e.at > this.windowMs) {
-      this.entries.delete(id);
-      return undefined;
-    }
-    return e.position ? { timestamp: e.timestamp, position: e.position } : { timestamp: e.timestamp };
-  }
-
-  /** Remembers `id` as accepted at `at` (the original's time when rebuilding from a store). */
-  set(id: string, accepted: AcceptedPublish, at = Date.now()): void {
-    if (!this.enabled) return;
-    this.entries.delete(id);
-    this.entries.set(id, { ...accepted, at });
-    this.sweep(Date.now());
-  }
-
-  /** Forgets `id` (a publish that claimed it did not go through after all). */
-  delete(id: string): void {
-    this.entries.delete(id);
-  }
-
-  get size(): number {
-    return this.entries.size;
-  }
-
-  private sweep(now: number): void {
-    // Map iteration is insertion order, so the oldest entries come first.
-    for (const [k, e] of this.entries) {
-      if (this.entries.size <= this.maxKeys && now - e.at <= this.windowMs) break;
-      this.entries.delete(k);
-    }
-  }
 }

@@ -8,14 +8,14 @@
  * last append (entries are counted as dropped when a read finds them expired before that).
  *
  * An at-least-once user message with an idempotency key takes the key in the append script (the
- * key is in the user's slot, see redis-idempotency.ts), so a retry is never appended twice — not
+ * key is in the user's slot, see redis/idempotency.ts), so a retry is never appended twice — not
  * even after the first was acknowledged and removed.
  */
 import type { Envelope } from '@herald/protocol';
 import type { IdempotencyKey } from '../idempotency.js';
-import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
-import { closeRedis, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './redis-connection.js';
-import { idempotencyKeyName, parseStoredResult } from './redis-idempotency.js';
+import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from '../inbox.js';
+import { closeRedis, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './connection.js';
+import { idempotencyKeyName, parseStoredResult } from './idempotency.js';
 
 export interface RedisInboxOptions extends RedisEngineOptions {
   /** publish.idempotencyWindowMs (see RedisBrokerOptions). Default 120 000; 0 turns keys off. */

@@ -1,7 +1,8 @@
 /** Per-user inboxes in process memory: lost on restart, for tests and the explicit memory mode. */
-import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
+import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from '../inbox.js';
 import type { Envelope } from '@herald/protocol';
-import { IdempotencyWindow, windowId, type IdempotencyKey } from '../idempotency.js';
+import { windowId, type IdempotencyKey } from '../idempotency.js';
+import { IdempotencyWindow } from './idempotency.js';
 
 interface UserInbox {
   nextSeq: number;

@@ -1,11 +1,11 @@
-/** The Redis engines, loaded by create-engines only when `engine.type` is `redis`. */
+/** The Redis engines, loaded by the engine factory (engine/index.ts) only when `engine.type` is `redis`. */
 import type { FastifyBaseLogger } from 'fastify';
-import type { HeraldConfig } from '../config.js';
-import type { Engines } from './create-engines.js';
-import { RedisBroker } from './redis-broker.js';
-import type { RedisTarget } from './redis-connection.js';
-import { RedisInbox } from './redis-inbox.js';
-import { RedisPresence } from './redis-presence.js';
+import type { HeraldConfig } from '../../config.js';
+import type { Engines } from '../engines.js';
+import { RedisBroker } from './broker.js';
+import type { RedisTarget } from './connection.js';
+import { RedisInbox } from './inbox.js';
+import { RedisPresence } from './presence.js';
 
 /**
  * Broker, presence and inbox all in Redis. Presence and inbox connect here, so an unreachable Redis

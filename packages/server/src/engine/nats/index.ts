@@ -1,10 +1,10 @@
-/** The NATS engines, loaded by create-engines only when `engine.type` is `nats`. */
+/** The NATS engines, loaded by the engine factory (engine/index.ts) only when `engine.type` is `nats`. */
 import type { FastifyBaseLogger } from 'fastify';
-import type { HeraldConfig } from '../config.js';
-import type { Engines } from './create-engines.js';
-import { NatsBroker } from './nats-broker.js';
-import { NatsInbox } from './nats-inbox.js';
-import { NatsPresence } from './nats-presence.js';
+import type { HeraldConfig } from '../../config.js';
+import type { Engines } from '../engines.js';
+import { NatsBroker } from './broker.js';
+import { NatsInbox } from './inbox.js';
+import { NatsPresence } from './presence.js';
 
 /**
  * NATS carries dispatches; JetStream keeps channel history, inboxes (a stream) and presence (a KV

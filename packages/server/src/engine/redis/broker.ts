@@ -12,7 +12,7 @@
  * impossible.
  *
  * Idempotent publishes (see Broker.publish): the script that appends and publishes also checks and
- * sets the key (redis-idempotency.ts) — for user and broadcast targets a script of its own does the
+ * sets the key (redis/idempotency.ts) — for user and broadcast targets a script of its own does the
  * same around the PUBLISH — so one key is stored once, whichever nodes its publishes go through.
  *
  * Pub/sub topics: `${prefix}:ch:${channel}`, `${prefix}:user:${user}` and `${prefix}:all`. One
@@ -31,12 +31,12 @@
 import { randomBytes } from 'node:crypto';
 import { Cluster } from 'ioredis';
 import type { StreamPosition } from '@herald/protocol';
-import type { HistoryConfig } from '../config.js';
+import type { HistoryConfig } from '../../config.js';
 import type { IdempotencyKey } from '../idempotency.js';
-import { encodeDispatch, encodedEnvelope } from './encoded-envelope.js';
-import { noStreamHistory, sinceInStream, type Broker, type BrokerHandler, type Dispatch, type DispatchTarget, type HistoryEntry, type HistoryQuery, type HistoryResult, type Published } from './broker.js';
-import { closeRedis, isCluster, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './redis-connection.js';
-import { idempotencyKeyName, parseStoredResult } from './redis-idempotency.js';
+import { encodeDispatch, encodedEnvelope } from '../encoded-envelope.js';
+import { noStreamHistory, sinceInStream, type Broker, type BrokerHandler, type Dispatch, type DispatchTarget, type HistoryEntry, type HistoryQuery, type HistoryResult, type Published } from '../broker.js';
+import { closeRedis, isCluster, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './connection.js';
+import { idempotencyKeyName, parseStoredResult } from './idempotency.js';
 
 export interface RedisBrokerOptions extends RedisEngineOptions {
   /** How long a channel's epoch and offset counter outlive its last use (ms). Default 1 hour. */

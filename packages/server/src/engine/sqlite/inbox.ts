@@ -1,9 +1,9 @@
 /** Per-user inboxes in the embedded SQLite store; writes join the node's group commit. */
 import type { Envelope } from '@herald/protocol';
 import { windowId, type IdempotencyKey } from '../idempotency.js';
-import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
-import type { SqliteDb } from './sqlite-db.js';
-import type { SqliteIdempotency } from './sqlite-idempotency.js';
+import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from '../inbox.js';
+import type { SqliteDb } from './db.js';
+import type { SqliteIdempotency } from './idempotency.js';
 
 interface Row {
   seq: number;

@@ -28,36 +28,21 @@
  *   1.2k/s on localhost); different channels proceed in parallel.
  * - A channel without messages reads as offset 0 of the stream's epoch; reading creates nothing.
  *
- * Idempotent publishes (see nats-idempotency.ts): a channel message carries its key as
+ * Idempotent publishes (see nats/idempotency.ts): a channel message carries its key as
  * `Nats-Msg-Id`, and the history stream's duplicate window is `publish.idempotencyWindowMs`, so
  * JetStream itself refuses the second store of a key, atomically and for every node; user and
  * broadcast dispatches take their key in the KV bucket `<prefix>_idem` first.
  */
 import { createHash } from 'node:crypto';
-import {
-  AckPolicy,
-  connect,
-  DeliverPolicy,
-  DiscardPolicy,
-  headers,
-  nanos,
-  RetentionPolicy,
-  StorageType,
-  type JetStreamClient,
-  type JetStreamManager,
-  type JsMsg,
-  type KV,
-  type NatsConnection,
-  type StoredMsg,
-  type Subscription,
-} from 'nats';
+import { DiscardPolicy, headers, nanos, RetentionPolicy, StorageType, type JsMsg, type KV, type NatsConnection, type StreamConfig, type Subscription } from 'nats';
 import type { StreamPosition } from '@herald/protocol';
-import type { HistoryConfig } from '../config.js';
+import type { HistoryConfig } from '../../config.js';
 import type { IdempotencyKey } from '../idempotency.js';
-import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult, Published } from './broker.js';
+import type { Broker, BrokerHandler, Dispatch, DispatchTarget, HistoryEntry, HistoryQuery, HistoryResult, Published } from '../broker.js';
 import { ChannelSequencer } from './channel-sequencer.js';
-import { encodeDispatch, encodedEnvelope } from './encoded-envelope.js';
-import { duplicateWindow, natsIdempotencyId, openIdempotencyBucket } from './nats-idempotency.js';
+import { encodeDispatch, encodedEnvelope } from '../encoded-envelope.js';
+import { duplicateWindow, natsIdempotencyId, openIdempotencyBucket } from './idempotency.js';
+import { apiErrorCode, checkNatsPrefix, closeLink, ensureStream, lastMessage, openJetStream, readFiltered, subjectToken, watchConnection, WRONG_LAST_SEQUENCE, type JetStreamLink } from './jetstream.js';
 
 export interface NatsBrokerOptions {
   /** engine.nats.servers */
@@ -77,16 +62,12 @@ export interface NatsBrokerOptions {
   onError?: (err: Error, where: string) => void;
 }
 
-const WRONG_LAST_SEQUENCE = 10071;
 /** How often a live-only publish tries to take a key that keeps expiring under it. */
 const MAX_CLAIM_ATTEMPTS = 3;
-const NO_MESSAGE_FOUND = 10037;
 const MAX_CAS_ATTEMPTS = 20;
 
 export class NatsBroker implements Broker {
-  private nc: NatsConnection | undefined;
-  private js: JetStreamClient | undefined;
-  private jsm: JetStreamManager | undefined;
+  private link: JetStreamLink | undefined;
   /** Keys of live-only publishes (user and broadcast targets); undefined when keys are off. */
   private kv: KV | undefined;
   private handler: BrokerHandler | undefined;
@@ -106,7 +87,7 @@ export class NatsBroker implements Broker {
   private readonly windowMs: number;
 
   constructor(private readonly opts: NatsBrokerOptions) {
-    if (!/^[A-Za-z0-9_-]+$/.test(opts.prefix)) throw new Error(`engine.nats.prefix must match [A-Za-z0-9_-]+, got ${JSON.stringify(opts.prefix)}`);
+    checkNatsPrefix(opts.prefix);
     this.prefix = opts.prefix;
     this.stream = `${opts.prefix}_history`;
     this.timeoutMs = opts.requestTimeoutMs ?? 3000;
@@ -115,20 +96,14 @@ export class NatsBroker implements Broker {
 
   async start(handler: BrokerHandler): Promise<void> {
     this.handler = handler;
-    let nc: NatsConnection;
-    try {
-      nc = await connect({ servers: this.opts.servers, name: `herald:${this.prefix}`, maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 5000 });
-    } catch (err) {
-      throw new Error(`cannot connect to NATS at engine.nats.servers=${this.opts.servers.join(',')}: ${(err as Error).message}`, { cause: err });
-    }
-    this.nc = nc;
+    const link = await openJetStream({ servers: this.opts.servers, requestTimeoutMs: this.timeoutMs }, `herald:${this.prefix}:broker`);
+    const nc = link.nc;
+    this.link = link;
     this.online = true;
-    void this.watchStatus(nc);
+    this.watchStatus(nc);
     try {
-      this.jsm = await nc.jetstreamManager({ timeout: this.timeoutMs });
-      this.js = nc.jetstream({ timeout: this.timeoutMs });
       await this.ensureStream();
-      if (this.windowMs > 0) this.kv = await openIdempotencyBucket(this.js, this.jsm, this.prefix, this.windowMs, this.opts.replicas ?? 1, this.timeoutMs);
+      if (this.windowMs > 0) this.kv = await openIdempotencyBucket(link, this.prefix, this.windowMs, this.opts.replicas ?? 1);
     } catch (err) {
       await nc.close().catch(() => undefined);
       throw new Error(`NATS at engine.nats.servers=${this.opts.servers.join(',')} has no usable JetStream (start nats-server with -js): ${(err as Error).message}`, { cause: err });
@@ -188,7 +163,7 @@ export class NatsBroker implements Broker {
     this.connection();
     const subject = this.histSubject(channel);
     const epoch = this.epoch;
-    const last = await this.lastMessage(subject);
+    const last = await lastMessage(this.link!, this.stream, subject);
     const top = last?.seq ?? 0;
     const position = { offset: top, epoch };
     const limit = Math.max(0, Math.floor(query.limit));
@@ -218,8 +193,7 @@ export class NatsBroker implements Broker {
     this.closed = true;
     this.subs.clear();
     this.sequencer.reset();
-    const nc = this.nc;
-    if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
+    await closeLink(this.link?.nc);
   }
 
   // ---- publishing ----------------------------------------------------------------------------
@@ -233,7 +207,7 @@ export class NatsBroker implements Broker {
     const subject = this.histSubject(channel);
     for (let attempt = 1; ; attempt++) {
       let prev = this.lastSeq.get(channel);
-      if (prev === undefined) prev = (await this.lastMessage(subject))?.seq ?? 0;
+      if (prev === undefined) prev = (await lastMessage(this.link!, this.stream, subject))?.seq ?? 0;
       const h = headers();
       h.set('Nats-Expected-Last-Subject-Sequence', String(prev));
       if (id !== undefined) h.set('Nats-Msg-Id', id);
@@ -241,7 +215,7 @@ export class NatsBroker implements Broker {
       h.set('Herald-Size', String(Math.max(0, Math.floor(history.size))));
       h.set('Herald-Ttl', String(Math.max(0, Math.floor(history.ttlMs))));
       try {
-        const ack = await this.js!.publish(subject, envelopeJson, { headers: h, timeout: this.timeoutMs });
+        const ack = await this.link!.js.publish(subject, envelopeJson, { headers: h, timeout: this.timeoutMs });
         if (ack.duplicate) return { position: { offset: ack.seq, epoch: this.epoch }, prev, duplicate: true };
         this.remember(channel, ack.seq);
         return { position: { offset: ack.seq, epoch: this.epoch }, prev, duplicate: false };
@@ -282,7 +256,7 @@ export class NatsBroker implements Broker {
    */
   private async storedTimestamp(seq: number, fallback: number): Promise<number> {
     try {
-      const m = await this.jsm!.streams.getMessage(this.stream, { seq });
+      const m = await this.link!.jsm.streams.getMessage(this.stream, { seq });
       const t = (m.json() as { timestamp?: unknown }).timestamp;
       return typeof t === 'number' ? t : fallback;
     } catch {
@@ -308,40 +282,12 @@ export class NatsBroker implements Broker {
 
   // ---- JetStream reads -----------------------------------------------------------------------
 
-  private async lastMessage(subject: string): Promise<StoredMsg | undefined> {
-    try {
-      return await this.jsm!.streams.getMessage(this.stream, { last_by_subj: subject });
-    } catch (err) {
-      if (apiErrorCode(err) === NO_MESSAGE_FOUND) return undefined;
-      throw err;
-    }
-  }
-
   /** The subject's messages from `startSeq` up to `maxSeq`, oldest first; undefined when there are more than `max`. */
   private async read(subject: string, startSeq: number, max: number, maxSeq: number): Promise<JsMsg[] | undefined> {
-    const info = await this.jsm!.consumers.add(this.stream, {
-      filter_subject: subject,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: startSeq,
-      ack_policy: AckPolicy.None,
-      mem_storage: true,
-      inactive_threshold: nanos(30_000),
+    return readFiltered(this.link!, this.stream, { filter: subject, startSeq }, async (pending, fetch) => {
+      if (pending > max) return undefined;
+      return (await fetch(pending)).filter((m) => m.seq <= maxSeq);
     });
-    try {
-      if (info.num_pending > max) return undefined;
-      const n = info.num_pending;
-      const out: JsMsg[] = [];
-      if (n === 0) return out;
-      const consumer = await this.js!.consumers.get(this.stream, info.name);
-      const iter = await consumer.fetch({ max_messages: n, expires: this.timeoutMs });
-      for await (const m of iter) {
-        if (m.seq <= maxSeq) out.push(m);
-        if (out.length >= n || m.seq >= maxSeq) break;
-      }
-      return out;
-    } finally {
-      this.jsm!.consumers.delete(this.stream, info.name).catch(() => undefined);
-    }
   }
 
   /**
@@ -350,7 +296,6 @@ export class NatsBroker implements Broker {
    * lost CAS race, where nodes with different settings would take turns rewriting them).
    */
   private async ensureStream(adjust = true): Promise<void> {
-    const jsm = this.jsm!;
     const config = {
       name: this.stream,
       subjects: [`${this.prefix}.hist.>`],
@@ -363,31 +308,19 @@ export class NatsBroker implements Broker {
     };
     const dupWindow = duplicateWindow(this.windowMs, config.max_age);
     if (dupWindow !== undefined) Object.assign(config, { duplicate_window: dupWindow });
-    let info;
-    try {
-      info = await jsm.streams.info(this.stream);
-      const maxAge = Math.max(info.config.max_age, config.max_age);
+    const raise = (existing: StreamConfig): Partial<StreamConfig> | undefined => {
+      const maxAge = Math.max(existing.max_age, config.max_age);
       const wantWindow = duplicateWindow(this.windowMs, maxAge);
-      const stale = info.config.max_msgs_per_subject < config.max_msgs_per_subject || info.config.max_age < config.max_age || (wantWindow !== undefined && info.config.duplicate_window !== wantWindow);
-      if (adjust && stale) {
-        // The duplicate window is the stream's: the node that started last sets it (all nodes should share one publish.idempotencyWindowMs).
-        info = await jsm.streams.update(this.stream, {
-          max_msgs_per_subject: Math.max(info.config.max_msgs_per_subject, config.max_msgs_per_subject),
-          max_age: maxAge,
-          ...(wantWindow !== undefined ? { duplicate_window: wantWindow } : {}),
-        });
-      }
-    } catch (err) {
-      if (apiErrorCode(err) !== 10059 /* stream not found */) throw err;
-      try {
-        info = await jsm.streams.add(config);
-      } catch (addErr) {
-        // Another node created it first.
-        info = await jsm.streams.info(this.stream).catch(() => {
-          throw addErr;
-        });
-      }
-    }
+      const stale = existing.max_msgs_per_subject < config.max_msgs_per_subject || existing.max_age < config.max_age || (wantWindow !== undefined && existing.duplicate_window !== wantWindow);
+      if (!adjust || !stale) return undefined;
+      // The duplicate window is the stream's: the node that started last sets it (all nodes should share one publish.idempotencyWindowMs).
+      return {
+        max_msgs_per_subject: Math.max(existing.max_msgs_per_subject, config.max_msgs_per_subject),
+        max_age: maxAge,
+        ...(wantWindow !== undefined ? { duplicate_window: wantWindow } : {}),
+      };
+    };
+    const info = await ensureStream(this.link!.jsm, config, raise);
     const epoch = createHash('sha1').update(`${this.stream}@${info.created}`).digest('hex').slice(0, 12);
     if (epoch !== this.epoch) this.lastSeq.clear();
     this.epoch = epoch;
@@ -397,7 +330,7 @@ export class NatsBroker implements Broker {
 
   private addSub(subject: string): void {
     if (this.subs.has(subject)) return;
-    const sub = this.nc!.subscribe(subject, {
+    const sub = this.link!.nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err) {
           this.opts.onError?.(err, 'nats subscription');
@@ -410,49 +343,49 @@ export class NatsBroker implements Broker {
           this.opts.onError?.(e as Error, 'nats decode');
           return;
         }
-        const { prev, ...rest } = dispatch;
-        const t = rest.target;
-        if (t.kind === 'channel' && rest.position && typeof prev === 'number') this.sequencer.push(t.channel, rest.position.epoch, rest.position.offset, prev, rest);
-        else this.handler?.onDispatch(rest);
+        // `prev` stays on the dispatch: the sequencer orders by it, and a recovering subscriber's
+        // seam tells T's successor by it (offsets here are not contiguous).
+        const { prev } = dispatch;
+        const t = dispatch.target;
+        if (t.kind === 'channel' && dispatch.position && typeof prev === 'number') this.sequencer.push(t.channel, dispatch.position.epoch, dispatch.position.offset, prev, dispatch);
+        else this.handler?.onDispatch(dispatch);
       },
     });
     this.subs.set(subject, sub);
   }
 
-  private async watchStatus(nc: NatsConnection): Promise<void> {
-    for await (const s of nc.status()) {
-      if (s.type === 'disconnect') this.online = false;
-      else if (s.type === 'reconnect') {
+  private watchStatus(nc: NatsConnection): void {
+    watchConnection(nc, {
+      disconnect: () => {
+        this.online = false;
+      },
+      reconnect: () => {
         this.online = true;
         // Dispatches lost in the gap would leave the sequencer waiting: start every channel afresh.
         this.sequencer.reset();
         this.handler?.onGap?.();
         // A server that lost its JetStream state gets the stream back, with a new epoch.
         this.ensureStream().catch((err) => this.opts.onError?.(err as Error, 'nats ensure stream'));
-      } else if (s.type === 'error') this.opts.onError?.(new Error(String(s.data)), 'nats');
-    }
+      },
+      error: this.opts.onError,
+    });
   }
 
   private connection(): NatsConnection {
-    if (!this.nc || this.closed) throw new Error('NatsBroker is not started');
+    if (!this.link || this.closed) throw new Error('NatsBroker is not started');
     if (!this.online) throw new Error('NATS is disconnected');
-    return this.nc;
+    return this.link.nc;
   }
 
   private liveSubject(target: DispatchTarget): string {
-    if (target.kind === 'channel') return `${this.prefix}.ch.${token(target.channel)}`;
-    if (target.kind === 'user') return `${this.prefix}.user.${token(target.user)}`;
+    if (target.kind === 'channel') return `${this.prefix}.ch.${subjectToken(target.channel)}`;
+    if (target.kind === 'user') return `${this.prefix}.user.${subjectToken(target.user)}`;
     return `${this.prefix}.all`;
   }
 
   private histSubject(channel: string): string {
-    return `${this.prefix}.hist.${token(channel)}`;
+    return `${this.prefix}.hist.${subjectToken(channel)}`;
   }
-}
-
-/** A name as one subject token: base64url, and `_` for the empty name (never a base64url output). */
-function token(name: string): string {
-  return name === '' ? '_' : Buffer.from(name, 'utf8').toString('base64url');
 }
 
 
@@ -472,10 +405,6 @@ function numHeader(v: string | undefined, fallback: number): number {
   if (v === undefined || v === '') return fallback;
   const n = Number(v);
   return Number.isFinite(n) ? n : fallback;
-}
-
-function apiErrorCode(err: unknown): number | undefined {
-  return (err as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -26,20 +26,21 @@
  *
  * An at-least-once user message with an idempotency key carries it as `Nats-Msg-Id`; the stream's
  * duplicate window is `publish.idempotencyWindowMs`, so JetStream refuses a retry atomically — also
- * one that comes after the entry was acknowledged and purged (see nats-idempotency.ts).
+ * one that comes after the entry was acknowledged and purged (see nats/idempotency.ts).
  */
 import { DiscardPolicy, headers, nanos, RetentionPolicy, StorageType, type JsMsg, type StoredMsg } from 'nats';
 import type { Envelope } from '@herald/protocol';
 import type { IdempotencyKey } from '../idempotency.js';
-import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from './inbox.js';
-import { duplicateWindow, natsIdempotencyId } from './nats-idempotency.js';
+import type { AppendResult, InboxEntry, InboxLimits, InboxStore } from '../inbox.js';
+import { duplicateWindow, natsIdempotencyId } from './idempotency.js';
 import {
   checkNatsPrefix,
   checkNatsReplicas,
+  closeLink,
   apiErrorCode,
   ensureStream,
   inParallel,
-  isNotFound,
+  deleteMessage,
   lastMessage,
   nextMessage,
   openJetStream,
@@ -49,7 +50,7 @@ import {
   WRONG_LAST_SEQUENCE,
   type JetStreamLink,
   type NatsEngineOptions,
-} from './nats-jetstream.js';
+} from './jetstream.js';
 
 export interface NatsInboxOptions extends NatsEngineOptions {
   /** How long the stream keeps an entry at most (ms): `inbox.maxAgeMs` plus an hour. */
@@ -78,7 +79,7 @@ export class NatsInbox implements InboxStore {
     checkNatsPrefix(opts.prefix);
     checkNatsReplicas(opts.replicas);
     if (!(opts.retainMs >= 1000)) throw new Error(`NatsInbox retainMs must be at least 1000 ms, got ${opts.retainMs}`);
-    const link = await openJetStream(opts, 'inbox');
+    const link = await openJetStream(opts, `herald:${opts.prefix}:inbox`);
     const inbox = new NatsInbox(link, opts);
     try {
       await inbox.ensureStream();
@@ -156,8 +157,7 @@ export class NatsInbox implements InboxStore {
   }
 
   async close(): Promise<void> {
-    const nc = this.link.nc;
-    if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+    await closeLink(this.link.nc);
   }
 
   /**
@@ -185,19 +185,9 @@ export class NatsInbox implements InboxStore {
       const all = await fetch(pending);
       const fresh = all.filter((m) => storedAt(m) >= cutoff);
       const doomed = [...all.filter((m) => storedAt(m) < cutoff), ...fresh.slice(0, Math.max(0, fresh.length - maxMessages))];
-      const deleted = await inParallel(doomed, REMOVE_WIDTH, (m) => this.deleteSeq(m.seq));
+      const deleted = await inParallel(doomed, REMOVE_WIDTH, (m) => deleteMessage(this.link, this.stream, m.seq));
       return deleted.filter(Boolean).length;
     });
-  }
-
-  private async deleteSeq(seq: number): Promise<boolean> {
-    try {
-      return await this.link.jsm.streams.deleteMessage(this.stream, seq, false);
-    } catch (err) {
-      // Removed by an ACK or by another node's prune meanwhile: not ours to count.
-      if (isNotFound(err)) return false;
-      throw err;
-    }
   }
 
   private async ensureStream(): Promise<void> {

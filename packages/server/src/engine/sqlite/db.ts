@@ -24,9 +24,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS inbox_msg ON inbox (user, msg_id);
 CREATE TABLE IF NOT EXISTS inbox_seq (user TEXT PRIMARY KEY, next INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS accepted (msg_id TEXT PRIMARY KEY, at INTEGER NOT NULL, result TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS accepted_at ON accepted (at);
-CREATE TABLE IF NOT EXISTS receipt_events (msg_id TEXT NOT NULL, at INTEGER NOT NULL, kind TEXT NOT NULL, user TEXT, connection_id TEXT, detail TEXT);
-CREATE INDEX IF NOT EXISTS receipt_msg ON receipt_events (msg_id);
-CREATE INDEX IF NOT EXISTS receipt_at ON receipt_events (at);
+-- Earlier versions created this table (and its indexes with it) but never wrote or read it.
+DROP TABLE IF EXISTS receipt_events;
 `;
 
 interface PendingWrite {

@@ -6,7 +6,7 @@
  */
 import type { AcceptedPublish, IdempotencyKey } from '../idempotency.js';
 import { windowId } from '../idempotency.js';
-import type { DispatchTarget } from './broker.js';
+import type { DispatchTarget } from '../broker.js';
 
 export function idempotencyKeyName(prefix: string, target: DispatchTarget, key: IdempotencyKey): string {
   const id = windowId(target, key);

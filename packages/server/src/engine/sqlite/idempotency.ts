@@ -5,8 +5,9 @@
  * retry across a restart is still recognised, and the memory copy is rebuilt from the table at
  * start. Bounded by age and by `publish.idempotencyMaxKeys`.
  */
-import { IdempotencyWindow, type AcceptedPublish } from '../idempotency.js';
-import type { SqliteDb } from './sqlite-db.js';
+import type { AcceptedPublish } from '../idempotency.js';
+import { IdempotencyWindow } from '../memory/idempotency.js';
+import type { SqliteDb } from './db.js';
 
 export class SqliteIdempotency extends IdempotencyWindow {
   private readonly insert;

@@ -9,9 +9,10 @@
  * the window, before they are sent.
  */
 import { createHash } from 'node:crypto';
-import { nanos, type JetStreamClient, type JetStreamManager, type KV } from 'nats';
+import { nanos, type KV } from 'nats';
 import { windowId, type IdempotencyKey } from '../idempotency.js';
-import type { DispatchTarget } from './broker.js';
+import type { DispatchTarget } from '../broker.js';
+import type { JetStreamLink } from './jetstream.js';
 
 export function idempotencyBucket(prefix: string): string {
   return `${prefix}_idem`;
@@ -36,9 +37,10 @@ export function duplicateWindow(windowMs: number, maxAgeNanos: number): number |
 }
 
 /** Opens (or creates) the bucket for live-only publishes, its TTL set to the window. */
-export async function openIdempotencyBucket(js: JetStreamClient, jsm: JetStreamManager, prefix: string, windowMs: number, replicas: number, timeoutMs: number): Promise<KV> {
+export async function openIdempotencyBucket(link: JetStreamLink, prefix: string, windowMs: number, replicas: number): Promise<KV> {
+  const { js, jsm } = link;
   const bucket = idempotencyBucket(prefix);
-  const kv = await js.views.kv(bucket, { history: 1, ttl: windowMs, replicas, timeout: timeoutMs });
+  const kv = await js.views.kv(bucket, { history: 1, ttl: windowMs, replicas, timeout: link.timeoutMs });
   // A bucket made earlier with another window keeps its old TTL unless told.
   const stream = `KV_${bucket}`;
   const info = await jsm.streams.info(stream);

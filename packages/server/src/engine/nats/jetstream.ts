@@ -1,7 +1,8 @@
 /**
- * JetStream plumbing shared by the NATS presence and inbox stores: opening a connection that fails
- * start-up naming `engine.nats.servers`, turning names into subject tokens, adopting a stream, and
- * reading every message under a subject filter through a short-lived consumer.
+ * The one module of NATS plumbing, shared by the NATS broker, inbox, presence and idempotency bucket
+ * and by the JetStream ingestor: checking the prefix, opening a connection that fails start-up
+ * naming the configuration key that points at it, watching its status, turning names into subject
+ * tokens, adopting a stream, reading a subject's messages, and telling JetStream's API errors apart.
  */
 import {
   AckPolicy,
@@ -36,9 +37,23 @@ export interface JetStreamLink {
   timeoutMs: number;
 }
 
-export const WRONG_LAST_SEQUENCE = 10071;
-const STREAM_NOT_FOUND = 10059;
+/** JetStream API error codes (`api_error.err_code`) Herald acts on. */
+export const JsErr = {
+  CONSUMER_NOT_FOUND: 10014,
+  /** A stream get (by sequence or last by subject) found nothing. */
+  NO_MESSAGE_FOUND: 10037,
+  /** A delete of a sequence inside the stream's range that is already gone. */
+  SEQUENCE_NOT_FOUND: 10043,
+  /** A delete of a sequence at or past the stream's ends. */
+  STORE_EOF: 10057,
+  STREAM_NOT_FOUND: 10059,
+  /** An expected-last-sequence check (a CAS, or a KV create of a taken key) failed. */
+  WRONG_LAST_SEQUENCE: 10071,
+} as const;
 
+export const WRONG_LAST_SEQUENCE = JsErr.WRONG_LAST_SEQUENCE;
+
+/** engine.nats.prefix, checked where each part of the engine is constructed. */
 export function checkNatsPrefix(prefix: string): void {
   // The prefix is a subject token and part of stream and bucket names, which allow no `.`, `*`, `>` or spaces.
   if (!/^[A-Za-z0-9_-]+$/.test(prefix)) throw new Error(`engine.nats.prefix must match [A-Za-z0-9_-]+, got ${JSON.stringify(prefix)}`);
@@ -55,16 +70,25 @@ export function subjectToken(name: string): string {
   return name === '' ? '_' : Buffer.from(name, 'utf8').toString('base64url');
 }
 
+/** Where to connect, and the configuration key that names it (for start-up errors). */
+export interface JetStreamTarget {
+  servers: string[];
+  /** JetStream requests fail after this long (ms). Default 3000. */
+  requestTimeoutMs?: number;
+  /** Default `engine.nats.servers`; an ingestor names its own entry. */
+  configKey?: string;
+}
+
 /**
- * Connects and checks that JetStream answers. Either failure names engine.nats.servers, so a
- * wrong address stops start-up with the key to fix.
+ * Connects and checks that JetStream answers. Either failure names the configuration key, so a
+ * wrong address stops start-up with the key to fix. `name` is the connection's name on the server.
  */
-export async function openJetStream(opts: NatsEngineOptions, role: string): Promise<JetStreamLink> {
-  const where = `engine.nats.servers=${opts.servers.join(',')}`;
-  const timeoutMs = opts.requestTimeoutMs ?? 3000;
+export async function openJetStream(target: JetStreamTarget, name: string): Promise<JetStreamLink> {
+  const where = `${target.configKey ?? 'engine.nats.servers'}=${target.servers.join(',')}`;
+  const timeoutMs = target.requestTimeoutMs ?? 3000;
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers: opts.servers, name: `herald:${opts.prefix}:${role}`, maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 5000 });
+    nc = await connect({ servers: target.servers, name, maxReconnectAttempts: -1, reconnectTimeWait: 500, timeout: 5000 });
   } catch (err) {
     throw new Error(`cannot connect to NATS at ${where}: ${(err as Error).message}`, { cause: err });
   }
@@ -75,6 +99,11 @@ export async function openJetStream(opts: NatsEngineOptions, role: string): Prom
     await nc.close().catch(() => undefined);
     throw new Error(`NATS at ${where} has no usable JetStream (start nats-server with -js): ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** Closes after delivering what is in flight; a connection that cannot drain is closed. */
+export async function closeLink(nc: NatsConnection | undefined): Promise<void> {
+  if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
 }
 
 /** Reports the connection's ups and downs until it closes. */
@@ -102,7 +131,7 @@ export async function ensureStream(
     const change = raise(info.config);
     return change ? await jsm.streams.update(config.name, change) : info;
   } catch (err) {
-    if (apiErrorCode(err) !== STREAM_NOT_FOUND) throw err;
+    if (apiErrorCode(err) !== JsErr.STREAM_NOT_FOUND) throw err;
   }
   try {
     return await jsm.streams.add(config);
@@ -179,14 +208,30 @@ export async function lastMessage(link: JetStreamLink, stream: string, subject: 
   }
 }
 
+/** Deletes the message at `seq` (without overwriting it); false when it was already gone. */
+export async function deleteMessage(link: JetStreamLink, stream: string, seq: number): Promise<boolean> {
+  try {
+    return await link.jsm.streams.deleteMessage(stream, seq, false);
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+}
+
 export function apiErrorCode(err: unknown): number | undefined {
   return (err as { api_error?: { err_code?: number } } | undefined)?.api_error?.err_code;
 }
 
-/** "No message" from a stream get, a direct get or a delete. */
+/**
+ * "That message is not there" from a stream get, a direct get or a delete — and nothing else: a
+ * missing stream (`api_error.code` 404 too, err_code 10059) or a timeout is an error to report, not
+ * an empty subject. A stream get says 10037; a delete says 10043 inside the stream's range and
+ * 10057 at or past its ends; a direct get answers with a bare 404 status and no API error body.
+ */
 export function isNotFound(err: unknown): boolean {
-  const e = err as { code?: unknown; message?: unknown; api_error?: { code?: number; err_code?: number } } | undefined;
-  return e?.api_error?.err_code === 10037 || e?.api_error?.code === 404 || String(e?.code) === '404' || /no message found|message not found/i.test(String(e?.message ?? ''));
+  const code = apiErrorCode(err);
+  if (code !== undefined) return code === JsErr.NO_MESSAGE_FOUND || code === JsErr.SEQUENCE_NOT_FOUND || code === JsErr.STORE_EOF;
+  return String((err as { code?: unknown } | undefined)?.code) === '404';
 }
 
 /** Runs `fn` over `items` with at most `width` calls in flight. */

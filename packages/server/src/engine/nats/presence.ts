@@ -12,10 +12,11 @@
  * consumer filtered on `<user token>.>`.
  */
 import { nanos, StorageType, type KV } from 'nats';
-import type { ConnectionInfo, PresenceStore } from './presence.js';
+import type { ConnectionInfo, PresenceStore } from '../presence.js';
 import {
   checkNatsPrefix,
   checkNatsReplicas,
+  closeLink,
   inParallel,
   openJetStream,
   readFiltered,
@@ -23,7 +24,7 @@ import {
   watchConnection,
   type JetStreamLink,
   type NatsEngineOptions,
-} from './nats-jetstream.js';
+} from './jetstream.js';
 
 export interface NatsPresenceOptions extends NatsEngineOptions {
   /** Entry lifetime without a refresh (engine.nats.presenceTtlMs). */
@@ -54,7 +55,7 @@ export class NatsPresence implements PresenceStore {
     checkNatsPrefix(opts.prefix);
     checkNatsReplicas(opts.replicas);
     if (!(opts.ttlMs >= 100)) throw new Error(`engine.nats.presenceTtlMs must be at least 100 ms, got ${opts.ttlMs}`);
-    const link = await openJetStream(opts, 'presence');
+    const link = await openJetStream(opts, `herald:${opts.prefix}:presence`);
     let kv: KV;
     try {
       kv = await openBucket(link, opts);
@@ -134,7 +135,7 @@ export class NatsPresence implements PresenceStore {
     if (!nc.isClosed()) {
       await inParallel([...this.own.keys()], WRITE_WIDTH, (key) => this.kv.delete(key)).catch(() => undefined);
       this.own.clear();
-      await nc.drain().catch(() => nc.close());
+      await closeLink(nc);
     }
   }
 

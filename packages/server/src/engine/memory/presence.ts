@@ -1,5 +1,5 @@
 /** Presence for a single node: the registry is the truth, nothing expires. */
-import type { ConnectionInfo, PresenceStore } from './presence.js';
+import type { ConnectionInfo, PresenceStore } from '../presence.js';
 
 export class MemoryPresence implements PresenceStore {
   private readonly byUser = new Map<string, Map<string, ConnectionInfo>>();

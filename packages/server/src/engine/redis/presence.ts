@@ -5,8 +5,8 @@
  * SIGKILL, network partition — loses its entries. Expired entries are skipped and deleted on read;
  * the whole hash expires once no node refreshes it.
  */
-import type { ConnectionInfo, PresenceStore } from './presence.js';
-import { closeRedis, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './redis-connection.js';
+import type { ConnectionInfo, PresenceStore } from '../presence.js';
+import { closeRedis, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './connection.js';
 
 export interface RedisPresenceOptions extends RedisEngineOptions {
   /** Entry lifetime without a refresh (engine.redis.presenceTtlMs). */

@@ -11,12 +11,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { StreamPosition } from '@herald/protocol';
-import type { HistoryConfig } from '../config.js';
+import type { HistoryConfig } from '../../config.js';
 import { windowId, type IdempotencyKey } from '../idempotency.js';
-import { noStreamHistory, sinceInStream, type Broker, type BrokerHandler, type Dispatch, type HistoryQuery, type HistoryResult, type Published } from './broker.js';
-import type { SqliteDb } from './sqlite-db.js';
-import type { SqliteIdempotency } from './sqlite-idempotency.js';
-import { encodedEnvelope } from './encoded-envelope.js';
+import { noStreamHistory, sinceInStream, type Broker, type BrokerHandler, type Dispatch, type HistoryQuery, type HistoryResult, type Published } from '../broker.js';
+import type { SqliteDb } from './db.js';
+import type { SqliteIdempotency } from './idempotency.js';
+import { encodedEnvelope } from '../encoded-envelope.js';
 
 interface ChannelState {
   epoch: string;

@@ -1,0 +1,17 @@
+/**
+ * What a node runs on: the broker (dispatch + channel history), presence and the per-user inbox,
+ * all from one backend. The connection code never sees which backend it got; the factory in
+ * `index.ts` builds them from `engine.type`.
+ */
+import type { Broker } from './broker.js';
+import type { InboxStore } from './inbox.js';
+import type { PresenceStore } from './presence.js';
+
+export interface Engines {
+  broker: Broker;
+  presence: PresenceStore;
+  /** Its `append` takes the idempotency key of at-least-once user messages, in the broker's window. */
+  inbox: InboxStore;
+  /** Releases what the engines hold beyond their own close() (e.g. the SQLite file). */
+  dispose?: () => Promise<void>;
+}

@@ -1,0 +1,14 @@
+/** The in-process engines: one node, nothing survives a restart. */
+import type { HeraldConfig } from '../../config.js';
+import type { Engines } from '../engines.js';
+import { IdempotencyWindow } from './idempotency.js';
+import { MemoryBroker } from './broker.js';
+import { MemoryInbox } from './inbox.js';
+import { MemoryPresence } from './presence.js';
+
+export { MemoryBroker, MemoryInbox, MemoryPresence };
+
+export function createMemoryEngines(config: Readonly<HeraldConfig>): Engines {
+  const window = new IdempotencyWindow(config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);
+  return { broker: new MemoryBroker(window), presence: new MemoryPresence(), inbox: new MemoryInbox(window) };
+}

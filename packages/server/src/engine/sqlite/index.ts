@@ -1,0 +1,28 @@
+/** The embedded engines: history, inbox and idempotency keys in one SQLite file; presence in memory. */
+import { ConfigError, type HeraldConfig } from '../../config.js';
+import type { Engines } from '../engines.js';
+import { MemoryPresence } from '../memory/presence.js';
+import { SqliteBroker } from './broker.js';
+import { SqliteDb } from './db.js';
+import { SqliteIdempotency } from './idempotency.js';
+import { SqliteInbox } from './inbox.js';
+
+export function createSqliteEngines(config: Readonly<HeraldConfig>): Engines {
+  const { dataDir, synchronous } = config.engine.sqlite;
+  let db: SqliteDb;
+  try {
+    db = new SqliteDb(dataDir, synchronous);
+  } catch (err) {
+    throw new ConfigError(`engine.sqlite.dataDir: cannot open the store in ${dataDir}: ${(err as Error).message}`);
+  }
+  const idempotency = new SqliteIdempotency(db, config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);
+  return {
+    broker: new SqliteBroker(db, idempotency),
+    presence: new MemoryPresence(),
+    inbox: new SqliteInbox(db, idempotency),
+    dispose: async () => {
+      idempotency.close();
+      db.close();
+    },
+  };
+}
