@@ -5,7 +5,7 @@
  * 32 sockets per call), later ones queue and leave in one write at the end of the tick.
  */
 import { sendMany, type SendMany } from './transport/direct-send.js';
-import type { Session, SessionOwner } from './session.js';
+import type { RecoveringBuffer, Session, SessionOwner } from './session.js';
 import { indexKey, type CompiledFilter } from './tag-filter.js';
 
 /** Serves one recipient of an at-least-once message. */
@@ -120,7 +120,7 @@ export class Hub implements SessionOwner {
     if (n <= 0) this.byIp.delete(ip);
     else this.byIp.set(ip, n);
     const emptiedChannels: string[] = [];
-    for (const channel of session.subs.keys()) if (this.unsubscribe(session, channel)) emptiedChannels.push(channel);
+    for (const channel of [...session.subscribedChannels()]) if (this.unsubscribe(session, channel)) emptiedChannels.push(channel);
     let userGone = false;
     if (session.identity) {
       userGone = removeFrom(this.byUser, session.user, session);
@@ -140,26 +140,24 @@ export class Hub implements SessionOwner {
     return this.byUser.has(user);
   }
 
-  /** Returns true when this is the channel's first local subscriber. */
-  subscribe(session: Session, channel: string, recovering: boolean): boolean {
-    session.subs.set(channel, recovering ? { frames: [] } : undefined);
-    if (recovering) session.recovering++;
+  /**
+   * Adds the subscription to the session and to the channel's index. `first`: this is the
+   * channel's first local subscriber. `buffer`: where live frames wait while it recovers.
+   */
+  subscribe(session: Session, channel: string, recovering: boolean): { first: boolean; buffer: RecoveringBuffer | undefined } {
+    const buffer = session.addSubscription(channel, recovering);
     this.subscriptionCount++;
-    return addTo(this.byChannel, channel, session);
+    return { first: addTo(this.byChannel, channel, session), buffer };
   }
 
   /** A subscription's recovery is done: live frames go straight to the connection again. */
   recovered(session: Session, channel: string): void {
-    if (!session.subs.get(channel)) return;
-    session.subs.set(channel, undefined);
-    session.recovering--;
+    session.recovered(channel);
   }
 
   /** Returns true when the channel has no local subscribers left. */
   unsubscribe(session: Session, channel: string): boolean {
-    if (!session.subs.has(channel)) return false;
-    if (session.subs.get(channel)) session.recovering--;
-    session.subs.delete(channel);
+    if (!session.removeSubscription(channel)) return false;
     this.subscriptionCount--;
     return removeFrom(this.byChannel, channel, session);
   }
@@ -188,7 +186,7 @@ export class Hub implements SessionOwner {
     try {
       for (const s of set) {
         if (filter && !filter.test(s.tags)) continue;
-        const recovering = s.recovering > 0 ? s.subs.get(channel) : undefined;
+        const recovering = s.recoveryBuffer(channel);
         if (recovering) recovering.frames.push(sendTo ? { offset, frame, send: sendTo } : { offset, frame });
         else if (sendTo) sendTo(s);
         else if (!batch?.add(s, frame)) s.enqueue(frame);

@@ -15,7 +15,6 @@
 import { CloseCode } from '@herald/protocol';
 import type { Tags } from '@herald/protocol';
 import type { Identity } from './auth.js';
-import type { WheelEntry } from './timer-wheel.js';
 import type { Transport } from './transport/transport.js';
 
 /** A subscription whose recovery is still running buffers live messages here, in order. */
@@ -41,28 +40,22 @@ export interface SessionOwner {
   onSlowConsumer(session: Session): void;
 }
 
-export class Session implements WheelEntry {
-  state: SessionState = 'connecting';
-  user = '';
-  identity: Identity | undefined;
-  tags: Tags = {};
+export class Session {
+  private stateNow: SessionState = 'connecting';
+  private identityNow: Identity | undefined;
+  private userNow = '';
+  private tagsNow: Tags = {};
   /** channel → undefined when live, or the buffer of a recovery in progress. */
-  readonly subs = new Map<string, RecoveringBuffer | undefined>();
-  /** How many of `subs` are recovering; while 0, fan-out skips looking the channel up. */
-  recovering = 0;
+  private readonly channels = new Map<string, RecoveringBuffer | undefined>();
+  /** How many of `channels` are recovering; while 0, fan-out skips looking the channel up. */
+  private recovering = 0;
   readonly connectedAt = Date.now();
 
-  // Heartbeat bookkeeping, driven by the node's timer wheel.
-  wheelSlot = -1;
-  wheelRound = 0;
-  awaitingPong = false;
-  missedPongs = 0;
-
-  invalidFrames = 0;
+  private invalidFrames = 0;
   /** Frames that arrived while the token was being verified, replayed once `connect` succeeds. */
-  early: string[] | undefined;
+  private early: string[] | undefined;
   /** Server→client requests waiting for a response, by correlationId. */
-  pending: Map<string, PendingResolver> | undefined;
+  private pending: Map<string, PendingResolver> | undefined;
 
   private queue: Buffer[] = [];
   /** How far recovery replies stretched the budget (≤ maxQueueBytes); 0 once the backlog drained. */
@@ -80,8 +73,144 @@ export class Session implements WheelEntry {
   ) {}
 
   get open(): boolean {
-    return this.state !== 'closed';
+    return this.stateNow !== 'closed';
   }
+
+  // ---- lifecycle and identity ------------------------------------------------------------------
+  // connecting → connected (`authenticate`) → closed (`close`, or `transportClosed` when the peer
+  // or the socket ended it). Nothing leaves `closed`.
+
+  get state(): SessionState {
+    return this.stateNow;
+  }
+
+  /** Set once `connect` succeeded; undefined before. */
+  get identity(): Identity | undefined {
+    return this.identityNow;
+  }
+
+  get user(): string {
+    return this.userNow;
+  }
+
+  get tags(): Tags {
+    return this.tagsNow;
+  }
+
+  /** `connect` succeeded with this identity: the session is connected under its user and tags. */
+  authenticate(identity: Identity): void {
+    if (this.stateNow !== 'connecting') return;
+    this.identityNow = identity;
+    this.userNow = identity.user;
+    this.tagsNow = identity.tags;
+    this.stateNow = 'connected';
+  }
+
+  /** The transport has closed, whoever closed it. */
+  transportClosed(): void {
+    this.stateNow = 'closed';
+    this.queue = [];
+    this.queuedBytes = 0;
+  }
+
+  /** Frames that arrive from now on are kept (see `keepEarly`) until `takeEarly`. */
+  holdEarlyFrames(): void {
+    this.early = [];
+  }
+
+  /**
+   * While early frames are held: keeps `text` and returns true, or returns 'full' when `max` are
+   * already kept. Returns false when frames are not being held.
+   */
+  keepEarly(text: string, max: number): boolean | 'full' {
+    if (!this.early) return false;
+    if (this.early.length >= max) return 'full';
+    this.early.push(text);
+    return true;
+  }
+
+  /** Stops holding early frames and returns those kept. */
+  takeEarly(): string[] {
+    const early = this.early ?? [];
+    this.early = undefined;
+    return early;
+  }
+
+  /** Counts one more invalid frame from the client; returns the count so far (never reset). */
+  countInvalidFrame(): number {
+    return ++this.invalidFrames;
+  }
+
+  // ---- subscriptions -------------------------------------------------------------------------
+  // Membership in the hub's channel index mirrors this map; both change through the subscriptions
+  // part (subscriptions.ts) only.
+
+  get subscriptionCount(): number {
+    return this.channels.size;
+  }
+
+  isSubscribed(channel: string): boolean {
+    return this.channels.has(channel);
+  }
+
+  subscribedChannels(): IterableIterator<string> {
+    return this.channels.keys();
+  }
+
+  /** Adds a subscription; a recovering one buffers live frames (returned) until `recovered`. */
+  addSubscription(channel: string, recovering: boolean): RecoveringBuffer | undefined {
+    const buffer = recovering ? { frames: [] } : undefined;
+    this.channels.set(channel, buffer);
+    if (recovering) this.recovering++;
+    return buffer;
+  }
+
+  /** The buffer of the channel's recovery in progress, if any. */
+  recoveryBuffer(channel: string): RecoveringBuffer | undefined {
+    return this.recovering > 0 ? this.channels.get(channel) : undefined;
+  }
+
+  /** A subscription's recovery is done: live frames go straight to the connection again. */
+  recovered(channel: string): void {
+    if (!this.channels.get(channel)) return;
+    this.channels.set(channel, undefined);
+    this.recovering--;
+  }
+
+  /** Returns false when not subscribed. */
+  removeSubscription(channel: string): boolean {
+    if (!this.channels.has(channel)) return false;
+    if (this.channels.get(channel)) this.recovering--;
+    this.channels.delete(channel);
+    return true;
+  }
+
+  // ---- server → client requests ---------------------------------------------------------------
+
+  get pendingRequests(): number {
+    return this.pending?.size ?? 0;
+  }
+
+  awaitResponse(correlationId: string, resolve: PendingResolver): void {
+    (this.pending ??= new Map()).set(correlationId, resolve);
+  }
+
+  /** Removes and returns the resolver waiting for `correlationId`, if any. */
+  takeResponder(correlationId: string): PendingResolver | undefined {
+    const resolve = this.pending?.get(correlationId);
+    if (resolve) this.pending!.delete(correlationId);
+    return resolve;
+  }
+
+  /** Settles every waiting request with `{closed: true}`. */
+  failPendingRequests(): void {
+    if (!this.pending) return;
+    const waiting = [...this.pending.values()];
+    this.pending.clear();
+    for (const resolve of waiting) resolve({ closed: true });
+  }
+
+  // ---- writing -------------------------------------------------------------------------------
 
   /** Bytes waiting in our queue plus what the socket still buffers. */
   get backlogBytes(): number {
@@ -175,7 +304,7 @@ export class Session implements WheelEntry {
     if (this.state === 'closed') return;
     // Flush what is queued first, so a close after a final message still delivers it.
     if (code !== CloseCode.SLOW_CONSUMER) this.flush();
-    this.state = 'closed';
+    this.stateNow = 'closed';
     this.queue = [];
     this.queuedBytes = 0;
     this.transport.close(code, reason);

@@ -25,10 +25,7 @@ function fakeNode() {
   const attach = (user: string, tags: Record<string, string> = {}) => {
     const t = new FakeTransport();
     const s = node.attach(t);
-    s.identity = node.anonymousIdentity();
-    s.user = user;
-    s.tags = tags;
-    s.state = 'connected';
+    s.authenticate({ ...node.anonymousIdentity(), user, tags });
     void node.activate(s);
     return { s, t };
   };
@@ -75,7 +72,7 @@ describe('held fan-out (hub)', () => {
       }
     };
     void counter();
-    const results = await publishBatch(node, messages);
+    const results = await publishBatch(node.publishing, node.hub, messages);
     counting = false;
     expect(turns).toBeGreaterThan(1); // the event loop ran during the batch
     expect(results.map((r) => ('position' in r ? r.position!.offset : -1))).toEqual(messages.map((_, i) => i + 1));

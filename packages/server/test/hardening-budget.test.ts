@@ -84,10 +84,10 @@ describe('H1: subscribe-with-recover while not reading', () => {
     while (session.open && backlog.peak <= 4 * BUDGET && cycles < 5000) {
       cycles++;
       s.send({ type: 'subscribe', id: 2 * cycles, channel: 'hist', recover: { offset: 0, epoch: position.epoch } });
-      await until(() => !session.open || (session.subs.has('hist') && session.subs.get('hist') === undefined));
+      await until(() => !session.open || (session.isSubscribed('hist') && session.recoveryBuffer('hist') === undefined));
       if (!session.open) break;
       s.send({ type: 'unsubscribe', id: 2 * cycles + 1, channel: 'hist' });
-      await until(() => !session.open || !session.subs.has('hist'));
+      await until(() => !session.open || !session.isSubscribed('hist'));
     }
     expect(backlog.peak).toBeLessThanOrEqual(2 * BUDGET + SLACK);
     expect(session.state).toBe('closed');

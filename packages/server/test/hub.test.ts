@@ -13,9 +13,7 @@ function makeNode(overrides: Record<string, unknown> = {}) {
 function connectFake(node: HeraldNode, user: string, channels: string[] = []) {
   const t = new FakeTransport();
   const s = node.attach(t);
-  s.identity = node.anonymousIdentity();
-  s.user = user;
-  s.state = 'connected';
+  s.authenticate({ ...node.anonymousIdentity(), user });
   void node.activate(s);
   for (const c of channels) node.hub.subscribe(s, c, false);
   return { s, t };
