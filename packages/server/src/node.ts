@@ -243,7 +243,7 @@ export class HeraldNode {
   async drain(deadlineMs: number): Promise<void> {
     this.publishing.draining = true;
     this.dispatcher.wakeAll();
-    this.hub.flushAll();
+    this.hub.writes.flushAll();
     for (const s of this.hub.sessions.values()) s.close(CloseCode.SHUTDOWN, 'server shutting down, reconnect');
     const until = Date.now() + deadlineMs;
     while (this.hub.sessions.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));

@@ -112,7 +112,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
     config,
     rateLimits: node.rateLimits,
     publishing: node.publishing,
-    fanout: node.hub,
+    fanout: node.hub.writes,
     admin: node.admin,
     receipts: node.delivery.receipts,
   });

@@ -55,9 +55,9 @@ describe('hub fan-out (fake transport)', () => {
     const node = makeNode();
     await node.start();
     const { t } = connectFake(node, 'u', ['a', 'b']);
-    node.hub.hold();
+    node.hub.writes.hold();
     await Promise.all(Array.from({ length: 10 }, (_, i) => node.publish({ channel: i % 2 ? 'a' : 'b', eventType: 'e', payload: i })));
-    node.hub.release();
+    node.hub.writes.release();
     await tick();
     expect(t.writes).toHaveLength(1);
     expect(t.writes[0]).toHaveLength(10);

@@ -10,7 +10,7 @@ import { HeraldError } from '../errors.js';
 import type { AdminOps } from '../admin.js';
 import type { HeraldConfig } from '../config.js';
 import { ReceiptBook } from '../delivery/receipts.js';
-import type { Hub } from '../hub.js';
+import type { WriteScheduler } from '../write-path.js';
 import type { PublishOps, PublishRequest } from '../publishing.js';
 import { rateLimitedError, type RateLimits } from '../rate-limit/rate-limits.js';
 import { apiKeyMatches, presentedApiKey } from './api-key.js';
@@ -44,7 +44,7 @@ export interface ApiRoutesOptions {
   rateLimits: Pick<RateLimits, 'apiRequest'>;
   publishing: PublishOps;
   /** A batch publish holds the fan-out so a connection gets the batch in one write (batch-publish.ts). */
-  fanout: Pick<Hub, 'hold' | 'release' | 'heldFanoutMs'>;
+  fanout: Pick<WriteScheduler, 'hold' | 'release' | 'heldFanoutMs'>;
   admin: AdminOps;
   receipts: Pick<ReceiptBook, 'get'>;
 }

@@ -15,7 +15,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { ErrorCode } from '@herald/protocol';
 import type { ErrorBody } from '@herald/protocol';
 import { HeraldError } from '../errors.js';
-import type { Hub } from '../hub.js';
+import type { WriteScheduler } from '../write-path.js';
 import type { PublishOps, PublishRequest, PublishResult } from '../publishing.js';
 
 /** Long enough to amortise a turn of the event loop, short enough that a pong is never noticeably late. */
@@ -27,7 +27,7 @@ const MAX_GROWTH = 8;
 export type BatchResult = PublishResult | { error: ErrorBody };
 
 /** `hub`: the fan-out's hold (frames of the batch leave together) and its timing of held fan-out. */
-export async function publishBatch(publishing: Pick<PublishOps, 'publish'>, hub: Pick<Hub, 'hold' | 'release' | 'heldFanoutMs'>, messages: readonly PublishRequest[]): Promise<BatchResult[]> {
+export async function publishBatch(publishing: Pick<PublishOps, 'publish'>, hub: Pick<WriteScheduler, 'hold' | 'release' | 'heldFanoutMs'>, messages: readonly PublishRequest[]): Promise<BatchResult[]> {
   const results: Array<Promise<BatchResult>> = [];
   const start = (m: PublishRequest): Promise<BatchResult> =>
     publishing.publish(m).catch((err: unknown) => {
