@@ -176,7 +176,7 @@ export class Hub implements SessionOwner {
         const recovering = s.recoveryBuffer(channel);
         if (recovering) recovering.frames.push(sendTo ? { offset, frame, send: sendTo } : { offset, frame });
         else if (sendTo) sendTo(s);
-        else if (!batch?.add(s.writer, frame)) s.enqueue(frame);
+        else if (!batch?.add(s.writer, frame)) s.writer.enqueue(frame);
         n++;
       }
     } finally {
@@ -212,7 +212,7 @@ export class Hub implements SessionOwner {
       for (const s of this.candidates(filter)) {
         if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
         if (sendTo) sendTo(s);
-        else if (!batch?.add(s.writer, frame)) s.enqueue(frame);
+        else if (!batch?.add(s.writer, frame)) s.writer.enqueue(frame);
         n++;
       }
     } finally {
