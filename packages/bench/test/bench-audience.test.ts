@@ -39,10 +39,7 @@ async function connect(n: number, identity: (g: number) => { user: string; tags:
     const t = new FakeTransport();
     const s = node.attach(t);
     const { user, tags } = identity(g);
-    s.identity = { ...node.anonymousIdentity(), user, tags };
-    s.user = user;
-    s.tags = tags;
-    s.state = 'connected';
+    s.authenticate({ ...node.anonymousIdentity(), user, tags });
     await node.activate(s);
     transports.push(t);
   }

@@ -25,9 +25,7 @@ async function heraldFrames(publishes: Array<Record<string, unknown>>, channels 
   await node.start();
   const t = new FakeTransport();
   const s = node.attach(t);
-  s.identity = node.anonymousIdentity();
-  s.user = 'u1';
-  s.state = 'connected';
+  s.authenticate({ ...node.anonymousIdentity(), user: 'u1' });
   void node.activate(s);
   for (const c of channels) node.hub.subscribe(s, c, false);
   for (const p of publishes) await node.publish({ eventType: 'bench', ...p } as Parameters<HeraldNode['publish']>[0]);

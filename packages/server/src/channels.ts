@@ -1,4 +1,5 @@
 /** Channel names, namespaces and the glob patterns tokens and configuration use to grant them. */
+import type { HeraldConfig, HistoryConfig } from './config.js';
 
 const CHANNEL_RE = /^[A-Za-z0-9_:.-]{1,255}$/;
 
@@ -78,4 +79,10 @@ class Glob {
     }
     return true;
   }
+}
+
+/** The history settings of a channel: `channels.history` with its namespace's overrides. */
+export function historyConfigOf(channels: Readonly<HeraldConfig['channels']>, channel: string): HistoryConfig {
+  const ns = channels.namespaces[namespaceOf(channel)]?.history;
+  return { ...channels.history, ...ns };
 }

@@ -6,7 +6,7 @@
  * packages/server/test/hardening-defaults.test.ts keeps this list in step with the shipped configs.
  */
 import { BlockList, isIP } from 'node:net';
-import type { HeraldConfig } from './config.js';
+import type { HeraldConfig } from './config-types.generated.js';
 
 export const WELL_KNOWN_SECRETS: ReadonlySet<string> = new Set([
   'dev-secret-change-me-0123456789abcdef',

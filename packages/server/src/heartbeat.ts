@@ -7,7 +7,7 @@
  */
 import type { HeraldConfig } from './config.js';
 import type { Session } from './session.js';
-import { TimerWheel } from './timer-wheel.js';
+import { TimerWheel, type WheelEntry } from './timer-wheel.js';
 
 export type TimeoutReason = 'connect' | 'pong' | 'token';
 
@@ -19,20 +19,26 @@ export interface HeartbeatActions {
 const TICK_MS = 50;
 const SLOTS = 2048;
 
-interface Phase {
+/** One session's heartbeat state, owned here (the session knows nothing of it). */
+interface Phase extends WheelEntry {
+  readonly session: Session;
+  /** Connected: the ping/pong cycle runs. Before that only the connect deadline does. */
+  connected: boolean;
   pongCheck: boolean;
   expiresAtMs: number | undefined;
+  awaitingPong: boolean;
+  missedPongs: number;
 }
 
 export class Heartbeat {
-  private readonly wheel: TimerWheel<Session>;
-  private readonly phase = new WeakMap<Session, Phase>();
+  private readonly wheel: TimerWheel<Phase>;
+  private readonly phases = new WeakMap<Session, Phase>();
 
   constructor(
     private readonly cfg: HeraldConfig['heartbeat'],
     private readonly actions: HeartbeatActions,
   ) {
-    this.wheel = new TimerWheel<Session>(TICK_MS, SLOTS, (s) => this.expire(s));
+    this.wheel = new TimerWheel<Phase>(TICK_MS, SLOTS, (p) => this.expire(p));
   }
 
   start(): void {
@@ -43,24 +49,41 @@ export class Heartbeat {
     this.wheel.stop();
   }
 
+  private phaseOf(session: Session): Phase {
+    let phase = this.phases.get(session);
+    if (!phase) {
+      phase = { session, connected: false, pongCheck: false, expiresAtMs: undefined, awaitingPong: false, missedPongs: 0, wheelSlot: -1, wheelRound: 0 };
+      this.phases.set(session, phase);
+    }
+    return phase;
+  }
+
   expectConnect(session: Session, timeoutMs: number): void {
-    this.wheel.schedule(session, timeoutMs);
+    this.wheel.schedule(this.phaseOf(session), timeoutMs);
   }
 
   connected(session: Session, expiresAtSec: number | undefined): void {
-    this.phase.set(session, { pongCheck: false, expiresAtMs: expiresAtSec === undefined ? undefined : expiresAtSec * 1000 });
+    const phase = this.phaseOf(session);
+    phase.connected = true;
+    phase.pongCheck = false;
+    phase.expiresAtMs = expiresAtSec === undefined ? undefined : expiresAtSec * 1000;
     // The first ping comes somewhere in the second half of the interval, so connections opened
     // together (a reconnect storm, a deploy) do not ping — and get their pongs — in one burst.
-    this.wheel.schedule(session, this.cfg.intervalMs * (0.5 + Math.random() / 2));
+    this.wheel.schedule(phase, this.cfg.intervalMs * (0.5 + Math.random() / 2));
   }
 
   alive(session: Session): void {
-    session.awaitingPong = false;
-    session.missedPongs = 0;
+    const phase = this.phases.get(session);
+    if (!phase) return;
+    phase.awaitingPong = false;
+    phase.missedPongs = 0;
   }
 
   forget(session: Session): void {
-    this.wheel.cancel(session);
+    const phase = this.phases.get(session);
+    if (!phase) return;
+    this.wheel.cancel(phase);
+    this.phases.delete(session);
   }
 
   /** For tests: advance the wheel by hand. */
@@ -68,21 +91,21 @@ export class Heartbeat {
     this.wheel.tick();
   }
 
-  private expire(s: Session): void {
+  private expire(phase: Phase): void {
+    const s = phase.session;
     if (!s.open) return;
     if (s.state === 'connecting') return this.actions.timeout(s, 'connect');
-    const phase = this.phase.get(s);
-    if (!phase) return;
+    if (!phase.connected) return;
     if (phase.pongCheck) {
       phase.pongCheck = false;
-      if (s.awaitingPong && ++s.missedPongs >= this.cfg.maxMissed) return this.actions.timeout(s, 'pong');
-      this.wheel.schedule(s, this.cfg.intervalMs - this.cfg.pongTimeoutMs);
+      if (phase.awaitingPong && ++phase.missedPongs >= this.cfg.maxMissed) return this.actions.timeout(s, 'pong');
+      this.wheel.schedule(phase, this.cfg.intervalMs - this.cfg.pongTimeoutMs);
       return;
     }
     if (phase.expiresAtMs !== undefined && Date.now() >= phase.expiresAtMs) return this.actions.timeout(s, 'token');
-    s.awaitingPong = true;
+    phase.awaitingPong = true;
     this.actions.ping(s);
     phase.pongCheck = true;
-    this.wheel.schedule(s, this.cfg.pongTimeoutMs);
+    this.wheel.schedule(phase, this.cfg.pongTimeoutMs);
   }
 }

@@ -1,14 +1,14 @@
 /**
  * The hub is this node's registry of sessions and its indexes — by channel, by user and by tag —
- * and the fan-out loop. A message for N sessions is encoded into one wire frame and the same
- * bytes go to all N: a connection's first frame of a tick is sent at once (with the native addon,
- * 32 sockets per call), later ones queue and leave in one write at the end of the tick.
+ * and the fan-out loops. A message for N sessions is encoded into one wire frame and the same
+ * bytes go to all N through the write path (write-path.ts), which decides how each leaves and
+ * keeps every connection's frames in order.
  */
-import { sendMany, type SendMany } from './transport/direct-send.js';
-import type { Session, SessionOwner } from './session.js';
+import type { RecoveringBuffer, Session, SessionOwner } from './session.js';
 import { indexKey, type CompiledFilter } from './tag-filter.js';
-import { SEAM_GAP_REASON, SubscriptionSeam, type LivePoint } from './engine/recovery-seam.js';
+import { SEAM_GAP_REASON, type LivePoint } from './engine/recovery-seam.js';
 import { CloseCode, type StreamPosition } from '@herald/protocol';
+import { WriteScheduler } from './write-path.js';
 
 /** Serves one recipient of an at-least-once message. */
 export type Recipient = (session: Session) => void;
@@ -32,26 +32,13 @@ export class Hub implements SessionOwner {
   private readonly pending = new Set<Session>();
   /** Pending sessions that hold a reserved slot (admitted from the overload queue). */
   private readonly reserved = new Set<Session>();
-  private dirty: Session[] = [];
-  private flushQueued = false;
-  /** Frames written directly (not queued) since the last end of tick, for the flush metrics. */
-  private directWrites = 0;
-  /** Advances at every end-of-tick flush; a session writes directly at most once per tick. */
-  tick = 0;
-  /** Reused by every fan-out; undefined without the native addon. */
-  private readonly batch = sendMany ? new DirectBatch(sendMany, (count) => this.wroteDirectly(count)) : undefined;
-  /** The batch of the fan-out loop running now, if any (`offer` adds to it). */
-  private activeBatch: DirectBatch | undefined;
-  private holds = 0;
-  /** Fan-out loops running now: frames they queue during a hold wait for its release. */
-  private fanningOut = 0;
-  /** Sessions holding fan-out frames of a hold, flushed at the next release. */
-  private readonly deferred = new Set<Session>();
-  /** Milliseconds spent in fan-out loops while held: a batch sizes its slices by it. */
-  heldFanoutMs = 0;
+  /** The node's write scheduler: ticks, holds and the fan-out's direct-send batch. */
+  readonly writes: WriteScheduler;
   subscriptionCount = 0;
 
-  constructor(private readonly events: HubEvents) {}
+  constructor(private readonly events: HubEvents) {
+    this.writes = new WriteScheduler({ onFlushed: (frames) => events.onFlushed(frames) });
+  }
 
   // ---- registry ------------------------------------------------------------------------------
 
@@ -122,7 +109,7 @@ export class Hub implements SessionOwner {
     if (n <= 0) this.byIp.delete(ip);
     else this.byIp.set(ip, n);
     const emptiedChannels: string[] = [];
-    for (const channel of session.subs.keys()) if (this.unsubscribe(session, channel)) emptiedChannels.push(channel);
+    for (const channel of [...session.subscribedChannels()]) if (this.unsubscribe(session, channel)) emptiedChannels.push(channel);
     let userGone = false;
     if (session.identity) {
       userGone = removeFrom(this.byUser, session.user, session);
@@ -142,12 +129,15 @@ export class Hub implements SessionOwner {
     return this.byUser.has(user);
   }
 
-  /** Returns true when this is the channel's first local subscriber. */
-  subscribe(session: Session, channel: string, recovering: boolean): boolean {
-    session.subs.set(channel, recovering ? new SubscriptionSeam() : undefined);
-    if (recovering) session.recovering++;
+  /**
+   * Adds the subscription to the session and to the channel's index. `first`: this is the
+   * channel's first local subscriber. `buffer`: the recovery seam where live frames wait while it
+   * recovers.
+   */
+  subscribe(session: Session, channel: string, recovering: boolean): { first: boolean; buffer: RecoveringBuffer | undefined } {
+    const buffer = session.addSubscription(channel, recovering);
     this.subscriptionCount++;
-    return addTo(this.byChannel, channel, session);
+    return { first: addTo(this.byChannel, channel, session), buffer };
   }
 
   /**
@@ -156,7 +146,7 @@ export class Hub implements SessionOwner {
    * (engine/recovery-seam.ts).
    */
   recovered(session: Session, channel: string, top: StreamPosition): void {
-    const seam = session.subs.get(channel);
+    const seam = session.recoveryBuffer(channel);
     if (!seam) return;
     const { deliver, gap } = seam.settle(top);
     for (const { frame, send } of deliver) {
@@ -164,20 +154,12 @@ export class Hub implements SessionOwner {
       else session.enqueue(frame);
     }
     if (gap) session.close(CloseCode.FORCE_RECONNECT, SEAM_GAP_REASON);
-    else if (seam.crossed) this.live(session, channel);
-  }
-
-  /** A subscription crossed its recovery seam: live frames go straight to the connection again. */
-  private live(session: Session, channel: string): void {
-    session.subs.set(channel, undefined);
-    session.recovering--;
+    else if (seam.crossed) session.recovered(channel);
   }
 
   /** Returns true when the channel has no local subscribers left. */
   unsubscribe(session: Session, channel: string): boolean {
-    if (!session.subs.has(channel)) return false;
-    if (session.subs.get(channel)) session.recovering--;
-    session.subs.delete(channel);
+    if (!session.removeSubscription(channel)) return false;
     this.subscriptionCount--;
     return removeFrom(this.byChannel, channel, session);
   }
@@ -201,13 +183,13 @@ export class Hub implements SessionOwner {
   fanoutChannel(channel: string, frame: Buffer, point: LivePoint | undefined, filter: CompiledFilter | undefined, sendTo?: Recipient): number {
     const set = this.byChannel.get(channel);
     if (!set) return 0;
-    const batch = this.openBatch(set.size);
+    const run = this.writes.beginFanout(set.size);
+    const batch = run.batch;
     let n = 0;
-    const began = this.beginFanout();
     try {
       for (const s of set) {
         if (filter && !filter.test(s.tags)) continue;
-        const recovering = s.recovering > 0 ? s.subs.get(channel) : undefined;
+        const recovering = s.recoveryBuffer(channel);
         if (recovering) {
           const verdict = recovering.offer(point, sendTo ? { frame, send: sendTo } : { frame });
           if (verdict === 'drop') continue;
@@ -219,16 +201,14 @@ export class Hub implements SessionOwner {
             n++;
             continue;
           }
-          this.live(s, channel);
+          s.recovered(channel);
         }
         if (sendTo) sendTo(s);
-        else if (!batch?.add(s, frame)) s.enqueue(frame);
+        else if (!batch?.add(s.writer, frame)) s.writer.enqueue(frame);
         n++;
       }
     } finally {
-      this.endFanout(began);
-      // Whatever happened in the loop, the sockets that claimed a direct send get their frame.
-      this.closeBatch(batch);
+      this.writes.endFanout(run);
     }
     return n;
   }
@@ -237,7 +217,7 @@ export class Hub implements SessionOwner {
     const set = this.byUser.get(user);
     if (!set) return 0;
     let n = 0;
-    const began = this.beginFanout();
+    const run = this.writes.beginFanout(1);
     try {
       for (const s of set) {
         if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
@@ -246,39 +226,27 @@ export class Hub implements SessionOwner {
         n++;
       }
     } finally {
-      this.endFanout(began);
+      this.writes.endFanout(run);
     }
     return n;
   }
 
   /** Broadcast, optionally narrowed by a tag filter (resolved through the tag index where possible). */
   fanoutAll(frame: Buffer, filter: CompiledFilter | undefined, sendTo?: Recipient): number {
-    const batch = this.openBatch(this.sessions.size);
+    const run = this.writes.beginFanout(this.sessions.size);
+    const batch = run.batch;
     let n = 0;
-    const began = this.beginFanout();
     try {
       for (const s of this.candidates(filter)) {
         if (s.state !== 'connected' || (filter && !filter.test(s.tags))) continue;
         if (sendTo) sendTo(s);
-        else if (!batch?.add(s, frame)) s.enqueue(frame);
+        else if (!batch?.add(s.writer, frame)) s.writer.enqueue(frame);
         n++;
       }
     } finally {
-      this.endFanout(began);
-      this.closeBatch(batch);
+      this.writes.endFanout(run);
     }
     return n;
-  }
-
-  /** Marks a fan-out loop as running; returns its start time when a hold is timing fan-outs, else -1. */
-  private beginFanout(): number {
-    this.fanningOut++;
-    return this.holds > 0 ? performance.now() : -1;
-  }
-
-  private endFanout(began: number): void {
-    this.fanningOut--;
-    if (began >= 0) this.heldFanoutMs += performance.now() - began;
   }
 
   /**
@@ -286,24 +254,8 @@ export class Hub implements SessionOwner {
    * else through the session's queue. At-least-once transmissions come through here.
    */
   offer(s: Session, frame: Buffer): boolean {
-    if (this.activeBatch?.add(s, frame)) return true;
-    return s.enqueue(frame);
-  }
-
-  /**
-   * The batch a fan-out gathers its direct sends in (one native call per chunk), or undefined
-   * when the addon is not loaded, a batch publish is holding writes, or the audience is one.
-   */
-  private openBatch(audience: number): DirectBatch | undefined {
-    if (!this.batch || audience < 2 || this.holds > 0 || this.activeBatch) return undefined;
-    this.activeBatch = this.batch;
-    return this.batch;
-  }
-
-  private closeBatch(batch: DirectBatch | undefined): void {
-    if (!batch) return;
-    this.activeBatch = undefined;
-    batch.send();
+    if (!s.open) return false;
+    return this.writes.offer(s.writer, frame);
   }
 
   /** Sessions that may match the filter: index buckets when the filter allows, else everyone. */
@@ -321,71 +273,9 @@ export class Hub implements SessionOwner {
     return out;
   }
 
-  // ---- flushing ------------------------------------------------------------------------------
-
-  get holding(): boolean {
-    return this.holds > 0;
-  }
-
-  /**
-   * While held, frames are queued rather than written at once, and a connection that fan-out
-   * frames were queued for is flushed only at a release: the messages of one batch that reach the
-   * same connection leave in one write, even when the batch yields to the event loop between
-   * slices. Other frames (a pong, a reply) to connections no fan-out has reached still leave at
-   * the end of their tick. Any release flushes everything deferred so far, so overlapping batches
-   * cannot keep a connection waiting longer than one batch. Every hold must be released.
-   */
-  hold(): void {
-    this.holds++;
-  }
-
-  release(): void {
-    this.holds--;
-    for (const s of this.deferred) this.dirty.push(s);
-    this.deferred.clear();
-    this.flushAll();
-  }
-
-  scheduleFlush(session: Session): void {
-    this.dirty.push(session);
-    if (this.holds > 0 && this.fanningOut > 0) this.deferred.add(session);
-    this.endTickSoon();
-  }
-
-  wroteDirectly(count = 1): void {
-    this.directWrites += count;
-    this.endTickSoon();
-  }
-
-  private endTickSoon(): void {
-    if (!this.flushQueued) {
-      this.flushQueued = true;
-      // After the current job and its promise chain, before the event loop polls again: every
-      // message a publish (or a whole batch) fans out is queued by then, so one write per
-      // connection carries them all, without waiting behind unrelated I/O callbacks.
-      process.nextTick(this.flushAll);
-    }
-  }
-
   onSlowConsumer(session: Session): void {
     this.events.onSlowConsumer(session);
   }
-
-  readonly flushAll = (): void => {
-    this.flushQueued = false;
-    this.tick++;
-    const dirty = this.dirty;
-    this.dirty = [];
-    let frames = this.directWrites;
-    this.directWrites = 0;
-    const deferring = this.holds > 0 && this.deferred.size > 0;
-    for (const s of dirty) {
-      // Still marked for a flush, so later frames join its queue; `release` writes them all.
-      if (deferring && this.deferred.has(s)) continue;
-      frames += s.flush();
-    }
-    if (frames > 0) this.events.onFlushed(frames);
-  };
 
   /** Total bytes queued or buffered for all sessions (metrics). */
   queuedBytes(): number {
@@ -394,56 +284,6 @@ export class Hub implements SessionOwner {
     return total;
   }
 
-}
-
-/**
- * Sockets that take the same frame directly, sent with one native call per chunk of `CHUNK`
- * sessions. Chunks keep the first recipients from waiting while the loop looks at the rest (one
- * call for the whole audience put ≈ 1 ms on the median latency at 1000 subscribers), while still
- * taking the per-call cost off almost every send. A session is added only when nothing is pending
- * on it, and nothing else runs between `add` and the chunk's send, so its frames keep their order.
- */
-class DirectBatch {
-  private static readonly CHUNK = 32;
-  private readonly fds = new Int32Array(DirectBatch.CHUNK);
-  private readonly results = new Int32Array(DirectBatch.CHUNK);
-  private readonly sessions: Array<Session | undefined> = new Array<Session | undefined>(DirectBatch.CHUNK).fill(undefined);
-  private count = 0;
-  /** The frame every gathered socket gets; a different frame is refused (the caller enqueues it). */
-  private frame: Buffer | undefined;
-
-  constructor(
-    private readonly sendMany: SendMany,
-    private readonly onSent: (count: number) => void,
-  ) {}
-
-  /** Takes `s` into the batch when it can be sent to directly; false means: enqueue instead. */
-  add(s: Session, frame: Buffer): boolean {
-    if (this.count > 0 && frame !== this.frame) return false;
-    const fd = s.takeDirect(frame);
-    if (fd < 0) return false;
-    this.frame = frame;
-    this.fds[this.count] = fd;
-    this.sessions[this.count++] = s;
-    if (this.count === DirectBatch.CHUNK) this.send();
-    return true;
-  }
-
-  /** Sends what is gathered (the loop calls it once more at its end). */
-  send(): void {
-    const count = this.count;
-    const frame = this.frame;
-    if (count === 0 || !frame) return;
-    this.count = 0;
-    this.frame = undefined;
-    this.sendMany(this.fds, count, frame, this.results);
-    for (let i = 0; i < count; i++) {
-      this.sessions[i]!.sentDirect(frame, this.results[i]!);
-      // Drop the reference so a closed session is not kept alive until the next fan-out.
-      this.sessions[i] = undefined;
-    }
-    this.onSent(count);
-  }
 }
 
 function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): boolean {

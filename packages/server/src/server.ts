@@ -109,9 +109,30 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
     },
     transformObject: (documentObject) => ('openapiObject' in documentObject ? readableSchemaNames(documentObject.openapiObject) : documentObject.swaggerObject),
   });
-  await app.register(apiRoutes, { prefix: '/api/v1', node });
-  await app.register(pollRoutes, { prefix: '/poll/v1', node });
-  await app.register(opsRoutes, { node, ready: () => ready && !node.draining });
+  // The routes get the parts they use, not the node.
+  await app.register(apiRoutes, {
+    prefix: '/api/v1',
+    config,
+    rateLimits: node.rateLimits,
+    publishing: node.publishing,
+    fanout: node.hub.writes,
+    admin: node.admin,
+    receipts: node.delivery.receipts,
+  });
+  await app.register(pollRoutes, {
+    prefix: '/poll/v1',
+    config,
+    verifier: node.verifier,
+    anonymousIdentity: () => node.anonymousIdentity(),
+    rateLimits: node.rateLimits,
+    clientIps: node.clientIps,
+    access: node.access,
+    history: node.subscriptions,
+    waits: node.dispatcher,
+    inbox: node.inbox,
+    acks: node.delivery,
+  });
+  await app.register(opsRoutes, { config, metrics: node.metrics, ready: () => ready && !node.draining });
   if (config.api.publishFastPath) {
     // Compiled as fastify compiles route schemas (its ajv defaults with our customOptions above).
     const ajv = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, addUsedSchema: false, strict: false });

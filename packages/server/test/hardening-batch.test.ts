@@ -25,10 +25,7 @@ function fakeNode() {
   const attach = (user: string, tags: Record<string, string> = {}) => {
     const t = new FakeTransport();
     const s = node.attach(t);
-    s.identity = node.anonymousIdentity();
-    s.user = user;
-    s.tags = tags;
-    s.state = 'connected';
+    s.authenticate({ ...node.anonymousIdentity(), user, tags });
     void node.activate(s);
     return { s, t };
   };
@@ -42,7 +39,7 @@ describe('held fan-out (hub)', () => {
     const reached = attach('reached', { plan: 'pro' });
     const bystander = attach('bystander', { plan: 'free' });
     const filter = { tag: 'plan', op: 'eq' as const, value: 'pro' };
-    node.hub.hold();
+    node.hub.writes.hold();
     await node.publish({ broadcast: true, filter, eventType: 'e', payload: 1 });
     await nextTurn();
     await node.publish({ broadcast: true, filter, eventType: 'e', payload: 2 });
@@ -52,7 +49,7 @@ describe('held fan-out (hub)', () => {
     await nextTurn();
     expect(bystander.t.writes).toHaveLength(1);
     expect(reached.t.writes).toHaveLength(0);
-    node.hub.release();
+    node.hub.writes.release();
     expect(reached.t.writes).toHaveLength(1);
     expect(reached.t.texts().map((x) => JSON.parse(x).message.payload)).toEqual([1, 2]);
     await node.close();
@@ -75,7 +72,7 @@ describe('held fan-out (hub)', () => {
       }
     };
     void counter();
-    const results = await publishBatch(node, messages);
+    const results = await publishBatch(node.publishing, node.hub.writes, messages);
     counting = false;
     expect(turns).toBeGreaterThan(1); // the event loop ran during the batch
     expect(results.map((r) => ('position' in r ? r.position!.offset : -1))).toEqual(messages.map((_, i) => i + 1));

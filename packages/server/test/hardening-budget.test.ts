@@ -78,10 +78,10 @@ describe('H1: subscribe-with-recover while not reading', () => {
       cycles++;
       s.send({ type: 'subscribe', id: 2 * cycles, channel: 'hist', recover: { offset: 0, epoch: position.epoch } });
       // The reply is queued once the subscription's seam knows its position (or it is already live).
-      await waitFor(() => !session.open || (session.subs.has('hist') && (session.subs.get('hist')?.settled ?? true)), 10_000, 'the subscribed reply queued', 0);
+      await waitFor(() => !session.open || (session.isSubscribed('hist') && (session.recoveryBuffer('hist')?.settled ?? true)), 10_000, 'the subscribed reply queued', 0);
       if (!session.open) break;
       s.send({ type: 'unsubscribe', id: 2 * cycles + 1, channel: 'hist' });
-      await waitFor(() => !session.open || !session.subs.has('hist'), 10_000, 'condition', 0);
+      await waitFor(() => !session.open || !session.isSubscribed('hist'), 10_000, 'the unsubscribe', 0);
     }
     expect(backlog.peak).toBeLessThanOrEqual(2 * BUDGET + SLACK);
     expect(session.state).toBe('closed');

@@ -217,7 +217,7 @@ describe('C1: a fault while handling a frame closes that connection alone (4004)
 
   it('a request handler whose result cannot be serialized gets an internal error response, not a crash', async () => {
     server = await startTestServer();
-    server.node.requestHandlers.set('bigint', async () => ({ n: 1n }));
+    server.node.rpc.handle('bigint', async () => ({ n: 1n }));
     const b = await bystander();
     const s = await TestSocket.connect(server);
     s.send({ type: 'request', correlationId: 'r', method: 'bigint' });

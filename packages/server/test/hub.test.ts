@@ -13,9 +13,7 @@ function makeNode(overrides: Record<string, unknown> = {}) {
 function connectFake(node: HeraldNode, user: string, channels: string[] = []) {
   const t = new FakeTransport();
   const s = node.attach(t);
-  s.identity = node.anonymousIdentity();
-  s.user = user;
-  s.state = 'connected';
+  s.authenticate({ ...node.anonymousIdentity(), user });
   void node.activate(s);
   for (const c of channels) node.hub.subscribe(s, c, false);
   return { s, t };
@@ -57,9 +55,9 @@ describe('hub fan-out (fake transport)', () => {
     const node = makeNode();
     await node.start();
     const { t } = connectFake(node, 'u', ['a', 'b']);
-    node.hub.hold();
+    node.hub.writes.hold();
     await Promise.all(Array.from({ length: 10 }, (_, i) => node.publish({ channel: i % 2 ? 'a' : 'b', eventType: 'e', payload: i })));
-    node.hub.release();
+    node.hub.writes.release();
     await tick();
     expect(t.writes).toHaveLength(1);
     expect(t.writes[0]).toHaveLength(10);

@@ -98,7 +98,7 @@ describe('HTTP server API', () => {
 
   it('answers client requests matched by correlationId (client → server RPC)', async () => {
     server = await startTestServer({ rpc: { echo: true } });
-    server.node.requestHandlers.set('sum', async (_s, data) => (data as number[]).reduce((a, b) => a + b, 0));
+    server.node.rpc.handle('sum', async (_s, data) => (data as number[]).reduce((a, b) => a + b, 0));
     const s = await TestSocket.connect(server);
     s.send({ type: 'request', correlationId: 'c-2', method: 'sum', data: [1, 2, 3] });
     s.send({ type: 'request', correlationId: 'c-1', method: 'echo', data: { hello: 'world' } });

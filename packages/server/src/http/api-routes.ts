@@ -7,9 +7,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import { ErrorCode } from '@herald/protocol';
 import { readJsonAsset } from '../assets.js';
 import { HeraldError } from '../errors.js';
-import type { HeraldNode, PublishRequest } from '../node.js';
+import type { AdminOps } from '../admin.js';
+import type { HeraldConfig } from '../config.js';
 import { ReceiptBook } from '../delivery/receipts.js';
-import { rateLimitedError } from '../rate-limit/rate-limits.js';
+import type { WriteScheduler } from '../write-path.js';
+import type { PublishOps, PublishRequest } from '../publishing.js';
+import { rateLimitedError, type RateLimits } from '../rate-limit/rate-limits.js';
 import { apiKeyMatches, presentedApiKey } from './api-key.js';
 import { publishBatch } from './batch-publish.js';
 
@@ -35,9 +38,20 @@ function tooManyRequests() {
 const security: Array<Record<string, string[]>> = [{ apiKey: [] }, { bearer: [] }];
 
 
-export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }): Promise<void> {
-  const { node } = opts;
-  const keys = node.config.api.keys.map((k) => Buffer.from(k));
+/** What the server API uses, each from the part that owns it. */
+export interface ApiRoutesOptions {
+  config: Readonly<HeraldConfig>;
+  rateLimits: Pick<RateLimits, 'apiRequest'>;
+  publishing: PublishOps;
+  /** A batch publish holds the fan-out so a connection gets the batch in one write (batch-publish.ts). */
+  fanout: Pick<WriteScheduler, 'hold' | 'release' | 'heldFanoutMs'>;
+  admin: AdminOps;
+  receipts: Pick<ReceiptBook, 'get'>;
+}
+
+export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): Promise<void> {
+  const { config, rateLimits, publishing, fanout, admin, receipts } = opts;
+  const keys = config.api.keys.map((k) => Buffer.from(k));
   app.addSchema(readJsonAsset('api/publish.schema.json'));
   // JSON only: a text/plain body would otherwise reach the schema as a string.
   app.removeContentTypeParser('text/plain');
@@ -54,7 +68,7 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
     const key = presentedApiKey(req.headers);
     if (!key) return done(new HeraldError(ErrorCode.API_KEY_REQUIRED));
     if (!apiKeyMatches(keys, key)) return done(new HeraldError(ErrorCode.INVALID_API_KEY));
-    const limited = node.rateLimits.apiRequest(key);
+    const limited = rateLimits.apiRequest(key);
     if (limited) return done(rateLimitedError(limited));
     done();
   });
@@ -67,7 +81,7 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
       body: ref('publishRequest'),
       response: { 200: ref('publishResult'), ...errorResponses },
     },
-  }, async (req) => node.publish(req.body));
+  }, async (req) => publishing.publish(req.body));
 
   app.post<{ Body: { messages: PublishRequest[] } }>('/publish/batch', {
     schema: {
@@ -98,7 +112,7 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
         ...errorResponses,
       },
     },
-  }, async (req) => ({ results: await publishBatch(node, req.body.messages) }));
+  }, async (req) => ({ results: await publishBatch(publishing, fanout, req.body.messages) }));
 
   app.get<{ Querystring: { prefix?: string } }>('/channels', {
     schema: {
@@ -115,7 +129,7 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
     },
   }, async (req) => {
     const prefix = req.query.prefix ?? '';
-    const channels = node.hub.channelCounts().filter((c) => c.channel.startsWith(prefix)).sort((a, b) => (a.channel < b.channel ? -1 : 1));
+    const channels = admin.channels().filter((c) => c.channel.startsWith(prefix)).sort((a, b) => (a.channel < b.channel ? -1 : 1));
     return { channels };
   });
 
@@ -137,22 +151,19 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
     schema: { summary: "A user's live connections (all devices)", tags: ['users'], security, params: userParams, response: { 200: { type: 'object', properties: { connections: { type: 'array', items: connectionSchema } } }, ...rateLimited } },
   }, async (req) => {
     // Local sessions are exact; presence adds the user's connections on other nodes.
-    const local = [...(node.hub.userSessions(req.params.user) ?? [])].map((s) => node.connectionInfo(s));
-    const seen = new Set(local.map((c) => c.connectionId));
-    const remote = (await node.presence.userConnections(req.params.user)).filter((c) => !seen.has(c.connectionId));
-    return { connections: [...local, ...remote] };
+    return { connections: await admin.userConnections(req.params.user) };
   });
 
   app.post<{ Params: { user: string }; Body: { reconnect?: boolean; reason?: string } }>('/users/:user/disconnect', {
     preValidation: defaultEmptyBody,
     schema: { summary: "Close all of a user's connections", tags: ['users'], security, params: userParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' } } }, ...rateLimited } },
-  }, async (req) => ({ disconnected: node.disconnectUser(req.params.user, req.body?.reconnect ?? false, req.body?.reason) }));
+  }, async (req) => ({ disconnected: admin.disconnectUser(req.params.user, req.body?.reconnect ?? false, req.body?.reason) }));
 
   app.post<{ Params: { id: string }; Body: { reconnect?: boolean; reason?: string } }>('/connections/:id/disconnect', {
     preValidation: defaultEmptyBody,
     schema: { summary: 'Close one connection', tags: ['connections'], security, params: connParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' } } }, 404: ref('errorResponse'), ...rateLimited } },
   }, async (req) => {
-    if (!node.disconnectConnection(req.params.id, req.body?.reconnect ?? false, req.body?.reason)) {
+    if (!admin.disconnectConnection(req.params.id, req.body?.reconnect ?? false, req.body?.reason)) {
       throw new HeraldError(ErrorCode.CONNECTION_NOT_FOUND, `no connection ${req.params.id} on this node`);
     }
     return { disconnected: 1 };
@@ -169,7 +180,7 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
       response: { 200: { type: 'object', properties: { data: {}, error: { type: 'object', additionalProperties: true } } }, 404: ref('errorResponse'), 504: ref('errorResponse'), ...rateLimited },
     },
   }, async (req) => {
-    const r = await node.requestClient(req.params.id, req.body.method, req.body.data, req.body.timeoutMs);
+    const r = await admin.requestClient(req.params.id, req.body.method, req.body.data, req.body.timeoutMs);
     return r.error !== undefined ? { error: r.error } : { data: r.data ?? null };
   });
 
@@ -181,12 +192,12 @@ export async function apiRoutes(app: FastifyInstance, opts: { node: HeraldNode }
       response: { 200: { type: 'object', additionalProperties: true }, 404: ref('errorResponse'), ...rateLimited },
     },
   }, async (req) => {
-    const r = node.delivery.receipts.get(req.params.msgId);
+    const r = receipts.get(req.params.msgId);
     if (!r) throw new HeraldError(ErrorCode.NOT_FOUND, `no receipt for ${req.params.msgId}: unknown, at-most-once, or older than delivery.receiptTtlMs`);
     return ReceiptBook.view(r);
   });
 
   app.get('/stats', {
     schema: { summary: 'Counters of this node', tags: ['ops'], security, response: { 200: { type: 'object', additionalProperties: true }, ...rateLimited } },
-  }, async () => node.stats());
+  }, async () => admin.stats());
 }

@@ -7,7 +7,7 @@
  * await or commit; the hub times fan-out while held). Waiting — for the engine, for a commit's
  * fsync, for other work — is not the batch's cost and does not shrink the slices.
  *
- * Order and writes stay as for an unsliced batch: every message is handed to `node.publish` in
+ * Order and writes stay as for an unsliced batch: every message is handed to `publish` in
  * order (each takes the same steps, so messages to one channel or user keep their order), and the
  * hub holds the fan-out frames until the batch ends, so a connection gets the batch in one write.
  */
@@ -15,7 +15,8 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { ErrorCode } from '@herald/protocol';
 import type { ErrorBody } from '@herald/protocol';
 import { HeraldError } from '../errors.js';
-import type { HeraldNode, PublishRequest, PublishResult } from '../node.js';
+import type { WriteScheduler } from '../write-path.js';
+import type { PublishOps, PublishRequest, PublishResult } from '../publishing.js';
 
 /** Long enough to amortise a turn of the event loop, short enough that a pong is never noticeably late. */
 const SLICE_MS = 10;
@@ -25,16 +26,16 @@ const MAX_GROWTH = 8;
 
 export type BatchResult = PublishResult | { error: ErrorBody };
 
-export async function publishBatch(node: HeraldNode, messages: readonly PublishRequest[]): Promise<BatchResult[]> {
+/** `hub`: the fan-out's hold (frames of the batch leave together) and its timing of held fan-out. */
+export async function publishBatch(publishing: Pick<PublishOps, 'publish'>, hub: Pick<WriteScheduler, 'hold' | 'release' | 'heldFanoutMs'>, messages: readonly PublishRequest[]): Promise<BatchResult[]> {
   const results: Array<Promise<BatchResult>> = [];
   const start = (m: PublishRequest): Promise<BatchResult> =>
-    node.publish(m).catch((err: unknown) => {
+    publishing.publish(m).catch((err: unknown) => {
       const e = err instanceof HeraldError ? err : new HeraldError(ErrorCode.INTERNAL);
       return { error: e.toBody() };
     });
-  node.hub.hold();
+  hub.hold();
   try {
-    const hub = node.hub;
     let size = FIRST_SLICE;
     for (let i = 0; i < messages.length; ) {
       const began = performance.now();
@@ -53,6 +54,6 @@ export async function publishBatch(node: HeraldNode, messages: readonly PublishR
     }
     return await Promise.all(results);
   } finally {
-    node.hub.release();
+    hub.release();
   }
 }

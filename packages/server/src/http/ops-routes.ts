@@ -8,7 +8,8 @@ import { createRequire } from 'node:module';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { assetPath } from '../assets.js';
-import type { HeraldNode } from '../node.js';
+import type { HeraldConfig } from '../config.js';
+import type { Metrics } from '../metrics.js';
 import { requireApiKey } from './api-key.js';
 
 /** The standalone browser bundle of @herald/client, or undefined when it is not installed. */
@@ -20,16 +21,16 @@ function clientBundlePath(): string | undefined {
   }
 }
 
-export async function opsRoutes(app: FastifyInstance, opts: { node: HeraldNode; ready: () => boolean }): Promise<void> {
-  const { node } = opts;
-  const { keys, docs } = node.config.ops;
+export async function opsRoutes(app: FastifyInstance, opts: { config: Readonly<HeraldConfig>; metrics: Pick<Metrics, 'registry'>; ready: () => boolean }): Promise<void> {
+  const { config, metrics } = opts;
+  const { keys, docs } = config.ops;
   // One encapsulated scope, so the key check covers every route inside it — swagger-ui's static
   // files included — and nothing outside it.
   await app.register(async (guarded) => {
     if (keys.length > 0) guarded.addHook('onRequest', requireApiKey(keys));
     guarded.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
-      void reply.header('content-type', node.metrics.registry.contentType);
-      return node.metrics.registry.metrics();
+      void reply.header('content-type', metrics.registry.contentType);
+      return metrics.registry.metrics();
     });
     if (docs) await guarded.register(swaggerUi, { routePrefix: '/docs' });
   });
@@ -38,7 +39,7 @@ export async function opsRoutes(app: FastifyInstance, opts: { node: HeraldNode; 
     if (!opts.ready()) return reply.code(503).send({ status: 'not ready' });
     return { status: 'ready' };
   });
-  if (node.config.server.demoPage) {
+  if (config.server.demoPage) {
     const page = readFileSync(assetPath('public/index.html'), 'utf8');
     app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.type('text/html; charset=utf-8').send(page));
     app.get('/herald-client.js', { schema: { hide: true } }, async (_req, reply) => {

@@ -7,12 +7,31 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ErrorCode } from '@herald/protocol';
-import type { Identity } from '../auth.js';
-import { isValidChannel } from '../channels.js';
+import type { Identity, TokenVerifier } from '../auth.js';
+import type { ChannelAccess } from '../channel-access.js';
+import type { HeraldConfig } from '../config.js';
+import type { ReliableDelivery } from '../delivery/reliable-delivery.js';
+import type { ChannelWaits } from '../dispatch.js';
+import type { InboxStore } from '../engine/inbox.js';
 import { HeraldError } from '../errors.js';
 import { historyMessageFrame } from '../message-frame.js';
-import type { HeraldNode } from '../node.js';
-import { rateLimitedError } from '../rate-limit/rate-limits.js';
+import { rateLimitedError, type RateLimits } from '../rate-limit/rate-limits.js';
+import type { HistoryReads } from '../subscriptions.js';
+import type { ClientIps } from './client-ip.js';
+
+/** What polling uses, each from the part that owns it. */
+export interface PollRoutesOptions {
+  config: Readonly<HeraldConfig>;
+  verifier: Pick<TokenVerifier, 'verify'>;
+  anonymousIdentity(): Identity;
+  rateLimits: Pick<RateLimits, 'pollRequest'>;
+  clientIps: Pick<ClientIps, 'key'>;
+  access: ChannelAccess;
+  history: HistoryReads;
+  waits: ChannelWaits;
+  inbox: Pick<InboxStore, 'list'>;
+  acks: Pick<ReliableDelivery, 'ackInbox'>;
+}
 
 const MAX_WAIT_MS = 30_000;
 // Query strings arrive as text and bodies are validated without type coercion, so numeric query
@@ -26,26 +45,26 @@ function int(raw: string | undefined, fallback: number, max = Number.MAX_SAFE_IN
 /** Identities established by the authentication hook, before the body was read. */
 const identities = new WeakMap<FastifyRequest, Identity>();
 
-async function authenticate(node: HeraldNode, req: FastifyRequest): Promise<Identity> {
+async function authenticate(poll: PollRoutesOptions, req: FastifyRequest): Promise<Identity> {
   const auth = req.headers.authorization;
   const token = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
-  if (token) return node.verifier.verify(token);
-  if (node.config.auth.anonymous) return node.anonymousIdentity();
+  if (token) return poll.verifier.verify(token);
+  if (poll.config.auth.anonymous) return poll.anonymousIdentity();
   throw new HeraldError(ErrorCode.UNAUTHORIZED, 'send the connection token as "Authorization: Bearer <jwt>"');
 }
 
 /** The identity of a poll request, as the authentication hook verified (and rate-limited) it. */
-async function identify(node: HeraldNode, req: FastifyRequest): Promise<Identity> {
+async function identify(poll: PollRoutesOptions, req: FastifyRequest): Promise<Identity> {
   const known = identities.get(req);
   if (known) return known;
-  const identity = await authenticate(node, req);
-  checkPollRateLimit(node, identity, req);
+  const identity = await authenticate(poll, req);
+  checkPollRateLimit(poll, identity, req);
   return identity;
 }
 
 /** `rateLimits.poll`: per user, per client IP (grouped like the per-IP limits) for anonymous clients; throws `rate_limited` (429 with Retry-After). */
-function checkPollRateLimit(node: HeraldNode, identity: Identity, req: FastifyRequest): void {
-  const limited = node.rateLimits.pollRequest(identity.user, node.clientIps.key(req));
+function checkPollRateLimit(poll: PollRoutesOptions, identity: Identity, req: FastifyRequest): void {
+  const limited = poll.rateLimits.pollRequest(identity.user, poll.clientIps.key(req));
   if (limited) throw rateLimitedError(limited);
 }
 
@@ -59,8 +78,7 @@ const rateLimitedResponse = {
   },
 };
 
-export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode }): Promise<void> {
-  const { node } = opts;
+export async function pollRoutes(app: FastifyInstance, poll: PollRoutesOptions): Promise<void> {
 
   // Authenticate on the request head, before any body is read: an unauthenticated client cannot
   // hold a connection open by trickling a body. A refused request also closes its connection, so
@@ -68,13 +86,13 @@ export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode 
   app.addHook('onRequest', async (req, reply) => {
     let identity: Identity;
     try {
-      identity = await authenticate(node, req);
+      identity = await authenticate(poll, req);
     } catch (err) {
       void reply.header('connection', 'close');
       throw err;
     }
     // Also before the body: a client past its rate limit is not read from either.
-    checkPollRateLimit(node, identity, req);
+    checkPollRateLimit(poll, identity, req);
     identities.set(req, identity);
   });
 
@@ -96,19 +114,18 @@ export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode 
       response: rateLimitedResponse,
     },
   }, async (req) => {
-    const identity = await identify(node, req);
+    const identity = await identify(poll, req);
     const { channel } = req.params;
-    if (!isValidChannel(channel)) throw new HeraldError(ErrorCode.INVALID_CHANNEL, `invalid channel name ${JSON.stringify(channel)}`);
-    if (!identity.subscribe.matches(channel) && !node.publicChannels.matches(channel)) throw new HeraldError(ErrorCode.PERMISSION_DENIED, `not allowed to read ${channel}`);
+    poll.access.checkRead(identity, channel, 'read');
     const since = req.query.since === undefined ? undefined : Number(req.query.since);
     const { epoch } = req.query;
     const limit = Math.max(1, int(req.query.limit, 100, 1000));
     const wait = int(req.query.wait, 0, MAX_WAIT_MS);
     if (since !== undefined && epoch === undefined) throw new HeraldError(ErrorCode.BAD_REQUEST, 'give "epoch" together with "since"');
-    const read = () => node.broker.history(channel, { limit, config: node.historyConfig(channel), ...(since !== undefined ? { since: { offset: since, epoch: epoch! } } : {}) });
+    const read = () => poll.history.readHistory(channel, limit, since !== undefined ? { offset: since, epoch: epoch! } : undefined);
     let result = await read();
     if (wait > 0 && result.complete && result.entries.length === 0 && since !== undefined) {
-      await node.waitForChannel(channel, wait);
+      await poll.waits.waitForChannel(channel, wait);
       result = await read();
     }
     return {
@@ -131,9 +148,9 @@ export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode 
       response: rateLimitedResponse,
     },
   }, async (req) => {
-    const identity = await identify(node, req);
+    const identity = await identify(poll, req);
     if (!identity.user) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'anonymous clients have no inbox');
-    const { entries } = await node.inbox.list(identity.user, int(req.query.after, 0), Math.max(1, int(req.query.limit, 100, 1000)), node.config.inbox);
+    const { entries } = await poll.inbox.list(identity.user, int(req.query.after, 0), Math.max(1, int(req.query.limit, 100, 1000)), poll.config.inbox);
     return {
       messages: entries.map((e) => ({ seq: e.seq, ...(e.channel ? { channel: e.channel } : {}), message: e.envelope })),
     };
@@ -161,10 +178,10 @@ export async function pollRoutes(app: FastifyInstance, opts: { node: HeraldNode 
       },
     },
   }, async (req) => {
-    const identity = await identify(node, req);
+    const identity = await identify(poll, req);
     if (!identity.user) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'anonymous clients have no inbox');
     // The delivery module decides what this user may acknowledge (their inbox) and records it.
-    const acknowledged = new Set(await node.delivery.ackInbox(identity.user, req.body.msgIds));
+    const acknowledged = new Set(await poll.acks.ackInbox(identity.user, req.body.msgIds));
     return { removed: acknowledged.size, refused: [...new Set(req.body.msgIds)].filter((id) => !acknowledged.has(id)) };
   });
 }

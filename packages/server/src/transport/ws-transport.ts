@@ -5,6 +5,14 @@
  * and whole, so our frames and its control frames never interleave mid-frame. Reaching the socket
  * reads `ws`'s private `_socket`; when the start-up self-test (internals.ts) found it unusable,
  * frames are taken apart again and go through `ws.send`/`ws.pong`, the public path.
+ *
+ * Closing (docs/protocol.md, "Close codes"): the close frame is written behind the bytes the
+ * socket already holds — frames the session had not handed over yet are dropped for a slow
+ * consumer (session.ts) — so a client that is not reading cannot see it until it reads those.
+ * The connection is kept while that backlog waits, up to `CLOSE_STALL_MS`; once the close frame
+ * has left our buffers the client has `CLOSE_GRACE_MS` to answer it. Then the socket is
+ * destroyed: a client still stalled with the close frame in our buffers sees 1006; one that
+ * resumed in time reads the backlog and then the close frame, whatever its size.
  */
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
@@ -15,7 +23,12 @@ import { splitFrames } from './ws-frame.js';
 
 const PONG = 0x0a;
 
-const CLOSE_GRACE_MS = 2000;
+/** After the close frame left our buffers: how long the client has to answer it. */
+export const CLOSE_GRACE_MS = 2000;
+/** How long a closing connection is kept while the close frame still waits behind unread bytes. */
+export const CLOSE_STALL_MS = 10_000;
+/** How often a closing connection's unsent bytes are looked at. */
+const CLOSE_CHECK_MS = 100;
 /** RFC 6455 §5.5: a control frame carries at most 125 bytes, two of them the close code. */
 const MAX_CLOSE_REASON_BYTES = 123;
 
@@ -87,8 +100,22 @@ export class WsTransport implements Transport {
       this.ws.terminate();
       return;
     }
-    const timer = setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS);
-    timer.unref();
+    const stallUntil = Date.now() + CLOSE_STALL_MS;
+    let timer: NodeJS.Timeout;
+    const wait = (): void => {
+      if (this.ws.readyState === 3 || this.socket?.destroyed) return;
+      if (this.bufferedAmount === 0) {
+        // The close frame is in the kernel: the client gets it (then the FIN) when it reads.
+        timer = setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS);
+      } else if (Date.now() >= stallUntil) {
+        this.ws.terminate();
+        return;
+      } else {
+        timer = setTimeout(wait, CLOSE_CHECK_MS);
+      }
+      timer.unref();
+    };
+    wait();
     this.ws.once('close', () => clearTimeout(timer));
   }
 
