@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
 import { RawConn, refusedUpgrade } from './helpers/raw-conn.js';
-import { API_KEY, makeToken, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { API_KEY, makeToken, nextUpgrade, startTestServer, TestSocket } from './helpers/server.js';
 
 let server: HeraldServer | undefined;
 const opened: Array<{ close(): void } | RawConn> = [];
@@ -190,8 +190,9 @@ describe('pending sockets are counted apart (M6)', () => {
     server = await startTestServer({ limits: { maxConnections: 1, overload: { mode: 'queue', queueTimeoutMs: 5000, maxQueued: 5 } } });
     const early = await open(server.wsUrl); // pending, admitted while there was room
     const a = await connected(server, 'a');
+    const upgraded = nextUpgrade(server);
     const queued = TestSocket.open(server.wsUrl);
-    await sleep(100);
+    await upgraded; // waiting in the overload queue
     a.close();
     const w = await queued;
     opened.push(w);

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
-import { sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 let server: HeraldServer;
 afterEach(async () => server?.close());
@@ -64,7 +65,8 @@ describe('channel history and recovery', () => {
     // Clients join mid-stream, asking to recover from the start: each must see 1..TOTAL exactly once.
     const joiners: TestSocket[] = [];
     for (let j = 0; j < 5; j++) {
-      await sleep(5);
+      const mark = Math.min(TOTAL, published + 50);
+      await waitFor(() => published >= mark, 10_000, 'the publisher to move on', 1); // each joins at a different point
       const c = await TestSocket.connect(server, { sub: `j${j}` });
       const rec = await c.subscribe('seam', start.position);
       expect(rec.recovered).toBe(true);

@@ -165,6 +165,14 @@ export async function api(server: ServerAddress, method: string, path: string, b
   return { status: res.status, body: parsed, headers: res.headers };
 }
 
+/**
+ * Resolves once the server has taken in its next WebSocket upgrade request: this listener is
+ * added after the gateway's, so by then the gateway has accepted, queued or refused it.
+ */
+export function nextUpgrade(server: HeraldServer): Promise<void> {
+  return new Promise((resolve) => server.app.server.once('upgrade', () => resolve()));
+}
+
 /** Publishes through the HTTP API (event type `test` unless given) and returns the reply; throws unless 200. */
 export async function publish(server: ServerAddress, body: Record<string, unknown>): Promise<any> {
   const r = await api(server, 'POST', '/api/v1/publish', { eventType: 'test', ...body });
