@@ -173,6 +173,40 @@ export function nextUpgrade(server: HeraldServer): Promise<void> {
   return new Promise((resolve) => server.app.server.once('upgrade', () => resolve()));
 }
 
+/** A message frame that `publishMarker` or `untilUserReachable` sent, not one under test. */
+export const isMarker = (f: Frame): boolean => f.type === 'message' && (f.message?.eventType === 'marker' || f.message?.eventType === 'ready');
+
+/** The message frames `socket` received, markers left out. */
+export const messagesBesideMarkers = (socket: TestSocket): Frame[] => socket.messages().filter((f) => !isMarker(f));
+
+/**
+ * Publishes a marker (event type `marker`) to `target` and waits for `socket` to receive it.
+ * Messages on one path (one channel, one user, broadcast) reach a socket in publish order, so
+ * whatever was published on that path before has arrived by then: how a test asserts that
+ * something did not arrive without waiting a fixed time.
+ */
+export async function publishMarker(server: HeraldServer, socket: TestSocket, target: { channel: string } | { user: string } | { broadcast: true }): Promise<void> {
+  const { msgId } = await server.publish({ ...target, eventType: 'marker', payload: null } as Parameters<HeraldServer['publish']>[0]);
+  await socket.next((f) => f.type === 'message' && f.message?.msgId === msgId);
+}
+
+/**
+ * Publishes `ready` user messages until one reaches `socket`: then the user's subscription on
+ * the broker, which is made after `connected`, is in place.
+ */
+export async function untilUserReachable(server: HeraldServer, socket: TestSocket, user: string): Promise<void> {
+  let polls = 0;
+  await waitFor(
+    async () => {
+      if (socket.frames.some((f) => f.type === 'message' && f.message?.eventType === 'ready')) return true;
+      if (polls++ % 5 === 0) await server.publish({ user, eventType: 'ready', payload: null } as Parameters<HeraldServer['publish']>[0]);
+      return false;
+    },
+    5000,
+    `user ${user} to be reachable`,
+  );
+}
+
 /** Publishes through the HTTP API (event type `test` unless given) and returns the reply; throws unless 200. */
 export async function publish(server: ServerAddress, body: Record<string, unknown>): Promise<any> {
   const r = await api(server, 'POST', '/api/v1/publish', { eventType: 'test', ...body });
