@@ -114,6 +114,7 @@ describe('a heavy filtered batch over a real server', () => {
     // Ping all along the batch; note each round trip. A /healthz is asked for along the way too.
     const latencies: number[] = [];
     let healthAt = 0;
+    // Asked part-way through the batch, while its fan-out is still running.
     const health = pause(300).then(() => fetch(`${srv.url}/healthz`)).then((r) => {
       healthAt = Date.now();
       return r.status;

@@ -186,7 +186,7 @@ export const messagesBesideMarkers = (socket: TestSocket): Frame[] => socket.mes
  * something did not arrive without waiting a fixed time.
  */
 export async function publishMarker(server: HeraldServer, socket: TestSocket, target: { channel: string } | { user: string } | { broadcast: true }): Promise<void> {
-  const { msgId } = await server.publish({ ...target, eventType: 'marker', payload: null } as Parameters<HeraldServer['publish']>[0]);
+  const { msgId } = await server.publish({ ...target, eventType: 'marker', payload: null });
   await socket.next((f) => f.type === 'message' && f.message?.msgId === msgId);
 }
 
@@ -199,7 +199,7 @@ export async function untilUserReachable(server: HeraldServer, socket: TestSocke
   await waitFor(
     async () => {
       if (socket.frames.some((f) => f.type === 'message' && f.message?.eventType === 'ready')) return true;
-      if (polls++ % 5 === 0) await server.publish({ user, eventType: 'ready', payload: null } as Parameters<HeraldServer['publish']>[0]);
+      if (polls++ % 5 === 0) await server.publish({ user, eventType: 'ready', payload: null });
       return false;
     },
     5000,
