@@ -10,9 +10,28 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { NATIVE_DIALECT, nativeRecv } from '../src/loadgen/native-recv.js';
 import { RawWebSocket } from '../src/loadgen/raw-ws.js';
+import { pause, waitFor } from '../../server/test/helpers/wait.js';
 
 const native = nativeRecv();
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+type Drained = { id: number; seq: number; wire: number; arrival: number };
+
+/** Drains the native reader into `into` until `enough` holds. */
+async function drainUntil(into: Drained[], enough: () => boolean, what: string): Promise<void> {
+  const ids = new Int32Array(64);
+  const seqs = new Float64Array(64);
+  const wire = new Float64Array(64);
+  const arrival = new Float64Array(64);
+  await waitFor(
+    () => {
+      const n = native!.drain(ids, seqs, wire, arrival);
+      for (let i = 0; i < n; i++) into.push({ id: ids[i]!, seq: seqs[i]!, wire: wire[i]!, arrival: arrival[i]! });
+      return enough();
+    },
+    5000,
+    what,
+  );
+}
 
 /** An unmasked server frame, as a server writes it. */
 function serverFrame(text: string, opcode = 0x1): Buffer {
@@ -66,14 +85,14 @@ describe('native receive path', () => {
     const jsMessages: string[] = [];
     client.on('message', (data: Buffer) => jsMessages.push(String(data)));
     await new Promise<void>((r) => client.once('open', () => r()));
-    while (!server) await sleep(5);
+    await waitFor(() => server !== undefined, 5000, 'the server side of the connection');
     const raw = (server as unknown as { _socket: Socket })._socket;
 
     // Frame 1 whole and half of frame 2: JavaScript handles 1, the half stays pending.
     const second = serverFrame(delivery(2));
     raw.write(Buffer.concat([serverFrame(delivery(1)), second.subarray(0, 9)]));
-    while (jsMessages.length < 1) await sleep(5);
-    await sleep(30);
+    // JavaScript has handled frame 1 and holds the first 9 bytes of frame 2 (the write may arrive in pieces).
+    await waitFor(() => jsMessages.length >= 1 && (client as unknown as { pending?: Buffer }).pending?.length === 9, 5000, 'frame 1 read, 9 bytes pending');
     const detached = client.detach();
     expect(detached).toBeDefined();
     expect(detached!.leftover.length).toBe(9);
@@ -83,13 +102,13 @@ describe('native receive path', () => {
     // 3: cut inside its extended length; 4–13 in one write; 14: > 64 KiB (64-bit length); 15: one byte at a time.
     const third = serverFrame(delivery(3, 'x'.repeat(300)));
     raw.write(third.subarray(0, 3));
-    await sleep(10);
+    await pause(10); // two segments, not one
     raw.write(third.subarray(3));
     raw.write(Buffer.concat(Array.from({ length: 10 }, (_, i) => serverFrame(delivery(4 + i)))));
     raw.write(serverFrame(delivery(14, 'y'.repeat(70_000))));
     for (const byte of serverFrame(delivery(15))) {
       raw.write(Buffer.from([byte]));
-      await sleep(1);
+      await pause(1); // one segment per byte
     }
     // Heartbeats, an error frame, something else, then a close with a code.
     raw.write(serverFrame('{"type":"ping"}'));
@@ -97,17 +116,8 @@ describe('native receive path', () => {
     raw.write(serverFrame('{"type":"error","error":{"code":"x","message":"y"}}'));
     raw.write(serverFrame('{"type":"unsubscribed","id":3}'));
 
-    const ids = new Int32Array(64);
-    const seqs = new Float64Array(64);
-    const wire = new Float64Array(64);
-    const arrival = new Float64Array(64);
-    const got: Array<{ id: number; seq: number; wire: number; arrival: number }> = [];
-    const deadline = Date.now() + 5000;
-    while (got.length < 14 && Date.now() < deadline) {
-      const n = native.drain(ids, seqs, wire, arrival);
-      for (let i = 0; i < n; i++) got.push({ id: ids[i]!, seq: seqs[i]!, wire: wire[i]!, arrival: arrival[i]! });
-      await sleep(10);
-    }
+    const got: Drained[] = [];
+    await drainUntil(got, () => got.length >= 14, '14 deliveries');
     expect(jsMessages.map((m) => (JSON.parse(m) as { data: { seq: number } }).data.seq)).toEqual([1]);
     expect(got.map((g) => g.seq)).toEqual(Array.from({ length: 14 }, (_, i) => i + 2));
     for (const g of got) {
@@ -118,7 +128,7 @@ describe('native receive path', () => {
       expect(g.arrival).toBeLessThan(5000);
     }
 
-    while ((received.length === 0 || pongs === 0) && Date.now() < deadline) await sleep(10);
+    await waitFor(() => received.length > 0 && pongs > 0, 5000, 'both heartbeats answered');
     expect(received).toEqual(['{"type":"pong"}']);
     expect(pongs).toBe(1);
     const counters = new Float64Array(6);
@@ -132,26 +142,35 @@ describe('native receive path', () => {
     const closedIds = new Int32Array(4);
     const codes = new Int32Array(4);
     let closes = 0;
-    while (closes === 0 && Date.now() < deadline) {
-      closes = native.closes(closedIds, codes);
-      await sleep(10);
-    }
+    await waitFor(() => (closes = native.closes(closedIds, codes)) > 0, 5000, 'the close to be reported');
     expect([closes, closedIds[0], codes[0]]).toEqual([1, 7, 4003]);
     client.terminate();
   });
 
   it('stops reading a removed descriptor, so a reused number is never read', async () => {
     if (!native) return;
-    server = undefined;
-    const client = new RawWebSocket(`ws://127.0.0.1:${port}/`);
-    await new Promise<void>((r) => client.once('open', () => r()));
-    while (!server) await sleep(5);
-    const detached = client.detach()!;
-    expect(native.add(detached.fd, 9, NATIVE_DIALECT.herald, detached.leftover)).toBe(0);
-    native.remove(detached.fd);
-    (server as unknown as { _socket: Socket })._socket.write(serverFrame(delivery(1)));
-    await sleep(100);
-    expect(native.drain(new Int32Array(4), new Float64Array(4), new Float64Array(4), new Float64Array(4))).toBe(0);
-    client.terminate();
+    const connectNative = async (id: number): Promise<{ client: RawWebSocket; raw: Socket; fd: number }> => {
+      server = undefined;
+      const client = new RawWebSocket(`ws://127.0.0.1:${port}/`);
+      await new Promise<void>((r) => client.once('open', () => r()));
+      await waitFor(() => server !== undefined, 5000, 'the server side of the connection');
+      const raw = (server as unknown as { _socket: Socket })._socket;
+      const detached = client.detach()!;
+      expect(native.add(detached.fd, id, NATIVE_DIALECT.herald, detached.leftover)).toBe(0);
+      return { client, raw, fd: detached.fd };
+    };
+    const removed = await connectNative(9);
+    const live = await connectNative(10);
+    native.remove(removed.fd);
+    removed.raw.write(serverFrame(delivery(1)));
+    // Written after it, on a descriptor the reader still watches: once this one is read, the
+    // removed one's bytes would have been read too had it still been watched.
+    live.raw.write(serverFrame(delivery(2)));
+    const got: Drained[] = [];
+    await drainUntil(got, () => got.some((g) => g.id === 10), 'the live delivery');
+    expect(got.map((g) => [g.id, g.seq])).toEqual([[10, 2]]);
+    native.remove(live.fd);
+    removed.client.terminate();
+    live.client.terminate();
   });
 });

@@ -12,7 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type * as Sdk from '@herald/client';
 import type { HeraldServer } from '../src/index.js';
-import { publish, startServer, token, waitFor } from './client-support.js';
+import { startServer } from './client-support.js';
+import { makeToken, publish } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 import { REPO_ROOT } from './helpers/paths.js';
 
 const CLIENT_SCRIPTS = join(REPO_ROOT, 'packages', 'client', 'scripts');
@@ -40,14 +42,14 @@ describe('client bundle', () => {
   });
 
   it('runs in Node with the ws WebSocket', async () => {
-    const c = new sdk.HeraldClient({ url: server.wsUrl, WebSocket, token: await token({ sub: 'n', channels: ['chat:*'] }) });
+    const c = new sdk.HeraldClient({ url: server.wsUrl, WebSocket, token: await makeToken({ sub: 'n', channels: ['chat:*'] }) });
     try {
       await c.connect();
       const sub = c.subscribe<{ n: number }>('chat:bundle');
       const got: number[] = [];
       sub.on('message', (m) => void got.push(m.payload.n));
       await sub.ready();
-      await publish(server.url, { channel: 'chat:bundle', payload: { n: 7 } });
+      await publish(server, { channel: 'chat:bundle', payload: { n: 7 } });
       await waitFor(() => got.length === 1);
       expect(got).toEqual([7]);
       expect(await c.request('echo', 'hi')).toBe('hi');

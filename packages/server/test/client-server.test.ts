@@ -9,7 +9,9 @@ import WebSocket from 'ws';
 import { HeraldClient } from '@herald/client';
 import type { ClientState, Envelope, HeraldClientOptions, HeraldError } from '@herald/client';
 import type { HeraldServer } from '../src/index.js';
-import { api, MemoryBroker, publish, RecordingWebSocket, sentFrames, sleep, startServer, TcpProxy, token, waitFor } from './client-support.js';
+import { MemoryBroker, RecordingWebSocket, sentFrames, startServer, TcpProxy } from './client-support.js';
+import { api, makeToken, publish } from './helpers/server.js';
+import { pause, waitFor } from './helpers/wait.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -33,7 +35,7 @@ const CHAT = { sub: 'u1', channels: ['chat:*'], publish: ['chat:*'] };
 describe('client ↔ real server', () => {
   it('connects, subscribes and receives channel messages in order', async () => {
     const s = await server();
-    const c = client({ url: s.wsUrl, token: await token(CHAT) });
+    const c = client({ url: s.wsUrl, token: await makeToken(CHAT) });
     const states: ClientState['status'][] = [];
     c.on('state', (st) => states.push(st.status));
     await c.connect();
@@ -42,7 +44,7 @@ describe('client ↔ real server', () => {
     const got: number[] = [];
     sub.on('message', (m) => void got.push(m.payload.n));
     await sub.ready();
-    for (let n = 1; n <= 20; n++) await publish(s.url, { channel: 'chat:1', payload: { n } });
+    for (let n = 1; n <= 20; n++) await publish(s, { channel: 'chat:1', payload: { n } });
     await waitFor(() => got.length === 20);
     expect(got).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     expect(sub.position?.offset).toBe(20);
@@ -52,14 +54,14 @@ describe('client ↔ real server', () => {
   it('delivers user and broadcast messages to client.on("message") and acks them in batches', async () => {
     const s = await server();
     sentFrames.length = 0;
-    const c = client({ url: s.wsUrl, token: await token(CHAT), WebSocket: RecordingWebSocket });
+    const c = client({ url: s.wsUrl, token: await makeToken(CHAT), WebSocket: RecordingWebSocket });
     const got: { target: string; msgId: string }[] = [];
     c.on('message', async (m: Envelope, ctx) => {
-      await sleep(5);
+      await pause(5); // a handler that takes a while: acks wait for it
       got.push({ target: ctx.target, msgId: m.msgId });
     });
     await c.connect();
-    const r = await api(s.url, '/publish/batch', {
+    const r = await api(s, 'POST', '/api/v1/publish/batch', {
       messages: [
         ...Array.from({ length: 5 }, (_, i) => ({ user: 'u1', eventType: 'dm', payload: { i }, delivery: 'at-least-once' })),
         { broadcast: true, eventType: 'news', payload: {}, delivery: 'at-least-once' },
@@ -77,7 +79,7 @@ describe('client ↔ real server', () => {
 
   it('after a forced disconnect it resubscribes and recovers what was missed, once each, in order', async () => {
     const s = await server();
-    const c = client({ url: s.wsUrl, token: await token(CHAT), reconnect: { strategy: 'fixed', delay: 400 } });
+    const c = client({ url: s.wsUrl, token: await makeToken(CHAT), reconnect: { strategy: 'fixed', delay: 400 } });
     await c.connect();
     const sub = c.subscribe<{ n: number }>('chat:r');
     const got: number[] = [];
@@ -85,18 +87,19 @@ describe('client ↔ real server', () => {
     const subscribed: (boolean | undefined)[] = [];
     sub.on('subscribed', (info) => void subscribed.push(info.recovered));
     await sub.ready();
-    for (let n = 1; n <= 5; n++) await publish(s.url, { channel: 'chat:r', payload: { n } });
+    for (let n = 1; n <= 5; n++) await publish(s, { channel: 'chat:r', payload: { n } });
     await waitFor(() => got.length === 5);
 
     const disconnected = new Promise<{ code: number; willReconnect: boolean }>((r) => c.once('disconnected', r));
-    expect((await api(s.url, `/connections/${c.connectionId}/disconnect`, { reconnect: true })).status).toBe(200);
+    expect((await api(s, 'POST', `/api/v1/connections/${c.connectionId}/disconnect`, { reconnect: true })).status).toBe(200);
     expect(await disconnected).toMatchObject({ code: 4005, willReconnect: true });
-    for (let n = 6; n <= 15; n++) await publish(s.url, { channel: 'chat:r', payload: { n } }); // while away
+    for (let n = 6; n <= 15; n++) await publish(s, { channel: 'chat:r', payload: { n } }); // while away
     await waitFor(() => c.state.status === 'connected');
-    for (let n = 16; n <= 20; n++) await publish(s.url, { channel: 'chat:r', payload: { n } });
-    await waitFor(() => got.length >= 20);
-    await sleep(50);
-    expect(got).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    for (let n = 16; n <= 20; n++) await publish(s, { channel: 'chat:r', payload: { n } });
+    // A marker published last arrives after anything a duplicate could have been sent before it.
+    await publish(s, { channel: 'chat:r', payload: { n: 21 } });
+    await waitFor(() => got.includes(21));
+    expect(got).toEqual(Array.from({ length: 21 }, (_, i) => i + 1));
     expect(subscribed).toEqual([undefined, true]);
   });
 
@@ -105,7 +108,7 @@ describe('client ↔ real server', () => {
     let s = await startServer({ broker });
     const port = s.port;
     cleanup.push(() => s.close());
-    const c = client({ url: s.wsUrl, token: await token(CHAT), reconnect: { strategy: 'exponential', initialDelay: 200, maxDelay: 600 } });
+    const c = client({ url: s.wsUrl, token: await makeToken(CHAT), reconnect: { strategy: 'exponential', initialDelay: 200, maxDelay: 600 } });
     const got: number[] = [];
     let recoveryFailed = 0;
     c.on('recoveryFailed', () => void recoveryFailed++);
@@ -117,16 +120,18 @@ describe('client ↔ real server', () => {
     // A backend publishing steadily; a publish that fails while the server is down is retried.
     const TOTAL = 300;
     let next = 1;
+    let refused = 0;
     let stopped = false;
     const producer = (async () => {
       while (next <= TOTAL && !stopped) {
         try {
-          await publish(`http://127.0.0.1:${port}`, { channel: 'chat:stream', payload: { n: next }, msgId: `stream-${next}` });
+          await publish({ url: `http://127.0.0.1:${port}` }, { channel: 'chat:stream', payload: { n: next }, msgId: `stream-${next}` });
           next++;
         } catch {
-          await sleep(20);
+          refused++;
+          await pause(20); // the producer's own retry pace while the server is down
         }
-        await sleep(2);
+        await pause(2); // a steady stream rather than a burst
       }
     })();
     cleanup.push(async () => {
@@ -137,12 +142,15 @@ describe('client ↔ real server', () => {
     await waitFor(() => next > 60, 10_000, 'some messages before the kill');
     await s.close(); // kill: clients get 4001
     await waitFor(() => c.state.status !== 'connected');
-    await sleep(300);
+    // The outage lasts until both sides have noticed it: the producer's publishes are refused
+    // and the client has gone back to dialling.
+    await waitFor(() => refused >= 3 && c.state.status === 'reconnecting', 5000, 'the producer and the client to see the server down');
     s = await startServer({ broker, port });
     await waitFor(() => next > TOTAL, 20_000, 'producer to finish');
-    await waitFor(() => got.length >= TOTAL, 10_000, `all ${TOTAL} messages (got ${got.length})`);
-    await sleep(100);
-    expect(got).toEqual(Array.from({ length: TOTAL }, (_, i) => i + 1));
+    await waitFor(() => got.length >= TOTAL, 10_000, `all ${TOTAL} messages`);
+    await publish(s, { channel: 'chat:stream', payload: { n: TOTAL + 1 } }); // a marker: any duplicate came before it
+    await waitFor(() => got.includes(TOTAL + 1));
+    expect(got).toEqual(Array.from({ length: TOTAL + 1 }, (_, i) => i + 1));
     expect(recoveryFailed).toBe(0);
   });
 
@@ -150,19 +158,19 @@ describe('client ↔ real server', () => {
     let s = await startServer();
     const port = s.port;
     cleanup.push(() => s.close());
-    const c = client({ url: s.wsUrl, token: await token(CHAT) });
+    const c = client({ url: s.wsUrl, token: await makeToken(CHAT) });
     await c.connect();
     const sub = c.subscribe<{ n: number }>('chat:lost');
     const got: number[] = [];
     sub.on('message', (m) => void got.push(m.payload.n));
     await sub.ready();
-    await publish(s.url, { channel: 'chat:lost', payload: { n: 1 } });
+    await publish(s, { channel: 'chat:lost', payload: { n: 1 } });
     await waitFor(() => got.length === 1);
     const failed = new Promise((r) => sub.on('recoveryFailed', r));
     await s.close();
     s = await startServer({ port });
     await failed;
-    await publish(s.url, { channel: 'chat:lost', payload: { n: 2 } });
+    await publish(s, { channel: 'chat:lost', payload: { n: 2 } });
     await waitFor(() => got.length === 2);
     expect(got).toEqual([1, 2]);
   });
@@ -171,7 +179,7 @@ describe('client ↔ real server', () => {
     const s = await server({ heartbeat: { intervalMs: 300, pongTimeoutMs: 200 } });
     const proxy = await new TcpProxy(s.port).listen();
     cleanup.push(() => proxy.close());
-    const c = client({ url: proxy.url, token: await token(CHAT), reconnect: { strategy: 'fixed', delay: 50 } });
+    const c = client({ url: proxy.url, token: await makeToken(CHAT), reconnect: { strategy: 'fixed', delay: 50 } });
     await c.connect();
     const sub = c.subscribe<{ n: number }>('chat:h');
     const got: number[] = [];
@@ -181,7 +189,7 @@ describe('client ↔ real server', () => {
     const disconnected = new Promise<{ code: number; reason: string }>((r) => c.once('disconnected', r));
     const frozenAt = Date.now();
     proxy.freeze();
-    await publish(s.url, { channel: 'chat:h', payload: { n: 1 } }); // lost in the frozen pipe
+    await publish(s, { channel: 'chat:h', payload: { n: 1 } }); // lost in the frozen pipe
     const info = await disconnected;
     const detectedIn = Date.now() - frozenAt;
     expect(info.code).toBe(4002);
@@ -195,16 +203,18 @@ describe('client ↔ real server', () => {
 
   it('answers server pings with pongs so the server keeps the connection', async () => {
     const s = await server({ heartbeat: { intervalMs: 150, pongTimeoutMs: 100 } });
-    const c = client({ url: s.wsUrl, token: await token(CHAT) });
+    sentFrames.length = 0;
+    const c = client({ url: s.wsUrl, token: await makeToken(CHAT), WebSocket: RecordingWebSocket });
     await c.connect();
     const id = c.connectionId;
-    await sleep(800);
+    // Several heartbeat rounds, each ping answered, and the connection is still the first one.
+    await waitFor(() => sentFrames.filter((f) => f.type === 'pong').length >= 4, 5000, 'four pongs');
     expect(c.state).toMatchObject({ status: 'connected', connectionId: id });
   });
 
   it('RPC both ways: request/response, unknown methods and errors', async () => {
     const s = await server();
-    const c = client({ url: s.wsUrl, token: await token(CHAT) });
+    const c = client({ url: s.wsUrl, token: await makeToken(CHAT) });
     const pending = c.request('echo', { hello: 'world' }); // made before connecting: waits
     await c.connect();
     expect(await pending).toEqual({ hello: 'world' });
@@ -215,10 +225,10 @@ describe('client ↔ real server', () => {
       throw Object.assign(new Error('x'), {});
     });
     const id = c.connectionId!;
-    expect((await api(s.url, `/connections/${id}/request`, { method: 'sum', data: [1, 2, 3] })).body).toEqual({ data: 6 });
-    const unknown = await api(s.url, `/connections/${id}/request`, { method: 'missing' });
+    expect((await api(s, 'POST', `/api/v1/connections/${id}/request`, { method: 'sum', data: [1, 2, 3] })).body).toEqual({ data: 6 });
+    const unknown = await api(s, 'POST', `/api/v1/connections/${id}/request`, { method: 'missing' });
     expect(unknown.body.error).toMatchObject({ code: 'unknown_method', temporary: false });
-    const failed = await api(s.url, `/connections/${id}/request`, { method: 'fail' });
+    const failed = await api(s, 'POST', `/api/v1/connections/${id}/request`, { method: 'fail' });
     expect(failed.body.error).toMatchObject({ code: 'internal' });
   });
 
@@ -226,7 +236,7 @@ describe('client ↔ real server', () => {
     const s = await server({ heartbeat: { intervalMs: 200, pongTimeoutMs: 100 } });
     const proxy = await new TcpProxy(s.port).listen();
     cleanup.push(() => proxy.close());
-    const c = client({ url: proxy.url, token: await token(CHAT), reconnect: { strategy: 'fixed', delay: 50 } });
+    const c = client({ url: proxy.url, token: await makeToken(CHAT), reconnect: { strategy: 'fixed', delay: 50 } });
     await c.connect();
     proxy.freeze();
     const plain = c.request('echo', 1, { timeout: 5000 });
@@ -237,8 +247,8 @@ describe('client ↔ real server', () => {
 
   it('publishes through the outbox: queued while offline, confirmed once, resent with the same msgId', async () => {
     const s = await server();
-    const c = client({ url: s.wsUrl, token: await token(CHAT) });
-    const reader = client({ url: s.wsUrl, token: await token({ sub: 'u2', channels: ['chat:*'] }) });
+    const c = client({ url: s.wsUrl, token: await makeToken(CHAT) });
+    const reader = client({ url: s.wsUrl, token: await makeToken({ sub: 'u2', channels: ['chat:*'] }) });
     await reader.connect();
     const got: string[] = [];
     const rsub = reader.subscribe<string>('chat:out');
@@ -256,9 +266,9 @@ describe('client ↔ real server', () => {
     const again = await c.publish('chat:out', 'say', 'before-connect', { msgId: r1.msgId });
     expect(again.duplicate).toBe(true);
     await c.publish('chat:out', 'say', 'second');
-    await waitFor(() => got.length === 2);
-    await sleep(50);
-    expect(got).toEqual(['before-connect', 'second']);
+    await c.publish('chat:out', 'say', 'third'); // a marker: a duplicate would have come before it
+    await waitFor(() => got.length === 3);
+    expect(got).toEqual(['before-connect', 'second', 'third']);
 
     await expect(c.publish('forbidden:1', 'say', 'x')).rejects.toMatchObject({ code: 'permission_denied' });
     expect(c.outboxSize).toBe(0);
@@ -269,8 +279,8 @@ describe('client ↔ real server', () => {
     const proxy = await new TcpProxy(s.port).listen();
     cleanup.push(() => proxy.close());
     sentFrames.length = 0;
-    const c = client({ url: proxy.url, token: await token(CHAT), WebSocket: RecordingWebSocket, reconnect: { strategy: 'fixed', delay: 50 } });
-    const reader = client({ url: s.wsUrl, token: await token({ sub: 'u2', channels: ['chat:*'] }) });
+    const c = client({ url: proxy.url, token: await makeToken(CHAT), WebSocket: RecordingWebSocket, reconnect: { strategy: 'fixed', delay: 50 } });
+    const reader = client({ url: s.wsUrl, token: await makeToken({ sub: 'u2', channels: ['chat:*'] }) });
     await reader.connect();
     const got: string[] = [];
     const rsub = reader.subscribe<string>('chat:resend');
@@ -286,8 +296,9 @@ describe('client ↔ real server', () => {
     const sends = sentFrames.filter((f) => f.type === 'publish');
     expect(sends.length).toBe(2);
     expect(new Set(sends.map((f) => f.msgId))).toEqual(new Set(['resend-1']));
-    await sleep(100);
-    expect(got).toEqual(['once']);
+    await c.publish('chat:resend', 'say', 'marker'); // a second delivery of 'once' would precede it
+    await waitFor(() => got.includes('marker'));
+    expect(got).toEqual(['once', 'marker']);
   });
 
   it('refreshes an expired token with getToken and reconnects with its subscriptions', async () => {
@@ -295,7 +306,7 @@ describe('client ↔ real server', () => {
     let calls = 0;
     const c = client({
       url: s.wsUrl,
-      getToken: async () => token({ ...CHAT, ttlSeconds: ++calls === 1 ? 1 : 3600 }),
+      getToken: async () => makeToken({ ...CHAT, expiresIn: ++calls === 1 ? '1s' : '1h' }),
       reconnect: { strategy: 'fixed', delay: 20 },
     });
     await c.connect();
@@ -308,7 +319,7 @@ describe('client ↔ real server', () => {
     expect((await closed).code).toBe(4006);
     await waitFor(() => c.state.status === 'connected', 5000);
     expect(calls).toBe(2);
-    await publish(s.url, { channel: 'chat:t', payload: { n: 1 } });
+    await publish(s, { channel: 'chat:t', payload: { n: 1 } });
     await waitFor(() => got.length === 1);
   });
 
@@ -317,16 +328,22 @@ describe('client ↔ real server', () => {
     const errors: HeraldError[] = [];
     const c = client({ url: s.wsUrl, token: 'not-a-jwt' });
     c.on('error', (e) => void errors.push(e));
+    const ends: boolean[] = [];
+    c.on('disconnected', (i) => void ends.push(i.willReconnect));
+    let retries = 0;
+    c.on('reconnecting', () => void retries++);
     await expect(c.connect()).rejects.toMatchObject({ code: 'unauthorized' });
     expect(c.state).toMatchObject({ status: 'disconnected', code: 4501 });
-    await sleep(300);
-    expect(c.state.status).toBe('disconnected');
+    // The client decides on the close itself: no retry is scheduled (the timers' side of this is
+    // client-logic.test.ts, on fake time).
+    expect(ends).toEqual([false]);
+    expect(retries).toBe(0);
     expect(errors.map((e) => e.code)).toContain('unauthorized');
   });
 
   it('a subscription the server refuses fails with a typed error', async () => {
     const s = await server();
-    const c = client({ url: s.wsUrl, token: await token(CHAT) });
+    const c = client({ url: s.wsUrl, token: await makeToken(CHAT) });
     await c.connect();
     const errors: string[] = [];
     c.on('error', (e) => void errors.push(e.code));
@@ -339,19 +356,25 @@ describe('client ↔ real server', () => {
 
   it('unsubscribe stops delivery and emits unsubscribed', async () => {
     const s = await server();
-    const c = client({ url: s.wsUrl, token: await token(CHAT) });
+    const c = client({ url: s.wsUrl, token: await makeToken(CHAT) });
     await c.connect();
     const sub = c.subscribe<{ n: number }>('chat:u');
     const got: number[] = [];
     sub.on('message', (m) => void got.push(m.payload.n));
+    const other = c.subscribe<{ n: number }>('chat:v');
+    const markers: number[] = [];
+    other.on('message', (m) => void markers.push(m.payload.n));
     const events: string[] = [];
     c.on('unsubscribed', (i) => void events.push(i.channel));
     await sub.ready();
-    await publish(s.url, { channel: 'chat:u', payload: { n: 1 } });
+    await other.ready();
+    await publish(s, { channel: 'chat:u', payload: { n: 1 } });
     await waitFor(() => got.length === 1);
     await sub.unsubscribe();
-    await publish(s.url, { channel: 'chat:u', payload: { n: 2 } });
-    await sleep(100);
+    await publish(s, { channel: 'chat:u', payload: { n: 2 } });
+    // Published after it on the same node, to the same socket: n 2 would have arrived first.
+    await publish(s, { channel: 'chat:v', payload: { n: 99 } });
+    await waitFor(() => markers.includes(99));
     expect(got).toEqual([1]);
     expect(events).toEqual(['chat:u']);
     expect(sub.state).toBe('unsubscribed');

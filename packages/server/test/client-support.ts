@@ -1,16 +1,13 @@
 /**
- * Helpers for the client SDK tests: a real Herald server with a restartable broker, tokens,
- * the HTTP publish API, a TCP proxy that can go silent (half-open connections), and a `ws`
- * WebSocket that records what the client sends.
+ * What only the client SDK tests need, on top of the shared fixture (helpers/server.ts): the
+ * server configuration the SDK is tested against, a TCP proxy that can go silent (half-open
+ * connections), and a `ws` WebSocket that records what the client sends.
  */
-import { SignJWT } from 'jose';
 import net from 'node:net';
 import WebSocket from 'ws';
-import { startHerald, MemoryBroker } from '../src/index.js';
+import { MemoryBroker } from '../src/index.js';
 import type { HeraldServer } from '../src/index.js';
-
-export const SECRET = 'client-test-secret-0123456789abcdef';
-export const API_KEY = 'client-test-key';
+import { startTestServer } from './helpers/server.js';
 
 export interface ServerOptions {
   port?: number;
@@ -20,63 +17,26 @@ export interface ServerOptions {
   overrides?: Record<string, unknown>;
 }
 
-/** Starts a Herald server on 127.0.0.1. Pass the same `broker` to a restart to keep history. */
+/**
+ * The shared test server, configured as the SDK expects: authentication required, any origin,
+ * the built-in `echo` RPC on, one missed pong closes. Pass the same `broker` (and `port`) to a
+ * restart to keep history.
+ */
 export async function startServer(opts: ServerOptions = {}): Promise<HeraldServer> {
-  return startHerald({
-    overrides: {
-      server: { port: opts.port ?? 0, host: '127.0.0.1' },
-      auth: { jwt: { hmacSecret: SECRET }, anonymous: false },
-      api: { keys: [API_KEY] },
+  return startTestServer(
+    {
+      server: { port: opts.port ?? 0 },
+      auth: { anonymous: false },
       origins: { allowed: ['*'] },
-      log: { level: 'warn' },
-      engine: { type: 'memory' },
-      // The SDK tests call the built-in `echo` method, which is off unless configured.
       rpc: { echo: true },
       heartbeat: { maxMissed: 1, ...(opts.heartbeat ?? { intervalMs: 25_000, pongTimeoutMs: 10_000 }) },
       ...(opts.overrides ?? {}),
     },
-    ...(opts.broker ? { engines: { broker: opts.broker } } : {}),
-  });
+    opts.broker ? { broker: opts.broker } : undefined,
+  );
 }
 
 export { MemoryBroker };
-
-export interface Claims {
-  sub: string;
-  channels?: string[];
-  publish?: string[];
-  tags?: Record<string, string | number | boolean>;
-  /** Seconds from now until expiry (default one hour). */
-  ttlSeconds?: number;
-}
-
-export async function token(claims: Claims): Promise<string> {
-  const { ttlSeconds = 3600, sub, ...rest } = claims;
-  return new SignJWT({ ...rest })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
-    .sign(new TextEncoder().encode(SECRET));
-}
-
-export async function api(baseUrl: string, path: string, body: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${baseUrl}/api/v1${path}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  return { status: res.status, body: await res.json() };
-}
-
-export async function publish(baseUrl: string, body: Record<string, unknown>): Promise<any> {
-  const r = await api(baseUrl, '/publish', { eventType: 'test', ...body });
-  if (r.status !== 200) throw new Error(`publish failed: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
-}
-
-export { waitFor } from './helpers/wait.js';
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Every text frame any RecordingWebSocket sent, parsed. */
 export const sentFrames: any[] = [];

@@ -12,7 +12,8 @@ import { WebSocket } from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HeraldClient } from '@herald/client';
 import { freePort, startCliNode } from './helpers/processes.js';
-import { API_KEY, makeToken, SECRET, sleep } from './helpers/server.js';
+import { API_KEY, makeToken, SECRET } from './helpers/server.js';
+import { pause, waitFor } from './helpers/wait.js';
 
 const N = 300;
 const KILL_AT = 150;
@@ -38,7 +39,7 @@ async function publishUntilAccepted(base: string, body: object): Promise<void> {
     } catch (err) {
       if ((err as Error).message.startsWith('refused')) throw err;
     }
-    await sleep(50);
+    await pause(50); // the publisher's retry pace while the server restarts
   }
   throw new Error(`never accepted: ${JSON.stringify(body)}`);
 }
@@ -95,12 +96,16 @@ describe('SIGKILL in the middle of an at-least-once stream', () => {
     offline.on('message', (m) => void offlineSeen.push((m.payload as { i: number }).i));
     await offline.connect();
 
-    const deadline = Date.now() + 20_000;
-    while ((channelSeen.length < N || onlineSeen.length < N || offlineSeen.length < N) && Date.now() < deadline) await sleep(50);
-    await sleep(300); // anything extra (a duplicate) would show up now
+    const all = (): boolean => channelSeen.length >= N && onlineSeen.length >= N && offlineSeen.length >= N;
+    await waitFor(all, 20_000, `${N} messages on each path`, 50);
+    // One more on each path: a duplicate of anything before it would have arrived first.
+    await publishUntilAccepted(base, { channel: 'orders:stream', eventType: 'order', payload: { i: N + 1 }, msgId: `ch-${N + 1}` });
+    await publishUntilAccepted(base, { user: 'online', eventType: 'dm', payload: { i: N + 1 }, msgId: `on-${N + 1}`, delivery: 'at-least-once' });
+    await publishUntilAccepted(base, { user: 'offline', eventType: 'dm', payload: { i: N + 1 }, msgId: `off-${N + 1}`, delivery: 'at-least-once' });
+    await waitFor(() => [channelSeen, onlineSeen, offlineSeen].every((seen) => seen.includes(N + 1)), 10_000, 'the last message on each path');
     expect(disconnects).toBeGreaterThanOrEqual(1); // the kill really cut the stream
-    expect(onlineSeen.length).toBe(N);
-    const expected = Array.from({ length: N }, (_, k) => k + 1);
+    expect(onlineSeen.length).toBe(N + 1);
+    const expected = Array.from({ length: N + 1 }, (_, k) => k + 1);
     expect(channelSeen).toEqual(expected);
     expect(onlineSeen).toEqual(expected);
     expect(offlineSeen).toEqual(expected);

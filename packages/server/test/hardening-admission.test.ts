@@ -5,7 +5,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
 import { RawConn, refusedUpgrade } from './helpers/raw-conn.js';
-import { API_KEY, makeToken, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { API_KEY, makeToken, nextUpgrade, startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 let server: HeraldServer | undefined;
 const opened: Array<{ close(): void } | RawConn> = [];
@@ -106,12 +107,7 @@ describe('HTTP deadlines and the connection cap (M5)', () => {
     first.close();
     await first.closed;
     // A freed slot is usable again (the server may see the close a moment after the client).
-    let status = 0;
-    for (let i = 0; i < 50 && status !== 200; i++) {
-      status = await fetch(`${server.url}/healthz`).then((r) => r.status, () => 0);
-      if (status !== 200) await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(status).toBe(200);
+    await waitFor(async () => (await fetch(`${server!.url}/healthz`).then((r) => r.status, () => 0)) === 200, 2500, 'the freed slot to serve /healthz', 50);
   });
 });
 
@@ -148,7 +144,11 @@ describe('the handshake deadline covers the upgrade request (R3)', () => {
     const c = raw(server.port);
     c.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
     expect(await c.waitFor((t) => t.includes('200 OK'), 3000)).toBe(true);
-    await new Promise((r) => setTimeout(r, 800));
+    // A socket accepted after it that sends nothing is closed by its deadline: by then the first
+    // one's deadline has passed too, had it still been running.
+    const idle = raw(server.port);
+    await idle.connected;
+    expect(await idle.waitClosed(5000)).toBe(true);
     c.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
     expect(await c.waitFor((t) => t.split('200 OK').length === 3, 3000)).toBe(true);
     expect(c.closedAt).toBeUndefined();
@@ -190,8 +190,9 @@ describe('pending sockets are counted apart (M6)', () => {
     server = await startTestServer({ limits: { maxConnections: 1, overload: { mode: 'queue', queueTimeoutMs: 5000, maxQueued: 5 } } });
     const early = await open(server.wsUrl); // pending, admitted while there was room
     const a = await connected(server, 'a');
+    const upgraded = nextUpgrade(server);
     const queued = TestSocket.open(server.wsUrl);
-    await sleep(100);
+    await upgraded; // waiting in the overload queue
     a.close();
     const w = await queued;
     opened.push(w);

@@ -11,6 +11,7 @@ import { HeraldNode } from '../src/node.js';
 import type { HeraldServer } from '../src/server.js';
 import { decodeServerFrame, FakeTransport } from './helpers/fake-transport.js';
 import { API_KEY, startTestServer, TestSocket } from './helpers/server.js';
+import { pause } from './helpers/wait.js';
 
 let server: HeraldServer | undefined;
 const sockets: TestSocket[] = [];
@@ -110,7 +111,8 @@ describe('a heavy filtered batch over a real server', () => {
     // Ping all along the batch; note each round trip. A /healthz is asked for along the way too.
     const latencies: number[] = [];
     let healthAt = 0;
-    const health = new Promise((r) => setTimeout(r, 300)).then(() => fetch(`${srv.url}/healthz`)).then((r) => {
+    // Asked part-way through the batch, while its fan-out is still running.
+    const health = pause(300).then(() => fetch(`${srv.url}/healthz`)).then((r) => {
       healthAt = Date.now();
       return r.status;
     });
@@ -119,7 +121,7 @@ describe('a heavy filtered batch over a real server', () => {
       bystander.send({ type: 'ping' });
       const pong = await bystander.next((f) => f.type === 'pong', 30_000);
       latencies.push(pong.type === 'pong' ? Date.now() - sent : Infinity);
-      await new Promise((r) => setTimeout(r, 20));
+      await pause(20); // a probe every so often, not a flood of our own
     }
     const { status, body } = await batch;
     expect(status).toBe(200);

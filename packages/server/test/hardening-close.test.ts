@@ -8,6 +8,7 @@ import { WebSocket } from 'ws';
 import type { HeraldServer } from '../src/server.js';
 import { closeReason } from '../src/transport/ws-transport.js';
 import { api, startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 let server: HeraldServer;
 afterEach(async () => {
@@ -17,9 +18,7 @@ afterEach(async () => {
 
 /** Waits until the server has let go of the connection (its close handler ran). */
 async function gone(connectionId: string): Promise<void> {
-  const deadline = Date.now() + 3000;
-  while (server.node.hub.sessions.has(connectionId) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-  expect(server.node.hub.sessions.has(connectionId)).toBe(false);
+  await waitFor(() => !server.node.hub.sessions.has(connectionId), 3000, `connection ${connectionId} to be released`);
 }
 
 describe('close reasons', () => {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
 import { api, startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 const READS = 200;
 // 200 reads from one client in a row are past the poll and subscribe rate limits, which are not
@@ -57,8 +58,7 @@ describe('history reads of never-published channels leave nothing behind', () =>
     cleanups.push(() => void db.close());
     const channels = () => (db.prepare('SELECT COUNT(*) AS n FROM channels').get() as { n: number }).n;
     // The publish's commit is written by the group commit after the reply: wait for its row.
-    const deadline = Date.now() + 3000;
-    while (channels() < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => channels() >= 1, 3000, 'the channel row');
     expect(channels()).toBe(1);
     await pollNewNames(server, 'sqlite');
     await subscribeNewNames(server, 'sqlite');

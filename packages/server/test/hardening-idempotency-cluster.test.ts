@@ -8,13 +8,12 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
 import { dropNatsStreams, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
-import { api, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { api, messagesBesideMarkers, publishMarker, startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 const redisUp = await requireRedis();
 const natsUp = await requireNats();
 
-/** Long enough for a duplicate still in flight somewhere to arrive. */
-const QUIET_MS = 300;
 
 async function dropRedisKeys(prefix: string): Promise<void> {
   const r = new Redis(REDIS_URL);
@@ -41,6 +40,14 @@ function clusterCases(name: string, up: boolean, engineOf: (prefix: string) => R
     let b: HeraldServer;
     const sockets: TestSocket[] = [];
     const track = (s: TestSocket) => (sockets.push(s), s);
+
+    /**
+     * A marker through each node in turn, awaited at `socket`: a duplicate either node published
+     * earlier on that path would have reached the socket before that node's marker.
+     */
+    async function markersThroughBoth(socket: TestSocket, target: { channel: string } | { user: string } | { broadcast: true }): Promise<void> {
+      for (const node of [a, b]) await publishMarker(node, socket, target);
+    }
 
     beforeAll(async () => {
       const engine = engineOf(prefix);
@@ -70,14 +77,14 @@ function clusterCases(name: string, up: boolean, engineOf: (prefix: string) => R
       }
       for (const r of readers) {
         await r.waitMessages(ids.length, 10_000);
-        await sleep(QUIET_MS);
-        const counts = byMsgId(r.messages());
+        await markersThroughBoth(r, { channel: 'idem:concurrent' });
+        const counts = byMsgId(messagesBesideMarkers(r));
         expect([...counts.keys()].sort()).toEqual([...ids].sort());
         expect([...counts.values()].every((n) => n === 1), JSON.stringify([...counts])).toBe(true);
       }
       // History holds each msgId once too.
       const history = await b.node.broker.history('idem:concurrent', { limit: 1000 });
-      expect(history.entries.map((e) => e.envelope.msgId).sort()).toEqual([...ids].sort());
+      expect(history.entries.filter((e) => e.envelope.eventType !== 'marker').map((e) => e.envelope.msgId).sort()).toEqual([...ids].sort());
     });
 
     it('a retry sent to the other node after a 2xx is a duplicate with the original position and timestamp', async () => {
@@ -95,8 +102,8 @@ function clusterCases(name: string, up: boolean, engineOf: (prefix: string) => R
         }
       }
       await reader.waitMessages(ids.length);
-      await sleep(QUIET_MS);
-      expect(reader.messages().map((m) => m.message.msgId)).toEqual(ids);
+      await markersThroughBoth(reader, { channel: 'idem:sequential' });
+      expect(messagesBesideMarkers(reader).map((m) => m.message.msgId)).toEqual(ids);
     });
 
     it('user and broadcast targets: concurrent retries through both nodes are delivered once', async () => {
@@ -112,11 +119,13 @@ function clusterCases(name: string, up: boolean, engineOf: (prefix: string) => R
       expect(answers.filter((r) => r.body.duplicate !== true)).toHaveLength(bodies.length);
       await user.waitMessages(2 * ids.length, 10_000);
       await all.waitMessages(ids.length, 10_000);
-      await sleep(QUIET_MS);
-      const toUser = byMsgId(user.messages());
+      await markersThroughBoth(user, { user: `${prefix}-user` });
+      await markersThroughBoth(user, { broadcast: true }); // the user's socket gets broadcasts too
+      await markersThroughBoth(all, { broadcast: true });
+      const toUser = byMsgId(messagesBesideMarkers(user));
       expect(toUser.size).toBe(2 * ids.length);
       expect([...toUser.values()].every((n) => n === 1), JSON.stringify([...toUser])).toBe(true);
-      const toAll = byMsgId(all.messages());
+      const toAll = byMsgId(messagesBesideMarkers(all));
       expect(toAll.size).toBe(ids.length);
       expect([...toAll.values()].every((n) => n === 1), JSON.stringify([...toAll])).toBe(true);
     });
@@ -131,9 +140,7 @@ function clusterCases(name: string, up: boolean, engineOf: (prefix: string) => R
       expect(firsts.filter((r) => r.body.duplicate !== true)).toHaveLength(ids.length);
       const got = await user.waitMessages(ids.length, 10_000);
       user.send({ type: 'ack', msgIds: got.map((m) => m.message.msgId) });
-      const deadline = Date.now() + 5000;
-      while ((await a.node.inbox.size(name)) > 0 && Date.now() < deadline) await sleep(20);
-      expect(await a.node.inbox.size(name)).toBe(0);
+      await waitFor(async () => (await a.node.inbox.size(name)) === 0, 5000, 'the ACK to empty the inbox');
       for (const msgId of ids) {
         for (const node of [b, a]) {
           const retry = await api(node, 'POST', '/api/v1/publish', body(msgId));
@@ -141,9 +148,9 @@ function clusterCases(name: string, up: boolean, engineOf: (prefix: string) => R
         }
       }
       expect(await a.node.inbox.size(name)).toBe(0);
-      await sleep(QUIET_MS);
-      expect(byMsgId(user.messages()).size).toBe(ids.length);
-      expect(user.messages()).toHaveLength(ids.length);
+      await markersThroughBoth(user, { user: name });
+      expect(byMsgId(messagesBesideMarkers(user)).size).toBe(ids.length);
+      expect(messagesBesideMarkers(user)).toHaveLength(ids.length);
     });
   });
 }

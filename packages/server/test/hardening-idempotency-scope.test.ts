@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
-import { api, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { api, startTestServer, TestSocket } from './helpers/server.js';
 
 describe('idempotency window scoped by publisher', () => {
   let server: HeraldServer;
@@ -99,7 +99,7 @@ describe('idempotency window scoped by publisher', () => {
     const fromClient = await clientPublish(mallory, 'rel:room', 'receipt-1');
     expect(fromClient.type).toBe('published');
     await reader.next((f) => f.type === 'message');
-    await sleep(50);
+    // Receipts are opened in the publish path, before the publish is answered.
     const after = await api(server, 'GET', '/api/v1/messages/receipt-1');
     expect(after.body).toMatchObject({ target: 'user', user: 'offline-dave', acceptedAt: before.body.acceptedAt });
     expect(after.body.channel).toBeUndefined();

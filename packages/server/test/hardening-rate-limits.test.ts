@@ -9,7 +9,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { HeraldClient } from '@herald/client';
 import type { HeraldServer } from '../src/server.js';
-import { api, API_KEY, makeToken, sleep, startTestServer, TestSocket, type Frame } from './helpers/server.js';
+import { api, API_KEY, makeToken, startTestServer, TestSocket, type Frame } from './helpers/server.js';
+import { pause, waitForValue } from './helpers/wait.js';
 
 let server: HeraldServer;
 const sockets: TestSocket[] = [];
@@ -56,7 +57,7 @@ async function retryUntilAccepted(attempt: () => Promise<Frame>, tries = 8): Pro
     const reply = await attempt();
     if (!isRateLimited(reply)) return reply;
     if (i >= tries) throw new Error(`still rate limited after ${tries} waits: ${JSON.stringify(reply)}`);
-    await sleep(reply.error.details.retryAfterMs as number);
+    await pause(reply.error.details.retryAfterMs as number); // the wait the refusal asks for is what is under test
   }
 }
 
@@ -66,13 +67,7 @@ let nextId = 10_000;
 
 /** The first frame `s` received that matches `pred`, whenever it arrived (replies may overtake each other). */
 async function received(s: TestSocket, pred: (f: Frame) => boolean, timeoutMs = 3000): Promise<Frame> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const f = s.frames.find(pred);
-    if (f) return f;
-    if (Date.now() > deadline) throw new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(s.frames.slice(-3))}`);
-    await sleep(5);
-  }
+  return waitForValue(() => s.frames.find(pred), timeoutMs, 'a matching frame', 5);
 }
 
 /**
@@ -281,7 +276,7 @@ async function httpRetryUntilAccepted(attempt: () => Promise<HttpAnswer>, tries 
     const answer = await attempt();
     if (answer.status !== 429) return answer;
     if (i >= tries) throw new Error(`still 429 after ${tries} waits`);
-    await sleep(answer.body.error.details.retryAfterMs as number);
+    await pause(answer.body.error.details.retryAfterMs as number); // as Retry-After asks
   }
 }
 

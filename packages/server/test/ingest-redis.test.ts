@@ -10,7 +10,7 @@ import { HeraldError } from '../src/errors.js';
 import { RedisStreamIngestor, type RedisStreamIngestorOptions } from '../src/ingest/redis-stream-ingestor.js';
 import type { HeraldServer } from '../src/server.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './engine/services.js';
-import { sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { messagesBesideMarkers, publishMarker, startTestServer, TestSocket, untilUserReachable } from './helpers/server.js';
 import { waitFor } from './helpers/wait.js';
 
 const redisUp = await requireRedis();
@@ -71,7 +71,7 @@ describe.skipIf(!redisUp)('ingest from a Redis Stream', () => {
     const reader = track(await TestSocket.connect(server, { sub: 'reader' }));
     await reader.subscribe('orders:eu');
     const alice = track(await TestSocket.connect(server, { sub: 'alice' }));
-    await sleep(50); // alice's user topic subscription follows `connected`
+    await untilUserReachable(server, alice, 'alice');
     await r.xadd(stream, '*', 'message', JSON.stringify({ channel: 'orders:eu', envelope: envelope({ i: 1 }) }));
     await r.xadd(stream, '*', 'message', JSON.stringify({ user: 'alice', delivery: 'at-most-once', envelope: envelope({ i: 2 }) }));
     await r.xadd(stream, '*', 'message', JSON.stringify({ broadcast: true, envelope: envelope({ i: 3 }) }));
@@ -79,12 +79,12 @@ describe.skipIf(!redisUp)('ingest from a Redis Stream', () => {
 
     const ch = await reader.next((f) => f.type === 'message' && f.target === 'channel');
     expect(ch).toMatchObject({ channel: 'orders:eu', message: { source: 'orders-svc', eventType: 'order.created', version: '1.0', payload: { i: 1 } } });
-    expect(await alice.next((f) => f.type === 'message' && f.target === 'user')).toMatchObject({ message: { payload: { i: 2 } } });
+    expect(await alice.next((f) => f.type === 'message' && f.target === 'user' && f.message.eventType !== 'ready')).toMatchObject({ message: { payload: { i: 2 } } });
     expect(await reader.next((f) => f.type === 'message' && f.target === 'broadcast')).toMatchObject({ message: { payload: { i: 3 } } });
     await waitFor(async () => (await pendingCount(r, stream)) === 0, 5000, 'nothing pending');
-    await sleep(100);
     // The filtered one matched nobody: published (counted) but not delivered.
-    expect(reader.messages().map((m) => m.message.payload.i)).toEqual([1, 3]);
+    await publishMarker(server, reader, { channel: 'orders:eu' });
+    expect(messagesBesideMarkers(reader).map((m) => m.message.payload.i)).toEqual([1, 3]);
     expect(await counterValue(server, 'published')).toBe(4);
     expect(await r.xlen(dead)).toBe(0);
     // Defaults: group "herald", consumer named after the node.
@@ -118,8 +118,8 @@ describe.skipIf(!redisUp)('ingest from a Redis Stream', () => {
     expect(letters[0]!.reason).toMatch(/envelope\.eventType/);
     expect(await counterValue(server, 'invalid')).toBe(bad.length);
     expect(await counterValue(server, 'dead_lettered')).toBe(bad.length);
-    await sleep(100);
-    expect(reader.messages()).toHaveLength(1);
+    await publishMarker(server, reader, { channel: 'orders:dl' });
+    expect(messagesBesideMarkers(reader)).toHaveLength(1);
   });
 
   it('an ingestor that dies between publish and XACK: the entry is re-read on restart and delivered once', async () => {
@@ -141,8 +141,10 @@ describe.skipIf(!redisUp)('ingest from a Redis Stream', () => {
       await waitFor(async () => (await pendingCount(r, stream)) === 0, 5000, 'the redelivered entry acknowledged');
       await second.stop();
     }
-    await sleep(150);
-    expect(reader.messages().map((m) => m.target)).toEqual(['channel', 'broadcast']); // once each
+    // Channel messages and broadcasts travel apart: one marker down each path.
+    await publishMarker(server, reader, { channel: 'orders:crash' });
+    await publishMarker(server, reader, { broadcast: true });
+    expect(messagesBesideMarkers(reader).map((m) => m.target)).toEqual(['channel', 'broadcast']); // once each
     expect(await counterValue(server, 'duplicate')).toBe(2);
   });
 
@@ -208,9 +210,9 @@ describe.skipIf(!redisUp)('ingest from a Redis Stream', () => {
     await waitFor(async () => (await pendingCount(r, stream)) === 0, 5000, 'all acknowledged');
     await ing.stop();
     spy.mockRestore();
-    await sleep(100);
+    await publishMarker(server, reader, { channel: 'orders:retry' });
     expect(failures).toBe(3);
-    expect(reader.messages().map((m) => m.message.payload)).toEqual([1, 2, 3, 4]);
+    expect(messagesBesideMarkers(reader).map((m) => m.message.payload)).toEqual([1, 2, 3, 4]);
     expect(await counterValue(server, 'retry')).toBe(3);
   });
 

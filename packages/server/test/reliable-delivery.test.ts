@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
-import { api, sleep, startTestServer, TestSocket, type Frame } from './helpers/server.js';
+import { api, startTestServer, TestSocket, type Frame } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 let server: HeraldServer;
 afterEach(async () => server?.close());
@@ -12,6 +13,21 @@ const FAST_RETRY = {
 function ack(s: TestSocket, ...msgIds: string[]) {
   s.send({ type: 'ack', msgIds });
 }
+
+const arrivalsOf = (s: TestSocket, msgId: string): Frame[] => s.frames.filter((f) => f.type === 'message' && f.message.msgId === msgId);
+
+/**
+ * Publishes an at-least-once marker nobody acknowledges and waits for its first retransmission.
+ * Retransmissions run on one schedule (no jitter here), so a retransmission still due for
+ * anything delivered before the marker would have arrived before the marker's own.
+ */
+async function afterMarkerRetransmitted(s: TestSocket, target: { channel: string } | { user: string }): Promise<string> {
+  const { msgId } = await server.publish({ ...target, eventType: 'marker', payload: 'marker', delivery: 'at-least-once' });
+  await waitFor(() => arrivalsOf(s, msgId).length >= 2, 5000, 'the marker to be retransmitted');
+  return msgId;
+}
+
+const inboxSize = (user: string): Promise<number> => server.node.inbox.size(user);
 
 describe('at-least-once delivery', () => {
   it('marks reliable deliveries for ACK and leaves at-most-once ones unmarked', async () => {
@@ -42,10 +58,11 @@ describe('at-least-once delivery', () => {
     const s = await TestSocket.connect(server, { sub: 'mute' });
     await s.subscribe('alerts');
     const { msgId } = await server.publish({ channel: 'alerts', eventType: 'x', payload: 1, delivery: 'at-least-once' });
-    await sleep(2500);
-    const arrivals = s.frames.filter((f) => f.type === 'message' && f.message.msgId === msgId);
+    // Exhausted retries end in the inbox; nothing is transmitted after that.
+    await waitFor(async () => (await inboxSize('mute')) === 1, 5000, 'the message to reach the inbox');
+    const arrivals = arrivalsOf(s, msgId);
     expect(arrivals).toHaveLength(4); // maxAttempts transmissions, identical frames
-    expect(await server.node.inbox.size('mute')).toBe(1);
+    expect(new Set(arrivals.map((f) => JSON.stringify(f))).size).toBe(1);
     const receipt = await api(server, 'GET', `/api/v1/messages/${msgId}`);
     expect(receipt.body).toMatchObject({ state: 'inbox', counts: { delivered: 1, retransmissions: 3, exhausted: 1, inbox: 1 } });
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
@@ -56,8 +73,7 @@ describe('at-least-once delivery', () => {
     const fromInbox = await again.next((f) => f.type === 'message');
     expect(fromInbox).toMatchObject({ target: 'user', channel: 'alerts', inbox: true, ack: true, message: { msgId } });
     ack(again, msgId);
-    await sleep(100);
-    expect(await server.node.inbox.size('mute')).toBe(0);
+    await waitFor(async () => (await inboxSize('mute')) === 0, 5000, 'the ACK to clear the inbox');
   });
 
   it('spaces retransmissions by growing delays', async () => {
@@ -67,8 +83,9 @@ describe('at-least-once delivery', () => {
     s.ws.on('message', (d) => {
       if (String(d).includes('"ack":true')) at.push(Date.now());
     });
-    await server.publish({ user: 'timer', eventType: 'x', payload: 1, delivery: 'at-least-once' });
-    await sleep(2000);
+    const { msgId } = await server.publish({ user: 'timer', eventType: 'x', payload: 1, delivery: 'at-least-once' });
+    const exhausted = async (): Promise<boolean> => (await api(server, 'GET', `/api/v1/messages/${msgId}`)).body.counts?.exhausted === 1;
+    await waitFor(exhausted, 5000, 'retries to be exhausted', 50);
     expect(at).toHaveLength(4);
     const gaps = at.slice(1).map((t, i) => t - at[i]!);
     // Expected 200, 300, 500 ms (ackTimeout 100 + 100·2^(k-1)); the wheel ticks every 50 ms.
@@ -87,8 +104,9 @@ describe('at-least-once delivery', () => {
     ack(s, msgId, plain);
     ack(s, msgId, msgId, plain);
     ack(s, 'never-heard-of-it');
-    await sleep(800);
-    expect(s.messages()).toHaveLength(2);
+    await afterMarkerRetransmitted(s, { channel: 'c' });
+    expect(arrivalsOf(s, msgId)).toHaveLength(1);
+    expect(arrivalsOf(s, plain)).toHaveLength(1);
     expect(s.frames.filter((f) => f.type === 'error')).toHaveLength(0);
     expect((await api(server, 'GET', `/api/v1/messages/${msgId}`)).body).toMatchObject({ state: 'acknowledged', counts: { acknowledged: 1 }, acknowledgedBy: [{ user: 'acker' }] });
     // Without `receipts: true` a channel message keeps counts only.
@@ -104,8 +122,8 @@ describe('at-least-once delivery', () => {
     await s.waitMessages(3);
     ack(s, ids[2]!);
     ack(s, ids[0]!, ids[1]!);
-    await sleep(800);
-    expect(s.messages()).toHaveLength(3);
+    await afterMarkerRetransmitted(s, { channel: 'c' });
+    for (const id of ids) expect(arrivalsOf(s, id!)).toHaveLength(1);
   });
 
   it('ignores an ACK for a message that was never sent to this user, like an unknown msgId', async () => {
@@ -128,8 +146,18 @@ describe('at-least-once delivery', () => {
     server = await startTestServer({ delivery: { maxInFlight: 2, ackTimeoutMs: 5000 } });
     const s = await TestSocket.connect(server, { sub: 'bounded' });
     await s.subscribe('q');
+    // Another subscriber that acknowledges at once sees all five: the fan-out of the last one has
+    // happened; a ping on the bounded socket then comes back behind anything queued for it.
+    const observer = await TestSocket.connect(server, { sub: 'observer' });
+    await observer.subscribe('q');
+    observer.ws.on('message', (d) => {
+      const f = JSON.parse(String(d)) as Frame;
+      if (f.type === 'message') ack(observer, f.message.msgId);
+    });
     for (let i = 0; i < 5; i++) await server.publish({ channel: 'q', eventType: 'x', payload: i, delivery: 'at-least-once' });
-    await sleep(100);
+    await observer.waitMessages(5);
+    s.send({ type: 'ping' });
+    await s.next((f) => f.type === 'pong');
     expect(s.messages().map((m) => m.message.payload)).toEqual([0, 1]);
     ack(s, s.messages()[0]!.message.msgId);
     await s.waitMessages(3);
@@ -151,14 +179,15 @@ describe('at-least-once delivery', () => {
     expect((await phone.waitMessages(6))[5]!.message.payload).toBe(6);
     // Acknowledge three, then drop the connection mid-way: the other three come back.
     ack(phone, ...got.slice(0, 3).map((m) => m.message.msgId));
-    await sleep(100);
+    await waitFor(async () => (await inboxSize('offline')) === 3, 5000, 'three ACKs to leave 4, 5 and 6 in the inbox');
     phone.close();
     await phone.closed;
     const laptop = await TestSocket.connect(server, { sub: 'offline' });
     const again = await laptop.waitMessages(3);
     expect(again.map((m) => m.message.payload)).toEqual([4, 5, 6]);
-    await sleep(100);
-    expect(laptop.messages()).toHaveLength(3);
+    // A live message after them: a second copy of any of the three would have come first.
+    await server.publish({ user: 'offline', eventType: 'n', payload: 7, delivery: 'at-least-once' });
+    expect((await laptop.waitMessages(4)).map((m) => m.message.payload)).toEqual([4, 5, 6, 7]);
   });
 
   it('an ACK from one device settles the message for the user\'s other devices', async () => {
@@ -169,8 +198,8 @@ describe('at-least-once delivery', () => {
     await a.next((f) => f.type === 'message');
     await b.next((f) => f.type === 'message');
     ack(a, msgId);
-    await sleep(800);
-    expect(b.messages()).toHaveLength(1); // no retransmissions to b
+    await afterMarkerRetransmitted(b, { user: 'multi' });
+    expect(arrivalsOf(b, msgId)).toHaveLength(1); // no retransmissions to b
     const receipt = (await api(server, 'GET', `/api/v1/messages/${msgId}`)).body;
     expect(receipt.state).toBe('acknowledged');
     expect(receipt.recipients).toHaveLength(2);

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
-import { api, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { api, startTestServer, TestSocket } from './helpers/server.js';
 
 let server: HeraldServer;
 afterEach(async () => server?.close());
@@ -34,8 +34,8 @@ describe('HTTP server API', () => {
     const b = await api(server, 'POST', '/api/v1/publish', body);
     expect(a.body.duplicate).toBeUndefined();
     expect(b.body).toMatchObject({ msgId: 'order-42-created', duplicate: true, position: a.body.position });
-    await sleep(50);
-    expect(s.messages()).toHaveLength(1);
+    await api(server, 'POST', '/api/v1/publish', { channel: 'idem', eventType: 'x', payload: 2, msgId: 'marker' }); // a second copy would precede it
+    expect((await s.waitMessages(2)).map((m) => m.message.msgId)).toEqual(['order-42-created', 'marker']);
   });
 
   it('lists channels with subscriber counts and a user\'s connections', async () => {

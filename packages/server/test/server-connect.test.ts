@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
-import { makeToken, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { makeToken, nextUpgrade, startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 let server: HeraldServer | undefined;
 afterEach(async () => {
@@ -139,15 +140,16 @@ describe('limits', () => {
     expect(Date.now() - started).toBeLessThan(2000);
     a.close();
     await a.closed;
-    await sleep(50);
+    await waitFor(() => server!.node.hub.connectedCount < 2, 5000, 'the server to free the slot');
     await expect(TestSocket.open(server.wsUrl)).resolves.toBeInstanceOf(TestSocket);
   });
 
   it('queues upgrades at capacity in queue mode', async () => {
     server = await startTestServer({ limits: { maxConnections: 1, overload: { mode: 'queue', queueTimeoutMs: 3000, maxQueued: 5 } } });
     const a = await TestSocket.connect(server);
+    const queued = nextUpgrade(server);
     const waiting = TestSocket.open(server.wsUrl);
-    await sleep(100);
+    await queued; // the upgrade is waiting in the queue, not yet admitted
     a.close();
     await expect(waiting).resolves.toBeInstanceOf(TestSocket);
   });
@@ -163,8 +165,8 @@ describe('heartbeats', () => {
   it('pings at the announced interval and keeps a connection that answers', async () => {
     server = await startTestServer({ heartbeat: { intervalMs: 200, pongTimeoutMs: 100, maxMissed: 1 } });
     const s = await TestSocket.connect(server);
-    await sleep(700);
-    expect(s.frames.filter((f) => f.type === 'ping').length).toBeGreaterThanOrEqual(2);
+    // Three rounds, each answered within pongTimeout: one missed pong would have closed it.
+    await waitFor(() => s.frames.filter((f) => f.type === 'ping').length >= 3 || s.ws.readyState !== 1, 5000, 'three pings');
     expect(s.ws.readyState).toBe(1);
   });
 

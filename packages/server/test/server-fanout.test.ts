@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
-import { api, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { api, startTestServer, TestSocket } from './helpers/server.js';
 
 let server: HeraldServer;
 afterEach(async () => server?.close());
@@ -20,8 +20,10 @@ describe('fan-out', () => {
       expect(m).toMatchObject({ target: 'channel', channel: 'chat:room-1', offset: 1, epoch: res.body.position.epoch });
       expect(m.message).toEqual({ msgId: res.body.msgId, timestamp: res.body.timestamp, source: 'test-svc', eventType: 'chat.message', version: '1.0', payload: { text: 'hi' } });
     }
-    await sleep(50);
-    expect(other.messages()).toHaveLength(0);
+    // Published after it, to the socket that must not have room-1: had room-1 reached it, that came first.
+    await server.publish({ channel: 'chat:room-2', eventType: 'marker', payload: 0 });
+    expect(await other.next((f) => f.type === 'message')).toMatchObject({ channel: 'chat:room-2' });
+    expect(other.messages()).toHaveLength(1);
   });
 
   it('delivers user messages to every device of that user only', async () => {
@@ -31,8 +33,9 @@ describe('fan-out', () => {
     const bob = await TestSocket.connect(server, { sub: 'bob' });
     await api(server, 'POST', '/api/v1/publish', { user: 'alice', eventType: 'notify', payload: { n: 1 } });
     for (const s of [phone, laptop]) expect(await s.next((f) => f.type === 'message')).toMatchObject({ target: 'user', message: { payload: { n: 1 } } });
-    await sleep(50);
-    expect(bob.messages()).toHaveLength(0);
+    await api(server, 'POST', '/api/v1/publish', { user: 'bob', eventType: 'marker', payload: {} }); // would have followed alice's
+    expect(await bob.next((f) => f.type === 'message')).toMatchObject({ message: { eventType: 'marker' } });
+    expect(bob.messages()).toHaveLength(1);
   });
 
   it('broadcasts to every connection', async () => {
@@ -56,10 +59,12 @@ describe('fan-out', () => {
     server = await startTestServer();
     const s = await TestSocket.connect(server);
     await s.subscribe('news');
+    await s.subscribe('marker');
     expect(await s.request({ type: 'unsubscribe', channel: 'news' })).toMatchObject({ type: 'unsubscribed', channel: 'news' });
     await server.publish({ channel: 'news', eventType: 'x', payload: 1 });
-    await sleep(50);
-    expect(s.messages()).toHaveLength(0);
+    await server.publish({ channel: 'marker', eventType: 'marker', payload: 0 }); // news would have come first
+    await s.next((f) => f.type === 'message');
+    expect(s.messages().map((m) => m.channel)).toEqual(['marker']);
     expect(await s.request({ type: 'unsubscribe', channel: 'news' })).toMatchObject({ type: 'error', error: { code: 'not_subscribed' } });
   });
 
@@ -74,8 +79,10 @@ describe('fan-out', () => {
     // A resend of the same msgId is acknowledged again but not delivered twice.
     expect(await pub.request({ type: 'publish', channel: 'chat:1', eventType: 'chat.message', payload: { t: 'yo' }, msgId: 'client-msg-1' })).toMatchObject({ type: 'published', duplicate: true });
     expect(await pub.request({ type: 'publish', channel: 'admin:1', eventType: 'x', payload: 1 })).toMatchObject({ type: 'error', error: { code: 'permission_denied' } });
-    await sleep(50);
-    expect(sub.messages()).toHaveLength(1);
+    // A new message after the resend: a second copy of the first would have arrived before it.
+    expect(await pub.request({ type: 'publish', channel: 'chat:1', eventType: 'chat.message', payload: { t: 'next' }, msgId: 'client-msg-2' })).toMatchObject({ type: 'published' });
+    await sub.waitMessages(2);
+    expect(sub.messages().map((m) => m.message.msgId)).toEqual(['client-msg-1', 'client-msg-2']);
   });
 });
 
@@ -91,10 +98,15 @@ describe('tag filters', () => {
     return Object.fromEntries(specs.map((s, i) => [s.sub, sockets[i]!])) as Record<string, TestSocket>;
   }
 
-  async function reached(filter: unknown, extra: Record<string, unknown> = { broadcast: true }): Promise<string[]> {
+  /**
+   * Publishes with the filter, then an unfiltered broadcast marker that every socket waits for:
+   * whoever the filtered message was for has it by then. Returns the filtered message's msgId.
+   */
+  async function reached(sockets: Record<string, TestSocket>, filter: unknown, extra: Record<string, unknown> = { broadcast: true }): Promise<string> {
     const res = await api(server, 'POST', '/api/v1/publish', { ...extra, filter, eventType: 'f', payload: JSON.stringify(filter) });
     expect(res.status).toBe(200);
-    await sleep(60);
+    await api(server, 'POST', '/api/v1/publish', { broadcast: true, eventType: 'marker', payload: 0 });
+    for (const s of Object.values(sockets)) await s.next((f) => f.type === 'message' && f.message.eventType === 'marker');
     return res.body.msgId;
   }
 
@@ -112,10 +124,10 @@ describe('tag filters', () => {
   ])('broadcast with filter %j reaches %j', async (filter, expected) => {
     server = await startTestServer();
     const sockets = await audience();
-    const msgId = await reached(filter);
+    const msgId = await reached(sockets, filter);
     const got = Object.entries(sockets).filter(([, s]) => s.messages().some((m) => m.message.msgId === msgId)).map(([name]) => name).sort();
     expect(got).toEqual([...expected].sort());
-    for (const s of Object.values(sockets)) for (const m of s.messages()) expect(m.target).toBe('filter');
+    for (const s of Object.values(sockets)) for (const m of s.messages()) expect(m.target).toBe(m.message.eventType === 'marker' ? 'broadcast' : 'filter');
   });
 
   it('combines a filter with a channel', async () => {
@@ -123,7 +135,7 @@ describe('tag filters', () => {
     const sockets = await audience();
     await sockets['eu-pro-ios']!.subscribe('prices');
     await sockets['us-team-android']!.subscribe('prices');
-    const msgId = await reached({ tag: 'region', op: 'eq', value: 'eu' }, { channel: 'prices' });
+    const msgId = await reached(sockets, { tag: 'region', op: 'eq', value: 'eu' }, { channel: 'prices' });
     const got = Object.entries(sockets).filter(([, s]) => s.messages().some((m) => m.message.msgId === msgId)).map(([n]) => n);
     expect(got).toEqual(['eu-pro-ios']);
   });
@@ -134,8 +146,9 @@ describe('tag filters', () => {
     const web = await TestSocket.connect(server, { sub: 'dana', tags: { device: 'web' } });
     await api(server, 'POST', '/api/v1/publish', { user: 'dana', filter: { tag: 'device', op: 'eq', value: 'ios' }, eventType: 'push', payload: 1 });
     await ios.next((f) => f.type === 'message');
-    await sleep(50);
-    expect(web.messages()).toHaveLength(0);
+    await api(server, 'POST', '/api/v1/publish', { user: 'dana', eventType: 'marker', payload: 2 }); // unfiltered, after it
+    await web.next((f) => f.type === 'message');
+    expect(web.messages().map((m) => m.message.eventType)).toEqual(['marker']);
   });
 
   it.each([

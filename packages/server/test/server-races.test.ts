@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { configFromEnv } from '../src/config.js';
 import type { HeraldServer } from '../src/server.js';
-import { api, makeToken, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { api, makeToken, startTestServer, TestSocket } from './helpers/server.js';
 
 let server: HeraldServer;
 afterEach(async () => server?.close());
@@ -15,8 +15,8 @@ describe('races and pipelining', () => {
     const [a, b] = await Promise.all([api(server, 'POST', '/api/v1/publish', body), api(server, 'POST', '/api/v1/publish', body)]);
     expect([a.body.duplicate, b.body.duplicate].filter(Boolean)).toHaveLength(1);
     expect(a.body.position).toEqual(b.body.position);
-    await sleep(50);
-    expect(s.messages()).toHaveLength(1);
+    await api(server, 'POST', '/api/v1/publish', { channel: 'race', eventType: 'x', payload: 2, msgId: 'marker' }); // a second copy would precede it
+    expect((await s.waitMessages(2)).map((m) => m.message.msgId)).toEqual(['same-id', 'marker']);
   });
 
   it('accepts frames pipelined right behind connect, in order', async () => {

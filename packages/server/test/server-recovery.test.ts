@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
-import { sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { startTestServer, TestSocket } from './helpers/server.js';
+import { waitFor } from './helpers/wait.js';
 
 let server: HeraldServer;
 afterEach(async () => server?.close());
@@ -64,7 +65,8 @@ describe('channel history and recovery', () => {
     // Clients join mid-stream, asking to recover from the start: each must see 1..TOTAL exactly once.
     const joiners: TestSocket[] = [];
     for (let j = 0; j < 5; j++) {
-      await sleep(5);
+      const mark = Math.min(TOTAL, published + 50);
+      await waitFor(() => published >= mark, 10_000, 'the publisher to move on', 1); // each joins at a different point
       const c = await TestSocket.connect(server, { sub: `j${j}` });
       const rec = await c.subscribe('seam', start.position);
       expect(rec.recovered).toBe(true);
@@ -95,7 +97,7 @@ describe('slow consumers over a real socket', () => {
     let closedAt = -1;
     for (let i = 0; i < 2000 && closedAt < 0; i++) {
       await server.publish({ channel: 'firehose', eventType: 'big', payload });
-      await new Promise((r) => setTimeout(r, 1)); // let the healthy client read
+      await ok.next((f) => f.type === 'message', 10_000); // the healthy client keeps up
       if (!slowSession.open) closedAt = i;
     }
     expect(closedAt).toBeGreaterThan(0);

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { TimerWheel, type WheelEntry } from '../src/timer-wheel.js';
 import { compareVersions, compileFilter, parseVersion } from '../src/tag-filter.js';
 
@@ -84,16 +84,25 @@ describe('timer wheel interval', () => {
     expect(wheel.size).toBe(0);
   });
 
-  it('fires on its own once started, and lets the process exit (unref)', async () => {
-    const fired: string[] = [];
-    const wheel = new TimerWheel<Item>(5, 8, (i) => fired.push(i.name));
-    wheel.start();
-    wheel.schedule(new Item('x'), 10);
-    await new Promise((r) => setTimeout(r, 60));
-    expect(fired).toEqual(['x']);
-    await new Promise((r) => setTimeout(r, 30));
-    expect(wheel.armed).toBe(false);
-    wheel.stop();
+  it('fires on its own once started, and disarms its interval when it empties', () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const fired: string[] = [];
+      const wheel = new TimerWheel<Item>(5, 8, (i) => fired.push(i.name));
+      wheel.start();
+      expect(wheel.armed).toBe(false); // nothing scheduled: no interval
+      wheel.schedule(new Item('x'), 10);
+      expect(wheel.armed).toBe(true);
+      vi.advanceTimersByTime(9);
+      expect(fired).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(fired).toEqual(['x']);
+      vi.advanceTimersByTime(5); // the next tick finds it empty
+      expect(wheel.armed).toBe(false);
+      wheel.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

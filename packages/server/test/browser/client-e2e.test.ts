@@ -16,7 +16,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { HeraldClient } from '@herald/client';
 import type { HeraldServer } from '../../src/index.js';
-import { API_KEY, MemoryBroker, publish, sleep, startServer, token, waitFor } from '../client-support.js';
+import { MemoryBroker, startServer } from '../client-support.js';
+import { API_KEY, makeToken, publish } from '../helpers/server.js';
+import { waitFor } from '../helpers/wait.js';
 import { REPO_ROOT } from '../helpers/paths.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -140,19 +142,19 @@ describe.skipIf(!haveChromium)('client in headless Chromium', () => {
     broker = new MemoryBroker();
     const s = await up();
     await openPage();
-    const jwt = await token({ sub: 'web', channels: ['chat:*'] });
+    const jwt = await makeToken({ sub: 'web', channels: ['chat:*'] });
     await page.evaluate(([url, t]) => (window as any).startClient({ url, token: t }), [s.wsUrl, jwt]);
 
-    for (let n = 1; n <= 30; n++) await publish(s.url, { channel: 'chat:e2e', payload: { n } });
+    for (let n = 1; n <= 30; n++) await publish(s, { channel: 'chat:e2e', payload: { n } });
     await s.close(); // drop the server: the page sees 4001 and starts reconnecting
     herald = undefined;
-    await page.waitForFunction(() => (window as any).client.state.status !== 'connected');
-    await sleep(300);
+    await page.waitForFunction(() => (window as any).client.state.status === 'reconnecting');
     const s2 = await up(); // same port, same history
-    for (let n = 31; n <= 60; n++) await publish(s2.url, { channel: 'chat:e2e', payload: { n } });
+    for (let n = 31; n <= 60; n++) await publish(s2, { channel: 'chat:e2e', payload: { n } });
     await page.waitForFunction(() => (window as any).got.length >= 60, undefined, { timeout: 10_000 });
-    await sleep(100);
-    expect(await got()).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    await publish(s2, { channel: 'chat:e2e', payload: { n: 61 } }); // a marker: a duplicate would precede it
+    await page.waitForFunction(() => (window as any).got.includes(61));
+    expect(await got()).toEqual(Array.from({ length: 61 }, (_, i) => i + 1));
     const events = await page.evaluate(() => (window as any).events as string[]);
     expect(events.filter((e) => e === 'connected').length).toBe(2);
     expect(events).not.toContain('recoveryFailed');
@@ -162,15 +164,15 @@ describe.skipIf(!haveChromium)('client in headless Chromium', () => {
     broker = new MemoryBroker();
     const s = await up();
     await openPage();
-    const jwt = await token({ sub: 'web', channels: ['chat:*'] });
+    const jwt = await makeToken({ sub: 'web', channels: ['chat:*'] });
     await page.evaluate(([url, t]) => (window as any).startClient({ url, token: t, reconnect: { strategy: 'fixed', delay: 60_000 } }), [s.wsUrl, jwt]);
-    await publish(s.url, { channel: 'chat:e2e', payload: { n: 1 } });
+    await publish(s, { channel: 'chat:e2e', payload: { n: 1 } });
     await page.waitForFunction(() => (window as any).got.length === 1);
 
     await context.setOffline(true);
-    await page.waitForFunction(() => (window as any).client.state.status !== 'connected');
-    for (let n = 2; n <= 10; n++) await publish(s.url, { channel: 'chat:e2e', payload: { n } });
-    await sleep(200);
+    // Disconnected and waiting out its minute, not dialling: what arrives next is the online event's doing.
+    await page.waitForFunction(() => (window as any).client.state.status === 'reconnecting');
+    for (let n = 2; n <= 10; n++) await publish(s, { channel: 'chat:e2e', payload: { n } });
     expect(await got()).toEqual([1]);
     const t0 = Date.now();
     await context.setOffline(false); // `online` wakes the 60 s reconnect wait
@@ -183,9 +185,9 @@ describe.skipIf(!haveChromium)('client in headless Chromium', () => {
     broker = new MemoryBroker();
     const s = await up();
     await openPage();
-    const jwt = await token({ sub: 'web', channels: ['chat:*'] });
+    const jwt = await makeToken({ sub: 'web', channels: ['chat:*'] });
     await page.evaluate(([url, t]) => (window as any).startClient({ url, token: t, reconnect: { strategy: 'fixed', delay: 60_000 } }), [s.wsUrl, jwt]);
-    await publish(s.url, { channel: 'chat:e2e', payload: { n: 1 } });
+    await publish(s, { channel: 'chat:e2e', payload: { n: 1 } });
     await page.waitForFunction(() => (window as any).got.length === 1);
     // The server asks the client to reconnect; its policy says wait a minute.
     const connectionId = await page.evaluate(() => (window as any).client.connectionId as string);
@@ -195,9 +197,8 @@ describe.skipIf(!haveChromium)('client in headless Chromium', () => {
       body: JSON.stringify({ reconnect: true }),
     });
     expect(res.status).toBe(200);
-    await page.waitForFunction(() => (window as any).client.state.status !== 'connected');
-    for (let n = 2; n <= 5; n++) await publish(s.url, { channel: 'chat:e2e', payload: { n } });
-    await sleep(200);
+    await page.waitForFunction(() => (window as any).client.state.status === 'reconnecting');
+    for (let n = 2; n <= 5; n++) await publish(s, { channel: 'chat:e2e', payload: { n } });
     expect(await got()).toEqual([1]);
     const t0 = Date.now();
     // The user comes back to the tab.
@@ -213,7 +214,7 @@ describe.skipIf(!haveChromium)('client in headless Chromium', () => {
   it('keeps publishes made while the server is down in localStorage across a reload, and delivers them once', async () => {
     broker = new MemoryBroker();
     const s = await up();
-    const reader = new HeraldClient({ url: s.wsUrl, WebSocket, token: await token({ sub: 'reader', channels: ['chat:*'] }) });
+    const reader = new HeraldClient({ url: s.wsUrl, WebSocket, token: await makeToken({ sub: 'reader', channels: ['chat:*'] }) });
     const seen: string[] = [];
     try {
       await reader.connect();
@@ -222,7 +223,7 @@ describe.skipIf(!haveChromium)('client in headless Chromium', () => {
       await rsub.ready();
 
       await openPage();
-      const jwt = await token({ sub: 'web', channels: ['chat:*'], publish: ['chat:*'] });
+      const jwt = await makeToken({ sub: 'web', channels: ['chat:*'], publish: ['chat:*'] });
       const start = `(([url, t]) => {
         const { HeraldClient } = window.herald;
         window.client = new HeraldClient({ url, token: t, outbox: { persist: 'localStorage' }, reconnect: { strategy: 'fixed', delay: 100 } });
@@ -244,12 +245,15 @@ describe.skipIf(!haveChromium)('client in headless Chromium', () => {
       await page.evaluate(`${start}(${JSON.stringify([s.wsUrl, jwt])})`);
       expect(await page.evaluate(() => (window as any).client.outboxSize)).toBe(3);
       void page.evaluate(() => (window as any).client.connect());
-      await sleep(200);
+      // Its first dial fails (the server is still down) before the server comes back.
+      await page.waitForFunction(() => (window as any).client.state.status === 'reconnecting');
       await up(); // back on the same port
       await page.waitForFunction(() => (window as any).client.outboxSize === 0);
       await waitFor(() => seen.length >= 3);
-      await sleep(100);
-      expect(seen).toEqual(['a', 'b', 'c']);
+      // A marker published after them: a second delivery of a, b or c would have come first.
+      await page.evaluate(() => (window as any).client.publish('chat:outbox', 'say', { text: 'd' }));
+      await waitFor(() => seen.includes('d'));
+      expect(seen).toEqual(['a', 'b', 'c', 'd']);
       expect(await page.evaluate(() => localStorage.length)).toBe(0);
     } finally {
       reader.close();
