@@ -25,6 +25,8 @@ export class Metrics {
   readonly inboxDropped: Counter;
   readonly publishFastPath: Counter;
   readonly rateLimited: Counter<'limit'>;
+  readonly enginePublishFailures: Counter;
+  readonly brokerGaps: Counter;
 
   constructor(sources: { connections(): number; subscriptions(): number; queuedBytes(): number }) {
     const registers = [this.registry];
@@ -55,5 +57,7 @@ export class Metrics {
     this.publishFastPath = new Counter({ name: 'herald_publish_fast_path_requests_total', help: 'POST /api/v1/publish requests answered without the fastify pipeline', registers });
     this.rateLimited = new Counter({ name: 'herald_rate_limited_total', help: 'Frames and requests refused with rate_limited, by limit (rateLimits.*)', labelNames: ['limit'], registers });
     this.heartbeatTimeouts = new Counter({ name: 'herald_heartbeat_timeouts_total', help: 'Connections closed for missed pongs', registers });
+    this.enginePublishFailures = new Counter({ name: 'herald_engine_publish_failures_total', help: 'Publishes the engine could not take (answered 503 broker_unavailable)', registers });
+    this.brokerGaps = new Counter({ name: 'herald_broker_gaps_total', help: 'Times the broker reported dispatches may have been lost (subscribers were asked to reconnect and recover)', registers });
   }
 }

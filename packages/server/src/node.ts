@@ -226,6 +226,7 @@ export class HeraldNode {
 
   /** The broker reports that dispatches may have been lost: subscribers reconnect and recover. */
   onBrokerGap(): void {
+    this.metrics.brokerGaps.inc();
     const closed = this.subscriptions.askSubscribersToRecover();
     this.log.warn({ closed }, 'broker gap: asked channel subscribers to reconnect and recover');
   }

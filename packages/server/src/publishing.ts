@@ -139,7 +139,11 @@ export class Publishing implements PublishOps {
         outcome = await this.o.broker.publish(dispatch, history, key);
       }
     } catch (err) {
-      if (err instanceof HeraldError) throw err;
+      if (err instanceof HeraldError) {
+        if (err.code === ErrorCode.BROKER_UNAVAILABLE) this.o.metrics.enginePublishFailures.inc();
+        throw err;
+      }
+      this.o.metrics.enginePublishFailures.inc();
       this.o.log.error({ err }, 'publish failed in the engine');
       throw new HeraldError(ErrorCode.BROKER_UNAVAILABLE);
     }

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { readableSchemaNames } from '../src/http/openapi-names.js';
+import { Metrics } from '../src/metrics.js';
 import { REPO_ROOT, serverFile } from './helpers/paths.js';
 
 type Schema = { $ref?: string; properties?: Record<string, Schema>; items?: Schema; oneOf?: Schema[]; anyOf?: Schema[]; allOf?: Schema[] };
@@ -132,5 +133,14 @@ describe('OpenAPI schema names', () => {
     expect(out.components.schemas.Item).toEqual({ type: 'object', properties: { next: { $ref: '#/components/schemas/Item' } } });
     expect(out.paths['/x'].get.responses[200].content['application/json'].schema.$ref).toBe('#/components/schemas/Item2');
     expect(input.components.schemas['def-0-item']).toBeDefined(); // the input is not modified
+  });
+});
+
+describe('the metrics table', () => {
+  it('lists every herald_ metric the server registers', async () => {
+    const metrics = new Metrics({ connections: () => 0, subscriptions: () => 0, queuedBytes: () => 0 });
+    const names = (await metrics.registry.getMetricsAsJSON()).map((m) => m.name).filter((n) => n.startsWith('herald_'));
+    expect(names.length).toBeGreaterThan(10);
+    expect(names.filter((n) => !new RegExp(`\\| \`${n}(\\{[a-z_,]+\\})?\` \\|`).test(doc))).toEqual([]);
   });
 });
