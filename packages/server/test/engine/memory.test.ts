@@ -9,6 +9,9 @@ import { runBrokerSuite } from './broker.suite.js';
 import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
+import { runControlSuite } from './control.suite.js';
+import { BusControlPlane } from '../../src/engine/control-bus.js';
+import { MemoryControlBus } from '../../src/engine/memory/control.js';
 
 const WINDOW_MS = 120_000;
 const MAX_KEYS = 1_000_000;
@@ -57,4 +60,15 @@ runIdempotencySuite(
     };
   },
   { distributed: false },
+);
+
+const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
+
+runControlSuite(
+  'memory',
+  async () => {
+    const plane = new BusControlPlane(new MemoryControlBus(), CONTROL);
+    return { plane, cleanup: () => plane.close() };
+  },
+  { distributed: false, ...CONTROL },
 );

@@ -13,12 +13,16 @@ import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
 import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
+import { runControlSuite } from './control.suite.js';
+import { BusControlPlane } from '../../src/engine/control-bus.js';
+import { RedisControlBus } from '../../src/engine/redis/control.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './services.js';
 
 const redisUp = await requireRedis();
 const prefix = uniquePrefix('herald-test-');
 const PRESENCE_TTL_MS = 600;
 const HISTORY = { size: 100, ttlMs: 60_000 };
+const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
 
 /** Deletes every key under the prefix. */
 async function dropKeys(url: string, keyPrefix: string): Promise<void> {
@@ -71,6 +75,16 @@ describe.skipIf(!redisUp)('Redis engines', () => {
       return { presence, cleanup: () => presence.close(), crash: async () => presence.abandon() };
     },
     { distributed: true, ttlMs: PRESENCE_TTL_MS },
+  );
+
+  runControlSuite(
+    'redis',
+    async () => {
+      const bus = await RedisControlBus.connect({ url: REDIS_URL, prefix });
+      const plane = new BusControlPlane(bus, CONTROL);
+      return { plane, cleanup: () => plane.close(), crash: async () => bus.abandon() };
+    },
+    { distributed: true, ...CONTROL },
   );
 
   runInboxSuite(
