@@ -182,8 +182,9 @@ export class Admin implements AdminOps {
    * every node.
    */
   private async toOwner(connectionId: string, cmd: ControlCommand, timeoutMs: number): Promise<Gathered> {
-    if (!this.control) return this.here(cmd);
     const owner = this.ownerOf(connectionId);
+    // This node's own connections need no bus (and are reachable while the broker is away).
+    if (!this.control || owner === this.o.nodeName) return this.here(cmd);
     if (owner !== undefined && this.control.nodes().some((n) => n.node === owner)) return this.control.send(owner, cmd, timeoutMs);
     return this.control.broadcast(cmd, timeoutMs);
   }

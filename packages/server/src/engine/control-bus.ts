@@ -152,17 +152,20 @@ class BusControlNode implements ControlNode {
     }
   }
 
+  /** A message from the bus. One that is not ours or is malformed is dropped: it must never throw into the bus's event loop. */
   private receive(payload: string): void {
     if (this.left) return;
-    let m: Message;
     try {
-      m = JSON.parse(payload) as Message;
-    } catch {
-      return;
+      this.dispatch(JSON.parse(payload) as Message);
+    } catch (err) {
+      this.onError(new Error(`dropped a malformed control message: ${(err as Error).message}`));
     }
+  }
+
+  private dispatch(m: Message): void {
     switch (m.t) {
       case 'beat':
-        if (m.beat.node === this.node) return;
+        if (typeof m.beat.node !== 'string' || m.beat.node === this.node) return;
         this.peers.set(m.beat.node, { ...m.beat, uptimeSeconds: 0, lastHeartbeat: Date.now() });
         if (m.hello) void this.announce(false);
         return;

@@ -19,13 +19,9 @@ export class RedisControlBus implements ControlBus {
     sub.on('message', (topic: string, message: string) => {
       for (const on of this.listeners.get(topic) ?? []) on(message);
     });
-    // The connections do not resubscribe by themselves (connection.ts): after a reconnect, do it here.
-    let first = true;
+    // The connections do not resubscribe by themselves (connection.ts). This runs after the first
+    // connect (openRedis awaited it), so every `ready` here is a reconnect: subscribe again.
     sub.on('ready', () => {
-      if (first) {
-        first = false;
-        return;
-      }
       const topics = [...this.listeners.keys()];
       if (topics.length > 0) sub.subscribe(...topics).catch(() => undefined);
     });
