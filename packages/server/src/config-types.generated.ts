@@ -129,6 +129,20 @@ export interface HeraldConfig {
      */
     echo: boolean;
   };
+  cluster: {
+    /**
+     * How long a cluster-wide admin answer waits for the other nodes before it answers with the nodes that replied and names the missing ones.
+     */
+    controlTimeoutMs: number;
+    /**
+     * How often each node announces itself (name, version, uptime, connections) on the control plane.
+     */
+    heartbeatIntervalMs: number;
+    /**
+     * A node with no heartbeat for this long is gone: no longer listed, no longer waited for.
+     */
+    nodeTtlMs: number;
+  };
   engine: {
     type: 'memory' | 'sqlite' | 'redis' | 'nats';
     sqlite: {

@@ -5,7 +5,7 @@
  * - dispatch.ts       a broker dispatch, encoded once, fanned out through the hub
  * - subscriptions.ts  hub membership, the broker ref-count, history replay, presence
  * - rpc.ts            requests in both directions and the handler map
- * - admin.ts          the server API's operations on connections
+ * - admin.ts          the server API's operations on connections, cluster-wide over the control plane
  * - frame-handler.ts  the read path, given the narrow interfaces above
  * - heartbeat.ts      pings, pong and connect deadlines, token expiry
  *
@@ -27,6 +27,9 @@ import { MemoryBroker } from './engine/memory/broker.js';
 import { MemoryPresence } from './engine/memory/presence.js';
 import { MemoryInbox } from './engine/memory/inbox.js';
 import type { Engines } from './engine/engines.js';
+import type { ControlNode, ControlPlane } from './engine/control.js';
+import { BusControlPlane, controlTimingOf } from './engine/control-bus.js';
+import { MemoryControlBus } from './engine/memory/control.js';
 import type { InboxStore } from './engine/inbox.js';
 import type { PresenceStore } from './engine/presence.js';
 import { FrameHandler } from './frame-handler.js';
@@ -43,6 +46,7 @@ import { Session } from './session.js';
 import { Subscriptions } from './subscriptions.js';
 import type { Transport } from './transport/transport.js';
 import { encodeTextFrame } from './transport/ws-frame.js';
+import { HERALD_VERSION } from './version.js';
 
 export type { PublishRequest, PublishResult } from './publishing.js';
 
@@ -57,6 +61,7 @@ export class HeraldNode {
   readonly broker: Broker;
   readonly presence: PresenceStore;
   readonly inbox: InboxStore;
+  readonly control: ControlPlane;
   readonly access: ChannelAccess;
   readonly delivery: ReliableDelivery;
   /** Client addresses and per-IP keys (`server.trustProxy`, `limits.ipv6PrefixLength`). */
@@ -72,6 +77,8 @@ export class HeraldNode {
   private readonly disposeEngines: (() => Promise<void>) | undefined;
   private readonly pingFrame = encodeTextFrame('{"type":"ping"}');
   private connectionSeq = 0;
+  private controlNode: ControlNode | undefined;
+  private readonly startedAt = Date.now();
 
   constructor(
     readonly config: Readonly<HeraldConfig>,
@@ -87,6 +94,7 @@ export class HeraldNode {
     this.broker = engines.broker ?? new MemoryBroker(window);
     this.presence = engines.presence ?? new MemoryPresence();
     this.inbox = engines.inbox ?? new MemoryInbox(window);
+    this.control = engines.control ?? new BusControlPlane(new MemoryControlBus(), controlTimingOf(config));
     this.access = new ChannelAccess(config.channels);
     this.disposeEngines = engines.dispose;
     this.hub = new Hub({
@@ -141,7 +149,7 @@ export class HeraldNode {
       historyConfig,
     });
     this.rpc = new Rpc({ log, maxPendingPerConnection: config.rpc.maxPendingPerConnection, session: (id) => this.hub.sessions.get(id) });
-    this.admin = new Admin({ nodeName: this.name, hub: this.hub, rpc: this.rpc, subscriptions: this.subscriptions, presence: this.presence, rpcTimeoutMs: config.rpc.timeoutMs });
+    this.admin = new Admin({ nodeName: this.name, hub: this.hub, rpc: this.rpc, subscriptions: this.subscriptions, presence: this.presence, rpcTimeoutMs: config.rpc.timeoutMs, controlTimeoutMs: config.cluster.controlTimeoutMs });
     this.frames = new FrameHandler({
       nodeName: this.name,
       config,
@@ -165,6 +173,12 @@ export class HeraldNode {
 
   async start(): Promise<void> {
     await this.broker.start({ onDispatch: (d) => this.dispatcher.deliver(d), onGap: () => this.onBrokerGap() });
+    this.controlNode = await this.control.join({
+      node: this.name,
+      handle: (cmd) => this.admin.handle(cmd),
+      describe: () => ({ version: HERALD_VERSION, startedAt: this.startedAt, connections: this.hub.sessions.size }),
+    });
+    this.admin.attachControl(this.controlNode);
     this.heartbeat.start();
     this.delivery.start();
   }
@@ -254,6 +268,10 @@ export class HeraldNode {
   async close(): Promise<void> {
     this.heartbeat.stop();
     this.delivery.stop();
+    // Leaving first: peers stop waiting for this node at once instead of after cluster.nodeTtlMs.
+    this.admin.attachControl(undefined);
+    await this.controlNode?.leave();
+    await this.control.close();
     await this.broker.close();
     await this.presence.close();
     await this.inbox.close();

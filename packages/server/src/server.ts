@@ -28,7 +28,9 @@ import { startIngest } from './ingest/ingest.js';
 import { directSendAvailable, sendOne } from './transport/direct-send.js';
 import { checkInternalsOnce, internalsAllowed } from './transport/internals.js';
 
-export const HERALD_VERSION = '0.1.0';
+import { HERALD_VERSION } from './version.js';
+
+export { HERALD_VERSION };
 
 export interface HeraldServer {
   readonly config: Readonly<HeraldConfig>;

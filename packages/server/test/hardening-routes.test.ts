@@ -22,7 +22,7 @@ describe('path parameters', () => {
     expect(listed.status).toBe(200);
     expect(listed.body.connections.map((c: { connectionId: string }) => c.connectionId)).toEqual([s.info.connectionId]);
     const closed = await api(server, 'POST', `/api/v1/users/${user}/disconnect`, {});
-    expect(closed.body).toEqual({ disconnected: 1 });
+    expect(closed.body).toMatchObject({ disconnected: 1 });
     expect((await s.closed).code).toBe(4502);
   });
 

@@ -61,9 +61,9 @@ describe('HTTP server API', () => {
     const a = await TestSocket.connect(server, { sub: 'eve' });
     const b = await TestSocket.connect(server, { sub: 'eve' });
     const c = await TestSocket.connect(server, { sub: 'fred' });
-    expect((await api(server, 'POST', `/api/v1/connections/${c.info.connectionId}/disconnect`, { reconnect: true })).body).toEqual({ disconnected: 1 });
+    expect((await api(server, 'POST', `/api/v1/connections/${c.info.connectionId}/disconnect`, { reconnect: true })).body).toEqual({ disconnected: 1, nodes: { replied: [server.node.name], missing: [] } });
     expect((await c.closed).code).toBe(4005);
-    expect((await api(server, 'POST', '/api/v1/users/eve/disconnect', { reason: 'banned' })).body).toEqual({ disconnected: 2 });
+    expect((await api(server, 'POST', '/api/v1/users/eve/disconnect', { reason: 'banned' })).body).toEqual({ disconnected: 2, nodes: { replied: [server.node.name], missing: [] } });
     expect(await a.closed).toEqual({ code: 4502, reason: 'banned' });
     expect((await b.closed).code).toBe(4502);
     expect(await api(server, 'POST', '/api/v1/connections/nope/disconnect', {})).toMatchObject({ status: 404, body: { error: { code: 'connection_not_found' } } });

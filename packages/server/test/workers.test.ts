@@ -63,6 +63,20 @@ describe('worker processes', () => {
     });
     expect(res.status).toBe(200);
     for (const s of sockets) expect((await s.next((f) => f.type === 'message')).message.payload).toBe('hello workers');
+    // Admin answers are cluster-wide across workers too, whichever worker takes the HTTP call.
+    const get = async (path: string) => (await (await fetch(`http://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${API_KEY}` } })).json()) as any;
+    const workers = [...nodes].sort();
+    for (let i = 0; i < 4; i++) {
+      expect(await get('/api/v1/channels?prefix=everyone')).toEqual({ channels: [{ channel: 'everyone', subscribers: 12 }], nodes: { replied: workers, missing: [] } });
+      const stats = await get('/api/v1/stats');
+      expect(stats.totals.connections).toBe(12);
+      expect(stats.byNode.map((n: { node: string }) => n.node)).toEqual(workers);
+    }
+    expect((await get('/api/v1/nodes')).nodes.map((n: { node: string }) => n.node)).toEqual(workers);
+    const kicked = await fetch(`http://127.0.0.1:${port}/api/v1/users/u0/disconnect`, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}` } });
+    expect(await kicked.json()).toEqual({ disconnected: 1, nodes: { replied: workers, missing: [] } });
+    expect((await sockets[0]!.closed).code).toBe(4502);
+    sockets.shift();
     const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
     proc.kill('SIGTERM');
     for (const s of sockets) expect((await s.closed).code).toBe(4001);

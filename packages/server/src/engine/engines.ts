@@ -1,9 +1,10 @@
 /**
- * What a node runs on: the broker (dispatch + channel history), presence and the per-user inbox,
- * all from one backend. The connection code never sees which backend it got; the factory in
+ * What a node runs on: the broker (dispatch + channel history), presence, the per-user inbox and
+ * the control plane, all from one backend. The connection code never sees which backend it got; the factory in
  * `index.ts` builds them from `engine.type`.
  */
 import type { Broker } from './broker.js';
+import type { ControlPlane } from './control.js';
 import type { InboxStore } from './inbox.js';
 import type { PresenceStore } from './presence.js';
 
@@ -12,6 +13,8 @@ export interface Engines {
   presence: PresenceStore;
   /** Its `append` takes the idempotency key of at-least-once user messages, in the broker's window. */
   inbox: InboxStore;
+  /** Node-to-node commands and node liveness, over the same backend (control.ts). */
+  control: ControlPlane;
   /** Releases what the engines hold beyond their own close() (e.g. the SQLite file). */
   dispose?: () => Promise<void>;
 }

@@ -36,6 +36,11 @@ function tooManyRequests() {
   };
 }
 const security: Array<Record<string, string[]>> = [{ apiKey: [] }, { bearer: [] }];
+/** In every cluster-wide answer: the nodes that answered within cluster.controlTimeoutMs, and those that did not. */
+const nodesAnswer = {
+  type: 'object',
+  properties: { replied: { type: 'array', items: { type: 'string' } }, missing: { type: 'array', items: { type: 'string' } } },
+};
 
 
 /** What the server API uses, each from the part that owns it. */
@@ -116,21 +121,24 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
 
   app.get<{ Querystring: { prefix?: string } }>('/channels', {
     schema: {
-      summary: 'Channels with subscribers on this node, with their counts',
+      summary: 'Channels with subscribers on any node, with their counts summed over the cluster',
       tags: ['channels'], security,
       querystring: { type: 'object', additionalProperties: false, properties: { prefix: { type: 'string', maxLength: 255 } } },
       response: {
         200: {
           type: 'object',
-          properties: { channels: { type: 'array', items: { type: 'object', properties: { channel: { type: 'string' }, subscribers: { type: 'integer' } } } } },
+          properties: {
+            channels: { type: 'array', items: { type: 'object', properties: { channel: { type: 'string' }, subscribers: { type: 'integer' } } } },
+            nodes: nodesAnswer,
+          },
         },
         ...rateLimited,
       },
     },
   }, async (req) => {
     const prefix = req.query.prefix ?? '';
-    const channels = admin.channels().filter((c) => c.channel.startsWith(prefix)).sort((a, b) => (a.channel < b.channel ? -1 : 1));
-    return { channels };
+    const { channels, nodes } = await admin.channels();
+    return { channels: channels.filter((c) => c.channel.startsWith(prefix)).sort((a, b) => (a.channel < b.channel ? -1 : 1)), nodes };
   });
 
   const connectionSchema = {
@@ -156,22 +164,24 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
 
   app.post<{ Params: { user: string }; Body: { reconnect?: boolean; reason?: string } }>('/users/:user/disconnect', {
     preValidation: defaultEmptyBody,
-    schema: { summary: "Close all of a user's connections", tags: ['users'], security, params: userParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' } } }, ...rateLimited } },
-  }, async (req) => ({ disconnected: admin.disconnectUser(req.params.user, req.body?.reconnect ?? false, req.body?.reason) }));
+    schema: { summary: "Close all of a user's connections on every node", tags: ['users'], security, params: userParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' }, nodes: nodesAnswer } }, ...rateLimited } },
+  }, async (req) => admin.disconnectUser(req.params.user, req.body?.reconnect ?? false, req.body?.reason));
 
   app.post<{ Params: { id: string }; Body: { reconnect?: boolean; reason?: string } }>('/connections/:id/disconnect', {
     preValidation: defaultEmptyBody,
-    schema: { summary: 'Close one connection', tags: ['connections'], security, params: connParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' } } }, 404: ref('errorResponse'), ...rateLimited } },
+    schema: { summary: 'Close one connection, on whichever node holds it', tags: ['connections'], security, params: connParams, body: disconnectBody, response: { 200: { type: 'object', properties: { disconnected: { type: 'integer' }, nodes: nodesAnswer } }, 404: ref('errorResponse'), ...rateLimited } },
   }, async (req) => {
-    if (!admin.disconnectConnection(req.params.id, req.body?.reconnect ?? false, req.body?.reason)) {
-      throw new HeraldError(ErrorCode.CONNECTION_NOT_FOUND, `no connection ${req.params.id} on this node`);
+    const r = await admin.disconnectConnection(req.params.id, req.body?.reconnect ?? false, req.body?.reason);
+    if (r.disconnected === 0) {
+      const missing = r.nodes.missing.length > 0 ? `; no answer from ${r.nodes.missing.join(', ')} within cluster.controlTimeoutMs` : '';
+      throw new HeraldError(ErrorCode.CONNECTION_NOT_FOUND, `no connection ${req.params.id} in the cluster${missing}`, { nodes: r.nodes });
     }
-    return { disconnected: 1 };
+    return r;
   });
 
   app.post<{ Params: { id: string }; Body: { method: string; data?: unknown; timeoutMs?: number } }>('/connections/:id/request', {
     schema: {
-      summary: 'Send a request to one client connection and wait for its response (correlationId matched)',
+      summary: 'Send a request to one client connection on any node and wait for its response (correlationId matched)',
       tags: ['connections'], security, params: connParams,
       body: {
         type: 'object', additionalProperties: false, required: ['method'],
@@ -198,6 +208,45 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
   });
 
   app.get('/stats', {
-    schema: { summary: 'Counters of this node', tags: ['ops'], security, response: { 200: { type: 'object', additionalProperties: true }, ...rateLimited } },
+    schema: {
+      summary: "Counters of this node (top level), of every node (byNode) and the cluster's totals",
+      tags: ['ops'], security,
+      response: {
+        200: {
+          type: 'object', additionalProperties: true,
+          properties: {
+            totals: { type: 'object', additionalProperties: { type: 'number' } },
+            byNode: { type: 'array', items: { type: 'object', additionalProperties: true } },
+            nodes: nodesAnswer,
+          },
+        },
+        ...rateLimited,
+      },
+    },
   }, async () => admin.stats());
+
+  app.get('/nodes', {
+    schema: {
+      summary: 'The live nodes of the cluster, from their heartbeats',
+      tags: ['ops'], security,
+      response: {
+        200: {
+          type: 'object',
+          properties: {
+            nodes: {
+              type: 'array',
+              items: {
+                type: 'object',
+                properties: {
+                  node: { type: 'string' }, version: { type: 'string' }, startedAt: { type: 'integer' }, uptimeSeconds: { type: 'integer' },
+                  connections: { type: 'integer' }, lastHeartbeat: { type: 'integer' },
+                },
+              },
+            },
+          },
+        },
+        ...rateLimited,
+      },
+    },
+  }, async () => ({ nodes: admin.nodes() }));
 }

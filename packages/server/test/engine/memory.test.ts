@@ -9,6 +9,10 @@ import { runBrokerSuite } from './broker.suite.js';
 import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
+import { runControlSuite } from './control.suite.js';
+import { describe, expect, it } from 'vitest';
+import { ALL, BusControlPlane } from '../../src/engine/control-bus.js';
+import { MemoryControlBus } from '../../src/engine/memory/control.js';
 
 const WINDOW_MS = 120_000;
 const MAX_KEYS = 1_000_000;
@@ -58,3 +62,32 @@ runIdempotencySuite(
   },
   { distributed: false },
 );
+
+const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
+
+runControlSuite(
+  'memory',
+  async () => {
+    const plane = new BusControlPlane(new MemoryControlBus(), CONTROL);
+    return { plane, cleanup: () => plane.close() };
+  },
+  { distributed: false, ...CONTROL },
+);
+
+describe('control bus protocol', () => {
+  it('drops malformed messages and keeps answering', async () => {
+    const bus = new MemoryControlBus();
+    const errors: Error[] = [];
+    const plane = new BusControlPlane(bus, CONTROL, (err) => errors.push(err));
+    const node = await plane.join({ node: 'n1', handle: () => 'ok', describe: () => ({ version: '1', startedAt: Date.now(), connections: 0 }) });
+    try {
+      for (const junk of ['not json', '{"t":"beat"}', '{"t":"reply","id":"x"}', 'null']) await bus.publish(ALL, junk);
+      await new Promise((r) => setImmediate(r));
+      expect(errors.length).toBeGreaterThanOrEqual(2);
+      expect(await node.broadcast({ op: 'any' }, 1000)).toEqual({ replies: [{ node: 'n1', result: 'ok' }], replied: ['n1'], missing: [] });
+      expect(node.nodes().map((n) => n.node)).toEqual(['n1']);
+    } finally {
+      await plane.close();
+    }
+  });
+});

@@ -16,12 +16,16 @@ import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
 import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
+import { runControlSuite } from './control.suite.js';
+import { BusControlPlane } from '../../src/engine/control-bus.js';
+import { NatsControlBus } from '../../src/engine/nats/control.js';
 import { dropNatsStreams, NATS_URL, requireNats, uniquePrefix } from './services.js';
 
 const natsUp = await requireNats();
 const prefix = uniquePrefix('herald_test_');
 const PRESENCE_TTL_MS = 1000;
 const INBOX_RETAIN_MS = 600_000;
+const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
 const hasNatsServer = spawnSync('nats-server', ['--version']).status === 0;
 if (!hasNatsServer) console.warn('!!! nats-server is not on PATH: skipping the NATS-restart test of the NATS presence and inbox');
 
@@ -70,6 +74,16 @@ describe.skipIf(!natsUp)('NATS engines', () => {
       return { presence, cleanup: () => presence.close(), crash: () => presence.abandon() };
     },
     { distributed: true, ttlMs: PRESENCE_TTL_MS },
+  );
+
+  runControlSuite(
+    'nats',
+    async () => {
+      const bus = await NatsControlBus.connect({ servers: [NATS_URL], prefix });
+      const plane = new BusControlPlane(bus, CONTROL);
+      return { plane, cleanup: () => plane.close(), crash: () => bus.abandon() };
+    },
+    { distributed: true, ...CONTROL },
   );
 
   runInboxSuite(

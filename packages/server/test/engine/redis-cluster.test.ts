@@ -14,6 +14,9 @@ import { requireRedisServerBinary, startRedisCluster, type RedisClusterProcesses
 import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
+import { runControlSuite } from './control.suite.js';
+import { BusControlPlane } from '../../src/engine/control-bus.js';
+import { RedisControlBus } from '../../src/engine/redis/control.js';
 import { uniquePrefix } from './services.js';
 
 const haveRedis = requireRedisServerBinary();
@@ -21,6 +24,7 @@ const prefix = uniquePrefix('herald-rc-');
 const PASSWORD = 'cluster-secret';
 const PRESENCE_TTL_MS = 600;
 const HISTORY = { size: 100, ttlMs: 60_000 };
+const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
 
 describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () => {
   let cluster: RedisClusterProcesses;
@@ -51,6 +55,17 @@ describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () =
       return { presence, cleanup: () => presence.close(), crash: async () => presence.abandon() };
     },
     { distributed: true, ttlMs: PRESENCE_TTL_MS },
+  );
+
+  // Plain pub/sub on a Redis Cluster: a PUBLISH on any master reaches subscribers on every master.
+  runControlSuite(
+    'redis cluster',
+    async () => {
+      const bus = await RedisControlBus.connect({ target, prefix });
+      const plane = new BusControlPlane(bus, CONTROL);
+      return { plane, cleanup: () => plane.close(), crash: async () => bus.abandon() };
+    },
+    { distributed: true, ...CONTROL },
   );
 
   runInboxSuite(

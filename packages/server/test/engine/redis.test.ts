@@ -13,12 +13,16 @@ import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
 import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
+import { runControlSuite } from './control.suite.js';
+import { BusControlPlane } from '../../src/engine/control-bus.js';
+import { RedisControlBus } from '../../src/engine/redis/control.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './services.js';
 
 const redisUp = await requireRedis();
 const prefix = uniquePrefix('herald-test-');
 const PRESENCE_TTL_MS = 600;
 const HISTORY = { size: 100, ttlMs: 60_000 };
+const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
 
 /** Deletes every key under the prefix. */
 async function dropKeys(url: string, keyPrefix: string): Promise<void> {
@@ -73,6 +77,16 @@ describe.skipIf(!redisUp)('Redis engines', () => {
     { distributed: true, ttlMs: PRESENCE_TTL_MS },
   );
 
+  runControlSuite(
+    'redis',
+    async () => {
+      const bus = await RedisControlBus.connect({ url: REDIS_URL, prefix });
+      const plane = new BusControlPlane(bus, CONTROL);
+      return { plane, cleanup: () => plane.close(), crash: async () => bus.abandon() };
+    },
+    { distributed: true, ...CONTROL },
+  );
+
   runInboxSuite(
     'redis',
     async () => {
@@ -99,6 +113,34 @@ describe.skipIf(!redisUp)('Redis engines', () => {
     },
     { distributed: true },
   );
+
+  describe('Redis control bus specifics', () => {
+    it('subscribes again after the connection to Redis comes back', async () => {
+      const proxy = await TcpProxy.start(REDIS_URL);
+      const far = new BusControlPlane(await RedisControlBus.connect({ url: `redis://127.0.0.1:${proxy.port}`, prefix }), CONTROL);
+      const near = new BusControlPlane(await RedisControlBus.connect({ url: REDIS_URL, prefix }), CONTROL);
+      const describe = () => ({ version: '1', startedAt: Date.now(), connections: 0 });
+      const farName = `far-${randomUUID().slice(0, 6)}`;
+      const nearName = `near-${randomUUID().slice(0, 6)}`;
+      try {
+        await far.join({ node: farName, handle: () => 'far', describe });
+        const n = await near.join({ node: nearName, handle: () => 'near', describe });
+        for (const until = Date.now() + 3000; n.nodes().length < 2 && Date.now() < until; ) await sleep(20);
+        expect((await n.broadcast({ op: 'x' }, 1000)).replied).toEqual([farName, nearName].sort());
+        await proxy.stop();
+        expect((await n.broadcast({ op: 'x' }, 300)).missing).toEqual([farName]);
+        await proxy.resume();
+        const deadline = Date.now() + 10_000;
+        let replied: string[] = [];
+        while (Date.now() < deadline && !replied.includes(farName)) replied = (await n.broadcast({ op: 'x' }, 300)).replied;
+        expect(replied).toEqual([farName, nearName].sort());
+      } finally {
+        await far.close();
+        await near.close();
+        await proxy.close();
+      }
+    });
+  });
 
   describe('RedisBroker specifics', () => {
     it('fails start-up with an error naming engine.redis.url when Redis is unreachable', async () => {

@@ -15,6 +15,7 @@ import { runBrokerSuite } from './broker.suite.js';
 import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
+import { runControlSuite } from './control.suite.js';
 import { resolveConfig } from '../../src/config.js';
 import type { Engines } from '../../src/engine/engines.js';
 import { createSqliteEngines } from '../../src/engine/sqlite/index.js';
@@ -32,6 +33,7 @@ function openEngines(idempotencyWindowMs = WINDOW_MS): { engines: Engines; clean
       await engines.broker.close();
       await engines.inbox.close();
       await engines.presence.close();
+      await engines.control.close();
       await engines.dispose?.();
       rmSync(dataDir, { recursive: true, force: true });
     },
@@ -120,3 +122,13 @@ it('a database from an earlier version loses the receipt_events table it never u
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// The plane `engine.type: sqlite` builds (in-process: SQLite is one node).
+runControlSuite(
+  'sqlite',
+  async () => {
+    const { engines, cleanup } = openEngines();
+    return { plane: engines.control, cleanup };
+  },
+  { distributed: false, heartbeatMs: 1000, nodeTtlMs: 5000 },
+);

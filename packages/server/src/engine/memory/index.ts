@@ -5,10 +5,12 @@ import { IdempotencyWindow } from './idempotency.js';
 import { MemoryBroker } from './broker.js';
 import { MemoryInbox } from './inbox.js';
 import { MemoryPresence } from './presence.js';
+import { BusControlPlane, controlTimingOf } from '../control-bus.js';
+import { MemoryControlBus } from './control.js';
 
-export { MemoryBroker, MemoryInbox, MemoryPresence };
+export { MemoryBroker, MemoryControlBus, MemoryInbox, MemoryPresence };
 
 export function createMemoryEngines(config: Readonly<HeraldConfig>): Engines {
   const window = new IdempotencyWindow(config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);
-  return { broker: new MemoryBroker(window), presence: new MemoryPresence(), inbox: new MemoryInbox(window) };
+  return { broker: new MemoryBroker(window), presence: new MemoryPresence(), inbox: new MemoryInbox(window), control: new BusControlPlane(new MemoryControlBus(), controlTimingOf(config)) };
 }

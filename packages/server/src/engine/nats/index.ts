@@ -5,6 +5,8 @@ import type { Engines } from '../engines.js';
 import { NatsBroker } from './broker.js';
 import { NatsInbox } from './inbox.js';
 import { NatsPresence } from './presence.js';
+import { BusControlPlane, controlTimingOf } from '../control-bus.js';
+import { NatsControlBus } from './control.js';
 
 /**
  * NATS carries dispatches; JetStream keeps channel history, inboxes (a stream) and presence (a KV
@@ -34,5 +36,14 @@ export async function createNatsEngines(config: Readonly<HeraldConfig>, log: Fas
     await inbox.close();
     throw err;
   }
-  return { broker, presence, inbox };
+  let bus: NatsControlBus;
+  try {
+    bus = await NatsControlBus.connect({ servers, prefix });
+  } catch (err) {
+    await presence.close();
+    await inbox.close();
+    throw err;
+  }
+  const control = new BusControlPlane(bus, controlTimingOf(config), (err) => onError(err, 'control'));
+  return { broker, presence, inbox, control };
 }

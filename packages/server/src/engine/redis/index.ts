@@ -6,9 +6,11 @@ import { RedisBroker } from './broker.js';
 import type { RedisTarget } from './connection.js';
 import { RedisInbox } from './inbox.js';
 import { RedisPresence } from './presence.js';
+import { BusControlPlane, controlTimingOf } from '../control-bus.js';
+import { RedisControlBus } from './control.js';
 
 /**
- * Broker, presence and inbox all in Redis. Presence and inbox connect here, so an unreachable Redis
+ * Broker, presence, inbox and the control plane all in Redis. Presence, inbox and control connect here, so an unreachable Redis
  * fails start-up naming the key that points at it before anything listens; the broker connects in
  * `start`.
  */
@@ -25,7 +27,16 @@ export async function createRedisEngines(config: Readonly<HeraldConfig>, nodeNam
     await inbox.close();
     throw err;
   }
-  return { broker: new RedisBroker({ target, prefix, onError, idempotencyWindowMs }), presence, inbox };
+  let bus: RedisControlBus;
+  try {
+    bus = await RedisControlBus.connect({ target, prefix, onError });
+  } catch (err) {
+    await presence.close();
+    await inbox.close();
+    throw err;
+  }
+  const control = new BusControlPlane(bus, controlTimingOf(config), (err) => onError(err, 'control'));
+  return { broker: new RedisBroker({ target, prefix, onError, idempotencyWindowMs }), presence, inbox, control };
 }
 
 /** `engine.redis` (already validated by resolveConfig) as the connection target it names. */

@@ -1,6 +1,8 @@
-/** The embedded engines: history, inbox and idempotency keys in one SQLite file; presence in memory. */
+/** The embedded engines: history, inbox and idempotency keys in one SQLite file; presence and control in memory. */
 import { ConfigError, type HeraldConfig } from '../../config.js';
 import type { Engines } from '../engines.js';
+import { BusControlPlane, controlTimingOf } from '../control-bus.js';
+import { MemoryControlBus } from '../memory/control.js';
 import { MemoryPresence } from '../memory/presence.js';
 import { SqliteBroker } from './broker.js';
 import { SqliteDb } from './db.js';
@@ -20,6 +22,8 @@ export function createSqliteEngines(config: Readonly<HeraldConfig>): Engines {
     broker: new SqliteBroker(db, idempotency),
     presence: new MemoryPresence(),
     inbox: new SqliteInbox(db, idempotency),
+    // One node: its control plane is in-process (server.workers > 1 is refused for SQLite).
+    control: new BusControlPlane(new MemoryControlBus(), controlTimingOf(config)),
     dispose: async () => {
       idempotency.close();
       db.close();
