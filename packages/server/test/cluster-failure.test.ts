@@ -23,8 +23,8 @@ import { HeraldClient } from '@herald/client';
 import type { HeraldServer } from '../src/server.js';
 import { dropNatsStreams, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
 import { CLI, freePort, startCliNode } from './helpers/processes.js';
-import { API_KEY, makeToken, SECRET, sleep, startTestServer, TestSocket } from './helpers/server.js';
-import { waitFor } from './helpers/wait.js';
+import { API_KEY, makeToken, SECRET, startTestServer, TestSocket } from './helpers/server.js';
+import { pause, waitFor } from './helpers/wait.js';
 
 const redisUp = await requireRedis();
 const natsUp = await requireNats();
@@ -143,28 +143,49 @@ interface Attempt {
 
 /** POSTs a publish with a fixed msgId until a 2xx; every answer is recorded. */
 async function publishUntilAccepted(bases: string[], body: object, attempts: Attempt[]): Promise<void> {
-  for (let k = 0; k < 400; k++) {
-    const base = bases[k % bases.length]!;
-    const t0 = Date.now();
-    try {
-      const res = await fetch(`${base}/api/v1/publish`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(10_000),
-      });
-      const text = await res.text();
-      const err = res.ok ? undefined : (JSON.parse(text) as { error?: { code?: string; temporary?: boolean } }).error;
-      attempts.push({ status: res.status, ...(err?.code ? { code: err.code } : {}), ...(err?.temporary !== undefined ? { temporary: err.temporary } : {}), ms: Date.now() - t0 });
-      if (res.ok) return;
-      if (res.status < 500) throw new Error(`refused: ${res.status} ${text}`);
-    } catch (err) {
-      if ((err as Error).message.startsWith('refused')) throw err;
-      attempts.push({ status: 0, ms: Date.now() - t0 }); // connection refused/reset (a killed node)
-    }
-    await sleep(50);
-  }
-  throw new Error(`never accepted: ${JSON.stringify(body)}`);
+  let k = 0;
+  let refused: string | undefined;
+  await waitFor(
+    async () => {
+      const base = bases[k++ % bases.length]!;
+      const t0 = Date.now();
+      try {
+        const res = await fetch(`${base}/api/v1/publish`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(10_000),
+        });
+        const text = await res.text();
+        const err = res.ok ? undefined : (JSON.parse(text) as { error?: { code?: string; temporary?: boolean } }).error;
+        attempts.push({ status: res.status, ...(err?.code ? { code: err.code } : {}), ...(err?.temporary !== undefined ? { temporary: err.temporary } : {}), ms: Date.now() - t0 });
+        if (res.status < 500 && !res.ok) refused = `refused: ${res.status} ${text}`;
+        return res.ok || refused !== undefined;
+      } catch {
+        attempts.push({ status: 0, ms: Date.now() - t0 }); // connection refused/reset (a killed node)
+        return false;
+      }
+    },
+    60_000,
+    `the publish ${JSON.stringify(body)} to be accepted`,
+    50,
+  );
+  if (refused) throw new Error(refused);
+}
+
+/**
+ * Publishes a marker to `channel` through `base` and waits for `sdk` to get it: a duplicate of
+ * anything published there earlier would have arrived first.
+ */
+async function markAfter(base: string, channel: string, sdk: ReturnType<typeof sdkClient>): Promise<void> {
+  const res = await fetch(`${base}/api/v1/publish`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+    body: JSON.stringify({ channel, eventType: 'marker', payload: null }),
+  });
+  expect(res.status).toBe(200);
+  const { msgId } = (await res.json()) as { msgId: string };
+  await waitFor(() => sdk.markers.includes(msgId), 15_000, `the marker on ${channel}`);
 }
 
 function sdkClient(url: string, token: string, channel: string) {
@@ -175,11 +196,12 @@ function sdkClient(url: string, token: string, channel: string) {
   let subscribed = 0;
   const sub = client.subscribe<{ i: number }>(channel);
   sub.on('subscribed', () => void subscribed++);
-  sub.on('message', (m) => void seen.push(m.payload.i));
+  const markers: string[] = [];
+  sub.on('message', (m) => void (m.eventType === 'marker' ? markers.push(m.msgId) : seen.push(m.payload.i)));
   sub.on('recoveryFailed', () => void recoveryFailed++);
   client.on('disconnected', (d) => void closes.push(d.code));
   const node = () => (client.state.status === 'connected' ? client.state.node : undefined);
-  return { client, seen, closes, node, recoveryFailed: () => recoveryFailed, subscribed: () => subscribed };
+  return { client, seen, markers, node, closes, recoveryFailed: () => recoveryFailed, subscribed: () => subscribed };
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, k) => k + 1);
@@ -264,10 +286,11 @@ for (const ec of ENGINES) {
       for (let i = 1; i <= N; i++) {
         if (i === 20) {
           for (const p of proxies) p.down();
+          // The outage's length is the test's own doing: its sockets must survive a while of it.
           outage = (async () => {
-            await sleep(800);
+            await pause(800);
             duringOutage = { sdkState: sdk.client.state.status, idleOpen: idle.ws.readyState === WebSocket.OPEN };
-            await sleep(700);
+            await pause(700);
             for (const p of proxies) p.up();
           })();
         }
@@ -275,7 +298,7 @@ for (const ec of ENGINES) {
       }
       await outage;
       await waitFor(() => sdk.seen.length >= N, 15_000, `${N} messages (have ${sdk.seen.length})`);
-      await sleep(300); // a duplicate would show up now
+      await markAfter(a.url, channel, sdk);
 
       const failures = attempts.filter((x) => x.status !== 200);
       expect(failures.length).toBeGreaterThan(0); // the outage really refused publishes
@@ -317,7 +340,7 @@ for (const ec of ENGINES) {
         await publishUntilAccepted([a.url, b.url], { channel, eventType: 'n', payload: { i }, msgId: `${prefix}-one-${i}` }, attempts);
       }
       await waitFor(() => sdk.seen.length >= N, 15_000, `${N} messages (have ${sdk.seen.length})`);
-      await sleep(300);
+      await markAfter(a.url, channel, sdk);
 
       expect(attempts.every((x) => x.status === 200)).toBe(true); // A and B never refused
       expect(onC).toHaveLength(1);
@@ -381,7 +404,7 @@ for (const ec of ENGINES) {
         await publishUntilAccepted([others[i % 2]!], { channel, eventType: 'n', payload: { i }, msgId: `${prefix}-${i}` }, attempts);
       }
       await waitFor(() => sdk.seen.length >= N, 20_000, `${N} messages (have ${sdk.seen.length})`);
-      await sleep(300);
+      await markAfter(others[0]!, channel, sdk);
       const secondNode = sdk.node();
       sdk.client.close();
       await lb.close();

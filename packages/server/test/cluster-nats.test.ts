@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
 import { dropNatsStreams, NATS_URL, requireNats, uniquePrefix } from './engine/services.js';
 import { CLI, freePort, startCliNode } from './helpers/processes.js';
-import { api, API_KEY, makeToken, SECRET, sleep, startTestServer, TestSocket, type Frame } from './helpers/server.js';
+import { api, API_KEY, isMarker, makeToken, messagesBesideMarkers, publishMarker, SECRET, startTestServer, TestSocket, untilUserReachable, type Frame } from './helpers/server.js';
+import { pause, waitFor } from './helpers/wait.js';
 
 const natsUp = await requireNats();
 const prefix = uniquePrefix('herald_cluster_');
@@ -22,16 +23,15 @@ const engine = { type: 'nats', nats: { servers: [NATS_URL], prefix, presenceTtlM
 const delivery = { ackTimeoutMs: 300, retry: { initialDelayMs: 100 } };
 const startNodes = (): Promise<HeraldServer[]> => Promise.all(['node-a', 'node-b', 'node-c'].map((nodeName) => startTestServer({ server: { nodeName }, engine, delivery })));
 
-/** Polls `read` until `done` holds for its value or `ms` pass; returns the last value. */
+/** Polls `read` until `done` holds for its value, and returns that value; throws after `ms`. */
 async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let v = await read();
-  while (!done(v) && Date.now() < deadline) {
-    await sleep(50);
-    v = await read();
-  }
-  return v;
+  let v: T | undefined;
+  await waitFor(async () => done((v = await read())), ms, 'the polled value to be as expected', 50);
+  return v as T;
 }
+
+/** A message frame under test, not a probe or marker. */
+const realMessage = (f: Frame): boolean => f.type === 'message' && !isMarker(f);
 
 type Listed = Array<{ connectionId: string; node: string; user: string }>;
 const connectionsOf = async (server: HeraldServer, user: string): Promise<Listed> => {
@@ -96,13 +96,14 @@ describe.skipIf(!natsUp)('cluster over NATS (three nodes)', () => {
     const reader = track(await TestSocket.connect(c, { sub: 'idem-reader' }));
     await reader.subscribe('idem:cluster');
     const body = { channel: 'idem:cluster', eventType: 'x', payload: 1, msgId: `${prefix}-retry-1` };
+    // JetStream checks the key (Nats-Msg-Id) in the publish itself, so a retry right after the
+    // answer is already a duplicate.
     const first = await api(a, 'POST', '/api/v1/publish', body);
-    await sleep(50); // the window is written right after the publish is answered
     const retry = await api(b, 'POST', '/api/v1/publish', body);
     expect(first.body.duplicate).toBeUndefined();
     expect(retry.body).toMatchObject({ duplicate: true, position: first.body.position });
-    await sleep(100);
-    expect(reader.messages()).toHaveLength(1);
+    await publishMarker(b, reader, { channel: 'idem:cluster' });
+    expect(messagesBesideMarkers(reader)).toHaveLength(1);
   });
 
   it('a live dispatch that overtakes its predecessor on the wire waits for it (the offset chain)', async () => {
@@ -118,7 +119,9 @@ describe.skipIf(!natsUp)('cluster over NATS (three nodes)', () => {
     const dispatch = (n: number) => JSON.stringify({ position: { offset: offset + n, epoch }, prev: offset + n - 1, target: { kind: 'channel', channel: 'chain:cluster' }, envelope: { msgId: `chain-${n}`, timestamp: Date.now(), source: 't', eventType: 'n', version: '1.0', payload: n } });
     nc.publish(subject, dispatch(2));
     await nc.flush();
-    await sleep(20);
+    // Deliberate spacing of the test's own traffic: the overtaking dispatch reaches the node alone
+    // and has to be held there before its predecessor exists at all.
+    await pause(20);
     nc.publish(subject, dispatch(1));
     await nc.drain();
     const msgs = await reader.waitMessages(3);
@@ -130,11 +133,11 @@ describe.skipIf(!natsUp)('cluster over NATS (three nodes)', () => {
     await sub.subscribe('acks:cluster');
     const user = track(await TestSocket.connect(c, { sub: 'ack-user' }));
     await until(() => connectionsOf(a, 'ack-user'), (l) => l.length === 1);
-    await sleep(100); // the user subscription is made right after `connected`
+    await untilUserReachable(a, user, 'ack-user');
     const onChannel = await a.publish({ channel: 'acks:cluster', eventType: 'n', payload: 'ch', delivery: 'at-least-once' });
     const toUser = await a.publish({ user: 'ack-user', eventType: 'n', payload: 'u', delivery: 'at-least-once' });
     expect(await sub.next((f) => f.type === 'message')).toMatchObject({ ack: true, message: { msgId: onChannel.msgId } });
-    expect(await user.next((f) => f.type === 'message')).toMatchObject({ ack: true, message: { msgId: toUser.msgId } });
+    expect(await user.next(realMessage)).toMatchObject({ ack: true, message: { msgId: toUser.msgId } });
     // Not acknowledged: the node the subscriber is on sends it again.
     expect(await sub.next((f) => f.type === 'message', 5000)).toMatchObject({ message: { msgId: onChannel.msgId } });
     ack(sub, onChannel.msgId);
@@ -146,12 +149,14 @@ describe.skipIf(!natsUp)('cluster over NATS (three nodes)', () => {
     const phone = track(await TestSocket.connect(a, { sub: 'alice' }));
     const laptop = track(await TestSocket.connect(c, { sub: 'alice' }));
     const bob = track(await TestSocket.connect(b, { sub: 'bob' }));
-    await sleep(100); // user subscriptions are made right after `connected`
+    await untilUserReachable(b, phone, 'alice');
+    await untilUserReachable(b, laptop, 'alice');
+    await untilUserReachable(b, bob, 'bob');
     await api(b, 'POST', '/api/v1/publish', { user: 'alice', eventType: 'notify', payload: { hi: 1 } });
-    for (const s of [phone, laptop]) expect(await s.next((f) => f.type === 'message')).toMatchObject({ target: 'user', message: { payload: { hi: 1 } } });
+    for (const s of [phone, laptop]) expect(await s.next(realMessage)).toMatchObject({ target: 'user', message: { payload: { hi: 1 } } });
     await api(a, 'POST', '/api/v1/publish', { broadcast: true, eventType: 'maintenance', payload: {} });
     for (const s of [phone, laptop, bob]) expect(await s.next((f) => f.type === 'message' && f.target === 'broadcast')).toBeDefined();
-    expect(bob.messages()).toHaveLength(1);
+    expect(messagesBesideMarkers(bob)).toHaveLength(1);
   });
 
   it('a client recovers on C what was published on A while it was away from B', async () => {
@@ -203,8 +208,13 @@ describe.skipIf(!natsUp)('cluster over NATS (three nodes)', () => {
     laptop.close();
     await laptop.closed;
     const phone = track(await TestSocket.connect(b, { sub: 'dora' }));
-    await sleep(300);
-    expect(phone.messages()).toHaveLength(0);
+    // The inbox is delivered at connect ahead of live at-least-once user messages, so an
+    // at-least-once marker arrives after anything the inbox still held.
+    await untilUserReachable(b, phone, 'dora');
+    const { msgId: markerId } = await b.publish({ user: 'dora', eventType: 'marker', payload: null, delivery: 'at-least-once' });
+    await phone.next((f) => f.type === 'message' && f.message?.msgId === markerId);
+    ack(phone, markerId);
+    expect(messagesBesideMarkers(phone)).toHaveLength(0);
   });
 
   it.skipIf(!existsSync(CLI))('a node killed with SIGKILL: its presence entries expire, the inbox it accepted into is delivered elsewhere', async () => {

@@ -16,7 +16,7 @@ import { HeraldClient } from '@herald/client';
 import type { HeraldServer } from '../src/server.js';
 import { uniquePrefix } from './engine/services.js';
 import { requireRedisServerBinary, startRedisCluster, startRedisSentinel, type RedisClusterProcesses, type RedisSentinelProcesses } from './helpers/redis-processes.js';
-import { api, API_KEY, makeToken, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { api, API_KEY, isMarker, makeToken, startTestServer, TestSocket, untilUserReachable } from './helpers/server.js';
 import { waitFor } from './helpers/wait.js';
 
 const haveRedis = requireRedisServerBinary();
@@ -98,10 +98,10 @@ describe.skipIf(!haveRedis)('two Herald nodes on a Redis Cluster', () => {
     const dev = await TestSocket.connect(b, { sub: 'shard-user' });
     sockets.push(dev);
     await waitFor(async () => ((await api(a, 'GET', '/api/v1/users/shard-user/connections')).body.connections ?? []).length === 1, 15_000, 'presence');
-    await sleep(50); // the user topic subscription follows `connected`
+    await untilUserReachable(a, dev, 'shard-user');
     const res = await api(a, 'POST', '/api/v1/publish', { user: 'shard-user', eventType: 'notify', payload: 'hi' });
     expect(res.status).toBe(200);
-    expect(await dev.next((f) => f.type === 'message')).toMatchObject({ target: 'user', message: { payload: 'hi' } });
+    expect(await dev.next((f) => f.type === 'message' && !isMarker(f))).toMatchObject({ target: 'user', message: { payload: 'hi' } });
     const bc = await api(b, 'POST', '/api/v1/publish', { broadcast: true, eventType: 'all', payload: 'everyone' });
     expect(bc.status).toBe(200);
     const onA = await TestSocket.connect(a, { sub: 'bc-a' });
@@ -119,20 +119,25 @@ interface Attempt {
 
 /** POSTs a publish with a fixed msgId until it is accepted; every answer is recorded. */
 async function publishUntilAccepted(base: string, body: object, attempts: Attempt[]): Promise<void> {
-  for (let k = 0; k < 600; k++) {
-    const res = await fetch(`${base}/api/v1/publish`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(10_000),
-    });
-    const json = (await res.json()) as { error?: { code: string; temporary: boolean } };
-    attempts.push({ status: res.status, ...(json.error ? { code: json.error.code, temporary: json.error.temporary } : {}) });
-    if (res.ok) return;
-    if (res.status < 500) throw new Error(`refused: ${res.status} ${JSON.stringify(json)}`);
-    await sleep(50);
-  }
-  throw new Error(`never accepted: ${JSON.stringify(body)}`);
+  let refused: string | undefined;
+  await waitFor(
+    async () => {
+      const res = await fetch(`${base}/api/v1/publish`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(10_000),
+      });
+      const json = (await res.json()) as { error?: { code: string; temporary: boolean } };
+      attempts.push({ status: res.status, ...(json.error ? { code: json.error.code, temporary: json.error.temporary } : {}) });
+      if (res.status < 500 && !res.ok) refused = `refused: ${res.status} ${JSON.stringify(json)}`;
+      return res.ok || refused !== undefined;
+    },
+    60_000,
+    `the publish ${JSON.stringify(body)} to be accepted`,
+    50,
+  );
+  if (refused) throw new Error(refused);
 }
 
 describe.skipIf(!haveRedis)('two Herald nodes through Redis Sentinel, across a failover', () => {
@@ -166,7 +171,8 @@ describe.skipIf(!haveRedis)('two Herald nodes through Redis Sentinel, across a f
     let recoveryFailed = 0;
     const sub = client.subscribe<{ i: number }>(channel);
     sub.on('subscribed', () => void subscribed++);
-    sub.on('message', (m) => void seen.push(m.payload.i));
+    const markers: string[] = [];
+    sub.on('message', (m) => void (m.eventType === 'marker' ? markers.push(m.msgId) : seen.push(m.payload.i)));
     sub.on('recoveryFailed', () => void recoveryFailed++);
     client.on('disconnected', (d) => void closes.push(d.code));
     await client.connect();
@@ -189,7 +195,9 @@ describe.skipIf(!haveRedis)('two Herald nodes through Redis Sentinel, across a f
       await publishUntilAccepted(a.url, { channel, eventType: 'n', payload: { i }, msgId: `${prefix}-${i}` }, attempts);
     }
     await waitFor(() => seen.length >= N, 30_000, `${N} messages (have ${seen.length})`);
-    await sleep(300); // a duplicate would show up now
+    // A marker published after the last message comes after any duplicate of it on this channel.
+    const { msgId: markerId } = await a.publish({ channel, eventType: 'marker', payload: null });
+    await waitFor(() => markers.includes(markerId), 15_000, 'the marker after the last message');
 
     const failures = attempts.filter((x) => x.status !== 200);
     expect(failures.length).toBeGreaterThan(0); // the failover really refused publishes

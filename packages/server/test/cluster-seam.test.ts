@@ -13,7 +13,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
 import { dropNatsStreams, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
-import { api, sleep, startTestServer, TestSocket, type Frame } from './helpers/server.js';
+import { api, startTestServer, TestSocket, type Frame } from './helpers/server.js';
+import { pause, waitFor } from './helpers/wait.js';
 
 const redisUp = await requireRedis();
 const natsUp = await requireNats();
@@ -50,7 +51,8 @@ async function subscriber(node: HeraldServer, user: string, channel: string, run
     try {
       socket = await TestSocket.connect(node, { sub: user });
     } catch {
-      await sleep(20);
+      // A client's pause before reconnecting, so a refusing node is not hammered.
+      await pause(20);
       continue;
     }
     let reply: Frame;
@@ -95,25 +97,27 @@ async function seamRun(a: HeraldServer, b: HeraldServer, tag: string): Promise<v
       const res = await b.publish({ channel, eventType: 'seam.tick', payload: { i } });
       order.push(res.position!);
       const due = started + ((i + 1) * 1000) / RATE;
-      if (due > Date.now()) await sleep(due - Date.now());
+      // Pacing the publisher to RATE.
+      if (due > Date.now()) await pause(due - Date.now());
     }
   })();
 
   const kicking = (async () => {
     // Every user subscribed once before the first kick.
-    while (new Set(runs.map((r) => r.user)).size < USERS && !stop) await sleep(10);
+    await waitFor(() => new Set(runs.map((r) => r.user)).size >= USERS || stop, RUN_MS, 'every user subscribed once');
     while (!stop) {
       for (const u of users) {
         const res = await api(a, 'POST', `/api/v1/users/${encodeURIComponent(u)}/disconnect`, { reconnect: true });
         expect(res.status).toBe(200);
       }
-      await sleep(KICK_EVERY_MS);
+      // Pacing the kicks.
+      await pause(KICK_EVERY_MS);
     }
   })();
 
   // Until enough recoveries happened, within the time budget.
-  const deadline = Date.now() + RUN_MS;
-  while (runs.filter((r) => r.recovered !== undefined).length < TARGET_RECOVERIES && Date.now() < deadline) await sleep(50);
+  // Running out of the budget is no failure by itself: the MIN_RECOVERIES check below decides.
+  await waitFor(() => runs.filter((r) => r.recovered !== undefined).length >= TARGET_RECOVERIES, RUN_MS, `${TARGET_RECOVERIES} recoveries`, 50).catch(() => undefined);
   stop = true;
   stopAll();
   await Promise.all([publishing, kicking, ...clients]);

@@ -9,6 +9,7 @@ import type { HistoryConfig } from '../../src/config.js';
 import { noStreamPosition, type Broker, type Dispatch, type DispatchTarget, type Published } from '../../src/engine/broker.js';
 import { SKIP_ONE_NODE } from './services.js';
 import { livePoint, SubscriptionSeam, type LivePoint } from '../../src/engine/recovery-seam.js';
+import { pause, waitFor } from '../helpers/wait.js';
 
 export interface BrokerFixture {
   /** Not yet started: the suite starts it with its own handler. */
@@ -38,7 +39,6 @@ export interface BrokerSuiteOptions {
 }
 
 const HISTORY: HistoryConfig = { size: 100, ttlMs: 60_000 };
-const QUIET_MS = 150;
 /** The seam case: how many recoveries it aims for, how many it needs, and its time budget. */
 const SEAM_RECOVERIES = 300;
 const SEAM_MIN_RECOVERIES = 150;
@@ -55,21 +55,35 @@ export class Recorder {
     },
   };
 
+  /** What was dispatched, markers left out. */
+  get messages(): Dispatch[] {
+    return this.got.filter((d) => d.envelope.eventType !== MARKER);
+  }
+
+  /** What was dispatched to `target`, markers left out. */
   for(target: DispatchTarget): Dispatch[] {
-    return this.got.filter((d) => JSON.stringify(d.target) === JSON.stringify(target));
+    return this.messages.filter((d) => JSON.stringify(d.target) === JSON.stringify(target));
   }
 
   async waitFor(target: DispatchTarget, n: number, timeoutMs = 3000): Promise<Dispatch[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.for(target).length < n) {
-      if (Date.now() > deadline) throw new Error(`got ${this.for(target).length} of ${n} dispatches for ${JSON.stringify(target)}`);
-      await sleep(5);
-    }
+    await waitFor(() => this.for(target).length >= n, timeoutMs, `${n} dispatches for ${JSON.stringify(target)} (got ${this.for(target).length})`, 5);
     return this.for(target);
   }
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const MARKER = 'marker';
+
+/**
+ * Publishes a marker to `target` through `broker` and waits until every recorder in `recs` has it.
+ * One path (a channel, a user, broadcast) delivers a publisher's dispatches in publish order, so
+ * whatever that path would have delivered earlier has arrived by then: how a case shows that
+ * something did not arrive without waiting a fixed time.
+ */
+export async function marker(broker: Broker, target: DispatchTarget, ...recs: Recorder[]): Promise<void> {
+  const env = { ...envelope(null), eventType: MARKER };
+  await broker.publish({ target, envelope: env }, { size: 100, ttlMs: 60_000 });
+  await waitFor(() => recs.every((r) => r.got.some((d) => d.envelope.msgId === env.msgId)), 3000, `a marker on ${JSON.stringify(target)}`, 5);
+}
 
 export function envelope(payload: unknown, msgId: string = randomUUID()): Envelope {
   return { msgId, timestamp: Date.now(), source: 'suite', eventType: 'test.event', version: '1.0', payload };
@@ -124,7 +138,7 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       }
       const target = { kind: 'channel' as const, channel: ch };
       const got = await rec.waitFor(target, 21);
-      await sleep(QUIET_MS);
+      await marker(broker, target, rec);
       expect(rec.for(target)).toHaveLength(21);
       expect(got[0]!.filter).toEqual(filter);
       expect(got.map((d) => d.position)).toEqual(all);
@@ -222,7 +236,8 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       const ch = channel('ttl');
       const short = { size: 100, ttlMs: 300 };
       const { positions } = await publishN(broker, ch, 3, short);
-      await sleep(450);
+      // The entries' age is what this case is about, so the TTL has to pass on the clock.
+      await pause(450);
       const late = await publishN(broker, ch, 1, short);
       const expired = await broker.history(ch, { since: positions[0]!, limit: 100 });
       expect(expired.complete).toBe(false);
@@ -321,9 +336,12 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       await a.rec.waitFor({ kind: 'user', user }, 1);
       await a.rec.waitFor({ kind: 'broadcast' }, 1);
       await b.rec.waitFor({ kind: 'broadcast' }, 1);
-      await sleep(QUIET_MS);
-      expect(a.rec.got.map((d) => d.envelope.payload).sort()).toEqual(['all', 'u', 'x']);
-      expect(b.rec.got.map((d) => d.envelope.payload).sort()).toEqual(['all', 'y']);
+      // Where a node is not subscribed there is no path to mark, so each publisher marks the path
+      // both nodes share after its own publishes: a stray dispatch of theirs would be in by then.
+      await marker(a.broker, { kind: 'broadcast' }, a.rec, b.rec);
+      await marker(b.broker, { kind: 'broadcast' }, a.rec, b.rec);
+      expect(a.rec.messages.map((d) => d.envelope.payload).sort()).toEqual(['all', 'u', 'x']);
+      expect(b.rec.messages.map((d) => d.envelope.payload).sort()).toEqual(['all', 'y']);
       // History is shared: B reads what A published.
       const h = await b.broker.history(y, { limit: 10 });
       expect(h.entries.map((e) => e.envelope.payload)).toEqual(['y']);
@@ -339,10 +357,11 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       await b.broker.publish({ target: { kind: 'user', user }, envelope: envelope('hi') }, HISTORY);
       await a.rec.waitFor({ kind: 'user', user }, 1);
       await c.rec.waitFor({ kind: 'user', user }, 1);
-      await sleep(QUIET_MS);
-      expect(b.rec.got).toHaveLength(0);
-      expect(a.rec.got).toHaveLength(1);
-      expect(c.rec.got).toHaveLength(1);
+      await marker(b.broker, { kind: 'user', user }, a.rec, c.rec);
+      await marker(b.broker, { kind: 'broadcast' }, a.rec, b.rec, c.rec);
+      expect(b.rec.messages).toHaveLength(0);
+      expect(a.rec.messages).toHaveLength(1);
+      expect(c.rec.messages).toHaveLength(1);
     });
 
     it.skipIf(!opts.distributed)(SKIP_ONE_NODE + 'unsubscribe stops delivery; subscribe is idempotent', async () => {
@@ -357,19 +376,23 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
       await broker.publish({ target: { kind: 'user', user }, envelope: envelope('u1') }, HISTORY);
       await rec.waitFor(target, 1);
       await rec.waitFor({ kind: 'user', user }, 1);
-      await sleep(QUIET_MS);
+      await marker(broker, target, rec);
       expect(rec.for(target)).toHaveLength(1);
       await broker.unsubscribe(target);
       await broker.unsubscribe(target);
       await broker.unsubscribe({ kind: 'user', user });
       await broker.publish({ target, envelope: envelope(2) }, HISTORY);
       await broker.publish({ target: { kind: 'user', user }, envelope: envelope('u2') }, HISTORY);
-      await sleep(QUIET_MS * 2);
-      expect(rec.got).toHaveLength(2);
+      // Subscribed again, the next publication on each path comes after 2 and u2 would have: had
+      // the unsubscribes not held, those would show up here first.
       await broker.subscribe(target);
+      await broker.subscribe({ kind: 'user', user });
       await broker.publish({ target, envelope: envelope(3) }, HISTORY);
+      await broker.publish({ target: { kind: 'user', user }, envelope: envelope('u3') }, HISTORY);
       const got = await rec.waitFor(target, 2);
+      const gotUser = await rec.waitFor({ kind: 'user', user }, 2);
       expect(got.map((d) => d.envelope.payload)).toEqual([1, 3]);
+      expect(gotUser.map((d) => d.envelope.payload)).toEqual(['u1', 'u3']);
     });
 
     // The recovery seam (src/engine/recovery-seam.ts, docs/reliability.md): a subscriber reads the
@@ -394,7 +417,7 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
         }
       })();
       try {
-        while (order.length < 5) await sleep(5);
+        await waitFor(() => order.length >= 5, 5000, 'the first publications', 5);
         let since = (await sub.broker.history(ch, { limit: 0, config: history })).position;
         const runs: Array<{ since: StreamPosition; seen: LivePoint[]; gap: boolean }> = [];
         const deadline = Date.now() + SEAM_BUDGET_MS;
@@ -419,8 +442,7 @@ export function runBrokerSuite(name: string, create: (options: BrokerCreateOptio
           run.gap ||= settled.gap;
           for (const d of settled.deliver) take(d);
           // Stay for a few live publications past the seam, then "disconnect".
-          const until = Date.now() + 3000;
-          while (!run.gap && live < 3 && Date.now() < until) await sleep(1);
+          await waitFor(() => run.gap || live >= 3, 3000, `live publications past the seam in recovery ${runs.length}`, 1);
           sub.rec.tap = undefined;
           runs.push(run);
           expect(run.gap, `recovery ${runs.length - 1}: a gap at the seam`).toBe(false);

@@ -13,7 +13,8 @@ import type { HistoryConfig } from '../../src/config.js';
 import type { Broker, Dispatch, DispatchTarget, Published } from '../../src/engine/broker.js';
 import type { IdempotencyKey } from '../../src/engine/idempotency.js';
 import type { InboxLimits, InboxStore } from '../../src/engine/inbox.js';
-import { envelope, Recorder, sleep } from './broker.suite.js';
+import { envelope, marker, Recorder } from './broker.suite.js';
+import { waitFor } from '../helpers/wait.js';
 
 export interface IdempotencyFixture {
   /** Not yet started: the suite starts it. */
@@ -35,7 +36,6 @@ export interface IdempotencySuiteOptions {
 
 const HISTORY: HistoryConfig = { size: 100, ttlMs: 60_000 };
 const LIMITS: InboxLimits = { maxMessages: 100, maxAgeMs: 60_000 };
-const QUIET_MS = 150;
 
 function stored(p: Published): StreamPosition {
   expect(p.duplicate).toBe(false);
@@ -81,11 +81,11 @@ export function runIdempotencySuite(name: string, create: (options: IdempotencyC
       }
       const h = await a.broker.history(target.channel, { limit: 100 });
       expect(h.entries.map((e) => e.envelope)).toEqual([winner.envelope]);
-      for (const n of b === a ? [a] : [a, b]) {
-        await n.rec.waitFor(target, 1);
-        await sleep(QUIET_MS);
-        expect(n.rec.for(target).map((d) => d.envelope)).toEqual([winner.envelope]);
-      }
+      const nodes = b === a ? [a] : [a, b];
+      for (const n of nodes) await n.rec.waitFor(target, 1);
+      // Each node publishes a marker after its attempts: a second copy would be in before them.
+      for (const n of nodes) await marker(n.broker, target, ...nodes.map((m) => m.rec));
+      for (const n of nodes) expect(n.rec.for(target).map((d) => d.envelope)).toEqual([winner.envelope]);
     });
 
     it('a retry after success — on the other node — is a duplicate with the original position and timestamp', async () => {
@@ -100,9 +100,10 @@ export function runIdempotencySuite(name: string, create: (options: IdempotencyC
       const retry = await b.broker.publish(attempt(target, 'retry', k.msgId), HISTORY, k);
       expect(retry).toEqual({ duplicate: true, position: pos, timestamp: first.envelope.timestamp });
       expect(await a.broker.publish(attempt(target, 'again', k.msgId), HISTORY, k)).toEqual(retry);
-      await sleep(QUIET_MS);
-      expect(b.rec.for(target).map((d) => d.envelope.payload)).toEqual(['first']);
       expect((await b.broker.history(target.channel, { limit: 100 })).entries).toHaveLength(1);
+      await marker(a.broker, target, b.rec);
+      await marker(b.broker, target, b.rec);
+      expect(b.rec.for(target).map((d) => d.envelope.payload)).toEqual(['first']);
     });
 
     it('other msgIds, other scopes and other audiences are independent keys', async () => {
@@ -140,7 +141,8 @@ export function runIdempotencySuite(name: string, create: (options: IdempotencyC
         const winner = dispatches[results.indexOf(winners[0]!)]!;
         for (const r of results) if (r.duplicate) expect(r).toEqual({ duplicate: true, timestamp: winner.envelope.timestamp });
         await a.rec.waitFor(target, 1);
-        await sleep(QUIET_MS);
+        await marker(a.broker, target, a.rec);
+        if (b !== a) await marker(b.broker, target, a.rec);
         expect(a.rec.for(target).map((d) => d.envelope)).toEqual([winner.envelope]);
         expect(await b.broker.publish(attempt(target, 'late', k.msgId), HISTORY, k)).toEqual({ duplicate: true, timestamp: winner.envelope.timestamp });
       }
@@ -157,12 +159,9 @@ export function runIdempotencySuite(name: string, create: (options: IdempotencyC
         expect((await a.broker.publish(attempt(target, 'first', k.msgId), HISTORY, k)).duplicate).toBe(false);
         expect((await b.broker.publish(attempt(target, 'retry', k.msgId), HISTORY, k)).duplicate).toBe(true);
         // Duplicates store nothing, so asking again until the answer changes is harmless.
-        let again: Published;
-        do {
-          await sleep(50);
-          again = await b.broker.publish(attempt(target, 'later', k.msgId), HISTORY, k);
-        } while (again.duplicate && Date.now() - started < windowMs + 5000);
-        expect(again.duplicate, JSON.stringify(target)).toBe(false);
+        let again: Published | undefined;
+        await waitFor(async () => !(again = await b.broker.publish(attempt(target, 'later', k.msgId), HISTORY, k)).duplicate, windowMs + 5000, `the key for ${JSON.stringify(target)} to be new again`, 50);
+        expect(again?.duplicate, JSON.stringify(target)).toBe(false);
         expect(Date.now() - started).toBeGreaterThanOrEqual(windowMs * 0.9);
       }
     });
@@ -204,13 +203,10 @@ export function runIdempotencySuite(name: string, create: (options: IdempotencyC
       expect(await a.inbox.remove(u, [k.msgId])).toEqual([k.msgId]);
       expect((await b.inbox.append(u, { envelope: envelope('retry', k.msgId) }, LIMITS, k)).earlier).toBeDefined();
       // Duplicates store nothing, so asking again until the answer changes is harmless.
-      let again;
-      do {
-        await sleep(50);
-        again = await b.inbox.append(u, { envelope: envelope('later', k.msgId) }, LIMITS, k);
-      } while (again.earlier && Date.now() - started < windowMs + 5000);
-      expect(again.earlier).toBeUndefined();
-      expect(again.duplicate).toBe(false);
+      let again: Awaited<ReturnType<InboxStore['append']>> | undefined;
+      await waitFor(async () => !(again = await b.inbox.append(u, { envelope: envelope('later', k.msgId) }, LIMITS, k)).earlier, windowMs + 5000, 'the inbox key to be new again', 50);
+      expect(again?.earlier).toBeUndefined();
+      expect(again?.duplicate).toBe(false);
       expect(Date.now() - started).toBeGreaterThanOrEqual(windowMs * 0.9);
     });
 

@@ -12,7 +12,8 @@ import { NatsBroker } from '../../src/engine/nats/broker.js';
 import { NatsInbox } from '../../src/engine/nats/inbox.js';
 import { NatsPresence } from '../../src/engine/nats/presence.js';
 import { freePort } from '../helpers/processes.js';
-import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
+import { envelope, Recorder, runBrokerSuite } from './broker.suite.js';
+import { waitFor, waitForValue } from '../helpers/wait.js';
 import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
@@ -160,17 +161,18 @@ describe.skipIf(!natsUp)('NATS engines', () => {
 
     async function startNatsServer(port: number): Promise<void> {
       proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], { stdio: 'ignore' });
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        const nc = await connect({ servers: `nats://127.0.0.1:${port}`, timeout: 500 }).catch(() => undefined);
-        if (nc) {
+      await waitFor(
+        async () => {
+          const nc = await connect({ servers: `nats://127.0.0.1:${port}`, timeout: 500 }).catch(() => undefined);
+          if (!nc) return false;
           const ok = await nc.jetstreamManager().then(() => true, () => false);
           await nc.close();
-          if (ok) return;
-        }
-        if (Date.now() > deadline) throw new Error('private nats-server did not start');
-        await sleep(100);
-      }
+          return ok;
+        },
+        10_000,
+        'the private nats-server to serve JetStream',
+        100,
+      );
     }
 
     async function stopNatsServer(): Promise<void> {
@@ -196,12 +198,15 @@ describe.skipIf(!natsUp)('NATS engines', () => {
         await startNatsServer(port);
 
         // The memory bucket is gone with the server; the node recreates it and writes its entries back.
-        const deadline = Date.now() + 15_000;
-        let listed = await presence.userConnections('restart-user').catch(() => []);
-        while (listed.length === 0 && Date.now() < deadline) {
-          await sleep(100);
-          listed = await presence.userConnections('restart-user').catch(() => []);
-        }
+        const listed = await waitForValue(
+          async () => {
+            const found = await presence.userConnections('restart-user').catch(() => []);
+            return found.length > 0 ? found : undefined;
+          },
+          15_000,
+          'the presence entry to be written back',
+          100,
+        );
         expect(listed).toEqual([info]);
         const after = await inbox.list('restart-user', 0, 10, limits);
         expect(after.entries.map((e) => [e.seq, e.envelope.payload])).toEqual([[stored.seq, 'kept']]);

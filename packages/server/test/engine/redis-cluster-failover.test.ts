@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisBroker } from '../../src/engine/redis/broker.js';
 import type { RedisTarget } from '../../src/engine/redis/connection.js';
 import { requireRedisServerBinary, startRedisCluster, type RedisClusterProcesses } from '../helpers/redis-processes.js';
-import { envelope, Recorder, sleep } from './broker.suite.js';
+import { envelope, Recorder } from './broker.suite.js';
+import { waitFor } from '../helpers/wait.js';
 import { uniquePrefix } from './services.js';
 
 const haveRedis = requireRedisServerBinary();
@@ -60,13 +61,17 @@ describe.skipIf(!haveRedis)('Redis Cluster master failover (3 masters, 3 replica
       expect(after.epoch).toBe(before!.epoch);
       expect(after.offset).toBeGreaterThanOrEqual(before!.offset + 1);
 
-      const liveDeadline = Date.now() + 20_000;
       let n = 0;
-      while (!rec.for({ kind: 'channel', channel: ch }).some((d) => d.envelope.payload === 'live') && Date.now() < liveDeadline) {
-        await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('live', `live-${n++}`) }, HISTORY).catch(() => undefined);
-        await sleep(200);
-      }
-      expect(rec.for({ kind: 'channel', channel: ch }).some((d) => d.envelope.payload === 'live')).toBe(true);
+      await waitFor(
+        async () => {
+          if (rec.for({ kind: 'channel', channel: ch }).some((d) => d.envelope.payload === 'live')) return true;
+          await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('live', `live-${n++}`) }, HISTORY).catch(() => undefined);
+          return false;
+        },
+        20_000,
+        'a live probe through the promoted master',
+        200,
+      );
       expect(gaps).toBeGreaterThan(0);
       const h = await writer.history(ch, { since: { offset: 0, epoch: before!.epoch }, limit: 100 });
       expect(h.complete).toBe(true);

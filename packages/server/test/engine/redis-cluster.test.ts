@@ -11,7 +11,8 @@ import type { RedisTarget } from '../../src/engine/redis/connection.js';
 import { RedisInbox } from '../../src/engine/redis/inbox.js';
 import { RedisPresence } from '../../src/engine/redis/presence.js';
 import { requireRedisServerBinary, startRedisCluster, type RedisClusterProcesses } from '../helpers/redis-processes.js';
-import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
+import { envelope, Recorder, runBrokerSuite } from './broker.suite.js';
+import { waitFor } from '../helpers/wait.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
 import { runControlSuite } from './control.suite.js';
@@ -226,13 +227,18 @@ describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () =
         const p2 = (await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(2) }, HISTORY)).position;
         expect(p2).toEqual({ offset: p1!.offset + 1, epoch: p1!.epoch });
         // The old owner dropped the shard channel; ioredis subscribes it on the new owner.
-        const deadline = Date.now() + 20_000;
+        // Publish probes until one arrives: then the subscription is in place on the new owner.
         let n = 3;
-        while (!rec.for({ kind: 'channel', channel: ch }).some((d) => (d.envelope.payload as number) >= 3) && Date.now() < deadline) {
-          await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(n++) }, HISTORY);
-          await sleep(200);
-        }
-        expect(rec.for({ kind: 'channel', channel: ch }).some((d) => (d.envelope.payload as number) >= 3)).toBe(true);
+        await waitFor(
+          async () => {
+            if (rec.for({ kind: 'channel', channel: ch }).some((d) => (d.envelope.payload as number) >= 3)) return true;
+            await writer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope(n++) }, HISTORY);
+            return false;
+          },
+          20_000,
+          'a probe through the moved shard subscription',
+          200,
+        );
         expect(gaps).toBeGreaterThan(0);
         const r = admin(to);
         try {

@@ -12,7 +12,8 @@ import type { RedisTarget } from '../../src/engine/redis/connection.js';
 import { RedisInbox } from '../../src/engine/redis/inbox.js';
 import { RedisPresence } from '../../src/engine/redis/presence.js';
 import { requireRedisServerBinary, startRedisSentinel, type RedisSentinelProcesses } from '../helpers/redis-processes.js';
-import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
+import { envelope, Recorder, runBrokerSuite } from './broker.suite.js';
+import { waitFor } from '../helpers/wait.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
 import { uniquePrefix } from './services.js';
@@ -107,13 +108,17 @@ describe.skipIf(!haveRedis)('Redis engines through Redis Sentinel', () => {
         expect(h.entries.map((e) => e.envelope.payload)).toEqual(['before', 'after']);
 
         // The subscriber connection came back on the new master with its topics.
-        const liveDeadline = Date.now() + 15_000;
         let n = 0;
-        while (!rec.for({ kind: 'channel', channel: ch }).some((d) => d.envelope.payload === 'live') && Date.now() < liveDeadline) {
-          await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('live', `live-${n++}`) }, HISTORY);
-          await sleep(100);
-        }
-        expect(rec.for({ kind: 'channel', channel: ch }).some((d) => d.envelope.payload === 'live')).toBe(true);
+        await waitFor(
+          async () => {
+            if (rec.for({ kind: 'channel', channel: ch }).some((d) => d.envelope.payload === 'live')) return true;
+            await broker.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('live', `live-${n++}`) }, HISTORY);
+            return false;
+          },
+          15_000,
+          'a live probe on the new master',
+          100,
+        );
         await broker.publish({ target: { kind: 'user', user }, envelope: envelope('u') }, HISTORY);
         await rec.waitFor({ kind: 'user', user }, 1);
         expect(gaps).toBeGreaterThan(0);

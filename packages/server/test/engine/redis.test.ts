@@ -9,7 +9,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { RedisBroker } from '../../src/engine/redis/broker.js';
 import { RedisInbox } from '../../src/engine/redis/inbox.js';
 import { RedisPresence } from '../../src/engine/redis/presence.js';
-import { envelope, Recorder, runBrokerSuite, sleep } from './broker.suite.js';
+import { envelope, Recorder, runBrokerSuite } from './broker.suite.js';
+import { waitFor } from '../helpers/wait.js';
 import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
@@ -205,15 +206,17 @@ describe.skipIf(!redisUp)('Redis engines', () => {
         await expect(broker.subscribe({ kind: 'channel', channel: late })).rejects.toThrow();
 
         await proxy.resume();
-        const deadline = Date.now() + 10_000;
-        let delivered = false;
         // Publish from the healthy observer until the reconnected subscriber gets it.
-        while (!delivered && Date.now() < deadline) {
-          await observer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY);
-          await sleep(100);
-          delivered = rec.for({ kind: 'channel', channel: ch }).some((d) => d.envelope.payload === 'after');
-        }
-        expect(delivered).toBe(true);
+        await waitFor(
+          async () => {
+            if (rec.for({ kind: 'channel', channel: ch }).some((d) => d.envelope.payload === 'after')) return true;
+            await observer.publish({ target: { kind: 'channel', channel: ch }, envelope: envelope('after') }, HISTORY);
+            return false;
+          },
+          10_000,
+          'the reconnected subscriber to get a probe',
+          100,
+        );
         await observer.publish({ target: { kind: 'user', user }, envelope: envelope('u') }, HISTORY);
         await observer.publish({ target: { kind: 'channel', channel: late }, envelope: envelope('late') }, HISTORY);
         await observer.publish({ target: { kind: 'broadcast' }, envelope: envelope('all') }, HISTORY);

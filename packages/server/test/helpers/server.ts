@@ -214,8 +214,3 @@ export async function publish(server: ServerAddress, body: Record<string, unknow
   return r.body;
 }
 
-/**
- * @deprecated Kept only for the suites other branches are converting (cluster-*); new and
- * converted tests wait with `waitFor`, and pace deliberately with `pause`.
- */
-export { pause as sleep } from './wait.js';
