@@ -8,37 +8,24 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
-import { dropNatsStreams, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
+import { dropNatsStreams, dropRedisKeys, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
 import { CLI, freePort, startCliNode } from './helpers/processes.js';
-import { api, API_KEY, SECRET, sleep, startTestServer, TestSocket } from './helpers/server.js';
+import { api, API_KEY, SECRET, startTestServer, TestSocket } from './helpers/server.js';
+import { waitForValue } from './helpers/wait.js';
 
 const redisUp = await requireRedis();
 const natsUp = await requireNats();
 const CLUSTER = { controlTimeoutMs: 800, heartbeatIntervalMs: 200, nodeTtlMs: 1500 };
 const NAMES = ['node-a', 'node-b', 'node-c'];
 
-async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let v = await read();
-  while (!done(v) && Date.now() < deadline) {
-    await sleep(50);
-    v = await read();
-  }
-  return v;
-}
-
-async function dropRedisKeys(prefix: string): Promise<void> {
-  const r = new Redis(REDIS_URL);
-  let cursor = '0';
-  do {
-    const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await r.del(...keys);
-  } while (cursor !== '0');
-  await r.quit();
+/** `read()`'s value once `done` holds for it (polled; throws after `ms`). */
+function until<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 10_000): Promise<T> {
+  return waitForValue(async () => {
+    const v = await read();
+    return done(v) ? v : undefined;
+  }, ms, 'the cluster answer expected');
 }
 
 function clusterSuite(name: string, up: boolean, engineOf: (prefix: string) => Record<string, unknown>, drop: (prefix: string) => Promise<void>): void {

@@ -16,12 +16,11 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { WebSocket } from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HeraldClient } from '@herald/client';
 import type { HeraldServer } from '../src/server.js';
-import { dropNatsStreams, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
+import { dropNatsStreams, dropRedisKeys, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
 import { CLI, freePort, startCliNode } from './helpers/processes.js';
 import { API_KEY, makeToken, SECRET, startTestServer, TestSocket } from './helpers/server.js';
 import { pause, waitFor } from './helpers/wait.js';
@@ -221,14 +220,7 @@ const ENGINES: EngineCase[] = [
     upstream: { host: new URL(REDIS_URL).hostname, port: Number(new URL(REDIS_URL).port || 6379) },
     engine: (prefix, port) => ({ type: 'redis', redis: { url: `redis://127.0.0.1:${port}`, prefix, presenceTtlMs: 3000 } }),
     cleanup: async (prefix) => {
-      const r = new Redis(REDIS_URL);
-      let cursor = '0';
-      do {
-        const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) await r.del(...keys);
-      } while (cursor !== '0');
-      await r.quit();
+      await dropRedisKeys(prefix);
     },
   },
   {

@@ -2,10 +2,9 @@
  * Three Herald nodes in one process sharing one Redis (one key prefix per run): publications,
  * user messages, broadcasts, presence and recovery cross nodes.
  */
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
-import { REDIS_URL, requireRedis, uniquePrefix } from './engine/services.js';
+import { dropRedisKeys, REDIS_URL, requireRedis, uniquePrefix } from './engine/services.js';
 import { api, isMarker, messagesBesideMarkers, publishMarker, startTestServer, TestSocket, untilUserReachable, type Frame } from './helpers/server.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -48,14 +47,7 @@ describe.skipIf(!redisUp)('cluster over Redis (three nodes)', () => {
   afterAll(async () => {
     for (const s of sockets) s.close();
     await Promise.all([a, b, c].map((n) => n?.close()));
-    const r = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await r.del(...keys);
-    } while (cursor !== '0');
-    await r.quit();
+    await dropRedisKeys(prefix);
   });
 
   const track = (s: TestSocket) => (sockets.push(s), s);

@@ -9,10 +9,9 @@
  * messages must be the channel's messages strictly in order from that position on: none twice,
  * none missing.
  */
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
-import { dropNatsStreams, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
+import { dropNatsStreams, dropRedisKeys, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
 import { api, startTestServer, TestSocket, type Frame } from './helpers/server.js';
 import { pause, waitFor } from './helpers/wait.js';
 
@@ -152,14 +151,7 @@ describe.skipIf(!redisUp)('recovery seam end to end: two nodes on Redis', () => 
 
   afterAll(async () => {
     await Promise.all([a, b].map((n) => n?.close()));
-    const r = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await r.del(...keys);
-    } while (cursor !== '0');
-    await r.quit();
+    await dropRedisKeys(prefix);
   });
 
   it('subscribers on node A, told to reconnect again and again while node B publishes, see every offset once, in order', () => seamRun(a, b, 'redis'), RUN_MS + 20_000);

@@ -7,10 +7,9 @@
  * (not a client's message reusing its msgId) and keep at most `delivery.maxRecipientsPerReceipt`
  * entries per list.
  */
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
-import { REDIS_URL, requireRedis, uniquePrefix } from './engine/services.js';
+import { dropRedisKeys, REDIS_URL, requireRedis, uniquePrefix } from './engine/services.js';
 import { api, makeToken, startTestServer, TestSocket, type Frame } from './helpers/server.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -296,14 +295,7 @@ describe.skipIf(!redisUp)('ACKs across two nodes on Redis (receipts live on the 
   afterAll(async () => {
     for (const s of sockets) s.close();
     await Promise.all([a, b].map((n) => n?.close()));
-    const r = new Redis(REDIS_URL);
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await r.del(...keys);
-    } while (cursor !== '0');
-    await r.quit();
+    await dropRedisKeys(prefix);
   });
 
   it("settles each node's own deliveries (late ACKs through the shared inbox too), and a client on the other node reusing the msgId adds nothing to the receipt", async () => {

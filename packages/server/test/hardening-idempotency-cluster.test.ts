@@ -4,27 +4,15 @@
  * once and one after the other, and every subscriber must see each msgId exactly once, with every
  * answer for a msgId naming the same position.
  */
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
-import { dropNatsStreams, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
+import { dropNatsStreams, dropRedisKeys, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
 import { api, messagesBesideMarkers, publishMarker, startTestServer, TestSocket } from './helpers/server.js';
 import { waitFor } from './helpers/wait.js';
 
 const redisUp = await requireRedis();
 const natsUp = await requireNats();
 
-
-async function dropRedisKeys(prefix: string): Promise<void> {
-  const r = new Redis(REDIS_URL);
-  let cursor = '0';
-  do {
-    const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await r.del(...keys);
-  } while (cursor !== '0');
-  await r.quit();
-}
 
 /** Each msgId's frames, by msgId. */
 function byMsgId(frames: Array<Record<string, any>>): Map<string, number> {

@@ -126,7 +126,7 @@ describe.skipIf(!redisUp)('Redis engines', () => {
       try {
         await far.join({ node: farName, handle: () => 'far', describe });
         const n = await near.join({ node: nearName, handle: () => 'near', describe });
-        for (const until = Date.now() + 3000; n.nodes().length < 2 && Date.now() < until; ) await sleep(20);
+        await waitFor(() => n.nodes().length >= 2, 3000, 'both control-plane members listed');
         expect((await n.broadcast({ op: 'x' }, 1000)).replied).toEqual([farName, nearName].sort());
         await proxy.stop();
         expect((await n.broadcast({ op: 'x' }, 300)).missing).toEqual([farName]);

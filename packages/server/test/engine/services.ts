@@ -4,6 +4,7 @@
  * missing service is a failure: CI must never go green by silently testing nothing.
  */
 import { connect } from 'node:net';
+import { Redis } from 'ioredis';
 import { connect as natsConnect } from 'nats';
 
 export const REDIS_URL = process.env.HERALD_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -46,6 +47,18 @@ export function requireNats(): Promise<boolean> {
 /** A key/subject prefix no other test run shares. */
 export function uniquePrefix(base: string): string {
   return `${base}${process.pid.toString(36)}${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/** Deletes every Redis key under a prefix (SCAN, so it is safe on a shared server). */
+export async function dropRedisKeys(prefix: string): Promise<void> {
+  const r = new Redis(REDIS_URL);
+  let cursor = '0';
+  do {
+    const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await r.del(...keys);
+  } while (cursor !== '0');
+  await r.quit();
 }
 
 /** Deletes every JetStream stream Herald makes under a NATS prefix: history, inbox and the presence bucket. */
