@@ -9,6 +9,7 @@ import { ErrorCode } from '@herald/protocol';
 import type { ControlCommand, ControlNode, ControlPlane } from '../../src/engine/control.js';
 import { HeraldError } from '../../src/errors.js';
 import { SKIP_ONE_NODE } from './services.js';
+import { pause, waitFor } from '../helpers/wait.js';
 
 export interface ControlFixture {
   plane: ControlPlane;
@@ -26,12 +27,8 @@ export interface ControlSuiteOptions {
 
 type Member = { control: ControlNode; ran: ControlCommand[] };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond() && Date.now() < deadline) await sleep(20);
-}
+/** Polls `cond` until it holds; throws after `timeoutMs`. */
+const until = (cond: () => boolean, timeoutMs: number): Promise<void> => waitFor(cond, timeoutMs, 'every member listed');
 
 export function runControlSuite(name: string, create: () => Promise<ControlFixture>, opts: ControlSuiteOptions): void {
   describe(`ControlPlane conformance: ${name}`, () => {
@@ -54,7 +51,8 @@ export function runControlSuite(name: string, create: () => Promise<ControlFixtu
         handle: (cmd) => {
           ran.push(cmd);
           if (cmd.op === 'fail') throw new HeraldError(ErrorCode.CONNECTION_NOT_FOUND, `not on ${node}`);
-          if (cmd.op === 'slow') return sleep(3000).then(() => node);
+          // A node that takes longer than any caller waits: deliberately slow.
+          if (cmd.op === 'slow') return pause(3000).then(() => node);
           return { node, args: cmd.args };
         },
         describe: () => ({ version: '9.9.9', startedAt: Date.now() - 5000, connections }),
@@ -141,7 +139,9 @@ export function runControlSuite(name: string, create: () => Promise<ControlFixtu
       expect(all.replies.map((r) => r.result)).toEqual(ns.map((n) => ({ node: n, args: { k: 'v' } })));
       const one = await ms[2]!.control.send(ns[0]!, { op: 'only' }, 2000);
       expect(one).toMatchObject({ replied: [ns[0]], missing: [] });
-      await sleep(100);
+      // A broadcast from the same sender, answered by everyone, comes after the send on every
+      // member's bus: had 'only' reached another member, it would have run before this.
+      expect(await ms[2]!.control.broadcast({ op: 'barrier' }, 2000)).toMatchObject({ replied: ns, missing: [] });
       expect(ms.map((m) => m.ran.filter((c) => c.op === 'only').length)).toEqual([1, 0, 0]);
     });
 
@@ -153,7 +153,7 @@ export function runControlSuite(name: string, create: () => Promise<ControlFixtu
       await until(() => ms.every((m) => m.control.nodes().length === 3), 3000);
       const firstBeat = ms[0]!.control.nodes().find((x) => x.node === ns[1])!.lastHeartbeat;
       // Longer than the TTL: live nodes stay listed because their heartbeats refresh them.
-      await sleep(opts.nodeTtlMs + opts.heartbeatMs);
+      await pause(opts.nodeTtlMs + opts.heartbeatMs); // time past the TTL is what this checks
       const later = ms[0]!.control.nodes();
       expect(later.map((x) => x.node)).toEqual(ns);
       expect(later.find((x) => x.node === ns[1])!.lastHeartbeat).toBeGreaterThan(firstBeat);
