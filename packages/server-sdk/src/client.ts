@@ -4,7 +4,7 @@ import { HeraldError, isErrorBody, ServerSdkErrorCode } from './errors.js';
 import { HttpCaller } from './http.js';
 import { resolveOptions } from './options.js';
 import type { HeraldServerClientOptions, ResolvedOptions } from './options.js';
-import type { BatchItemResult, ChannelInfo, ConnectionInfo, DisconnectOptions, NodeStats, PublishMessage, PublishOptions, PublishResult, Receipt } from './types.js';
+import type { BatchItemResult, ChannelInfo, ConnectionInfo, DisconnectOptions, ClusterStats, NodeInfo, PublishMessage, PublishOptions, PublishResult, Receipt } from './types.js';
 
 /** The server's default `rpc.timeoutMs`; the SDK sends it explicitly so it knows how long to wait. */
 export const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 10_000;
@@ -92,7 +92,7 @@ export class HeraldServerClient {
     });
   }
 
-  /** Closes every connection of a user on this node; resolves the number closed (0 is not an error). */
+  /** Closes every connection of a user on every node; resolves the number closed (0 is not an error). */
   async disconnectUser(user: string, options: DisconnectOptions = {}): Promise<number> {
     const path = `/api/v1/users/${encodeURIComponent(nonEmpty(user, 'user'))}/disconnect`;
     const { body } = await this.http.call<{ disconnected: number }>({ method: 'POST', path, body: disconnectBody(options), retry: 'idempotent' });
@@ -100,7 +100,7 @@ export class HeraldServerClient {
   }
 
   /**
-   * Closes one connection; rejects `connection_not_found` when this node does not hold it. Not
+   * Closes one connection wherever it is; rejects `connection_not_found` when no node holds it. Not
    * repeated after a timeout or a cut connection: a repeat would report `connection_not_found`
    * for a connection the first try closed.
    */
@@ -147,7 +147,7 @@ export class HeraldServerClient {
     }
   }
 
-  /** Channels with at least one subscriber on this node, sorted by name; `prefix` keeps those starting with it. */
+  /** Channels with at least one subscriber on any node, sorted by name, counts summed; `prefix` keeps those starting with it. */
   async channels(prefix?: string): Promise<ChannelInfo[]> {
     const query = prefix === undefined ? '' : `?prefix=${encodeURIComponent(nonEmpty(prefix, 'prefix'))}`;
     const { body } = await this.http.call<{ channels: ChannelInfo[] }>({ method: 'GET', path: `/api/v1/channels${query}`, retry: 'idempotent' });
@@ -161,10 +161,16 @@ export class HeraldServerClient {
     return body.connections;
   }
 
-  /** Counters of the node that answered. */
-  async stats(): Promise<NodeStats> {
-    const { body } = await this.http.call<NodeStats>({ method: 'GET', path: '/api/v1/stats', retry: 'idempotent' });
+  /** Counters of the node that answered, of every node (`byNode`), their sums (`totals`), and which nodes answered. */
+  async stats(): Promise<ClusterStats> {
+    const { body } = await this.http.call<ClusterStats>({ method: 'GET', path: '/api/v1/stats', retry: 'idempotent' });
     return body;
+  }
+
+  /** The live nodes of the cluster, sorted by name. */
+  async nodes(): Promise<NodeInfo[]> {
+    const { body } = await this.http.call<{ nodes: NodeInfo[] }>({ method: 'GET', path: '/api/v1/nodes', retry: 'idempotent' });
+    return body.nodes;
   }
 }
 

@@ -61,8 +61,28 @@ export interface DisconnectOptions {
 
 export interface ChannelInfo {
   channel: string;
-  /** Subscribers on the node that answered. */
+  /** Subscribers summed over the nodes that answered. */
   subscribers: number;
+}
+
+/** Which nodes answered a cluster-wide call in time (docs/http-api.md, "Cluster-wide answers"). */
+export interface NodesAnswered {
+  replied: string[];
+  /** Live nodes that did not answer within `cluster.controlTimeoutMs`: the answer is partial. */
+  missing: string[];
+}
+
+/** A live node of the cluster, from its heartbeats. */
+export interface NodeInfo {
+  node: string;
+  version: string;
+  /** ms since the epoch. */
+  startedAt: number;
+  uptimeSeconds: number;
+  /** Open connections at its last heartbeat. */
+  connections: number;
+  /** When the answering node last heard from it (ms since the epoch). */
+  lastHeartbeat: number;
 }
 
 export interface ConnectionInfo {
@@ -85,6 +105,13 @@ export interface NodeStats {
   rssBytes: number;
   heapUsedBytes: number;
   uptimeSeconds: number;
+}
+
+/** `GET /api/v1/stats`: the answering node's counters, every node's, their sums, and who answered. */
+export interface ClusterStats extends NodeStats {
+  byNode: NodeStats[];
+  totals: Omit<NodeStats, 'node' | 'uptimeSeconds'>;
+  nodes: NodesAnswered;
 }
 
 export type ReceiptState = 'accepted' | 'delivered' | 'acknowledged' | 'inbox' | 'exhausted';

@@ -259,7 +259,7 @@ describe('retries', () => {
 });
 
 describe('connections', () => {
-  it('lists channels, a user\'s connections and stats', async () => {
+  it('lists channels, a user\'s connections, stats of every node and the live nodes', async () => {
     const ws = await TestSocket.connect(herald, { sub: 'lister', tags: { plan: 'pro' } });
     await ws.subscribe('sdk:list:a');
     const client = sdk();
@@ -270,6 +270,11 @@ describe('connections', () => {
     const stats = await client.stats();
     expect(stats.connections).toBeGreaterThanOrEqual(1);
     expect(stats.node).toBe(ws.info.node);
+    expect(stats.nodes).toEqual({ replied: [ws.info.node], missing: [] });
+    expect(stats.byNode.map((n) => n.node)).toEqual([ws.info.node]);
+    expect(stats.totals.connections).toBe(stats.byNode[0]!.connections);
+    const nodes = await client.nodes();
+    expect(nodes).toEqual([expect.objectContaining({ node: ws.info.node, connections: expect.any(Number), version: expect.any(String) })]);
     ws.close();
   });
 
