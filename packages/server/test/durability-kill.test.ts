@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { HeraldClient } from '@herald/client';
 import { freePort, startCliNode } from './helpers/processes.js';
 import { API_KEY, makeToken, SECRET } from './helpers/server.js';
-import { pause, waitFor } from './helpers/wait.js';
+import { waitFor } from './helpers/wait.js';
 
 const N = 300;
 const KILL_AT = 150;
@@ -27,21 +27,18 @@ const startServer = (configFile: string): Promise<ChildProcess> => startCliNode(
 
 /** Publishes with a fixed msgId until the API acknowledges it (a retry is idempotent). */
 async function publishUntilAccepted(base: string, body: object): Promise<void> {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    try {
-      const res = await fetch(`${base}/api/v1/publish`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
-        body: JSON.stringify(body),
-      });
-      if (res.ok) return;
-      if (res.status < 500) throw new Error(`refused: ${res.status} ${await res.text()}`);
-    } catch (err) {
-      if ((err as Error).message.startsWith('refused')) throw err;
-    }
-    await pause(50); // the publisher's retry pace while the server restarts
-  }
-  throw new Error(`never accepted: ${JSON.stringify(body)}`);
+  let refused: string | undefined;
+  // Retried every 50 ms while the server restarts (refused connections, 5xx); a 4xx is final.
+  await waitFor(async () => {
+    const res = await fetch(`${base}/api/v1/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify(body),
+    }).catch(() => undefined);
+    if (res && res.status < 500 && !res.ok) refused = `refused: ${res.status} ${await res.text()}`;
+    return res?.ok === true || refused !== undefined;
+  }, 10_000, `the publish of ${JSON.stringify(body)} to be accepted`, 50);
+  if (refused) throw new Error(refused);
 }
 
 describe('SIGKILL in the middle of an at-least-once stream', () => {
