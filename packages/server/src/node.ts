@@ -88,7 +88,7 @@ export class HeraldNode {
   ) {
     this.name = name ?? defaultNodeName(config);
     this.schemas = new Schemas(config.limits.maxJsonDepth);
-    this.verifier = new TokenVerifier(config.auth.jwt);
+    this.verifier = new TokenVerifier(config.auth.jwt, (err) => this.log.error({ err: err.message }, 'cannot load the JWT key set; tokens needing it are refused until it loads'));
     this.clientIps = new ClientIps({ trustProxy: config.server.trustProxy, ipv6PrefixLength: config.limits.ipv6PrefixLength });
     const window = engines.broker && engines.inbox ? undefined : new IdempotencyWindow(config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);
     this.broker = engines.broker ?? new MemoryBroker(window);
@@ -172,6 +172,7 @@ export class HeraldNode {
   }
 
   async start(): Promise<void> {
+    await this.verifier.start();
     await this.broker.start({ onDispatch: (d) => this.dispatcher.deliver(d), onGap: () => this.onBrokerGap() });
     this.controlNode = await this.control.join({
       node: this.name,
@@ -266,6 +267,7 @@ export class HeraldNode {
   }
 
   async close(): Promise<void> {
+    this.verifier.stop();
     this.heartbeat.stop();
     this.delivery.stop();
     // Leaving first: peers stop waiting for this node at once instead of after cluster.nodeTtlMs.
