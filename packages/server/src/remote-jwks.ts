@@ -111,10 +111,14 @@ export class RemoteJwks {
     } catch (err) {
       if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err;
       // A kid the set does not know may be a key the issuer just rotated in.
-      if (!this.mayFetch() || !(await this.refresh())) {
-        throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: no key in the key set matches kid ${JSON.stringify(header.kid ?? null)}`);
+      if (this.mayFetch() && (await this.refresh())) {
+        try {
+          return await this.keys(header, token);
+        } catch (again) {
+          if (!(again instanceof joseErrors.JWKSNoMatchingKey)) throw again;
+        }
       }
-      return this.keys(header, token);
+      throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: no key in the key set matches kid ${JSON.stringify(header.kid ?? null)}`);
     }
   };
 
