@@ -15,6 +15,8 @@ import { HeraldError } from './errors.js';
 export const DEFAULT_JWKS_MAX_AGE_MS = 10 * 60_000;
 /** Cap on a server-sent max-age, so a rotation is picked up within a day even without an unknown `kid`. */
 const MAX_JWKS_MAX_AGE_MS = 24 * 60 * 60_000;
+/** A key set is a few kilobytes; a bigger answer is a misconfigured or hostile URL, not keys. */
+export const MAX_JWKS_BYTES = 1024 * 1024;
 
 export interface RemoteJwksOptions {
   cooldownMs: number;
@@ -140,14 +142,15 @@ export class RemoteJwks {
     try {
       const res = await fetch(this.url, { headers: { accept: 'application/json' }, redirect: 'error', signal: AbortSignal.timeout(this.opts.timeoutMs) });
       if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-      const body = (await res.json()) as JSONWebKeySet;
+      const body = JSON.parse(await readCapped(res)) as JSONWebKeySet;
       if (!body || !Array.isArray(body.keys)) throw new Error('the response is not a JWKS (no "keys" array)');
       this.keys = createLocalJWKSet(body);
       this.freshUntil = this.now() + maxAgeMs(res.headers.get('cache-control'), this.opts.cooldownMs);
       return true;
     } catch (err) {
       const e = err as Error;
-      this.opts.onError?.(new Error(`auth.jwt.jwksUrl ${this.url.href}: ${e.name === 'TimeoutError' ? `no answer within ${this.opts.timeoutMs} ms` : e.message}`));
+      // Origin and path only: a query string may carry a credential.
+      this.opts.onError?.(new Error(`auth.jwt.jwksUrl ${this.url.origin}${this.url.pathname}: ${e.name === 'TimeoutError' ? `no answer within ${this.opts.timeoutMs} ms` : e.message}`));
       return false;
     }
   }
@@ -162,4 +165,23 @@ export class RemoteJwks {
     }, Math.max(this.opts.cooldownMs, 1000));
     this.retryTimer.unref();
   }
+}
+
+async function readCapped(res: Response): Promise<string> {
+  if (Number(res.headers.get('content-length') ?? 0) > MAX_JWKS_BYTES) throw new Error(`the response is larger than ${MAX_JWKS_BYTES} bytes`);
+  if (!res.body) return '';
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > MAX_JWKS_BYTES) {
+      await reader.cancel().catch(() => undefined);
+      throw new Error(`the response is larger than ${MAX_JWKS_BYTES} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -7,12 +7,13 @@
  * remote keys, and plain http to a non-loopback host refused at configuration time.
  */
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TokenVerifier } from '../src/auth.js';
 import { ConfigError, resolveConfig, type HeraldConfig } from '../src/config.js';
-import { RemoteJwks } from '../src/remote-jwks.js';
+import { configWarnings } from '../src/cli/advice.js';
+import { MAX_JWKS_BYTES, RemoteJwks } from '../src/remote-jwks.js';
 import type { HeraldServer } from '../src/server.js';
 import { startTestServer, TestSocket } from './helpers/server.js';
 import { waitFor } from './helpers/wait.js';
@@ -241,9 +242,41 @@ describe('remote JWKS fetching', () => {
     expect(requests).toBe(2);
     expect(errors.join('\n')).toContain('no answer within 200 ms');
   });
+  it.each([
+    ['larger than the cap', (res: ServerResponse) => res.end(JSON.stringify({ keys: [keyA.jwk], pad: 'x'.repeat(MAX_JWKS_BYTES) })), /larger than/],
+    ['not a JWKS', (res: ServerResponse) => res.end('{"hello":"world"}'), /not a JWKS/],
+    ['an HTTP error', (res: ServerResponse) => res.writeHead(500).end('oops'), /HTTP 500/],
+  ])('refuses an answer that is %s, keeping the cached set', async (_name, answer, message) => {
+    let bad = false;
+    const server = createServer((_req, res) => {
+      if (bad) return answer(res);
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify({ keys: [keyA.jwk] }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }));
+    const errors: string[] = [];
+    const remote = new RemoteJwks(`http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks?secret=s3cr3t`, { cooldownMs: 0, timeoutMs: 2000, onError: (e) => errors.push(e.message) });
+    expect(await remote.start()).toBe(true);
+    bad = true;
+    expect(await remote.refresh()).toBe(false);
+    expect(errors.join('\n')).toMatch(message);
+    expect(errors.join('\n')).not.toContain('s3cr3t');
+    expect((await jwtVerify(await sign(keyA), remote.getKey)).payload.sub).toBe('alice');
+  });
 });
 
 describe('auth.jwt.jwksUrl configuration', () => {
+  it('counts as a JWT key for herald config check', () => {
+    const warn = (jwt: Record<string, unknown>) => configWarnings(resolveConfig({ auth: { jwt } })).join('\n');
+    expect(warn({})).toContain('no JWT key');
+    expect(warn({ jwksUrl: 'https://idp.example.com/jwks' })).not.toContain('no JWT key');
+  });
+
+
   it.each([
     ['http://idp.example.com/jwks.json', /must use https/],
     ['http://10.0.0.5/jwks.json', /must use https/],
