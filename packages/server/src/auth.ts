@@ -38,7 +38,7 @@ export class TokenVerifier {
 
   constructor(
     private readonly cfg: HeraldConfig['auth']['jwt'],
-    onKeyError?: (err: Error) => void,
+    keyEvents: { onError?: (err: Error) => void; onRecovered?: () => void } = {},
   ) {
     this.hmacKey = cfg.hmacSecret ? new TextEncoder().encode(cfg.hmacSecret) : undefined;
     try {
@@ -48,7 +48,7 @@ export class TokenVerifier {
       throw new ConfigError(`auth.jwt: cannot load key file: ${(err as Error).message}`);
     }
     if (cfg.jwksUrl && !this.jwks) {
-      this.remoteJwks = new RemoteJwks(cfg.jwksUrl, { cooldownMs: cfg.jwksCooldownMs, timeoutMs: cfg.jwksTimeoutMs, onError: onKeyError });
+      this.remoteJwks = new RemoteJwks(cfg.jwksUrl, { cooldownMs: cfg.jwksCooldownMs, timeoutMs: cfg.jwksTimeoutMs, ...keyEvents });
       this.jwks = this.remoteJwks.getKey;
     }
     this.algorithms = cfg.algorithms.filter((a) => (HMAC_ALGS.has(a) ? !!this.hmacKey : !!(this.publicKeyPem || this.jwks)));
@@ -60,7 +60,7 @@ export class TokenVerifier {
 
   /**
    * Fetches `auth.jwt.jwksUrl` once. A failure does not stop the server: it is reported through
-   * `onKeyError`, tokens needing those keys are refused and `keysLoaded` stays false (so /readyz
+   * `keyEvents.onError`, tokens needing those keys are refused and `keysLoaded` stays false (so /readyz
    * says not ready) until a background retry, once per cooldown, succeeds.
    */
   async start(): Promise<void> {

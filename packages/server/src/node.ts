@@ -88,7 +88,10 @@ export class HeraldNode {
   ) {
     this.name = name ?? defaultNodeName(config);
     this.schemas = new Schemas(config.limits.maxJsonDepth);
-    this.verifier = new TokenVerifier(config.auth.jwt, (err) => this.log.error({ err: err.message }, 'cannot load the JWT key set; tokens needing it are refused until it loads'));
+    this.verifier = new TokenVerifier(config.auth.jwt, {
+      onError: (err) => this.log.error({ err: err.message }, 'cannot fetch the JWT key set (auth.jwt.jwksUrl); the last one fetched stays in use, or tokens are refused if none was'),
+      onRecovered: () => this.log.info('JWT key set fetched again (auth.jwt.jwksUrl)'),
+    });
     this.clientIps = new ClientIps({ trustProxy: config.server.trustProxy, ipv6PrefixLength: config.limits.ipv6PrefixLength });
     const window = engines.broker && engines.inbox ? undefined : new IdempotencyWindow(config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);
     this.broker = engines.broker ?? new MemoryBroker(window);

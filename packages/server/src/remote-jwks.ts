@@ -23,6 +23,8 @@ export interface RemoteJwksOptions {
   timeoutMs: number;
   /** Told about fetch failures; the caller decides where they are logged. */
   onError?: (err: Error) => void;
+  /** Told when a fetch succeeds after one or more failed. */
+  onRecovered?: () => void;
   now?: () => number;
 }
 
@@ -70,6 +72,7 @@ export class RemoteJwks {
   private inflight: Promise<boolean> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private failing = false;
   /** Fetches started, for tests and metrics. */
   fetches = 0;
 
@@ -146,9 +149,12 @@ export class RemoteJwks {
       if (!body || !Array.isArray(body.keys)) throw new Error('the response is not a JWKS (no "keys" array)');
       this.keys = createLocalJWKSet(body);
       this.freshUntil = this.now() + maxAgeMs(res.headers.get('cache-control'), this.opts.cooldownMs);
+      if (this.failing) this.opts.onRecovered?.();
+      this.failing = false;
       return true;
     } catch (err) {
       const e = err as Error;
+      this.failing = true;
       // Origin and path only: a query string may carry a credential.
       this.opts.onError?.(new Error(`auth.jwt.jwksUrl ${this.url.origin}${this.url.pathname}: ${e.name === 'TimeoutError' ? `no answer within ${this.opts.timeoutMs} ms` : e.message}`));
       return false;

@@ -259,13 +259,23 @@ describe('remote JWKS fetching', () => {
       server.close(() => resolve());
     }));
     const errors: string[] = [];
-    const remote = new RemoteJwks(`http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks?secret=s3cr3t`, { cooldownMs: 0, timeoutMs: 2000, onError: (e) => errors.push(e.message) });
+    let recovered = 0;
+    const remote = new RemoteJwks(`http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks?secret=s3cr3t`, {
+      cooldownMs: 0,
+      timeoutMs: 2000,
+      onError: (e) => errors.push(e.message),
+      onRecovered: () => recovered++,
+    });
     expect(await remote.start()).toBe(true);
     bad = true;
     expect(await remote.refresh()).toBe(false);
     expect(errors.join('\n')).toMatch(message);
     expect(errors.join('\n')).not.toContain('s3cr3t');
     expect((await jwtVerify(await sign(keyA), remote.getKey)).payload.sub).toBe('alice');
+    bad = false;
+    expect(recovered).toBe(0);
+    expect(await remote.refresh()).toBe(true);
+    expect(recovered).toBe(1);
   });
 });
 
