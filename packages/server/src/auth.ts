@@ -1,6 +1,7 @@
 /**
  * Connection tokens: JWTs verified against an HMAC secret (synchronously, hmac-jwt.ts: the
- * connection hot path) or, with `jose`, a PEM public key or a local JWKS file. `alg: none` is
+ * connection hot path) or, with `jose`, a PEM public key, a local JWKS file or a JWKS fetched from
+ * `auth.jwt.jwksUrl` (remote-jwks.ts). `alg: none` is
  * never accepted (neither path knows it), and the algorithm must be both in `auth.jwt.algorithms` and of the family the configured key fits.
  */
 import type { webcrypto } from 'node:crypto';
@@ -13,6 +14,7 @@ import type { HeraldConfig } from './config.js';
 import { ConfigError } from './config.js';
 import { HeraldError } from './errors.js';
 import { HmacJwtError, peekAlgorithm, verifyHmacJwt } from './hmac-jwt.js';
+import { RemoteJwks } from './remote-jwks.js';
 
 export interface Identity {
   user: string;
@@ -29,10 +31,15 @@ export class TokenVerifier {
   private readonly hmacKey: Uint8Array | undefined;
   private readonly publicKeyPem: string | undefined;
   private readonly jwks: JWTVerifyGetKey | undefined;
+  /** Set with `auth.jwt.jwksUrl`; `start()` fetches it. */
+  readonly remoteJwks: RemoteJwks | undefined;
   private readonly publicKeys = new Map<string, Promise<webcrypto.CryptoKey>>();
   private readonly algorithms: string[];
 
-  constructor(private readonly cfg: HeraldConfig['auth']['jwt']) {
+  constructor(
+    private readonly cfg: HeraldConfig['auth']['jwt'],
+    keyEvents: { onError?: (err: Error) => void; onRecovered?: () => void } = {},
+  ) {
     this.hmacKey = cfg.hmacSecret ? new TextEncoder().encode(cfg.hmacSecret) : undefined;
     try {
       this.publicKeyPem = cfg.publicKeyFile ? readFileSync(cfg.publicKeyFile, 'utf8') : undefined;
@@ -40,11 +47,33 @@ export class TokenVerifier {
     } catch (err) {
       throw new ConfigError(`auth.jwt: cannot load key file: ${(err as Error).message}`);
     }
+    if (cfg.jwksUrl && !this.jwks) {
+      this.remoteJwks = new RemoteJwks(cfg.jwksUrl, { cooldownMs: cfg.jwksCooldownMs, timeoutMs: cfg.jwksTimeoutMs, ...keyEvents });
+      this.jwks = this.remoteJwks.getKey;
+    }
     this.algorithms = cfg.algorithms.filter((a) => (HMAC_ALGS.has(a) ? !!this.hmacKey : !!(this.publicKeyPem || this.jwks)));
   }
 
   get configured(): boolean {
     return this.algorithms.length > 0;
+  }
+
+  /**
+   * Fetches `auth.jwt.jwksUrl` once. A failure does not stop the server: it is reported through
+   * `keyEvents.onError`, tokens needing those keys are refused and `keysLoaded` stays false (so /readyz
+   * says not ready) until a background retry, once per cooldown, succeeds.
+   */
+  async start(): Promise<void> {
+    await this.remoteJwks?.start();
+  }
+
+  stop(): void {
+    this.remoteJwks?.stop();
+  }
+
+  /** False only while a remote key set has never been fetched. */
+  get keysLoaded(): boolean {
+    return this.remoteJwks?.loaded ?? true;
   }
 
   /**

@@ -39,6 +39,18 @@ export interface HeraldConfig {
       publicKeyFile: string;
       jwksFile: string;
       /**
+       * HTTPS URL of a JWKS (plain http only to a loopback host).
+       */
+      jwksUrl: string;
+      /**
+       * Least time between two fetches of `jwksUrl`.
+       */
+      jwksCooldownMs: number;
+      /**
+       * Timeout of one fetch of `jwksUrl`.
+       */
+      jwksTimeoutMs: number;
+      /**
        * @minItems 1
        */
       algorithms: ('HS256' | 'HS384' | 'HS512' | 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'ES256' | 'ES384' | 'EdDSA')[];

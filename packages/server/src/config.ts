@@ -9,6 +9,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { exposedWellKnownSecrets } from './exposure.js';
 import { ConfigError, mergeConfig } from './config-input.js';
+import { checkJwksUrl } from './remote-jwks.js';
 import { closest, configSchema, nodeAt, schemaDefaults } from './config-schema.js';
 import type { Bucket, HeraldConfig } from './config-types.generated.js';
 
@@ -70,6 +71,10 @@ export function resolveConfig(...layers: unknown[]): Readonly<HeraldConfig> {
     );
   }
   if (merged.engine.type === 'redis') checkRedisDeployment(merged);
+  if (merged.auth.jwt.jwksUrl) {
+    checkJwksUrl(merged.auth.jwt.jwksUrl);
+    if (merged.auth.jwt.jwksFile) throw new ConfigError('auth.jwt.jwksUrl: set either jwksUrl or jwksFile, not both');
+  }
   const secretProblem = hmacSecretProblem(merged.auth.jwt.hmacSecret);
   if (secretProblem) throw new ConfigError(`auth.jwt.hmacSecret: ${secretProblem}`);
   const exposed = exposedWellKnownSecrets(merged);

@@ -88,7 +88,10 @@ export class HeraldNode {
   ) {
     this.name = name ?? defaultNodeName(config);
     this.schemas = new Schemas(config.limits.maxJsonDepth);
-    this.verifier = new TokenVerifier(config.auth.jwt);
+    this.verifier = new TokenVerifier(config.auth.jwt, {
+      onError: (err) => this.log.error({ err: err.message }, 'cannot fetch the JWT key set (auth.jwt.jwksUrl); the last one fetched stays in use, or tokens are refused if none was'),
+      onRecovered: () => this.log.info('JWT key set fetched again (auth.jwt.jwksUrl)'),
+    });
     this.clientIps = new ClientIps({ trustProxy: config.server.trustProxy, ipv6PrefixLength: config.limits.ipv6PrefixLength });
     const window = engines.broker && engines.inbox ? undefined : new IdempotencyWindow(config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);
     this.broker = engines.broker ?? new MemoryBroker(window);
@@ -172,6 +175,7 @@ export class HeraldNode {
   }
 
   async start(): Promise<void> {
+    await this.verifier.start();
     await this.broker.start({ onDispatch: (d) => this.dispatcher.deliver(d), onGap: () => this.onBrokerGap() });
     this.controlNode = await this.control.join({
       node: this.name,
@@ -266,6 +270,7 @@ export class HeraldNode {
   }
 
   async close(): Promise<void> {
+    this.verifier.stop();
     this.heartbeat.stop();
     this.delivery.stop();
     // Leaving first: peers stop waiting for this node at once instead of after cluster.nodeTtlMs.

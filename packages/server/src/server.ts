@@ -134,7 +134,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
     inbox: node.inbox,
     acks: node.delivery,
   });
-  await app.register(opsRoutes, { config, metrics: node.metrics, ready: () => ready && !node.draining });
+  await app.register(opsRoutes, { config, metrics: node.metrics, ready: () => ready && !node.draining && node.verifier.keysLoaded });
   if (config.api.publishFastPath) {
     // Compiled as fastify compiles route schemas (its ajv defaults with our customOptions above).
     const ajv = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, addUsedSchema: false, strict: false });

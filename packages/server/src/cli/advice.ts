@@ -22,11 +22,11 @@ export function ownOrigins(host: string, port: number): string[] {
 export function configWarnings(config: AdvisedConfig, port = config.server.port): string[] {
   const out: string[] = [];
   const { jwt, anonymous } = config.auth;
-  const hasKey = Boolean(jwt.hmacSecret || jwt.publicKeyFile || jwt.jwksFile);
+  const hasKey = Boolean(jwt.hmacSecret || jwt.publicKeyFile || jwt.jwksFile || jwt.jwksUrl);
   if (!hasKey) {
     out.push(anonymous
-      ? 'no JWT key (auth.jwt.hmacSecret, auth.jwt.publicKeyFile or auth.jwt.jwksFile): only anonymous connections can be made'
-      : 'no JWT key (auth.jwt.hmacSecret, auth.jwt.publicKeyFile or auth.jwt.jwksFile) and auth.anonymous is off: no client can connect');
+      ? 'no JWT key (auth.jwt.hmacSecret, auth.jwt.publicKeyFile, auth.jwt.jwksFile or auth.jwt.jwksUrl): only anonymous connections can be made'
+      : 'no JWT key (auth.jwt.hmacSecret, auth.jwt.publicKeyFile, auth.jwt.jwksFile or auth.jwt.jwksUrl) and auth.anonymous is off: no client can connect');
   }
   if (anonymous) out.push('auth.anonymous is on: anyone who reaches the server may connect and use the channels in channels.public');
   if (WELL_KNOWN_SECRETS.has(jwt.hmacSecret) || config.api.keys.some((k) => WELL_KNOWN_SECRETS.has(k))) {

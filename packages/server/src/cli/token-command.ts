@@ -70,7 +70,7 @@ function duration(seconds: number): string {
 async function verify(jwt: string, opts: { config: string; json?: boolean }): Promise<void> {
   const config = loadConfig(opts.config, process.env);
   const verifier = new TokenVerifier(config.auth.jwt);
-  if (!verifier.configured) throw new CliError(`${opts.config}: no key to verify tokens with (auth.jwt.hmacSecret, publicKeyFile or jwksFile)`, FAILURE);
+  if (!verifier.configured) throw new CliError(`${opts.config}: no key to verify tokens with (auth.jwt.hmacSecret, publicKeyFile, jwksFile or jwksUrl)`, FAILURE);
   try {
     await verifier.verify(jwt.trim());
   } catch (err) {
