@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { resolveConfig, type DeepPartial, type HeraldConfig } from './config.js';
 import { Gateway } from './gateway.js';
 import { apiRoutes } from './http/api-routes.js';
+import { ApiKeyring } from './http/api-key.js';
 import { publishFastPath } from './http/publish-fast-path.js';
 import { readJsonAsset } from './assets.js';
 import { frameworkErrors, installErrorHandling } from './http/error-handler.js';
@@ -141,7 +142,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
     ajv.addSchema(readJsonAsset('api/publish.schema.json'));
     fastPath = publishFastPath({
       node,
-      keys: config.api.keys.map((k) => Buffer.from(k)),
+      keyring: new ApiKeyring(config.api.keys),
       bodyLimit,
       validate: ajv.getSchema('herald:publish#/$defs/publishRequest')!,
       log: app.log as unknown as Logger,
