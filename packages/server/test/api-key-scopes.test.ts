@@ -3,7 +3,9 @@
  * refused with 403 `api_key_scope` elsewhere; a channel-limited publish key publishes to its
  * channels only, on the single and batch routes and on the publish fast path alike; plain string
  * keys keep the whole API; unknown keys stay 401. Every case runs against a server with the
- * publish fast path and one without it.
+ * publish fast path and one without it. Also: the configuration forms (and their errors, the
+ * environment, `herald config check` masking), `herald publish` with a scoped key, and the rate
+ * limit per key.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maskSecrets } from '../src/cli/mask.js';
@@ -11,6 +13,7 @@ import { ConfigError, resolveConfig } from '../src/config.js';
 import { configFromEnv } from '../src/config-env.js';
 import { exposedWellKnownSecrets } from '../src/exposure.js';
 import type { HeraldServer } from '../src/server.js';
+import { runCli } from './helpers/cli.js';
 import { api, API_KEY, startTestServer, TestSocket } from './helpers/server.js';
 
 const ADMIN = 'admin-object-key-1';
@@ -143,6 +146,28 @@ describe.each(SERVERS)('scoped API keys ($name)', ({ publishFastPath }) => {
         expect({ wrong, path: r.path, status: res.status, code: res.body.error?.code }).toEqual({ wrong, path: r.path, status: 401, code: 'invalid_api_key' });
       }
     }
+  });
+});
+
+describe('herald publish with a scoped key', () => {
+  let server: HeraldServer;
+  beforeAll(async () => {
+    server = await startTestServer({ api: { keys: KEYS } });
+  });
+  afterAll(async () => server?.close());
+
+  it('publishes with a publish key from --key or HERALD_API_KEY, and reports a refusal outside its channels', async () => {
+    const byFlag = await runCli(['publish', '--url', server.url, '--key', PUBLISH_NEWS, '--channel', 'news:cli', '-e', 'x', '-d', '1']);
+    expect(byFlag.code, byFlag.stderr).toBe(0);
+    expect(JSON.parse(byFlag.stdout)).toHaveProperty('msgId');
+    const byEnv = await runCli(['publish', '--url', server.url, '--channel', 'alerts', '-e', 'x', '-d', '1'], { HERALD_API_KEY: PUBLISH_NEWS });
+    expect(byEnv.code, byEnv.stderr).toBe(0);
+    const outside = await runCli(['publish', '--url', server.url, '--channel', 'sports', '-e', 'x', '-d', '1'], { HERALD_API_KEY: PUBLISH_NEWS });
+    expect(outside.code).toBe(1);
+    expect(outside.stderr).toContain('api_key_scope');
+    const read = await runCli(['publish', '--url', server.url, '--key', READ, '--channel', 'news:cli', '-e', 'x', '-d', '1']);
+    expect(read.code).toBe(1);
+    expect(read.stderr).toContain('api_key_scope');
   });
 });
 
