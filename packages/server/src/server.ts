@@ -31,6 +31,9 @@ import { checkInternalsOnce, internalsAllowed } from './transport/internals.js';
 
 import { HERALD_VERSION } from './version.js';
 
+/** What each scope of an `api.keys` entry reaches (api-key.ts), for the OpenAPI document. */
+const SCOPES = 'A plain string key of api.keys, or one with scope admin, reaches every route; scope publish only the two publish routes (with channels, only to matching channels); scope read only the GET routes. Outside its scope: 403 api_key_scope.';
+
 export { HERALD_VERSION };
 
 export interface HeraldServer {
@@ -105,8 +108,8 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
       info: { title: 'Herald server API', version: HERALD_VERSION, description: 'HTTP API for backends: publish, inspect and manage connections. Every error has the body {"error": {"code", "message", "temporary", "details"}}.' },
       components: {
         securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer', description: 'API key as a bearer token' },
-          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+          bearer: { type: 'http', scheme: 'bearer', description: `API key as a bearer token. ${SCOPES}` },
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: `API key in a header. ${SCOPES}` },
         },
       },
     },

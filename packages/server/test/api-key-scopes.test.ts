@@ -78,6 +78,17 @@ describe.each(SERVERS)('scoped API keys ($name)', ({ publishFastPath }) => {
     }
   });
 
+  it('answers HEAD like GET for each scope, and 404 for a route that does not exist whatever the scope', async () => {
+    expect((await fetch(`${server.url}/api/v1/stats`, { method: 'HEAD', headers: { authorization: `Bearer ${READ}` } })).status).toBe(200);
+    expect((await fetch(`${server.url}/api/v1/stats`, { method: 'HEAD', headers: { authorization: `Bearer ${PUBLISH_ANY}` } })).status).toBe(403);
+    for (const key of [READ, PUBLISH_NEWS, ADMIN]) {
+      for (const [method, path] of [['GET', '/api/v1/nope'], ['POST', '/api/v1/nope'], ['GET', '/api/v1/publish']]) {
+        const res = await api(server, method!, path!, method === 'POST' ? {} : undefined, key);
+        expect({ key, method, path, status: res.status, code: res.body.error?.code }).toEqual({ key, method, path, status: 404, code: 'not_found' });
+      }
+    }
+  });
+
   it('names what the key may do in the refusal', async () => {
     const read = await api(server, 'POST', '/api/v1/publish', { channel: 'news:1', eventType: 'x', payload: 1 }, READ);
     expect(read.body.error).toMatchObject({ code: 'api_key_scope', details: { scope: 'read' } });
