@@ -81,6 +81,7 @@ export const ErrorCode = {
   BAD_REQUEST: 'bad_request',
   API_KEY_REQUIRED: 'api_key_required',
   INVALID_API_KEY: 'invalid_api_key',
+  API_KEY_SCOPE: 'api_key_scope',
   NOT_FOUND: 'not_found',
   CONNECTION_NOT_FOUND: 'connection_not_found',
   UNSUPPORTED_MEDIA_TYPE: 'unsupported_media_type',

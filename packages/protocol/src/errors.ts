@@ -39,6 +39,7 @@ export const ERRORS: Record<ErrorCode, ErrorSpec> = {
   [ErrorCode.BAD_REQUEST]: { status: 400, temporary: false, message: 'The request does not match its schema' },
   [ErrorCode.API_KEY_REQUIRED]: { status: 401, temporary: false, message: 'Send the API key as "Authorization: Bearer <key>" or "X-API-Key"' },
   [ErrorCode.INVALID_API_KEY]: { status: 401, temporary: false, message: 'The API key is not valid' },
+  [ErrorCode.API_KEY_SCOPE]: { status: 403, temporary: false, message: 'The scope of the API key does not allow this request' },
   [ErrorCode.NOT_FOUND]: { status: 404, temporary: false, message: 'No such route' },
   [ErrorCode.CONNECTION_NOT_FOUND]: { status: 404, temporary: false, message: 'No such connection on this server' },
   [ErrorCode.UNSUPPORTED_MEDIA_TYPE]: { status: 415, temporary: false, message: 'Send JSON with Content-Type: application/json' },

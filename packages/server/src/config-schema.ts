@@ -14,6 +14,7 @@ export interface SchemaNode {
   properties?: Record<string, SchemaNode>;
   additionalProperties?: boolean | SchemaNode;
   items?: SchemaNode;
+  oneOf?: SchemaNode[];
   enum?: unknown[];
   $defs?: Record<string, SchemaNode>;
 }
@@ -132,11 +133,15 @@ export function keyForEnvName(name: string, root: SchemaNode = configSchema()): 
   return { path, node };
 }
 
-/** A list of strings, which the environment and `--set` may give comma-separated. */
+/**
+ * A list of strings, which the environment and `--set` may give comma-separated — also a list
+ * whose items may be strings or objects (`api.keys`): comma-separated gives the string form, a
+ * JSON array the rest.
+ */
 export function isStringList(node: SchemaNode): boolean {
   if (node.type !== 'array' || !node.items) return false;
   const items = node.items;
-  return items.type === 'string' || (items.enum !== undefined && items.enum.every((v) => typeof v === 'string'));
+  return items.type === 'string' || (items.enum !== undefined && items.enum.every((v) => typeof v === 'string')) || (items.oneOf?.some((alt) => alt.type === 'string') ?? false);
 }
 
 /** Edit distance (insertions, deletions, substitutions), for "did you mean". */

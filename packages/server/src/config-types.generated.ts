@@ -67,7 +67,22 @@ export interface HeraldConfig {
     };
   };
   api: {
-    keys: string[];
+    /**
+     * API keys for `/api/v1`. A string is an admin key (the whole API); an object limits its key to a scope: `publish` (POST /publish and /publish/batch, optionally only to the channels matching `channels`), `read` (the GET routes) or `admin`.
+     */
+    keys: (
+      | string
+      | {
+          key: string;
+          scope: 'publish' | 'read' | 'admin';
+          /**
+           * Only with scope `publish`: the channel patterns (`*` matches any run of characters) it may publish to; a user or broadcast publish is refused.
+           *
+           * @minItems 1
+           */
+          channels?: string[];
+        }
+    )[];
     publishFastPath: boolean;
   };
   origins: {

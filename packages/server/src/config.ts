@@ -8,6 +8,7 @@
  */
 import { Ajv, type ErrorObject } from 'ajv';
 import { exposedWellKnownSecrets } from './exposure.js';
+import { apiKeySecret } from './http/api-key.js';
 import { ConfigError, mergeConfig } from './config-input.js';
 import { checkJwksUrl } from './remote-jwks.js';
 import { closest, configSchema, nodeAt, schemaDefaults } from './config-schema.js';
@@ -45,8 +46,31 @@ function describeProblem(e: ErrorObject): string {
     const near = closest(wrong, known);
     return `${key}: must NOT have additional properties "${wrong}"${near ? ` (did you mean "${[...path, near].join('.')}"?)` : ''}`;
   }
-  const allowed = 'allowedValues' in e.params ? ` (one of ${JSON.stringify(e.params.allowedValues)})` : '';
+  const allowed = 'allowedValues' in e.params ? ` (one of ${JSON.stringify(e.params.allowedValues)})` : 'allowedValue' in e.params ? ` (${JSON.stringify(e.params.allowedValue)})` : '';
   return `${key}: ${e.message ?? 'invalid'}${allowed}`;
+}
+
+/**
+ * A value that may take one of several forms (`api.keys` items: a string or an object) fails every
+ * alternative; the errors of the alternatives whose type it does not even have, and the summaries
+ * (`oneOf`, `if`), only hide the one that says what is wrong. They are dropped when the
+ * alternative of the value's type reported something.
+ */
+function withoutOtherAlternatives(errors: ErrorObject[]): ErrorObject[] {
+  const wrongType = errors
+    .filter((e) => e.keyword === 'type' && /\/oneOf\/\d+\/type$/.test(e.schemaPath))
+    .map((e) => ({ at: e.instancePath, branch: e.schemaPath.slice(0, -'type'.length), oneOf: e.schemaPath.replace(/\/\d+\/type$/, '/') }));
+  const under = (e: ErrorObject, at: string) => e.instancePath === at || e.instancePath.startsWith(`${at}/`);
+  const pruned = wrongType.filter((w) =>
+    errors.some((e) => under(e, w.at) && e.schemaPath.startsWith(w.oneOf) && !wrongType.some((o) => o.at === w.at && e.schemaPath.startsWith(o.branch))),
+  );
+  if (pruned.length === 0) return errors;
+  return errors.filter((e) => {
+    const at = pruned.find((w) => under(e, w.at));
+    if (!at) return true;
+    if (e.keyword === 'oneOf' || e.keyword === 'if') return false;
+    return !pruned.some((w) => under(e, w.at) && e.schemaPath.startsWith(w.branch));
+  });
 }
 
 /** Merges the layers over the defaults, validates, and returns a frozen config. */
@@ -55,7 +79,7 @@ export function resolveConfig(...layers: unknown[]): Readonly<HeraldConfig> {
   for (const layer of layers) merged = mergeConfig(merged, layer);
   validator ??= new Ajv({ allErrors: true, strict: false }).compile(structuredClone(configSchema()));
   if (!validator(merged)) {
-    const problems = (validator.errors ?? []).map(describeProblem);
+    const problems = withoutOtherAlternatives(validator.errors ?? []).map(describeProblem);
     throw new ConfigError(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
   }
   // `true`/`false` are accepted for the hop count (one proxy, none); the rest of the code sees a number.
@@ -75,6 +99,10 @@ export function resolveConfig(...layers: unknown[]): Readonly<HeraldConfig> {
     checkJwksUrl(merged.auth.jwt.jwksUrl);
     if (merged.auth.jwt.jwksFile) throw new ConfigError('auth.jwt.jwksUrl: set either jwksUrl or jwksFile, not both');
   }
+  // One key with two scopes would leave which one applies to the order of the list.
+  const apiKeys = merged.api.keys.map(apiKeySecret);
+  const repeated = apiKeys.findIndex((k, i) => apiKeys.indexOf(k) !== i);
+  if (repeated >= 0) throw new ConfigError(`api.keys.${repeated}: the same key is already listed at api.keys.${apiKeys.indexOf(apiKeys[repeated]!)}`);
   const secretProblem = hmacSecretProblem(merged.auth.jwt.hmacSecret);
   if (secretProblem) throw new ConfigError(`auth.jwt.hmacSecret: ${secretProblem}`);
   const exposed = exposedWellKnownSecrets(merged);

@@ -7,6 +7,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import type { HeraldConfig } from './config-types.generated.js';
+import { apiKeySecret } from './http/api-key.js';
 
 export const WELL_KNOWN_SECRETS: ReadonlySet<string> = new Set([
   'dev-secret-change-me-0123456789abcdef',
@@ -32,7 +33,7 @@ export function exposedWellKnownSecrets(config: Pick<HeraldConfig, 'server' | 'a
   if (isLoopbackHost(config.server.host)) return [];
   const keys: string[] = [];
   if (WELL_KNOWN_SECRETS.has(config.auth.jwt.hmacSecret)) keys.push('auth.jwt.hmacSecret');
-  if (config.api.keys.some((k) => WELL_KNOWN_SECRETS.has(k))) keys.push('api.keys');
+  if (config.api.keys.some((k) => WELL_KNOWN_SECRETS.has(apiKeySecret(k)))) keys.push('api.keys');
   if (config.ops.keys.some((k) => WELL_KNOWN_SECRETS.has(k))) keys.push('ops.keys');
   return keys;
 }

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { resolveConfig, type DeepPartial, type HeraldConfig } from './config.js';
 import { Gateway } from './gateway.js';
 import { apiRoutes } from './http/api-routes.js';
+import { ApiKeyring } from './http/api-key.js';
 import { publishFastPath } from './http/publish-fast-path.js';
 import { readJsonAsset } from './assets.js';
 import { frameworkErrors, installErrorHandling } from './http/error-handler.js';
@@ -29,6 +30,9 @@ import { directSendAvailable, sendOne } from './transport/direct-send.js';
 import { checkInternalsOnce, internalsAllowed } from './transport/internals.js';
 
 import { HERALD_VERSION } from './version.js';
+
+/** What each scope of an `api.keys` entry reaches (api-key.ts), for the OpenAPI document. */
+const SCOPES = 'A plain string key of api.keys, or one with scope admin, reaches every route; scope publish only the two publish routes (with channels, only to matching channels); scope read only the GET routes. Outside its scope: 403 api_key_scope.';
 
 export { HERALD_VERSION };
 
@@ -104,8 +108,8 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
       info: { title: 'Herald server API', version: HERALD_VERSION, description: 'HTTP API for backends: publish, inspect and manage connections. Every error has the body {"error": {"code", "message", "temporary", "details"}}.' },
       components: {
         securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer', description: 'API key as a bearer token' },
-          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+          bearer: { type: 'http', scheme: 'bearer', description: `API key as a bearer token. ${SCOPES}` },
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: `API key in a header. ${SCOPES}` },
         },
       },
     },
@@ -141,7 +145,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
     ajv.addSchema(readJsonAsset('api/publish.schema.json'));
     fastPath = publishFastPath({
       node,
-      keys: config.api.keys.map((k) => Buffer.from(k)),
+      keyring: new ApiKeyring(config.api.keys),
       bodyLimit,
       validate: ajv.getSchema('herald:publish#/$defs/publishRequest')!,
       log: app.log as unknown as Logger,

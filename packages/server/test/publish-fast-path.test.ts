@@ -63,6 +63,12 @@ async function fastPathCount(server: HeraldServer): Promise<number> {
 }
 
 const j = (v: unknown): string => JSON.stringify(v);
+/** Scoped keys (api-key.ts) besides the plain admin key: both servers hold them. */
+const NEWS_KEY = 'publish-news-key-1';
+const READ_KEY = 'read-only-key-1';
+const ADMIN_KEY = 'admin-object-key-1';
+const KEYS = [API_KEY, { key: NEWS_KEY, scope: 'publish', channels: ['news', 'news:*'] }, { key: READ_KEY, scope: 'read' }, { key: ADMIN_KEY, scope: 'admin' }];
+const as = (key: string) => ({ authorization: `Bearer ${key}` });
 const CASES: Case[] = [
   { name: 'channel publish', body: j({ channel: 'news', eventType: 'story', payload: { t: 1 } }), fast: true },
   { name: 'with a msgId', body: j({ channel: 'news', eventType: 'story', payload: 2, msgId: 'story-2' }), fast: true },
@@ -98,6 +104,16 @@ const CASES: Case[] = [
   { name: 'payload nested 100 000 deep', body: `{"channel":"news","eventType":"x","payload":${'['.repeat(100_000)}${']'.repeat(100_000)}}`, fast: true, status: 400 },
   { name: 'too deep and malformed', body: '{"payload":'.repeat(80), fast: true, status: 400 },
   { name: 'invalid UTF-8', body: Buffer.concat([Buffer.from('{"channel":"news","eventType":"x","payload":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]), fast: true },
+  { name: 'channel-limited key, its channel', body: j({ channel: 'news:1', eventType: 'x', payload: 1 }), headers: as(NEWS_KEY), fast: true, status: 200 },
+  { name: 'channel-limited key in X-API-Key', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { authorization: '', 'x-api-key': NEWS_KEY }, fast: true, status: 200 },
+  { name: 'channel-limited key, another channel', body: j({ channel: 'sports', eventType: 'x', payload: 1 }), headers: as(NEWS_KEY), fast: true, status: 403 },
+  { name: 'channel-limited key, a user', body: j({ user: 'ann', eventType: 'x', payload: 1 }), headers: as(NEWS_KEY), fast: true, status: 403 },
+  { name: 'channel-limited key, broadcast', body: j({ broadcast: true, eventType: 'x', payload: 1 }), headers: as(NEWS_KEY), fast: true, status: 403 },
+  { name: 'channel-limited key, two audiences', body: j({ channel: 'news', user: 'ann', eventType: 'x', payload: 1 }), headers: as(NEWS_KEY), fast: true, status: 403 },
+  { name: 'channel-limited key, invalid body', body: j({ channel: 'sports', payload: 1 }), headers: as(NEWS_KEY), fast: true, status: 400 },
+  { name: 'channel-limited key, malformed JSON', body: '{"channel":', headers: as(NEWS_KEY), fast: true, status: 400 },
+  { name: 'admin key written as an object', body: j({ user: 'ann', eventType: 'x', payload: 1 }), headers: as(ADMIN_KEY), fast: true, status: 200 },
+  { name: 'read-only key (refused by fastify on both)', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: as(READ_KEY), fast: false, status: 403 },
   { name: 'no API key', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { authorization: '' }, fast: false },
   { name: 'wrong API key', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { authorization: 'Bearer not-the-key-at-all' }, fast: false },
   { name: 'text/plain', body: j({ channel: 'news', eventType: 'x', payload: 1 }), headers: { 'content-type': 'text/plain' }, fast: false },
@@ -113,8 +129,8 @@ describe('publish fast path', () => {
   const limits = { maxMessageBytes: 2048 };
 
   beforeAll(async () => {
-    fast = await startTestServer({ limits, api: { publishFastPath: true } });
-    slow = await startTestServer({ limits, api: { publishFastPath: false } });
+    fast = await startTestServer({ limits, api: { keys: KEYS, publishFastPath: true } });
+    slow = await startTestServer({ limits, api: { keys: KEYS, publishFastPath: false } });
   });
   afterAll(async () => {
     await fast?.close();

@@ -6,6 +6,7 @@
  */
 import type { HeraldConfig } from '../config.js';
 import { isLoopbackHost, WELL_KNOWN_SECRETS } from '../exposure.js';
+import { apiKeySecret } from '../http/api-key.js';
 
 type AdvisedConfig = Pick<HeraldConfig, 'server' | 'auth' | 'api' | 'ops' | 'origins'>;
 
@@ -29,7 +30,7 @@ export function configWarnings(config: AdvisedConfig, port = config.server.port)
       : 'no JWT key (auth.jwt.hmacSecret, auth.jwt.publicKeyFile, auth.jwt.jwksFile or auth.jwt.jwksUrl) and auth.anonymous is off: no client can connect');
   }
   if (anonymous) out.push('auth.anonymous is on: anyone who reaches the server may connect and use the channels in channels.public');
-  if (WELL_KNOWN_SECRETS.has(jwt.hmacSecret) || config.api.keys.some((k) => WELL_KNOWN_SECRETS.has(k))) {
+  if (WELL_KNOWN_SECRETS.has(jwt.hmacSecret) || config.api.keys.some((k) => WELL_KNOWN_SECRETS.has(apiKeySecret(k)))) {
     out.push('auth.jwt.hmacSecret or api.keys holds an example secret published with Herald: accepted on a loopback server.host only; set your own before exposing it');
   }
   if (config.api.keys.length === 0) out.push('api.keys is empty: the HTTP API (/api/v1) refuses every request');

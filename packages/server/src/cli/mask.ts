@@ -7,6 +7,11 @@
 import { WELL_KNOWN_SECRETS } from '../exposure.js';
 
 const SECRET_NAME = /(secret|password|passwd|token|keys?)$/i;
+/**
+ * Fields of a key written as an object (`api.keys: [{ "key", "scope", "channels" }]`) that say what
+ * the key may do, not what it is: shown, so the printed config tells which key can do what.
+ */
+const KEY_PERMISSIONS = new Set(['scope', 'channels']);
 
 function maskSecret(value: string): string {
   if (value === '') return '';
@@ -26,7 +31,7 @@ export function maskSecrets(value: unknown, secretKey = false): unknown {
   if (typeof value === 'string') return secretKey ? maskSecret(value) : maskUrlCredentials(value);
   if (Array.isArray(value)) return value.map((v) => maskSecrets(v, secretKey));
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskSecrets(v, secretKey || SECRET_NAME.test(k))]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskSecrets(v, (secretKey && !KEY_PERMISSIONS.has(k)) || SECRET_NAME.test(k))]));
   }
   return value;
 }

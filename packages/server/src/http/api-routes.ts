@@ -13,20 +13,28 @@ import { ReceiptBook } from '../delivery/receipts.js';
 import type { WriteScheduler } from '../write-path.js';
 import type { PublishOps, PublishRequest } from '../publishing.js';
 import { rateLimitedError, type RateLimits } from '../rate-limit/rate-limits.js';
-import { apiKeyMatches, presentedApiKey } from './api-key.js';
+import { ApiKeyring, presentedApiKey, type ApiKeyGrant, type ApiScope } from './api-key.js';
 import { publishBatch } from './batch-publish.js';
 
 const ref = (name: string) => ({ $ref: `herald:publish#/$defs/${name}` });
 const errorResponses = {
   400: ref('errorResponse'),
   401: ref('errorResponse'),
+  403: scopeRefused(),
   404: ref('errorResponse'),
   413: ref('errorResponse'),
   429: tooManyRequests(),
   503: ref('errorResponse'),
 };
-/** Every route can answer 429: the API key's rate limit (`rateLimits.apiKey`) is checked in the onRequest hook. */
-const rateLimited = { 429: tooManyRequests() };
+/**
+ * Every route can answer 429 and 403: the API key's rate limit (`rateLimits.apiKey`) and its
+ * scope are checked in the onRequest hook.
+ */
+const rateLimited = { 403: scopeRefused(), 429: tooManyRequests() };
+
+function scopeRefused() {
+  return { description: 'api_key_scope: the scope of the API key (api.keys) does not allow this route, or this publish target', ...ref('errorResponse') };
+}
 
 function tooManyRequests() {
   return {
@@ -36,6 +44,17 @@ function tooManyRequests() {
   };
 }
 const security: Array<Record<string, string[]>> = [{ apiKey: [] }, { bearer: [] }];
+/**
+ * The scope each route needs (api-key.ts), in the route's config where the onRequest hook reads
+ * it; a route without one needs an admin key.
+ */
+const needs = (apiScope: ApiScope) => ({ apiScope });
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    apiScope?: ApiScope;
+  }
+}
 /** In every cluster-wide answer: the nodes that answered within cluster.controlTimeoutMs, and those that did not. */
 const nodesAnswer = {
   type: 'object',
@@ -56,7 +75,9 @@ export interface ApiRoutesOptions {
 
 export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): Promise<void> {
   const { config, rateLimits, publishing, fanout, admin, receipts } = opts;
-  const keys = config.api.keys.map((k) => Buffer.from(k));
+  const keyring = new ApiKeyring(config.api.keys);
+  // The grant of each admitted request, for the publish routes' channel check.
+  const grants = new WeakMap<FastifyRequest, ApiKeyGrant>();
   app.addSchema(readJsonAsset('api/publish.schema.json'));
   // JSON only: a text/plain body would otherwise reach the schema as a string.
   app.removeContentTypeParser('text/plain');
@@ -72,13 +93,21 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
   app.addHook('onRequest', (req, _reply, done) => {
     const key = presentedApiKey(req.headers);
     if (!key) return done(new HeraldError(ErrorCode.API_KEY_REQUIRED));
-    if (!apiKeyMatches(keys, key)) return done(new HeraldError(ErrorCode.INVALID_API_KEY));
+    const grant = keyring.find(key);
+    if (!grant) return done(new HeraldError(ErrorCode.INVALID_API_KEY));
     const limited = rateLimits.apiRequest(key);
     if (limited) return done(rateLimitedError(limited));
+    // No route matched: fastify's 404 stays the answer, whatever the key's scope.
+    if (req.routeOptions.url !== undefined) {
+      const refused = grant.routeRefusal(req.routeOptions.config.apiScope ?? 'admin');
+      if (refused) return done(refused);
+    }
+    grants.set(req, grant);
     done();
   });
 
   app.post<{ Body: PublishRequest }>('/publish', {
+    config: needs('publish'),
     schema: {
       summary: 'Publish one message to a channel, a user, or everyone (optionally filtered by tags)',
       tags: ['publish'],
@@ -86,9 +115,14 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
       body: ref('publishRequest'),
       response: { 200: ref('publishResult'), ...errorResponses },
     },
-  }, async (req) => publishing.publish(req.body));
+  }, async (req) => {
+    const refused = grants.get(req)?.publishRefusal(req.body);
+    if (refused) throw refused;
+    return publishing.publish(req.body);
+  });
 
   app.post<{ Body: { messages: PublishRequest[] } }>('/publish/batch', {
+    config: needs('publish'),
     schema: {
       summary: 'Publish several messages in order; each gets its own result or error',
       tags: ['publish'],
@@ -117,9 +151,19 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
         ...errorResponses,
       },
     },
-  }, async (req) => ({ results: await publishBatch(publishing, fanout, req.body.messages) }));
+  }, async (req) => {
+    // Every message is checked before any is published: a batch with one message out of the
+    // key's channels is refused whole.
+    const grant = grants.get(req);
+    for (const [index, m] of req.body.messages.entries()) {
+      const refused = grant?.publishRefusal(m);
+      if (refused) throw new HeraldError(refused.code, `messages[${index}]: ${refused.message}`, { ...(refused.details as object), index });
+    }
+    return { results: await publishBatch(publishing, fanout, req.body.messages) };
+  });
 
   app.get<{ Querystring: { prefix?: string } }>('/channels', {
+    config: needs('read'),
     schema: {
       summary: 'Channels with subscribers on any node, with their counts summed over the cluster',
       tags: ['channels'], security,
@@ -156,6 +200,7 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
   };
 
   app.get<{ Params: { user: string } }>('/users/:user/connections', {
+    config: needs('read'),
     schema: { summary: "A user's live connections (all devices)", tags: ['users'], security, params: userParams, response: { 200: { type: 'object', properties: { connections: { type: 'array', items: connectionSchema } } }, ...rateLimited } },
   }, async (req) => {
     // Local sessions are exact; presence adds the user's connections on other nodes.
@@ -195,6 +240,7 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
   });
 
   app.get<{ Params: { msgId: string } }>('/messages/:msgId', {
+    config: needs('read'),
     schema: {
       summary: 'Delivery receipt of an at-least-once message: delivered, acknowledged (by whom, when), in inboxes, retries exhausted',
       tags: ['publish'], security,
@@ -208,6 +254,7 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
   });
 
   app.get('/stats', {
+    config: needs('read'),
     schema: {
       summary: "Counters of this node (top level), of every node (byNode) and the cluster's totals",
       tags: ['ops'], security,
@@ -226,6 +273,7 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
   }, async () => admin.stats());
 
   app.get('/nodes', {
+    config: needs('read'),
     schema: {
       summary: 'The live nodes of the cluster, from their heartbeats',
       tags: ['ops'], security,

@@ -7,8 +7,9 @@
  * requests.
  *
  * Only the plain case is taken: the exact path, a JSON content type, a Content-Length within the
- * body limit and a valid API key. Anything else (chunked bodies, a missing or wrong key, another
- * media type, a query string) goes to fastify untouched, since nothing has been read yet.
+ * body limit and a valid API key whose scope allows publishing. Anything else (chunked bodies, a
+ * missing or wrong key, a read-only key, another media type, a query string) goes to fastify
+ * untouched, since nothing has been read yet.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ValidateFunction } from 'ajv';
@@ -18,7 +19,7 @@ import { ErrorCode } from '@herald/protocol';
 import { HeraldError } from '../errors.js';
 import { rateLimitedError, retryAfterHeader } from '../rate-limit/rate-limits.js';
 import type { HeraldNode, PublishRequest, PublishResult } from '../node.js';
-import { apiKeyMatches, presentedApiKey } from './api-key.js';
+import { presentedApiKey, type ApiKeyring } from './api-key.js';
 import { toHeraldError } from './error-handler.js';
 import { tooDeepBody } from './json-body.js';
 import { exceedsJsonDepth } from '../json-depth.js';
@@ -27,7 +28,7 @@ export const PUBLISH_PATH = '/api/v1/publish';
 
 export interface PublishFastPathOptions {
   node: HeraldNode;
-  keys: Buffer[];
+  keyring: ApiKeyring;
   /** fastify's bodyLimit: larger bodies go to fastify, which refuses them. */
   bodyLimit: number;
   /** The publishRequest schema compiled like fastify compiles route schemas. */
@@ -37,7 +38,7 @@ export interface PublishFastPathOptions {
 
 /** Returns a listener that answers the request and returns true, or returns false to pass it on. */
 export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
-  const { node, keys, bodyLimit, validate, log } = opts;
+  const { node, keyring, bodyLimit, validate, log } = opts;
   let nextId = 0;
 
   return (req, res) => {
@@ -47,7 +48,10 @@ export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMes
     const length = Number(headers['content-length']);
     if (!Number.isInteger(length) || length < 0 || length > bodyLimit) return false;
     const key = presentedApiKey(headers);
-    if (key === undefined || !apiKeyMatches(keys, key)) return false;
+    if (key === undefined) return false;
+    const grant = keyring.find(key);
+    // A key whose scope has no publish is fastify's to refuse (its onRequest hook): nothing is read yet.
+    if (grant === undefined || grant.routeRefusal('publish') !== undefined) return false;
     node.metrics.publishFastPath.inc();
 
     // Request logs like fastify's own, only when they would be written.
@@ -83,6 +87,9 @@ export function publishFastPath(opts: PublishFastPathOptions): (req: IncomingMes
         return fail(err);
       }
       if (!validate(body)) return fail(Object.assign(new Error('validation'), { validation: validate.errors ?? [], validationContext: 'body' }));
+      // A channel-limited key, checked where fastify's route handler checks it: after validation.
+      const refused = grant.publishRefusal(body as PublishRequest);
+      if (refused) return fail(refused);
       node.publish(body as PublishRequest).then((result) => respond(200, 'application/json; charset=utf-8', publishResultJson(result)), fail);
     });
     return true;
