@@ -1,5 +1,8 @@
 /** Channel names, namespaces and the glob patterns tokens and configuration use to grant them. */
-import type { HeraldConfig, HistoryConfig } from './config.js';
+import type { HeraldConfig } from './config-types.generated.js';
+
+/** The same type config.ts exports; named here from the generated type so config.ts (which checks API keys' channel patterns) and this module do not import each other. */
+type HistoryConfig = HeraldConfig['channels']['history'];
 
 const CHANNEL_RE = /^[A-Za-z0-9_:.-]{1,255}$/;
 
