@@ -120,6 +120,7 @@ interface Attempt {
 /** POSTs a publish with a fixed msgId until it is accepted; every answer is recorded. */
 async function publishUntilAccepted(base: string, body: object, attempts: Attempt[]): Promise<void> {
   let refused: string | undefined;
+  const before = attempts.length;
   await waitFor(
     async () => {
       const res = await fetch(`${base}/api/v1/publish`, {
@@ -136,7 +137,11 @@ async function publishUntilAccepted(base: string, body: object, attempts: Attemp
     60_000,
     `the publish ${JSON.stringify(body)} to be accepted`,
     50,
-  );
+  ).catch((err: Error) => {
+    // Say what the server kept answering (or that it did not answer at all).
+    const answers = attempts.slice(before);
+    throw new Error(`${err.message}; ${answers.length} answers, the last: ${JSON.stringify(answers.slice(-3))}`);
+  });
   if (refused) throw new Error(refused);
 }
 
