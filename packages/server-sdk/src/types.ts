@@ -1,5 +1,7 @@
 /** Request and answer shapes of Herald's `/api/v1` (docs/http-api.md), as the SDK exposes them. */
-import type { StreamPosition, TagFilter, Tags } from '@herald/protocol';
+import type { ConnectionInfo, NodeInfo, NodesAnswered, RecipientRecord, StreamPosition, TagFilter } from '@herald/protocol';
+
+export type { ConnectionInfo, NodeInfo, NodesAnswered, RecipientRecord };
 import type { HeraldError } from './errors.js';
 
 export type DeliveryMode = 'at-most-once' | 'at-least-once';
@@ -65,36 +67,6 @@ export interface ChannelInfo {
   subscribers: number;
 }
 
-/** Which nodes answered a cluster-wide call in time (docs/http-api.md, "Cluster-wide answers"). */
-export interface NodesAnswered {
-  replied: string[];
-  /** Live nodes that did not answer within `cluster.controlTimeoutMs`: the answer is partial. */
-  missing: string[];
-}
-
-/** A live node of the cluster, from its heartbeats. */
-export interface NodeInfo {
-  node: string;
-  version: string;
-  /** ms since the epoch. */
-  startedAt: number;
-  uptimeSeconds: number;
-  /** Open connections at its last heartbeat. */
-  connections: number;
-  /** When the answering node last heard from it (ms since the epoch). */
-  lastHeartbeat: number;
-}
-
-export interface ConnectionInfo {
-  connectionId: string;
-  user: string;
-  node: string;
-  connectedAt: number;
-  remoteAddress: string;
-  tags: Tags;
-  channels: string[];
-}
-
 export interface NodeStats {
   node: string;
   connections: number;
@@ -115,15 +87,6 @@ export interface ClusterStats extends NodeStats {
 }
 
 export type ReceiptState = 'accepted' | 'delivered' | 'acknowledged' | 'inbox' | 'exhausted';
-
-export interface RecipientRecord {
-  connectionId: string;
-  user: string;
-  deliveredAt: number;
-  attempts: number;
-  ackedAt?: number;
-  exhaustedAt?: number;
-}
 
 /** The delivery receipt of an at-least-once API message (docs/http-api.md, `GET /api/v1/messages/{msgId}`). */
 export interface Receipt {

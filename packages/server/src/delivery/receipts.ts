@@ -12,7 +12,7 @@
  * acceptance time and source (`ReceiptBook.of`). Who may acknowledge is decided by the delivery
  * module (reliable-delivery.ts); this book only records what it is told.
  */
-import type { Envelope } from '@herald/protocol';
+import type { Envelope, RecipientRecord } from '@herald/protocol';
 
 export type ReceiptState = 'accepted' | 'delivered' | 'acknowledged' | 'inbox' | 'exhausted' | 'expired';
 
@@ -24,14 +24,7 @@ export interface MessageRef {
   channel: string | undefined;
 }
 
-export interface RecipientRecord {
-  connectionId: string;
-  user: string;
-  deliveredAt: number;
-  attempts: number;
-  ackedAt?: number;
-  exhaustedAt?: number;
-}
+export type { RecipientRecord };
 
 export interface Receipt {
   msgId: string;

@@ -9,7 +9,7 @@
  * `heartbeatMs`; a node not heard from for `nodeTtlMs` is gone. A member that leaves cleanly says so
  * and is gone at once.
  */
-import type { ErrorBody } from '@herald/protocol';
+import type { ErrorBody, NodeInfo } from '@herald/protocol';
 
 export interface ControlCommand {
   op: string;
@@ -33,16 +33,7 @@ export interface Gathered {
 }
 
 /** A live node as its last heartbeat described it. */
-export interface NodeBeat {
-  node: string;
-  version: string;
-  /** Epoch ms the node started. */
-  startedAt: number;
-  uptimeSeconds: number;
-  connections: number;
-  /** Epoch ms this node last heard the heartbeat. */
-  lastHeartbeat: number;
-}
+export type NodeBeat = NodeInfo;
 
 /** Answers a command; may throw a HeraldError, which travels back as the reply's `error`. */
 export type ControlHandler = (cmd: ControlCommand) => unknown;

@@ -2,17 +2,9 @@
  * Who is connected: per channel and per user, across every node. Entries belong to a node and
  * expire unless that node refreshes them, so a crashed node's connections disappear on their own.
  */
-import type { Tags } from '@herald/protocol';
+import type { ConnectionInfo } from '@herald/protocol';
 
-export interface ConnectionInfo {
-  connectionId: string;
-  user: string;
-  node: string;
-  connectedAt: number;
-  remoteAddress: string;
-  tags: Tags;
-  channels: string[];
-}
+export type { ConnectionInfo };
 
 export interface PresenceStore {
   /** Records or refreshes a connection. */
