@@ -1,20 +1,17 @@
 /**
- * Connection tokens: JWTs verified against an HMAC secret (synchronously, hmac-jwt.ts: the
- * connection hot path) or, with `jose`, a PEM public key, a local JWKS file or a JWKS fetched from
- * `auth.jwt.jwksUrl` (remote-jwks.ts). `alg: none` is
- * never accepted (neither path knows it), and the algorithm must be both in `auth.jwt.algorithms` and of the family the configured key fits.
+ * Connection tokens: JWTs verified against one of the configured key sets (key-set.ts): the one in
+ * `auth.jwt` itself and those in `auth.jwt.keySets`. HMAC tokens are verified synchronously
+ * (hmac-jwt.ts: the connection hot path), the others with `jose`.
  */
-import type { webcrypto } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { createLocalJWKSet, errors as joseErrors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JWTPayload } from 'jose';
 import { ErrorCode } from '@herald/protocol';
 import type { Tags } from '@herald/protocol';
 import { ChannelPatterns } from './channels.js';
 import type { HeraldConfig } from './config.js';
-import { ConfigError } from './config.js';
 import { HeraldError } from './errors.js';
-import { HmacJwtError, peekAlgorithm, verifyHmacJwt } from './hmac-jwt.js';
-import { RemoteJwks } from './remote-jwks.js';
+import { peekAlgorithm, peekIssuer } from './hmac-jwt.js';
+import { KeySet } from './key-set.js';
+import type { RemoteJwks } from './remote-jwks.js';
 
 export interface Identity {
   user: string;
@@ -25,65 +22,91 @@ export interface Identity {
   tags: Tags;
 }
 
-const HMAC_ALGS = new Set(['HS256', 'HS384', 'HS512']);
+/** What the owner of a verifier is told about its key sets' URLs (logging, metrics). */
+export interface KeyEvents {
+  onError?: (err: Error, keySet: string) => void;
+  onRecovered?: (keySet: string) => void;
+  onFetch?: (keySet: string, ok: boolean, keys: number) => void;
+}
 
 export class TokenVerifier {
-  private readonly hmacKey: Uint8Array | undefined;
-  private readonly publicKeyPem: string | undefined;
-  private readonly jwks: JWTVerifyGetKey | undefined;
-  /** Set with `auth.jwt.jwksUrl`; `start()` fetches it. */
-  readonly remoteJwks: RemoteJwks | undefined;
-  private readonly publicKeys = new Map<string, Promise<webcrypto.CryptoKey>>();
-  private readonly algorithms: string[];
+  /** Every key set with a usable key, `default` (from `auth.jwt` itself) first when it has one. */
+  readonly keySets: readonly KeySet[];
 
   constructor(
     private readonly cfg: HeraldConfig['auth']['jwt'],
-    keyEvents: { onError?: (err: Error) => void; onRecovered?: () => void } = {},
+    keyEvents: KeyEvents = {},
   ) {
-    this.hmacKey = cfg.hmacSecret ? new TextEncoder().encode(cfg.hmacSecret) : undefined;
-    try {
-      this.publicKeyPem = cfg.publicKeyFile ? readFileSync(cfg.publicKeyFile, 'utf8') : undefined;
-      this.jwks = cfg.jwksFile ? createLocalJWKSet(JSON.parse(readFileSync(cfg.jwksFile, 'utf8'))) : undefined;
-    } catch (err) {
-      throw new ConfigError(`auth.jwt: cannot load key file: ${(err as Error).message}`);
-    }
-    if (cfg.jwksUrl && !this.jwks) {
-      this.remoteJwks = new RemoteJwks(cfg.jwksUrl, { cooldownMs: cfg.jwksCooldownMs, timeoutMs: cfg.jwksTimeoutMs, ...keyEvents });
-      this.jwks = this.remoteJwks.getKey;
-    }
-    this.algorithms = cfg.algorithms.filter((a) => (HMAC_ALGS.has(a) ? !!this.hmacKey : !!(this.publicKeyPem || this.jwks)));
+    const shared = { jwksCooldownMs: cfg.jwksCooldownMs, jwksTimeoutMs: cfg.jwksTimeoutMs, requireExp: cfg.requireExp, clockToleranceSec: cfg.clockToleranceSec };
+    const options = [
+      { ...shared, name: 'default', hmacSecret: cfg.hmacSecret, publicKeyFile: cfg.publicKeyFile, jwksFile: cfg.jwksFile, jwksUrl: cfg.jwksUrl, algorithms: cfg.algorithms, issuer: cfg.issuer, audience: cfg.audience },
+      ...cfg.keySets.map((k) => ({
+        ...shared,
+        name: k.name,
+        hmacSecret: k.hmacSecret ?? '',
+        publicKeyFile: k.publicKeyFile ?? '',
+        jwksFile: k.jwksFile ?? '',
+        jwksUrl: k.jwksUrl ?? '',
+        algorithms: k.algorithms ?? cfg.algorithms,
+        issuer: k.issuer ?? '',
+        audience: k.audience ?? '',
+      })),
+    ];
+    this.keySets = options
+      .map(
+        (o) =>
+          new KeySet(o, {
+            onError: (err) => keyEvents.onError?.(err, o.name),
+            onRecovered: () => keyEvents.onRecovered?.(o.name),
+            onFetch: (ok, keys) => keyEvents.onFetch?.(o.name, ok, keys),
+          }),
+      )
+      .filter((k) => k.configured);
   }
 
   get configured(): boolean {
-    return this.algorithms.length > 0;
+    return this.keySets.length > 0;
+  }
+
+  /** The remote key sets (`jwksUrl`), by key set name. */
+  get remoteKeySets(): Array<{ name: string; jwks: RemoteJwks }> {
+    return this.keySets.flatMap((k) => (k.remoteJwks ? [{ name: k.name, jwks: k.remoteJwks }] : []));
+  }
+
+  /** The remote key set of `auth.jwt.jwksUrl` itself, if any. */
+  get remoteJwks(): RemoteJwks | undefined {
+    return this.keySets.find((k) => k.name === 'default')?.remoteJwks;
   }
 
   /**
-   * Fetches `auth.jwt.jwksUrl` once. A failure does not stop the server: it is reported through
+   * Fetches every `jwksUrl` once. A failure does not stop the server: it is reported through
    * `keyEvents.onError`, tokens needing those keys are refused and `keysLoaded` stays false (so /readyz
    * says not ready) until a background retry, once per cooldown, succeeds.
    */
   async start(): Promise<void> {
-    await this.remoteJwks?.start();
+    await Promise.all(this.keySets.map((k) => k.remoteJwks?.start()));
   }
 
   stop(): void {
-    this.remoteJwks?.stop();
+    for (const k of this.keySets) k.remoteJwks?.stop();
   }
 
   /** False only while a remote key set has never been fetched. */
   get keysLoaded(): boolean {
-    return this.remoteJwks?.loaded ?? true;
+    return this.keySets.every((k) => k.remoteJwks?.loaded ?? true);
   }
 
   /**
-   * Both paths apply the same rules: signature and algorithm; `exp` present unless
-   * `auth.jwt.requireExp` is off; `iss`/`aud` present and matching when configured; `exp`, `nbf`
-   * and `iat` checked with `auth.jwt.clockToleranceSec` of skew either way.
+   * The token is tried against the key sets that could have signed it: its `alg` among theirs and,
+   * for a set with an issuer, its `iss` equal to it — sets naming the token's issuer first. The
+   * first that verifies it decides; when none does, the refusal of the most specific one is
+   * reported. Every set applies the same rules (key-set.ts `verify`); `iat` in the future is refused
+   * here, once for all of them.
    */
   async verify(token: string, nowMs = Date.now()): Promise<Identity> {
     if (!this.configured) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'token authentication is not configured on this server');
-    const payload = this.hmacKey && HMAC_ALGS.has(peekAlgorithm(token) ?? '') ? this.verifyHmac(token, this.hmacKey, nowMs) : await this.verifyWithJose(token, nowMs);
+    const alg = peekAlgorithm(token);
+    const payload = this.keySets.length === 1 ? await this.keySets[0]!.verify(token, alg, nowMs) : await this.verifyWithCandidates(token, alg, nowMs);
     // jose checks `iat` only against a maximum token age, which Herald does not set; a token
     // issued in the future is refused here, once for both paths.
     if (typeof payload.iat === 'number' && payload.iat > Math.floor(nowMs / 1000) + this.cfg.clockToleranceSec) {
@@ -92,52 +115,25 @@ export class TokenVerifier {
     return identityFromClaims(payload);
   }
 
-  private async verifyWithJose(token: string, nowMs: number): Promise<JWTPayload> {
-    try {
-      const result = await jwtVerify(token, (header, jws) => this.keyFor(header, jws), {
-        algorithms: this.algorithms,
-        ...(this.cfg.issuer ? { issuer: this.cfg.issuer } : {}),
-        ...(this.cfg.audience ? { audience: this.cfg.audience } : {}),
-        requiredClaims: this.cfg.requireExp ? ['exp'] : [],
-        clockTolerance: this.cfg.clockToleranceSec,
-        currentDate: new Date(nowMs),
-      });
-      return result.payload;
-    } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) throw new HeraldError(ErrorCode.TOKEN_EXPIRED);
-      if (err instanceof HeraldError) throw err;
-      throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: ${describeJoseError(err)}`);
+  private async verifyWithCandidates(token: string, alg: string | undefined, nowMs: number): Promise<JWTPayload> {
+    const issuer = peekIssuer(token);
+    const candidates = this.keySets.filter((k) => k.accepts(alg, issuer));
+    if (candidates.length === 0) {
+      throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: no key set accepts algorithm ${alg ?? 'none'}${typeof issuer === 'string' ? ` from issuer ${JSON.stringify(issuer.slice(0, 200))}` : ''}`);
     }
-  }
-
-  private verifyHmac(token: string, key: Uint8Array, nowMs: number): JWTPayload {
-    try {
-      const { issuer, audience, requireExp, clockToleranceSec } = this.cfg;
-      return verifyHmacJwt(token, key, { algorithms: this.algorithms, issuer, audience, requireExp, clockToleranceSec }, nowMs / 1000);
-    } catch (err) {
-      if (err instanceof HmacJwtError && err.expired) throw new HeraldError(ErrorCode.TOKEN_EXPIRED);
-      throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: ${(err as Error).message}`);
-    }
-  }
-
-  private keyFor(header: Parameters<JWTVerifyGetKey>[0], jws: Parameters<JWTVerifyGetKey>[1]): ReturnType<JWTVerifyGetKey> {
-    const alg = header.alg;
-    if (!alg || !this.algorithms.includes(alg)) throw new HeraldError(ErrorCode.UNAUTHORIZED, `invalid token: algorithm ${alg ?? 'none'} is not allowed`);
-    if (this.publicKeyPem) {
-      let key = this.publicKeys.get(alg);
-      if (!key) {
-        key = importSPKI(this.publicKeyPem, alg) as Promise<webcrypto.CryptoKey>;
-        this.publicKeys.set(alg, key);
+    candidates.sort((a, b) => Number(!!b.issuer) - Number(!!a.issuer));
+    let first: unknown;
+    for (const keySet of candidates) {
+      try {
+        return await keySet.verify(token, alg, nowMs);
+      } catch (err) {
+        // An expired token was signed by this set: no other set's answer would be truer.
+        if (err instanceof HeraldError && err.code === ErrorCode.TOKEN_EXPIRED) throw err;
+        first ??= err;
       }
-      return key;
     }
-    return this.jwks!(header, jws);
+    throw first;
   }
-}
-
-function describeJoseError(err: unknown): string {
-  if (err instanceof joseErrors.JOSEError) return err.code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' ? 'bad signature' : err.message;
-  return (err as Error).message ?? 'unreadable';
 }
 
 export function identityFromClaims(payload: JWTPayload): Identity {

@@ -57,6 +57,27 @@ export interface HeraldConfig {
       issuer: string;
       audience: string;
       /**
+       * More key sets, each with its own keys, issuer, audience and algorithms (e.g. an identity provider's JWKS URL beside the backend's HMAC secret). A token is verified by the sets whose issuer it names, then by those without an issuer.
+       *
+       * @maxItems 8
+       */
+      keySets: {
+        /**
+         * Names the set in messages and metrics (`key_set` label).
+         */
+        name: string;
+        hmacSecret?: string;
+        publicKeyFile?: string;
+        jwksFile?: string;
+        jwksUrl?: string;
+        issuer?: string;
+        audience?: string;
+        /**
+         * @minItems 1
+         */
+        algorithms?: ('HS256' | 'HS384' | 'HS512' | 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'ES256' | 'ES384' | 'EdDSA')[];
+      }[];
+      /**
        * Refuse tokens without `exp`.
        */
       requireExp: boolean;

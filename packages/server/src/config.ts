@@ -105,6 +105,7 @@ export function resolveConfig(...layers: unknown[]): Readonly<HeraldConfig> {
   if (repeated >= 0) throw new ConfigError(`api.keys.${repeated}: the same key is already listed at api.keys.${apiKeys.indexOf(apiKeys[repeated]!)}`);
   const secretProblem = hmacSecretProblem(merged.auth.jwt.hmacSecret);
   if (secretProblem) throw new ConfigError(`auth.jwt.hmacSecret: ${secretProblem}`);
+  checkKeySets(merged.auth.jwt.keySets);
   const exposed = exposedWellKnownSecrets(merged);
   if (exposed.length > 0) {
     throw new ConfigError(
@@ -112,6 +113,23 @@ export function resolveConfig(...layers: unknown[]): Readonly<HeraldConfig> {
     );
   }
   return deepFreeze(merged);
+}
+
+/** Each extra key set has a key, a unique name and the same rules as `auth.jwt` itself. */
+function checkKeySets(keySets: HeraldConfig['auth']['jwt']['keySets']): void {
+  const names = new Set<string>();
+  keySets.forEach((k, i) => {
+    const at = `auth.jwt.keySets.${i}`;
+    if (names.has(k.name)) throw new ConfigError(`${at}.name: "${k.name}" is already the name of another key set`);
+    names.add(k.name);
+    if (!k.hmacSecret && !k.publicKeyFile && !k.jwksFile && !k.jwksUrl) throw new ConfigError(`${at}: key set "${k.name}" has no key (hmacSecret, publicKeyFile, jwksFile or jwksUrl)`);
+    const problem = hmacSecretProblem(k.hmacSecret ?? '');
+    if (problem) throw new ConfigError(`${at}.hmacSecret: ${problem}`);
+    if (k.jwksUrl) {
+      checkJwksUrl(k.jwksUrl, `${at}.jwksUrl`);
+      if (k.jwksFile) throw new ConfigError(`${at}.jwksUrl: set either jwksUrl or jwksFile, not both`);
+    }
+  });
 }
 
 /**

@@ -45,6 +45,17 @@ export function peekAlgorithm(token: string): string | undefined {
   return typeof header?.alg === 'string' ? header.alg : undefined;
 }
 
+/**
+ * The `iss` claim of a compact JWS, read without verifying anything: only to choose which key set
+ * verifies the token, never to trust it.
+ */
+export function peekIssuer(token: string): unknown {
+  const first = token.indexOf('.');
+  const second = token.indexOf('.', first + 1);
+  if (first <= 0 || second < 0) return undefined;
+  return decodeJsonPart(token.slice(first + 1, second))?.iss;
+}
+
 export function verifyHmacJwt(token: string, secret: Uint8Array, options: HmacJwtOptions, nowSeconds = Date.now() / 1000): JWTPayload {
   const parts = token.split('.');
   if (parts.length !== 3) throw new HmacJwtError('not a compact JWS (three dot-separated parts)');

@@ -27,6 +27,9 @@ export class Metrics {
   readonly rateLimited: Counter<'limit'>;
   readonly enginePublishFailures: Counter;
   readonly brokerGaps: Counter;
+  readonly jwksFetches: Counter<'key_set' | 'result'>;
+  readonly jwksKeys: Gauge<'key_set'>;
+  readonly jwksLastSuccess: Gauge<'key_set'>;
 
   constructor(sources: { connections(): number; subscriptions(): number; queuedBytes(): number }) {
     const registers = [this.registry];
@@ -58,6 +61,15 @@ export class Metrics {
     this.rateLimited = new Counter({ name: 'herald_rate_limited_total', help: 'Frames and requests refused with rate_limited, by limit (rateLimits.*)', labelNames: ['limit'], registers });
     this.heartbeatTimeouts = new Counter({ name: 'herald_heartbeat_timeouts_total', help: 'Connections closed for missed pongs', registers });
     this.enginePublishFailures = new Counter({ name: 'herald_engine_publish_failures_total', help: 'Publishes the engine could not take (answered 503 broker_unavailable)', registers });
+    this.jwksFetches = new Counter({ name: 'herald_jwks_fetches_total', help: 'Fetches of a key set URL (auth.jwt.jwksUrl, auth.jwt.keySets[].jwksUrl), by key set and result (ok, error)', labelNames: ['key_set', 'result'], registers });
+    this.jwksKeys = new Gauge({ name: 'herald_jwks_keys', help: 'Keys in the key set fetched from a URL and in use, by key set', labelNames: ['key_set'], registers });
+    this.jwksLastSuccess = new Gauge({ name: 'herald_jwks_last_success_timestamp_seconds', help: 'When a key set URL last answered with a key set, by key set (unix time)', labelNames: ['key_set'], registers });
     this.brokerGaps = new Counter({ name: 'herald_broker_gaps_total', help: 'Times the broker reported dispatches may have been lost (subscribers were asked to reconnect and recover)', registers });
+  }
+
+  observeJwksFetch(keySet: string, ok: boolean, keys: number, nowMs = Date.now()): void {
+    this.jwksFetches.inc({ key_set: keySet, result: ok ? 'ok' : 'error' });
+    this.jwksKeys.set({ key_set: keySet }, keys);
+    if (ok) this.jwksLastSuccess.set({ key_set: keySet }, Math.floor(nowMs / 1000));
   }
 }

@@ -89,8 +89,9 @@ export class HeraldNode {
     this.name = name ?? defaultNodeName(config);
     this.schemas = new Schemas(config.limits.maxJsonDepth);
     this.verifier = new TokenVerifier(config.auth.jwt, {
-      onError: (err) => this.log.error({ err: err.message }, 'cannot fetch the JWT key set (auth.jwt.jwksUrl); the last one fetched stays in use, or tokens are refused if none was'),
-      onRecovered: () => this.log.info('JWT key set fetched again (auth.jwt.jwksUrl)'),
+      onError: (err, keySet) => this.log.error({ err: err.message, keySet }, 'cannot fetch a JWT key set from its jwksUrl; the last one fetched stays in use, or tokens are refused if none was'),
+      onRecovered: (keySet) => this.log.info({ keySet }, 'JWT key set fetched again from its jwksUrl'),
+      onFetch: (keySet, ok, keys) => this.metrics.observeJwksFetch(keySet, ok, keys),
     });
     this.clientIps = new ClientIps({ trustProxy: config.server.trustProxy, ipv6PrefixLength: config.limits.ipv6PrefixLength });
     const window = engines.broker && engines.inbox ? undefined : new IdempotencyWindow(config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);

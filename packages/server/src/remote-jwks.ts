@@ -18,30 +18,37 @@ const MAX_JWKS_MAX_AGE_MS = 24 * 60 * 60_000;
 /** A key set is a few kilobytes; a bigger answer is a misconfigured or hostile URL, not keys. */
 export const MAX_JWKS_BYTES = 1024 * 1024;
 
-export interface RemoteJwksOptions {
-  cooldownMs: number;
-  timeoutMs: number;
+export interface JwksFetchEvents {
   /** Told about fetch failures; the caller decides where they are logged. */
   onError?: (err: Error) => void;
   /** Told when a fetch succeeds after one or more failed. */
   onRecovered?: () => void;
+  /** Told after every fetch: whether it succeeded and how many keys the set in use holds. */
+  onFetch?: (ok: boolean, keys: number) => void;
+}
+
+export interface RemoteJwksOptions extends JwksFetchEvents {
+  cooldownMs: number;
+  timeoutMs: number;
+  /** The config key holding the URL, for messages (`auth.jwt.jwksUrl` unless it belongs to a key set). */
+  label?: string;
   now?: () => number;
 }
 
 type LocalSet = ReturnType<typeof createLocalJWKSet>;
 
 /** Refuses a URL that is not https, unless it is plain http to a loopback host (tests, sidecars). */
-export function checkJwksUrl(raw: string): URL {
+export function checkJwksUrl(raw: string, key = 'auth.jwt.jwksUrl'): URL {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new ConfigError(`auth.jwt.jwksUrl: "${raw}" is not a URL`);
+    throw new ConfigError(`${key}: "${raw}" is not a URL`);
   }
   if (url.protocol === 'https:') return url;
   if (url.protocol === 'http:' && isLoopbackHost(url.hostname)) return url;
   throw new ConfigError(
-    `auth.jwt.jwksUrl: "${raw}" must use https (plain http is allowed only to a loopback host such as 127.0.0.1 or localhost): keys fetched in clear text could be replaced on the way`,
+    `${key}: "${raw}" must use https (plain http is allowed only to a loopback host such as 127.0.0.1 or localhost): keys fetched in clear text could be replaced on the way`,
   );
 }
 
@@ -73,6 +80,7 @@ export class RemoteJwks {
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private failing = false;
+  private keyCount = 0;
   /** Fetches started, for tests and metrics. */
   fetches = 0;
 
@@ -148,15 +156,18 @@ export class RemoteJwks {
       const body = JSON.parse(await readCapped(res)) as JSONWebKeySet;
       if (!body || !Array.isArray(body.keys)) throw new Error('the response is not a JWKS (no "keys" array)');
       this.keys = createLocalJWKSet(body);
+      this.keyCount = body.keys.length;
       this.freshUntil = this.now() + maxAgeMs(res.headers.get('cache-control'), this.opts.cooldownMs);
       if (this.failing) this.opts.onRecovered?.();
       this.failing = false;
+      this.opts.onFetch?.(true, this.keyCount);
       return true;
     } catch (err) {
       const e = err as Error;
       this.failing = true;
       // Origin and path only: a query string may carry a credential.
-      this.opts.onError?.(new Error(`auth.jwt.jwksUrl ${this.url.origin}${this.url.pathname}: ${e.name === 'TimeoutError' ? `no answer within ${this.opts.timeoutMs} ms` : e.message}`));
+      this.opts.onFetch?.(false, this.keyCount);
+      this.opts.onError?.(new Error(`${this.opts.label ?? 'auth.jwt.jwksUrl'} ${this.url.origin}${this.url.pathname}: ${e.name === 'TimeoutError' ? `no answer within ${this.opts.timeoutMs} ms` : e.message}`));
       return false;
     }
   }

@@ -6,8 +6,8 @@
  * with the URL down (not ready, tokens refused, then ready once it answers), `iss`/`aud` applied to
  * remote keys, and plain http to a non-loopback host refused at configuration time.
  */
-import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { jwtVerify } from 'jose';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TokenVerifier } from '../src/auth.js';
@@ -15,57 +15,9 @@ import { ConfigError, resolveConfig, type HeraldConfig } from '../src/config.js'
 import { configWarnings } from '../src/cli/advice.js';
 import { MAX_JWKS_BYTES, RemoteJwks } from '../src/remote-jwks.js';
 import type { HeraldServer } from '../src/server.js';
+import { JwksServer, makeKey, sign, type SigningKey } from './helpers/jwks.js';
 import { startTestServer, TestSocket } from './helpers/server.js';
 import { waitFor } from './helpers/wait.js';
-
-interface SigningKey {
-  kid: string;
-  alg: 'ES256' | 'RS256';
-  jwk: JWK;
-  privateKey: CryptoKey;
-}
-
-async function makeKey(kid: string, alg: SigningKey['alg']): Promise<SigningKey> {
-  const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
-  return { kid, alg, privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' } };
-}
-
-function sign(key: SigningKey, claims: JWTPayload = {}, kid = key.kid): Promise<string> {
-  return new SignJWT({ channels: ['*'], ...claims }).setProtectedHeader({ alg: key.alg, kid }).setSubject('alice').setIssuedAt().setExpirationTime('1h').sign(key.privateKey);
-}
-
-/** A key server: serves `keys` with an optional Cache-Control header and counts the requests. */
-class JwksServer {
-  keys: JWK[] = [];
-  cacheControl: string | undefined;
-  requests = 0;
-  private server: Server | undefined;
-  port = 0;
-
-  async start(port = 0): Promise<this> {
-    const server = createServer((_req, res) => {
-      this.requests++;
-      res.writeHead(200, { 'content-type': 'application/json', ...(this.cacheControl ? { 'cache-control': this.cacheControl } : {}) });
-      res.end(JSON.stringify({ keys: this.keys }));
-    });
-    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-    this.server = server;
-    this.port = (server.address() as AddressInfo).port;
-    return this;
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}/.well-known/jwks.json`;
-  }
-
-  async stop(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
 
 let keyA: SigningKey;
 let keyB: SigningKey;

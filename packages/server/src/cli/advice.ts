@@ -23,7 +23,7 @@ export function ownOrigins(host: string, port: number): string[] {
 export function configWarnings(config: AdvisedConfig, port = config.server.port): string[] {
   const out: string[] = [];
   const { jwt, anonymous } = config.auth;
-  const hasKey = Boolean(jwt.hmacSecret || jwt.publicKeyFile || jwt.jwksFile || jwt.jwksUrl);
+  const hasKey = Boolean(jwt.hmacSecret || jwt.publicKeyFile || jwt.jwksFile || jwt.jwksUrl || jwt.keySets.length > 0);
   if (!hasKey) {
     out.push(anonymous
       ? 'no JWT key (auth.jwt.hmacSecret, auth.jwt.publicKeyFile, auth.jwt.jwksFile or auth.jwt.jwksUrl): only anonymous connections can be made'
