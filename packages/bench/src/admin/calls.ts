@@ -24,7 +24,8 @@ export interface Judged {
 }
 
 export class AdminClient {
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 4 });
+  /** Enough sockets that concurrent loops (admin-kill runs one per call kind) never queue behind each other. */
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 16 });
 
   constructor(
     private readonly origin: string,

@@ -100,8 +100,9 @@ export const adminKill: Scenario = {
           const a = await calls[call]();
           const listed = Array.isArray(a.body.nodes) && (a.body.nodes as Array<{ node?: string }>).some((n) => n.node === dead);
           if (call === 'nodes' && !listed && expiredAt === undefined) expiredAt = performance.now();
-          const j = judge(call, a, nodes, 1);
-          const sample = { at, ms: a.ms, partial: j.partial, status: a.status };
+          // A node list is never partial: it is what node 1 has heard, the dead node's expiry included.
+          const partial = call === 'nodes' ? false : judge(call, a, nodes, 1).partial;
+          const sample = { at, ms: a.ms, partial, status: a.status };
           (expiredAt === undefined || at < expiredAt - killedAt ? during : after).get(call)!.push(sample);
           await sleep(GAP_MS);
         }
