@@ -225,7 +225,7 @@ async function runScenarioOnce(target: Target, options: BenchOptions, label = ''
 
 export async function runOne(serverName: ServerName, options: BenchOptions): Promise<RunResult> {
   const result = await runScenario(serverName, options);
-  io(options).out(`\n${resultsTable([result])}`);
+  io(options).out(`\n${resultsTable([result], findScenario(options.scenario).columns)}`);
   return result;
 }
 
@@ -280,6 +280,8 @@ export async function compare(servers: ServerName[], runs: number, options: Benc
     const used = clean.length > 0 ? clean : list;
     medians[name] = { ...medianRecord(used), runs_used: used.length, runs_disturbed: list.length - clean.length };
   }
+  const scenario = findScenario(options.scenario);
+  const ratioKeys = { ...RATIO_KEYS, ...scenario.ratioKeys };
   const ratios: CompareSummary['ratios'] = {};
   const baseline = targets[0]!.label;
   const herald = medians[baseline];
@@ -288,7 +290,7 @@ export async function compare(servers: ServerName[], runs: number, options: Benc
       const peer = medians[name];
       if (name === baseline || !peer) continue;
       ratios[name] = {};
-      for (const key of Object.keys(RATIO_KEYS)) {
+      for (const key of Object.keys(ratioKeys)) {
         const h = herald[key];
         const p = peer[key];
         if (typeof h === 'number' && typeof p === 'number') ratios[name][key] = p === 0 ? null : round(h / p, 2);
@@ -299,11 +301,11 @@ export async function compare(servers: ServerName[], runs: number, options: Benc
   emit(options, summary);
 
   const all = [...results.values()].flat();
-  out(`\nAll runs (${options.scenario}):\n${resultsTable(all)}`);
+  out(`\nAll runs (${options.scenario}):\n${resultsTable(all, scenario.columns)}`);
   const medianRows = Object.values(medians);
-  out(`\nMedians of ${runs} run(s):\n${table(medianRows, columnsFor(options.scenario, medianRows))}`);
+  out(`\nMedians of ${runs} run(s):\n${table(medianRows, columnsFor(options.scenario, medianRows, scenario.columns))}`);
   const ratioRows = Object.entries(ratios).map(([peer, r]) => ({ peer: `${baseline} ÷ ${peer}`, ...r }));
-  const ratioColumns = [{ title: 'ratio', key: 'peer' }, ...columnsFor(options.scenario, medianRows).filter((c) => c.key in RATIO_KEYS)];
+  const ratioColumns = [{ title: 'ratio', key: 'peer' }, ...columnsFor(options.scenario, medianRows, scenario.columns).filter((c) => c.key in ratioKeys)];
   if (ratioRows.length > 0) {
     out(`\n${baseline} / other (medians; <1 means ${baseline}'s figure is lower):\n${table(ratioRows, ratioColumns)}`);
   }

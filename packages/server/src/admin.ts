@@ -113,7 +113,9 @@ export class Admin implements AdminOps {
     const byNode = results(g).filter((r): r is NodeStats => typeof r === 'object' && r !== null);
     const totals: Record<string, number> = {};
     for (const k of SUMMED) totals[k] = byNode.reduce((n, s) => n + (typeof s[k] === 'number' ? s[k] : 0), 0);
-    return { ...this.localStats(), totals, byNode, nodes: nodesOf(g) };
+    // This node's own reply is its top level (it answered in process, so it is in byNode unless it failed).
+    const own = byNode.find((s) => s.node === this.o.nodeName) ?? this.localStats();
+    return { ...own, totals, byNode, nodes: nodesOf(g) };
   }
 
   nodes(): NodeBeat[] {

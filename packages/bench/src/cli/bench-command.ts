@@ -91,7 +91,7 @@ function nativeClientRefusal(scenario: string, flags: Flags): string | undefined
 
 function servers(raw: string): ServerName[] {
   const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const s of list) if (!isServerName(s)) throw new InvalidArgumentError(`unknown server "${s}" (known: ${SERVERS.join(', ')}, herald-redis-<1…9>, herald-workers-<1…9>)`);
+  for (const s of list) if (!isServerName(s)) throw new InvalidArgumentError(`unknown server "${s}" (known: ${SERVERS.join(', ')}, herald-redis-<1…9>, herald-nats-<1…9>, herald-workers-<1…9>)`);
   return list as ServerName[];
 }
 
@@ -190,7 +190,7 @@ export function registerBenchCommands(program: Command): Command {
       .command('compare')
       .description('run a scenario against Herald and each peer, N times, and report medians and Herald/peer ratios')
       .option('--scenario <name>', 'scenario to compare', checkScenario, 'fanout')
-      .option('--servers <list>', `comma-separated servers: ${SERVERS.join(', ')}, herald-redis-<n> (n Herald nodes on engine redis), herald-workers-<n> (one Herald with n worker processes sharing its port, engine redis); default herald,ws-plain,ws-preframed,socketio (ws-native, the send(2) floor, only when named), reliable: herald`, servers)
+      .option('--servers <list>', `comma-separated servers: ${SERVERS.join(', ')}, herald-redis-<n> (n Herald nodes on engine redis), herald-nats-<n> (the same on engine nats), herald-workers-<n> (one Herald with n worker processes sharing its port, engine redis); default herald,ws-plain,ws-preframed,socketio (ws-native, the send(2) floor, only when named), reliable: herald`, servers)
       .option('--runs <n>', 'repetitions per server (default 3, 1 with --smoke)', positiveInt('--runs')),
   );
   compareCommand.action(async (flags: Flags & { scenario: string; servers?: ServerName[] }) => {

@@ -1,7 +1,7 @@
 /** Human-readable tables of run results and of a comparison's medians and ratios. */
 import type { RunResult } from '../scenarios/scenario.js';
 
-interface Column {
+export interface Column {
   title: string;
   key: string;
 }
@@ -80,8 +80,9 @@ const STEP_COLUMNS: Column[] = [
 /** Extras shown whenever some row has them; the rest only when they say something (nodes > 1, acks > 0). */
 const SHOWN_WHEN_PRESENT = new Set(['wire_p50_ms', 'wire_p99_ms', 'wire_p999_ms', 'users', 'unexpected', 'reconnects', 'reconnects_per_s', 'reconnects_failed', 'handshake_p50_ms', 'handshake_p99_ms', 'rss_peak_mb', 'stop_reason']);
 
-/** Columns for a scenario: its own list if it has one, else the fan-out list (plus the extras `rows` have). */
-export function columnsFor(scenario: string, rows: Array<Record<string, unknown>> = []): Column[] {
+/** Columns for a scenario: its own list if it has one (`own`), else the fan-out list (plus the extras `rows` have). */
+export function columnsFor(scenario: string, rows: Array<Record<string, unknown>> = [], own?: Column[]): Column[] {
+  if (own) return own;
   if (scenario === 'idle') return IDLE_COLUMNS;
   const shown = (key: string, min: number): boolean => rows.some((r) => typeof r[key] === 'number' && (r[key] as number) > min);
   const present = (key: string): boolean => rows.some((r) => r[key] !== undefined && r[key] !== null);
@@ -105,10 +106,10 @@ export function table(rows: Array<Record<string, unknown>>, columns: Column[]): 
 }
 
 /** The results, then the steps of every run that has them (saturate). */
-export function resultsTable(results: RunResult[]): string {
+export function resultsTable(results: RunResult[], own?: Column[]): string {
   const first = results[0];
   if (!first) return '(no results)';
-  const parts = [table(results, columnsFor(first.scenario, results))];
+  const parts = [table(results, columnsFor(first.scenario, results, own))];
   for (const r of results) {
     if (Array.isArray(r.steps)) parts.push(`\nsteps of ${r.server} (stopped: ${String(r.stop_reason)}):\n${table(r.steps as Array<Record<string, unknown>>, STEP_COLUMNS)}`);
   }

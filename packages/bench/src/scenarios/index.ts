@@ -1,4 +1,6 @@
 /** The scenario registry: add a module and list it here. */
+import { admin } from './admin.js';
+import { adminKill } from './admin-kill.js';
 import { burst } from './burst.js';
 import { channels } from './channels.js';
 import { fanout } from './fanout.js';
@@ -10,7 +12,7 @@ import type { Scenario } from './scenario.js';
 import { storm } from './storm.js';
 import { users } from './users.js';
 
-export const SCENARIOS: readonly Scenario[] = [fanout, idle, reliable, channels, burst, users, filter, storm, saturate];
+export const SCENARIOS: readonly Scenario[] = [fanout, idle, reliable, channels, burst, users, filter, storm, saturate, admin, adminKill];
 
 export function findScenario(name: string): Scenario {
   const scenario = SCENARIOS.find((s) => s.name === name);

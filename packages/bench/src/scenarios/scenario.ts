@@ -10,6 +10,7 @@ import { LoadGen } from '../loadgen/controller.js';
 import type { AudienceSpec } from '../loadgen/audience.js';
 import type { ClientKind, DeliveryMode, OpenResult, WorkerConfig } from '../loadgen/messages.js';
 import type { ServerUnderTest } from '../servers/targets.js';
+import type { Column } from '../lib/report.js';
 
 export interface RunOptions {
   connections: number;
@@ -102,6 +103,10 @@ export interface Scenario {
   compareModes?: DeliveryMode[];
   /** Set when only Herald can run the scenario: why (e.g. the peers have no tag filters). */
   heraldOnly?: string;
+  /** Columns of its result tables, when its run lines are not the fan-out kind. */
+  columns?: Column[];
+  /** Keys of its run lines `compare` gives ratios of, beyond the common ones, and which way is better. */
+  ratioKeys?: Record<string, 'lower' | 'higher'>;
   run(ctx: ScenarioContext): Promise<RunResult>;
 }
 

@@ -4,7 +4,6 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,15 +13,19 @@ import { freePort } from '../lib/ports.js';
 import { BENCH_API_KEY, BENCH_SECRET } from '../lib/token.js';
 import type { Dialect } from '../loadgen/messages.js';
 import { HERALD_BIN } from '../lib/herald-bin.js';
+import { BENCH_REDIS_URL, natsClusterEngine, redisClusterEngine, type ClusterBus, type ClusterEngine } from './cluster-engines.js';
+
+export { BENCH_REDIS_URL, deleteRedisKeys } from './cluster-engines.js';
 
 export const SERVERS = ['herald', 'ws-plain', 'ws-preframed', 'socketio', 'ws-native'] as const;
 /** What `compare` runs without --servers: Herald and the peers users would otherwise pick (ws-native is the floor, opt-in). */
 export const DEFAULT_SERVERS: readonly ServerName[] = ['herald', 'ws-plain', 'ws-preframed', 'socketio'];
 /**
  * `herald-redis-<n>`: n Herald processes (n = 1…9) on engine redis sharing one Redis, each on
- * its own port, all pinned like a single server; see `startHeraldCluster`.
+ * its own port, all pinned like a single server; see `startHeraldCluster`. `herald-nats-<n>`: the
+ * same on engine nats (BENCH_NATS_URL, default nats://127.0.0.1:4222, JetStream on).
  */
-export type ClusterServerName = `herald-redis-${number}`;
+export type ClusterServerName = `herald-redis-${number}` | `herald-nats-${number}`;
 /**
  * `herald-workers-<n>`: one Herald (`serve` with `server.workers = n`, engine redis): n worker
  * processes sharing one port through node:cluster — how one machine's cores and more than one
@@ -32,7 +35,7 @@ export type WorkersServerName = `herald-workers-${number}`;
 export type ServerName = (typeof SERVERS)[number] | ClusterServerName | WorkersServerName;
 export const PEERS: readonly ServerName[] = SERVERS.filter((s) => s !== 'herald');
 
-const CLUSTER_NAME = /^herald-redis-([1-9])$/;
+const CLUSTER_NAME = /^herald-(redis|nats)-([1-9])$/;
 const WORKERS_NAME = /^herald-workers-([1-9])$/;
 
 export function isServerName(name: string): name is ServerName {
@@ -45,14 +48,11 @@ export function workerProcesses(name: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** Nodes of a `herald-redis-<n>` cluster, else undefined. */
+/** Nodes of a `herald-redis-<n>` or `herald-nats-<n>` cluster, else undefined. */
 export function clusterNodes(name: string): number | undefined {
   const m = CLUSTER_NAME.exec(name);
-  return m ? Number(m[1]) : undefined;
+  return m ? Number(m[2]) : undefined;
 }
-
-/** The Redis the cluster targets use. */
-export const BENCH_REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 export interface TargetOptions {
   /** `taskset -c` cores for the server; undefined runs unpinned. */
@@ -80,6 +80,8 @@ export interface ServerUnderTest {
   wsUrls: string[];
   /** The broker's process (redis-server), measured apart from the nodes; undefined without one. */
   brokerPid?: number | undefined;
+  /** A cluster target's control bus (engine and prefix); undefined for the others. */
+  bus?: ClusterBus | undefined;
   publishUrl: string;
   dialect: Dialect;
   apiKey: string;
@@ -118,7 +120,10 @@ export function heraldBenchConfig(port: number, extra: Record<string, unknown> =
 
 export async function startServer(name: ServerName, options: TargetOptions): Promise<ServerUnderTest> {
   const nodes = clusterNodes(name);
-  if (nodes !== undefined) return startHeraldCluster(name, nodes, options);
+  if (nodes !== undefined) {
+    const engine = name.startsWith('herald-nats-') ? natsClusterEngine() : redisClusterEngine(options.redisUrl ?? BENCH_REDIS_URL);
+    return startHeraldCluster(name, nodes, options, engine);
+  }
   const workers = workerProcesses(name);
   if (workers !== undefined) return startHeraldWorkers(name, workers, options);
   const port = await freePort();
@@ -165,44 +170,6 @@ export async function startServer(name: ServerName, options: TargetOptions): Pro
   };
 }
 
-/** The pid of the local redis-server (`pgrep -x redis-server`; the first when several run), or undefined. */
-export function redisServerPid(): number | undefined {
-  try {
-    const pid = Number(execFileSync('pgrep', ['-x', 'redis-server'], { encoding: 'utf8' }).trim().split('\n')[0]);
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Deletes every key under `prefix:` (SCAN + DEL through redis-cli); returns how many. */
-export function deleteRedisKeys(redisUrl: string, prefix: string): number {
-  const keys = execFileSync('redis-cli', ['-u', redisUrl, '--scan', '--pattern', `${prefix}:*`], { encoding: 'utf8' })
-    .split('\n')
-    .filter(Boolean);
-  for (let i = 0; i < keys.length; i += 500) execFileSync('redis-cli', ['-u', redisUrl, 'DEL', ...keys.slice(i, i + 500)], { stdio: 'ignore' });
-  return keys.length;
-}
-
-/**
- * `nodes` Herald processes on engine redis, ports picked apart, node names `bench-node<i>`, one
- * unique `engine.redis.prefix` per start; its keys are deleted when the cluster stops. All nodes
- * are pinned to `options.cpus`. The publish URL is node 1's.
- */
-/** Unique `engine.redis.prefix` of one benchmark start. */
-function benchRedisPrefix(): string {
-  return `herald-bench-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-}
-
-/** Deletes a benchmark start's Redis keys, logging (not throwing) what happened. */
-function dropRedisKeys(redisUrl: string, prefix: string, log: (line: string) => void): void {
-  try {
-    log(`deleted ${deleteRedisKeys(redisUrl, prefix)} redis keys under ${prefix}:`);
-  } catch (error) {
-    log(`could not delete redis keys under ${prefix}: ${error instanceof Error ? error.message : String(error)}`);
-  }
-}
-
 /** The pids of `pid`'s child processes (`pgrep -P`). */
 function childPids(pid: number): number[] {
   try {
@@ -214,14 +181,14 @@ function childPids(pid: number): number[] {
 
 async function startHeraldWorkers(name: ServerName, workers: number, options: TargetOptions): Promise<ServerUnderTest> {
   const redisUrl = options.redisUrl ?? BENCH_REDIS_URL;
-  const prefix = benchRedisPrefix();
+  const engine = redisClusterEngine(redisUrl);
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'herald-bench-workers-'));
   const base = heraldBenchConfig(port);
   const config = {
     ...base,
     server: { ...(base.server as object), workers },
-    engine: { type: 'redis', redis: { url: redisUrl, prefix } },
+    engine: engine.engineConfig,
     ...options.heraldConfig,
   };
   const file = join(dir, 'config.json');
@@ -230,7 +197,7 @@ async function startHeraldWorkers(name: ServerName, workers: number, options: Ta
   const cleanup = async (): Promise<void> => {
     await stopChild(child, 8000);
     rmSync(dir, { recursive: true, force: true });
-    dropRedisKeys(redisUrl, prefix, options.log);
+    await engine.drop(options.log);
   };
   const primary = child.pid;
   let pids: number[] = [];
@@ -254,7 +221,8 @@ async function startHeraldWorkers(name: ServerName, workers: number, options: Ta
     port,
     wsUrl,
     wsUrls: [wsUrl],
-    brokerPid: redisServerPid(),
+    brokerPid: engine.brokerPid,
+    bus: engine.bus,
     publishUrl: `http://127.0.0.1:${port}/api/v1/publish`,
     dialect: 'herald',
     apiKey: BENCH_API_KEY,
@@ -263,16 +231,19 @@ async function startHeraldWorkers(name: ServerName, workers: number, options: Ta
   };
 }
 
-async function startHeraldCluster(name: ServerName, nodes: number, options: TargetOptions): Promise<ServerUnderTest> {
-  const redisUrl = options.redisUrl ?? BENCH_REDIS_URL;
-  const prefix = benchRedisPrefix();
+/**
+ * `nodes` Herald processes on `engine`, ports picked apart, node names `bench-node<i>`, one
+ * unique prefix per start, whose state is deleted when the cluster stops. All nodes are pinned to
+ * `options.cpus`. The publish URL is node 1's.
+ */
+async function startHeraldCluster(name: ServerName, nodes: number, options: TargetOptions, engine: ClusterEngine): Promise<ServerUnderTest> {
   const dir = mkdtempSync(join(tmpdir(), 'herald-bench-cluster-'));
   const children: ChildProcess[] = [];
   const ports: number[] = [];
   const cleanup = async (): Promise<void> => {
     await Promise.all(children.map((c) => stopChild(c, 5000)));
     rmSync(dir, { recursive: true, force: true });
-    dropRedisKeys(redisUrl, prefix, options.log);
+    await engine.drop(options.log);
   };
   try {
     for (let i = 1; i <= nodes; i++) {
@@ -283,7 +254,7 @@ async function startHeraldCluster(name: ServerName, nodes: number, options: Targ
       const config = {
         ...base,
         server: { ...(base.server as object), nodeName: `bench-node${i}` },
-        engine: { type: 'redis', redis: { url: redisUrl, prefix } },
+        engine: engine.engineConfig,
         ...options.heraldConfig,
       };
       const file = join(dir, `node${i}.json`);
@@ -310,7 +281,8 @@ async function startHeraldCluster(name: ServerName, nodes: number, options: Targ
     port: ports[0]!,
     wsUrl: wsUrls[0]!,
     wsUrls,
-    brokerPid: redisServerPid(),
+    brokerPid: engine.brokerPid,
+    bus: engine.bus,
     publishUrl: `http://127.0.0.1:${ports[0]}/api/v1/publish`,
     dialect: 'herald',
     apiKey: BENCH_API_KEY,

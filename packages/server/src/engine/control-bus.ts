@@ -5,7 +5,8 @@
  *
  * Messages (JSON): `beat` on ALL (with `hello` when a node joins, which makes every peer announce
  * itself at once, so a new node knows the cluster within a round trip); `bye` on ALL; `cmd` on ALL
- * or on one node; `reply` on the asking node's channel.
+ * or on one node; `reply` on the asking node's channel. The asking node answers its own part in
+ * process: the bus carries commands to peers and their replies only.
  */
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, type ErrorBody } from '@herald/protocol';
@@ -134,9 +135,19 @@ class BusControlNode implements ControlNode {
       };
       const timer = setTimeout(p.settle, timeoutMs);
       this.pending.set(id, p);
-      // A command the bus refused reaches nobody: the wait then ends with everyone missing.
-      void this.publish(channel, { t: 'cmd', id, from: this.node, cmd });
+      // This node's own part never takes the bus: it costs no broker round trip, and a lone node
+      // answers in full while its broker is away. Its own command coming back is ignored.
+      if (expected.has(this.node)) void this.answer(cmd).then((reply) => this.collect(id, reply));
+      // A command the bus refused reaches nobody: the wait then ends with every peer missing.
+      if (expected.size > (expected.has(this.node) ? 1 : 0)) void this.publish(channel, { t: 'cmd', id, from: this.node, cmd });
     });
+  }
+
+  private collect(id: string, reply: ControlReply): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    p.replies.set(reply.node, reply);
+    if ([...p.expected].every((n) => p.replies.has(n))) p.settle();
   }
 
   private announce(hello: boolean): Promise<void> {
@@ -173,26 +184,24 @@ class BusControlNode implements ControlNode {
         this.peers.delete(m.node);
         return;
       case 'cmd':
-        void this.run(m.id, m.from, m.cmd);
+        if (m.from !== this.node) void this.run(m.id, m.from, m.cmd);
         return;
-      case 'reply': {
-        const p = this.pending.get(m.id);
-        if (!p) return;
-        p.replies.set(m.reply.node, m.reply);
-        if ([...p.expected].every((n) => p.replies.has(n))) p.settle();
+      case 'reply':
+        this.collect(m.id, m.reply);
         return;
-      }
     }
   }
 
   private async run(id: string, from: string, cmd: ControlCommand): Promise<void> {
-    let reply: ControlReply;
+    await this.publish(from, { t: 'reply', id, reply: await this.answer(cmd) });
+  }
+
+  private async answer(cmd: ControlCommand): Promise<ControlReply> {
     try {
-      reply = { node: this.node, result: await this.member.handle(cmd) };
+      return { node: this.node, result: await this.member.handle(cmd) };
     } catch (err) {
-      reply = { node: this.node, error: errorBody(err) };
+      return { node: this.node, error: errorBody(err) };
     }
-    await this.publish(from, { t: 'reply', id, reply });
   }
 }
 
