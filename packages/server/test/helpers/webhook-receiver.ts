@@ -27,11 +27,11 @@ export class WebhookReceiver {
   ) {}
 
   static async start(port = 0): Promise<WebhookReceiver> {
-    let receiver: WebhookReceiver | undefined;
-    const server = createServer((req, res) => receiver!.handle(req, res));
+    const box: { receiver?: WebhookReceiver } = {};
+    const server = createServer((req, res) => box.receiver!.handle(req, res));
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-    receiver = new WebhookReceiver(server, (server.address() as AddressInfo).port);
-    return receiver;
+    box.receiver = new WebhookReceiver(server, (server.address() as AddressInfo).port);
+    return box.receiver;
   }
 
   get url(): string {
