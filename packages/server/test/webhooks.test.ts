@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Ajv } from 'ajv';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verifyWebhook } from '@herald/server';
 import type { DeepPartial, HeraldConfig } from '../src/config.js';
@@ -14,6 +15,10 @@ import type { HeraldServer } from '../src/server.js';
 import { api, API_KEY, startTestServer, TestSocket } from './helpers/server.js';
 import { waitFor, waitForValue } from './helpers/wait.js';
 import { WebhookReceiver, type ReceivedWebhook } from './helpers/webhook-receiver.js';
+import { serverFile } from './helpers/paths.js';
+import { readFileSync } from 'node:fs';
+
+const validateEvent = new Ajv({ strict: false }).compile(JSON.parse(readFileSync(serverFile('api/webhook-event.schema.json'), 'utf8')));
 
 const SECRET = { kid: 'k1', secret: 'webhook-secret-0123456789' };
 const ADMIN = API_KEY;
@@ -89,6 +94,7 @@ describe('webhooks', () => {
     expect(closed.event.data).toMatchObject({ connectionId: connId, user: 'alice', code: 1005 });
 
     for (const w of r.received) {
+      expect(validateEvent(w.event), JSON.stringify(validateEvent.errors)).toBe(true);
       const v = verifyWebhook(w.headers, w.body, { k1: SECRET.secret }, { toleranceSec: 60 });
       expect(v).toMatchObject({ ok: true, eventId: w.event.id, kid: 'k1' });
       expect(w.headers['herald-event-type']).toBe(w.event.type);
