@@ -84,6 +84,8 @@ export const ErrorCode = {
   API_KEY_SCOPE: 'api_key_scope',
   NOT_FOUND: 'not_found',
   CONNECTION_NOT_FOUND: 'connection_not_found',
+  WEBHOOKS_DISABLED: 'webhooks_disabled',
+  DEAD_LETTER_NOT_FOUND: 'dead_letter_not_found',
   UNSUPPORTED_MEDIA_TYPE: 'unsupported_media_type',
   FORBIDDEN_ORIGIN: 'forbidden_origin',
   TOO_MANY_CONNECTIONS: 'too_many_connections',

@@ -42,6 +42,8 @@ export const ERRORS: Record<ErrorCode, ErrorSpec> = {
   [ErrorCode.API_KEY_SCOPE]: { status: 403, temporary: false, message: 'The scope of the API key does not allow this request' },
   [ErrorCode.NOT_FOUND]: { status: 404, temporary: false, message: 'No such route' },
   [ErrorCode.CONNECTION_NOT_FOUND]: { status: 404, temporary: false, message: 'No such connection on this server' },
+  [ErrorCode.WEBHOOKS_DISABLED]: { status: 404, temporary: false, message: 'Webhooks are not configured (webhooks.endpoints is empty)' },
+  [ErrorCode.DEAD_LETTER_NOT_FOUND]: { status: 404, temporary: false, message: 'No dead letter with this id' },
   [ErrorCode.UNSUPPORTED_MEDIA_TYPE]: { status: 415, temporary: false, message: 'Send JSON with Content-Type: application/json' },
   [ErrorCode.FORBIDDEN_ORIGIN]: { status: 403, temporary: false, message: 'The Origin is not in origins.allowed' },
   [ErrorCode.TOO_MANY_CONNECTIONS]: { status: 429, temporary: true, message: 'A connection limit was reached' },

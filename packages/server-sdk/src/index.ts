@@ -25,5 +25,7 @@ export type {
   ReceiptState,
   RecipientRecord,
 } from './types.js';
+export { verifyWebhook } from './webhooks.js';
+export type { HeadersLike, VerifyWebhookOptions, VerifyWebhookResult, WebhookRefusal, WebhookSecrets } from './webhooks.js';
 export { CloseCode } from '@herald/protocol';
 export type { ErrorBody, StreamPosition, TagFilter, TagCondition, TagOp, Tags, TagValue } from '@herald/protocol';

@@ -332,6 +332,53 @@ export interface HeraldConfig {
     keys: string[];
     docs: boolean;
   };
+  /**
+   * Signed webhooks to the application, delivered at least once from a durable outbox in the engine (sqlite, redis or nats; refused on memory). docs/integration.md#webhooks.
+   */
+  webhooks: {
+    /**
+     * @maxItems 32
+     */
+    endpoints: {
+      id: string;
+      url: string;
+      /**
+       * @minItems 1
+       */
+      events: (
+        | 'connection.opened'
+        | 'connection.closed'
+        | 'subscription.added'
+        | 'subscription.removed'
+        | 'message.acknowledged'
+        | 'message.retries_exhausted'
+        | 'inbox.expired'
+        | 'presence.join'
+        | 'presence.leave'
+        | '*'
+      )[];
+      /**
+       * @minItems 1
+       * @maxItems 4
+       */
+      secrets: {
+        kid: string;
+        secret: string;
+      }[];
+      timeoutMs?: number;
+    }[];
+    timeoutMs: number;
+    concurrency: number;
+    leaseMs: number;
+    pollIntervalMs: number;
+    maxOutbox: number;
+    maxDeadLetters: number;
+    retry: {
+      initialMs: number;
+      maxMs: number;
+      maxAttempts: number;
+    };
+  };
 }
 export interface History {
   size?: number;

@@ -35,6 +35,7 @@ import type { PresenceStore } from './engine/presence.js';
 import { FrameHandler } from './frame-handler.js';
 import { Heartbeat } from './heartbeat.js';
 import { Hub } from './hub.js';
+import { LifecycleBus } from './lifecycle-events.js';
 import { ClientIps } from './http/client-ip.js';
 import { IdempotencyWindow } from './engine/memory/idempotency.js';
 import { Metrics } from './metrics.js';
@@ -72,6 +73,8 @@ export class HeraldNode {
   readonly subscriptions: Subscriptions;
   readonly rpc: Rpc;
   readonly admin: Admin;
+  /** Connection, subscription and message events of this node, for webhooks (lifecycle-events.ts). */
+  readonly lifecycle: LifecycleBus;
   private readonly heartbeat: Heartbeat;
   private readonly frames: FrameHandler;
   private readonly disposeEngines: (() => Promise<void>) | undefined;
@@ -101,6 +104,7 @@ export class HeraldNode {
     this.control = engines.control ?? new BusControlPlane(new MemoryControlBus(), controlTimingOf(config));
     this.access = new ChannelAccess(config.channels);
     this.disposeEngines = engines.dispose;
+    this.lifecycle = new LifecycleBus((err, event) => this.log.error({ err, event }, 'a lifecycle event listener failed'));
     this.hub = new Hub({
       onSlowConsumer: (s) => {
         this.metrics.slowConsumerCloses.inc();
@@ -131,12 +135,15 @@ export class HeraldNode {
       onExhausted: (item) => {
         this.metrics.retriesExhausted.inc();
         this.log.warn({ connId: item.session.id, user: item.session.user, msgId: item.msgId, attempts: item.attempts }, 'retries exhausted; message kept in the inbox');
+        this.lifecycle.emit('message.retries_exhausted', { msgId: item.msgId, user: item.session.user || undefined, connectionId: item.session.id, channel: item.channel, attempts: item.attempts });
       },
       onInboxDrop: (user, dropped) => {
         this.metrics.inboxDropped.inc(dropped);
         this.log.warn({ user, dropped }, 'inbox limits dropped messages');
+        this.lifecycle.emit('inbox.expired', { user, dropped });
       },
       log: this.log,
+      onAcknowledged: (ack) => this.lifecycle.emit('message.acknowledged', ack),
       write: (s, frame) => this.hub.offer(s, frame),
     });
     const historyConfig = (channel: string) => this.historyConfig(channel);
@@ -151,6 +158,7 @@ export class HeraldNode {
       log,
       limits: { maxSubscriptionsPerConnection: config.limits.maxSubscriptionsPerConnection, maxRecover: config.channels.maxRecover },
       historyConfig,
+      lifecycle: this.lifecycle,
     });
     this.rpc = new Rpc({ log, maxPendingPerConnection: config.rpc.maxPendingPerConnection, session: (id) => this.hub.sessions.get(id) });
     this.admin = new Admin({ nodeName: this.name, hub: this.hub, rpc: this.rpc, subscriptions: this.subscriptions, presence: this.presence, rpcTimeoutMs: config.rpc.timeoutMs, controlTimeoutMs: config.cluster.controlTimeoutMs });
@@ -222,7 +230,10 @@ export class HeraldNode {
     this.delivery.forget(session);
     this.rpc.connectionClosed(session);
     this.subscriptions.disconnected(session);
-    if (session.identity) this.log.debug({ connId: session.id, user: session.user, code }, 'disconnected');
+    if (session.identity) {
+      this.log.debug({ connId: session.id, user: session.user, code }, 'disconnected');
+      this.lifecycle.emit('connection.closed', { connectionId: session.id, user: session.user || undefined, node: this.name, code });
+    }
   }
 
   /** `connect` succeeded, before `connected` is sent. Resolves false when the session closed meanwhile. */
@@ -230,6 +241,7 @@ export class HeraldNode {
     this.heartbeat.connected(session, session.identity?.expiresAt);
     if (!(await this.subscriptions.connected(session))) return false;
     this.log.debug({ connId: session.id, user: session.user }, 'connected');
+    this.lifecycle.emit('connection.opened', { connectionId: session.id, user: session.user || undefined, node: this.name, tags: session.tags, remoteAddress: session.transport.remoteAddress });
     return true;
   }
 

@@ -24,6 +24,7 @@ import { trustedHops } from './http/client-ip.js';
 import { HandshakeDeadline } from './handshake-deadline.js';
 import { ErrorCode } from '@herald/protocol';
 import { createEngines } from './engine/index.js';
+import { Webhooks } from './webhooks/index.js';
 import { defaultNodeName, HeraldNode, type NodeEngines, type PublishRequest, type PublishResult } from './node.js';
 import { startIngest } from './ingest/ingest.js';
 import { directSendAvailable, sendOne } from './transport/direct-send.js';
@@ -59,7 +60,7 @@ export interface StartOptions {
   engines?: NodeEngines;
 }
 
-export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEngines): Promise<{ app: FastifyInstance; node: HeraldNode; gateway: Gateway; setReady(v: boolean): void }> {
+export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEngines): Promise<{ app: FastifyInstance; node: HeraldNode; gateway: Gateway; webhooks: Webhooks | undefined; setReady(v: boolean): void }> {
   // The publish fast path needs the node, which needs fastify's logger: bound once both exist.
   let fastPath: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
   const bodyLimit = Math.max(1 << 20, config.limits.maxMessageBytes * 4);
@@ -97,7 +98,17 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   });
   const name = defaultNodeName(config);
-  const node = new HeraldNode(config, app.log, engines ?? (await createEngines(config, name, app.log)), name);
+  const engs = engines ?? (await createEngines(config, name, app.log));
+  const node = new HeraldNode(config, app.log, engs, name);
+  let webhooks: Webhooks | undefined;
+  try {
+    webhooks = await Webhooks.open({ config, engineType: config.engine.type, openOutbox: engs.openWebhookOutbox, events: node.lifecycle, registry: node.metrics.registry, log: app.log, node: name });
+  } catch (err) {
+    await node.close().catch(() => undefined);
+    throw err;
+  }
+  // Before the node's close (which closes the engines): commit what was emitted, stop sending.
+  app.addHook('onClose', async () => webhooks?.close());
   let ready = false;
   installErrorHandling(app);
   installJsonBodyParser(app, config.limits.maxJsonDepth);
@@ -124,6 +135,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
     fanout: node.hub.writes,
     admin: node.admin,
     receipts: node.delivery.receipts,
+    deadLetters: webhooks,
   });
   await app.register(pollRoutes, {
     prefix: '/poll/v1',
@@ -154,19 +166,20 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
   const gateway = new Gateway(node, deadline);
   app.server.on('upgrade', gateway.onUpgrade);
   app.addHook('onClose', async () => deadline.stop());
-  return { app, node, gateway, setReady: (v) => (ready = v) };
+  return { app, node, gateway, webhooks, setReady: (v) => (ready = v) };
 }
 
 export async function startHerald(opts: StartOptions | DeepPartial<HeraldConfig> = {}): Promise<HeraldServer> {
   const o: StartOptions = 'config' in opts || 'overrides' in opts || 'engines' in opts ? (opts as StartOptions) : { overrides: opts as DeepPartial<HeraldConfig> };
   const config = o.config ?? resolveConfig(o.overrides ?? {});
-  const { app, node, gateway, setReady } = await buildApp(config, o.engines);
+  const { app, node, gateway, webhooks, setReady } = await buildApp(config, o.engines);
   let stopIngest: (() => Promise<void>) | undefined;
   try {
     // Before the first connection: which private Node and ws fields the write path may use.
     await checkInternalsOnce(sendOne, app.log);
     await node.start();
     stopIngest = await startIngest(node, config, app.log);
+    webhooks?.start();
     await app.listen({ host: config.server.host, port: config.server.port });
   } catch (err) {
     // Release what was opened (engine connections, the store) so a failed start leaks nothing.

@@ -22,6 +22,7 @@ import type { Broker, HistoryResult } from './engine/broker.js';
 import type { ConnectionInfo, PresenceStore } from './engine/presence.js';
 import { HeraldError } from './errors.js';
 import type { Hub } from './hub.js';
+import type { LifecycleEmitter } from './lifecycle-events.js';
 import { subscribedReply } from './message-frame.js';
 import type { RecoveringBuffer, Session } from './session.js';
 
@@ -48,6 +49,8 @@ export interface SubscriptionsOptions {
   log: FastifyBaseLogger;
   limits: { maxSubscriptionsPerConnection: number; maxRecover: number };
   historyConfig(channel: string): HistoryConfig;
+  /** Gets subscription.added / subscription.removed. */
+  lifecycle?: LifecycleEmitter;
 }
 
 type Topic = { kind: 'channel'; channel: string } | { kind: 'user'; user: string };
@@ -140,6 +143,7 @@ export class Subscriptions implements SubscriptionOps, HistoryReads {
     if (!session.open || session.recoveryBuffer(channel) !== buffer) return;
     if (!this.replyAndGoLive(session, frame, history, buffer!)) return;
     this.updatePresence(session);
+    this.o.lifecycle?.emit('subscription.added', { connectionId: session.id, user: session.user || undefined, node: this.o.nodeName, channel });
   }
 
   readHistory(channel: string, limit: number, since?: StreamPosition): Promise<HistoryResult> {
@@ -149,6 +153,7 @@ export class Subscriptions implements SubscriptionOps, HistoryReads {
   unsubscribe(session: Session, channel: string): boolean {
     if (!session.isSubscribed(channel)) return false;
     this.leave(session, channel);
+    this.o.lifecycle?.emit('subscription.removed', { connectionId: session.id, user: session.user || undefined, node: this.o.nodeName, channel });
     return true;
   }
 

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { readableSchemaNames } from '../src/http/openapi-names.js';
 import { Metrics } from '../src/metrics.js';
+import { webhookMetrics } from '../src/webhooks/metrics.js';
 import { REPO_ROOT, serverFile } from './helpers/paths.js';
 
 type Schema = { $ref?: string; properties?: Record<string, Schema>; items?: Schema; oneOf?: Schema[]; anyOf?: Schema[]; allOf?: Schema[] };
@@ -139,6 +140,7 @@ describe('OpenAPI schema names', () => {
 describe('the metrics table', () => {
   it('lists every herald_ metric the server registers', async () => {
     const metrics = new Metrics({ connections: () => 0, subscriptions: () => 0, queuedBytes: () => 0 });
+    webhookMetrics(metrics.registry, async () => ({ pending: 0, dead: 0 }));
     const names = (await metrics.registry.getMetricsAsJSON()).map((m) => m.name).filter((n) => n.startsWith('herald_'));
     expect(names.length).toBeGreaterThan(10);
     expect(names.filter((n) => !new RegExp(`\\| \`${n}(\\{[a-z_,]+\\})?\` \\|`).test(doc))).toEqual([]);

@@ -74,6 +74,8 @@ export interface DeliveryHooks {
   userSessions(user: string): Iterable<Session> | undefined;
   onExhausted(item: InFlight): void;
   onInboxDrop(user: string, dropped: number): void;
+  /** A message was acknowledged (once per message and user, by whichever connection or route settled it). */
+  onAcknowledged?(ack: { msgId: string; user?: string; connectionId?: string; channel?: string }): void;
   log: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
   /**
    * Writes a transmission; false when the session is closed or was just closed as slow. Default:
@@ -225,6 +227,7 @@ export class ReliableDelivery {
         this.settle(st!, item);
         st!.exhausted.delete(msgId);
         this.receipts.acked(item, session.id, user);
+        this.hooks.onAcknowledged?.({ msgId, user: user || undefined, connectionId: session.id, channel: item.channel });
         if (item.fromInbox) settledHere.push(msgId);
         continue;
       }
@@ -260,7 +263,10 @@ export class ReliableDelivery {
    */
   async ackInbox(user: string, msgIds: string[]): Promise<string[]> {
     const removed = await this.hooks.inbox.remove(user, msgIds);
-    for (const msgId of removed) this.receipts.ackedInInbox(msgId, user, 'http');
+    for (const msgId of removed) {
+      this.receipts.ackedInInbox(msgId, user, 'http');
+      this.hooks.onAcknowledged?.({ msgId, user });
+    }
     this.settleForUser(user, removed);
     return removed;
   }
@@ -270,7 +276,10 @@ export class ReliableDelivery {
     // A channel message whose retries just ran out may still be on its way into the inbox.
     await Promise.all(acks.map((a) => a.stored));
     const removed = await this.hooks.inbox.remove(session.user, acks.map((a) => a.msgId));
-    for (const msgId of removed) this.receipts.ackedInInbox(msgId, session.user, session.id);
+    for (const msgId of removed) {
+      this.receipts.ackedInInbox(msgId, session.user, session.id);
+      this.hooks.onAcknowledged?.({ msgId, user: session.user, connectionId: session.id });
+    }
     this.settleForUser(session.user, removed);
   }
 

@@ -7,6 +7,7 @@ import type { Broker } from './broker.js';
 import type { ControlPlane } from './control.js';
 import type { InboxStore } from './inbox.js';
 import type { PresenceStore } from './presence.js';
+import type { WebhookOutbox, WebhookOutboxLimits } from './webhook-outbox.js';
 
 export interface Engines {
   broker: Broker;
@@ -15,6 +16,11 @@ export interface Engines {
   inbox: InboxStore;
   /** Node-to-node commands and node liveness, over the same backend (control.ts). */
   control: ControlPlane;
+  /**
+   * Opens the durable webhook outbox on this backend; absent where nothing is durable (memory),
+   * so `webhooks` is refused there. Called only when webhooks are configured.
+   */
+  openWebhookOutbox?: (limits: WebhookOutboxLimits) => Promise<WebhookOutbox>;
   /** Releases what the engines hold beyond their own close() (e.g. the SQLite file). */
   dispose?: () => Promise<void>;
 }

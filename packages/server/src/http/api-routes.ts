@@ -15,6 +15,8 @@ import type { PublishOps, PublishRequest } from '../publishing.js';
 import { rateLimitedError, type RateLimits } from '../rate-limit/rate-limits.js';
 import { ApiKeyring, presentedApiKey, type ApiKeyGrant, type ApiScope } from './api-key.js';
 import { publishBatch } from './batch-publish.js';
+import { webhookRoutes } from './webhook-routes.js';
+import type { DeadLetterOps } from '../webhooks/index.js';
 
 const ref = (name: string) => ({ $ref: `herald:publish#/$defs/${name}` });
 const errorResponses = {
@@ -71,6 +73,8 @@ export interface ApiRoutesOptions {
   fanout: Pick<WriteScheduler, 'hold' | 'release' | 'heldFanoutMs'>;
   admin: AdminOps;
   receipts: Pick<ReceiptBook, 'get'>;
+  /** The webhook dead letters; absent when webhooks are not configured. */
+  deadLetters?: DeadLetterOps | undefined;
 }
 
 export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): Promise<void> {
@@ -297,4 +301,7 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
       },
     },
   }, async () => ({ nodes: admin.nodes() }));
+
+  // Admin keys only (no apiScope in their route config).
+  await app.register(webhookRoutes, { prefix: '/webhooks', deadLetters: opts.deadLetters, security, errorResponse: ref('errorResponse') });
 }

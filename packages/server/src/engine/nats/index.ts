@@ -7,6 +7,7 @@ import { NatsInbox } from './inbox.js';
 import { NatsPresence } from './presence.js';
 import { BusControlPlane, controlTimingOf } from '../control-bus.js';
 import { NatsControlBus } from './control.js';
+import { NatsWebhookOutbox } from './webhook-outbox.js';
 
 /**
  * NATS carries dispatches; JetStream keeps channel history, inboxes (a stream) and presence (a KV
@@ -45,5 +46,5 @@ export async function createNatsEngines(config: Readonly<HeraldConfig>, log: Fas
     throw err;
   }
   const control = new BusControlPlane(bus, controlTimingOf(config), (err) => onError(err, 'control'));
-  return { broker, presence, inbox, control };
+  return { broker, presence, inbox, control, openWebhookOutbox: (limits) => NatsWebhookOutbox.connect({ servers, prefix, replicas, onError }, limits) };
 }

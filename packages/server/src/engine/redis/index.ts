@@ -8,6 +8,7 @@ import { RedisInbox } from './inbox.js';
 import { RedisPresence } from './presence.js';
 import { BusControlPlane, controlTimingOf } from '../control-bus.js';
 import { RedisControlBus } from './control.js';
+import { RedisWebhookOutbox } from './webhook-outbox.js';
 
 /**
  * Broker, presence, inbox and the control plane all in Redis. Presence, inbox and control connect here, so an unreachable Redis
@@ -36,7 +37,13 @@ export async function createRedisEngines(config: Readonly<HeraldConfig>, nodeNam
     throw err;
   }
   const control = new BusControlPlane(bus, controlTimingOf(config), (err) => onError(err, 'control'));
-  return { broker: new RedisBroker({ target, prefix, onError, idempotencyWindowMs }), presence, inbox, control };
+  return {
+    broker: new RedisBroker({ target, prefix, onError, idempotencyWindowMs }),
+    presence,
+    inbox,
+    control,
+    openWebhookOutbox: (limits) => RedisWebhookOutbox.connect({ target, prefix, onError }, limits),
+  };
 }
 
 /** `engine.redis` (already validated by resolveConfig) as the connection target it names. */

@@ -8,6 +8,7 @@ import { SqliteBroker } from './broker.js';
 import { SqliteDb } from './db.js';
 import { SqliteIdempotency } from './idempotency.js';
 import { SqliteInbox } from './inbox.js';
+import { SqliteWebhookOutbox } from './webhook-outbox.js';
 
 export function createSqliteEngines(config: Readonly<HeraldConfig>): Engines {
   const { dataDir, synchronous } = config.engine.sqlite;
@@ -24,6 +25,7 @@ export function createSqliteEngines(config: Readonly<HeraldConfig>): Engines {
     inbox: new SqliteInbox(db, idempotency),
     // One node: its control plane is in-process (server.workers > 1 is refused for SQLite).
     control: new BusControlPlane(new MemoryControlBus(), controlTimingOf(config)),
+    openWebhookOutbox: async (limits) => new SqliteWebhookOutbox(db, limits),
     dispose: async () => {
       idempotency.close();
       db.close();

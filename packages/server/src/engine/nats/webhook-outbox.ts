@@ -1,0 +1,238 @@
+/**
+ * The webhook outbox on JetStream, shared by every node:
+ *   `<prefix>_webhooks`: a work-queue stream (file storage), one message per pending event, read
+ *   through one durable pull consumer that every node shares. JetStream is the lease: a fetched
+ *   message is held for `ack_wait` (= leaseMs) and redelivered to any node if not acknowledged;
+ *   a retry is a NAK with a delay; an append is refused when the stream holds `maxEntries`
+ *   (discard: new), so committed events are never pushed out;
+ *   `<prefix>_webhooks_dead`: dead letters, one subject per event id (at most one message each),
+ *   at most `maxDeadLetters` messages (discard: old).
+ *
+ * Not ordered by key: the shared consumer hands out messages to whichever node fetches, and a
+ * NAKed message is redelivered after later ones. Keeping order would take one consumer per key.
+ * `lastError` of a pending entry is known only to the node that saw the failure (a NAK carries no
+ * data); a dead letter keeps its final error.
+ */
+import { randomUUID } from 'node:crypto';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, nanos, RetentionPolicy, StorageType, type JsMsg } from 'nats';
+import type { ClaimedWebhook, DeadWebhook, WebhookOutbox, WebhookOutboxLimits, WebhookRecord } from '../webhook-outbox.js';
+import {
+  apiErrorCode,
+  checkNatsPrefix,
+  checkNatsReplicas,
+  closeLink,
+  ensureStream,
+  lastMessage,
+  openJetStream,
+  readFiltered,
+  subjectToken,
+  type JetStreamLink,
+  type NatsEngineOptions,
+} from './jetstream.js';
+
+/** JetStream's "maximum messages exceeded" (a discard-new stream is full). */
+const STREAM_FULL = 10077;
+const APPEND_DEDUP_WINDOW_MS = 120_000;
+
+interface Stored {
+  id: string;
+  endpoint: string;
+  key: string;
+  body: string;
+  createdAt: number;
+  lastError?: string;
+  deadAt?: number;
+}
+
+export class NatsWebhookOutbox implements WebhookOutbox {
+  readonly orderedByKey = false;
+  private readonly stream: string;
+  private readonly deadStream: string;
+  private readonly consumer: string;
+  private readonly held = new Map<string, JsMsg>();
+  private readonly errors = new Map<string, string>();
+
+  private constructor(
+    private readonly link: JetStreamLink,
+    private readonly prefix: string,
+    private readonly limits: WebhookOutboxLimits,
+  ) {
+    this.stream = `${prefix}_webhooks`;
+    this.deadStream = `${prefix}_webhooks_dead`;
+    this.consumer = `${prefix}_webhooks`;
+  }
+
+  static async connect(opts: NatsEngineOptions, limits: WebhookOutboxLimits): Promise<NatsWebhookOutbox> {
+    checkNatsPrefix(opts.prefix);
+    const replicas = checkNatsReplicas(opts.replicas);
+    const link = await openJetStream({ servers: opts.servers, ...(opts.requestTimeoutMs ? { requestTimeoutMs: opts.requestTimeoutMs } : {}) }, `herald:${opts.prefix}:webhooks`);
+    const outbox = new NatsWebhookOutbox(link, opts.prefix, limits);
+    try {
+      await outbox.prepare(replicas);
+    } catch (err) {
+      await closeLink(link.nc);
+      throw err;
+    }
+    return outbox;
+  }
+
+  private async prepare(replicas: number): Promise<void> {
+    const { jsm } = this.link;
+    await ensureStream(
+      jsm,
+      {
+        name: this.stream,
+        subjects: [`${this.prefix}.wh.>`],
+        retention: RetentionPolicy.Workqueue,
+        storage: StorageType.File,
+        discard: DiscardPolicy.New,
+        max_msgs: this.limits.maxEntries,
+        num_replicas: replicas,
+        duplicate_window: nanos(APPEND_DEDUP_WINDOW_MS),
+      },
+      (existing) => (existing.max_msgs !== this.limits.maxEntries ? { ...existing, max_msgs: this.limits.maxEntries } : undefined),
+    );
+    await ensureStream(
+      jsm,
+      {
+        name: this.deadStream,
+        subjects: [`${this.prefix}.whdead.>`],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        discard: DiscardPolicy.Old,
+        max_msgs: this.limits.maxDeadLetters,
+        max_msgs_per_subject: 1,
+        num_replicas: replicas,
+      },
+      (existing) => (existing.max_msgs !== this.limits.maxDeadLetters ? { ...existing, max_msgs: this.limits.maxDeadLetters } : undefined),
+    );
+    const consumer = {
+      durable_name: this.consumer,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(this.limits.leaseMs),
+      max_deliver: -1,
+      max_ack_pending: -1,
+    };
+    // Adding a durable that exists with other settings fails; the lease length is ours to change.
+    try {
+      await jsm.consumers.add(this.stream, consumer);
+    } catch {
+      await jsm.consumers.update(this.stream, this.consumer, { ack_wait: consumer.ack_wait });
+    }
+  }
+
+  async append(records: readonly WebhookRecord[]): Promise<{ stored: number; refused: number }> {
+    let stored = 0;
+    const now = Date.now();
+    for (const r of records) {
+      const data: Stored = { id: r.id, endpoint: r.endpoint, key: r.key, body: r.body, createdAt: now };
+      try {
+        // The id as Nats-Msg-Id: an append retried after an unknown outcome is stored once.
+        await this.link.js.publish(this.subject(r.endpoint), JSON.stringify(data), { msgID: r.id });
+        stored++;
+      } catch (err) {
+        if (apiErrorCode(err) === STREAM_FULL || /maximum messages/i.test((err as Error).message)) break;
+        throw err;
+      }
+    }
+    return { stored, refused: records.length - stored };
+  }
+
+  async claim(limit: number): Promise<ClaimedWebhook[]> {
+    const max = Math.max(0, Math.floor(limit));
+    if (max === 0) return [];
+    const consumer = await this.link.js.consumers.get(this.stream, this.consumer);
+    const out: ClaimedWebhook[] = [];
+    const iter = await consumer.fetch({ max_messages: max, expires: 1000 });
+    for await (const m of iter) {
+      const e = m.json<Stored>();
+      const lease = randomUUID();
+      this.held.set(lease, m);
+      const lastError = this.errors.get(e.id);
+      out.push({ id: e.id, endpoint: e.endpoint, key: e.key, body: e.body, createdAt: e.createdAt, attempts: m.info.deliveryCount, lease, ...(lastError ? { lastError } : {}) });
+      if (out.length >= max || m.info.pending === 0) break;
+    }
+    return out;
+  }
+
+  async ack(entry: ClaimedWebhook): Promise<boolean> {
+    const m = this.take(entry);
+    if (!m) return false;
+    this.errors.delete(entry.id);
+    return m.ackAck();
+  }
+
+  async retry(entry: ClaimedWebhook, delayMs: number, error: string): Promise<boolean> {
+    const m = this.take(entry);
+    if (!m) return false;
+    this.errors.set(entry.id, error);
+    m.nak(Math.max(0, Math.floor(delayMs)));
+    return true;
+  }
+
+  async bury(entry: ClaimedWebhook, error: string): Promise<boolean> {
+    const m = this.take(entry);
+    if (!m) return false;
+    this.errors.delete(entry.id);
+    const e = m.json<Stored>();
+    // The dead letter is stored before the entry leaves: a crash in between leaves a duplicate
+    // (the same subject, so one dead letter), never a loss.
+    await this.link.js.publish(this.deadSubject(e.id), JSON.stringify({ ...e, attempts: m.info.deliveryCount, lastError: error, deadAt: Date.now() }));
+    return m.ackAck();
+  }
+
+  async deadLetters(limit: number): Promise<DeadWebhook[]> {
+    const max = Math.max(0, Math.floor(limit));
+    if (max === 0) return [];
+    return readFiltered(this.link, this.deadStream, { filter: `${this.prefix}.whdead.>` }, async (pending, fetch) => {
+      const msgs = await fetch(Math.min(max, pending));
+      return msgs.map((m) => {
+        const e = m.json<Stored & { attempts: number }>();
+        return { id: e.id, endpoint: e.endpoint, key: e.key, body: e.body, createdAt: e.createdAt, attempts: e.attempts, lastError: e.lastError ?? '', deadAt: e.deadAt ?? 0 };
+      });
+    });
+  }
+
+  async requeue(id: string): Promise<boolean> {
+    const stored = await lastMessage(this.link, this.deadStream, this.deadSubject(id));
+    if (!stored) return false;
+    const e = stored.json<Stored>();
+    const data: Stored = { id: e.id, endpoint: e.endpoint, key: e.key, body: e.body, createdAt: e.createdAt };
+    // Published before the dead letter goes, so a crash in between duplicates rather than loses;
+    // no Nats-Msg-Id, which the first append's duplicate window might still hold.
+    await this.link.js.publish(this.subject(e.endpoint), JSON.stringify(data));
+    await this.link.jsm.streams.purge(this.deadStream, { filter: this.deadSubject(id) });
+    return true;
+  }
+
+  async discard(id: string): Promise<boolean> {
+    const r = await this.link.jsm.streams.purge(this.deadStream, { filter: this.deadSubject(id) });
+    return r.purged > 0;
+  }
+
+  async depth(): Promise<{ pending: number; dead: number }> {
+    const [a, b] = await Promise.all([this.link.jsm.streams.info(this.stream), this.link.jsm.streams.info(this.deadStream)]);
+    return { pending: a.state.messages, dead: b.state.messages };
+  }
+
+  async close(): Promise<void> {
+    // Held messages are not NAKed: their leases run out and a peer (or this node, restarted) sends them.
+    this.held.clear();
+    await closeLink(this.link.nc);
+  }
+
+  private take(entry: ClaimedWebhook): JsMsg | undefined {
+    const m = this.held.get(entry.lease);
+    this.held.delete(entry.lease);
+    return m;
+  }
+
+  private subject(endpoint: string): string {
+    return `${this.prefix}.wh.${subjectToken(endpoint)}`;
+  }
+
+  private deadSubject(id: string): string {
+    return `${this.prefix}.whdead.${subjectToken(id)}`;
+  }
+}
