@@ -23,6 +23,8 @@ export interface Identity {
   subscribe: ChannelPatterns;
   publish: ChannelPatterns;
   tags: Tags;
+  /** Channels granted one at a time to this connection (subscription tokens, the subscribe hook); kept across token refreshes. */
+  granted?: Set<string>;
 }
 
 const HMAC_ALGS = new Set(['HS256', 'HS384', 'HS512']);
@@ -82,6 +84,11 @@ export class TokenVerifier {
    * and `iat` checked with `auth.jwt.clockToleranceSec` of skew either way.
    */
   async verify(token: string, nowMs = Date.now()): Promise<Identity> {
+    return identityFromClaims(await this.verifyClaims(token, nowMs));
+  }
+
+  /** The claims of a token that passes every rule of `verify`, before they are read as a connection's identity. */
+  async verifyClaims(token: string, nowMs = Date.now()): Promise<JWTPayload> {
     if (!this.configured) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'token authentication is not configured on this server');
     const payload = this.hmacKey && HMAC_ALGS.has(peekAlgorithm(token) ?? '') ? this.verifyHmac(token, this.hmacKey, nowMs) : await this.verifyWithJose(token, nowMs);
     // jose checks `iat` only against a maximum token age, which Herald does not set; a token
@@ -89,7 +96,7 @@ export class TokenVerifier {
     if (typeof payload.iat === 'number' && payload.iat > Math.floor(nowMs / 1000) + this.cfg.clockToleranceSec) {
       throw new HeraldError(ErrorCode.UNAUTHORIZED, 'invalid token: "iat" claim timestamp check failed (it should be in the past)');
     }
-    return identityFromClaims(payload);
+    return payload;
   }
 
   private async verifyWithJose(token: string, nowMs: number): Promise<JWTPayload> {
@@ -145,6 +152,8 @@ export function identityFromClaims(payload: JWTPayload): Identity {
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > 256) {
     throw new HeraldError(ErrorCode.UNAUTHORIZED, 'invalid token: "sub" must be a user id string');
   }
+  // A subscription token grants one channel to a connection of its user; it is not a connection token.
+  if (payload.channel !== undefined) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'invalid token: a subscription token (with "channel") cannot open a connection');
   const channels = stringList(payload.channels, 'channels');
   const publish = stringList(payload.publish, 'publish');
   const tags = parseTags(payload.tags);
