@@ -157,3 +157,35 @@ describe('refresh hook', () => {
     expect(backend.requestsTo('refresh').length).toBeGreaterThanOrEqual(2); // asked again while unavailable
   });
 });
+
+describe('@herald/client getToken against a real Herald', () => {
+  it('refreshes in band before expiry: same connection, subscription kept, messages keep coming', async () => {
+    const { HeraldClient } = await import('@herald/client');
+    const { default: WebSocket } = await import('ws');
+    const server = await startTestServer({ origins: { allowed: ['*'] } });
+    const expiries: number[] = [];
+    const getToken = async () => {
+      const exp = nowSec() + (expiries.length === 0 ? 3 : 3600);
+      expiries.push(exp);
+      return makeToken({ sub: 'sdk', channels: ['live:*'], expiresIn: exp });
+    };
+    const client = new HeraldClient({ url: server.wsUrl, WebSocket: WebSocket as never, getToken, refreshAhead: 2000 });
+    try {
+      await client.connect();
+      const connectionId = client.connectionId;
+      const got: unknown[] = [];
+      const sub = client.subscribe('live:1');
+      sub.on('message', (m) => void got.push(m.payload));
+      await waitFor(() => sub.state === 'subscribed', 3000, 'subscribed');
+      await waitFor(() => expiries.length === 2, 5000, 'the in-band refresh');
+      await waitFor(() => nowSec() > expiries[0]! + 1, 8000, 'the first token expiry to pass');
+      await server.publish({ channel: 'live:1', eventType: 'e', payload: 'after' });
+      await waitFor(() => got.includes('after'), 3000, 'a message after the first expiry');
+      expect(client.connectionId).toBe(connectionId);
+      expect(client.state.status).toBe('connected');
+    } finally {
+      client.close();
+      await server.close();
+    }
+  });
+});
