@@ -18,6 +18,7 @@ import type { RequestHandler, RequestOptions } from './rpc.js';
 import type { ClientState } from './state.js';
 import type { Subscription } from './subscription.js';
 import { Subscriptions } from './subscriptions.js';
+import { TokenRefresher } from './token-refresher.js';
 import type { SubscribedInfo } from './subscription.js';
 
 export type ConnectedInfo = Omit<ConnectedFrame, 'type' | 'id'>;
@@ -60,6 +61,7 @@ export class HeraldClient {
   readonly #publisher: Publisher;
   readonly #rpc: Rpc;
   readonly #outbox: Outbox;
+  readonly #refresher: TokenRefresher | undefined;
   readonly #disposers: Disposer[] = [];
   #state: ClientState = { status: 'idle' };
   #conn: Connection | undefined;
@@ -98,6 +100,19 @@ export class HeraldClient {
       onPublished: (result) => this.#events.emit('published', result),
     });
     this.#rpc = new Rpc({ link, defaultTimeout: this.options.requestTimeout, onError });
+    const { getToken } = this.options;
+    this.#refresher = getToken
+      ? new TokenRefresher({
+          getToken,
+          aheadMs: this.options.refreshAhead,
+          onError,
+          onRefreshed: (token, expiresAt) => {
+            this.#token = token;
+            this.#tokenStale = false;
+            this.#expiresAt = expiresAt;
+          },
+        })
+      : undefined;
     if (this.options.browserEvents) {
       this.#disposers.push(
         watchConnectivity({
@@ -287,6 +302,7 @@ export class HeraldClient {
       const { type: _t, id: _i, ...info } = connected;
       this.#setState({ status: 'connected', connectionId: connected.connectionId, user: connected.user, node: connected.node });
       this.#linkUp(conn);
+      this.#refresher?.schedule(conn, connected.expiresAt);
       this.#events.emit('connected', info);
       const ready = this.#ready;
       this.#ready = undefined;
@@ -367,6 +383,7 @@ export class HeraldClient {
   }
 
   #linkDown(): void {
+    this.#refresher?.cancel();
     this.#subs.linkDown();
     this.#rpc.linkDown();
     this.#publisher.linkDown();
@@ -388,6 +405,10 @@ export class HeraldClient {
         return;
       case 'response':
         this.#rpc.handleResponse(frame);
+        return;
+      case 'unsubscribed':
+        // The server ended a subscription (e.g. subscription_revoked after a token refresh).
+        this.#subs.ended(frame.channel, HeraldError.fromBody(frame.error ?? { code: ErrorCode.NOT_SUBSCRIBED, message: 'ended by the server', temporary: false }));
         return;
       case 'error': {
         const err = HeraldError.fromBody(frame.error);

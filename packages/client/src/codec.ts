@@ -64,7 +64,11 @@ export function decodeServerFrame(data: unknown): ServerFrame {
       }
       break;
     case 'unsubscribed':
-      need(f, t, { id: isNum, channel: isStr });
+      need(f, t, { channel: isStr });
+      if (f.id === undefined ? !isErrorBody(f.error) : !isNum(f.id)) throw bad(t, 'needs a numeric "id", or an "error" when the server ended the subscription');
+      break;
+    case 'refreshed':
+      need(f, t, { id: isNum });
       break;
     case 'published':
       need(f, t, { id: isNum, msgId: isStr });

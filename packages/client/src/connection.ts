@@ -160,9 +160,14 @@ export class Connection implements Link {
         return;
       case 'pong':
         return;
-      case 'subscribed':
       case 'unsubscribed':
+        // Without an id: the server ended the subscription itself (e.g. subscription_revoked).
+        if (frame.id === undefined) this.#opts.onFrame(frame, this);
+        else this.#settle(frame.id, frame);
+        return;
+      case 'subscribed':
       case 'published':
+      case 'refreshed':
         this.#settle(frame.id, frame);
         return;
       case 'error':

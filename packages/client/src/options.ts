@@ -14,10 +14,14 @@ export interface HeraldClientOptions {
   /** JWT sent in the `connect` frame. Omit for anonymous connections or when `getToken` is given. */
   token?: string;
   /**
-   * Returns a fresh token. Called before the first connect when `token` is absent, and whenever
-   * the token expired (close code 4006 or error `token_expired`, or past `connected.expiresAt`).
+   * Returns a fresh token. Called before the first connect when `token` is absent, whenever the
+   * token expired (close code 4006 or error `token_expired`, or past `connected.expiresAt`), and
+   * `refreshAhead` ms before the connection's token expires: the new token is then sent in a
+   * `refresh` frame, so the connection and its subscriptions stay.
    */
   getToken?: () => string | Promise<string>;
+  /** With `getToken`: refresh in band this many ms before expiry, at most half the token's remaining life (default 30 000). */
+  refreshAhead?: number;
   /** WebSocket implementation; default `globalThis.WebSocket`. In Node 20 pass `WebSocket` from `ws`. */
   WebSocket?: WebSocketConstructor;
   /** Reconnect policy, or `false` to never reconnect. Default: exponential 500 ms → 20 s, full jitter. */
@@ -56,6 +60,7 @@ export interface ResolvedOptions {
   readonly url: string;
   readonly token: string | undefined;
   readonly getToken: (() => string | Promise<string>) | undefined;
+  readonly refreshAhead: number;
   readonly WebSocket: WebSocketConstructor;
   readonly backoff: BackoffPolicy | undefined;
   readonly connectTimeout: number;
@@ -72,7 +77,7 @@ export interface ResolvedOptions {
 }
 
 const KNOWN = new Set([
-  'url', 'token', 'getToken', 'WebSocket', 'reconnect', 'connectTimeout', 'requestTimeout',
+  'url', 'token', 'getToken', 'refreshAhead', 'WebSocket', 'reconnect', 'connectTimeout', 'requestTimeout',
   'ackMode', 'dedupSize', 'ackDelay', 'outbox', 'browserEvents', 'clientName',
 ]);
 const KNOWN_OUTBOX = new Set(['maxSize', 'resendInterval', 'persist', 'storageKey']);
@@ -147,6 +152,7 @@ export function resolveOptions(input: HeraldClientOptions): ResolvedOptions {
     url,
     token: str(input.token, 'token'),
     getToken: input.getToken,
+    refreshAhead: int(input.refreshAhead, 'refreshAhead', 30_000, 0),
     WebSocket,
     backoff,
     connectTimeout: int(input.connectTimeout, 'connectTimeout', 10_000, 1),

@@ -69,6 +69,19 @@ export class Subscriptions {
     if (sub?.accept(frame)) this.#deliver(sub, frame);
   }
 
+  /** The server ended the channel's subscription: it ends here too, with `err` as its reason. */
+  ended(channel: string, err: HeraldError): void {
+    const sub = this.#subs.get(channel);
+    if (!sub) return;
+    this.#subs.delete(channel);
+    sub.end('unsubscribed', err);
+    sub.events.emit('error', err);
+    const info = { channel };
+    sub.events.emit('unsubscribed', info);
+    this.#opts.onUnsubscribed(info);
+    this.#opts.onError(err);
+  }
+
   /** Ends every subscription and drops its listeners (client closed). */
   close(err: HeraldError): void {
     for (const sub of this.#subs.values()) {

@@ -428,3 +428,89 @@ describe('client logic (scripted socket)', () => {
     await expect(c.publish('a', 'b', 1)).rejects.toMatchObject({ code: 'client_closed' });
   });
 });
+
+describe('in-band token refresh (scripted socket)', () => {
+  /** Connects with a token expiring `lifeMs` from now; `getToken` hands out t1, t2, … */
+  async function connectExpiring(lifeMs: number, opts: Partial<HeraldClientOptions> = {}) {
+    const expiresAt = Math.floor((Date.now() + lifeMs) / 1000);
+    FakeSocket.autoConnect = { pingInterval: 0, pongTimeout: 0, expiresAt };
+    let n = 0;
+    const getToken = vi.fn(() => `t${++n}`);
+    const c = client({ getToken, ...opts });
+    const errors: HeraldError[] = [];
+    c.on('error', (e) => void errors.push(e));
+    await settled(c.connect());
+    return { c, getToken, expiresAt, errors, ws: last() };
+  }
+
+  it('calls getToken refreshAhead ms before expiry and sends refresh on the same connection, then plans the next one', async () => {
+    const { getToken, expiresAt, ws } = await connectExpiring(120_000, { refreshAhead: 30_000 });
+    expect(getToken).toHaveBeenCalledTimes(1); // for connect
+    await advance(expiresAt * 1000 - Date.now() - 30_000 - 1);
+    expect(ws.frames('refresh')).toEqual([]);
+    await advance(1);
+    await waitFor(() => ws.frames('refresh').length === 1, 10);
+    const [frame] = ws.frames('refresh');
+    expect(frame).toEqual({ type: 'refresh', id: frame.id, token: 't2' });
+    const next = expiresAt + 600;
+    ws.push({ type: 'refreshed', id: frame.id, expiresAt: next });
+    await advance(next * 1000 - Date.now() - 30_000 - 1);
+    expect(ws.frames('refresh')).toHaveLength(1);
+    await advance(1);
+    await waitFor(() => ws.frames('refresh').length === 2, 10);
+    expect(ws.frames('refresh')[1].token).toBe('t3');
+    expect(FakeSocket.all).toHaveLength(1); // never reconnected
+  });
+
+  it('a short-lived token is refreshed at half its remaining life', async () => {
+    const { ws } = await connectExpiring(10_000, { refreshAhead: 30_000 });
+    const start = Date.now();
+    await waitFor(() => ws.frames('refresh').length === 1, 10_000, 'the refresh frame');
+    expect(Date.now() - start).toBeLessThanOrEqual(5000);
+    expect(Date.now() - start).toBeGreaterThanOrEqual(4000);
+  });
+
+  it('a refused refresh is reported; the 4006 close at expiry then reconnects with a fresh token', async () => {
+    const { getToken, errors, ws, c } = await connectExpiring(60_000, { refreshAhead: 10_000 });
+    await waitFor(() => ws.frames('refresh').length === 1, 60_000, 'the refresh frame');
+    const [frame] = ws.frames('refresh');
+    ws.push({ type: 'error', id: frame.id, error: { code: 'unauthorized', message: 'bad token', temporary: false } });
+    await waitFor(() => errors.length === 1, 10);
+    expect(errors[0]!.code).toBe('unauthorized');
+    ws.serverClose(4006, 'token expired');
+    await waitFor(() => FakeSocket.all.length === 2 && c.state.status === 'connected', 1000, 'the reconnect');
+    expect(getToken).toHaveBeenCalledTimes(3);
+    expect(last().frames('connect')[0].token).toBe('t3');
+  });
+
+  it('a getToken that throws is reported as token_refresh_failed and no refresh is sent', async () => {
+    let calls = 0;
+    const getToken = () => {
+      if (++calls > 1) throw new Error('auth server down');
+      return 't1';
+    };
+    const { errors, ws } = await connectExpiring(20_000, { getToken, refreshAhead: 5000 });
+    await waitFor(() => errors.length === 1, 20_000, 'the error');
+    expect(errors[0]!.code).toBe('token_refresh_failed');
+    expect(ws.frames('refresh')).toEqual([]);
+  });
+
+  it('a subscription the server ends (subscription_revoked) ends with that error and is not resubscribed', async () => {
+    const c = client();
+    const errors: string[] = [];
+    c.on('error', (e) => void errors.push(e.code));
+    await settled(c.connect());
+    const sub = c.subscribe('team:a');
+    const ws = last();
+    await waitFor(() => ws.frames('subscribe').length === 1, 10);
+    ws.push({ type: 'subscribed', id: ws.frames('subscribe')[0].id, channel: 'team:a', position: { offset: 0, epoch: 'e' } });
+    const ended: string[] = [];
+    sub.on('unsubscribed', (info) => void ended.push(info.channel));
+    await waitFor(() => sub.state === 'subscribed', 10);
+    ws.push({ type: 'unsubscribed', channel: 'team:a', error: { code: 'subscription_revoked', message: 'gone', temporary: false } });
+    await waitFor(() => ended.length === 1, 10);
+    expect(sub.state).toBe('unsubscribed');
+    expect(errors).toEqual(['subscription_revoked']);
+    expect(c.getSubscription('team:a')).toBeUndefined();
+  });
+});

@@ -34,6 +34,8 @@ export const CloseCode = {
   TOKEN_EXPIRED: 4006,
   /** No `connect` frame arrived within `limits.handshakeTimeoutMs`. */
   CONNECT_TIMEOUT: 4007,
+  /** The connect proxy hook's backend was down, too slow or gave an unreadable answer: reconnect later. */
+  BACKEND_UNAVAILABLE: 4008,
   /** The token was missing, malformed, badly signed or of a refused algorithm. */
   UNAUTHORIZED: 4501,
   /** An operator disconnected this connection for good. */
@@ -93,6 +95,9 @@ export const ErrorCode = {
   BROKER_UNAVAILABLE: 'broker_unavailable',
   SHUTTING_DOWN: 'shutting_down',
   RATE_LIMITED: 'rate_limited',
+  BACKEND_UNAVAILABLE: 'backend_unavailable',
+  BACKEND_ERROR: 'backend_error',
+  SUBSCRIPTION_REVOKED: 'subscription_revoked',
   INTERNAL: 'internal',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

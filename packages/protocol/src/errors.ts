@@ -51,6 +51,9 @@ export const ERRORS: Record<ErrorCode, ErrorSpec> = {
   [ErrorCode.BROKER_UNAVAILABLE]: { status: 503, temporary: true, message: 'The broker is unavailable; the message was not accepted, retry' },
   [ErrorCode.SHUTTING_DOWN]: { status: 503, temporary: true, message: 'The server is shutting down; retry on another node' },
   [ErrorCode.RATE_LIMITED]: { status: 429, temporary: true, message: 'A rate limit was reached; retry after details.retryAfterMs' },
+  [ErrorCode.BACKEND_UNAVAILABLE]: { status: 503, temporary: true, message: 'The application backend (a proxy hook) is down, too slow or busy; retry' },
+  [ErrorCode.BACKEND_ERROR]: { status: 502, temporary: true, message: 'The application backend (a proxy hook) gave an answer that does not match its schema' },
+  [ErrorCode.SUBSCRIPTION_REVOKED]: { status: 403, temporary: false, message: 'The refreshed credentials no longer grant this channel' },
   [ErrorCode.INTERNAL]: { status: 500, temporary: true, message: 'Internal server error' },
 };
 

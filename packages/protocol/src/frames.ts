@@ -58,6 +58,8 @@ export interface SubscribeFrame {
   channel: string;
   /** Ask for everything published after this position, then live messages. */
   recover?: StreamPosition;
+  /** A subscription token: a JWT with `channel` (this channel) and `sub` (this connection's user) granting this one channel. */
+  token?: string;
 }
 
 export interface UnsubscribeFrame {
@@ -97,6 +99,13 @@ export interface AckFrame {
   msgIds: string[];
 }
 
+/** Replaces the connection's token in band: new expiry, rights and tags for the same user. */
+export interface RefreshFrame {
+  type: 'refresh';
+  id: number;
+  token: string;
+}
+
 export interface PingFrame {
   type: 'ping';
 }
@@ -113,6 +122,7 @@ export type ClientFrame =
   | RequestFrame
   | ResponseFrame
   | AckFrame
+  | RefreshFrame
   | PingFrame
   | PongFrame;
 
@@ -148,10 +158,23 @@ export interface SubscribedFrame {
   publications?: MessageFrame[];
 }
 
+/**
+ * The reply to `unsubscribe` (with its `id`), or — without `id`, with `error` — the server ending a
+ * subscription itself (e.g. `subscription_revoked` after a token refresh).
+ */
 export interface UnsubscribedFrame {
   type: 'unsubscribed';
-  id: number;
+  id?: number;
   channel: string;
+  error?: ErrorBody;
+}
+
+/** The reply to `refresh`: the new token is in force. */
+export interface RefreshedFrame {
+  type: 'refreshed';
+  id: number;
+  /** Seconds since the epoch at which the new token expires, if it does. */
+  expiresAt?: number;
 }
 
 export interface PublishedFrame {
@@ -191,6 +214,7 @@ export type ServerFrame =
   | ConnectedFrame
   | SubscribedFrame
   | UnsubscribedFrame
+  | RefreshedFrame
   | PublishedFrame
   | MessageFrame
   | RequestFrame

@@ -6,6 +6,28 @@ export { HeraldServerClient, DEFAULT_CLIENT_REQUEST_TIMEOUT_MS } from './client.
 export { HeraldError, ServerSdkErrorCode, ErrorCode } from './errors.js';
 export type { ErrorOrigin, HeraldErrorCode } from './errors.js';
 export type { FetchLike, HeraldServerClientOptions, RetryOptions } from './options.js';
+export { answerProxyRequest, parseProxyRequest, proxyAnswer, proxyHandler } from './proxy.js';
+export type {
+  ConnectAnswer,
+  ConnectRequest,
+  ConnectResult,
+  ProxyDisconnect,
+  ProxyHandlerOptions,
+  ProxyHandlers,
+  ProxyHook,
+  ProxyRefusal,
+  ProxyRequest,
+  ProxyRequestBase,
+  PublishAnswer,
+  PublishRequest,
+  RefreshAnswer,
+  RefreshRequest,
+  RefreshResult,
+  RpcAnswer,
+  RpcRequest,
+  SubscribeAnswer,
+  SubscribeRequest,
+} from './proxy.js';
 export type {
   Audience,
   BatchItemResult,

@@ -20,6 +20,8 @@ export interface Identity {
   subscribe: ChannelPatterns;
   publish: ChannelPatterns;
   tags: Tags;
+  /** Channels granted one at a time to this connection (subscription tokens, the subscribe hook); kept across token refreshes. */
+  granted?: Set<string>;
 }
 
 /** What the owner of a verifier is told about its key sets' URLs (logging, metrics). */
@@ -104,6 +106,11 @@ export class TokenVerifier {
    * here, once for all of them.
    */
   async verify(token: string, nowMs = Date.now()): Promise<Identity> {
+    return identityFromClaims(await this.verifyClaims(token, nowMs));
+  }
+
+  /** The claims of a token that passes every rule of `verify`, before they are read as a connection's identity. */
+  async verifyClaims(token: string, nowMs = Date.now()): Promise<JWTPayload> {
     if (!this.configured) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'token authentication is not configured on this server');
     const alg = peekAlgorithm(token);
     const payload = this.keySets.length === 1 ? await this.keySets[0]!.verify(token, alg, nowMs) : await this.verifyWithCandidates(token, alg, nowMs);
@@ -112,7 +119,7 @@ export class TokenVerifier {
     if (typeof payload.iat === 'number' && payload.iat > Math.floor(nowMs / 1000) + this.cfg.clockToleranceSec) {
       throw new HeraldError(ErrorCode.UNAUTHORIZED, 'invalid token: "iat" claim timestamp check failed (it should be in the past)');
     }
-    return identityFromClaims(payload);
+    return payload;
   }
 
   private async verifyWithCandidates(token: string, alg: string | undefined, nowMs: number): Promise<JWTPayload> {
@@ -141,6 +148,8 @@ export function identityFromClaims(payload: JWTPayload): Identity {
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > 256) {
     throw new HeraldError(ErrorCode.UNAUTHORIZED, 'invalid token: "sub" must be a user id string');
   }
+  // A subscription token grants one channel to a connection of its user; it is not a connection token.
+  if (payload.channel !== undefined) throw new HeraldError(ErrorCode.UNAUTHORIZED, 'invalid token: a subscription token (with "channel") cannot open a connection');
   const channels = stringList(payload.channels, 'channels');
   const publish = stringList(payload.publish, 'publish');
   const tags = parseTags(payload.tags);

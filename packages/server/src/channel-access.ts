@@ -19,7 +19,7 @@ export class ChannelAccess {
   }
 
   canRead(identity: Identity, channel: string): boolean {
-    return identity.subscribe.matches(channel) || this.publicChannels.matches(channel);
+    return identity.subscribe.matches(channel) || this.publicChannels.matches(channel) || identity.granted?.has(channel) === true;
   }
 
   canPublish(identity: Identity, channel: string): boolean {
@@ -39,6 +39,6 @@ export class ChannelAccess {
   }
 }
 
-function checkName(channel: string): void {
+export function checkName(channel: string): void {
   if (!isValidChannel(channel)) throw new HeraldError(ErrorCode.INVALID_CHANNEL, `invalid channel name ${JSON.stringify(channel)}`);
 }

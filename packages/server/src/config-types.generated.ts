@@ -160,6 +160,13 @@ export interface HeraldConfig {
           publish?: Bucket;
           subscribe?: Bucket;
         };
+        /**
+         * This namespace's own subscribe and publish hooks, replacing `proxy.subscribe` / `proxy.publish` for its channels (`timeoutMs` defaults to the global hook's).
+         */
+        proxy?: {
+          subscribe?: ProxyHook;
+          publish?: ProxyHook;
+        };
       };
     };
   };
@@ -176,6 +183,104 @@ export interface HeraldConfig {
      * Register the built-in `echo` method (demos, tests).
      */
     echo: boolean;
+  };
+  /**
+   * Proxy hooks: Herald asks the application's backend over HTTP (docs/integration.md). Each hook is off while its `url` is empty.
+   */
+  proxy: {
+    /**
+     * Asked when a client connects without a token (or always, with `always`): the backend names the user and its rights, or refuses.
+     */
+    connect: {
+      /**
+       * The backend URL Herald POSTs this hook's JSON to (http or https); empty turns the hook off.
+       */
+      url: string;
+      /**
+       * How long Herald waits for the backend's whole answer before the client gets `backend_unavailable` (temporary).
+       */
+      timeoutMs: number;
+      /**
+       * Ask the backend on every connect, with the verified token's claims when there is one; otherwise only connections without a token are asked.
+       */
+      always: boolean;
+    };
+    /**
+     * Asked for a subscription that neither the token, a subscription token nor `channels.public` grants.
+     */
+    subscribe: {
+      /**
+       * The backend URL Herald POSTs this hook's JSON to (http or https); empty turns the hook off.
+       */
+      url: string;
+      /**
+       * How long Herald waits for the backend's whole answer before the client gets `backend_unavailable` (temporary).
+       */
+      timeoutMs: number;
+    };
+    /**
+     * Every client publish to a channel goes through the backend, which may refuse it or rewrite its payload (the token's publish rights are then not consulted).
+     */
+    publish: {
+      /**
+       * The backend URL Herald POSTs this hook's JSON to (http or https); empty turns the hook off.
+       */
+      url: string;
+      /**
+       * How long Herald waits for the backend's whole answer before the client gets `backend_unavailable` (temporary).
+       */
+      timeoutMs: number;
+    };
+    /**
+     * A client `request` whose method the server does not handle goes to the backend; its answer is the response.
+     */
+    rpc: {
+      /**
+       * The backend URL Herald POSTs this hook's JSON to (http or https); empty turns the hook off.
+       */
+      url: string;
+      /**
+       * How long Herald waits for the backend's whole answer before the client gets `backend_unavailable` (temporary).
+       */
+      timeoutMs: number;
+    };
+    /**
+     * Asked for fresh credentials when a connection's token nears its expiry; without it the client is expected to send a `refresh` frame.
+     */
+    refresh: {
+      /**
+       * The backend URL Herald POSTs this hook's JSON to (http or https); empty turns the hook off.
+       */
+      url: string;
+      /**
+       * How long Herald waits for the backend's whole answer before the client gets `backend_unavailable` (temporary).
+       */
+      timeoutMs: number;
+      /**
+       * How long before the token's expiry the backend is asked (or the connection becomes due for an in-band refresh).
+       */
+      aheadMs: number;
+    };
+    /**
+     * Request headers of the WebSocket upgrade forwarded to the connect hook (and, from the connection, to every hook), by name. Nothing is forwarded unless listed.
+     */
+    headers: string[];
+    /**
+     * Cookies of the WebSocket upgrade forwarded to the hooks, by name.
+     */
+    cookies: string[];
+    /**
+     * Hook requests this node may have waiting on backends at once; past it a hook fails at once with `backend_unavailable` (temporary) instead of queueing.
+     */
+    maxInFlight: number;
+    /**
+     * Hook requests one connection may have waiting at once (rpc and publish floods); past it, `backend_unavailable` (temporary).
+     */
+    maxInFlightPerConnection: number;
+    /**
+     * Largest backend answer read; a longer one is refused as `backend_error`.
+     */
+    maxResponseBytes: number;
   };
   cluster: {
     /**
@@ -390,4 +495,8 @@ export interface History {
 export interface Bucket {
   perSecond: number;
   burst: number;
+}
+export interface ProxyHook {
+  url: string;
+  timeoutMs?: number;
 }

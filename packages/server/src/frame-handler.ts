@@ -7,13 +7,15 @@ import { CloseCode, ErrorCode } from '@herald/protocol';
 import type { ClientFrame, ConnectFrame, ConnectedFrame, ErrorBody, PublishFrame, ServerFrame, UnsubscribeFrame } from '@herald/protocol';
 import type { FastifyBaseLogger } from 'fastify';
 import { PROTOCOL_VERSION } from '@herald/protocol';
-import type { Identity, TokenVerifier } from './auth.js';
-import type { ChannelAccess } from './channel-access.js';
+import type { Identity } from './auth.js';
 import type { HeraldConfig } from './config.js';
 import { HeraldError } from './errors.js';
 import type { Hub } from './hub.js';
 import type { Metrics } from './metrics.js';
 import type { PublishOps } from './publishing.js';
+import { connectCloseCode, type Identify } from './proxy/identify.js';
+import type { PublishGate } from './proxy/publish-gate.js';
+import type { TokenRefresh } from './token-refresh.js';
 import { rateLimitedError, type RateLimits } from './rate-limit/rate-limits.js';
 import { encodeFrame, type RpcOps } from './rpc.js';
 import { Schemas } from './schemas.js';
@@ -52,15 +54,18 @@ export interface ReadPathOptions {
   metrics: Pick<Metrics, 'invalidFrames' | 'rejectedConnections'>;
   schemas: Schemas;
   rateLimits: Pick<RateLimits, 'frame'>;
-  verifier: Pick<TokenVerifier, 'verify'>;
-  anonymousIdentity(): Identity;
   /** Admission counts for `connect`. */
   admission: Pick<Hub, 'userSessions' | 'hasRoomFor'>;
-  access: ChannelAccess;
   subscriptions: SubscriptionOps;
   publishing: PublishOps;
   rpc: RpcOps;
   acks: { ack(session: Session, msgIds: string[]): void };
+  /** Who a connecting client is (token, connect hook or anonymous); see proxy/identify.ts. */
+  identify: Identify;
+  /** May this client publish this frame, and with which payload (proxy/publish-gate.ts). */
+  publishGate: PublishGate;
+  /** The `refresh` frame (token-refresh.ts). */
+  refresh: Pick<TokenRefresh, 'inBand'>;
   /**
    * `connect` succeeded: `activate` runs before `connected` is sent (resolving false when the
    * session closed meanwhile), `afterConnected` right after it.
@@ -144,6 +149,9 @@ export class FrameHandler {
       case 'ack':
         this.ack(session, frame.msgIds);
         return;
+      case 'refresh':
+        this.run(session, this.guard(session, frame.id, this.node.refresh.inBand(session, frame)));
+        return;
       case 'ping':
         session.enqueue(this.pongFrame);
         return;
@@ -170,15 +178,13 @@ export class FrameHandler {
     session.holdEarlyFrames();
     let identity: Identity;
     try {
-      if (token) identity = await node.verifier.verify(token);
-      else if (node.config.auth.anonymous) identity = node.anonymousIdentity();
-      else throw new HeraldError(ErrorCode.UNAUTHORIZED, 'a token is required: send it in the connect frame');
+      identity = await node.identify(session, token, frame);
     } catch (err) {
       const e = err instanceof HeraldError ? err : new HeraldError(ErrorCode.UNAUTHORIZED);
       session.takeEarly();
       if (!session.open) return;
       this.sendError(session, e, frame.id);
-      session.close(e.code === ErrorCode.TOKEN_EXPIRED ? CloseCode.TOKEN_EXPIRED : CloseCode.UNAUTHORIZED, e.code);
+      session.close(connectCloseCode(e), e.code);
       return;
     }
     if (!session.open) return;
@@ -228,13 +234,13 @@ export class FrameHandler {
 
   private async publish(session: Session, frame: PublishFrame): Promise<void> {
     const node = this.node;
-    node.access.checkPublish(session.identity!, frame.channel);
+    const payload = await node.publishGate(session, frame);
     // The client's own idempotency scope: its msgIds never meet the API's or another user's.
     const result = await node.publishing.publish(
       {
         channel: frame.channel,
         eventType: frame.eventType,
-        payload: frame.payload,
+        payload,
         source: `client:${session.user || 'anonymous'}`,
         ...(frame.msgId ? { msgId: frame.msgId } : {}),
         ...(frame.version ? { version: frame.version } : {}),

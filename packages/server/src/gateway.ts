@@ -157,7 +157,7 @@ export class Gateway {
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       this.upgrading--;
       (socket as { __heraldBound?: boolean }).__heraldBound = true;
-      const session = this.bind(ws, token, admission);
+      const session = this.bind(ws, token, admission, req);
       if (admission.reserved) this.node.hub.reserve(session);
     });
     // handleUpgrade may abort (bad headers) without calling back; the socket then closes.
@@ -167,9 +167,9 @@ export class Gateway {
     });
   }
 
-  private bind(ws: WebSocket, token: string | undefined, admission: Admission): Session {
+  private bind(ws: WebSocket, token: string | undefined, admission: Admission, req: IncomingMessage): Session {
     const node = this.node;
-    const session = node.attach(new WsTransport(ws, admission.ip, node.config.server.nativeSend), token, { ipKey: admission.ipKey, connectWithinMs: admission.connectWithinMs });
+    const session = node.attach(new WsTransport(ws, admission.ip, node.config.server.nativeSend), token, { ipKey: admission.ipKey, connectWithinMs: admission.connectWithinMs, headers: req.headers });
     const reader = new PacedReader<InputFrame>(this.turns, ws, (input) => {
       if (input.kind === 'text') node.onText(session, input.data.toString('utf8'));
       else if (input.kind === 'ping') session.enqueue(encodePongFrame(input.data));

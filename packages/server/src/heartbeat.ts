@@ -2,14 +2,14 @@
  * Server-driven heartbeats on one timer wheel. Each connected session alternates between two
  * deadlines: "send a ping" and, `pongTimeoutMs` later, "was it answered?". A session that
  * misses `maxMissed` pings in a row is closed. Any frame from the client counts as an answer,
- * since it proves the path is alive. The same wheel enforces the connect deadline and notices
- * token expiry at ping time.
+ * since it proves the path is alive. The same wheel enforces the connect deadline; token expiry
+ * is token-refresh.ts's.
  */
 import type { HeraldConfig } from './config.js';
 import type { Session } from './session.js';
 import { TimerWheel, type WheelEntry } from './timer-wheel.js';
 
-export type TimeoutReason = 'connect' | 'pong' | 'token';
+export type TimeoutReason = 'connect' | 'pong';
 
 export interface HeartbeatActions {
   ping(session: Session): void;
@@ -25,7 +25,6 @@ interface Phase extends WheelEntry {
   /** Connected: the ping/pong cycle runs. Before that only the connect deadline does. */
   connected: boolean;
   pongCheck: boolean;
-  expiresAtMs: number | undefined;
   awaitingPong: boolean;
   missedPongs: number;
 }
@@ -52,7 +51,7 @@ export class Heartbeat {
   private phaseOf(session: Session): Phase {
     let phase = this.phases.get(session);
     if (!phase) {
-      phase = { session, connected: false, pongCheck: false, expiresAtMs: undefined, awaitingPong: false, missedPongs: 0, wheelSlot: -1, wheelRound: 0 };
+      phase = { session, connected: false, pongCheck: false, awaitingPong: false, missedPongs: 0, wheelSlot: -1, wheelRound: 0 };
       this.phases.set(session, phase);
     }
     return phase;
@@ -62,11 +61,10 @@ export class Heartbeat {
     this.wheel.schedule(this.phaseOf(session), timeoutMs);
   }
 
-  connected(session: Session, expiresAtSec: number | undefined): void {
+  connected(session: Session): void {
     const phase = this.phaseOf(session);
     phase.connected = true;
     phase.pongCheck = false;
-    phase.expiresAtMs = expiresAtSec === undefined ? undefined : expiresAtSec * 1000;
     // The first ping comes somewhere in the second half of the interval, so connections opened
     // together (a reconnect storm, a deploy) do not ping — and get their pongs — in one burst.
     this.wheel.schedule(phase, this.cfg.intervalMs * (0.5 + Math.random() / 2));
@@ -102,7 +100,6 @@ export class Heartbeat {
       this.wheel.schedule(phase, this.cfg.intervalMs - this.cfg.pongTimeoutMs);
       return;
     }
-    if (phase.expiresAtMs !== undefined && Date.now() >= phase.expiresAtMs) return this.actions.timeout(s, 'token');
     phase.awaitingPong = true;
     this.actions.ping(s);
     phase.pongCheck = true;

@@ -91,10 +91,29 @@ export class Hub implements SessionOwner {
     this.pending.delete(session);
     this.reserved.delete(session);
     addTo(this.byUser, session.user, session);
+    this.indexTags(session);
+  }
+
+  /** Moves a connected session to new tags in the tag index; `change` swaps the session's tags. */
+  retag(session: Session, change: () => void): void {
+    const indexed = this.sessions.has(session.id) && !this.pending.has(session);
+    if (indexed) this.unindexTags(session);
+    change();
+    if (indexed) this.indexTags(session);
+  }
+
+  private indexTags(session: Session): void {
     for (const [tag, value] of Object.entries(session.tags)) {
       let values = this.byTag.get(tag);
       if (!values) this.byTag.set(tag, (values = new Map()));
       addTo(values, indexKey(value), session);
+    }
+  }
+
+  private unindexTags(session: Session): void {
+    for (const [tag, value] of Object.entries(session.tags)) {
+      const values = this.byTag.get(tag);
+      if (values && removeFrom(values, indexKey(value), session) && values.size === 0) this.byTag.delete(tag);
     }
   }
 
@@ -113,10 +132,7 @@ export class Hub implements SessionOwner {
     let userGone = false;
     if (session.identity) {
       userGone = removeFrom(this.byUser, session.user, session);
-      for (const [tag, value] of Object.entries(session.tags)) {
-        const values = this.byTag.get(tag);
-        if (values && removeFrom(values, indexKey(value), session) && values.size === 0) this.byTag.delete(tag);
-      }
+      this.unindexTags(session);
     }
     return { emptiedChannels, userGone };
   }

@@ -7,12 +7,15 @@
  * - rpc.ts            requests in both directions and the handler map
  * - admin.ts          the server API's operations on connections, cluster-wide over the control plane
  * - frame-handler.ts  the read path, given the narrow interfaces above
- * - heartbeat.ts      pings, pong and connect deadlines, token expiry
+ * - heartbeat.ts      pings, pong and connect deadlines
+ * - token-refresh.ts  token expiry and refresh (in band and through the refresh hook)
+ * - proxy/            the hooks that ask the application's backend (connect, subscribe, publish, rpc, refresh)
  *
  * What the node itself does is the life of a connection: `attach` on upgrade, `onText` per
  * frame, `detach` when the transport closed, and the node's own start, drain and close.
  */
 import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
 import { CloseCode } from '@herald/protocol';
 import { Admin } from './admin.js';
@@ -48,6 +51,11 @@ import { Subscriptions } from './subscriptions.js';
 import type { Transport } from './transport/transport.js';
 import { encodeTextFrame } from './transport/ws-frame.js';
 import { HERALD_VERSION } from './version.js';
+import { ProxyHooks } from './proxy/hooks.js';
+import { identify } from './proxy/identify.js';
+import { publishGate } from './proxy/publish-gate.js';
+import { SubscribeGate } from './proxy/subscribe-gate.js';
+import { TokenRefresh } from './token-refresh.js';
 
 export type { PublishRequest, PublishResult } from './publishing.js';
 
@@ -75,6 +83,8 @@ export class HeraldNode {
   readonly admin: Admin;
   /** Connection, subscription and message events of this node, for webhooks (lifecycle-events.ts). */
   readonly lifecycle: LifecycleBus;
+  readonly proxy: ProxyHooks;
+  readonly tokens: TokenRefresh;
   private readonly heartbeat: Heartbeat;
   private readonly frames: FrameHandler;
   private readonly disposeEngines: (() => Promise<void>) | undefined;
@@ -124,9 +134,8 @@ export class HeraldNode {
       },
       timeout: (s, reason) => {
         if (reason === 'pong') this.metrics.heartbeatTimeouts.inc();
-        const code = reason === 'pong' ? CloseCode.HEARTBEAT_TIMEOUT : reason === 'connect' ? CloseCode.CONNECT_TIMEOUT : CloseCode.TOKEN_EXPIRED;
-        const text = reason === 'pong' ? 'no pong in time' : reason === 'connect' ? 'no connect frame in time' : 'token expired';
-        s.close(code, text);
+        if (reason === 'pong') s.close(CloseCode.HEARTBEAT_TIMEOUT, 'no pong in time');
+        else s.close(CloseCode.CONNECT_TIMEOUT, 'no connect frame in time');
       },
     });
     this.delivery = new ReliableDelivery(config, {
@@ -162,6 +171,18 @@ export class HeraldNode {
     });
     this.rpc = new Rpc({ log, maxPendingPerConnection: config.rpc.maxPendingPerConnection, session: (id) => this.hub.sessions.get(id) });
     this.admin = new Admin({ nodeName: this.name, hub: this.hub, rpc: this.rpc, subscriptions: this.subscriptions, presence: this.presence, rpcTimeoutMs: config.rpc.timeoutMs, controlTimeoutMs: config.cluster.controlTimeoutMs });
+    this.proxy = new ProxyHooks(config.proxy, config.channels.namespaces, this.name);
+    if (this.proxy.rpcEnabled) this.rpc.handleOthers((s, method, data) => this.proxy.rpc(s, method, data));
+    const subscriptions = new SubscribeGate({ inner: this.subscriptions, access: this.access, hooks: this.proxy, verifier: this.verifier });
+    this.tokens = new TokenRefresh({
+      verifier: this.verifier,
+      access: this.access,
+      hub: this.hub,
+      unsubscribe: (s, channel) => subscriptions.unsubscribe(s, channel),
+      hook: this.proxy.refreshEnabled ? { aheadMs: this.proxy.refreshAheadMs, refresh: (s) => this.proxy.refresh(s) } : undefined,
+      send: (s, frame) => this.frames.send(s, frame),
+      log,
+    });
     this.frames = new FrameHandler({
       nodeName: this.name,
       config,
@@ -169,14 +190,14 @@ export class HeraldNode {
       metrics: this.metrics,
       schemas: this.schemas,
       rateLimits: this.rateLimits,
-      verifier: this.verifier,
-      anonymousIdentity: () => this.anonymousIdentity(),
       admission: this.hub,
-      access: this.access,
-      subscriptions: this.subscriptions,
+      subscriptions,
       publishing: this.publishing,
       rpc: this.rpc,
       acks: this.delivery,
+      identify: identify({ verifier: this.verifier, hooks: this.proxy, anonymous: config.auth.anonymous, anonymousIdentity: () => this.anonymousIdentity() }),
+      publishGate: publishGate(this.access, this.proxy),
+      refresh: this.tokens,
       lifecycle: { activate: (s) => this.activate(s), afterConnected: (s) => this.afterConnected(s) },
     });
     // Off by default: a method any client may call is attack surface a deployment opts into.
@@ -207,10 +228,11 @@ export class HeraldNode {
    * left of its handshake deadline (`connectWithinMs`, default the whole `limits.handshakeTimeoutMs`)
    * or it is closed with 4007. `ipKey` is the per-IP key it counts under.
    */
-  attach(transport: Transport, upgradeToken?: string, admission: { ipKey?: string; connectWithinMs?: number } = {}): Session {
+  attach(transport: Transport, upgradeToken?: string, admission: { ipKey?: string; connectWithinMs?: number; headers?: IncomingHttpHeaders } = {}): Session {
     const id = `${this.name}-${(++this.connectionSeq).toString(36)}`;
     const session = new Session(id, transport, this.hub, this.config.limits.maxQueueBytes);
     if (upgradeToken) this.frames.setUpgradeToken(session, upgradeToken);
+    if (admission.headers) this.proxy.rememberUpgrade(session, admission.headers);
     this.hub.addPending(session, admission.ipKey);
     this.heartbeat.expectConnect(session, Math.max(0, admission.connectWithinMs ?? this.config.limits.handshakeTimeoutMs));
     return session;
@@ -227,6 +249,7 @@ export class HeraldNode {
   detach(session: Session, code: number): void {
     session.transportClosed();
     this.heartbeat.forget(session);
+    this.tokens.forget(session);
     this.delivery.forget(session);
     this.rpc.connectionClosed(session);
     this.subscriptions.disconnected(session);
@@ -238,8 +261,9 @@ export class HeraldNode {
 
   /** `connect` succeeded, before `connected` is sent. Resolves false when the session closed meanwhile. */
   async activate(session: Session): Promise<boolean> {
-    this.heartbeat.connected(session, session.identity?.expiresAt);
+    this.heartbeat.connected(session);
     if (!(await this.subscriptions.connected(session))) return false;
+    this.tokens.track(session);
     this.log.debug({ connId: session.id, user: session.user }, 'connected');
     this.lifecycle.emit('connection.opened', { connectionId: session.id, user: session.user || undefined, node: this.name, tags: session.tags, remoteAddress: session.transport.remoteAddress });
     return true;

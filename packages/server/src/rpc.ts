@@ -33,6 +33,7 @@ export interface RpcOptions {
 
 export class Rpc implements RpcOps {
   private readonly handlers = new Map<string, RequestHandler>();
+  private fallback: ((session: Session, method: string, data: unknown) => Promise<unknown>) | undefined;
 
   constructor(private readonly o: RpcOptions) {}
 
@@ -41,9 +42,15 @@ export class Rpc implements RpcOps {
     this.handlers.set(method, handler);
   }
 
+  /** Handles every method without a handler of its own (the rpc proxy hook) instead of `unknown_method`. */
+  handleOthers(handler: (session: Session, method: string, data: unknown) => Promise<unknown>): void {
+    this.fallback = handler;
+  }
+
   async serve(session: Session, frame: RequestFrame): Promise<void> {
     const { correlationId } = frame;
-    const handler = this.handlers.get(frame.method);
+    const fallback = this.fallback;
+    const handler = this.handlers.get(frame.method) ?? (fallback && ((s: Session, data: unknown) => fallback(s, frame.method, data)));
     let reply: Buffer;
     if (!handler) {
       reply = encodeFrame({ type: 'response', correlationId, error: new HeraldError(ErrorCode.UNKNOWN_METHOD, `no handler for method ${JSON.stringify(frame.method)}`).toBody() });

@@ -90,6 +90,13 @@ export class Session {
     this.stateNow = 'connected';
   }
 
+  /** A connected session's refreshed credentials for the same user (token refresh); its user never changes. */
+  reauthenticate(identity: Identity): void {
+    if (this.stateNow !== 'connected' || identity.user !== this.userNow) return;
+    this.identityNow = identity;
+    this.tagsNow = identity.tags;
+  }
+
   /** The transport has closed, whoever closed it. */
   transportClosed(): void {
     this.stateNow = 'closed';

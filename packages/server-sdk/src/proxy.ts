@@ -1,0 +1,245 @@
+/**
+ * Answering Herald's proxy hooks (docs/integration.md) from a Node backend: typed requests, a
+ * parser that refuses bodies that are not a hook request, answer builders with the shapes Herald
+ * validates (packages/server/api/proxy.schema.json), and one handler usable from node:http,
+ * express (with or without a JSON body parser before it) and — through `answerProxyRequest` —
+ * fastify or anything else.
+ *
+ * A handler answers with a builder's value, or throws: a HeraldError becomes `{error}` with its
+ * code, message and `temporary` (the client sees exactly that); anything else becomes HTTP 500,
+ * which Herald reports to the client as `backend_unavailable` (temporary).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Tags } from '@herald/protocol';
+import { HeraldError, ServerSdkErrorCode } from './errors.js';
+
+export type ProxyHook = 'connect' | 'subscribe' | 'publish' | 'rpc' | 'refresh';
+
+/** Fields of every hook request. */
+export interface ProxyRequestBase {
+  hook: ProxyHook;
+  /** The Herald node asking. */
+  node: string;
+  connectionId: string;
+  remoteAddress: string;
+  /** The connection's user (`""` anonymous); absent in `connect`. */
+  user?: string;
+  /** Upgrade headers listed in Herald's `proxy.headers` (lower-case names). */
+  headers?: Record<string, string>;
+  /** Upgrade cookies listed in Herald's `proxy.cookies`. */
+  cookies?: Record<string, string>;
+  /** What the connect (or refresh) hook answered as `info`. */
+  info?: unknown;
+}
+
+export interface ConnectRequest extends ProxyRequestBase {
+  hook: 'connect';
+  client?: string;
+  /** With `proxy.connect.always`: the connection token, already verified by Herald. */
+  token?: string;
+}
+export interface SubscribeRequest extends ProxyRequestBase {
+  hook: 'subscribe';
+  user: string;
+  channel: string;
+}
+export interface PublishRequest extends ProxyRequestBase {
+  hook: 'publish';
+  user: string;
+  channel: string;
+  eventType: string;
+  payload: unknown;
+  msgId?: string;
+  version?: string;
+}
+export interface RpcRequest extends ProxyRequestBase {
+  hook: 'rpc';
+  user: string;
+  method: string;
+  data?: unknown;
+}
+export interface RefreshRequest extends ProxyRequestBase {
+  hook: 'refresh';
+  user: string;
+  expiresAt?: number;
+}
+export type ProxyRequest = ConnectRequest | SubscribeRequest | PublishRequest | RpcRequest | RefreshRequest;
+
+/** What a connect answer says about the connection: a token's claims, plus `info`. */
+export interface ConnectResult {
+  user: string;
+  /** Seconds since the epoch. */
+  expiresAt?: number;
+  /** Channel patterns the connection may subscribe to. */
+  channels?: string[];
+  /** Channel patterns the connection may publish to. */
+  publish?: string[];
+  tags?: Tags;
+  /** Kept with the connection and sent back in every later hook request. */
+  info?: unknown;
+}
+export type RefreshResult = Omit<ConnectResult, 'user'> & { expiresAt: number };
+
+export interface ProxyRefusal {
+  error: { code: string; message: string; temporary?: boolean };
+}
+export interface ProxyDisconnect {
+  disconnect: { code: number; reason: string };
+}
+type Answer<R> = { result: R } | ProxyRefusal | ProxyDisconnect;
+export type ConnectAnswer = Answer<ConnectResult>;
+export type SubscribeAnswer = Answer<Record<string, never>>;
+export type PublishAnswer = Answer<{ payload?: unknown }>;
+export type RpcAnswer = Answer<{ data?: unknown }>;
+export type RefreshAnswer = Answer<RefreshResult>;
+
+type Awaitable<T> = T | Promise<T>;
+export interface ProxyHandlers {
+  connect?(req: ConnectRequest): Awaitable<ConnectAnswer>;
+  subscribe?(req: SubscribeRequest): Awaitable<SubscribeAnswer>;
+  publish?(req: PublishRequest): Awaitable<PublishAnswer>;
+  rpc?(req: RpcRequest): Awaitable<RpcAnswer>;
+  refresh?(req: RefreshRequest): Awaitable<RefreshAnswer>;
+}
+
+const CODE = /^[a-z][a-z0-9_]{0,63}$/;
+
+/** Builders of every answer Herald accepts. */
+export const proxyAnswer = {
+  /** `connect`: who the connection is and what it may do. */
+  connect: (result: ConnectResult): ConnectAnswer => ({ result }),
+  /** `subscribe`: allowed. */
+  allow: (): SubscribeAnswer => ({ result: {} }),
+  /** `publish`: allowed, with the payload as sent or replaced by `payload`. */
+  publish: (...payload: [unknown?]): PublishAnswer => ({ result: payload.length > 0 ? { payload: payload[0] } : {} }),
+  /** `rpc`: the response's data. */
+  rpc: (data?: unknown): RpcAnswer => ({ result: data === undefined ? {} : { data } }),
+  /** `refresh`: the new expiry, rights and tags. */
+  refresh: (result: RefreshResult): RefreshAnswer => ({ result }),
+  /** Any hook: refused with this code (lower-case `[a-z][a-z0-9_]*`, ≤ 64) and message. */
+  refuse(code: string, message: string, options: { temporary?: boolean } = {}): ProxyRefusal {
+    if (!CODE.test(code)) throw new HeraldError(ServerSdkErrorCode.INVALID_ARGUMENT, `refusal code ${JSON.stringify(code)} must match ${CODE.source}`);
+    return { error: { code, message: message.slice(0, 1024), ...(options.temporary ? { temporary: true } : {}) } };
+  },
+  /** Any hook: end the connection with this close code (4000–4499 reconnect, 4500–4999 not). */
+  disconnect(code: number, reason: string): ProxyDisconnect {
+    if (!Number.isInteger(code) || code < 4000 || code > 4999) throw new HeraldError(ServerSdkErrorCode.INVALID_ARGUMENT, `disconnect code ${code} must be an integer in 4000–4999`);
+    return { disconnect: { code, reason: reason.slice(0, 120) } };
+  },
+};
+
+const str = (v: unknown): v is string => typeof v === 'string';
+const REQUIRED: Record<ProxyHook, Record<string, (v: unknown) => boolean>> = {
+  connect: {},
+  subscribe: { user: str, channel: str },
+  publish: { user: str, channel: str, eventType: str, payload: () => true },
+  rpc: { user: str, method: str },
+  refresh: { user: str },
+};
+
+/** Parses a hook request body (a string, a Buffer or an already parsed object); throws `invalid_argument` for anything else. */
+export function parseProxyRequest(body: unknown): ProxyRequest {
+  let value = body;
+  if (typeof value === 'string' || value instanceof Uint8Array) {
+    try {
+      value = JSON.parse(typeof value === 'string' ? value : Buffer.from(value).toString('utf8'));
+    } catch {
+      throw bad('the body is not JSON');
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad('the body is not a JSON object');
+  const v = value as Record<string, unknown>;
+  const hook = v.hook;
+  if (typeof hook !== 'string' || !(hook in REQUIRED)) throw bad(`"hook" is not one of ${Object.keys(REQUIRED).join(', ')}`);
+  for (const field of ['node', 'connectionId', 'remoteAddress']) if (!str(v[field])) throw bad(`"${field}" must be a string`);
+  for (const [field, check] of Object.entries(REQUIRED[hook as ProxyHook])) if (!(field in v) || !check(v[field])) throw bad(`a ${hook} request needs "${field}"`);
+  return v as unknown as ProxyRequest;
+}
+
+/**
+ * Answers one hook request body with `handlers`: the HTTP status and JSON body to send. 400 for a
+ * body that is not a hook request, 404 for a hook without a handler, 500 for a handler that threw
+ * something other than a HeraldError.
+ */
+export async function answerProxyRequest(handlers: ProxyHandlers, body: unknown): Promise<{ status: number; body: unknown }> {
+  let req: ProxyRequest;
+  try {
+    req = parseProxyRequest(body);
+  } catch (err) {
+    return { status: 400, body: { error: { code: 'bad_request', message: (err as Error).message } } };
+  }
+  const handler = handlers[req.hook] as ((r: ProxyRequest) => Awaitable<unknown>) | undefined;
+  if (!handler) return { status: 404, body: { error: { code: 'not_found', message: `no handler for the ${req.hook} hook` } } };
+  try {
+    return { status: 200, body: await handler.call(handlers, req) };
+  } catch (err) {
+    if (err instanceof HeraldError || (err instanceof Error && err.name === 'HeraldError')) {
+      const e = err as HeraldError;
+      const code = CODE.test(String(e.code)) ? String(e.code) : 'refused';
+      return { status: 200, body: { error: { code, message: e.message.slice(0, 1024), ...(e.temporary ? { temporary: true } : {}) } } };
+    }
+    return { status: 500, body: { error: { code: 'internal', message: 'the hook handler failed' } } };
+  }
+}
+
+export interface ProxyHandlerOptions {
+  /** Largest request body read (default 1 MiB); a longer one is answered 413. */
+  maxBodyBytes?: number;
+  /** Called with what a handler threw that was not a HeraldError (it was answered 500). */
+  onError?: (err: unknown) => void;
+}
+
+/**
+ * A `(req, res)` handler for node:http and express. With express's JSON parser in front, the
+ * parsed `req.body` is used; otherwise the body is read here.
+ */
+export function proxyHandler(handlers: ProxyHandlers, options: ProxyHandlerOptions = {}): (req: IncomingMessage & { body?: unknown }, res: ServerResponse) => void {
+  const max = options.maxBodyBytes ?? 1024 * 1024;
+  const guarded: ProxyHandlers = options.onError ? withErrorReport(handlers, options.onError) : handlers;
+  return (req, res) => {
+    const send = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    };
+    if (req.method !== 'POST') return send(405, { error: { code: 'method_not_allowed', message: 'hooks are POSTed' } });
+    const answer = (body: unknown): void => {
+      answerProxyRequest(guarded, body).then(
+        (a) => send(a.status, a.body),
+        () => send(500, { error: { code: 'internal', message: 'the hook handler failed' } }),
+      );
+    };
+    if (req.body !== undefined && !(req.body instanceof Uint8Array) && typeof req.body !== 'string') return answer(req.body);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        send(413, { error: { code: 'message_too_large', message: `the body is larger than ${max} bytes` } });
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (size <= max) answer(Buffer.concat(chunks));
+    });
+  };
+}
+
+function withErrorReport(handlers: ProxyHandlers, onError: (err: unknown) => void): ProxyHandlers {
+  const out: Record<string, unknown> = {};
+  for (const [hook, fn] of Object.entries(handlers) as Array<[string, (r: ProxyRequest) => unknown]>) {
+    out[hook] = async (r: ProxyRequest) => {
+      try {
+        return await fn.call(handlers, r);
+      } catch (err) {
+        if (!(err instanceof HeraldError) && !(err instanceof Error && err.name === 'HeraldError')) onError(err);
+        throw err;
+      }
+    };
+  }
+  return out as ProxyHandlers;
+}
+
+function bad(why: string): HeraldError {
+  return new HeraldError(ServerSdkErrorCode.INVALID_ARGUMENT, `not a Herald hook request: ${why}`);
+}
