@@ -8,7 +8,7 @@ import type { HeraldConfig } from '../config.js';
 import { isLoopbackHost, WELL_KNOWN_SECRETS } from '../exposure.js';
 import { apiKeySecret } from '../http/api-key.js';
 
-type AdvisedConfig = Pick<HeraldConfig, 'server' | 'auth' | 'api' | 'ops' | 'origins'>;
+type AdvisedConfig = Pick<HeraldConfig, 'server' | 'auth' | 'api' | 'ops' | 'origins' | 'proxy'>;
 
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '[::]']);
 
@@ -24,7 +24,8 @@ export function configWarnings(config: AdvisedConfig, port = config.server.port)
   const out: string[] = [];
   const { jwt, anonymous } = config.auth;
   const hasKey = Boolean(jwt.hmacSecret || jwt.publicKeyFile || jwt.jwksFile || jwt.jwksUrl || jwt.keySets.length > 0);
-  if (!hasKey) {
+  // The connect hook names users itself: with it, a missing key only means tokens are not accepted.
+  if (!hasKey && !config.proxy.connect.url) {
     out.push(anonymous
       ? 'no JWT key (auth.jwt.hmacSecret, auth.jwt.publicKeyFile, auth.jwt.jwksFile or auth.jwt.jwksUrl): only anonymous connections can be made'
       : 'no JWT key (auth.jwt.hmacSecret, auth.jwt.publicKeyFile, auth.jwt.jwksFile or auth.jwt.jwksUrl) and auth.anonymous is off: no client can connect');
