@@ -52,8 +52,10 @@ describe.each([
         expect(m![`${call}_calls`] as number, `${target} ${call}`).toBeGreaterThan(0);
       }
     }
-    // Going through the bus: a command and a reply per node; asking the node list asks no one.
-    expect(summary.medians[cluster]!.stats_bus_msgs, context).toBe(3);
+    // On the bus: one command and the peer's reply (node 1 answers its own part in process); a
+    // single node and the node list ask no one.
+    expect(summary.medians[cluster]!.stats_bus_msgs, context).toBe(2);
+    expect(summary.medians[single]!.stats_bus_msgs, context).toBe(0);
     expect(summary.medians[cluster]!.nodes_bus_msgs, context).toBe(0);
     for (const call of ADMIN_CALLS) expect(summary.ratios[single]!, context).toHaveProperty(`${call}_p50_ms`);
   }, 90_000);
