@@ -348,6 +348,7 @@ export interface HeraldConfig {
     }[];
     timeoutMs: number;
     concurrency: number;
+    endpointConcurrency: number;
     leaseMs: number;
     pollIntervalMs: number;
     maxOutbox: number;

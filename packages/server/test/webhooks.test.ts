@@ -221,6 +221,21 @@ describe('webhooks', () => {
     expect((await api(s, 'GET', '/api/v1/stats')).status).toBe(200);
   });
 
+  it('a hanging endpoint holds only its own slots (endpointConcurrency): the others get every event meanwhile', async () => {
+    const hang = await receiver();
+    hang.respond = () => 'handled';
+    const fine = await receiver();
+    const s = await server(
+      [endpoint(hang, { id: 'hang', timeoutMs: 60_000 }), endpoint(fine, { id: 'fine' })].map((e) => ({ ...e, events: ['connection.opened' as const] })),
+      { webhooks: { concurrency: 4, endpointConcurrency: 2 } },
+    );
+    for (let i = 0; i < 6; i++) await TestSocket.connect(s, { sub: `h${i}` });
+    await waitFor(() => fine.received.length >= 6, 10_000, 'all six events at the healthy endpoint');
+    // The hanging endpoint was sent two (its slots, held for a minute), no more.
+    expect(hang.received).toHaveLength(2);
+    expect(await metric(s, /^herald_webhook_in_flight /)).toBe(2);
+  });
+
   it('keeps pending events across a restart and sends them then (SQLite); an attempt cut by shutdown is released, not lost', async () => {
     const r = await receiver();
     r.respond = () => 'handled'; // holds the request: the first node stops while sending
