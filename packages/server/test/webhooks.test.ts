@@ -107,6 +107,27 @@ describe('webhooks', () => {
     expect(await metric(s, /^herald_webhook_outbox_depth /)).toBe(0);
   });
 
+  it('sends message.retries_exhausted and inbox.expired', async () => {
+    const r = await receiver();
+    const s = await server([endpoint(r, { events: ['message.retries_exhausted', 'inbox.expired'] })], {
+      delivery: { ackTimeoutMs: 50, retry: { initialDelayMs: 50, multiplier: 1, maxDelayMs: 50, jitter: 0 }, maxAttempts: 2 },
+      inbox: { maxMessages: 1 },
+    });
+    const sock = await TestSocket.connect(s, { sub: 'gina' });
+    const { msgId } = await s.publish({ user: 'gina', eventType: 'x', payload: 1, delivery: 'at-least-once' });
+    const exhausted = await delivered(r, 'message.retries_exhausted');
+    expect(exhausted.event.data).toMatchObject({ msgId, user: 'gina', connectionId: sock.info.connectionId, attempts: 2 });
+    sock.close();
+    await sock.closed;
+    // Offline with a one-message inbox: the second message pushes one out.
+    await s.publish({ user: 'gina', eventType: 'x', payload: 2, delivery: 'at-least-once' });
+    await s.publish({ user: 'gina', eventType: 'x', payload: 3, delivery: 'at-least-once' });
+    const expired = await delivered(r, 'inbox.expired');
+    expect(expired.event.data).toEqual({ user: 'gina', dropped: expect.any(Number) });
+    expect(expired.event.data.dropped).toBeGreaterThanOrEqual(1);
+    for (const w of r.received) expect(validateEvent(w.event), JSON.stringify(validateEvent.errors)).toBe(true);
+  });
+
   it('only sends the event types an endpoint asked for, to each endpoint with its own secret', async () => {
     const a = await receiver();
     const b = await receiver();
