@@ -11,7 +11,9 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ClaimedWebhook, WebhookOutbox } from '../engine/webhook-outbox.js';
 import { HERALD_VERSION } from '../version.js';
 import type { WebhookMetrics } from './metrics.js';
-import { sendWebhook, type SendOutcome, type SendRequest } from './sender.js';
+import { setMaxListeners } from 'node:events';
+import type { Agent } from 'node:http';
+import { endpointAgent, sendWebhook, type SendOutcome, type SendRequest } from './sender.js';
 import { signatureHeader, type WebhookSecret } from './signature.js';
 
 export interface DispatchEndpoint {
@@ -55,8 +57,13 @@ export class WebhookDispatcher {
   private readonly perEndpoint = new Map<string, number>();
   private readonly abort = new AbortController();
   private readonly wakers = new Set<() => void>();
+  private readonly agents = new Map<string, Agent>();
 
-  constructor(private readonly o: DispatcherOptions) {}
+  constructor(private readonly o: DispatcherOptions) {
+    // One listener per request in flight.
+    setMaxListeners(0, this.abort.signal);
+    for (const e of o.endpoints.values()) this.agents.set(e.id, endpointAgent(e.url, Math.min(o.endpointConcurrency, o.concurrency)));
+  }
 
   start(): void {
     if (this.running) return;
@@ -74,6 +81,7 @@ export class WebhookDispatcher {
     this.wakeAll();
     await Promise.all(this.loops);
     await Promise.all(this.inFlight);
+    for (const a of this.agents.values()) a.destroy();
   }
 
   private wakeAll(): void {
@@ -136,6 +144,7 @@ export class WebhookDispatcher {
         body: entry.body,
         timeoutMs: endpoint.timeoutMs,
         signal: this.abort.signal,
+        agent: this.agents.get(endpoint.id)!,
         headers: {
           'user-agent': `Herald-Webhooks/${HERALD_VERSION}`,
           'herald-event-id': entry.id,
