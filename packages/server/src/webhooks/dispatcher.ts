@@ -107,11 +107,13 @@ export class WebhookDispatcher {
           continue;
         }
         this.perEndpoint.set(endpoint, (this.perEndpoint.get(endpoint) ?? 0) + 1);
-        const p = this.deliver(entry).finally(() => {
-          this.inFlight.delete(p);
-          this.perEndpoint.set(endpoint, (this.perEndpoint.get(endpoint) ?? 1) - 1);
-          this.wakeAll();
-        });
+        const p = this.deliver(entry)
+          .catch((err: unknown) => log.error({ err, eventId: entry.id }, 'webhook delivery failed unexpectedly; its lease runs out and it is sent again'))
+          .finally(() => {
+            this.inFlight.delete(p);
+            this.perEndpoint.set(endpoint, (this.perEndpoint.get(endpoint) ?? 1) - 1);
+            this.wakeAll();
+          });
         this.inFlight.add(p);
       }
       // Claim again at once while there was work and room; otherwise wait for a slot or the poll.
