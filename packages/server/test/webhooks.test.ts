@@ -280,10 +280,14 @@ describe('webhooks', () => {
     await expect(startTestServer({ webhooks: { endpoints: [endpoint(r)] } } as DeepPartial<HeraldConfig>)).rejects.toThrow(/webhooks\.endpoints: engine\.type "memory" keeps nothing across a restart/);
   });
 
-  it('refuses duplicate endpoint ids and kids', async () => {
+  it('refuses duplicate endpoint ids and kids, a backoff cap below its start, bad URLs and short secrets', async () => {
     const r = await receiver();
     await expect(server([endpoint(r), endpoint(r)])).rejects.toThrow(/webhooks\.endpoints\[1\]\.id: "app" is used twice/);
     await expect(server([endpoint(r, { secrets: [SECRET, SECRET] })])).rejects.toThrow(/webhooks\.endpoints\[0\]\.secrets: each kid must be different/);
+    await expect(server([endpoint(r)], { webhooks: { retry: { initialMs: 5000, maxMs: 1000 } } })).rejects.toThrow(/webhooks\.retry\.maxMs: must be at least webhooks\.retry\.initialMs/);
+    // The schema's own checks name the key too.
+    await expect(server([endpoint(r, { url: 'ftp://example.com/' })])).rejects.toThrow(/webhooks\.endpoints/);
+    await expect(server([endpoint(r, { secrets: [{ kid: 'k', secret: 'short' }] })])).rejects.toThrow(/webhooks\.endpoints/);
   });
 
   it('without endpoints the webhooks routes answer 404 webhooks_disabled', async () => {
