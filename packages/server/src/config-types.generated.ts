@@ -474,6 +474,7 @@ export interface HeraldConfig {
     }[];
     timeoutMs: number;
     concurrency: number;
+    endpointConcurrency: number;
     leaseMs: number;
     pollIntervalMs: number;
     maxOutbox: number;

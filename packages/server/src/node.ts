@@ -156,7 +156,16 @@ export class HeraldNode {
       write: (s, frame) => this.hub.offer(s, frame),
     });
     const historyConfig = (channel: string) => this.historyConfig(channel);
-    this.publishing = new Publishing({ config, log, metrics: this.metrics, broker: this.broker, inbox: this.inbox, receipts: this.delivery.receipts, historyConfig });
+    this.publishing = new Publishing({
+      config,
+      log,
+      metrics: this.metrics,
+      broker: this.broker,
+      inbox: this.inbox,
+      receipts: this.delivery.receipts,
+      historyConfig,
+      onInboxDrop: (user, dropped) => this.lifecycle.emit('inbox.expired', { user, dropped }),
+    });
     this.dispatcher = new Dispatcher({ hub: this.hub, metrics: this.metrics, log, delivery: this.delivery });
     this.subscriptions = new Subscriptions({
       nodeName: this.name,

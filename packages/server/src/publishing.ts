@@ -58,6 +58,8 @@ export interface PublishingOptions {
   inbox: InboxStore;
   receipts: ReceiptBook;
   historyConfig(channel: string): HistoryConfig;
+  /** The inbox limits pushed out `dropped` of the user's messages (already counted and logged). */
+  onInboxDrop?(user: string, dropped: number): void;
 }
 
 export class Publishing implements PublishOps {
@@ -130,6 +132,7 @@ export class Publishing implements PublishOps {
         if (stored.dropped > 0) {
           this.o.metrics.inboxDropped.inc(stored.dropped);
           this.o.log.warn({ user: target.user, dropped: stored.dropped }, 'inbox limits dropped messages');
+          this.o.onInboxDrop?.(target.user, stored.dropped);
         }
         // The key was taken by the append.
         outcome = await this.o.broker.publish(dispatch, history);

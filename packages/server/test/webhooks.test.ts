@@ -107,6 +107,27 @@ describe('webhooks', () => {
     expect(await metric(s, /^herald_webhook_outbox_depth /)).toBe(0);
   });
 
+  it('sends message.retries_exhausted and inbox.expired', async () => {
+    const r = await receiver();
+    const s = await server([endpoint(r, { events: ['message.retries_exhausted', 'inbox.expired'] })], {
+      delivery: { ackTimeoutMs: 50, retry: { initialDelayMs: 50, multiplier: 1, maxDelayMs: 50, jitter: 0 }, maxAttempts: 2 },
+      inbox: { maxMessages: 1 },
+    });
+    const sock = await TestSocket.connect(s, { sub: 'gina' });
+    const { msgId } = await s.publish({ user: 'gina', eventType: 'x', payload: 1, delivery: 'at-least-once' });
+    const exhausted = await delivered(r, 'message.retries_exhausted');
+    expect(exhausted.event.data).toMatchObject({ msgId, user: 'gina', connectionId: sock.info.connectionId, attempts: 2 });
+    sock.close();
+    await sock.closed;
+    // Offline with a one-message inbox: the second message pushes one out.
+    await s.publish({ user: 'gina', eventType: 'x', payload: 2, delivery: 'at-least-once' });
+    await s.publish({ user: 'gina', eventType: 'x', payload: 3, delivery: 'at-least-once' });
+    const expired = await delivered(r, 'inbox.expired');
+    expect(expired.event.data).toEqual({ user: 'gina', dropped: expect.any(Number) });
+    expect(expired.event.data.dropped).toBeGreaterThanOrEqual(1);
+    for (const w of r.received) expect(validateEvent(w.event), JSON.stringify(validateEvent.errors)).toBe(true);
+  });
+
   it('only sends the event types an endpoint asked for, to each endpoint with its own secret', async () => {
     const a = await receiver();
     const b = await receiver();
@@ -221,6 +242,21 @@ describe('webhooks', () => {
     expect((await api(s, 'GET', '/api/v1/stats')).status).toBe(200);
   });
 
+  it('a hanging endpoint holds only its own slots (endpointConcurrency): the others get every event meanwhile', async () => {
+    const hang = await receiver();
+    hang.respond = () => 'handled';
+    const fine = await receiver();
+    const s = await server(
+      [endpoint(hang, { id: 'hang', timeoutMs: 60_000 }), endpoint(fine, { id: 'fine' })].map((e) => ({ ...e, events: ['connection.opened' as const] })),
+      { webhooks: { concurrency: 4, endpointConcurrency: 2 } },
+    );
+    for (let i = 0; i < 6; i++) await TestSocket.connect(s, { sub: `h${i}` });
+    await waitFor(() => fine.received.length >= 6, 10_000, 'all six events at the healthy endpoint');
+    // The hanging endpoint was sent two (its slots, held for a minute), no more.
+    expect(hang.received).toHaveLength(2);
+    expect(await metric(s, /^herald_webhook_in_flight /)).toBe(2);
+  });
+
   it('keeps pending events across a restart and sends them then (SQLite); an attempt cut by shutdown is released, not lost', async () => {
     const r = await receiver();
     r.respond = () => 'handled'; // holds the request: the first node stops while sending
@@ -244,10 +280,14 @@ describe('webhooks', () => {
     await expect(startTestServer({ webhooks: { endpoints: [endpoint(r)] } } as DeepPartial<HeraldConfig>)).rejects.toThrow(/webhooks\.endpoints: engine\.type "memory" keeps nothing across a restart/);
   });
 
-  it('refuses duplicate endpoint ids and kids', async () => {
+  it('refuses duplicate endpoint ids and kids, a backoff cap below its start, bad URLs and short secrets', async () => {
     const r = await receiver();
     await expect(server([endpoint(r), endpoint(r)])).rejects.toThrow(/webhooks\.endpoints\[1\]\.id: "app" is used twice/);
     await expect(server([endpoint(r, { secrets: [SECRET, SECRET] })])).rejects.toThrow(/webhooks\.endpoints\[0\]\.secrets: each kid must be different/);
+    await expect(server([endpoint(r)], { webhooks: { retry: { initialMs: 5000, maxMs: 1000 } } })).rejects.toThrow(/webhooks\.retry\.maxMs: must be at least webhooks\.retry\.initialMs/);
+    // The schema's own checks name the key too.
+    await expect(server([endpoint(r, { url: 'ftp://example.com/' })])).rejects.toThrow(/webhooks\.endpoints/);
+    await expect(server([endpoint(r, { secrets: [{ kid: 'k', secret: 'short' }] })])).rejects.toThrow(/webhooks\.endpoints/);
   });
 
   it('without endpoints the webhooks routes answer 404 webhooks_disabled', async () => {

@@ -13,6 +13,9 @@
  * oldest is ever claimable; the next becomes claimable once it is acknowledged or buried. An entry
  * waiting for its retry therefore holds back the later ones of its key, never other keys.
  *
+ * Endpoints: ids match [A-Za-z0-9_-]{1,64} (webhooks.endpoints[].id), so implementations may use
+ * them in key, subject and consumer names.
+ *
  * Bounds: at most `maxEntries` entries wait (claimed or not); an append beyond that is refused and
  * counted in `refused` (the caller logs and counts it — nothing is dropped silently, and events
  * already committed are never pushed out by newer ones). At most `maxDeadLetters` dead letters are
@@ -49,6 +52,11 @@ export interface DeadWebhook extends PendingWebhook {
   lastError: string;
 }
 
+export interface ClaimWant {
+  endpoint: string;
+  limit: number;
+}
+
 export interface WebhookOutboxLimits {
   /** How long a claim holds an entry (ms). */
   leaseMs: number;
@@ -63,8 +71,12 @@ export interface WebhookOutbox {
   readonly orderedByKey: boolean;
   /** Commits the records (all or, past `maxEntries`, those that fit, in order). */
   append(records: readonly WebhookRecord[]): Promise<{ stored: number; refused: number }>;
-  /** Up to `limit` due entries, each leased to this caller for `leaseMs`. */
-  claim(limit: number): Promise<ClaimedWebhook[]>;
+  /**
+   * Due entries, at most `limit` of each endpoint named (others are not claimed), each leased to
+   * this caller for `leaseMs`. Per-endpoint limits let the caller keep a slow endpoint from taking
+   * every slot: the entries of the other endpoints are claimable regardless of its backlog.
+   */
+  claim(want: readonly ClaimWant[]): Promise<ClaimedWebhook[]>;
   /** Delivered: the entry leaves the outbox. */
   ack(entry: ClaimedWebhook): Promise<boolean>;
   /** Failed: claimable again after `delayMs`. */

@@ -1,6 +1,6 @@
 /**
  * Sends what the outbox holds: claims due entries (never more than `concurrency` in flight on this
- * node), POSTs each to its endpoint, and settles it — acknowledged on 2xx; otherwise retried after
+ * node, nor more than `endpointConcurrency` to one endpoint), POSTs each to its endpoint, and settles it — acknowledged on 2xx; otherwise retried after
  * an exponential backoff with jitter, or buried in the dead letters once `maxAttempts` attempts
  * were made. A slow or hanging receiver holds one slot until its timeout, never the others.
  *
@@ -11,7 +11,9 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ClaimedWebhook, WebhookOutbox } from '../engine/webhook-outbox.js';
 import { HERALD_VERSION } from '../version.js';
 import type { WebhookMetrics } from './metrics.js';
-import { sendWebhook, type SendOutcome, type SendRequest } from './sender.js';
+import { setMaxListeners } from 'node:events';
+import type { Agent } from 'node:http';
+import { endpointAgent, sendWebhook, type SendOutcome, type SendRequest } from './sender.js';
 import { signatureHeader, type WebhookSecret } from './signature.js';
 
 export interface DispatchEndpoint {
@@ -31,7 +33,10 @@ export interface DispatcherOptions {
   outbox: WebhookOutbox;
   endpoints: ReadonlyMap<string, DispatchEndpoint>;
   retry: RetryPolicy;
+  /** Requests in flight on this node, over all endpoints. */
   concurrency: number;
+  /** Requests in flight on this node to one endpoint. */
+  endpointConcurrency: number;
   pollIntervalMs: number;
   metrics: WebhookMetrics;
   log: FastifyBaseLogger;
@@ -47,17 +52,25 @@ export function backoffMs(attempts: number, retry: RetryPolicy, random: () => nu
 
 export class WebhookDispatcher {
   private running = false;
-  private loop: Promise<void> | undefined;
+  private loops: Array<Promise<void>> = [];
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly perEndpoint = new Map<string, number>();
   private readonly abort = new AbortController();
-  private wake: (() => void) | undefined;
+  private readonly wakers = new Set<() => void>();
+  private readonly agents = new Map<string, Agent>();
 
-  constructor(private readonly o: DispatcherOptions) {}
+  constructor(private readonly o: DispatcherOptions) {
+    // One listener per request in flight.
+    setMaxListeners(0, this.abort.signal);
+    for (const e of o.endpoints.values()) this.agents.set(e.id, endpointAgent(e.url, Math.min(o.endpointConcurrency, o.concurrency)));
+  }
 
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.loop = this.run();
+    // One claim loop per endpoint: an endpoint that hangs fills only its own slots
+    // (endpointConcurrency), and a claim that waits (NATS) waits for that endpoint only.
+    this.loops = [...this.o.endpoints.keys()].map((id) => this.run(id));
   }
 
   /** Stops claiming and aborts requests in flight; their entries are released to be sent again. */
@@ -65,21 +78,27 @@ export class WebhookDispatcher {
     if (!this.running) return;
     this.running = false;
     this.abort.abort();
-    this.wake?.();
-    await this.loop;
+    this.wakeAll();
+    await Promise.all(this.loops);
     await Promise.all(this.inFlight);
+    for (const a of this.agents.values()) a.destroy();
   }
 
-  private async run(): Promise<void> {
-    const { outbox, concurrency, pollIntervalMs, log } = this.o;
+  private wakeAll(): void {
+    for (const w of [...this.wakers]) w();
+  }
+
+  private async run(endpoint: string): Promise<void> {
+    const { outbox, concurrency, endpointConcurrency, pollIntervalMs, log } = this.o;
     while (this.running) {
-      const free = concurrency - this.inFlight.size;
+      const mine = this.perEndpoint.get(endpoint) ?? 0;
+      const free = Math.min(endpointConcurrency - mine, concurrency - this.inFlight.size);
       let claimed: ClaimedWebhook[] = [];
       if (free > 0) {
         try {
-          claimed = await outbox.claim(free);
+          claimed = await outbox.claim([{ endpoint, limit: free }]);
         } catch (err) {
-          log.warn({ err: (err as Error).message }, 'webhook outbox: claim failed (retrying)');
+          log.warn({ err: (err as Error).message, endpoint }, 'webhook outbox: claim failed (retrying)');
         }
       }
       for (const entry of claimed) {
@@ -87,36 +106,36 @@ export class WebhookDispatcher {
           await this.release(entry);
           continue;
         }
-        const p = this.deliver(entry).finally(() => {
-          this.inFlight.delete(p);
-          this.wake?.();
-        });
+        this.perEndpoint.set(endpoint, (this.perEndpoint.get(endpoint) ?? 0) + 1);
+        const p = this.deliver(entry)
+          .catch((err: unknown) => log.error({ err, eventId: entry.id }, 'webhook delivery failed unexpectedly; its lease runs out and it is sent again'))
+          .finally(() => {
+            this.inFlight.delete(p);
+            this.perEndpoint.set(endpoint, (this.perEndpoint.get(endpoint) ?? 1) - 1);
+            this.wakeAll();
+          });
         this.inFlight.add(p);
       }
       // Claim again at once while there was work and room; otherwise wait for a slot or the poll.
-      if (this.running && (claimed.length === 0 || this.inFlight.size >= concurrency)) {
+      const full = (this.perEndpoint.get(endpoint) ?? 0) >= endpointConcurrency || this.inFlight.size >= concurrency;
+      if (this.running && (claimed.length === 0 || full)) {
         await new Promise<void>((resolve) => {
-          const t = setTimeout(done, pollIntervalMs);
-          function done() {
+          const done = () => {
             clearTimeout(t);
+            this.wakers.delete(done);
             resolve();
-          }
-          this.wake = done;
+          };
+          const t = setTimeout(done, pollIntervalMs);
+          this.wakers.add(done);
         });
-        this.wake = undefined;
       }
     }
   }
 
   private async deliver(entry: ClaimedWebhook): Promise<void> {
     const { metrics, log } = this.o;
-    const endpoint = this.o.endpoints.get(entry.endpoint);
-    if (!endpoint) {
-      // The endpoint left the configuration: nowhere to send it, kept for an operator to see.
-      await this.settle(() => this.o.outbox.bury(entry, `endpoint "${entry.endpoint}" is not configured`), entry);
-      metrics.deadLettered.inc({ endpoint: entry.endpoint });
-      return;
-    }
+    // Claimed only for configured endpoints (one loop each).
+    const endpoint = this.o.endpoints.get(entry.endpoint)!;
     const timestamp = Math.floor(Date.now() / 1000);
     const type = eventTypeOf(entry.body);
     metrics.inFlight.inc();
@@ -127,6 +146,7 @@ export class WebhookDispatcher {
         body: entry.body,
         timeoutMs: endpoint.timeoutMs,
         signal: this.abort.signal,
+        agent: this.agents.get(endpoint.id)!,
         headers: {
           'user-agent': `Herald-Webhooks/${HERALD_VERSION}`,
           'herald-event-id': entry.id,

@@ -74,6 +74,7 @@ export class Webhooks implements DeadLetterOps {
       endpoints,
       retry: w.retry,
       concurrency: w.concurrency,
+      endpointConcurrency: Math.min(w.endpointConcurrency, w.concurrency),
       pollIntervalMs: w.pollIntervalMs,
       metrics,
       log: o.log,

@@ -5,7 +5,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ClaimedWebhook, WebhookOutbox, WebhookOutboxLimits, WebhookRecord } from '../../src/engine/webhook-outbox.js';
+import type { ClaimedWebhook, ClaimWant, WebhookOutbox, WebhookOutboxLimits, WebhookRecord } from '../../src/engine/webhook-outbox.js';
+
+const ENDPOINTS = ['ep1', 'ep2'];
+
+/** Up to `limit` due entries of each of the suite's endpoints. */
+function claim(outbox: WebhookOutbox, limit: number): Promise<ClaimedWebhook[]> {
+  return outbox.claim(ENDPOINTS.map((endpoint) => ({ endpoint, limit })));
+}
 import { SKIP_ONE_NODE } from './services.js';
 import { waitForValue } from '../helpers/wait.js';
 
@@ -46,10 +53,10 @@ export function runWebhookOutboxSuite(name: string, create: WebhookOutboxFactory
     }
 
     /** Claims until `n` entries came back (a NATS fetch may return fewer than are due). */
-    async function claimN(outbox: WebhookOutbox, n: number): Promise<ClaimedWebhook[]> {
+    async function claimN(outbox: WebhookOutbox, n: number, want?: ClaimWant[]): Promise<ClaimedWebhook[]> {
       const got: ClaimedWebhook[] = [];
       await waitForValue(async () => {
-        got.push(...(await outbox.claim(n - got.length)));
+        got.push(...(await (want ? outbox.claim(want.map((w) => ({ ...w, limit: Math.min(w.limit, n - got.length) }))) : claim(outbox, n - got.length))));
         return got.length >= n ? got : undefined;
       }, 10_000, `${n} claimable entries`);
       return got;
@@ -63,10 +70,10 @@ export function runWebhookOutboxSuite(name: string, create: WebhookOutboxFactory
       const [c] = await claimN(outbox, 1);
       expect(c).toMatchObject({ id: r.id, endpoint: 'ep1', key: 'k', body: r.body, attempts: 1 });
       expect(c!.createdAt).toBeGreaterThan(Date.now() - 60_000);
-      expect(await outbox.claim(10)).toEqual([]);
+      expect(await claim(outbox, 10)).toEqual([]);
       expect(await outbox.ack(c!)).toBe(true);
       expect(await outbox.depth()).toEqual({ pending: 0, dead: 0 });
-      expect(await outbox.claim(10)).toEqual([]);
+      expect(await claim(outbox, 10)).toEqual([]);
     });
 
     it('an append retried with the same id stores the event once', async () => {
@@ -96,7 +103,7 @@ export function runWebhookOutboxSuite(name: string, create: WebhookOutboxFactory
       const [c] = await claimN(outbox, 1);
       const t0 = Date.now();
       expect(await outbox.retry(c!, 2500, 'HTTP 503')).toBe(true);
-      expect(await outbox.claim(10)).toEqual([]);
+      expect(await claim(outbox, 10)).toEqual([]);
       const [again] = await claimN(outbox, 1);
       expect(Date.now() - t0).toBeGreaterThanOrEqual(2400);
       expect(again).toMatchObject({ id: r.id, attempts: 2, lastError: 'HTTP 503' });
@@ -128,6 +135,21 @@ export function runWebhookOutboxSuite(name: string, create: WebhookOutboxFactory
       expect(await outbox.discard(b.id)).toBe(false);
       expect(await outbox.requeue('no-such-id')).toBe(false);
       expect(await outbox.depth()).toEqual({ pending: 0, dead: 0 });
+    });
+
+    it('claims only the endpoints asked for, at most the limit of each', async () => {
+      const { outbox } = await node();
+      const slow = [1, 2, 3].map((n) => record('ep1', `k${n}`, n));
+      const other = record('ep2', 'k', 9);
+      await outbox.append([...slow, other]);
+      const one = await claimN(outbox, 1, [{ endpoint: 'ep1', limit: 1 }]);
+      expect(one.map((c) => c.endpoint)).toEqual(['ep1']);
+      // ep1's backlog does not stand in front of ep2.
+      const theOther = await claimN(outbox, 1, [{ endpoint: 'ep2', limit: 5 }]);
+      expect(theOther.map((c) => c.id)).toEqual([other.id]);
+      expect(await outbox.claim([{ endpoint: 'ep3', limit: 5 }, { endpoint: 'ep1', limit: 0 }])).toEqual([]);
+      const rest = await claimN(outbox, 2, [{ endpoint: 'ep1', limit: 5 }]);
+      expect(rest.map((c) => c.id).sort()).toEqual(slow.map((r) => r.id).filter((id) => id !== one[0]!.id).sort());
     });
 
     it('refuses appends past maxEntries and keeps what was committed', async () => {
@@ -171,15 +193,15 @@ export function runWebhookOutboxSuite(name: string, create: WebhookOutboxFactory
       const b1 = record('ep1', 'B', 1);
       const a1other = record('ep2', 'A', 1);
       await outbox.append([a1, a2, b1, a1other]);
-      const first = await outbox.claim(10);
+      const first = await claim(outbox, 10);
       expect(first.map((c) => c.id).sort()).toEqual([a1.id, b1.id, a1other.id].sort());
       const c1 = first.find((c) => c.id === a1.id)!;
       expect(await outbox.retry(c1, 0, 'HTTP 500')).toBe(true);
       // a1 waits for its retry: a2 stays behind it.
-      const next = await outbox.claim(10);
+      const next = await claim(outbox, 10);
       expect(next.map((c) => c.id)).toEqual([a1.id]);
       expect(await outbox.ack(next[0]!)).toBe(true);
-      expect((await outbox.claim(10)).map((c) => c.id)).toEqual([a2.id]);
+      expect((await claim(outbox, 10)).map((c) => c.id)).toEqual([a2.id]);
     });
 
     it('pending events survive a restart of the node', async () => {
@@ -210,7 +232,7 @@ export function runWebhookOutboxSuite(name: string, create: WebhookOutboxFactory
       const drain = async (o: WebhookOutbox) => {
         const deadline = Date.now() + 15_000;
         while (Date.now() < deadline && [...seen.keys()].length < rs.length) {
-          for (const c of await o.claim(5)) {
+          for (const c of await claim(o, 5)) {
             seen.set(c.id, (seen.get(c.id) ?? 0) + 1);
             expect(await o.ack(c)).toBe(true);
           }

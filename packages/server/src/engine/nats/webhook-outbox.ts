@@ -1,21 +1,24 @@
 /**
  * The webhook outbox on JetStream, shared by every node:
- *   `<prefix>_webhooks`: a work-queue stream (file storage), one message per pending event, read
- *   through one durable pull consumer that every node shares. JetStream is the lease: a fetched
+ *   `<prefix>_webhooks`: a work-queue stream (file storage), one message per pending event on
+ *   `<prefix>.wh.<endpoint token>`, read through one durable pull consumer per endpoint
+ *   (`<prefix>_wh_<endpoint>`, created on the first claim) that every node shares — so one
+ *   endpoint's backlog never stands in front of another's. JetStream is the lease: a fetched
  *   message is held for `ack_wait` (= leaseMs) and redelivered to any node if not acknowledged;
  *   a retry is a NAK with a delay; an append is refused when the stream holds `maxEntries`
  *   (discard: new), so committed events are never pushed out;
  *   `<prefix>_webhooks_dead`: dead letters, one subject per event id (at most one message each),
  *   at most `maxDeadLetters` messages (discard: old).
  *
- * Not ordered by key: the shared consumer hands out messages to whichever node fetches, and a
+ * A claim with nothing due waits up to a second for a message (a JetStream fetch), so callers
+ * claim per endpoint. Not ordered by key: the shared consumer hands out messages to whichever node fetches, and a
  * NAKed message is redelivered after later ones. Keeping order would take one consumer per key.
  * `lastError` of a pending entry is known only to the node that saw the failure (a NAK carries no
  * data); a dead letter keeps its final error.
  */
 import { randomUUID } from 'node:crypto';
-import { AckPolicy, DeliverPolicy, DiscardPolicy, nanos, RetentionPolicy, StorageType, type JsMsg } from 'nats';
-import type { ClaimedWebhook, DeadWebhook, WebhookOutbox, WebhookOutboxLimits, WebhookRecord } from '../webhook-outbox.js';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, nanos, RetentionPolicy, StorageType, type Consumer, type JsMsg } from 'nats';
+import type { ClaimedWebhook, ClaimWant, DeadWebhook, WebhookOutbox, WebhookOutboxLimits, WebhookRecord } from '../webhook-outbox.js';
 import {
   apiErrorCode,
   checkNatsPrefix,
@@ -48,7 +51,7 @@ export class NatsWebhookOutbox implements WebhookOutbox {
   readonly orderedByKey = false;
   private readonly stream: string;
   private readonly deadStream: string;
-  private readonly consumer: string;
+  private readonly consumers = new Map<string, Promise<Consumer>>();
   private readonly held = new Map<string, JsMsg>();
   private readonly errors = new Map<string, string>();
 
@@ -59,7 +62,6 @@ export class NatsWebhookOutbox implements WebhookOutbox {
   ) {
     this.stream = `${prefix}_webhooks`;
     this.deadStream = `${prefix}_webhooks_dead`;
-    this.consumer = `${prefix}_webhooks`;
   }
 
   static async connect(opts: NatsEngineOptions, limits: WebhookOutboxLimits): Promise<NatsWebhookOutbox> {
@@ -106,20 +108,35 @@ export class NatsWebhookOutbox implements WebhookOutbox {
       },
       (existing) => (existing.max_msgs !== this.limits.maxDeadLetters ? { ...existing, max_msgs: this.limits.maxDeadLetters } : undefined),
     );
-    const consumer = {
-      durable_name: this.consumer,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: nanos(this.limits.leaseMs),
-      max_deliver: -1,
-      max_ack_pending: -1,
-    };
-    // Adding a durable that exists with other settings fails; the lease length is ours to change.
-    try {
-      await jsm.consumers.add(this.stream, consumer);
-    } catch {
-      await jsm.consumers.update(this.stream, this.consumer, { ack_wait: consumer.ack_wait });
+  }
+
+  /** The endpoint's durable consumer, created (or its lease length brought in line) once per process. */
+  private consumerOf(endpoint: string): Promise<Consumer> {
+    let c = this.consumers.get(endpoint);
+    if (!c) {
+      c = (async () => {
+        const name = `${this.prefix}_wh_${endpoint}`;
+        const config = {
+          durable_name: name,
+          filter_subject: this.subject(endpoint),
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.All,
+          ack_wait: nanos(this.limits.leaseMs),
+          max_deliver: -1,
+          max_ack_pending: -1,
+        };
+        try {
+          await this.link.jsm.consumers.add(this.stream, config);
+        } catch {
+          // Adding a durable that exists with other settings fails; the lease length is ours to change.
+          await this.link.jsm.consumers.update(this.stream, name, { ack_wait: config.ack_wait });
+        }
+        return this.link.js.consumers.get(this.stream, name);
+      })();
+      this.consumers.set(endpoint, c);
+      c.catch(() => this.consumers.delete(endpoint));
     }
+    return c;
   }
 
   async append(records: readonly WebhookRecord[]): Promise<{ stored: number; refused: number }> {
@@ -139,10 +156,13 @@ export class NatsWebhookOutbox implements WebhookOutbox {
     return { stored, refused: records.length - stored };
   }
 
-  async claim(limit: number): Promise<ClaimedWebhook[]> {
-    const max = Math.max(0, Math.floor(limit));
-    if (max === 0) return [];
-    const consumer = await this.link.js.consumers.get(this.stream, this.consumer);
+  async claim(want: readonly ClaimWant[]): Promise<ClaimedWebhook[]> {
+    const parts = await Promise.all(want.filter((w) => w.limit >= 1).map((w) => this.claimOf(w.endpoint, Math.floor(w.limit))));
+    return parts.flat();
+  }
+
+  private async claimOf(endpoint: string, max: number): Promise<ClaimedWebhook[]> {
+    const consumer = await this.consumerOf(endpoint);
     const out: ClaimedWebhook[] = [];
     const iter = await consumer.fetch({ max_messages: max, expires: 1000 });
     for await (const m of iter) {

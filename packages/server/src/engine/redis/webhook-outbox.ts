@@ -5,20 +5,22 @@
  *   `…:d`    hash id → entry JSON (with its lease and attempts),
  *   `…:q`    sorted set, all scores 0, members `<queue>\0<seq, 16 digits>\0<id>`: the lexical order
  *            is each (endpoint, key) queue in append order, `<queue>` being the JSON of the pair;
- *   `…:due`  sorted set id → due time, holding only the head of each queue (a leased head's due
- *            time is its lease's end, so an abandoned claim comes due again by itself);
+ *   `…:due:<endpoint>` sorted set id → due time, per endpoint, holding only the head of each
+ *            queue (a leased head's due time is its lease's end, so an abandoned claim comes due
+ *            again by itself); one per endpoint so a claim reads only the endpoints it asks for;
  *   `…:n`    the seq counter;
  *   `…:dead` hash id → dead letter JSON, `…:deadz` sorted set id → burial order.
  * Times are Redis's clock, so nodes' clocks need not agree.
  */
 import { randomUUID } from 'node:crypto';
-import type { ClaimedWebhook, DeadWebhook, WebhookOutbox, WebhookOutboxLimits, WebhookRecord } from '../webhook-outbox.js';
+import type { ClaimedWebhook, ClaimWant, DeadWebhook, WebhookOutbox, WebhookOutboxLimits, WebhookRecord } from '../webhook-outbox.js';
 import { closeRedis, LUA_NOW_MS, openRedis, type RedisClient, type RedisEngineOptions } from './connection.js';
 
-// KEYS: d, q, due, n, dead, deadz (always in this order).
+// KEYS: d, q, due (the prefix of the per-endpoint due sets, same slot), n, dead, deadz (always in this order).
 const COMMON_LUA = `${LUA_NOW_MS}
 local D, Q, DUE, N, DEAD, DEADZ = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local function queue_of(e) return cjson.encode({e.endpoint, e.key}) end
+local function due_of(endpoint) return DUE .. endpoint end
 local function head_of(queue)
   local m = redis.call('ZRANGEBYLEX', Q, '[' .. queue .. '\\0', '[' .. queue .. '\\1', 'LIMIT', 0, 1)[1]
   if m then return m, string.sub(m, #queue + 19) end
@@ -31,7 +33,7 @@ local function enqueue(e, now)
   redis.call('ZADD', Q, 0, e.member)
   redis.call('HSET', D, e.id, cjson.encode(e))
   local m, id = head_of(queue)
-  if id == e.id then redis.call('ZADD', DUE, now, e.id) end
+  if id == e.id then redis.call('ZADD', due_of(e.endpoint), now, e.id) end
 end
 -- The entry under this lease, or nil.
 local function leased(id, lease)
@@ -44,10 +46,10 @@ end
 -- Removes an entry and makes the next of its queue due.
 local function dequeue(e, now)
   redis.call('HDEL', D, e.id)
-  redis.call('ZREM', DUE, e.id)
+  redis.call('ZREM', due_of(e.endpoint), e.id)
   redis.call('ZREM', Q, e.member)
   local m, id = head_of(queue_of(e))
-  if id then redis.call('ZADD', DUE, now, id) end
+  if id then redis.call('ZADD', due_of(e.endpoint), now, id) end
 end
 `;
 
@@ -67,23 +69,26 @@ end
 return stored
 `;
 
-// ARGV: limit, leaseMs, lease prefix. Returns the claimed entries' JSON.
+// ARGV: leaseMs, lease prefix, then (endpoint, limit) pairs. Returns the claimed entries' JSON.
 const CLAIM_LUA = `${COMMON_LUA}
 local now = now_ms()
-local ids = redis.call('ZRANGEBYSCORE', DUE, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local out = {}
-for i, id in ipairs(ids) do
-  local v = redis.call('HGET', D, id)
-  if v then
-    local e = cjson.decode(v)
-    e.attempts = e.attempts + 1
-    e.lease = ARGV[3] .. ':' .. i
-    local json = cjson.encode(e)
-    redis.call('HSET', D, id, json)
-    redis.call('ZADD', DUE, now + tonumber(ARGV[2]), id)
-    out[#out + 1] = json
-  else
-    redis.call('ZREM', DUE, id)
+for j = 3, #ARGV, 2 do
+  local due = due_of(ARGV[j])
+  local ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, tonumber(ARGV[j + 1]))
+  for _, id in ipairs(ids) do
+    local v = redis.call('HGET', D, id)
+    if v then
+      local e = cjson.decode(v)
+      e.attempts = e.attempts + 1
+      e.lease = ARGV[2] .. ':' .. #out
+      local json = cjson.encode(e)
+      redis.call('HSET', D, id, json)
+      redis.call('ZADD', due, now + tonumber(ARGV[1]), id)
+      out[#out + 1] = json
+    else
+      redis.call('ZREM', due, id)
+    end
   end
 end
 return out
@@ -104,7 +109,7 @@ if not e then return 0 end
 e.lease = nil
 e.lastError = ARGV[4]
 redis.call('HSET', D, e.id, cjson.encode(e))
-redis.call('ZADD', DUE, now_ms() + tonumber(ARGV[3]), e.id)
+redis.call('ZADD', due_of(e.endpoint), now_ms() + tonumber(ARGV[3]), e.id)
 return 1
 `;
 
@@ -186,7 +191,7 @@ export class RedisWebhookOutbox implements WebhookOutbox {
     private readonly limits: WebhookOutboxLimits,
   ) {
     const base = `${prefix}:{${prefix}:wh}`;
-    this.keys = [`${base}:d`, `${base}:q`, `${base}:due`, `${base}:n`, `${base}:dead`, `${base}:deadz`];
+    this.keys = [`${base}:d`, `${base}:q`, `${base}:due:`, `${base}:n`, `${base}:dead`, `${base}:deadz`];
   }
 
   static async connect(opts: RedisEngineOptions, limits: WebhookOutboxLimits): Promise<RedisWebhookOutbox> {
@@ -211,10 +216,10 @@ export class RedisWebhookOutbox implements WebhookOutbox {
     return { stored, refused: records.length - stored };
   }
 
-  async claim(limit: number): Promise<ClaimedWebhook[]> {
-    const n = Math.max(0, Math.floor(limit));
-    if (n === 0) return [];
-    const out = await this.redis.heraldWhClaim(...this.keys, n, this.limits.leaseMs, randomUUID());
+  async claim(want: readonly ClaimWant[]): Promise<ClaimedWebhook[]> {
+    const pairs = want.filter((w) => w.limit >= 1).flatMap((w) => [w.endpoint, Math.floor(w.limit)]);
+    if (pairs.length === 0) return [];
+    const out = await this.redis.heraldWhClaim(...this.keys, this.limits.leaseMs, randomUUID(), ...pairs);
     return out.map((json) => {
       const e = JSON.parse(json) as StoredEntry;
       return { ...entryOf(e), lease: e.lease! };

@@ -4,7 +4,7 @@
  * is its lease's end, so a claim that was never answered (the process died) is due again then.
  */
 import { randomUUID } from 'node:crypto';
-import type { ClaimedWebhook, DeadWebhook, WebhookOutbox, WebhookOutboxLimits, WebhookRecord } from '../webhook-outbox.js';
+import type { ClaimedWebhook, ClaimWant, DeadWebhook, WebhookOutbox, WebhookOutboxLimits, WebhookRecord } from '../webhook-outbox.js';
 import type { SqliteDb } from './db.js';
 
 const SCHEMA = `
@@ -12,7 +12,7 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, endpoint TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL,
   created_at INTEGER NOT NULL, attempts INTEGER NOT NULL, due_at INTEGER NOT NULL, lease TEXT, last_error TEXT);
 CREATE INDEX IF NOT EXISTS webhook_outbox_key ON webhook_outbox (endpoint, key, seq);
-CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (due_at);
+CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (endpoint, due_at);
 CREATE TABLE IF NOT EXISTS webhook_dead (
   id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL,
   attempts INTEGER NOT NULL, last_error TEXT NOT NULL, dead_at INTEGER NOT NULL, seq INTEGER NOT NULL);
@@ -50,8 +50,8 @@ export class SqliteWebhookOutbox implements WebhookOutbox {
       deadCount: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM webhook_dead'),
       insert: db.prepare('INSERT OR IGNORE INTO webhook_outbox (id, endpoint, key, body, created_at, attempts, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       // The head of each (endpoint, key) queue, if due.
-      due: db.prepare<[number, number], Row>(
-        `SELECT o.* FROM webhook_outbox o WHERE o.due_at <= ?
+      due: db.prepare<[string, number, number], Row>(
+        `SELECT o.* FROM webhook_outbox o WHERE o.endpoint = ? AND o.due_at <= ?
            AND NOT EXISTS (SELECT 1 FROM webhook_outbox p WHERE p.endpoint = o.endpoint AND p.key = o.key AND p.seq < o.seq)
          ORDER BY o.due_at, o.seq LIMIT ?`,
       ),
@@ -82,14 +82,16 @@ export class SqliteWebhookOutbox implements WebhookOutbox {
     });
   }
 
-  claim(limit: number): Promise<ClaimedWebhook[]> {
+  claim(want: readonly ClaimWant[]): Promise<ClaimedWebhook[]> {
     return this.store.write(() => {
       const now = Date.now();
-      return this.stmt.due.all(now, Math.max(0, Math.floor(limit))).map((row) => {
-        const lease = randomUUID();
-        this.stmt.lease.run(lease, now + this.limits.leaseMs, row.seq);
-        return { ...pending(row), attempts: row.attempts + 1, lease };
-      });
+      return want.flatMap(({ endpoint, limit }) =>
+        limit < 1 ? [] : this.stmt.due.all(endpoint, now, Math.floor(limit)).map((row) => {
+          const lease = randomUUID();
+          this.stmt.lease.run(lease, now + this.limits.leaseMs, row.seq);
+          return { ...pending(row), attempts: row.attempts + 1, lease };
+        }),
+      );
     });
   }
 
