@@ -4,7 +4,8 @@
  * on loopback (its own process, answering each hook at once), and a load generator that opens
  * connections — WebSocket upgrade, `connect`, wait for `connected`, close — `--concurrency` at a
  * time. Modes alternate run by run on the same server: JWT connects (a token, so the hook is not
- * asked) and proxied connects (no token).
+ * asked) and proxied connects (no token). Besides connects/s it reports Herald's CPU time per
+ * connect (user + system, from /proc), which does not depend on which process limited the rate.
  *
  *   node packages/bench/dist/connect-proxy.js [--connections 3000] [--concurrency 50] [--runs 3] [--no-pin]
  */
@@ -14,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { WebSocket } from 'ws';
 import { HERALD_BIN } from './lib/herald-bin.js';
+import { cpuMicros } from './lib/proc.js';
 import { median, round } from './lib/stats.js';
 import { makeToken } from './lib/token.js';
 import { startServer } from './servers/targets.js';
@@ -53,8 +55,9 @@ function connectOnce(url: string, token: string | undefined): Promise<void> {
   });
 }
 
-async function oneRun(url: string, tokens: string[] | undefined, opts: Options): Promise<number> {
+async function oneRun(url: string, tokens: string[] | undefined, opts: Options, pid: number): Promise<{ rate: number; cpuUsPerConnect: number }> {
   let next = 0;
+  const cpu0 = cpuMicros(pid) ?? 0;
   const start = performance.now();
   const worker = async (): Promise<void> => {
     while (next < opts.connections) {
@@ -63,7 +66,8 @@ async function oneRun(url: string, tokens: string[] | undefined, opts: Options):
     }
   };
   await Promise.all(Array.from({ length: opts.concurrency }, worker));
-  return opts.connections / ((performance.now() - start) / 1000);
+  const rate = opts.connections / ((performance.now() - start) / 1000);
+  return { rate, cpuUsPerConnect: ((cpuMicros(pid) ?? 0) - cpu0) / opts.connections };
 }
 
 async function main(opts: Options): Promise<void> {
@@ -81,12 +85,16 @@ async function main(opts: Options): Promise<void> {
   // Distinct users, so `limits.maxConnectionsPerUser` never refuses the JWT mode.
   const tokens = await Promise.all(Array.from({ length: Math.min(opts.connections, 500) }, (_, i) => makeToken(server.secret, `j${i}`, ['bench:*'])));
   const rates: Record<'jwt' | 'proxy', number[]> = { jwt: [], proxy: [] };
+  const cpu: Record<'jwt' | 'proxy', number[]> = { jwt: [], proxy: [] };
   try {
-    await oneRun(server.wsUrl, tokens, { ...opts, connections: Math.min(500, opts.connections) }); // warm-up
+    await oneRun(server.wsUrl, tokens, { ...opts, connections: Math.min(500, opts.connections) }, server.pid); // warm-up
     for (let r = 0; r < opts.runs; r++) {
-      rates.jwt.push(await oneRun(server.wsUrl, tokens, opts));
-      rates.proxy.push(await oneRun(server.wsUrl, undefined, opts));
-      process.stderr.write(`run ${r + 1}: jwt ${round(rates.jwt.at(-1)!)}/s, proxy ${round(rates.proxy.at(-1)!)}/s\n`);
+      for (const mode of ['jwt', 'proxy'] as const) {
+        const run = await oneRun(server.wsUrl, mode === 'jwt' ? tokens : undefined, opts, server.pid);
+        rates[mode].push(run.rate);
+        cpu[mode].push(run.cpuUsPerConnect);
+      }
+      process.stderr.write(`run ${r + 1}: jwt ${round(rates.jwt.at(-1)!)}/s ${round(cpu.jwt.at(-1)!)} µs, proxy ${round(rates.proxy.at(-1)!)}/s ${round(cpu.proxy.at(-1)!)} µs\n`);
     }
   } finally {
     await server.stop();
@@ -94,7 +102,7 @@ async function main(opts: Options): Promise<void> {
   }
   const jwt = median(rates.jwt);
   const proxy = median(rates.proxy);
-  console.log(JSON.stringify({ connections: opts.connections, concurrency: opts.concurrency, runs: opts.runs, pinned: pin, jwtConnectsPerSec: round(jwt), proxyConnectsPerSec: round(proxy), ratio: round(proxy / jwt, 3) }));
+  console.log(JSON.stringify({ connections: opts.connections, concurrency: opts.concurrency, runs: opts.runs, pinned: pin, jwtConnectsPerSec: round(jwt), proxyConnectsPerSec: round(proxy), ratio: round(proxy / jwt, 3), heraldCpuUsPerConnect: { jwt: round(median(cpu.jwt)), proxy: round(median(cpu.proxy)) } }));
 }
 
 if (process.argv.includes('--backend')) {
