@@ -27,8 +27,10 @@ export class Metrics {
   readonly rateLimited: Counter<'limit'>;
   readonly enginePublishFailures: Counter;
   readonly brokerGaps: Counter;
+  readonly proxyRequests: Counter<'hook' | 'outcome'>;
+  readonly proxyDuration: Histogram<'hook'>;
 
-  constructor(sources: { connections(): number; subscriptions(): number; queuedBytes(): number }) {
+  constructor(sources: { connections(): number; subscriptions(): number; queuedBytes(): number; proxyInFlight?(): number }) {
     const registers = [this.registry];
     // The event-loop delay sampler is a libuv timer: at prom-client's 10 ms it wakes an idle server
     // 100 times a second, which on a VM costs more CPU than the samples are worth. A block still
@@ -58,6 +60,15 @@ export class Metrics {
     this.rateLimited = new Counter({ name: 'herald_rate_limited_total', help: 'Frames and requests refused with rate_limited, by limit (rateLimits.*)', labelNames: ['limit'], registers });
     this.heartbeatTimeouts = new Counter({ name: 'herald_heartbeat_timeouts_total', help: 'Connections closed for missed pongs', registers });
     this.enginePublishFailures = new Counter({ name: 'herald_engine_publish_failures_total', help: 'Publishes the engine could not take (answered 503 broker_unavailable)', registers });
+    this.proxyRequests = new Counter({ name: 'herald_proxy_requests_total', help: 'Proxy hook calls, by hook and outcome (result, refused, disconnect, unavailable, invalid, overflow)', labelNames: ['hook', 'outcome'], registers });
+    this.proxyDuration = new Histogram({
+      name: 'herald_proxy_request_seconds',
+      help: 'Time from a proxy hook request to its answer (or its failure), by hook',
+      labelNames: ['hook'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    new Gauge({ name: 'herald_proxy_in_flight', help: 'Proxy hook requests waiting on backends', registers, collect() { this.set(sources.proxyInFlight?.() ?? 0); } });
     this.brokerGaps = new Counter({ name: 'herald_broker_gaps_total', help: 'Times the broker reported dispatches may have been lost (subscribers were asked to reconnect and recover)', registers });
   }
 }

@@ -251,6 +251,10 @@ describe('rpc hook', () => {
     const last = clients[2]!;
     const refusals = await last.next((f) => f.type === 'response' && /proxy\.maxInFlight\)/.test(f.error?.message ?? ''));
     expect(refusals.error.temporary).toBe(true);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toMatch(/herald_proxy_in_flight 8\b/);
+    expect(metrics).toMatch(/herald_proxy_requests_total\{hook="rpc",outcome="overflow"\} [1-9]/);
+    expect(metrics).toMatch(/herald_proxy_requests_total\{hook="connect",outcome="result"\} [1-9]/);
   });
 });
 
