@@ -31,7 +31,10 @@ export class Metrics {
   readonly jwksKeys: Gauge<'key_set'>;
   readonly jwksLastSuccess: Gauge<'key_set'>;
 
-  constructor(sources: { connections(): number; subscriptions(): number; queuedBytes(): number }) {
+  readonly proxyRequests: Counter<'hook' | 'outcome'>;
+  readonly proxyDuration: Histogram<'hook'>;
+
+  constructor(sources: { connections(): number; subscriptions(): number; queuedBytes(): number; proxyInFlight?(): number }) {
     const registers = [this.registry];
     // The event-loop delay sampler is a libuv timer: at prom-client's 10 ms it wakes an idle server
     // 100 times a second, which on a VM costs more CPU than the samples are worth. A block still
@@ -64,6 +67,16 @@ export class Metrics {
     this.jwksFetches = new Counter({ name: 'herald_jwks_fetches_total', help: 'Fetches of a key set URL (auth.jwt.jwksUrl, auth.jwt.keySets[].jwksUrl), by key set and result (ok, error)', labelNames: ['key_set', 'result'], registers });
     this.jwksKeys = new Gauge({ name: 'herald_jwks_keys', help: 'Keys in the key set fetched from a URL and in use, by key set', labelNames: ['key_set'], registers });
     this.jwksLastSuccess = new Gauge({ name: 'herald_jwks_last_success_timestamp_seconds', help: 'When a key set URL last answered with a key set, by key set (unix time)', labelNames: ['key_set'], registers });
+
+    this.proxyRequests = new Counter({ name: 'herald_proxy_requests_total', help: 'Proxy hook calls, by hook and outcome (result, refused, disconnect, unavailable, invalid, overflow)', labelNames: ['hook', 'outcome'], registers });
+    this.proxyDuration = new Histogram({
+      name: 'herald_proxy_request_seconds',
+      help: 'Time from a proxy hook request to its answer (or its failure), by hook',
+      labelNames: ['hook'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    new Gauge({ name: 'herald_proxy_in_flight', help: 'Proxy hook requests waiting on backends', registers, collect() { this.set(sources.proxyInFlight?.() ?? 0); } });
     this.brokerGaps = new Counter({ name: 'herald_broker_gaps_total', help: 'Times the broker reported dispatches may have been lost (subscribers were asked to reconnect and recover)', registers });
   }
 

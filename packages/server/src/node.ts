@@ -126,6 +126,7 @@ export class HeraldNode {
       connections: () => this.hub.sessions.size,
       subscriptions: () => this.hub.subscriptionCount,
       queuedBytes: () => this.hub.queuedBytes(),
+      proxyInFlight: () => this.proxy.pending,
     });
     this.rateLimits = new RateLimits(config, this.metrics.rateLimited);
     this.heartbeat = new Heartbeat(config.heartbeat, {
@@ -180,7 +181,10 @@ export class HeraldNode {
     });
     this.rpc = new Rpc({ log, maxPendingPerConnection: config.rpc.maxPendingPerConnection, session: (id) => this.hub.sessions.get(id) });
     this.admin = new Admin({ nodeName: this.name, hub: this.hub, rpc: this.rpc, subscriptions: this.subscriptions, presence: this.presence, rpcTimeoutMs: config.rpc.timeoutMs, controlTimeoutMs: config.cluster.controlTimeoutMs });
-    this.proxy = new ProxyHooks(config.proxy, config.channels.namespaces, this.name);
+    this.proxy = new ProxyHooks(config.proxy, config.channels.namespaces, this.name, (hook, outcome, seconds) => {
+      this.metrics.proxyRequests.inc({ hook, outcome });
+      this.metrics.proxyDuration.observe({ hook }, seconds);
+    });
     if (this.proxy.rpcEnabled) this.rpc.handleOthers((s, method, data) => this.proxy.rpc(s, method, data));
     const subscriptions = new SubscribeGate({ inner: this.subscriptions, access: this.access, hooks: this.proxy, verifier: this.verifier });
     this.tokens = new TokenRefresh({

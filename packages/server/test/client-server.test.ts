@@ -306,9 +306,14 @@ describe('client ↔ real server', () => {
     let calls = 0;
     const c = client({
       url: s.wsUrl,
-      getToken: async () => makeToken({ ...CHAT, expiresIn: ++calls === 1 ? '1s' : '1h' }),
+      // The second call is the in-band refresh before expiry; it fails, so the server closes at expiry.
+      getToken: async () => {
+        if (++calls === 2) throw new Error('token service down');
+        return makeToken({ ...CHAT, expiresIn: calls === 1 ? '1s' : '1h' });
+      },
       reconnect: { strategy: 'fixed', delay: 20 },
     });
+    c.on('error', () => {});
     await c.connect();
     expect(calls).toBe(1);
     const sub = c.subscribe<{ n: number }>('chat:t');
@@ -318,7 +323,7 @@ describe('client ↔ real server', () => {
     const closed = new Promise<{ code: number }>((r) => c.once('disconnected', r));
     expect((await closed).code).toBe(4006);
     await waitFor(() => c.state.status === 'connected', 5000);
-    expect(calls).toBe(2);
+    expect(calls).toBe(3);
     await publish(s, { channel: 'chat:t', payload: { n: 1 } });
     await waitFor(() => got.length === 1);
   });

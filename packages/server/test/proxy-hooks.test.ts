@@ -251,6 +251,10 @@ describe('rpc hook', () => {
     const last = clients[2]!;
     const refusals = await last.next((f) => f.type === 'response' && /proxy\.maxInFlight\)/.test(f.error?.message ?? ''));
     expect(refusals.error.temporary).toBe(true);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toMatch(/herald_proxy_in_flight 8\b/);
+    expect(metrics).toMatch(/herald_proxy_requests_total\{hook="rpc",outcome="overflow"\} [1-9]/);
+    expect(metrics).toMatch(/herald_proxy_requests_total\{hook="connect",outcome="result"\} [1-9]/);
   });
 });
 
@@ -273,5 +277,33 @@ describe('backend down', () => {
     } finally {
       await down.close();
     }
+  });
+});
+
+describe('proxy.connect.always and configuration', () => {
+  it('asks the connect hook with the verified token too, and refuses an invalid token without asking', async () => {
+    const own = await TestBackend.start();
+    own.on('connect', (b) => ({ result: { user: `${b.token ? 'with' : 'without'}-token`, channels: ['x:*'] } }));
+    const always = await startTestServer({ auth: { anonymous: false }, proxy: { connect: { url: `${own.url}/connect`, always: true } } });
+    try {
+      const a = await TestSocket.connect(always, { sub: 'tok' });
+      expect(a.info.user).toBe('with-token');
+      expect(own.requestsTo('connect')[0].token).toEqual(expect.any(String));
+      const b = await TestSocket.connect(always, null);
+      expect(b.info.user).toBe('without-token');
+      const bad = await TestSocket.open(always.wsUrl);
+      expect((await bad.request({ type: 'connect', token: 'not-a-jwt' })).error).toMatchObject({ code: 'unauthorized' });
+      expect(own.requestsTo('connect')).toHaveLength(2);
+      a.close();
+      b.close();
+    } finally {
+      await always.close();
+      await own.close();
+    }
+  });
+
+  it('a hook URL that is not http(s) fails at start, naming the key', async () => {
+    await expect(startTestServer({ proxy: { rpc: { url: 'ftp://backend/rpc' } } })).rejects.toThrow(/proxy\.rpc\.url/);
+    await expect(startTestServer({ channels: { namespaces: { chat: { proxy: { publish: { url: 'backend' } } } } } })).rejects.toThrow(/chat.*proxy.*publish.*url|proxy\.publish\.url/);
   });
 });

@@ -33,7 +33,7 @@ export interface GeneratorCredentials extends HttpCredentials {
 }
 
 /** Frame types sent on authenticated connections, riskiest first (the sweep's order). */
-const CONNECTED_TYPES: FrameType[] = ['request', 'publish', 'subscribe', 'response', 'ack', 'unsubscribe', 'ping', 'pong'];
+const CONNECTED_TYPES: FrameType[] = ['request', 'publish', 'subscribe', 'response', 'ack', 'unsubscribe', 'refresh', 'ping', 'pong'];
 
 export class InputGenerator {
   private nextId = 1;
@@ -273,6 +273,7 @@ export class InputGenerator {
       ['request', 3],
       ['response', 1],
       ['ack', 1],
+      ['refresh', 1],
       ['ping', 1],
       ['pong', 1],
     ]);

@@ -7,7 +7,7 @@ import { CHANNELS, PUBLISH_CHANNELS } from './world.js';
 import { obj, type JObj, type JVal } from './json-model.js';
 import type { Rng } from './rng.js';
 
-export const FRAME_TYPES = ['connect', 'subscribe', 'unsubscribe', 'publish', 'request', 'response', 'ack', 'ping', 'pong'] as const;
+export const FRAME_TYPES = ['connect', 'subscribe', 'unsubscribe', 'publish', 'request', 'response', 'ack', 'refresh', 'ping', 'pong'] as const;
 export type FrameType = (typeof FRAME_TYPES)[number];
 
 /** What a generator may draw on besides randomness. */
@@ -89,6 +89,9 @@ export function validFrame(type: FrameType, rng: Rng, ctx: FrameContext): JObj {
       for (let i = 0; i < n; i++) ids.push(known.length > 0 && rng.chance(0.6) ? rng.pick(known) : msgId(rng));
       return obj({ type, msgIds: ids });
     }
+    case 'refresh':
+      // The connection's own token when there is one (a refresh to the same rights), else one the server refuses.
+      return obj({ type, id: ctx.id(), token: ctx.token ?? 'not.a.token' });
     case 'ping':
     case 'pong':
       return obj({ type });
@@ -104,6 +107,7 @@ export const FIELD_PATHS: Record<FrameType, Array<Array<string | number>>> = {
   request: [['type'], ['correlationId'], ['method'], ['data']],
   response: [['type'], ['correlationId'], ['data']],
   ack: [['type'], ['msgIds'], ['msgIds', 0]],
+  refresh: [['type'], ['id'], ['token']],
   ping: [['type']],
   pong: [['type']],
 };

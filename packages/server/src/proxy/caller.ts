@@ -30,6 +30,11 @@ export interface CallerLimits {
   maxResponseBytes: number;
 }
 
+export type CallOutcome = 'result' | 'refused' | 'disconnect' | 'unavailable' | 'invalid' | 'overflow';
+
+/** Told of every call: its outcome and how long it took (`overflow`: refused at once by an in-flight bound). */
+export type CallObserver = (hook: HookName, outcome: CallOutcome, seconds: number) => void;
+
 export type HookAnswer<R> = { kind: 'result'; result: R } | { kind: 'disconnect'; code: number; reason: string };
 
 /** Who a call is charged to: the connection's own in-flight count. */
@@ -51,7 +56,10 @@ export class ProxyCaller {
   private readonly perOwner = new Map<string, number>();
   private readonly validators = new Map<HookName, ValidateFunction>();
 
-  constructor(private readonly limits: CallerLimits) {
+  constructor(
+    private readonly limits: CallerLimits,
+    private readonly observe: CallObserver = () => {},
+  ) {
     const ajv = new Ajv({ allErrors: false, strict: false });
     ajv.addSchema(proxySchema());
     for (const hook of Object.keys(IDEMPOTENT) as HookName[]) this.validators.set(hook, ajv.getSchema(`herald:proxy#/$defs/${hook}Answer`)!);
@@ -64,14 +72,26 @@ export class ProxyCaller {
 
   async call<R>(hook: HookName, target: HookTarget, body: unknown, owner?: CallOwner): Promise<HookAnswer<R>> {
     const { maxInFlight, maxInFlightPerConnection } = this.limits;
-    if (this.inFlight >= maxInFlight) throw unavailable(hook, `${maxInFlight} hook requests already waiting (proxy.maxInFlight)`);
     const mine = owner ? (this.perOwner.get(owner.id) ?? 0) : 0;
-    if (owner && mine >= maxInFlightPerConnection) throw unavailable(hook, `this connection already has ${mine} hook requests waiting (proxy.maxInFlightPerConnection)`);
+    if (this.inFlight >= maxInFlight || (owner && mine >= maxInFlightPerConnection)) {
+      this.observe(hook, 'overflow', 0);
+      if (this.inFlight >= maxInFlight) throw unavailable(hook, `${maxInFlight} hook requests already waiting (proxy.maxInFlight)`);
+      throw unavailable(hook, `this connection already has ${mine} hook requests waiting (proxy.maxInFlightPerConnection)`);
+    }
     this.inFlight++;
     if (owner) this.perOwner.set(owner.id, mine + 1);
+    const start = performance.now();
+    let outcome: CallOutcome = 'result';
     try {
-      return await this.attempt<R>(hook, target, JSON.stringify(body), IDEMPOTENT[hook] ? 1 : 0);
+      const answer = await this.attempt<R>(hook, target, JSON.stringify(body), IDEMPOTENT[hook] ? 1 : 0);
+      if (answer.kind === 'disconnect') outcome = 'disconnect';
+      return answer;
+    } catch (err) {
+      const code = (err as HeraldError).code;
+      outcome = code === ErrorCode.BACKEND_UNAVAILABLE ? 'unavailable' : code === ErrorCode.BACKEND_ERROR ? 'invalid' : 'refused';
+      throw err;
     } finally {
+      this.observe(hook, outcome, (performance.now() - start) / 1000);
       this.inFlight--;
       if (owner) {
         const left = (this.perOwner.get(owner.id) ?? 1) - 1;

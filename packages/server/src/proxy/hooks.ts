@@ -13,7 +13,7 @@ import { ChannelPatterns, namespaceOf } from '../channels.js';
 import type { HeraldConfig } from '../config.js';
 import { HeraldError } from '../errors.js';
 import type { Session } from '../session.js';
-import { ProxyCaller, type HookAnswer, type HookName, type HookTarget } from './caller.js';
+import { ProxyCaller, type CallObserver, type HookAnswer, type HookName, type HookTarget } from './caller.js';
 
 type ProxyConfig = HeraldConfig['proxy'];
 
@@ -45,8 +45,9 @@ export class ProxyHooks {
     private readonly cfg: Readonly<ProxyConfig>,
     private readonly namespaces: Readonly<HeraldConfig['channels']['namespaces']>,
     private readonly nodeName: string,
+    observe?: CallObserver,
   ) {
-    this.caller = new ProxyCaller(cfg);
+    this.caller = new ProxyCaller(cfg, observe);
     this.headerNames = cfg.headers.map((h) => h.toLowerCase());
     this.cookieNames = new Set(cfg.cookies);
   }
