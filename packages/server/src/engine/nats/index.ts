@@ -7,6 +7,7 @@ import { NatsInbox } from './inbox.js';
 import { NatsPresence } from './presence.js';
 import { BusControlPlane, controlTimingOf } from '../control-bus.js';
 import { NatsControlBus } from './control.js';
+import { NatsChannelPresenceStore } from './channel-presence.js';
 
 /**
  * NATS carries dispatches; JetStream keeps channel history, inboxes (a stream) and presence (a KV
@@ -44,6 +45,15 @@ export async function createNatsEngines(config: Readonly<HeraldConfig>, log: Fas
     await inbox.close();
     throw err;
   }
+  let channelPresence: NatsChannelPresenceStore;
+  try {
+    channelPresence = await NatsChannelPresenceStore.connect({ servers, prefix, replicas, onError, timing: controlTimingOf(config) });
+  } catch (err) {
+    await bus.close();
+    await presence.close();
+    await inbox.close();
+    throw err;
+  }
   const control = new BusControlPlane(bus, controlTimingOf(config), (err) => onError(err, 'control'));
-  return { broker, presence, inbox, control };
+  return { broker, presence, channelPresence, inbox, control };
 }

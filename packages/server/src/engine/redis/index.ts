@@ -8,6 +8,7 @@ import { RedisInbox } from './inbox.js';
 import { RedisPresence } from './presence.js';
 import { BusControlPlane, controlTimingOf } from '../control-bus.js';
 import { RedisControlBus } from './control.js';
+import { RedisChannelPresenceStore } from './channel-presence.js';
 
 /**
  * Broker, presence, inbox and the control plane all in Redis. Presence, inbox and control connect here, so an unreachable Redis
@@ -35,8 +36,17 @@ export async function createRedisEngines(config: Readonly<HeraldConfig>, nodeNam
     await inbox.close();
     throw err;
   }
+  let channelPresence: RedisChannelPresenceStore;
+  try {
+    channelPresence = await RedisChannelPresenceStore.connect({ target, prefix, onError, timing: controlTimingOf(config) });
+  } catch (err) {
+    await bus.close();
+    await presence.close();
+    await inbox.close();
+    throw err;
+  }
   const control = new BusControlPlane(bus, controlTimingOf(config), (err) => onError(err, 'control'));
-  return { broker: new RedisBroker({ target, prefix, onError, idempotencyWindowMs }), presence, inbox, control };
+  return { broker: new RedisBroker({ target, prefix, onError, idempotencyWindowMs }), presence, channelPresence, inbox, control };
 }
 
 /** `engine.redis` (already validated by resolveConfig) as the connection target it names. */
