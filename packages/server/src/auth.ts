@@ -15,6 +15,7 @@ import { ConfigError } from './config.js';
 import { HeraldError } from './errors.js';
 import { HmacJwtError, peekAlgorithm, verifyHmacJwt } from './hmac-jwt.js';
 import { RemoteJwks } from './remote-jwks.js';
+import { withInfoClaim } from './info-claim.js';
 
 export interface Identity {
   user: string;
@@ -23,6 +24,8 @@ export interface Identity {
   subscribe: ChannelPatterns;
   publish: ChannelPatterns;
   tags: Tags;
+  /** The token's `info` claim, shown to channel members through presence. */
+  info?: unknown;
 }
 
 const HMAC_ALGS = new Set(['HS256', 'HS384', 'HS512']);
@@ -89,7 +92,7 @@ export class TokenVerifier {
     if (typeof payload.iat === 'number' && payload.iat > Math.floor(nowMs / 1000) + this.cfg.clockToleranceSec) {
       throw new HeraldError(ErrorCode.UNAUTHORIZED, 'invalid token: "iat" claim timestamp check failed (it should be in the past)');
     }
-    return identityFromClaims(payload);
+    return withInfoClaim(identityFromClaims(payload), payload.info, this.cfg.maxInfoBytes);
   }
 
   private async verifyWithJose(token: string, nowMs: number): Promise<JWTPayload> {

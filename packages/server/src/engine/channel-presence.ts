@@ -78,8 +78,12 @@ export interface ChannelPresence {
 }
 
 export interface ChannelPresenceStore {
-  /** A node's handle; `node` is the name members carry. */
-  open(node: string): Promise<ChannelPresence>;
+  /**
+   * A node's handle; `node` is the name members carry. `onChange` hears, on this node only, every
+   * join and leave this handle wrote — its own members' and the leaves its sweeps claimed — so
+   * across the cluster each event is heard exactly once (what a webhook needs).
+   */
+  open(node: string, onChange?: PresenceListener): Promise<ChannelPresence>;
   close(): Promise<void>;
 }
 

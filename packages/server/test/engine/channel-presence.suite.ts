@@ -24,9 +24,12 @@ export function runChannelPresenceSuite(name: string, create: () => Promise<Chan
   describe(`ChannelPresence conformance: ${name}`, () => {
     const cleanups: Array<() => Promise<void>> = [];
     let shared: ChannelPresenceStore | undefined;
+    /** What every handle's onChange heard, as `node type:client`. */
+    let changes: string[] = [];
     afterEach(async () => {
       for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
       shared = undefined;
+      changes = [];
     });
 
     async function node(n: string): Promise<ChannelPresence> {
@@ -35,7 +38,7 @@ export function runChannelPresenceSuite(name: string, create: () => Promise<Chan
         cleanups.push(f.cleanup);
         shared = f.store;
       }
-      const h = await shared.open(n);
+      const h = await shared.open(n, (e) => changes.push(`${n} ${e.type}:${e.member.client}`));
       cleanups.push(() => h.close());
       return h;
     }
@@ -85,6 +88,7 @@ export function runChannelPresenceSuite(name: string, create: () => Promise<Chan
       expect(rec.seen).toEqual(['join:c1', 'join:c2', 'leave:c1']);
       expect(rec.events[0]!.member).toEqual({ client: 'c1', user: 'u1', info: { name: 'Ann' }, node: a.node });
       expect(rec.events[2]!.member).toMatchObject({ client: 'c1', user: 'u1' });
+      expect(changes).toEqual([`${a.node} join:c1`, `${a.node} join:c2`, `${a.node} leave:c1`]);
       expect(await a.stats(`ns:never-${tag()}`)).toEqual({ connections: 0, users: 0 });
       expect(await a.list(`ns:never-${tag()}`, { limit: 5 })).toEqual({ members: [] });
     });
@@ -201,6 +205,11 @@ export function runChannelPresenceSuite(name: string, create: () => Promise<Chan
       await waitFor(() => rec.seen.length === 60, 3000, 'every leave');
       expect(rec.seen.filter((s) => s.startsWith('leave:')).length).toBe(30);
       expect(new Set(rec.seen).size).toBe(60);
+      // Each leave was heard by exactly one handle's onChange: the claimant's.
+      const heard = changes.filter((c) => c.includes(' leave:z'));
+      expect(heard.length).toBe(30);
+      expect(new Set(heard.map((c) => c.split(' ')[1])).size).toBe(30);
+      expect(heard.every((c) => !c.startsWith(dead.node))).toBe(true);
       // The timers' sweeps may have claimed some; explicit and timed claims together are exact.
       expect(claimed).toBeLessThanOrEqual(30);
     });

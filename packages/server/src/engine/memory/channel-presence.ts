@@ -43,8 +43,8 @@ export class MemoryChannelPresenceStore implements ChannelPresenceStore {
     private readonly onError: (err: Error) => void = () => undefined,
   ) {}
 
-  async open(node: string): Promise<ChannelPresence> {
-    const h = new MemoryChannelPresence(this, node, this.timing, this.onError);
+  async open(node: string, onChange: PresenceListener = () => undefined): Promise<ChannelPresence> {
+    const h = new MemoryChannelPresence(this, node, this.timing, this.onError, onChange);
     this.handles.add(h);
     return h;
   }
@@ -87,10 +87,10 @@ export class MemoryChannelPresenceStore implements ChannelPresenceStore {
     return true;
   }
 
-  leave(channel: string, client: string, inc: string): boolean {
+  leave(channel: string, client: string, inc: string): PresenceEvent | undefined {
     const st = this.channels.get(channel);
     const e = st?.entries.get(client);
-    if (!st || !e || e.inc !== inc) return false;
+    if (!st || !e || e.inc !== inc) return undefined;
     st.entries.delete(client);
     st.order.splice(lowerBound(st.order, client), 1);
     const n = (st.users.get(e.member.user) ?? 1) - 1;
@@ -98,7 +98,7 @@ export class MemoryChannelPresenceStore implements ChannelPresenceStore {
     else st.users.set(e.member.user, n);
     this.emit(channel, st, 'leave', e.member);
     if (st.entries.size === 0 && st.listeners.size === 0) this.channels.delete(channel);
-    return true;
+    return { channel, type: 'leave', member: e.member };
   }
 
   list(channel: string, cursor: string | undefined, limit: number): PresencePage {
@@ -125,15 +125,15 @@ export class MemoryChannelPresenceStore implements ChannelPresenceStore {
     };
   }
 
-  /** Removes the members of every lapsed incarnation but `own`; returns how many leaves it claimed. */
-  sweep(own: string): number {
+  /** Removes the members of every lapsed incarnation but `own`; returns the leaves it claimed. */
+  sweep(own: string): PresenceEvent[] {
     const now = Date.now();
-    let n = 0;
+    const n: PresenceEvent[] = [];
     for (const [inc, chans] of [...this.channelsOf]) {
       if (inc === own) continue;
       const until = this.live.get(inc);
       if (until !== undefined && until > now) continue;
-      n += this.removeAll(inc, chans);
+      n.push(...this.removeAll(inc, chans));
       this.channelsOf.delete(inc);
       this.live.delete(inc);
     }
@@ -141,20 +141,23 @@ export class MemoryChannelPresenceStore implements ChannelPresenceStore {
   }
 
   /** Leaves every member of an incarnation (its close, or a renewal). */
-  leaveAll(inc: string): number {
+  leaveAll(inc: string): PresenceEvent[] {
     const chans = this.channelsOf.get(inc);
     this.channelsOf.delete(inc);
-    return chans ? this.removeAll(inc, chans) : 0;
+    return chans ? this.removeAll(inc, chans) : [];
   }
 
-  private removeAll(inc: string, chans: Set<string>): number {
-    let n = 0;
+  private removeAll(inc: string, chans: Set<string>): PresenceEvent[] {
+    const out: PresenceEvent[] = [];
     for (const channel of chans) {
       const st = this.channels.get(channel);
       if (!st) continue;
-      for (const [client, e] of [...st.entries]) if (e.inc === inc && this.leave(channel, client, inc)) n++;
+      for (const [client, e] of [...st.entries]) {
+        const left = e.inc === inc ? this.leave(channel, client, inc) : undefined;
+        if (left) out.push(left);
+      }
     }
-    return n;
+    return out;
   }
 
   private state(channel: string): ChannelState {
@@ -186,6 +189,7 @@ class MemoryChannelPresence implements ChannelPresence {
     readonly node: string,
     timing: ChannelPresenceTiming,
     onError: (err: Error) => void,
+    private readonly onChange: PresenceListener,
   ) {
     this.inc = newIncarnation(node);
     store.beat(this.inc, true);
@@ -199,13 +203,14 @@ class MemoryChannelPresence implements ChannelPresence {
     let mine = this.own.get(channel);
     if (!mine) this.own.set(channel, (mine = new Map()));
     mine.set(member.client, member);
-    return this.store.join(channel, member, this.inc);
+    return this.joined(channel, member);
   }
 
   async leave(channel: string, client: string): Promise<boolean> {
     const mine = this.own.get(channel);
     if (mine?.delete(client) && mine.size === 0) this.own.delete(channel);
-    return this.store.leave(channel, client, this.inc);
+    const left = this.store.leave(channel, client, this.inc);
+    return left ? this.tell(left) > 0 : false;
   }
 
   async list(channel: string, page: { cursor?: string; limit: number }): Promise<PresencePage> {
@@ -222,13 +227,13 @@ class MemoryChannelPresence implements ChannelPresence {
   }
 
   async sweep(): Promise<number> {
-    return this.closed ? 0 : this.store.sweep(this.inc);
+    return this.closed ? 0 : this.tell(this.store.sweep(this.inc));
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.stopTimers();
-    this.store.leaveAll(this.inc);
+    this.tell(this.store.leaveAll(this.inc));
     this.own.clear();
     this.store.forget(this.inc, this);
   }
@@ -240,10 +245,23 @@ class MemoryChannelPresence implements ChannelPresence {
   private refresh(): void {
     if (this.store.beat(this.inc, false)) return;
     // Lapsed: whatever a sweeper has not removed yet leaves now, then everything joins again.
-    this.store.leaveAll(this.inc);
+    this.tell(this.store.leaveAll(this.inc));
     this.inc = newIncarnation(this.node);
     this.store.beat(this.inc, true);
-    for (const [channel, members] of this.own) for (const m of members.values()) this.store.join(channel, m, this.inc);
+    for (const [channel, members] of this.own) for (const m of members.values()) this.joined(channel, m);
+  }
+
+  private joined(channel: string, member: ChannelMember): boolean {
+    const joined = this.store.join(channel, member, this.inc);
+    if (joined) this.tell([{ channel, type: 'join', member }]);
+    return joined;
+  }
+
+  /** Hands the events this handle wrote to its `onChange`; returns how many. */
+  private tell(events: PresenceEvent[] | PresenceEvent): number {
+    const list = Array.isArray(events) ? events : [events];
+    for (const e of list) this.onChange(e);
+    return list.length;
   }
 
   private stopTimers(): void {

@@ -92,8 +92,8 @@ export class NatsChannelPresenceStore implements ChannelPresenceStore {
     return bucketOf(this.opts.prefix);
   }
 
-  async open(node: string): Promise<ChannelPresence> {
-    const h = new NatsChannelPresence(this, node);
+  async open(node: string, onChange: PresenceListener = () => undefined): Promise<ChannelPresence> {
+    const h = new NatsChannelPresence(this, node, onChange);
     await h.start();
     this.handles.add(h);
     return h;
@@ -200,6 +200,7 @@ class NatsChannelPresence implements ChannelPresence {
   constructor(
     private readonly s: NatsChannelPresenceStore,
     readonly node: string,
+    private readonly onChange: PresenceListener,
   ) {
     this.inc = newIncarnation(node);
   }
@@ -313,6 +314,7 @@ class NatsChannelPresence implements ChannelPresence {
       }
     }
     await this.s.count(channel, member.user, 1);
+    this.onChange({ channel, type: 'join', member });
     return true;
   }
 
@@ -328,6 +330,7 @@ class NatsChannelPresence implements ChannelPresence {
     }
     this.s.purgeLater(key, rev);
     await this.s.count(channel, v.m.user, -1);
+    this.onChange({ channel, type: 'leave', member: v.m });
     return true;
   }
 

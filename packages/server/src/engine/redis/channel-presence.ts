@@ -52,30 +52,36 @@ local function remove(client)
 end
 `;
 
-// KEYS m, i, z, u, n:<inc>; ARGV client, inc, topic. The owner's own leave.
+// KEYS m, i, z, u, n:<inc>; ARGV client, inc, topic. The owner's own leave; returns the member JSON, or false.
 const LEAVE_LUA = `${REMOVE_LUA}
-if redis.call('SREM', KEYS[5], ARGV[1]) == 0 then return 0 end
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
-return remove(ARGV[1])
+if redis.call('SREM', KEYS[5], ARGV[1]) == 0 then return false end
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return false end
+local json = redis.call('HGET', KEYS[1], ARGV[1])
+if remove(ARGV[1]) == 1 then return json end
+return false
 `;
 
 // KEYS m, i, z, u, n:<inc>; ARGV batch size, inc, topic. Claims up to a batch of an incarnation's
-// members; returns {removed, remaining}.
+// members; returns {remaining, removed member JSON…}.
 const SWEEP_LUA = `${REMOVE_LUA}
 local popped = redis.call('SPOP', KEYS[5], tonumber(ARGV[1]))
-local n = 0
+local out = {0}
 for _, client in ipairs(popped) do
-  if redis.call('HGET', KEYS[2], client) == ARGV[2] then n = n + remove(client) end
+  if redis.call('HGET', KEYS[2], client) == ARGV[2] then
+    local json = redis.call('HGET', KEYS[1], client)
+    if remove(client) == 1 then out[#out + 1] = json end
+  end
 end
-return {n, redis.call('SCARD', KEYS[5])}
+out[1] = redis.call('SCARD', KEYS[5])
+return out
 `;
 
 const SWEEP_BATCH = 500;
 
 type Scripted = RedisClient & {
   heraldCpJoin(m: string, i: string, z: string, u: string, n: string, client: string, user: string, json: string, inc: string, topic: string): Promise<number>;
-  heraldCpLeave(m: string, i: string, z: string, u: string, n: string, client: string, inc: string, topic: string): Promise<number>;
-  heraldCpSweep(m: string, i: string, z: string, u: string, n: string, batch: number, inc: string, topic: string): Promise<[number, number]>;
+  heraldCpLeave(m: string, i: string, z: string, u: string, n: string, client: string, inc: string, topic: string): Promise<string | null>;
+  heraldCpSweep(m: string, i: string, z: string, u: string, n: string, batch: number, inc: string, topic: string): Promise<[number, ...string[]]>;
 };
 
 export interface RedisChannelPresenceOptions extends RedisEngineOptions {
@@ -113,8 +119,8 @@ export class RedisChannelPresenceStore implements ChannelPresenceStore {
     return new RedisChannelPresenceStore(redis, sub, opts);
   }
 
-  async open(node: string): Promise<ChannelPresence> {
-    const h = new RedisChannelPresence(this, node);
+  async open(node: string, onChange: PresenceListener = () => undefined): Promise<ChannelPresence> {
+    const h = new RedisChannelPresence(this, node, onChange);
     await h.start();
     this.handles.add(h);
     return h;
@@ -197,6 +203,7 @@ class RedisChannelPresence implements ChannelPresence {
   constructor(
     private readonly s: RedisChannelPresenceStore,
     readonly node: string,
+    private readonly onChange: PresenceListener,
   ) {
     this.inc = newIncarnation(node);
   }
@@ -221,8 +228,10 @@ class RedisChannelPresence implements ChannelPresence {
   async leave(channel: string, client: string): Promise<boolean> {
     const mine = this.own.get(channel);
     if (mine?.delete(client) && mine.size === 0) this.own.delete(channel);
-    const r = this.s.redis;
-    return (await r.heraldCpLeave(...this.s.keys(channel, this.inc), client, this.inc, this.s.topic(channel))) === 1;
+    const json = await this.s.redis.heraldCpLeave(...this.s.keys(channel, this.inc), client, this.inc, this.s.topic(channel));
+    if (json === null) return false;
+    this.onChange({ channel, type: 'leave', member: JSON.parse(json) as ChannelMember });
+    return true;
   }
 
   async list(channel: string, page: { cursor?: string; limit: number }): Promise<PresencePage> {
@@ -284,7 +293,9 @@ class RedisChannelPresence implements ChannelPresence {
     // The channel is listed before the member is written, so a sweeper never misses it.
     await r.sadd(this.s.incKey(inc, 'ch'), channel);
     const json = JSON.stringify(member);
-    return (await r.heraldCpJoin(...this.s.keys(channel, inc), member.client, member.user, json, inc, this.s.topic(channel))) === 1;
+    const joined = (await r.heraldCpJoin(...this.s.keys(channel, inc), member.client, member.user, json, inc, this.s.topic(channel))) === 1;
+    if (joined) this.onChange({ channel, type: 'join', member });
+    return joined;
   }
 
   private async announce(): Promise<void> {
@@ -311,8 +322,9 @@ class RedisChannelPresence implements ChannelPresence {
     let n = 0;
     for (const channel of await r.smembers(this.s.incKey(inc, 'ch'))) {
       for (;;) {
-        const [removed, remaining] = await r.heraldCpSweep(...this.s.keys(channel, inc), SWEEP_BATCH, inc, this.s.topic(channel));
-        n += removed;
+        const [remaining, ...removed] = await r.heraldCpSweep(...this.s.keys(channel, inc), SWEEP_BATCH, inc, this.s.topic(channel));
+        for (const json of removed) this.onChange({ channel, type: 'leave', member: JSON.parse(json) as ChannelMember });
+        n += removed.length;
         if (remaining === 0) break;
       }
     }

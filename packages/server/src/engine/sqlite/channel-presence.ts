@@ -69,8 +69,8 @@ export class SqliteChannelPresenceStore implements ChannelPresenceStore {
     };
   }
 
-  async open(node: string): Promise<ChannelPresence> {
-    const h = new SqliteChannelPresence(this, node);
+  async open(node: string, onChange: PresenceListener = () => undefined): Promise<ChannelPresence> {
+    const h = new SqliteChannelPresence(this, node, onChange);
     this.handles.add(h);
     return h;
   }
@@ -84,11 +84,12 @@ export class SqliteChannelPresenceStore implements ChannelPresenceStore {
     this.st.forget.run(inc);
   }
 
-  /** Runs `fn` in one immediate transaction, then delivers the events it produced. */
-  private change<T>(fn: (events: PresenceEvent[]) => T): T {
+  /** Runs `fn` in one immediate transaction, then delivers the events it produced (to `tell` too: the writer's). */
+  private change<T>(tell: PresenceListener, fn: (events: PresenceEvent[]) => T): T {
     const events: PresenceEvent[] = [];
     const result = this.db.transaction(() => fn(events)).immediate();
     for (const e of events) {
+      tell(e);
       for (const l of [...(this.listeners.get(e.channel) ?? [])]) {
         try {
           l(e);
@@ -110,8 +111,8 @@ export class SqliteChannelPresenceStore implements ChannelPresenceStore {
     return this.st.beat.run(until, inc, now).changes === 1;
   }
 
-  join(channel: string, member: ChannelMember, inc: string): boolean {
-    return this.change((events) => {
+  join(channel: string, member: ChannelMember, inc: string, tell: PresenceListener): boolean {
+    return this.change(tell, (events) => {
       const json = JSON.stringify(member);
       if (this.st.get.get(channel, member.client)) return false;
       this.st.insert.run(channel, member.client, member.user, inc, json);
@@ -122,23 +123,23 @@ export class SqliteChannelPresenceStore implements ChannelPresenceStore {
     });
   }
 
-  leave(channel: string, client: string, inc: string): boolean {
-    return this.change((events) => this.removeRow(this.st.get.get(channel, client), inc, events));
+  leave(channel: string, client: string, inc: string, tell: PresenceListener): boolean {
+    return this.change(tell, (events) => this.removeRow(this.st.get.get(channel, client), inc, events));
   }
 
   /** Removes every member of an incarnation: one transaction, so racing sweepers claim each once. */
-  leaveAll(inc: string): number {
-    return this.change((events) => {
+  leaveAll(inc: string, tell: PresenceListener): number {
+    return this.change(tell, (events) => {
       let n = 0;
       for (const row of this.st.byInc.all(inc)) n += this.removeRow(row, inc, events) ? 1 : 0;
       return n;
     });
   }
 
-  sweep(own: string): number {
+  sweep(own: string, tell: PresenceListener): number {
     const now = Date.now();
     let n = 0;
-    for (const { inc } of this.st.lapsed.all(now)) if (inc !== own) n += this.leaveAll(inc);
+    for (const { inc } of this.st.lapsed.all(now)) if (inc !== own) n += this.leaveAll(inc, tell);
     this.st.lapsedLive.run(now);
     return n;
   }
@@ -185,6 +186,7 @@ class SqliteChannelPresence implements ChannelPresence {
   constructor(
     private readonly s: SqliteChannelPresenceStore,
     readonly node: string,
+    private readonly onChange: PresenceListener,
   ) {
     this.inc = newIncarnation(node);
     s.beat(this.inc, true);
@@ -198,13 +200,13 @@ class SqliteChannelPresence implements ChannelPresence {
     let mine = this.own.get(channel);
     if (!mine) this.own.set(channel, (mine = new Map()));
     mine.set(member.client, member);
-    return this.s.join(channel, member, this.inc);
+    return this.s.join(channel, member, this.inc, this.onChange);
   }
 
   async leave(channel: string, client: string): Promise<boolean> {
     const mine = this.own.get(channel);
     if (mine?.delete(client) && mine.size === 0) this.own.delete(channel);
-    return this.s.leave(channel, client, this.inc);
+    return this.s.leave(channel, client, this.inc, this.onChange);
   }
 
   async list(channel: string, page: { cursor?: string; limit: number }): Promise<PresencePage> {
@@ -221,7 +223,7 @@ class SqliteChannelPresence implements ChannelPresence {
   }
 
   async sweep(): Promise<number> {
-    return this.closed ? 0 : this.s.sweep(this.inc);
+    return this.closed ? 0 : this.s.sweep(this.inc, this.onChange);
   }
 
   async close(): Promise<void> {
@@ -229,7 +231,7 @@ class SqliteChannelPresence implements ChannelPresence {
     this.stopTimers();
     this.own.clear();
     if (this.s.db.open) {
-      this.s.leaveAll(this.inc);
+      this.s.leaveAll(this.inc, this.onChange);
       this.s.forget(this, this.inc);
     }
   }
@@ -240,10 +242,10 @@ class SqliteChannelPresence implements ChannelPresence {
 
   private refresh(): void {
     if (this.s.beat(this.inc, false)) return;
-    this.s.leaveAll(this.inc);
+    this.s.leaveAll(this.inc, this.onChange);
     this.inc = newIncarnation(this.node);
     this.s.beat(this.inc, true);
-    for (const [channel, members] of this.own) for (const m of members.values()) this.s.join(channel, m, this.inc);
+    for (const [channel, members] of this.own) for (const m of members.values()) this.s.join(channel, m, this.inc, this.onChange);
   }
 
   private stopTimers(): void {
