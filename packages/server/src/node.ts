@@ -44,6 +44,8 @@ import { Rpc } from './rpc.js';
 import { Schemas } from './schemas.js';
 import { Session } from './session.js';
 import { Subscriptions } from './subscriptions.js';
+import { PresenceTracker } from './presence-tracker.js';
+import { MemoryChannelPresenceStore } from './engine/memory/channel-presence.js';
 import type { Transport } from './transport/transport.js';
 import { encodeTextFrame } from './transport/ws-frame.js';
 import { HERALD_VERSION } from './version.js';
@@ -72,6 +74,8 @@ export class HeraldNode {
   readonly subscriptions: Subscriptions;
   readonly rpc: Rpc;
   readonly admin: Admin;
+  /** Channel presence: members, join/leave, and `onPresenceEvent` for whoever must hear each event once. */
+  readonly channelPresence: PresenceTracker;
   private readonly heartbeat: Heartbeat;
   private readonly frames: FrameHandler;
   private readonly disposeEngines: (() => Promise<void>) | undefined;
@@ -141,11 +145,18 @@ export class HeraldNode {
     const historyConfig = (channel: string) => this.historyConfig(channel);
     this.publishing = new Publishing({ config, log, metrics: this.metrics, broker: this.broker, inbox: this.inbox, receipts: this.delivery.receipts, historyConfig });
     this.dispatcher = new Dispatcher({ hub: this.hub, metrics: this.metrics, log, delivery: this.delivery });
+    this.channelPresence = new PresenceTracker({
+      channels: config.channels,
+      store: engines.channelPresence ?? new MemoryChannelPresenceStore(controlTimingOf(config)),
+      access: this.access,
+      log,
+    });
     this.subscriptions = new Subscriptions({
       nodeName: this.name,
       hub: this.hub,
       broker: this.broker,
       presence: this.presence,
+      members: this.channelPresence,
       access: this.access,
       log,
       limits: { maxSubscriptionsPerConnection: config.limits.maxSubscriptionsPerConnection, maxRecover: config.channels.maxRecover },
@@ -168,6 +179,7 @@ export class HeraldNode {
       publishing: this.publishing,
       rpc: this.rpc,
       acks: this.delivery,
+      presence: this.channelPresence,
       lifecycle: { activate: (s) => this.activate(s), afterConnected: (s) => this.afterConnected(s) },
     });
     // Off by default: a method any client may call is attack surface a deployment opts into.
@@ -177,6 +189,7 @@ export class HeraldNode {
   async start(): Promise<void> {
     await this.verifier.start();
     await this.broker.start({ onDispatch: (d) => this.dispatcher.deliver(d), onGap: () => this.onBrokerGap() });
+    await this.channelPresence.start(this.name);
     this.controlNode = await this.control.join({
       node: this.name,
       handle: (cmd) => this.admin.handle(cmd),
@@ -277,6 +290,7 @@ export class HeraldNode {
     this.admin.attachControl(undefined);
     await this.controlNode?.leave();
     await this.control.close();
+    await this.channelPresence.close();
     await this.broker.close();
     await this.presence.close();
     await this.inbox.close();

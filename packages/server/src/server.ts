@@ -124,6 +124,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
     fanout: node.hub.writes,
     admin: node.admin,
     receipts: node.delivery.receipts,
+    presence: node.channelPresence,
   });
   await app.register(pollRoutes, {
     prefix: '/poll/v1',

@@ -15,6 +15,8 @@ import type { PublishOps, PublishRequest } from '../publishing.js';
 import { rateLimitedError, type RateLimits } from '../rate-limit/rate-limits.js';
 import { ApiKeyring, presentedApiKey, type ApiKeyGrant, type ApiScope } from './api-key.js';
 import { publishBatch } from './batch-publish.js';
+import { presenceRoutes } from './presence-routes.js';
+import type { PresenceQueries } from '../presence-tracker.js';
 
 const ref = (name: string) => ({ $ref: `herald:publish#/$defs/${name}` });
 const errorResponses = {
@@ -71,6 +73,8 @@ export interface ApiRoutesOptions {
   fanout: Pick<WriteScheduler, 'hold' | 'release' | 'heldFanoutMs'>;
   admin: AdminOps;
   receipts: Pick<ReceiptBook, 'get'>;
+  /** Channel presence (presence-tracker.ts); its routes are in presence-routes.ts. */
+  presence?: Pick<PresenceQueries, 'list' | 'stats'>;
 }
 
 export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): Promise<void> {
@@ -105,6 +109,8 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
     grants.set(req, grant);
     done();
   });
+
+  if (opts.presence) await presenceRoutes(app, opts.presence, { security, errorBody: ref('errorResponse'), rateLimited, needs: (s) => ({ apiScope: s }) });
 
   app.post<{ Body: PublishRequest }>('/publish', {
     config: needs('publish'),
