@@ -163,6 +163,8 @@ export class Connection implements Link {
       case 'subscribed':
       case 'unsubscribed':
       case 'published':
+      case 'presence':
+      case 'presence_stats':
         this.#settle(frame.id, frame);
         return;
       case 'error':

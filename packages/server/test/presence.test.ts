@@ -127,3 +127,44 @@ describe('channel presence on one node', () => {
     expect((await s.closed).code).toBe(4501);
   });
 });
+
+describe('channel presence through the SDKs', () => {
+  it('@herald/client: subscription.presence(), presenceStats(), on(join|leave); @herald/server: presence(), presenceStats()', async () => {
+    const { HeraldClient } = await import('@herald/client');
+    const { HeraldServerClient } = await import('@herald/server');
+    const { WebSocket } = await import('ws');
+    const ch = 'chat:sdk';
+    const open = async (sub: string, info?: unknown) => {
+      const token = await makeToken({ sub, ...(info !== undefined ? { info } : {}) });
+      const c = new HeraldClient({ url: server.wsUrl, token, WebSocket: WebSocket as never });
+      await c.connect();
+      return c;
+    };
+    const watcher = await open('w');
+    const room = watcher.subscribe(ch, { presence: true });
+    const seen: string[] = [];
+    const offJoin = room.on('join', (m) => seen.push(`join:${m.user}:${JSON.stringify(m.info ?? null)}`));
+    const offLeave = room.on('leave', (m) => seen.push(`leave:${m.user}`));
+    await room.ready();
+    const other = await open('o', { avatar: 'o.png' });
+    const theirs = other.subscribe(ch);
+    await theirs.ready();
+    await waitFor(() => seen.includes('join:o:{"avatar":"o.png"}'), 3000, 'join through the SDK');
+    const page = await room.presence({ limit: 1 });
+    expect(page.members).toHaveLength(1);
+    const rest = await room.presence({ cursor: page.next! });
+    expect([...page.members, ...rest.members].map((m) => m.user).sort()).toEqual(['o', 'w']);
+    expect(await room.presenceStats()).toEqual({ connections: 2, users: 2 });
+    const backend = new HeraldServerClient({ url: server.url, apiKey: 'read-only-key-0001' });
+    expect(await backend.presenceStats(ch)).toEqual({ channel: ch, connections: 2, users: 2 });
+    const all = await backend.presence(ch, { limit: 10 });
+    expect(all.members.map((m) => m.user).sort()).toEqual(['o', 'w']);
+    await expect(backend.presence('plain:x')).rejects.toMatchObject({ code: 'presence_not_enabled' });
+    await other.close();
+    await waitFor(() => seen.includes('leave:o'), 3000, 'leave through the SDK');
+    offJoin();
+    offLeave();
+    expect(seen).toEqual(['join:w:null', 'join:o:{"avatar":"o.png"}', 'leave:o']);
+    await watcher.close();
+  });
+});
