@@ -60,6 +60,9 @@ export class NatsChannelPresenceStore implements ChannelPresenceStore {
   private readonly watchers = new Map<string, { listeners: Set<PresenceListener>; stop: () => void }>();
   private readonly handles = new Set<NatsChannelPresence>();
   private readonly purges = new Set<NodeJS.Timeout>();
+  /** Per channel token: this node's counter changes not yet written, and who waits for them. */
+  private readonly deltas = new Map<string, { dc: number; du: number; done: Promise<void>; settle: (err?: Error) => void }>();
+  private readonly flushing = new Set<string>();
 
   private constructor(
     readonly link: JetStreamLink,
@@ -180,12 +183,43 @@ export class NatsChannelPresenceStore implements ChannelPresenceStore {
     throw new Error(`channel presence counter ${key}: too many concurrent writers`);
   }
 
-  /** Counts a member in or out of its channel's counters. */
+  /**
+   * Counts a member in or out of its channel's counters. The user's counter is one key per user
+   * (rarely contended); the channel's `c.<channel>` is every member's, so this node's changes to it
+   * are gathered and written by one compare-and-set at a time per channel — a burst of joins on a
+   * node costs a few writes of the hot key, not one contended retry loop each.
+   */
   async count(channel: string, user: string, d: 1 | -1): Promise<void> {
     const ch = subjectToken(channel);
     const { before, after } = await this.bump(`u.${ch}.${subjectToken(user)}`, 0, (n) => Math.max(0, n + d));
     const du = before === 0 && after > 0 ? 1 : before > 0 && after === 0 ? -1 : 0;
-    await this.bump(`c.${ch}`, { c: 0, u: 0 }, (s) => ({ c: Math.max(0, s.c + d), u: Math.max(0, s.u + du) }));
+    let p = this.deltas.get(ch);
+    if (!p) {
+      let settle!: (err?: Error) => void;
+      const done = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
+      p = { dc: 0, du: 0, done, settle };
+      this.deltas.set(ch, p);
+      if (!this.flushing.has(ch)) setImmediate(() => void this.flush(ch));
+    }
+    p.dc += d;
+    p.du += du;
+    return p.done;
+  }
+
+  private async flush(ch: string): Promise<void> {
+    const p = this.deltas.get(ch);
+    if (!p || this.flushing.has(ch)) return;
+    this.deltas.delete(ch);
+    this.flushing.add(ch);
+    try {
+      await this.bump(`c.${ch}`, { c: 0, u: 0 }, (s) => ({ c: Math.max(0, s.c + p.dc), u: Math.max(0, s.u + p.du) }));
+      p.settle();
+    } catch (err) {
+      p.settle(err as Error);
+    } finally {
+      this.flushing.delete(ch);
+      if (this.deltas.has(ch)) void this.flush(ch);
+    }
   }
 }
 
