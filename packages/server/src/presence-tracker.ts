@@ -68,6 +68,8 @@ export class PresenceTracker implements PresenceHooks, PresenceQueries {
   /** Channels each session is a member of (or is joining). */
   private readonly memberships = new Map<Session, Set<string>>();
   private readonly watches = new Map<string, Watch>();
+  /** Channels whose events each session gets (or is about to), so a disconnect touches only those. */
+  private readonly watching = new Map<Session, Set<string>>();
   /** Per connection and channel: the last join/leave, so the next waits for it. */
   private readonly chains = new Map<string, Promise<unknown>>();
   private readonly listeners = new Set<PresenceEventListener>();
@@ -122,6 +124,9 @@ export class PresenceTracker implements PresenceHooks, PresenceQueries {
       this.watches.set(channel, (w = fresh));
     }
     w.sessions.set(session, false);
+    let mine = this.watching.get(session);
+    if (!mine) this.watching.set(session, (mine = new Set()));
+    mine.add(channel);
     await w.stop;
   }
 
@@ -146,7 +151,8 @@ export class PresenceTracker implements PresenceHooks, PresenceQueries {
   }
 
   disconnected(session: Session): void {
-    for (const [channel, w] of this.watches) if (w.sessions.has(session)) this.unwatch(session, channel);
+    for (const channel of [...(this.watching.get(session) ?? [])]) this.unwatch(session, channel);
+    this.watching.delete(session);
     const set = this.memberships.get(session);
     if (!set) return;
     this.memberships.delete(session);
@@ -209,6 +215,8 @@ export class PresenceTracker implements PresenceHooks, PresenceQueries {
   }
 
   private unwatch(session: Session, channel: string): void {
+    const mine = this.watching.get(session);
+    if (mine?.delete(channel) && mine.size === 0) this.watching.delete(session);
     const w = this.watches.get(channel);
     if (!w?.sessions.delete(session) || w.sessions.size > 0) return;
     this.watches.delete(channel);

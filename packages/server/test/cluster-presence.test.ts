@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
 import { dropNatsStreams, dropRedisKeys, NATS_URL, REDIS_URL, requireNats, requireRedis, uniquePrefix } from './engine/services.js';
@@ -112,6 +113,26 @@ function clusterSuite(name: string, up: boolean, engineOf: (prefix: string) => R
       for (const e of first.filter((x) => x.startsWith('leave:'))) expect(first.indexOf(`join:${e.slice(6)}`)).toBeLessThan(first.indexOf(e));
       expect(new Set(first).size).toBe(first.length);
       await statsReach(nodes[2]!, ch, { connections: 7, users: 3 + new Set(members.slice(5).map((m) => m.info.user)).size });
+    });
+
+    it.runIf(name === 'Redis')('a node watches a channel\'s events only while one of its subscribers asked for them', async () => {
+      const ch = 'room:quiet';
+      const redis = new Redis(REDIS_URL);
+      const watchersOf = async () => Number(((await redis.pubsub('NUMSUB', `${prefix}:cpev:${ch}`)) as [string, number])[1]);
+      try {
+        const plain = track(await TestSocket.connect(nodes[0]!, { sub: 'plain' }));
+        await plain.subscribe(ch);
+        await statsReach(nodes[1]!, ch, { connections: 1, users: 1 });
+        expect(await watchersOf()).toBe(0);
+        const asking = track(await TestSocket.connect(nodes[1]!, { sub: 'asking' }));
+        expect((await asking.request({ type: 'subscribe', channel: ch, presence: true })).type).toBe('subscribed');
+        expect(await watchersOf()).toBe(1);
+        expect((await asking.request({ type: 'unsubscribe', channel: ch })).type).toBe('unsubscribed');
+        await waitFor(async () => (await watchersOf()) === 0, 5000, 'the watch released');
+        expect(plain.frames.filter((f) => f.type === 'join' || f.type === 'leave')).toEqual([]);
+      } finally {
+        redis.disconnect();
+      }
     });
 
     it.skipIf(!existsSync(CLI))("a SIGKILLed node's members leave exactly once after cluster.nodeTtlMs, seen on every node", async () => {
