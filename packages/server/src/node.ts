@@ -46,6 +46,7 @@ import { Session } from './session.js';
 import { Subscriptions } from './subscriptions.js';
 import { PresenceTracker } from './presence-tracker.js';
 import { MemoryChannelPresenceStore } from './engine/memory/channel-presence.js';
+import type { PresenceEvent } from './engine/channel-presence.js';
 import type { Transport } from './transport/transport.js';
 import { encodeTextFrame } from './transport/ws-frame.js';
 import { HERALD_VERSION } from './version.js';
@@ -264,6 +265,15 @@ export class HeraldNode {
 
   historyConfig(channel: string): HistoryConfig {
     return historyConfigOf(this.config.channels, channel);
+  }
+
+  /**
+   * Hears every channel-presence join and leave this node wrote: its own members', and the leaves
+   * of a dead node's members its sweeps claimed — so each event of the cluster is heard on exactly
+   * one node. Returns the disposer.
+   */
+  onPresenceEvent(listener: (event: PresenceEvent) => void): () => void {
+    return this.channelPresence.onPresenceEvent(listener);
   }
 
   /** Publishes one message (see publishing.ts); for embedders and ingestors. */

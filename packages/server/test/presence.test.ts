@@ -168,3 +168,24 @@ describe('channel presence through the SDKs', () => {
     await watcher.close();
   });
 });
+
+describe('onPresenceEvent', () => {
+  it('hears each join and leave written by this node, with the member, once; the disposer stops it', async () => {
+    const heard: string[] = [];
+    // Only this test's channels: earlier tests' connections may still be closing.
+    const off = server.node.onPresenceEvent((e) => e.channel.endsWith('hooks') && heard.push(`${e.type}:${e.channel}:${e.member.user}:${JSON.stringify(e.member.info ?? null)}`));
+    const s = await client('hooked', { info: { n: 1 } });
+    await s.subscribe('chat:hooks');
+    await s.request({ type: 'unsubscribe', channel: 'chat:hooks' });
+    await s.subscribe('plain:nohooks');
+    await waitFor(() => heard.length >= 2, 3000, 'join and leave').catch((err) => {
+      throw new Error(`${(err as Error).message}: ${JSON.stringify(heard)}`);
+    });
+    expect(heard).toEqual(['join:chat:hooks:hooked:{"n":1}', 'leave:chat:hooks:hooked:{"n":1}']);
+    off();
+    await s.subscribe('chat:hooks');
+    const stats = await s.request({ type: 'presence_stats', channel: 'chat:hooks' });
+    expect(stats.connections).toBe(1);
+    expect(heard).toHaveLength(2);
+  });
+});
