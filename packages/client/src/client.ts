@@ -191,10 +191,12 @@ export class HeraldClient {
    * Subscribes to a channel (at once if connected, else on connect) and keeps it subscribed across
    * reconnects. Subscribing twice to a channel returns the same Subscription. `recover` resumes
    * after a position saved earlier (e.g. `subscription.position` from a previous page).
+   * `presence: true` asks for the channel's `join`/`leave` events (`subscription.on('join')`);
+   * `false` declines them where the namespace sends them by default.
    */
-  subscribe<T = unknown>(channel: string, options: { recover?: StreamPosition } = {}): Subscription<T> {
+  subscribe<T = unknown>(channel: string, options: { recover?: StreamPosition; presence?: boolean } = {}): Subscription<T> {
     this.#assertOpen();
-    return this.#subs.subscribe<T>(channel, options.recover);
+    return this.#subs.subscribe<T>(channel, options.recover, options.presence);
   }
 
   getSubscription<T = unknown>(channel: string): Subscription<T> | undefined {
@@ -399,6 +401,10 @@ export class HeraldClient {
         } else {
           this.#delivery.deliver(frame, (message, context) => this.#events.emit('message', message, context));
         }
+        return;
+      case 'join':
+      case 'leave':
+        this.#subs.routePresence(frame);
         return;
       case 'request':
         this.#rpc.handleRequest(frame, link);

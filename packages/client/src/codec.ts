@@ -86,10 +86,26 @@ export function decodeServerFrame(data: unknown): ServerFrame {
     case 'error':
       need(f, t, { error: isErrorBody });
       break;
+    case 'presence':
+      need(f, t, { id: isNum, channel: isStr });
+      if (!Array.isArray(f.members) || !f.members.every(isMember)) throw bad(t, 'bad "members"');
+      break;
+    case 'presence_stats':
+      need(f, t, { id: isNum, channel: isStr, connections: isNum, users: isNum });
+      break;
+    case 'join':
+    case 'leave':
+      need(f, t, { channel: isStr });
+      if (!isMember(f.member)) throw bad(t, 'bad "member"');
+      break;
     default:
       throw new HeraldError(ErrorCode.UNKNOWN_FRAME_TYPE, `server sent an unknown frame type "${t}"`);
   }
   return f as unknown as ServerFrame;
+}
+
+function isMember(m: unknown): boolean {
+  return isObj(m) && isStr(m.client) && isStr(m.user);
 }
 
 export function encodeClientFrame(frame: ClientFrame): string {

@@ -168,6 +168,8 @@ export class Connection implements Link {
       case 'subscribed':
       case 'published':
       case 'refreshed':
+      case 'presence':
+      case 'presence_stats':
         this.#settle(frame.id, frame);
         return;
       case 'error':

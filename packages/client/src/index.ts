@@ -6,6 +6,7 @@ export { HeraldClient } from './client.js';
 export type { ClientEvents, ConnectedInfo } from './client.js';
 export { Subscription } from './subscription.js';
 export type { SubscribedInfo, SubscriptionEvents, SubscriptionState } from './subscription.js';
+export type { PresenceMember, PresencePage, PresenceQuery, PresenceStats } from './presence.js';
 export { HeraldError, ClientErrorCode, ErrorCode } from './errors.js';
 export type { HeraldErrorCode } from './errors.js';
 export { createBackoff, DEFAULT_RECONNECT } from './backoff.js';

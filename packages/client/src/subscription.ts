@@ -1,4 +1,5 @@
-import type { Envelope, MessageFrame, StreamPosition, SubscribedFrame } from '@herald/protocol';
+import type { Envelope, MessageFrame, PresenceMember, StreamPosition, SubscribedFrame } from '@herald/protocol';
+import type { PresencePage, PresenceQuery, PresenceStats } from './presence.js';
 import { ErrorCode } from '@herald/protocol';
 import { HeraldError } from './errors.js';
 import { Emitter } from './events.js';
@@ -22,12 +23,18 @@ export type SubscriptionEvents<T> = {
   recoveryFailed: [info: SubscribedInfo];
   unsubscribed: [info: { channel: string }];
   error: [error: HeraldError];
+  /** A member joined the channel (subscribe with `presence: true`, or a namespace with `joinLeave`). */
+  join: [member: PresenceMember];
+  /** A member left: exactly one per join, also when its server died. */
+  leave: [member: PresenceMember];
 };
 
 /** What a subscription needs from its client. */
 export interface SubscriptionHost {
   unsubscribe(sub: Subscription<any>): Promise<void>;
   reportError(err: unknown): void;
+  presence(channel: string, query: PresenceQuery): Promise<PresencePage>;
+  presenceStats(channel: string): Promise<PresenceStats>;
 }
 
 /**
@@ -45,8 +52,12 @@ export class Subscription<T = unknown> {
   #buffer: MessageFrame[] | undefined;
   #waiters: { resolve: () => void; reject: (err: HeraldError) => void }[] = [];
 
+  /** @internal What `subscribe` asked about join/leave frames (undefined: the namespace decides). */
+  readonly joinLeave: boolean | undefined;
+
   /** @internal Created by `HeraldClient.subscribe()`. */
-  constructor(channel: string, host: SubscriptionHost, recoverFrom?: StreamPosition) {
+  constructor(channel: string, host: SubscriptionHost, recoverFrom?: StreamPosition, joinLeave?: boolean) {
+    this.joinLeave = joinLeave;
     this.channel = channel;
     this.#host = host;
     this.#position = recoverFrom;
@@ -73,6 +84,16 @@ export class Subscription<T = unknown> {
       return Promise.reject(new HeraldError(ErrorCode.NOT_SUBSCRIBED, `subscription to "${this.channel}" is ${this.#state}`));
     }
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  /** A page of the channel's members, cluster-wide (the namespace must have presence on). */
+  presence(query: PresenceQuery = {}): Promise<PresencePage> {
+    return this.#host.presence(this.channel, query);
+  }
+
+  /** The channel's member counts, cluster-wide. */
+  presenceStats(): Promise<PresenceStats> {
+    return this.#host.presenceStats(this.channel);
   }
 
   /** Stops delivery and tells the server; resolves when it confirmed (or at once when offline). */

@@ -1,5 +1,6 @@
 import { ErrorCode } from '@herald/protocol';
-import type { MessageFrame, StreamPosition } from '@herald/protocol';
+import type { JoinFrame, LeaveFrame, MessageFrame, StreamPosition } from '@herald/protocol';
+import { askPresence, askPresenceStats } from './presence.js';
 import type { Link } from './connection.js';
 import type { Delivery } from './delivery.js';
 import { ClientErrorCode, HeraldError, toHeraldError } from './errors.js';
@@ -31,14 +32,20 @@ export class Subscriptions {
   }
 
   /** Returns the channel's subscription, creating it (and subscribing if connected) if needed. */
-  subscribe<T>(channel: string, recover?: StreamPosition): Subscription<T> {
+  subscribe<T>(channel: string, recover?: StreamPosition, joinLeave?: boolean): Subscription<T> {
     if (typeof channel !== 'string' || channel === '') throw new HeraldError(ErrorCode.INVALID_CHANNEL, 'channel must be a non-empty string');
     const existing = this.#subs.get(channel);
     if (existing) return existing as Subscription<T>;
     const sub = new Subscription<T>(
       channel,
-      { unsubscribe: (s) => this.#unsubscribe(s), reportError: (err) => this.#opts.onError(toHeraldError(err)) },
+      {
+        unsubscribe: (s) => this.#unsubscribe(s),
+        reportError: (err) => this.#opts.onError(toHeraldError(err)),
+        presence: (ch, query) => askPresence(this.#opts.link(), ch, query),
+        presenceStats: (ch) => askPresenceStats(this.#opts.link(), ch),
+      },
       recover,
+      joinLeave,
     );
     this.#subs.set(channel, sub);
     const link = this.#opts.link();
@@ -82,6 +89,12 @@ export class Subscriptions {
     this.#opts.onError(err);
   }
 
+  /** A `join` or `leave` frame: to its channel's subscription, once that is confirmed. */
+  routePresence(frame: JoinFrame | LeaveFrame): void {
+    const sub = this.#subs.get(frame.channel);
+    if (sub?.state === 'subscribed') sub.events.emit(frame.type, frame.member);
+  }
+
   /** Ends every subscription and drops its listeners (client closed). */
   close(err: HeraldError): void {
     for (const sub of this.#subs.values()) {
@@ -94,7 +107,7 @@ export class Subscriptions {
   #send(sub: Subscription<any>, link: Link): void {
     const recover = sub.beginSubscribe();
     link.call(
-      (id) => ({ type: 'subscribe', id, channel: sub.channel, ...(recover ? { recover } : {}) }),
+      (id) => ({ type: 'subscribe', id, channel: sub.channel, ...(recover ? { recover } : {}), ...(sub.joinLeave !== undefined ? { presence: sub.joinLeave } : {}) }),
       (reply) => {
         if (this.#subs.get(sub.channel) !== sub) return; // unsubscribed meanwhile
         if (reply instanceof HeraldError) {

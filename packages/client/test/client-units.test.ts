@@ -216,7 +216,7 @@ describe('frame decoding', () => {
 });
 
 describe('subscription seam', () => {
-  const host = { unsubscribe: async () => {}, reportError: () => {} };
+  const host = { unsubscribe: async () => {}, reportError: () => {}, presence: async () => ({ members: [] }), presenceStats: async () => ({ connections: 0, users: 0 }) };
   const sub = (): Subscription => new Subscription('c', host);
   const offsets = (frames: MessageFrame[]): number[] => frames.map((f) => f.offset!);
 

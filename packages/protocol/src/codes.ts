@@ -75,6 +75,7 @@ export const ErrorCode = {
   TOO_MANY_SUBSCRIPTIONS: 'too_many_subscriptions',
   ALREADY_SUBSCRIBED: 'already_subscribed',
   NOT_SUBSCRIBED: 'not_subscribed',
+  PRESENCE_NOT_ENABLED: 'presence_not_enabled',
   MESSAGE_TOO_LARGE: 'message_too_large',
   UNKNOWN_METHOD: 'unknown_method',
   REQUEST_TIMEOUT: 'request_timeout',

@@ -31,6 +31,7 @@ export const ERRORS: Record<ErrorCode, ErrorSpec> = {
   [ErrorCode.TOO_MANY_SUBSCRIPTIONS]: { status: 400, temporary: false, message: 'The connection has reached its subscription limit' },
   [ErrorCode.ALREADY_SUBSCRIBED]: { status: 400, temporary: false, message: 'Already subscribed to this channel' },
   [ErrorCode.NOT_SUBSCRIBED]: { status: 400, temporary: false, message: 'Not subscribed to this channel' },
+  [ErrorCode.PRESENCE_NOT_ENABLED]: { status: 400, temporary: false, message: 'Presence is not enabled for this channel\'s namespace (channels.namespaces.<ns>.presence)' },
   [ErrorCode.MESSAGE_TOO_LARGE]: { status: 413, temporary: false, message: 'The message exceeds the size limit' },
   [ErrorCode.UNKNOWN_METHOD]: { status: 404, temporary: false, message: 'No handler for this request method' },
   [ErrorCode.REQUEST_TIMEOUT]: { status: 504, temporary: true, message: 'The peer did not answer in time' },

@@ -60,6 +60,29 @@ export interface SubscribeFrame {
   recover?: StreamPosition;
   /** A subscription token: a JWT with `channel` (this channel) and `sub` (this connection's user) granting this one channel. */
   token?: string;
+  /**
+   * Ask for the channel's `join` and `leave` frames (its namespace must have presence on). Without
+   * it, the namespace's `joinLeave` setting decides; `false` declines them.
+   */
+  presence?: boolean;
+}
+
+/** Asks for a page of the channel's members (cluster-wide), ordered by connection id. */
+export interface PresenceRequestFrame {
+  type: 'presence';
+  id: number;
+  channel: string;
+  /** The `next` of the previous page. */
+  cursor?: string;
+  /** At most this many members (1–1000, default 100). */
+  limit?: number;
+}
+
+/** Asks for the channel's member counts (cluster-wide). */
+export interface PresenceStatsRequestFrame {
+  type: 'presence_stats';
+  id: number;
+  channel: string;
 }
 
 export interface UnsubscribeFrame {
@@ -123,6 +146,8 @@ export type ClientFrame =
   | ResponseFrame
   | AckFrame
   | RefreshFrame
+  | PresenceRequestFrame
+  | PresenceStatsRequestFrame
   | PingFrame
   | PongFrame;
 
@@ -210,8 +235,52 @@ export interface ErrorFrame {
   error: ErrorBody;
 }
 
+/** A member of a channel: one connection, its user and the `info` its token granted. */
+export interface PresenceMember {
+  /** The connection id. */
+  client: string;
+  user: string;
+  info?: unknown;
+}
+
+/** The answer to `presence`: members ordered by `client`; `next` is absent on the last page. */
+export interface PresenceFrame {
+  type: 'presence';
+  id: number;
+  channel: string;
+  members: PresenceMember[];
+  next?: string;
+}
+
+export interface PresenceStatsFrame {
+  type: 'presence_stats';
+  id: number;
+  channel: string;
+  /** Connections in the channel. */
+  connections: number;
+  /** Distinct users among them. */
+  users: number;
+}
+
+/** A member joined or left a channel the connection asked join/leave for, in the channel's order. */
+export interface JoinFrame {
+  type: 'join';
+  channel: string;
+  member: PresenceMember;
+}
+
+export interface LeaveFrame {
+  type: 'leave';
+  channel: string;
+  member: PresenceMember;
+}
+
 export type ServerFrame =
   | ConnectedFrame
+  | PresenceFrame
+  | PresenceStatsFrame
+  | JoinFrame
+  | LeaveFrame
   | SubscribedFrame
   | UnsubscribedFrame
   | RefreshedFrame

@@ -45,3 +45,29 @@ export interface RecipientRecord {
   ackedAt?: number;
   exhaustedAt?: number;
 }
+
+/** A channel member as the server API lists it (`GET /api/v1/channels/{channel}/presence`). */
+export interface ChannelMemberInfo {
+  /** The connection id. */
+  client: string;
+  user: string;
+  /** The token's `info` claim, when it had one. */
+  info?: unknown;
+  /** The node holding the connection. */
+  node: string;
+}
+
+/** `GET /api/v1/channels/{channel}/presence`: one page, ordered by `client`. */
+export interface ChannelPresencePage {
+  channel: string;
+  members: ChannelMemberInfo[];
+  /** Pass as `cursor` for the next page; absent on the last one. */
+  next?: string;
+}
+
+/** `GET /api/v1/channels/{channel}/presence-stats`. */
+export interface ChannelPresenceStats {
+  channel: string;
+  connections: number;
+  users: number;
+}

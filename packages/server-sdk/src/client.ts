@@ -4,7 +4,7 @@ import { HeraldError, isErrorBody, ServerSdkErrorCode } from './errors.js';
 import { HttpCaller } from './http.js';
 import { resolveOptions } from './options.js';
 import type { HeraldServerClientOptions, ResolvedOptions } from './options.js';
-import type { BatchItemResult, ChannelInfo, ConnectionInfo, DisconnectOptions, ClusterStats, NodeInfo, PublishMessage, PublishOptions, PublishResult, Receipt } from './types.js';
+import type { BatchItemResult, ChannelInfo, ChannelPresencePage, ChannelPresenceStats, ConnectionInfo, DisconnectOptions, ClusterStats, NodeInfo, PublishMessage, PublishOptions, PublishResult, Receipt } from './types.js';
 
 /** The server's default `rpc.timeoutMs`; the SDK sends it explicitly so it knows how long to wait. */
 export const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 10_000;
@@ -164,6 +164,30 @@ export class HeraldServerClient {
   /** Counters of the node that answered, of every node (`byNode`), their sums (`totals`), and which nodes answered. */
   async stats(): Promise<ClusterStats> {
     const { body } = await this.http.call<ClusterStats>({ method: 'GET', path: '/api/v1/stats', retry: 'idempotent' });
+    return body;
+  }
+
+  /**
+   * A page of a channel's members on every node (its namespace must have presence on), ordered by
+   * connection id; pass the answer's `next` as `cursor` for the following page.
+   */
+  async presence(channel: string, options: { cursor?: string; limit?: number } = {}): Promise<ChannelPresencePage> {
+    const query = new URLSearchParams();
+    if (options.cursor !== undefined) query.set('cursor', nonEmpty(options.cursor, 'cursor'));
+    if (options.limit !== undefined) {
+      if (!Number.isInteger(options.limit) || options.limit < 1 || options.limit > 1000) throw invalid('limit', 'must be an integer from 1 to 1000');
+      query.set('limit', String(options.limit));
+    }
+    const qs = query.size > 0 ? `?${query.toString()}` : '';
+    const path = `/api/v1/channels/${encodeURIComponent(nonEmpty(channel, 'channel'))}/presence${qs}`;
+    const { body } = await this.http.call<ChannelPresencePage>({ method: 'GET', path, retry: 'idempotent' });
+    return body;
+  }
+
+  /** A channel's member counts on every node: connections and distinct users. */
+  async presenceStats(channel: string): Promise<ChannelPresenceStats> {
+    const path = `/api/v1/channels/${encodeURIComponent(nonEmpty(channel, 'channel'))}/presence-stats`;
+    const { body } = await this.http.call<ChannelPresenceStats>({ method: 'GET', path, retry: 'idempotent' });
     return body;
   }
 

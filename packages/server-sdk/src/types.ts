@@ -1,7 +1,7 @@
 /** Request and answer shapes of Herald's `/api/v1` (docs/http-api.md), as the SDK exposes them. */
-import type { ConnectionInfo, NodeInfo, NodesAnswered, RecipientRecord, StreamPosition, TagFilter } from '@herald/protocol';
+import type { ChannelMemberInfo, ChannelPresencePage, ChannelPresenceStats, ConnectionInfo, NodeInfo, NodesAnswered, RecipientRecord, StreamPosition, TagFilter } from '@herald/protocol';
 
-export type { ConnectionInfo, NodeInfo, NodesAnswered, RecipientRecord };
+export type { ChannelMemberInfo, ChannelPresencePage, ChannelPresenceStats, ConnectionInfo, NodeInfo, NodesAnswered, RecipientRecord };
 import type { HeraldError } from './errors.js';
 
 export type DeliveryMode = 'at-most-once' | 'at-least-once';

@@ -10,6 +10,7 @@ import { ChannelPatterns } from './channels.js';
 import type { HeraldConfig } from './config.js';
 import { HeraldError } from './errors.js';
 import { peekAlgorithm, peekIssuer } from './hmac-jwt.js';
+import { withInfoClaim } from './info-claim.js';
 import { KeySet } from './key-set.js';
 import type { RemoteJwks } from './remote-jwks.js';
 
@@ -22,6 +23,8 @@ export interface Identity {
   tags: Tags;
   /** Channels granted one at a time to this connection (subscription tokens, the subscribe hook); kept across token refreshes. */
   granted?: Set<string>;
+  /** The token's `info` claim (or the connect hook's `info`), shown to channel members through presence. */
+  info?: unknown;
 }
 
 /** What the owner of a verifier is told about its key sets' URLs (logging, metrics). */
@@ -106,7 +109,8 @@ export class TokenVerifier {
    * here, once for all of them.
    */
   async verify(token: string, nowMs = Date.now()): Promise<Identity> {
-    return identityFromClaims(await this.verifyClaims(token, nowMs));
+    const payload = await this.verifyClaims(token, nowMs);
+    return withInfoClaim(identityFromClaims(payload), payload.info, this.cfg.maxInfoBytes);
   }
 
   /** The claims of a token that passes every rule of `verify`, before they are read as a connection's identity. */

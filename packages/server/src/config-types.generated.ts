@@ -35,6 +35,10 @@ export interface HeraldConfig {
   auth: {
     anonymous: boolean;
     jwt: {
+      /**
+       * Largest `info` claim a token may carry (its JSON, in bytes); it is shown to a channel's members through presence. A bigger one refuses the token (`unauthorized`).
+       */
+      maxInfoBytes: number;
       hmacSecret: string;
       publicKeyFile: string;
       jwksFile: string;
@@ -155,6 +159,14 @@ export interface HeraldConfig {
     namespaces: {
       [k: string]: {
         history?: History;
+        /**
+         * Keep this namespace's channel members (cluster-wide) for the presence API and frames, and their join/leave events.
+         */
+        presence?: boolean;
+        /**
+         * With presence on: send join/leave frames to every subscriber that does not decline them (`subscribe` with `presence: false`), rather than only to those that ask (`presence: true`).
+         */
+        joinLeave?: boolean;
         delivery?: DeliveryMode;
         rateLimits?: {
           publish?: Bucket;

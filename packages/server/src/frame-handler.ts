@@ -21,6 +21,7 @@ import { encodeFrame, type RpcOps } from './rpc.js';
 import { Schemas } from './schemas.js';
 import type { Session } from './session.js';
 import type { SubscriptionOps } from './subscriptions.js';
+import type { PresenceQueries } from './presence-tracker.js';
 import { encodeTextFrame } from './transport/ws-frame.js';
 
 const MAX_EARLY_FRAMES = 64;
@@ -66,6 +67,8 @@ export interface ReadPathOptions {
   publishGate: PublishGate;
   /** The `refresh` frame (token-refresh.ts). */
   refresh: Pick<TokenRefresh, 'inBand'>;
+  /** The `presence` and `presence_stats` frames (presence-tracker.ts). */
+  presence: Pick<PresenceQueries, 'answer'>;
   /**
    * `connect` succeeded: `activate` runs before `connected` is sent (resolving false when the
    * session closed meanwhile), `afterConnected` right after it.
@@ -151,6 +154,10 @@ export class FrameHandler {
         return;
       case 'refresh':
         this.run(session, this.guard(session, frame.id, this.node.refresh.inBand(session, frame)));
+        return;
+      case 'presence':
+      case 'presence_stats':
+        this.run(session, this.guard(session, frame.id, this.node.presence.answer(session, frame)));
         return;
       case 'ping':
         session.enqueue(this.pongFrame);

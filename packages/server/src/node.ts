@@ -48,6 +48,9 @@ import { Rpc } from './rpc.js';
 import { Schemas } from './schemas.js';
 import { Session } from './session.js';
 import { Subscriptions } from './subscriptions.js';
+import { PresenceTracker } from './presence-tracker.js';
+import { MemoryChannelPresenceStore } from './engine/memory/channel-presence.js';
+import type { PresenceEvent } from './engine/channel-presence.js';
 import type { Transport } from './transport/transport.js';
 import { encodeTextFrame } from './transport/ws-frame.js';
 import { HERALD_VERSION } from './version.js';
@@ -85,6 +88,8 @@ export class HeraldNode {
   readonly lifecycle: LifecycleBus;
   readonly proxy: ProxyHooks;
   readonly tokens: TokenRefresh;
+  /** Channel presence: members, join/leave, and `onPresenceEvent` for whoever must hear each event once. */
+  readonly channelPresence: PresenceTracker;
   private readonly heartbeat: Heartbeat;
   private readonly frames: FrameHandler;
   private readonly disposeEngines: (() => Promise<void>) | undefined;
@@ -168,11 +173,18 @@ export class HeraldNode {
       onInboxDrop: (user, dropped) => this.lifecycle.emit('inbox.expired', { user, dropped }),
     });
     this.dispatcher = new Dispatcher({ hub: this.hub, metrics: this.metrics, log, delivery: this.delivery });
+    this.channelPresence = new PresenceTracker({
+      channels: config.channels,
+      store: engines.channelPresence ?? new MemoryChannelPresenceStore(controlTimingOf(config)),
+      access: this.access,
+      log,
+    });
     this.subscriptions = new Subscriptions({
       nodeName: this.name,
       hub: this.hub,
       broker: this.broker,
       presence: this.presence,
+      members: this.channelPresence,
       access: this.access,
       log,
       limits: { maxSubscriptionsPerConnection: config.limits.maxSubscriptionsPerConnection, maxRecover: config.channels.maxRecover },
@@ -211,6 +223,7 @@ export class HeraldNode {
       identify: identify({ verifier: this.verifier, hooks: this.proxy, anonymous: config.auth.anonymous, anonymousIdentity: () => this.anonymousIdentity() }),
       publishGate: publishGate(this.access, this.proxy),
       refresh: this.tokens,
+      presence: this.channelPresence,
       lifecycle: { activate: (s) => this.activate(s), afterConnected: (s) => this.afterConnected(s) },
     });
     // Off by default: a method any client may call is attack surface a deployment opts into.
@@ -220,6 +233,7 @@ export class HeraldNode {
   async start(): Promise<void> {
     await this.verifier.start();
     await this.broker.start({ onDispatch: (d) => this.dispatcher.deliver(d), onGap: () => this.onBrokerGap() });
+    await this.channelPresence.start(this.name);
     this.controlNode = await this.control.join({
       node: this.name,
       handle: (cmd) => this.admin.handle(cmd),
@@ -303,6 +317,15 @@ export class HeraldNode {
     return historyConfigOf(this.config.channels, channel);
   }
 
+  /**
+   * Hears every channel-presence join and leave this node wrote: its own members', and the leaves
+   * of a dead node's members its sweeps claimed — so each event of the cluster is heard on exactly
+   * one node. Returns the disposer.
+   */
+  onPresenceEvent(listener: (event: PresenceEvent) => void): () => void {
+    return this.channelPresence.onPresenceEvent(listener);
+  }
+
   /** Publishes one message (see publishing.ts); for embedders and ingestors. */
   publish(req: PublishRequest, scope?: string): Promise<PublishResult> {
     return this.publishing.publish(req, scope);
@@ -327,6 +350,7 @@ export class HeraldNode {
     this.admin.attachControl(undefined);
     await this.controlNode?.leave();
     await this.control.close();
+    await this.channelPresence.close();
     await this.broker.close();
     await this.presence.close();
     await this.inbox.close();

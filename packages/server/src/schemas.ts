@@ -9,7 +9,7 @@ import { clientFramesSchema, envelopeSchema } from '@herald/protocol/schemas';
 import { HeraldError } from './errors.js';
 import { exceedsJsonDepth } from './json-depth.js';
 
-const FRAME_TYPES = ['connect', 'subscribe', 'unsubscribe', 'publish', 'request', 'response', 'ack', 'refresh', 'ping', 'pong'] as const;
+const FRAME_TYPES = ['connect', 'subscribe', 'unsubscribe', 'publish', 'request', 'response', 'ack', 'refresh', 'presence', 'presence_stats', 'ping', 'pong'] as const;
 
 export class Schemas {
   readonly ajv = new Ajv({ allErrors: false, strict: false });

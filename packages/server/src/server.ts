@@ -136,6 +136,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
     admin: node.admin,
     receipts: node.delivery.receipts,
     deadLetters: webhooks,
+    presence: node.channelPresence,
   });
   await app.register(pollRoutes, {
     prefix: '/poll/v1',

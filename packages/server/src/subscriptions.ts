@@ -20,6 +20,7 @@ import type { ChannelAccess } from './channel-access.js';
 import type { HistoryConfig } from './config.js';
 import type { Broker, HistoryResult } from './engine/broker.js';
 import type { ConnectionInfo, PresenceStore } from './engine/presence.js';
+import type { PresenceHooks } from './presence-tracker.js';
 import { HeraldError } from './errors.js';
 import type { Hub } from './hub.js';
 import type { LifecycleEmitter } from './lifecycle-events.js';
@@ -45,6 +46,8 @@ export interface SubscriptionsOptions {
   hub: Hub;
   broker: Broker;
   presence: PresenceStore;
+  /** Channel presence (presence-tracker.ts): membership and join/leave follow subscriptions. */
+  members?: PresenceHooks;
   access: ChannelAccess;
   log: FastifyBaseLogger;
   limits: { maxSubscriptionsPerConnection: number; maxRecover: number };
@@ -82,6 +85,7 @@ export class Subscriptions implements SubscriptionOps, HistoryReads {
 
   /** The session is gone: leave every index, release the broker topics it held, drop its presence. */
   disconnected(session: Session): void {
+    this.o.members?.disconnected(session);
     const { emptiedChannels, userGone } = this.o.hub.remove(session);
     for (const channel of emptiedChannels) this.release({ kind: 'channel', channel });
     if (!session.identity) return;
@@ -122,6 +126,7 @@ export class Subscriptions implements SubscriptionOps, HistoryReads {
     const { hub, limits } = this.o;
     this.o.access.checkRead(session.identity!, channel, 'subscribe to');
     if (session.isSubscribed(channel)) throw new HeraldError(ErrorCode.ALREADY_SUBSCRIBED, `already subscribed to ${channel}`);
+    this.o.members?.check(frame);
     if (session.subscriptionCount >= limits.maxSubscriptionsPerConnection) {
       throw new HeraldError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${limits.maxSubscriptionsPerConnection} subscriptions per connection`);
     }
@@ -132,6 +137,7 @@ export class Subscriptions implements SubscriptionOps, HistoryReads {
     try {
       if (first) await this.retain({ kind: 'channel', channel });
       history = await this.readHistory(channel, frame.recover ? limits.maxRecover : 0, frame.recover);
+      await this.o.members?.prepare(session, frame);
     } catch (err) {
       // Still this subscription (not one that an unsubscribe and a new subscribe replaced)?
       if (session.recoveryBuffer(channel) === buffer) this.leave(session, channel);
@@ -142,6 +148,7 @@ export class Subscriptions implements SubscriptionOps, HistoryReads {
     }
     if (!session.open || session.recoveryBuffer(channel) !== buffer) return;
     if (!this.replyAndGoLive(session, frame, history, buffer!)) return;
+    this.o.members?.subscribed(session, frame);
     this.updatePresence(session);
     this.o.lifecycle?.emit('subscription.added', { connectionId: session.id, user: session.user || undefined, node: this.o.nodeName, channel });
   }
@@ -173,6 +180,7 @@ export class Subscriptions implements SubscriptionOps, HistoryReads {
 
   /** Leaves the channel's fan-out, releasing the broker subscription after the last local subscriber. */
   private leave(session: Session, channel: string): void {
+    this.o.members?.unsubscribed(session, channel);
     if (this.o.hub.unsubscribe(session, channel)) this.release({ kind: 'channel', channel });
   }
 

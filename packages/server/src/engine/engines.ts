@@ -9,9 +9,13 @@ import type { InboxStore } from './inbox.js';
 import type { PresenceStore } from './presence.js';
 import type { WebhookOutbox, WebhookOutboxLimits } from './webhook-outbox.js';
 
+import type { ChannelPresenceStore } from './channel-presence.js';
+
 export interface Engines {
   broker: Broker;
   presence: PresenceStore;
+  /** Channel members and their join/leave events, cluster-wide (channel-presence.ts). */
+  channelPresence: ChannelPresenceStore;
   /** Its `append` takes the idempotency key of at-least-once user messages, in the broker's window. */
   inbox: InboxStore;
   /** Node-to-node commands and node liveness, over the same backend (control.ts). */

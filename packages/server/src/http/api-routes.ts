@@ -17,6 +17,8 @@ import { ApiKeyring, presentedApiKey, type ApiKeyGrant, type ApiScope } from './
 import { publishBatch } from './batch-publish.js';
 import { webhookRoutes } from './webhook-routes.js';
 import type { DeadLetterOps } from '../webhooks/index.js';
+import { presenceRoutes } from './presence-routes.js';
+import type { PresenceQueries } from '../presence-tracker.js';
 
 const ref = (name: string) => ({ $ref: `herald:publish#/$defs/${name}` });
 const errorResponses = {
@@ -75,6 +77,8 @@ export interface ApiRoutesOptions {
   receipts: Pick<ReceiptBook, 'get'>;
   /** The webhook dead letters; absent when webhooks are not configured. */
   deadLetters?: DeadLetterOps | undefined;
+  /** Channel presence (presence-tracker.ts); its routes are in presence-routes.ts. */
+  presence?: Pick<PresenceQueries, 'list' | 'stats'>;
 }
 
 export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): Promise<void> {
@@ -109,6 +113,8 @@ export async function apiRoutes(app: FastifyInstance, opts: ApiRoutesOptions): P
     grants.set(req, grant);
     done();
   });
+
+  if (opts.presence) await presenceRoutes(app, opts.presence, { security, errorBody: ref('errorResponse'), rateLimited, needs: (s) => ({ apiScope: s }) });
 
   app.post<{ Body: PublishRequest }>('/publish', {
     config: needs('publish'),

@@ -100,7 +100,8 @@ export class ProxyHooks {
     const ctx = this.contexts.get(session) ?? {};
     if (r.info !== undefined) ctx.info = r.info;
     this.contexts.set(session, ctx);
-    return identityOf(r.user, r);
+    // The hook's `info` is also what channel members see through presence, as a token's would be.
+    return r.info !== undefined ? { ...identityOf(r.user, r), info: r.info } : identityOf(r.user, r);
   }
 
   /** The subscribe hook configured for this channel's namespace, if any. */

@@ -10,6 +10,8 @@ import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
 import { runControlSuite } from './control.suite.js';
+import { runChannelPresenceSuite } from './channel-presence.suite.js';
+import { MemoryChannelPresenceStore } from '../../src/engine/memory/channel-presence.js';
 import { describe, expect, it } from 'vitest';
 import { ALL, BusControlPlane } from '../../src/engine/control-bus.js';
 import { MemoryControlBus } from '../../src/engine/memory/control.js';
@@ -91,3 +93,12 @@ describe('control bus protocol', () => {
     }
   });
 });
+
+runChannelPresenceSuite(
+  'memory',
+  async () => {
+    const store = new MemoryChannelPresenceStore({ heartbeatMs: 50, nodeTtlMs: 200 });
+    return { store, cleanup: () => store.close() };
+  },
+  { distributed: false, heartbeatMs: 50, nodeTtlMs: 200 },
+);

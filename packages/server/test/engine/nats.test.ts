@@ -18,6 +18,8 @@ import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
 import { runControlSuite } from './control.suite.js';
+import { runChannelPresenceSuite } from './channel-presence.suite.js';
+import { NatsChannelPresenceStore } from '../../src/engine/nats/channel-presence.js';
 import { BusControlPlane } from '../../src/engine/control-bus.js';
 import { NatsControlBus } from '../../src/engine/nats/control.js';
 import { dropNatsStreams, NATS_URL, requireNats, uniquePrefix } from './services.js';
@@ -27,6 +29,7 @@ const prefix = uniquePrefix('herald_test_');
 const PRESENCE_TTL_MS = 1000;
 const INBOX_RETAIN_MS = 600_000;
 const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
+const CHANNEL_PRESENCE = { heartbeatMs: 150, nodeTtlMs: 600 };
 const hasNatsServer = spawnSync('nats-server', ['--version']).status === 0;
 if (!hasNatsServer) console.warn('!!! nats-server is not on PATH: skipping the NATS-restart test of the NATS presence and inbox');
 
@@ -66,6 +69,15 @@ describe.skipIf(!natsUp)('NATS engines', () => {
       return { broker, cleanup: () => broker.close(), footprint: () => historyFootprint(own) };
     },
     { distributed: true },
+  );
+
+  runChannelPresenceSuite(
+    'nats',
+    async () => {
+      const store = await NatsChannelPresenceStore.connect({ servers: [NATS_URL], prefix, timing: CHANNEL_PRESENCE });
+      return { store, cleanup: () => store.close() };
+    },
+    { distributed: true, ...CHANNEL_PRESENCE },
   );
 
   runPresenceSuite(

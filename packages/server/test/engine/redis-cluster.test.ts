@@ -16,6 +16,8 @@ import { waitFor } from '../helpers/wait.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
 import { runControlSuite } from './control.suite.js';
+import { runChannelPresenceSuite } from './channel-presence.suite.js';
+import { RedisChannelPresenceStore } from '../../src/engine/redis/channel-presence.js';
 import { BusControlPlane } from '../../src/engine/control-bus.js';
 import { RedisControlBus } from '../../src/engine/redis/control.js';
 import { uniquePrefix } from './services.js';
@@ -26,6 +28,7 @@ const PASSWORD = 'cluster-secret';
 const PRESENCE_TTL_MS = 600;
 const HISTORY = { size: 100, ttlMs: 60_000 };
 const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
+const CHANNEL_PRESENCE = { heartbeatMs: 100, nodeTtlMs: 600 };
 
 describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () => {
   let cluster: RedisClusterProcesses;
@@ -56,6 +59,16 @@ describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () =
       return { presence, cleanup: () => presence.close(), crash: async () => presence.abandon() };
     },
     { distributed: true, ttlMs: PRESENCE_TTL_MS },
+  );
+
+  // Each channel's keys share a slot ({channel}); its events are PUBLISHed from that slot's master.
+  runChannelPresenceSuite(
+    'redis cluster',
+    async () => {
+      const store = await RedisChannelPresenceStore.connect({ target, prefix, timing: CHANNEL_PRESENCE });
+      return { store, cleanup: () => store.close() };
+    },
+    { distributed: true, ...CHANNEL_PRESENCE },
   );
 
   // Plain pub/sub on a Redis Cluster: a PUBLISH on any master reaches subscribers on every master.

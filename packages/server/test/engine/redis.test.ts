@@ -15,6 +15,8 @@ import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
 import { runControlSuite } from './control.suite.js';
+import { runChannelPresenceSuite } from './channel-presence.suite.js';
+import { RedisChannelPresenceStore } from '../../src/engine/redis/channel-presence.js';
 import { BusControlPlane } from '../../src/engine/control-bus.js';
 import { RedisControlBus } from '../../src/engine/redis/control.js';
 import { REDIS_URL, requireRedis, uniquePrefix } from './services.js';
@@ -24,6 +26,7 @@ const prefix = uniquePrefix('herald-test-');
 const PRESENCE_TTL_MS = 600;
 const HISTORY = { size: 100, ttlMs: 60_000 };
 const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
+const CHANNEL_PRESENCE = { heartbeatMs: 100, nodeTtlMs: 400 };
 
 /** Deletes every key under the prefix. */
 async function dropKeys(url: string, keyPrefix: string): Promise<void> {
@@ -67,6 +70,15 @@ describe.skipIf(!redisUp)('Redis engines', () => {
       return { broker, cleanup: () => broker.close(), footprint: (part) => channelKeys(REDIS_URL, prefix, part) };
     },
     { distributed: true },
+  );
+
+  runChannelPresenceSuite(
+    'redis',
+    async () => {
+      const store = await RedisChannelPresenceStore.connect({ url: REDIS_URL, prefix, timing: CHANNEL_PRESENCE });
+      return { store, cleanup: () => store.close() };
+    },
+    { distributed: true, ...CHANNEL_PRESENCE },
   );
 
   runPresenceSuite(

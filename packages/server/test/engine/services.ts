@@ -65,7 +65,9 @@ export async function dropRedisKeys(prefix: string): Promise<void> {
 export async function dropNatsStreams(prefix: string): Promise<void> {
   const nc = await natsConnect({ servers: NATS_URL });
   const jsm = await nc.jetstreamManager();
-  for (const name of [`${prefix}_history`, `${prefix}_inbox`, `KV_${prefix}_presence`, `KV_${prefix}_idem`, `${prefix}_webhooks`, `${prefix}_webhooks_dead`]) await jsm.streams.delete(name).catch(() => undefined);
+  for (const name of [`${prefix}_history`, `${prefix}_inbox`, `KV_${prefix}_presence`, `KV_${prefix}_idem`, `${prefix}_webhooks`, `${prefix}_webhooks_dead`, `KV_${prefix}_chpres`, `KV_${prefix}_chpres_live`]) {
+    await jsm.streams.delete(name).catch(() => undefined);
+  }
   await nc.close();
 }
 

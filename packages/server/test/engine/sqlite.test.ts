@@ -16,6 +16,8 @@ import { runIdempotencySuite } from './idempotency.suite.js';
 import { runInboxSuite } from './inbox.suite.js';
 import { runPresenceSuite } from './presence.suite.js';
 import { runControlSuite } from './control.suite.js';
+import { runChannelPresenceSuite } from './channel-presence.suite.js';
+import { SqliteChannelPresenceStore } from '../../src/engine/sqlite/channel-presence.js';
 import { resolveConfig } from '../../src/config.js';
 import type { Engines } from '../../src/engine/engines.js';
 import { createSqliteEngines } from '../../src/engine/sqlite/index.js';
@@ -131,4 +133,23 @@ runControlSuite(
     return { plane: engines.control, cleanup };
   },
   { distributed: false, heartbeatMs: 1000, nodeTtlMs: 5000 },
+);
+
+runChannelPresenceSuite(
+  'sqlite',
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-sqlite-cp-'));
+    const db = new Database(join(dir, 'presence.db'));
+    db.pragma('journal_mode = WAL');
+    const store = new SqliteChannelPresenceStore(db, { heartbeatMs: 100, nodeTtlMs: 800 });
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        db.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  },
+  { distributed: false, heartbeatMs: 100, nodeTtlMs: 800 },
 );

@@ -35,14 +35,16 @@ export interface TokenClaims {
   channels?: string[];
   publish?: string[];
   tags?: Record<string, string | number | boolean>;
+  /** The `info` claim channel presence shows. */
+  info?: unknown;
   /** A duration such as `'1h'` or `'2s'` (a number is an absolute expiry, seconds since the epoch). */
   expiresIn?: string | number;
   secret?: string;
 }
 
 export async function makeToken(claims: TokenClaims = {}): Promise<string> {
-  const { sub = 'u1', channels = ['*'], publish = [], tags, expiresIn = '1h', secret = SECRET } = claims;
-  const jwt = new SignJWT({ channels, publish, ...(tags ? { tags } : {}) }).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt();
+  const { sub = 'u1', channels = ['*'], publish = [], tags, info, expiresIn = '1h', secret = SECRET } = claims;
+  const jwt = new SignJWT({ channels, publish, ...(tags ? { tags } : {}), ...(info !== undefined ? { info } : {}) }).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt();
   jwt.setExpirationTime(expiresIn);
   return jwt.sign(new TextEncoder().encode(secret));
 }

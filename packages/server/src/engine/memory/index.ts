@@ -7,10 +7,11 @@ import { MemoryInbox } from './inbox.js';
 import { MemoryPresence } from './presence.js';
 import { BusControlPlane, controlTimingOf } from '../control-bus.js';
 import { MemoryControlBus } from './control.js';
+import { MemoryChannelPresenceStore } from './channel-presence.js';
 
 export { MemoryBroker, MemoryControlBus, MemoryInbox, MemoryPresence };
 
 export function createMemoryEngines(config: Readonly<HeraldConfig>): Engines {
   const window = new IdempotencyWindow(config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);
-  return { broker: new MemoryBroker(window), presence: new MemoryPresence(), inbox: new MemoryInbox(window), control: new BusControlPlane(new MemoryControlBus(), controlTimingOf(config)) };
+  return { broker: new MemoryBroker(window), presence: new MemoryPresence(), channelPresence: new MemoryChannelPresenceStore(controlTimingOf(config)), inbox: new MemoryInbox(window), control: new BusControlPlane(new MemoryControlBus(), controlTimingOf(config)) };
 }

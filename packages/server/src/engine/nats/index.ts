@@ -9,6 +9,8 @@ import { BusControlPlane, controlTimingOf } from '../control-bus.js';
 import { NatsControlBus } from './control.js';
 import { NatsWebhookOutbox } from './webhook-outbox.js';
 
+import { NatsChannelPresenceStore } from './channel-presence.js';
+
 /**
  * NATS carries dispatches; JetStream keeps channel history, inboxes (a stream) and presence (a KV
  * bucket), all shared by every node. Presence and inbox connect here, so an unreachable NATS fails
@@ -45,6 +47,15 @@ export async function createNatsEngines(config: Readonly<HeraldConfig>, log: Fas
     await inbox.close();
     throw err;
   }
+  let channelPresence: NatsChannelPresenceStore;
+  try {
+    channelPresence = await NatsChannelPresenceStore.connect({ servers, prefix, replicas, onError, timing: controlTimingOf(config) });
+  } catch (err) {
+    await bus.close();
+    await presence.close();
+    await inbox.close();
+    throw err;
+  }
   const control = new BusControlPlane(bus, controlTimingOf(config), (err) => onError(err, 'control'));
-  return { broker, presence, inbox, control, openWebhookOutbox: (limits) => NatsWebhookOutbox.connect({ servers, prefix, replicas, onError }, limits) };
+  return { broker, presence, channelPresence, inbox, control, openWebhookOutbox: (limits) => NatsWebhookOutbox.connect({ servers, prefix, replicas, onError }, limits) };
 }

@@ -10,6 +10,8 @@ import { BusControlPlane, controlTimingOf } from '../control-bus.js';
 import { RedisControlBus } from './control.js';
 import { RedisWebhookOutbox } from './webhook-outbox.js';
 
+import { RedisChannelPresenceStore } from './channel-presence.js';
+
 /**
  * Broker, presence, inbox and the control plane all in Redis. Presence, inbox and control connect here, so an unreachable Redis
  * fails start-up naming the key that points at it before anything listens; the broker connects in
@@ -36,10 +38,20 @@ export async function createRedisEngines(config: Readonly<HeraldConfig>, nodeNam
     await inbox.close();
     throw err;
   }
+  let channelPresence: RedisChannelPresenceStore;
+  try {
+    channelPresence = await RedisChannelPresenceStore.connect({ target, prefix, onError, timing: controlTimingOf(config) });
+  } catch (err) {
+    await bus.close();
+    await presence.close();
+    await inbox.close();
+    throw err;
+  }
   const control = new BusControlPlane(bus, controlTimingOf(config), (err) => onError(err, 'control'));
   return {
     broker: new RedisBroker({ target, prefix, onError, idempotencyWindowMs }),
     presence,
+    channelPresence,
     inbox,
     control,
     openWebhookOutbox: (limits) => RedisWebhookOutbox.connect({ target, prefix, onError }, limits),

@@ -10,6 +10,9 @@ import { SqliteIdempotency } from './idempotency.js';
 import { SqliteInbox } from './inbox.js';
 import { SqliteWebhookOutbox } from './webhook-outbox.js';
 
+import { SqliteChannelPresenceStore } from './channel-presence.js';
+import Database from 'better-sqlite3';
+
 export function createSqliteEngines(config: Readonly<HeraldConfig>): Engines {
   const { dataDir, synchronous } = config.engine.sqlite;
   let db: SqliteDb;
@@ -18,10 +21,12 @@ export function createSqliteEngines(config: Readonly<HeraldConfig>): Engines {
   } catch (err) {
     throw new ConfigError(`engine.sqlite.dataDir: cannot open the store in ${dataDir}: ${(err as Error).message}`);
   }
+  const presenceDb = new Database(':memory:');
   const idempotency = new SqliteIdempotency(db, config.publish.idempotencyWindowMs, config.publish.idempotencyMaxKeys);
   return {
     broker: new SqliteBroker(db, idempotency),
     presence: new MemoryPresence(),
+    channelPresence: new SqliteChannelPresenceStore(presenceDb, controlTimingOf(config)),
     inbox: new SqliteInbox(db, idempotency),
     // One node: its control plane is in-process (server.workers > 1 is refused for SQLite).
     control: new BusControlPlane(new MemoryControlBus(), controlTimingOf(config)),
@@ -29,6 +34,7 @@ export function createSqliteEngines(config: Readonly<HeraldConfig>): Engines {
     dispose: async () => {
       idempotency.close();
       db.close();
+      presenceDb.close();
     },
   };
 }
