@@ -179,6 +179,10 @@ export class HeraldNode {
       access: this.access,
       log,
     });
+    // Each join and leave is heard once in the cluster (by the node that wrote it), so each becomes one webhook event.
+    this.channelPresence.onPresenceEvent(({ type, channel, member }) =>
+      this.lifecycle.emit(type === 'join' ? 'presence.join' : 'presence.leave', { channel, connectionId: member.client, user: member.user || undefined, node: member.node }),
+    );
     this.subscriptions = new Subscriptions({
       nodeName: this.name,
       hub: this.hub,
