@@ -6,6 +6,7 @@
  * - subscriptions.ts  hub membership, the broker ref-count, history replay, presence
  * - rpc.ts            requests in both directions and the handler map
  * - admin.ts          the server API's operations on connections, cluster-wide over the control plane
+ * - presence-tracker.ts  channel presence: members and join/leave following subscriptions
  * - frame-handler.ts  the read path, given the narrow interfaces above
  * - heartbeat.ts      pings, pong and connect deadlines
  * - token-refresh.ts  token expiry and refresh (in band and through the refresh hook)

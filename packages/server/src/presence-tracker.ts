@@ -118,7 +118,9 @@ export class PresenceTracker implements PresenceHooks, PresenceQueries {
       const handle = this.handle;
       const fresh: Watch = { sessions: new Map(), stop: Promise.resolve(undefined) };
       fresh.stop = handle.watch(channel, (e) => this.deliver(fresh, e)).catch((err) => {
-        this.o.log.warn({ err, channel }, 'channel presence watch failed');
+        // The engine refused the watch: the next subscriber asking for events tries again.
+        this.o.log.warn({ err, channel }, 'channel presence watch failed; join/leave frames of this channel are not sent');
+        if (this.watches.get(channel) === fresh) this.watches.delete(channel);
         return undefined;
       });
       this.watches.set(channel, (w = fresh));

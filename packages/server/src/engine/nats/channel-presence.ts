@@ -347,8 +347,9 @@ class NatsChannelPresence implements ChannelPresence {
         throw err2;
       }
     }
-    await this.s.count(channel, member.user, 1);
+    // The join happened (watchers have it) whatever becomes of the counters.
     this.onChange({ channel, type: 'join', member });
+    await this.countOrReport(channel, member.user, 1);
     return true;
   }
 
@@ -363,9 +364,17 @@ class NatsChannelPresence implements ChannelPresence {
       throw err;
     }
     this.s.purgeLater(key, rev);
-    await this.s.count(channel, v.m.user, -1);
     this.onChange({ channel, type: 'leave', member: v.m });
+    await this.countOrReport(channel, v.m.user, -1);
     return true;
+  }
+
+  private async countOrReport(channel: string, user: string, d: 1 | -1): Promise<void> {
+    try {
+      await this.s.count(channel, user, d);
+    } catch (err) {
+      this.s.opts.onError?.(new Error(`channel presence counters of ${channel} not updated: ${(err as Error).message}`), 'channel presence');
+    }
   }
 
   private async announce(): Promise<void> {
