@@ -91,6 +91,9 @@ export const ErrorCode = {
   BROKER_UNAVAILABLE: 'broker_unavailable',
   SHUTTING_DOWN: 'shutting_down',
   RATE_LIMITED: 'rate_limited',
+  ADMIN_LOGIN_REQUIRED: 'admin_login_required',
+  ADMIN_LOGIN_FAILED: 'admin_login_failed',
+  ADMIN_CSRF: 'admin_csrf',
   INTERNAL: 'internal',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

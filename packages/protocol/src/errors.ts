@@ -49,6 +49,9 @@ export const ERRORS: Record<ErrorCode, ErrorSpec> = {
   [ErrorCode.BROKER_UNAVAILABLE]: { status: 503, temporary: true, message: 'The broker is unavailable; the message was not accepted, retry' },
   [ErrorCode.SHUTTING_DOWN]: { status: 503, temporary: true, message: 'The server is shutting down; retry on another node' },
   [ErrorCode.RATE_LIMITED]: { status: 429, temporary: true, message: 'A rate limit was reached; retry after details.retryAfterMs' },
+  [ErrorCode.ADMIN_LOGIN_REQUIRED]: { status: 401, temporary: false, message: 'Log in to the admin UI first (POST /admin/api/login); the session is missing or expired' },
+  [ErrorCode.ADMIN_LOGIN_FAILED]: { status: 401, temporary: false, message: 'The admin password or key is not valid' },
+  [ErrorCode.ADMIN_CSRF]: { status: 403, temporary: false, message: 'The request lacks the session\'s CSRF token or comes from another origin' },
   [ErrorCode.INTERNAL]: { status: 500, temporary: true, message: 'Internal server error' },
 };
 
