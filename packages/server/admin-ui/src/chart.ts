@@ -18,7 +18,7 @@ export function Chart({ title, times, series, unit }: { title: string; times: nu
     const width = Math.max(280, box.current.clientWidth);
     plot.current = new uPlot({
       width, height: 160,
-      legend: { show: true },
+      legend: { show: true, live: false },
       scales: { x: { time: true }, y: { range: (_u, min, max) => [0, Math.max(max, min + 1) * 1.1] } },
       axes: [{ stroke: '#8b949e', grid: { stroke: '#30363d' } }, { stroke: '#8b949e', grid: { stroke: '#30363d' }, values: (_u, ticks) => ticks.map((v) => `${v}${unit}`) }],
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 1.5, spanGaps: false }))],

@@ -128,7 +128,7 @@ export function PublishPage() {
         <label>eventType <input data-testid="pub-event" required value=${eventType} onInput=${input(setEventType)} /></label>
       </div>
       <label>payload (JSON) <textarea data-testid="pub-payload" rows="4" value=${payload} onInput=${input(setPayload)}></textarea></label>
-      <label>tag filter (JSON, optional) <textarea data-testid="pub-filter" rows="2" placeholder='{"key":"plan","op":"eq","value":"pro"}' value=${filter} onInput=${input(setFilter)}></textarea></label>
+      <label>tag filter (JSON, optional) <textarea data-testid="pub-filter" rows="2" placeholder='{"tag":"plan","op":"eq","value":"pro"}' value=${filter} onInput=${input(setFilter)}></textarea></label>
       <div class="row">
         <label>delivery <select data-testid="pub-delivery" value=${delivery} onChange=${input(setDelivery)}>
           <option value="">default</option><option value="at-most-once">at-most-once</option><option value="at-least-once">at-least-once (with receipt)</option></select></label>

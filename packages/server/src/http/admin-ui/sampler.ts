@@ -46,6 +46,8 @@ export interface SamplerSources {
   historySeconds: number;
 }
 
+const LAG_RESOLUTION_MS = 50;
+
 interface Totals {
   publishes: number;
   deliveries: number;
@@ -62,8 +64,8 @@ export class AdminSampler {
   private readonly lag: IntervalHistogram;
 
   constructor(private readonly s: SamplerSources) {
-    // 50 ms resolution: a finer one wakes an idle server too often for what a chart needs.
-    this.lag = monitorEventLoopDelay({ resolution: 50 });
+    // A finer resolution wakes an idle server more often than a chart needs.
+    this.lag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
   }
 
   start(intervalMs = 1000): void {
@@ -117,7 +119,8 @@ export class AdminSampler {
     const now: Totals = { publishes: sum(pub.values), deliveries: sum(del.values), slow: sum(slow.values), buckets };
     const before = this.last;
     this.last = now;
-    const lagMs = this.lag.count > 0 ? this.lag.percentile(99) / 1e6 : 0;
+    // The histogram records the time between the monitor's timer runs, the resolution included: lag is what is beyond it.
+    const lagMs = this.lag.count > 0 ? Math.max(0, this.lag.percentile(99) / 1e6 - LAG_RESOLUTION_MS) : 0;
     this.lag.reset();
     if (!before) return;
     const delta = now.buckets.map(([le, c], i): [number, number] => [le, c - (before.buckets[i]?.[1] ?? 0)]);
