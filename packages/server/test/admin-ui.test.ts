@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '@herald/protocol';
+import { configWarnings } from '../src/cli/advice.js';
 import { resolveConfig } from '../src/config.js';
 import { AdminGuard, cookieValue } from '../src/http/admin-ui/guard.js';
 import { hashPassword, parsePasswordHash, verifyPassword } from '../src/http/admin-ui/password.js';
@@ -130,6 +131,17 @@ describe('admin UI password and login', () => {
     expect(resolveConfig(on, { api: { keys: [API_KEY] } }).admin.ui.enabled).toBe(true);
     expect(resolveConfig(on, { admin: { ui: { passwordHash: HASH } } }).admin.ui.enabled).toBe(true);
     expect(resolveConfig({}).admin.ui.enabled).toBe(false);
+  });
+});
+
+describe('admin UI config advice', () => {
+  it('warns when the UI is reachable from other machines without TLS in front', () => {
+    const on = { api: { keys: [API_KEY] }, admin: { ui: { enabled: true } } };
+    const warned = (extra: object) => configWarnings(resolveConfig(on, extra)).some((w) => w.startsWith('admin.ui.enabled and server.host'));
+    expect(warned({ server: { host: '0.0.0.0' } })).toBe(true);
+    expect(warned({ server: { host: '0.0.0.0', trustProxy: 1 } })).toBe(false);
+    expect(warned({ server: { host: '127.0.0.1' } })).toBe(false);
+    expect(configWarnings(resolveConfig({ server: { host: '0.0.0.0' }, api: { keys: [API_KEY] } })).some((w) => w.startsWith('admin.ui'))).toBe(false);
   });
 });
 

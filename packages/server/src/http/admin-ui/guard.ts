@@ -68,8 +68,10 @@ export class AdminGuard {
   checkCsrf(req: FastifyRequest, session: AdminSession | undefined): void {
     const site = req.headers['sec-fetch-site'];
     if (site !== undefined && site !== 'same-origin') throw new HeraldError(ErrorCode.ADMIN_CSRF, `Sec-Fetch-Site is ${String(site)}`);
+    // The host name only: a proxy may pass Host without the public port (nginx's $host), and the
+    // port is no boundary for cookies anyway — the token below is what ties a call to the session.
     const origin = req.headers.origin;
-    if (origin !== undefined && origin !== `${req.protocol}://${req.host}`) throw new HeraldError(ErrorCode.ADMIN_CSRF, `Origin ${origin} is not this server`);
+    if (origin !== undefined && originHost(origin) !== req.hostname) throw new HeraldError(ErrorCode.ADMIN_CSRF, `Origin ${origin} is not this server`);
     const token = req.headers[CSRF_HEADER];
     if (session && !csrfMatches(session, Array.isArray(token) ? token[0] : token)) throw new HeraldError(ErrorCode.ADMIN_CSRF);
     // Before login there is no token yet: the custom header must still be there, which a
@@ -93,6 +95,14 @@ export class AdminGuard {
   /** `req.protocol` is https over TLS, or behind server.trustProxy hops that say X-Forwarded-Proto: https. */
   private secure(req: FastifyRequest): boolean {
     return this.ui.secureCookie === 'always' || (this.ui.secureCookie === 'auto' && req.protocol === 'https');
+  }
+}
+
+function originHost(origin: string): string | undefined {
+  try {
+    return new URL(origin).hostname;
+  } catch {
+    return undefined;
   }
 }
 
