@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '@herald/protocol';
 import { configWarnings } from '../src/cli/advice.js';
+import { maskSecrets } from '../src/cli/mask.js';
 import { resolveConfig } from '../src/config.js';
 import { AdminGuard, cookieValue } from '../src/http/admin-ui/guard.js';
 import { hashPassword, parsePasswordHash, verifyPassword } from '../src/http/admin-ui/password.js';
@@ -142,6 +143,11 @@ describe('admin UI config advice', () => {
     expect(warned({ server: { host: '0.0.0.0', trustProxy: 1 } })).toBe(false);
     expect(warned({ server: { host: '127.0.0.1' } })).toBe(false);
     expect(configWarnings(resolveConfig({ server: { host: '0.0.0.0' }, api: { keys: [API_KEY] } })).some((w) => w.startsWith('admin.ui'))).toBe(false);
+  });
+
+  it('masks the password hash in the printed config', () => {
+    const masked = maskSecrets(resolveConfig({ admin: { ui: { enabled: true, passwordHash: HASH } } })) as { admin: { ui: { passwordHash: string } } };
+    expect(masked.admin.ui.passwordHash).toMatch(/^<masked/);
   });
 });
 

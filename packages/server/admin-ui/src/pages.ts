@@ -14,7 +14,7 @@ export function NodesPage() {
     <${ErrorLine} error=${error} />
     <p class="muted">${beats.size > 0 ? `${beats.size} live node(s) by heartbeat` : 'Single node (no cluster engine)'}; this UI is served by <code>${data?.node ?? ''}</code>.${data?.nodes?.missing.length ? ` Not answering: ${data.nodes.missing.join(', ')}.` : ''}</p>
     <table data-testid="nodes">
-      <thead><tr><th>node</th><th>version</th><th>uptime</th><th>connections</th><th>users</th><th>subscriptions</th><th>channels</th><th>deliveries/s</th><th>queued</th><th>RSS</th><th>heap</th><th>last heartbeat</th></tr></thead>
+      <thead><tr><th>node</th><th>version</th><th>uptime</th><th class="num">connections</th><th class="num">users</th><th class="num">subscriptions</th><th class="num">channels</th><th class="num">deliveries/s</th><th class="num">queued</th><th class="num">RSS</th><th class="num">heap</th><th>last heartbeat</th></tr></thead>
       <tbody>${(data?.byNode ?? []).map((n) => {
         const b = beats.get(n.node as string);
         return html`<tr data-node=${n.node}>
@@ -38,7 +38,7 @@ export function ChannelsPage() {
     <${ErrorLine} error=${error} />
     <p class="muted">${fmtNumber(data?.total)} channel(s) with subscribers on any node${data && data.total > data.channels.length ? `, the ${data.channels.length} busiest shown` : ''}.${data && !data.presence ? ' Presence counts appear here once presence is enabled.' : ''}</p>
     <table data-testid="channels">
-      <thead><tr><th>channel</th><th>subscribers (cluster)</th>${data?.presence ? html`<th>present users</th>` : ''}</tr></thead>
+      <thead><tr><th>channel</th><th class="num">subscribers (cluster)</th>${data?.presence ? html`<th class="num">present users</th>` : ''}</tr></thead>
       <tbody>${(data?.channels ?? []).map((c) => html`<tr data-channel=${c.channel}><td><code>${c.channel}</code></td><td class="num" data-testid="subscribers">${fmtNumber(c.subscribers)}</td>${data?.presence ? html`<td class="num">${fmtNumber(c.presence)}</td>` : ''}</tr>`)}</tbody>
     </table>
   </section>`;
@@ -161,7 +161,7 @@ export function MessagesPage() {
     <${ErrorLine} error=${error} />
     ${receipt ? html`<div>
       <p>State <strong data-testid="msg-state">${receipt.state as string}</strong> · target <code>${receipt.target as string}</code> · accepted ${fmtTime(receipt.acceptedAt as number)}</p>
-      <table data-testid="msg-counts"><thead><tr>${Object.keys(counts).map((k) => html`<th>${k}</th>`)}</tr></thead>
+      <table data-testid="msg-counts"><thead><tr>${Object.keys(counts).map((k) => html`<th class="num">${k}</th>`)}</tr></thead>
         <tbody><tr>${Object.entries(counts).map(([k, v]) => html`<td class="num" data-count=${k}>${fmtNumber(v)}</td>`)}</tr></tbody></table>
       <pre>${JSON.stringify(receipt, null, 2)}</pre>
     </div>` : ''}

@@ -110,7 +110,14 @@ export async function adminUiRoutes(app: FastifyInstance, o: AdminUiOptions): Pr
     api.post<{ Body: { credential: string } }>('/admin/api/login', {
       schema: { ...hide, body: { type: 'object', additionalProperties: false, required: ['credential'], properties: { credential: { type: 'string', minLength: 1, maxLength: 1024 } } } },
     }, async (req, reply) => {
-      const via = await guard.login(req.ip, req.body.credential);
+      let via: string;
+      try {
+        via = await guard.login(req.ip, req.body.credential);
+      } catch (err) {
+        req.log.warn({ ip: req.ip, code: (err as HeraldError).code }, 'admin UI login refused');
+        throw err;
+      }
+      req.log.info({ ip: req.ip, via }, 'admin UI login');
       // A login replaces the session the browser had, so a fixed id from before cannot carry over.
       guard.sessions.delete(guard.cookieOf(req));
       const { id, session } = guard.sessions.create(via);
@@ -152,17 +159,26 @@ export async function adminUiRoutes(app: FastifyInstance, o: AdminUiOptions): Pr
     }));
     api.post<{ Params: { user: string }; Body: { reconnect?: boolean } }>('/admin/api/users/:user/disconnect', {
       schema: { ...hide, params: userParams, body: disconnectBody },
-    }, async (req) => o.admin.disconnectUser(req.params.user, req.body.reconnect === true, 'disconnected from the admin UI'));
+    }, async (req) => {
+      req.log.info({ ip: req.ip, user: req.params.user, reconnect: req.body.reconnect === true }, 'admin UI: disconnect user');
+      return o.admin.disconnectUser(req.params.user, req.body.reconnect === true, 'disconnected from the admin UI');
+    });
     api.post<{ Params: { id: string }; Body: { reconnect?: boolean } }>('/admin/api/connections/:id/disconnect', {
       schema: { ...hide, params: { type: 'object', required: ['id'], properties: { id: { type: 'string', minLength: 1, maxLength: 128 } } }, body: disconnectBody },
     }, async (req) => {
+      req.log.info({ ip: req.ip, connectionId: req.params.id, reconnect: req.body.reconnect === true }, 'admin UI: disconnect connection');
       const r = await o.admin.disconnectConnection(req.params.id, req.body.reconnect === true, 'disconnected from the admin UI');
       if (r.disconnected === 0) throw new HeraldError(ErrorCode.CONNECTION_NOT_FOUND, `no connection ${req.params.id} in the cluster`, { nodes: r.nodes });
       return r;
     });
     api.post<{ Body: PublishRequest }>('/admin/api/publish', {
       schema: { ...hide, body: { $ref: 'herald:publish#/$defs/publishRequest' } },
-    }, async (req) => o.publishing.publish(req.body));
+    }, async (req) => {
+      const result = await o.publishing.publish(req.body);
+      const { channel, user, broadcast } = req.body;
+      req.log.info({ ip: req.ip, msgId: result.msgId, channel, user, broadcast }, 'admin UI: publish');
+      return result;
+    });
     api.get<{ Params: { msgId: string } }>('/admin/api/messages/:msgId', {
       schema: { ...hide, params: { type: 'object', required: ['msgId'], properties: { msgId: { type: 'string', minLength: 1, maxLength: 128 } } } },
     }, async (req) => {
