@@ -16,7 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CloseCode, ErrorCode } from '@herald/protocol';
 import { hashPassword } from '../../src/http/admin-ui/password.js';
 import type { HeraldServer } from '../../src/server.js';
-import { api, startTestServer, TestSocket } from '../helpers/server.js';
+import { dropRedisKeys, REDIS_URL, requireRedis, uniquePrefix } from '../engine/services.js';
+import { api, API_KEY, startTestServer, TestSocket } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -25,6 +26,13 @@ if (!haveChromium && process.env.CI === 'true') throw new Error(`Chromium is not
 if (!haveChromium) console.warn(`SKIPPED admin UI browser test: no Chromium at ${CHROMIUM}`);
 
 const PASSWORD = 'admin-password-for-tests';
+const redisUp = await requireRedis();
+const LAUNCH = {
+  executablePath: CHROMIUM,
+  headless: true,
+  viewport: { width: 1360, height: 860 },
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
+};
 const SHOTS = process.env.HERALD_ADMIN_SCREENSHOTS;
 
 describe.skipIf(!haveChromium)('admin UI in headless Chromium', () => {
@@ -47,12 +55,7 @@ describe.skipIf(!haveChromium)('admin UI in headless Chromium', () => {
     sockets.push(alice1, alice2, alice3, bob);
     await bob.subscribe('news');
     userDataDir = mkdtempSync(join(tmpdir(), 'herald-admin-'));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1360, height: 860 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
-    });
+    context = await chromium.launchPersistentContext(userDataDir, LAUNCH);
     page = await context.newPage();
     // A missing element fails the test in seconds, with the step named, rather than at the test timeout.
     page.setDefaultTimeout(10_000);
@@ -122,7 +125,7 @@ describe.skipIf(!haveChromium)('admin UI in headless Chromium', () => {
     const row = page.locator(`tr[data-node="${server.node.name}"]`);
     await row.waitFor();
     await waitFor(async () => (await row.getByTestId('node-connections').innerText()) === '4', 5000, 'node connections 4');
-    await shot('nodes');
+    // The screenshot of this page is the two-node one below.
   });
 
   it('channels: subscriber counts of each channel', async () => {
@@ -237,5 +240,49 @@ describe.skipIf(!haveChromium)('admin UI in headless Chromium', () => {
     await page.getByTestId('credential').waitFor();
     const after = await page.evaluate(async () => (await fetch('/admin/api/overview')).status);
     expect(after).toBe(401);
+  });
+});
+
+describe.skipIf(!haveChromium || !redisUp)('admin UI of a two-node Redis cluster in headless Chromium', () => {
+  const prefix = uniquePrefix('herald-adminui-browser-');
+  let a: HeraldServer;
+  let b: HeraldServer;
+  let context: BrowserContext;
+  let userDataDir: string;
+  const sockets: TestSocket[] = [];
+
+  beforeAll(async () => {
+    const engine = { type: 'redis', redis: { url: REDIS_URL, prefix } };
+    const cluster = { controlTimeoutMs: 800, heartbeatIntervalMs: 200, nodeTtlMs: 1500 };
+    [a, b] = await Promise.all(['node-a', 'node-b'].map((nodeName) => startTestServer({ server: { nodeName }, engine, cluster, admin: { ui: { enabled: true } } }))) as [HeraldServer, HeraldServer];
+    for (const [server, n] of [[a, 1], [b, 2]] as const) {
+      for (let i = 0; i < n; i++) sockets.push(await TestSocket.connect(server, { sub: `${server.node.name}-user-${i}` }));
+    }
+    userDataDir = mkdtempSync(join(tmpdir(), 'herald-admin-cluster-'));
+    context = await chromium.launchPersistentContext(userDataDir, LAUNCH);
+  });
+
+  afterAll(async () => {
+    for (const s of sockets) s.close();
+    await context?.close();
+    await Promise.all([a, b].map((s) => s?.close()));
+    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+    await dropRedisKeys(prefix);
+  });
+
+  it('logs in with an admin API key and shows both nodes with their own connection counts, and their sum', async () => {
+    const page = await context.newPage();
+    page.setDefaultTimeout(10_000);
+    await page.goto(`${a.url}/admin#/nodes`);
+    await page.getByTestId('credential').fill(API_KEY);
+    await page.getByTestId('login').click();
+    const count = (node: string) => page.locator(`tr[data-node="${node}"] [data-testid="node-connections"]`).innerText();
+    await waitFor(async () => (await page.locator('tr[data-node]').count()) === 2, 10_000, 'two node rows');
+    await waitFor(async () => (await count('node-a')) === '1' && (await count('node-b')) === '2', 5000, 'per-node connection counts');
+    if (SHOTS) await page.screenshot({ path: join(SHOTS, 'admin-nodes.png') });
+    await page.getByTestId('nav-overview').click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="stat-connections"]')?.textContent === '3', undefined, { timeout: 10_000 });
+    expect(await page.locator('main p.muted').first().innerText()).toContain('summed over 2 node(s)');
+    await page.close();
   });
 });
