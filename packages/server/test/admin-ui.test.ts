@@ -17,6 +17,7 @@ import { combine, quantileMs } from '../src/http/admin-ui/sampler.js';
 import { csrfMatches, SessionStore } from '../src/http/admin-ui/sessions.js';
 import type { HeraldServer } from '../src/server.js';
 import { CLI } from './helpers/paths.js';
+import { runCli } from './helpers/cli.js';
 import { API_KEY, startTestServer } from './helpers/server.js';
 
 const PASSWORD = 'correct-horse-battery-staple';
@@ -329,6 +330,12 @@ describe('herald admin hash-password', () => {
     if (typeof parsed === 'string') throw new Error(parsed);
     expect(await verifyPassword(parsed, PASSWORD)).toBe(true);
     expect(resolveConfig({ admin: { ui: { enabled: true, passwordHash: hash } } }).admin.ui.passwordHash).toBe(hash);
+  });
+
+  it('herald serve with the UI on and no credential exits 2 with one line naming the keys', async () => {
+    const r = await runCli(['serve', '--host', '127.0.0.1', '--port', '0'], { HERALD_ADMIN__UI__ENABLED: 'true' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('herald: admin.ui.enabled: the admin UI needs a credential: set admin.ui.passwordHash (from `herald admin hash-password`) or an admin-scope key in api.keys with admin.ui.apiKeyLogin on\n');
   });
 
   it('refuses a short password in one line, exit code 2', async () => {

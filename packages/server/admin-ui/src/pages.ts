@@ -64,6 +64,8 @@ export function ConnectionsPage() {
     try {
       const r = await post<{ disconnected: number }>(path, { reconnect });
       setNote(`Disconnected ${r.disconnected} connection(s) with ${reconnect ? '4000-range code: clients reconnect' : '4500-range code: clients stay away'}.`);
+      // A close completes after the answer (the client's close handshake): list again a moment later.
+      await new Promise((resolve) => setTimeout(resolve, 300));
       await search();
     } catch (err) { setError(err); }
   };
