@@ -6,12 +6,15 @@
  * (browser/admin-ui.test.ts) drives the pages themselves.
  */
 import { spawn } from 'node:child_process';
+import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode } from '@herald/protocol';
 import { configWarnings } from '../src/cli/advice.js';
 import { maskSecrets } from '../src/cli/mask.js';
 import { resolveConfig } from '../src/config.js';
+import { installErrorHandling } from '../src/http/error-handler.js';
 import { AdminGuard, cookieValue } from '../src/http/admin-ui/guard.js';
+import { adminUiRoutes, type AdminUiOptions } from '../src/http/admin-ui/routes.js';
 import { hashPassword, parsePasswordHash, verifyPassword } from '../src/http/admin-ui/password.js';
 import { combine, quantileMs } from '../src/http/admin-ui/sampler.js';
 import { csrfMatches, SessionStore } from '../src/http/admin-ui/sessions.js';
@@ -343,5 +346,35 @@ describe('herald admin hash-password', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('herald admin hash-password: the password must be at least 12 characters\n');
     expect(r.stdout).toBe('');
+  });
+});
+
+describe('admin UI routes on their narrow interfaces', () => {
+  it('adds presence counts to the channels page once a PresenceCounts source is given', async () => {
+    const config = resolveConfig({ api: { keys: [API_KEY] }, admin: { ui: { enabled: true } } });
+    const unused = () => { throw new Error('not used by this test'); };
+    const options = (presenceCounts?: AdminUiOptions['presenceCounts']): AdminUiOptions => ({
+      config, nodeName: 'n1',
+      admin: {
+        channels: async () => ({ channels: [{ channel: 'b', subscribers: 1 }, { channel: 'a', subscribers: 5 }], nodes: { replied: ['n1'], missing: [] } }),
+        userConnections: unused, disconnectConnection: unused, disconnectUser: unused, stats: unused, nodes: unused,
+      },
+      publishing: { publish: unused }, receipts: { get: () => undefined }, inbox: { list: unused, size: unused },
+      sampler: { samples: () => [] }, log: { warn: () => undefined },
+      ...(presenceCounts ? { presenceCounts } : {}),
+    });
+    const channels = async (presenceCounts?: AdminUiOptions['presenceCounts']) => {
+      const app = Fastify();
+      installErrorHandling(app);
+      await app.register(adminUiRoutes, options(presenceCounts));
+      const login = await app.inject({ method: 'POST', url: '/admin/api/login', headers: { 'x-herald-csrf': 'login' }, payload: { credential: API_KEY } });
+      const cookie = String(login.headers['set-cookie']).split(';')[0]!;
+      const r = await app.inject({ method: 'GET', url: '/admin/api/channels', headers: { cookie } });
+      await app.close();
+      return r.json() as { channels: unknown[]; presence: boolean };
+    };
+    expect(await channels()).toMatchObject({ presence: false, channels: [{ channel: 'a', subscribers: 5 }, { channel: 'b', subscribers: 1 }] });
+    const withPresence = await channels(async (names) => new Map(names.map((n) => [n, n === 'a' ? 3 : 0])));
+    expect(withPresence).toMatchObject({ presence: true, channels: [{ channel: 'a', subscribers: 5, presence: 3 }, { channel: 'b', subscribers: 1, presence: 0 }] });
   });
 });
