@@ -11,6 +11,12 @@ export class AdminApiError extends Error {
 }
 
 let csrf = '';
+let sessionLost: () => void = () => undefined;
+
+/** Called when a call finds the session gone (expired, logged out elsewhere, node restarted). */
+export function onSessionLost(handler: () => void): void {
+  sessionLost = handler;
+}
 
 export function setCsrf(token: string): void {
   csrf = token;
@@ -28,6 +34,7 @@ async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Pr
   const json = text ? (JSON.parse(text) as unknown) : {};
   if (!res.ok) {
     const err = (json as { error?: ApiError }).error;
+    if (err?.code === 'admin_login_required') sessionLost();
     throw new AdminApiError(res.status, err?.code ?? 'http_error', err?.message ?? `HTTP ${res.status}`);
   }
   return json as T;

@@ -3,7 +3,7 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
-import { AdminApiError, get, post, setCsrf } from './api.js';
+import { get, onSessionLost, post, setCsrf } from './api.js';
 import { OverviewPage } from './overview.js';
 import { ChannelsPage, ConnectionsPage, InboxPage, MessagesPage, NodesPage, PublishPage } from './pages.js';
 import { ErrorLine, html } from './ui.js';
@@ -54,11 +54,11 @@ function App() {
     const onHash = () => setPage(pageOf());
     addEventListener('hashchange', onHash);
     // Any call answered admin_login_required (expired, logged out elsewhere) returns to the login form.
-    const onReject = (e: PromiseRejectionEvent) => {
-      if (e.reason instanceof AdminApiError && e.reason.code === 'admin_login_required') setSession(null);
-    };
-    addEventListener('unhandledrejection', onReject);
-    return () => { removeEventListener('hashchange', onHash); removeEventListener('unhandledrejection', onReject); };
+    onSessionLost(() => {
+      setCsrf('');
+      setSession(null);
+    });
+    return () => removeEventListener('hashchange', onHash);
   }, []);
   function login(s: SessionInfo) {
     setCsrf(s.csrf);

@@ -230,12 +230,22 @@ describe.skipIf(!haveChromium)('admin UI in headless Chromium', () => {
     await shot('inbox');
   });
 
-  it('refuses a state-changing call from the page without the CSRF token, and after logout every call', async () => {
+  it('refuses a state-changing call from the page without the CSRF token; a session ended elsewhere returns to the login form; after logout every call is refused', async () => {
     const status = await page.evaluate(async () => {
       const r = await fetch('/admin/api/publish', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ channel: 'news', eventType: 'csrf', payload: 1 }) });
       return { status: r.status, body: await r.json() };
     });
     expect(status).toEqual({ status: 403, body: { error: expect.objectContaining({ code: ErrorCode.ADMIN_CSRF }) } });
+    // The session ended on the server (here: a logout from another tab): the polling overview
+    // notices and returns to the login form.
+    await go('overview');
+    await page.evaluate(async () => {
+      const { csrf } = (await (await fetch('/admin/api/session')).json()) as { csrf: string };
+      await fetch('/admin/api/logout', { method: 'POST', headers: { 'content-type': 'application/json', 'x-herald-csrf': csrf }, body: '{}' });
+    });
+    await page.getByTestId('credential').waitFor();
+    await page.getByTestId('credential').fill(PASSWORD);
+    await page.getByTestId('login').click();
     await page.getByTestId('logout').click();
     await page.getByTestId('credential').waitFor();
     const after = await page.evaluate(async () => (await fetch('/admin/api/overview')).status);
