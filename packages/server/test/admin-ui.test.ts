@@ -16,7 +16,8 @@ import { installErrorHandling } from '../src/http/error-handler.js';
 import { AdminGuard, cookieValue } from '../src/http/admin-ui/guard.js';
 import { adminUiRoutes, type AdminUiOptions } from '../src/http/admin-ui/routes.js';
 import { hashPassword, parsePasswordHash, verifyPassword } from '../src/http/admin-ui/password.js';
-import { combine, quantileMs } from '../src/http/admin-ui/sampler.js';
+import { AdminSampler, combine, quantileMs } from '../src/http/admin-ui/sampler.js';
+import { Metrics } from '../src/metrics.js';
 import { csrfMatches, SessionStore } from '../src/http/admin-ui/sessions.js';
 import type { HeraldServer } from '../src/server.js';
 import { CLI } from './helpers/paths.js';
@@ -164,6 +165,31 @@ describe('admin UI sampler', () => {
     expect(quantileMs(buckets, 0.99)).toBe(4.7);
     expect(quantileMs([[0.001, 0], [Infinity, 0]], 0.5)).toBeUndefined();
     expect(quantileMs([[0.001, 0], [2.5, 0], [Infinity, 4]], 0.99)).toBe(2500);
+  });
+
+  it("turns the node's counters into per-second figures, reports them to the cluster, and keeps a bounded ring", async () => {
+    const metrics = new Metrics({ connections: () => 0, subscriptions: () => 0, queuedBytes: () => 0 });
+    // As the cluster's stats operation answers on one node: its connections and its own figures.
+    const clusterStats = async () => ({ byNode: [{ node: 'n1', connections: 2, ...sampler.localFields() }] });
+    const sampler: AdminSampler = new AdminSampler({ metrics, clusterStats, historySeconds: 3 });
+    await sampler.tick(1000);
+    metrics.publishes.inc({ target: 'channel' }, 4);
+    metrics.publishes.inc({ target: 'user' }, 1);
+    metrics.deliveries.inc(12);
+    for (let i = 0; i < 10; i++) metrics.deliveryLatency.observe(0.0015);
+    metrics.slowConsumerCloses.inc();
+    await sampler.tick(2000);
+    expect(sampler.localFields()).toMatchObject({ publishesPerSecond: 5, deliveriesPerSecond: 12, slowConsumerCloses: 1 });
+    const last = sampler.samples().at(-1)!;
+    expect(last).toMatchObject({ t: 2000, connections: 2, publishesPerSecond: 5, deliveriesPerSecond: 12, slowConsumerCloses: 1, nodes: 1 });
+    // All ten observations in the 1–2 ms bucket.
+    expect(last.deliveryP50Ms).toBe(1.5);
+    expect(last.deliveryP99Ms).toBe(1.99);
+    await sampler.tick(3000);
+    expect(sampler.samples().at(-1)).toMatchObject({ publishesPerSecond: 0, deliveriesPerSecond: 0, deliveryP99Ms: null });
+    for (let t = 4000; t <= 9000; t += 1000) await sampler.tick(t);
+    expect(sampler.samples().map((x) => x.t)).toEqual([7000, 8000, 9000]);
+    sampler.stop();
   });
 
   it('sums rates and connections over nodes, takes the worst p99 and lag', () => {
