@@ -99,6 +99,9 @@ export const ErrorCode = {
   BACKEND_UNAVAILABLE: 'backend_unavailable',
   BACKEND_ERROR: 'backend_error',
   SUBSCRIPTION_REVOKED: 'subscription_revoked',
+  ADMIN_LOGIN_REQUIRED: 'admin_login_required',
+  ADMIN_LOGIN_FAILED: 'admin_login_failed',
+  ADMIN_CSRF: 'admin_csrf',
   INTERNAL: 'internal',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -55,6 +55,9 @@ export const ERRORS: Record<ErrorCode, ErrorSpec> = {
   [ErrorCode.BACKEND_UNAVAILABLE]: { status: 503, temporary: true, message: 'The application backend (a proxy hook) is down, too slow or busy; retry' },
   [ErrorCode.BACKEND_ERROR]: { status: 502, temporary: true, message: 'The application backend (a proxy hook) gave an answer that does not match its schema' },
   [ErrorCode.SUBSCRIPTION_REVOKED]: { status: 403, temporary: false, message: 'The refreshed credentials no longer grant this channel' },
+  [ErrorCode.ADMIN_LOGIN_REQUIRED]: { status: 401, temporary: false, message: 'Log in to the admin UI first (POST /admin/api/login); the session is missing or expired' },
+  [ErrorCode.ADMIN_LOGIN_FAILED]: { status: 401, temporary: false, message: 'The admin password or key is not valid' },
+  [ErrorCode.ADMIN_CSRF]: { status: 403, temporary: false, message: 'The request lacks the session\'s CSRF token or comes from another origin' },
   [ErrorCode.INTERNAL]: { status: 500, temporary: true, message: 'Internal server error' },
 };
 

@@ -56,8 +56,16 @@ const SUMMED = ['connections', 'users', 'subscriptions', 'channels', 'queuedByte
 
 export class Admin implements AdminOps {
   private control: ControlNode | undefined;
+  /** Extra figures of this node in its stats (the admin UI's sampler adds its per-second rates). */
+  private readonly statsSources = new Set<() => NodeStats>();
 
   constructor(private readonly o: AdminOptions) {}
+
+  /** Adds figures to this node's answer to `stats`; returns the disposer. */
+  addStatsSource(source: () => NodeStats): () => void {
+    this.statsSources.add(source);
+    return () => this.statsSources.delete(source);
+  }
 
   /** From the node's start on, operations reach every node through `control`. */
   attachControl(control: ControlNode | undefined): void {
@@ -157,7 +165,10 @@ export class Admin implements AdminOps {
   localStats(): NodeStats {
     const { hub } = this.o;
     const mem = process.memoryUsage();
+    const extra: NodeStats = {};
+    for (const source of this.statsSources) Object.assign(extra, source());
     return {
+      ...extra,
       node: this.o.nodeName,
       connections: hub.sessions.size,
       users: hub.sessions.size === 0 ? 0 : new Set([...hub.sessions.values()].map((s) => s.user)).size,

@@ -30,6 +30,7 @@ export const NON_CONFIG_VARIABLES: Readonly<Record<string, string>> = Object.fre
   HERALD_TEST_REDIS_URL: 'the Redis the test suite uses',
   HERALD_TEST_NATS_URL: 'the NATS server the test suite uses',
   HERALD_TEST_FAULT: 'the fault a test injects into a server process',
+  HERALD_ADMIN_SCREENSHOTS: 'where the admin UI browser test writes its page screenshots (npm run -w herald screenshots:admin)',
 });
 
 let envNames: string[] | undefined;

@@ -497,6 +497,25 @@ export interface HeraldConfig {
       maxAttempts: number;
     };
   };
+  /**
+   * The admin web UI at /admin: off by default; on, it needs a credential (a password hash, or an admin-scope key of api.keys with apiKeyLogin).
+   */
+  admin: {
+    ui: {
+      enabled: boolean;
+      /**
+       * From `herald admin hash-password`: scrypt$N$r$p$salt$hash
+       */
+      passwordHash: string;
+      apiKeyLogin: boolean;
+      sessionTtlMs: number;
+      idleTimeoutMs: number;
+      maxSessions: number;
+      loginAttemptsPerMinute: number;
+      secureCookie: 'auto' | 'always' | 'never';
+      historySeconds: number;
+    };
+  };
 }
 export interface History {
   size?: number;

@@ -9,6 +9,7 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { exposedWellKnownSecrets } from './exposure.js';
 import { apiKeySecret } from './http/api-key.js';
+import { adminUiCredentialProblem } from './http/admin-ui/credential-check.js';
 import { ConfigError, mergeConfig } from './config-input.js';
 import { checkJwksUrl } from './remote-jwks.js';
 import { closest, configSchema, nodeAt, schemaDefaults } from './config-schema.js';
@@ -103,6 +104,8 @@ export function resolveConfig(...layers: unknown[]): Readonly<HeraldConfig> {
   const apiKeys = merged.api.keys.map(apiKeySecret);
   const repeated = apiKeys.findIndex((k, i) => apiKeys.indexOf(k) !== i);
   if (repeated >= 0) throw new ConfigError(`api.keys.${repeated}: the same key is already listed at api.keys.${apiKeys.indexOf(apiKeys[repeated]!)}`);
+  const adminUiProblem = adminUiCredentialProblem(merged);
+  if (adminUiProblem) throw new ConfigError(adminUiProblem);
   const secretProblem = hmacSecretProblem(merged.auth.jwt.hmacSecret);
   if (secretProblem) throw new ConfigError(`auth.jwt.hmacSecret: ${secretProblem}`);
   checkKeySets(merged.auth.jwt.keySets);

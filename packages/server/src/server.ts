@@ -19,6 +19,7 @@ import { installJsonBodyParser } from './http/json-body.js';
 import { opsRoutes } from './http/ops-routes.js';
 import { readableSchemaNames } from './http/openapi-names.js';
 import { pollRoutes } from './http/poll-routes.js';
+import { adminUi } from './http/admin-ui/index.js';
 import { applyConnectionCap, clientErrorHandler, httpServerOptions, refuseRequest } from './http/http-limits.js';
 import { trustedHops } from './http/client-ip.js';
 import { HandshakeDeadline } from './handshake-deadline.js';
@@ -151,6 +152,7 @@ export async function buildApp(config: Readonly<HeraldConfig>, engines?: NodeEng
     inbox: node.inbox,
     acks: node.delivery,
   });
+  if (config.admin.ui.enabled) await app.register(adminUi, { config, node });
   await app.register(opsRoutes, { config, metrics: node.metrics, ready: () => ready && !node.draining && node.verifier.keysLoaded });
   if (config.api.publishFastPath) {
     // Compiled as fastify compiles route schemas (its ajv defaults with our customOptions above).

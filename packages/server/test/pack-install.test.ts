@@ -195,6 +195,17 @@ describe('the packed packages, installed into an empty directory', () => {
     await stop(server.proc);
   });
 
+  it('serves the bundled admin UI from the installed package when admin.ui.enabled', async () => {
+    const server = await serve({ HERALD_ADMIN__UI__ENABLED: 'true' });
+    const base = `http://127.0.0.1:${server.port}/admin`;
+    const page = await fetch(base);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('/admin/assets/app.js');
+    for (const asset of ['app.js', 'app.css']) expect((await fetch(`${base}/assets/${asset}`)).status, asset).toBe(200);
+    expect(server.log()).not.toContain('not built');
+    await stop(server.proc);
+  });
+
   it('installs without a compiler; Herald then says once, at start, that it writes through socket.write', async () => {
     // A PATH with node, npm and the shell npm runs scripts with: no python3, make or C compiler.
     const bin = join(work, 'bin-without-toolchain');

@@ -8,7 +8,7 @@ import type { HeraldConfig } from '../config.js';
 import { isLoopbackHost, WELL_KNOWN_SECRETS } from '../exposure.js';
 import { apiKeySecret } from '../http/api-key.js';
 
-type AdvisedConfig = Pick<HeraldConfig, 'server' | 'auth' | 'api' | 'ops' | 'origins' | 'proxy'>;
+type AdvisedConfig = Pick<HeraldConfig, 'server' | 'auth' | 'api' | 'ops' | 'origins' | 'proxy'> & Partial<Pick<HeraldConfig, 'admin'>>;
 
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '[::]']);
 
@@ -37,6 +37,10 @@ export function configWarnings(config: AdvisedConfig, port = config.server.port)
   if (config.api.keys.length === 0) out.push('api.keys is empty: the HTTP API (/api/v1) refuses every request');
   const exposed = !isLoopbackHost(config.server.host);
   if (exposed && config.ops.keys.length === 0) out.push(`ops.keys is empty and server.host "${config.server.host}" is reachable from other machines: /metrics${config.ops.docs ? ' and /docs are' : ' is'} public`);
+  const ui = config.admin?.ui;
+  if (ui?.enabled && exposed && ui.secureCookie !== 'always' && config.server.trustProxy === 0) {
+    out.push(`admin.ui.enabled and server.host "${config.server.host}" is reachable from other machines without a TLS proxy (server.trustProxy is 0): the admin password and session cookie would cross the network in clear; put it behind TLS (deploy/nginx) and keep /admin private`);
+  }
   const allowed = config.origins.allowed.map((o) => o.toLowerCase());
   if (allowed.includes('*')) out.push('origins.allowed contains "*": a page on any site may open connections to this server');
   else if (allowed.length > 0) {

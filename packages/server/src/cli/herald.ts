@@ -6,6 +6,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { HERALD_VERSION } from '../server.js';
+import { adminCommand } from './admin-command.js';
 import { configCommand } from './config-command.js';
 import { CliError, describe, FAILURE, oneLine, USAGE } from './fail.js';
 import { publishCommand } from './publish-command.js';
@@ -22,7 +23,8 @@ program
   .addCommand(configCommand())
   .addCommand(tokenCommand())
   .addCommand(publishCommand())
-  .addCommand(subscribeCommand());
+  .addCommand(subscribeCommand())
+  .addCommand(adminCommand());
 
 // Commander's own errors (unknown option, missing argument, bad choice) become CommanderErrors
 // here instead of exiting, so they end like every other failure.

@@ -1,12 +1,12 @@
 /**
  * The effective configuration as `herald config check` prints it: every secret replaced so the
- * output can be pasted into a ticket. A key is secret by its name (…secret, …password, …key,
+ * output can be pasted into a ticket. A key is secret by its name (…secret, …password, …passwordHash, …key,
  * …keys, …token — so keys added later are covered without a list to keep), and any URL's
  * user-info (`redis://user:pass@host`) is masked wherever it appears.
  */
 import { WELL_KNOWN_SECRETS } from '../exposure.js';
 
-const SECRET_NAME = /(secret|password|passwd|token|keys?)$/i;
+const SECRET_NAME = /(secret|password|passwd|passwordhash|token|keys?)$/i;
 /**
  * Fields of a key written as an object (`api.keys: [{ "key", "scope", "channels" }]`) that say what
  * the key may do, not what it is: shown, so the printed config tells which key can do what.
