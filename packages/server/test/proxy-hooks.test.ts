@@ -258,6 +258,35 @@ describe('rpc hook', () => {
   });
 });
 
+describe('rpc flood with the default rate limits', () => {
+  it('past rateLimits.connection.rpc the backend is not asked: rate_limited responses instead', async () => {
+    const own = await TestBackend.start();
+    own.on('rpc', () => ({ result: { data: 'ok' } }));
+    const limited = await startTestServer({ proxy: { rpc: { url: `${own.url}/rpc` } } });
+    try {
+      const s = await TestSocket.connect(limited, { sub: 'flood' });
+      // Past the burst (50) but short of rateLimits.abuse.maxRejected refusals, which would close it (4506).
+      for (let i = 0; i < 80; i++) s.send({ type: 'request', correlationId: `q${i}`, method: 'm' });
+      const responses = () => s.frames.filter((f) => f.type === 'response');
+      await waitFor(() => responses().length === 80, 10_000, '80 responses');
+      const limitedCount = responses().filter((f) => f.error?.code === 'rate_limited').length;
+      expect(limitedCount).toBeGreaterThan(0);
+      // Every request got exactly one answer: rate limited, refused at once past
+      // proxy.maxInFlightPerConnection, or the backend's. Only the last reached the backend.
+      expect(new Set(responses().map((f) => f.correlationId)).size).toBe(80);
+      const answered = responses().filter((f) => f.data === 'ok').length;
+      const overflow = responses().filter((f) => f.error?.code === 'backend_unavailable').length;
+      expect(limitedCount + overflow + answered).toBe(80);
+      expect(own.requestsTo('rpc')).toHaveLength(answered);
+      expect(answered).toBeGreaterThanOrEqual(16);
+      s.close();
+    } finally {
+      await limited.close();
+      await own.close();
+    }
+  });
+});
+
 describe('backend down', () => {
   it('every hook answers backend_unavailable (temporary), never hangs', async () => {
     const dead = await deadUrl();
