@@ -42,7 +42,8 @@ beforeAll(async () => {
   const hook = (name: string, timeoutMs = 400) => ({ url: `${backend.url}/${name}`, timeoutMs });
   server = await startTestServer({
     proxy: {
-      connect: hook('connect'),
+      // Long enough for a 2 MB answer to arrive on a busy machine (the huge-answer case).
+      connect: hook('connect', 2000),
       subscribe: hook('subscribe'),
       publish: hook('publish'),
       rpc: hook('rpc'),
@@ -71,6 +72,8 @@ afterAll(async () => {
 });
 
 const connected = (f: Frame) => f.type === 'connected' || f.type === 'error';
+/** A valid connect answer larger than proxy.maxResponseBytes (default 1 MiB). */
+const HUGE = JSON.stringify({ result: { user: 'x', info: 'y'.repeat(2_000_000) } });
 
 describe('connect hook', () => {
   it('names the user, rights, tags and info of a connection without a token; forwards only allow-listed headers and cookies', async () => {
@@ -127,7 +130,7 @@ describe('connect hook', () => {
       [{ result: { user: 42 } }, 'backend_error'],
       [{ result: { user: 'x' }, error: { code: 'a', message: 'b' } }, 'backend_error'],
       [{ disconnect: { code: 1000, reason: 'bad range' } }, 'backend_error'],
-      [{ raw: { status: 200, body: JSON.stringify({ result: { user: 'x', info: 'y'.repeat(2_000_000) } }) } }, 'backend_error'],
+      [{ raw: { status: 200, body: HUGE } }, 'backend_error'],
       [{ raw: { status: 404, body: '{}' } }, 'backend_error'],
       [{ raw: { status: 503, body: 'down' } }, 'backend_unavailable'],
     ];
@@ -153,7 +156,7 @@ describe('connect hook', () => {
     expect(published.type).toBe('published');
     await waitFor(() => bystander.messages().some((f) => f.message.payload === 'hi'), 2000, 'the bystander\'s own message');
     expect(waiting.frames.filter((f) => f.type !== 'ping')).toEqual([]);
-    const reply = await waiting.next(connected);
+    const reply = await waiting.next(connected, 6000);
     expect(reply.error).toMatchObject({ code: 'backend_unavailable', temporary: true });
     expect((await waiting.closed).code).toBe(4008);
   });
