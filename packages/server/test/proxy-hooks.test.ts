@@ -4,7 +4,9 @@
  * large or off-schema, bounded requests in flight — and a bystander whose traffic goes on while
  * the backend keeps another client waiting.
  */
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { Ajv } from 'ajv';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
@@ -60,8 +62,16 @@ beforeAll(async () => {
   });
 });
 
+const proxySchema = new Ajv({ strict: false }).addSchema(JSON.parse(readFileSync(new URL('../api/proxy.schema.json', import.meta.url), 'utf8')));
+
 afterEach(() => {
   for (const s of sockets.splice(0)) s.close();
+  // Every request Herald sent matches its documented schema (api/proxy.schema.json).
+  for (const { path, body } of backend.requests) {
+    const hook = path.slice(1).replace(/-ns2$/, '');
+    const validate = proxySchema.getSchema(`herald:proxy#/$defs/${hook}Request`)!;
+    expect(validate(body), `${hook} request ${JSON.stringify(body).slice(0, 200)}: ${JSON.stringify(validate.errors)}`).toBe(true);
+  }
   backend.handlers.clear();
   backend.requests.length = 0;
 });
