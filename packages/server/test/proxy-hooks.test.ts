@@ -4,7 +4,9 @@
  * large or off-schema, bounded requests in flight — and a bystander whose traffic goes on while
  * the backend keeps another client waiting.
  */
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { Ajv } from 'ajv';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
@@ -42,7 +44,8 @@ beforeAll(async () => {
   const hook = (name: string, timeoutMs = 400) => ({ url: `${backend.url}/${name}`, timeoutMs });
   server = await startTestServer({
     proxy: {
-      connect: hook('connect'),
+      // Long enough for a 2 MB answer to arrive on a busy machine (the huge-answer case).
+      connect: hook('connect', 2000),
       subscribe: hook('subscribe'),
       publish: hook('publish'),
       rpc: hook('rpc'),
@@ -59,8 +62,16 @@ beforeAll(async () => {
   });
 });
 
+const proxySchema = new Ajv({ strict: false }).addSchema(JSON.parse(readFileSync(new URL('../api/proxy.schema.json', import.meta.url), 'utf8')));
+
 afterEach(() => {
   for (const s of sockets.splice(0)) s.close();
+  // Every request Herald sent matches its documented schema (api/proxy.schema.json).
+  for (const { path, body } of backend.requests) {
+    const hook = path.slice(1).replace(/-ns2$/, '');
+    const validate = proxySchema.getSchema(`herald:proxy#/$defs/${hook}Request`)!;
+    expect(validate(body), `${hook} request ${JSON.stringify(body).slice(0, 200)}: ${JSON.stringify(validate.errors)}`).toBe(true);
+  }
   backend.handlers.clear();
   backend.requests.length = 0;
 });
@@ -71,6 +82,8 @@ afterAll(async () => {
 });
 
 const connected = (f: Frame) => f.type === 'connected' || f.type === 'error';
+/** A valid connect answer larger than proxy.maxResponseBytes (default 1 MiB). */
+const HUGE = JSON.stringify({ result: { user: 'x', info: 'y'.repeat(2_000_000) } });
 
 describe('connect hook', () => {
   it('names the user, rights, tags and info of a connection without a token; forwards only allow-listed headers and cookies', async () => {
@@ -127,7 +140,7 @@ describe('connect hook', () => {
       [{ result: { user: 42 } }, 'backend_error'],
       [{ result: { user: 'x' }, error: { code: 'a', message: 'b' } }, 'backend_error'],
       [{ disconnect: { code: 1000, reason: 'bad range' } }, 'backend_error'],
-      [{ raw: { status: 200, body: JSON.stringify({ result: { user: 'x', info: 'y'.repeat(2_000_000) } }) } }, 'backend_error'],
+      [{ raw: { status: 200, body: HUGE } }, 'backend_error'],
       [{ raw: { status: 404, body: '{}' } }, 'backend_error'],
       [{ raw: { status: 503, body: 'down' } }, 'backend_unavailable'],
     ];
@@ -153,7 +166,7 @@ describe('connect hook', () => {
     expect(published.type).toBe('published');
     await waitFor(() => bystander.messages().some((f) => f.message.payload === 'hi'), 2000, 'the bystander\'s own message');
     expect(waiting.frames.filter((f) => f.type !== 'ping')).toEqual([]);
-    const reply = await waiting.next(connected);
+    const reply = await waiting.next(connected, 6000);
     expect(reply.error).toMatchObject({ code: 'backend_unavailable', temporary: true });
     expect((await waiting.closed).code).toBe(4008);
   });
@@ -255,6 +268,35 @@ describe('rpc hook', () => {
     expect(metrics).toMatch(/herald_proxy_in_flight 8\b/);
     expect(metrics).toMatch(/herald_proxy_requests_total\{hook="rpc",outcome="overflow"\} [1-9]/);
     expect(metrics).toMatch(/herald_proxy_requests_total\{hook="connect",outcome="result"\} [1-9]/);
+  });
+});
+
+describe('rpc flood with the default rate limits', () => {
+  it('past rateLimits.connection.rpc the backend is not asked: rate_limited responses instead', async () => {
+    const own = await TestBackend.start();
+    own.on('rpc', () => ({ result: { data: 'ok' } }));
+    const limited = await startTestServer({ proxy: { rpc: { url: `${own.url}/rpc` } } });
+    try {
+      const s = await TestSocket.connect(limited, { sub: 'flood' });
+      // Past the burst (50) but short of rateLimits.abuse.maxRejected refusals, which would close it (4506).
+      for (let i = 0; i < 80; i++) s.send({ type: 'request', correlationId: `q${i}`, method: 'm' });
+      const responses = () => s.frames.filter((f) => f.type === 'response');
+      await waitFor(() => responses().length === 80, 10_000, '80 responses');
+      const limitedCount = responses().filter((f) => f.error?.code === 'rate_limited').length;
+      expect(limitedCount).toBeGreaterThan(0);
+      // Every request got exactly one answer: rate limited, refused at once past
+      // proxy.maxInFlightPerConnection, or the backend's. Only the last reached the backend.
+      expect(new Set(responses().map((f) => f.correlationId)).size).toBe(80);
+      const answered = responses().filter((f) => f.data === 'ok').length;
+      const overflow = responses().filter((f) => f.error?.code === 'backend_unavailable').length;
+      expect(limitedCount + overflow + answered).toBe(80);
+      expect(own.requestsTo('rpc')).toHaveLength(answered);
+      expect(answered).toBeGreaterThanOrEqual(16);
+      s.close();
+    } finally {
+      await limited.close();
+      await own.close();
+    }
   });
 });
 
