@@ -96,6 +96,8 @@ export class HeraldNode {
   private readonly disposeEngines: (() => Promise<void>) | undefined;
   private readonly pingFrame = encodeTextFrame('{"type":"ping"}');
   private connectionSeq = 0;
+  /** Sessions whose connection.opened went out: only they get a connection.closed. */
+  private readonly opened = new WeakSet<Session>();
   private controlNode: ControlNode | undefined;
   private readonly startedAt = Date.now();
 
@@ -287,7 +289,7 @@ export class HeraldNode {
     this.subscriptions.disconnected(session);
     if (session.identity) {
       this.log.debug({ connId: session.id, user: session.user, code }, 'disconnected');
-      this.lifecycle.emit('connection.closed', { connectionId: session.id, user: session.user || undefined, node: this.name, code });
+      if (this.opened.delete(session)) this.lifecycle.emit('connection.closed', { connectionId: session.id, user: session.user || undefined, node: this.name, code });
     }
   }
 
@@ -297,6 +299,7 @@ export class HeraldNode {
     if (!(await this.subscriptions.connected(session))) return false;
     this.tokens.track(session);
     this.log.debug({ connId: session.id, user: session.user }, 'connected');
+    this.opened.add(session);
     this.lifecycle.emit('connection.opened', { connectionId: session.id, user: session.user || undefined, node: this.name, tags: session.tags, remoteAddress: session.transport.remoteAddress });
     return true;
   }

@@ -128,6 +128,14 @@ describe('webhooks', () => {
     for (const w of r.received) expect(validateEvent(w.event), JSON.stringify(validateEvent.errors)).toBe(true);
   });
 
+  it("claims this node's new events as soon as they are committed, not at the next poll", async () => {
+    const r = await receiver();
+    const s = await server([endpoint(r, { events: ['connection.opened'] })], { webhooks: { pollIntervalMs: 60_000 } });
+    await TestSocket.connect(s, { sub: 'prompt' });
+    // The dispatcher's loop sleeps for a minute between polls; the commit wakes it.
+    await delivered(r, 'connection.opened');
+  });
+
   it('only sends the event types an endpoint asked for, to each endpoint with its own secret', async () => {
     const a = await receiver();
     const b = await receiver();

@@ -84,6 +84,11 @@ export class WebhookDispatcher {
     for (const a of this.agents.values()) a.destroy();
   }
 
+  /** New events were committed on this node: look now rather than at the next poll. */
+  wake(): void {
+    this.wakeAll();
+  }
+
   private wakeAll(): void {
     for (const w of [...this.wakers]) w();
   }
