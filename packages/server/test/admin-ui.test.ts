@@ -22,7 +22,8 @@ import { csrfMatches, SessionStore } from '../src/http/admin-ui/sessions.js';
 import type { HeraldServer } from '../src/server.js';
 import { CLI } from './helpers/paths.js';
 import { runCli } from './helpers/cli.js';
-import { API_KEY, startTestServer } from './helpers/server.js';
+import { API_KEY, makeToken, startTestServer, TestSocket } from './helpers/server.js';
+import { waitForValue } from './helpers/wait.js';
 
 const PASSWORD = 'correct-horse-battery-staple';
 const READ_KEY = 'read-only-key-0123456789';
@@ -402,5 +403,36 @@ describe('admin UI routes on their narrow interfaces', () => {
     expect(await channels()).toMatchObject({ presence: false, channels: [{ channel: 'a', subscribers: 5 }, { channel: 'b', subscribers: 1 }] });
     const withPresence = await channels(async (names) => new Map(names.map((n) => [n, n === 'a' ? 3 : 0])));
     expect(withPresence).toMatchObject({ presence: true, channels: [{ channel: 'a', subscribers: 5, presence: 3 }, { channel: 'b', subscribers: 1, presence: 0 }] });
+  });
+});
+
+describe('admin UI presence column on a running node', () => {
+  it('counts the users present in channels of a namespace with presence on', async () => {
+    const server = await startTestServer({ admin: { ui: { enabled: true, passwordHash: HASH } }, channels: { namespaces: { room: { presence: true } } } });
+    const sockets: TestSocket[] = [];
+    try {
+      for (const [user, channel] of [['ann', 'room:1'], ['bob', 'room:1'], ['ann', 'room:1'], ['cid', 'plain:1']] as const) {
+        const s = await TestSocket.open(server.wsUrl);
+        sockets.push(s);
+        expect((await s.request({ type: 'connect', token: await makeToken({ sub: user }) })).type).toBe('connected');
+        expect((await s.request({ type: 'subscribe', channel })).type).toBe('subscribed');
+      }
+      const ok = await login(server, PASSWORD);
+      const cookie = ok.headers.get('set-cookie')!.split(';')[0]!;
+      const page = await waitForValue(async () => {
+        const r = await adminFetch(server, '/admin/api/channels', { headers: { cookie } });
+        const room = r.body.channels?.find((c: { channel: string }) => c.channel === 'room:1');
+        return room?.presence === 2 ? r.body : undefined;
+      }, 5000, 'two users present in room:1');
+      expect(page.presence).toBe(true);
+      expect(page.channels).toEqual(expect.arrayContaining([
+        { channel: 'room:1', subscribers: 3, presence: 2 },
+        // Not a presence namespace: no count is read for it.
+        { channel: 'plain:1', subscribers: 1, presence: 0 },
+      ]));
+    } finally {
+      for (const s of sockets) s.close();
+      await server.close();
+    }
   });
 });

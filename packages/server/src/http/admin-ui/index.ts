@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { HeraldConfig } from '../../config.js';
 import type { HeraldNode } from '../../node.js';
+import { presenceCounts } from './presence-counts.js';
 import { adminUiRoutes } from './routes.js';
 import { AdminSampler } from './sampler.js';
 
@@ -26,8 +27,7 @@ export async function adminUi(app: FastifyInstance, o: { config: Readonly<Herald
     receipts: node.delivery.receipts,
     inbox: node.inbox,
     sampler,
-    // Presence counts per channel plug in here once the node has them (PresenceCounts in routes.ts).
-    presenceCounts: undefined,
+    presenceCounts: presenceCounts(config.channels, node.channelPresence),
     log: app.log,
   });
 }
