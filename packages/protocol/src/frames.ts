@@ -241,6 +241,8 @@ export interface PresenceMember {
   client: string;
   user: string;
   info?: unknown;
+  /** What the backend's subscribe hook attached to this member's subscription. */
+  channelInfo?: unknown;
 }
 
 /** The answer to `presence`: members ordered by `client`; `next` is absent on the last page. */

@@ -53,6 +53,8 @@ export interface ChannelMemberInfo {
   user: string;
   /** The token's `info` claim, when it had one. */
   info?: unknown;
+  /** What the subscribe hook attached to this subscription, when it did. */
+  channelInfo?: unknown;
   /** The node holding the connection. */
   node: string;
 }

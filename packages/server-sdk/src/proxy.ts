@@ -88,7 +88,7 @@ export interface ProxyDisconnect {
 }
 type Answer<R> = { result: R } | ProxyRefusal | ProxyDisconnect;
 export type ConnectAnswer = Answer<ConnectResult>;
-export type SubscribeAnswer = Answer<Record<string, never>>;
+export type SubscribeAnswer = Answer<{ info?: unknown }>;
 export type PublishAnswer = Answer<{ payload?: unknown }>;
 export type RpcAnswer = Answer<{ data?: unknown }>;
 export type RefreshAnswer = Answer<RefreshResult>;
@@ -108,8 +108,8 @@ const CODE = /^[a-z][a-z0-9_]{0,63}$/;
 export const proxyAnswer = {
   /** `connect`: who the connection is and what it may do. */
   connect: (result: ConnectResult): ConnectAnswer => ({ result }),
-  /** `subscribe`: allowed. */
-  allow: (): SubscribeAnswer => ({ result: {} }),
+  /** `subscribe`: allowed; `info` is shown to the channel's members as this subscription's `channelInfo` (presence). */
+  allow: (info?: unknown): SubscribeAnswer => ({ result: info === undefined ? {} : { info } }),
   /** `publish`: allowed, with the payload as sent or replaced by `payload`. */
   publish: (...payload: [unknown?]): PublishAnswer => ({ result: payload.length > 0 ? { payload: payload[0] } : {} }),
   /** `rpc`: the response's data. */

@@ -58,6 +58,7 @@ import { HERALD_VERSION } from './version.js';
 import { ProxyHooks } from './proxy/hooks.js';
 import { identify } from './proxy/identify.js';
 import { publishGate } from './proxy/publish-gate.js';
+import { ChannelInfoBook } from './proxy/channel-info.js';
 import { SubscribeGate } from './proxy/subscribe-gate.js';
 import { TokenRefresh } from './token-refresh.js';
 
@@ -176,10 +177,13 @@ export class HeraldNode {
       onInboxDrop: (user, dropped) => this.lifecycle.emit('inbox.expired', { user, dropped }),
     });
     this.dispatcher = new Dispatcher({ hub: this.hub, metrics: this.metrics, log, delivery: this.delivery });
+    // What a subscribe hook attached to a subscription: the gate below writes it, presence shows it.
+    const channelInfo = new ChannelInfoBook();
     this.channelPresence = new PresenceTracker({
       channels: config.channels,
       store: engines.channelPresence ?? new MemoryChannelPresenceStore(controlTimingOf(config)),
       access: this.access,
+      channelInfo: (session, channel) => channelInfo.get(session, channel),
       log,
     });
     // Each join and leave is heard once in the cluster (by the node that wrote it), so each becomes one webhook event.
@@ -200,12 +204,18 @@ export class HeraldNode {
     });
     this.rpc = new Rpc({ log, maxPendingPerConnection: config.rpc.maxPendingPerConnection, session: (id) => this.hub.sessions.get(id) });
     this.admin = new Admin({ nodeName: this.name, hub: this.hub, rpc: this.rpc, subscriptions: this.subscriptions, presence: this.presence, rpcTimeoutMs: config.rpc.timeoutMs, controlTimeoutMs: config.cluster.controlTimeoutMs });
-    this.proxy = new ProxyHooks(config.proxy, config.channels.namespaces, this.name, (hook, outcome, seconds) => {
-      this.metrics.proxyRequests.inc({ hook, outcome });
-      this.metrics.proxyDuration.observe({ hook }, seconds);
-    });
+    this.proxy = new ProxyHooks(
+      config.proxy,
+      config.channels.namespaces,
+      this.name,
+      (hook, outcome, seconds) => {
+        this.metrics.proxyRequests.inc({ hook, outcome });
+        this.metrics.proxyDuration.observe({ hook }, seconds);
+      },
+      config.auth.jwt.maxInfoBytes,
+    );
     if (this.proxy.rpcEnabled) this.rpc.handleOthers((s, method, data) => this.proxy.rpc(s, method, data));
-    const subscriptions = new SubscribeGate({ inner: this.subscriptions, access: this.access, hooks: this.proxy, verifier: this.verifier });
+    const subscriptions = new SubscribeGate({ inner: this.subscriptions, access: this.access, hooks: this.proxy, verifier: this.verifier, channelInfo });
     this.tokens = new TokenRefresh({
       verifier: this.verifier,
       access: this.access,

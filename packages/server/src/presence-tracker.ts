@@ -60,6 +60,8 @@ export interface PresenceTrackerOptions {
   channels: Readonly<HeraldConfig['channels']>;
   store: ChannelPresenceStore;
   access: ChannelAccess;
+  /** The per-channel `info` a subscribe hook attached to this subscription, if any. */
+  channelInfo?: (session: Session, channel: string) => unknown;
   log: FastifyBaseLogger;
 }
 
@@ -140,7 +142,13 @@ export class PresenceTracker implements PresenceHooks, PresenceQueries {
     if (!set) this.memberships.set(session, (set = new Set()));
     set.add(frame.channel);
     const handle = this.handle;
-    const member = { client: session.id, user: session.user, ...(session.identity?.info !== undefined ? { info: session.identity.info } : {}) };
+    const channelInfo = this.o.channelInfo?.(session, frame.channel);
+    const member = {
+      client: session.id,
+      user: session.user,
+      ...(session.identity?.info !== undefined ? { info: session.identity.info } : {}),
+      ...(channelInfo !== undefined ? { channelInfo } : {}),
+    };
     this.serial(session, frame.channel, () => handle.join(frame.channel, member));
   }
 
@@ -247,7 +255,7 @@ export class PresenceTracker implements PresenceHooks, PresenceQueries {
 }
 
 function toWire(m: ChannelMember): PresenceMember {
-  return { client: m.client, user: m.user, ...(m.info !== undefined ? { info: m.info } : {}) };
+  return { client: m.client, user: m.user, ...(m.info !== undefined ? { info: m.info } : {}), ...(m.channelInfo !== undefined ? { channelInfo: m.channelInfo } : {}) };
 }
 
 function notEnabled(channel: string): HeraldError {

@@ -27,6 +27,8 @@ export interface ChannelMember {
   user: string;
   /** What the connection's token granted (the `info` claim), when it had one. */
   info?: unknown;
+  /** What the subscribe hook attached to this subscription, when it did. */
+  channelInfo?: unknown;
   /** The node holding the connection. */
   node: string;
 }

@@ -22,7 +22,7 @@ export interface RouteKit {
 const channelParams = { type: 'object', required: ['channel'], properties: { channel: { type: 'string', minLength: 1, maxLength: 255 } } };
 const member = {
   type: 'object',
-  properties: { client: { type: 'string' }, user: { type: 'string' }, info: {}, node: { type: 'string' } },
+  properties: { client: { type: 'string' }, user: { type: 'string' }, info: {}, channelInfo: {}, node: { type: 'string' } },
 };
 
 export async function presenceRoutes(app: FastifyInstance, presence: Pick<PresenceQueries, 'list' | 'stats'>, kit: RouteKit): Promise<void> {

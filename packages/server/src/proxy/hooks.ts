@@ -46,6 +46,8 @@ export class ProxyHooks {
     private readonly namespaces: Readonly<HeraldConfig['channels']['namespaces']>,
     private readonly nodeName: string,
     observe?: CallObserver,
+    /** Bound on a subscribe answer's `info`, the same as on a token's `info` claim. */
+    private readonly maxInfoBytes = 2048,
   ) {
     this.caller = new ProxyCaller(cfg, observe);
     this.headerNames = cfg.headers.map((h) => h.toLowerCase());
@@ -110,8 +112,13 @@ export class ProxyHooks {
   }
 
   /** Asks whether the session may subscribe; resolves when it may, throws the refusal otherwise. */
-  async subscribe(session: Session, channel: string, target: HookTarget): Promise<void> {
-    this.settle(session, await this.caller.call('subscribe', target, { ...this.common('subscribe', session), channel }, session));
+  /** Allows the subscription (or throws the refusal); resolves the per-channel `info` the backend attached, if any. */
+  async subscribe(session: Session, channel: string, target: HookTarget): Promise<unknown> {
+    const r = this.settle(session, await this.caller.call<{ info?: unknown }>('subscribe', target, { ...this.common('subscribe', session), channel }, session));
+    if (r.info === undefined) return undefined;
+    const size = Buffer.byteLength(JSON.stringify(r.info), 'utf8');
+    if (size > this.maxInfoBytes) throw new HeraldError(ErrorCode.BACKEND_ERROR, `subscribe hook: its "info" is ${size} bytes of JSON, more than auth.jwt.maxInfoBytes (${this.maxInfoBytes})`);
+    return r.info;
   }
 
   publishTarget(channel: string): HookTarget | undefined {

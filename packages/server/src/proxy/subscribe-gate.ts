@@ -13,6 +13,7 @@ import { checkName, type ChannelAccess } from '../channel-access.js';
 import { HeraldError } from '../errors.js';
 import type { Session } from '../session.js';
 import type { SubscriptionOps } from '../subscriptions.js';
+import type { ChannelInfoBook } from './channel-info.js';
 import type { ProxyHooks } from './hooks.js';
 
 export interface SubscribeGateOptions {
@@ -20,6 +21,8 @@ export interface SubscribeGateOptions {
   access: Pick<ChannelAccess, 'canRead'>;
   hooks: Pick<ProxyHooks, 'subscribeTarget' | 'subscribe'>;
   verifier: { verifyClaims(token: string): Promise<JWTPayload> };
+  /** Where the subscribe hook's per-channel `info` is kept for the subscription's life. */
+  channelInfo: Pick<ChannelInfoBook, 'set' | 'delete'>;
 }
 
 export class SubscribeGate implements SubscriptionOps {
@@ -37,7 +40,8 @@ export class SubscribeGate implements SubscriptionOps {
       } else {
         const target = this.o.hooks.subscribeTarget(channel);
         if (target) {
-          await this.o.hooks.subscribe(session, channel, target);
+          const info = await this.o.hooks.subscribe(session, channel, target);
+          if (info !== undefined) this.o.channelInfo.set(session, channel, info);
           grantedNow = true;
         }
       }
@@ -50,13 +54,19 @@ export class SubscribeGate implements SubscriptionOps {
     try {
       await this.o.inner.subscribe(session, frame);
     } finally {
-      if (grantedNow && !session.isSubscribed(channel)) session.identity?.granted?.delete(channel);
+      if (!session.isSubscribed(channel)) {
+        if (grantedNow) session.identity?.granted?.delete(channel);
+        this.o.channelInfo.delete(session, channel);
+      }
     }
   }
 
   unsubscribe(session: Session, channel: string): boolean {
     const done = this.o.inner.unsubscribe(session, channel);
-    if (done) session.identity?.granted?.delete(channel);
+    if (done) {
+      session.identity?.granted?.delete(channel);
+      this.o.channelInfo.delete(session, channel);
+    }
     return done;
   }
 
