@@ -7,7 +7,7 @@ import { CHANNELS, PUBLISH_CHANNELS } from './world.js';
 import { obj, type JObj, type JVal } from './json-model.js';
 import type { Rng } from './rng.js';
 
-export const FRAME_TYPES = ['connect', 'subscribe', 'unsubscribe', 'publish', 'request', 'response', 'ack', 'refresh', 'ping', 'pong'] as const;
+export const FRAME_TYPES = ['connect', 'subscribe', 'unsubscribe', 'publish', 'request', 'response', 'ack', 'refresh', 'presence', 'presence_stats', 'ping', 'pong'] as const;
 export type FrameType = (typeof FRAME_TYPES)[number];
 
 /** What a generator may draw on besides randomness. */
@@ -55,6 +55,7 @@ export function validFrame(type: FrameType, rng: Rng, ctx: FrameContext): JObj {
         id: ctx.id(),
         channel: rng.pick(CHANNELS),
         recover: rng.chance(0.4) ? obj({ offset: rng.int(50), epoch: rng.chance(0.5) ? 'deadbeef' : '' }) : undefined,
+        presence: rng.chance(0.3) ? rng.chance(0.7) : undefined,
       });
     case 'unsubscribe':
       return obj({ type, id: ctx.id(), channel: rng.pick(CHANNELS) });
@@ -92,6 +93,10 @@ export function validFrame(type: FrameType, rng: Rng, ctx: FrameContext): JObj {
     case 'refresh':
       // The connection's own token when there is one (a refresh to the same rights), else one the server refuses.
       return obj({ type, id: ctx.id(), token: ctx.token ?? 'not.a.token' });
+    case 'presence':
+      return obj({ type, id: ctx.id(), channel: rng.pick(CHANNELS), cursor: rng.chance(0.3) ? `herald-${rng.int(1000)}` : undefined, limit: rng.chance(0.5) ? rng.range(1, 1000) : undefined });
+    case 'presence_stats':
+      return obj({ type, id: ctx.id(), channel: rng.pick(CHANNELS) });
     case 'ping':
     case 'pong':
       return obj({ type });
@@ -101,13 +106,15 @@ export function validFrame(type: FrameType, rng: Rng, ctx: FrameContext): JObj {
 /** The field paths of each frame type's schema, for the systematic sweep (nested fields included). */
 export const FIELD_PATHS: Record<FrameType, Array<Array<string | number>>> = {
   connect: [['type'], ['id'], ['token'], ['client']],
-  subscribe: [['type'], ['id'], ['channel'], ['recover'], ['recover', 'offset'], ['recover', 'epoch']],
+  subscribe: [['type'], ['id'], ['channel'], ['recover'], ['recover', 'offset'], ['recover', 'epoch'], ['presence']],
   unsubscribe: [['type'], ['id'], ['channel']],
   publish: [['type'], ['id'], ['channel'], ['eventType'], ['payload'], ['msgId'], ['version']],
   request: [['type'], ['correlationId'], ['method'], ['data']],
   response: [['type'], ['correlationId'], ['data']],
   ack: [['type'], ['msgIds'], ['msgIds', 0]],
   refresh: [['type'], ['id'], ['token']],
+  presence: [['type'], ['id'], ['channel'], ['cursor'], ['limit']],
+  presence_stats: [['type'], ['id'], ['channel']],
   ping: [['type']],
   pong: [['type']],
 };
@@ -117,6 +124,11 @@ export function fullFrame(type: FrameType, rng: Rng, ctx: FrameContext): JObj {
   const f = validFrame(type, rng, ctx);
   if (type === 'connect' && f.get('client') === undefined) f.set('client', 'herald-fuzz/1.0');
   if (type === 'subscribe' && f.get('recover') === undefined) f.set('recover', obj({ offset: 1, epoch: 'deadbeef' }));
+  if (type === 'subscribe' && f.get('presence') === undefined) f.set('presence', true);
+  if (type === 'presence') {
+    if (f.get('cursor') === undefined) f.set('cursor', 'herald-1');
+    if (f.get('limit') === undefined) f.set('limit', 10);
+  }
   if (type === 'publish') {
     if (f.get('msgId') === undefined) f.set('msgId', msgId(rng));
     if (f.get('version') === undefined) f.set('version', '1.0');

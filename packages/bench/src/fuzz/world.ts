@@ -65,7 +65,8 @@ export function serverConfig(opts: ServerConfigOptions): Record<string, unknown>
     server: { host: '127.0.0.1', port: opts.port, demoPage: false },
     auth: { anonymous: true, jwt: { hmacSecret: FUZZ_SECRET } },
     api: { keys: [FUZZ_API_KEY] },
-    channels: { public: PUBLIC_PATTERNS, clientPublish: CLIENT_PUBLISH_PATTERNS },
+    // Presence (with join/leave for everyone) on the attackers' namespace, so its frames reach real members.
+    channels: { public: PUBLIC_PATTERNS, clientPublish: CLIENT_PUBLISH_PATTERNS, namespaces: { fuzz: { presence: true, joinLeave: true } } },
     rpc: { echo: true },
     heartbeat: { intervalMs: 5000, pongTimeoutMs: 2000 },
     engine: { type: opts.engine, sqlite: { dataDir: opts.dataDir, synchronous: 'normal' } },
