@@ -112,3 +112,31 @@ export function every(ms: number, fn: () => Promise<unknown>, onError: (err: Err
   timer.unref();
   return () => clearInterval(timer);
 }
+
+/**
+ * A node's own members by channel, kept beside the store's copy: what the node leaves when it
+ * closes, and joins again under a new incarnation after its liveness lapsed.
+ */
+export class OwnMembers {
+  private readonly byChannel = new Map<string, Map<string, ChannelMember>>();
+
+  add(channel: string, member: ChannelMember): void {
+    let members = this.byChannel.get(channel);
+    if (!members) this.byChannel.set(channel, (members = new Map()));
+    members.set(member.client, member);
+  }
+
+  remove(channel: string, client: string): void {
+    const members = this.byChannel.get(channel);
+    if (members?.delete(client) && members.size === 0) this.byChannel.delete(channel);
+  }
+
+  /** Every (channel, member) pair. */
+  *all(): IterableIterator<[string, ChannelMember]> {
+    for (const [channel, members] of this.byChannel) for (const m of members.values()) yield [channel, m];
+  }
+
+  clear(): void {
+    this.byChannel.clear();
+  }
+}

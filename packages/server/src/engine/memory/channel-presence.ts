@@ -15,6 +15,7 @@ import {
   type PresenceListener,
   type PresencePage,
   type PresenceStats,
+  OwnMembers,
 } from '../channel-presence.js';
 
 interface Entry {
@@ -180,7 +181,7 @@ export class MemoryChannelPresenceStore implements ChannelPresenceStore {
 class MemoryChannelPresence implements ChannelPresence {
   private inc: string;
   /** This node's members, to join again under a new identity after a lapse. */
-  private readonly own = new Map<string, Map<string, ChannelMember>>();
+  private readonly own = new OwnMembers();
   private stops: Array<() => void> = [];
   private closed = false;
 
@@ -200,15 +201,12 @@ class MemoryChannelPresence implements ChannelPresence {
   async join(channel: string, m: Omit<ChannelMember, 'node'>): Promise<boolean> {
     if (this.closed) return false;
     const member: ChannelMember = { ...m, node: this.node };
-    let mine = this.own.get(channel);
-    if (!mine) this.own.set(channel, (mine = new Map()));
-    mine.set(member.client, member);
+    this.own.add(channel, member);
     return this.joined(channel, member);
   }
 
   async leave(channel: string, client: string): Promise<boolean> {
-    const mine = this.own.get(channel);
-    if (mine?.delete(client) && mine.size === 0) this.own.delete(channel);
+    this.own.remove(channel, client);
     const left = this.store.leave(channel, client, this.inc);
     return left ? this.tell(left) > 0 : false;
   }
@@ -248,7 +246,7 @@ class MemoryChannelPresence implements ChannelPresence {
     this.tell(this.store.leaveAll(this.inc));
     this.inc = newIncarnation(this.node);
     this.store.beat(this.inc, true);
-    for (const [channel, members] of this.own) for (const m of members.values()) this.joined(channel, m);
+    for (const [channel, m] of this.own.all()) this.joined(channel, m);
   }
 
   private joined(channel: string, member: ChannelMember): boolean {

@@ -31,6 +31,7 @@ import {
   type PresenceListener,
   type PresencePage,
   type PresenceStats,
+  OwnMembers,
 } from '../channel-presence.js';
 import {
   apiErrorCode,
@@ -227,7 +228,7 @@ class NatsChannelPresence implements ChannelPresence {
   private inc: string;
   private liveRevision = 0;
   /** This node's members by channel: left on close, joined again after a lapse. */
-  private readonly own = new Map<string, Map<string, ChannelMember>>();
+  private readonly own = new OwnMembers();
   private stops: Array<() => void> = [];
   private closed = false;
 
@@ -250,15 +251,12 @@ class NatsChannelPresence implements ChannelPresence {
   async join(channel: string, m: Omit<ChannelMember, 'node'>): Promise<boolean> {
     if (this.closed) return false;
     const member: ChannelMember = { ...m, node: this.node };
-    let mine = this.own.get(channel);
-    if (!mine) this.own.set(channel, (mine = new Map()));
-    mine.set(member.client, member);
+    this.own.add(channel, member);
     return this.write(channel, member, this.inc);
   }
 
   async leave(channel: string, client: string): Promise<boolean> {
-    const mine = this.own.get(channel);
-    if (mine?.delete(client) && mine.size === 0) this.own.delete(channel);
+    this.own.remove(channel, client);
     const key = memberKey(channel, this.inc, client);
     const e = await this.s.kv.get(key);
     if (!e || e.operation !== 'PUT' || e.length === 0) return false;
@@ -396,7 +394,7 @@ class NatsChannelPresence implements ChannelPresence {
     await this.removeAll(subjectToken(this.inc));
     this.inc = newIncarnation(this.node);
     await this.announce();
-    for (const [channel, members] of this.own) for (const m of members.values()) await this.write(channel, m, this.inc);
+    for (const [channel, m] of this.own.all()) await this.write(channel, m, this.inc);
   }
 
   /** Claims the leave of every member an incarnation still has. */

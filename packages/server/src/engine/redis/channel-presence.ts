@@ -23,6 +23,7 @@ import {
   type PresenceListener,
   type PresencePage,
   type PresenceStats,
+  OwnMembers,
 } from '../channel-presence.js';
 import { closeRedis, openRedis, type RedisClient, type RedisEngineOptions } from './connection.js';
 
@@ -196,7 +197,7 @@ export class RedisChannelPresenceStore implements ChannelPresenceStore {
 class RedisChannelPresence implements ChannelPresence {
   private inc: string;
   /** This node's members by channel: left on close, joined again after a lapse. */
-  private readonly own = new Map<string, Map<string, ChannelMember>>();
+  private readonly own = new OwnMembers();
   private stops: Array<() => void> = [];
   private closed = false;
 
@@ -219,15 +220,12 @@ class RedisChannelPresence implements ChannelPresence {
   async join(channel: string, m: Omit<ChannelMember, 'node'>): Promise<boolean> {
     if (this.closed) return false;
     const member: ChannelMember = { ...m, node: this.node };
-    let mine = this.own.get(channel);
-    if (!mine) this.own.set(channel, (mine = new Map()));
-    mine.set(member.client, member);
+    this.own.add(channel, member);
     return this.write(channel, member, this.inc);
   }
 
   async leave(channel: string, client: string): Promise<boolean> {
-    const mine = this.own.get(channel);
-    if (mine?.delete(client) && mine.size === 0) this.own.delete(channel);
+    this.own.remove(channel, client);
     const json = await this.s.redis.heraldCpLeave(...this.s.keys(channel, this.inc), client, this.inc, this.s.topic(channel));
     if (json === null) return false;
     this.onChange({ channel, type: 'leave', member: JSON.parse(json) as ChannelMember });
@@ -313,7 +311,7 @@ class RedisChannelPresence implements ChannelPresence {
     await this.removeAll(old);
     this.inc = newIncarnation(this.node);
     await this.announce();
-    for (const [channel, members] of this.own) for (const m of members.values()) await this.write(channel, m, this.inc);
+    for (const [channel, m] of this.own.all()) await this.write(channel, m, this.inc);
   }
 
   /** Claims and removes every member of an incarnation, channel by channel. */

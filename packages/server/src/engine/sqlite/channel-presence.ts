@@ -22,6 +22,7 @@ import {
   type PresenceListener,
   type PresencePage,
   type PresenceStats,
+  OwnMembers,
 } from '../channel-presence.js';
 
 const SCHEMA = `
@@ -179,7 +180,7 @@ export class SqliteChannelPresenceStore implements ChannelPresenceStore {
 
 class SqliteChannelPresence implements ChannelPresence {
   private inc: string;
-  private readonly own = new Map<string, Map<string, ChannelMember>>();
+  private readonly own = new OwnMembers();
   private stops: Array<() => void> = [];
   private closed = false;
 
@@ -197,15 +198,12 @@ class SqliteChannelPresence implements ChannelPresence {
   async join(channel: string, m: Omit<ChannelMember, 'node'>): Promise<boolean> {
     if (this.closed) return false;
     const member: ChannelMember = { ...m, node: this.node };
-    let mine = this.own.get(channel);
-    if (!mine) this.own.set(channel, (mine = new Map()));
-    mine.set(member.client, member);
+    this.own.add(channel, member);
     return this.s.join(channel, member, this.inc, this.onChange);
   }
 
   async leave(channel: string, client: string): Promise<boolean> {
-    const mine = this.own.get(channel);
-    if (mine?.delete(client) && mine.size === 0) this.own.delete(channel);
+    this.own.remove(channel, client);
     return this.s.leave(channel, client, this.inc, this.onChange);
   }
 
@@ -245,7 +243,7 @@ class SqliteChannelPresence implements ChannelPresence {
     this.s.leaveAll(this.inc, this.onChange);
     this.inc = newIncarnation(this.node);
     this.s.beat(this.inc, true);
-    for (const [channel, members] of this.own) for (const m of members.values()) this.s.join(channel, m, this.inc, this.onChange);
+    for (const [channel, m] of this.own.all()) this.s.join(channel, m, this.inc, this.onChange);
   }
 
   private stopTimers(): void {
