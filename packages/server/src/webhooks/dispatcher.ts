@@ -7,6 +7,7 @@
  * Backoff after attempt n: d = min(maxMs, initialMs · 2^(n−1)), then a uniformly random delay in
  * [d/2, d] ("equal jitter"), so a receiver coming back is not hit by every node at once.
  */
+import { setMaxListeners } from 'node:events';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ClaimedWebhook, WebhookOutbox } from '../engine/webhook-outbox.js';
 import { HERALD_VERSION } from '../version.js';
@@ -51,8 +52,23 @@ export class WebhookDispatcher {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly abort = new AbortController();
   private wake: (() => void) | undefined;
+  /** Entries were committed on this node since the last claim began. */
+  private poked = false;
 
-  constructor(private readonly o: DispatcherOptions) {}
+  constructor(private readonly o: DispatcherOptions) {
+    // Every request in flight listens on the one shutdown signal: up to `concurrency` at once is
+    // expected, not a leak (Node warns past 10).
+    setMaxListeners(Math.max(10, o.concurrency + 1), this.abort.signal);
+  }
+
+  /**
+   * Entries were just committed on this node: claim now instead of at the next poll, so an idle
+   * node sends a new event at once (the poll remains for retries coming due and peers' events).
+   */
+  poke(): void {
+    this.poked = true;
+    this.wake?.();
+  }
 
   start(): void {
     if (this.running) return;
@@ -76,6 +92,7 @@ export class WebhookDispatcher {
       const free = concurrency - this.inFlight.size;
       let claimed: ClaimedWebhook[] = [];
       if (free > 0) {
+        this.poked = false;
         try {
           claimed = await outbox.claim(free);
         } catch (err) {
@@ -93,8 +110,9 @@ export class WebhookDispatcher {
         });
         this.inFlight.add(p);
       }
-      // Claim again at once while there was work and room; otherwise wait for a slot or the poll.
-      if (this.running && (claimed.length === 0 || this.inFlight.size >= concurrency)) {
+      // Claim again at once while there was work (or news of some) and room; otherwise wait for a
+      // slot, a poke or the poll.
+      if (this.running && (this.inFlight.size >= concurrency || (claimed.length === 0 && !this.poked))) {
         await new Promise<void>((resolve) => {
           const t = setTimeout(done, pollIntervalMs);
           function done() {

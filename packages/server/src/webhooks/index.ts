@@ -66,9 +66,6 @@ export class Webhooks implements DeadLetterOps {
     const outbox = await o.openOutbox({ leaseMs: w.leaseMs, maxEntries: w.maxOutbox, maxDeadLetters: w.maxDeadLetters });
     const metrics = webhookMetrics(o.registry, () => outbox.depth());
     if (!outbox.orderedByKey) o.log.info(`webhooks: engine.type "${o.engineType}" does not keep per-key order (docs/integration.md#webhooks)`);
-    const writer = new WebhookWriter({ events: o.events, endpoints: w.endpoints, outbox, node: o.node, maxBuffered: w.maxOutbox, metrics, log: o.log });
-    // Listening from now on, so nothing that happens before the dispatcher starts is missed.
-    writer.start();
     const dispatcher = new WebhookDispatcher({
       outbox,
       endpoints,
@@ -79,6 +76,9 @@ export class Webhooks implements DeadLetterOps {
       log: o.log,
       ...(o.send ? { send: o.send } : {}),
     });
+    const writer = new WebhookWriter({ events: o.events, endpoints: w.endpoints, outbox, node: o.node, maxBuffered: w.maxOutbox, metrics, log: o.log, onCommitted: () => dispatcher.poke() });
+    // Listening from now on, so nothing that happens before the dispatcher starts is missed.
+    writer.start();
     return new Webhooks(outbox, writer, dispatcher);
   }
 

@@ -24,6 +24,8 @@ export interface WriterOptions {
   maxBuffered: number;
   metrics: WebhookMetrics;
   log: FastifyBaseLogger;
+  /** Called when an append committed at least one record (the dispatcher claims at once). */
+  onCommitted?: () => void;
 }
 
 /** The body every endpoint receives (api/webhook-event.schema.json). */
@@ -107,6 +109,7 @@ export class WebhookWriter {
       .append(records)
       .then(({ stored, refused }) => {
         for (const r of batch.slice(0, stored)) this.o.metrics.appended.inc({ event: r.type });
+        if (stored > 0) this.o.onCommitted?.();
         if (refused > 0) {
           this.o.metrics.refused.inc({ reason: 'outbox_full' }, refused);
           this.o.log.warn({ refused }, 'webhook events refused: the outbox is full (webhooks.maxOutbox)');

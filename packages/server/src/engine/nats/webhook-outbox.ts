@@ -142,18 +142,28 @@ export class NatsWebhookOutbox implements WebhookOutbox {
   async claim(limit: number): Promise<ClaimedWebhook[]> {
     const max = Math.max(0, Math.floor(limit));
     if (max === 0) return [];
-    const consumer = await this.link.js.consumers.get(this.stream, this.consumer);
     const out: ClaimedWebhook[] = [];
-    const iter = await consumer.fetch({ max_messages: max, expires: 1000 });
-    for await (const m of iter) {
-      const e = m.json<Stored>();
-      const lease = randomUUID();
-      this.held.set(lease, m);
-      const lastError = this.errors.get(e.id);
-      out.push({ id: e.id, endpoint: e.endpoint, key: e.key, body: e.body, createdAt: e.createdAt, attempts: m.info.deliveryCount, lease, ...(lastError ? { lastError } : {}) });
-      if (out.length >= max || m.info.pending === 0) break;
+    // A pull request must end on the server before the client stops reading it: one left open
+    // (a batch fetch abandoned once it looked drained) still takes the messages appended next,
+    // which nobody reads, and they wait out the whole lease. So: what is due now, without waiting
+    // (the request ends when the server has handed it out), and when nothing is, a wait for one
+    // message, which also ends the request the moment it is delivered.
+    const due = this.link.js.fetch(this.stream, this.consumer, { batch: max, no_wait: true });
+    for await (const m of due) out.push(this.hold(m));
+    if (out.length === 0) {
+      const consumer = await this.link.js.consumers.get(this.stream, this.consumer);
+      const m = await consumer.next({ expires: 1000 });
+      if (m) out.push(this.hold(m));
     }
     return out;
+  }
+
+  private hold(m: JsMsg): ClaimedWebhook {
+    const e = m.json<Stored>();
+    const lease = randomUUID();
+    this.held.set(lease, m);
+    const lastError = this.errors.get(e.id);
+    return { id: e.id, endpoint: e.endpoint, key: e.key, body: e.body, createdAt: e.createdAt, attempts: m.info.deliveryCount, lease, ...(lastError ? { lastError } : {}) };
   }
 
   async ack(entry: ClaimedWebhook): Promise<boolean> {
