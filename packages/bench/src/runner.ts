@@ -85,15 +85,23 @@ const RATIO_KEYS: Record<string, 'lower' | 'higher'> = {
 export interface Target {
   server: ServerName;
   delivery?: DeliveryMode | undefined;
-  /** Name in the results: the server, plus `/<mode>` when several modes are compared. */
+  /** The scenario's Herald configuration variant (Scenario.variants). */
+  variant?: string | undefined;
+  /** Name in the results: the server, plus `/<variant>` and `/<mode>` when there are several. */
   label: string;
 }
 
 export function targetsOf(servers: ServerName[], options: BenchOptions): Target[] {
   const scenario = findScenario(options.scenario);
   const modes: Array<DeliveryMode | undefined> = options.modes ?? scenario.compareModes ?? [undefined];
+  const variants: Array<string | undefined> = scenario.variants ? [...scenario.variants] : [undefined];
   return servers.flatMap((server) =>
-    modes.map((delivery) => ({ server, delivery, label: modes.length > 1 && delivery ? `${server}/${delivery}` : server })),
+    variants.flatMap((variant) =>
+      modes.map((delivery) => {
+        const base = variant !== undefined ? `${server}/${variant}` : server;
+        return { server, delivery, variant, label: modes.length > 1 && delivery ? `${base}/${delivery}` : base };
+      }),
+    ),
   );
 }
 
@@ -203,15 +211,24 @@ async function runScenarioOnce(target: Target, options: BenchOptions, label = ''
   const pin = parsePin(options.pin, log);
   const prefix = `[${scenario.name} ${target.label}${label}]`;
   const progress = (line: string): void => log(`${prefix} ${line}`);
-  const server = await startServer(target.server, {
-    cpus: pin.server,
-    heraldBin: options.heraldBin ?? DEFAULT_HERALD_BIN,
-    heraldWsPath: options.heraldWsPath,
-    log: progress,
-  });
+  const runOpts = runOptions(options, target.delivery);
+  const prepared = await scenario.prepare?.({ server: target.server, variant: target.variant, options: runOpts, progress });
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(target.server, {
+      cpus: pin.server,
+      heraldBin: options.heraldBin ?? DEFAULT_HERALD_BIN,
+      heraldWsPath: options.heraldWsPath,
+      heraldConfig: prepared?.heraldConfig,
+      log: progress,
+    });
+  } catch (error) {
+    await prepared?.close();
+    throw error;
+  }
   progress(`started pid ${server.pid} on port ${server.port}${pin.server !== undefined ? ` (server cpus ${pin.server}, loadgen cpus ${pin.loadgen})` : ''}`);
   try {
-    const result = await scenario.run({ server, options: runOptions(options, target.delivery), pin, progress });
+    const result = await scenario.run({ server, options: runOpts, pin, progress, variant: target.variant, prepared });
     result.server = target.label;
     result.pinned = pin.server !== undefined;
     result.loadgen_client = options.client;
@@ -220,6 +237,7 @@ async function runScenarioOnce(target: Target, options: BenchOptions, label = ''
     return result;
   } finally {
     await server.stop();
+    await prepared?.close();
   }
 }
 

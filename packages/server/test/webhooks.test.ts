@@ -17,6 +17,7 @@ import { waitFor, waitForValue } from './helpers/wait.js';
 import { WebhookReceiver, type ReceivedWebhook } from './helpers/webhook-receiver.js';
 import { serverFile } from './helpers/paths.js';
 import { readFileSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 
 const validateEvent = new Ajv({ strict: false }).compile(JSON.parse(readFileSync(serverFile('api/webhook-event.schema.json'), 'utf8')));
 
@@ -134,6 +135,36 @@ describe('webhooks', () => {
     await TestSocket.connect(s, { sub: 'prompt' });
     // The dispatcher's loop sleeps for a minute between polls; the commit wakes it.
     await delivered(r, 'connection.opened');
+  });
+
+  it('sends an event committed on an idle node at once, not at the next poll; 16 requests in flight raise no listener warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(`${w.name}: ${w.message}`);
+    };
+    process.on('warning', onWarning);
+    try {
+      const r = await receiver();
+      // The first 16 answers wait until 16 requests are in flight at once, then all go.
+      const held: ServerResponse[] = [];
+      r.respond = (_req, res) => {
+        if (held.length >= 16) return 204;
+        held.push(res);
+        if (held.length === 16) for (const h of held) h.writeHead(204).end();
+        return 'handled';
+      };
+      // A poll far beyond the test's wait: only being told of the new events can send them in time.
+      const s = await server([endpoint(r, { events: ['connection.opened'] })], { webhooks: { pollIntervalMs: 60_000, concurrency: 16, endpointConcurrency: 16 } });
+      await waitFor(async () => (await metric(s, /^herald_webhook_outbox_depth /)) === 0, 5000, 'the dispatcher idle');
+      // One connection each: events of one connection are sent one at a time (its ordering key).
+      const socks = await Promise.all(Array.from({ length: 17 }, (_, i) => TestSocket.connect(s, { sub: `u${i}` })));
+      await waitFor(() => new Set(r.ofType('connection.opened').map((w) => w.event.id)).size === 17, 10_000, '17 connection.opened webhooks');
+      expect(held).toHaveLength(16);
+      for (const sock of socks) sock.close();
+      expect(warnings.filter((w) => w.includes('MaxListeners'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   it('only sends the event types an endpoint asked for, to each endpoint with its own secret', async () => {

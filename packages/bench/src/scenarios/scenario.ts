@@ -9,7 +9,7 @@ import { round } from '../lib/stats.js';
 import { LoadGen } from '../loadgen/controller.js';
 import type { AudienceSpec } from '../loadgen/audience.js';
 import type { ClientKind, DeliveryMode, OpenResult, WorkerConfig } from '../loadgen/messages.js';
-import type { ServerUnderTest } from '../servers/targets.js';
+import type { ServerName, ServerUnderTest } from '../servers/targets.js';
 import type { Column } from '../lib/report.js';
 
 export interface RunOptions {
@@ -89,6 +89,10 @@ export interface RunResult {
 export interface ScenarioContext {
   server: ServerUnderTest;
   options: RunOptions;
+  /** The Herald configuration variant of this run (Scenario.variants), if the scenario has any. */
+  variant?: string | undefined;
+  /** What the scenario's `prepare` started before the server, if it has one. */
+  prepared?: Prepared | undefined;
   pin: Pinning;
   /** A progress line on stderr, prefixed with the run's label. */
   progress(line: string): void;
@@ -107,7 +111,33 @@ export interface Scenario {
   columns?: Column[];
   /** Keys of its run lines `compare` gives ratios of, beyond the common ones, and which way is better. */
   ratioKeys?: Record<string, 'lower' | 'higher'>;
+  /**
+   * Herald configurations `compare` runs as targets of their own on each server, first first (its
+   * medians are the ratios' numerator): e.g. JWT-only against the connect proxy in one invocation.
+   */
+  variants?: readonly string[];
+  /**
+   * Starts what the server under test must find running when it starts (a proxy backend, a webhook
+   * receiver), and says what to add to its configuration; `close` runs after the server stopped.
+   */
+  prepare?(setup: PrepareSetup): Promise<Prepared>;
   run(ctx: ScenarioContext): Promise<RunResult>;
+}
+
+export interface PrepareSetup {
+  server: ServerName;
+  /** The run's variant; undefined on `run <scenario>`, which takes the scenario's first. */
+  variant: string | undefined;
+  options: RunOptions;
+  progress(line: string): void;
+}
+
+export interface Prepared {
+  /** Top-level sections merged over the benchmark's Herald configuration. */
+  heraldConfig: Record<string, unknown>;
+  /** The scenario's own handle on what it started (its backend, its receiver). */
+  state: unknown;
+  close(): Promise<void>;
 }
 
 export function startLoadGen(ctx: ScenarioContext, connections = ctx.options.connections): Promise<LoadGen> {

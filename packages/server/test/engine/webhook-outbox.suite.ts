@@ -76,6 +76,32 @@ export function runWebhookOutboxSuite(name: string, create: WebhookOutboxFactory
       expect(await claim(outbox, 10)).toEqual([]);
     });
 
+    it('entries appended while claims run are each claimed on their first attempt, none waits out a lease', async () => {
+      const { outbox } = await node();
+      const total = 300;
+      const attempts = new Map<string, number>();
+      let producing = true;
+      const producer = (async () => {
+        for (let i = 0; i < total; i++) {
+          await outbox.append([record('ep1', `k${i}`, i)]);
+          if (i % 5 === 0) await new Promise((r) => setTimeout(r, 1));
+        }
+        producing = false;
+      })();
+      const deadline = Date.now() + 15_000;
+      while ((producing || attempts.size < total) && Date.now() < deadline) {
+        const claimed = await outbox.claim([{ endpoint: 'ep1', limit: 16 }]);
+        for (const c of claimed) {
+          attempts.set(c.id, c.attempts);
+          await outbox.ack(c);
+        }
+        if (claimed.length === 0) await new Promise((r) => setTimeout(r, 2));
+      }
+      await producer;
+      expect(attempts.size).toBe(total);
+      expect([...attempts.values()].filter((a) => a !== 1)).toEqual([]);
+    }, 30_000);
+
     it('an append retried with the same id stores the event once', async () => {
       const { outbox } = await node();
       const r = record('ep1', 'k', 1);

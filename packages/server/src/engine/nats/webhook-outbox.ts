@@ -110,12 +110,16 @@ export class NatsWebhookOutbox implements WebhookOutbox {
     );
   }
 
+  private consumerName(endpoint: string): string {
+    return `${this.prefix}_wh_${endpoint}`;
+  }
+
   /** The endpoint's durable consumer, created (or its lease length brought in line) once per process. */
   private consumerOf(endpoint: string): Promise<Consumer> {
     let c = this.consumers.get(endpoint);
     if (!c) {
       c = (async () => {
-        const name = `${this.prefix}_wh_${endpoint}`;
+        const name = this.consumerName(endpoint);
         const config = {
           durable_name: name,
           filter_subject: this.subject(endpoint),
@@ -164,16 +168,26 @@ export class NatsWebhookOutbox implements WebhookOutbox {
   private async claimOf(endpoint: string, max: number): Promise<ClaimedWebhook[]> {
     const consumer = await this.consumerOf(endpoint);
     const out: ClaimedWebhook[] = [];
-    const iter = await consumer.fetch({ max_messages: max, expires: 1000 });
-    for await (const m of iter) {
-      const e = m.json<Stored>();
-      const lease = randomUUID();
-      this.held.set(lease, m);
-      const lastError = this.errors.get(e.id);
-      out.push({ id: e.id, endpoint: e.endpoint, key: e.key, body: e.body, createdAt: e.createdAt, attempts: m.info.deliveryCount, lease, ...(lastError ? { lastError } : {}) });
-      if (out.length >= max || m.info.pending === 0) break;
+    // A pull request must end on the server before the client stops reading it: one left open
+    // (a batch fetch abandoned once it looked drained) still takes the messages appended next,
+    // which nobody reads, and they wait out the whole lease. So: what is due now, without waiting
+    // (the request ends when the server has handed it out), and when nothing is, a wait for one
+    // message, which also ends the request the moment it is delivered.
+    const due = this.link.js.fetch(this.stream, this.consumerName(endpoint), { batch: max, no_wait: true });
+    for await (const m of due) out.push(this.hold(m));
+    if (out.length === 0) {
+      const m = await consumer.next({ expires: 1000 });
+      if (m) out.push(this.hold(m));
     }
     return out;
+  }
+
+  private hold(m: JsMsg): ClaimedWebhook {
+    const e = m.json<Stored>();
+    const lease = randomUUID();
+    this.held.set(lease, m);
+    const lastError = this.errors.get(e.id);
+    return { id: e.id, endpoint: e.endpoint, key: e.key, body: e.body, createdAt: e.createdAt, attempts: m.info.deliveryCount, lease, ...(lastError ? { lastError } : {}) };
   }
 
   async ack(entry: ClaimedWebhook): Promise<boolean> {
