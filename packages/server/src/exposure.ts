@@ -33,7 +33,7 @@ export function exposedWellKnownSecrets(config: Pick<HeraldConfig, 'server' | 'a
   if (isLoopbackHost(config.server.host)) return [];
   const keys: string[] = [];
   if (WELL_KNOWN_SECRETS.has(config.auth.jwt.hmacSecret)) keys.push('auth.jwt.hmacSecret');
-  for (const [i, k] of (config.auth.jwt.keySets ?? []).entries()) if (WELL_KNOWN_SECRETS.has(k.hmacSecret ?? '')) keys.push(`auth.jwt.keySets.${i}.hmacSecret`);
+  for (const [i, k] of config.auth.jwt.keySets.entries()) if (WELL_KNOWN_SECRETS.has(k.hmacSecret ?? '')) keys.push(`auth.jwt.keySets.${i}.hmacSecret`);
   if (config.api.keys.some((k) => WELL_KNOWN_SECRETS.has(apiKeySecret(k)))) keys.push('api.keys');
   if (config.ops.keys.some((k) => WELL_KNOWN_SECRETS.has(k))) keys.push('ops.keys');
   return keys;

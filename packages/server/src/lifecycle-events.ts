@@ -51,8 +51,6 @@ export interface LifecycleEvents {
 /** Emitting side: what the modules that own the facts are given. */
 export interface LifecycleEmitter {
   emit<E extends LifecycleEventName>(event: E, data: LifecycleEventMap[E]): void;
-  /** Whether anyone listens to `event`: an emitter may skip building the data when not. */
-  wants(event: LifecycleEventName): boolean;
 }
 
 export class LifecycleBus implements LifecycleEvents, LifecycleEmitter {
@@ -68,10 +66,6 @@ export class LifecycleBus implements LifecycleEvents, LifecycleEmitter {
     return () => {
       set.delete(entry);
     };
-  }
-
-  wants(event: LifecycleEventName): boolean {
-    return (this.listeners.get(event)?.size ?? 0) > 0;
   }
 
   emit<E extends LifecycleEventName>(event: E, data: LifecycleEventMap[E]): void {

@@ -63,7 +63,7 @@ describe('configs/dev.json (npm start)', () => {
   });
 
   it('refuses a published key in ops.keys too', () => {
-    expect(exposedWellKnownSecrets({ server: { host: '0.0.0.0' }, auth: { jwt: { hmacSecret: '' } }, api: { keys: [] }, ops: { keys: ['cluster-example-api-key-change-me'] } } as never)).toEqual(['ops.keys']);
+    expect(exposedWellKnownSecrets({ server: { host: '0.0.0.0' }, auth: { jwt: { hmacSecret: '', keySets: [] } }, api: { keys: [] }, ops: { keys: ['cluster-example-api-key-change-me'] } } as never)).toEqual(['ops.keys']);
   });
 });
 
