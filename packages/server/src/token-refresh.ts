@@ -48,16 +48,24 @@ export class TokenRefresh {
     this.now = o.now ?? Date.now;
   }
 
-  /** Starts (or restarts) watching a connected session's expiry. */
-  track(session: Session): void {
+  /**
+   * Starts (or restarts) watching a connected session's expiry. `askNow`: inside the refresh
+   * window the hook is asked at once — except right after it answered, when an answer that did
+   * not move the expiry far enough is asked again only after a pause (never in a loop).
+   */
+  track(session: Session, askNow = true): void {
     this.forget(session);
     const exp = session.identity?.expiresAt;
     if (exp === undefined || !session.open) return;
     const expMs = exp * 1000;
+    const now = this.now();
+    if (expMs <= now) return this.expire(session);
     if (!this.o.hook) return this.at(session, expMs, () => this.expire(session));
     const askAt = expMs - this.o.hook.aheadMs;
-    if (askAt > this.now()) this.at(session, askAt, () => this.askBackend(session, expMs));
-    else this.askBackend(session, expMs);
+    if (askAt > now) this.at(session, askAt, () => this.askBackend(session, expMs));
+    else if (askNow) this.askBackend(session, expMs);
+    else if (now + RETRY_MS < expMs) this.at(session, now + RETRY_MS, () => this.askBackend(session, expMs));
+    else this.at(session, expMs, () => this.expire(session));
   }
 
   forget(session: Session): void {
@@ -76,7 +84,7 @@ export class TokenRefresh {
   }
 
   /** Puts new credentials in force for the session's user and revokes what they no longer grant. */
-  apply(session: Session, identity: Identity): void {
+  apply(session: Session, identity: Identity, askNow = true): void {
     const granted = session.identity?.granted;
     const next: Identity = granted ? { ...identity, granted } : identity;
     this.o.hub.retag(session, () => session.reauthenticate(next));
@@ -86,7 +94,7 @@ export class TokenRefresh {
       const error = new HeraldError(ErrorCode.SUBSCRIPTION_REVOKED, `the refreshed token no longer grants ${channel}`).toBody();
       this.o.send(session, { type: 'unsubscribed', channel, error });
     }
-    this.track(session);
+    this.track(session, askNow);
   }
 
   private at(session: Session, atMs: number, run: () => void): void {
@@ -111,7 +119,7 @@ export class TokenRefresh {
     hook.refresh(session).then(
       (identity) => {
         // A refresh in band meanwhile wins: its credentials are the newer ones.
-        if (session.open && session.identity === identityBefore) this.apply(session, identity);
+        if (session.open && session.identity === identityBefore) this.apply(session, identity, false);
       },
       (err: unknown) => {
         if (!session.open || session.identity !== identityBefore) return;

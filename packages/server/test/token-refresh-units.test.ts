@@ -112,4 +112,23 @@ describe('token expiry schedule', () => {
     await vi.advanceTimersByTimeAsync(10 * 86_400_000);
     expect(s.closes).toEqual([{ code: 4006, at: 1_000_000 + 40 * 86_400_000 }]);
   });
+
+  it('a backend that answers without moving the expiry is asked again only every 2 s, and the connection closes at expiry', async () => {
+    const asked: number[] = [];
+    // Always the same expiry (or one already past): a loop of immediate asks before the fix.
+    const t = refresher({ aheadMs: 5000, refresh: async () => (asked.push(Date.now()), identity(1_000 + 10)) });
+    const s = standIn(1_000 + 10);
+    t.track(s as unknown as Session);
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(asked).toEqual([1_005_000, 1_007_000, 1_009_000]);
+    expect(s.closes).toEqual([{ code: 4006, at: 1_010_000 }]);
+  });
+
+  it('an answer whose expiry is already past closes the connection with 4006', async () => {
+    const t = refresher({ aheadMs: 5000, refresh: async () => identity(1) });
+    const s = standIn(1_000 + 10);
+    t.track(s as unknown as Session);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(s.closes).toEqual([{ code: 4006, at: 1_005_000 }]);
+  });
 });

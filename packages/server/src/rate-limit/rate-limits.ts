@@ -80,7 +80,10 @@ function kindOf(frameType: string): Kind | undefined {
     case 'subscribe':
     case 'unsubscribe':
       return 'subscribe';
+    // A presence read is a request answered from the engine, as costly as one.
     case 'request':
+    case 'presence':
+    case 'presence_stats':
       return 'rpc';
     default:
       return undefined;

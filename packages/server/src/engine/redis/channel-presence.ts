@@ -164,7 +164,16 @@ export class RedisChannelPresenceStore implements ChannelPresenceStore {
     let set = this.listeners.get(topic);
     if (!set) this.listeners.set(topic, (set = new Set()));
     set.add(listener);
-    if (set.size === 1) await this.sub.subscribe(topic);
+    if (set.size === 1) {
+      try {
+        await this.sub.subscribe(topic);
+      } catch (err) {
+        // Not watching after all: the next watch of the channel subscribes again.
+        set.delete(listener);
+        if (set.size < 1 && this.listeners.get(topic) === set) this.listeners.delete(topic);
+        throw err;
+      }
+    }
     return async () => {
       set.delete(listener);
       if (set.size > 0 || this.listeners.get(topic) !== set) return;
