@@ -128,7 +128,7 @@ export interface HeraldConfig {
     maxSubscriptionsPerConnection: number;
     maxMessageBytes: number;
     /**
-     * Deepest nesting of arrays and objects accepted in any JSON a client sends (frames, HTTP bodies).
+     * Deepest nesting of arrays and objects accepted in any JSON a client sends (frames, HTTP bodies) or a proxy hook answers.
      */
     maxJsonDepth: number;
     handshakeTimeoutMs: number;

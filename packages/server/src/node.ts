@@ -212,7 +212,7 @@ export class HeraldNode {
         this.metrics.proxyRequests.inc({ hook, outcome });
         this.metrics.proxyDuration.observe({ hook }, seconds);
       },
-      config.auth.jwt.maxInfoBytes,
+      { maxInfoBytes: config.auth.jwt.maxInfoBytes, maxJsonDepth: config.limits.maxJsonDepth },
     );
     if (this.proxy.rpcEnabled) this.rpc.handleOthers((s, method, data) => this.proxy.rpc(s, method, data));
     const subscriptions = new SubscribeGate({ inner: this.subscriptions, access: this.access, hooks: this.proxy, verifier: this.verifier, channelInfo });

@@ -10,6 +10,7 @@ import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, type JWTVe
 import { ErrorCode } from '@herald/protocol';
 import { ConfigError } from './config-input.js';
 import { HeraldError } from './errors.js';
+import { readCappedText } from './read-capped.js';
 
 /** How long a key set without a usable `Cache-Control: max-age` is fresh. */
 export const DEFAULT_JWKS_MAX_AGE_MS = 10 * 60_000;
@@ -153,7 +154,7 @@ export class RemoteJwks {
     try {
       const res = await fetch(this.url, { headers: { accept: 'application/json' }, redirect: 'error', signal: AbortSignal.timeout(this.opts.timeoutMs) });
       if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-      const body = JSON.parse(await readCapped(res)) as JSONWebKeySet;
+      const body = JSON.parse(await readCappedText(res, MAX_JWKS_BYTES)) as JSONWebKeySet;
       if (!body || !Array.isArray(body.keys)) throw new Error('the response is not a JWKS (no "keys" array)');
       this.keys = createLocalJWKSet(body);
       this.keyCount = body.keys.length;
@@ -182,23 +183,4 @@ export class RemoteJwks {
     }, Math.max(this.opts.cooldownMs, 1000));
     this.retryTimer.unref();
   }
-}
-
-async function readCapped(res: Response): Promise<string> {
-  if (Number(res.headers.get('content-length') ?? 0) > MAX_JWKS_BYTES) throw new Error(`the response is larger than ${MAX_JWKS_BYTES} bytes`);
-  if (!res.body) return '';
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = res.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > MAX_JWKS_BYTES) {
-      await reader.cancel().catch(() => undefined);
-      throw new Error(`the response is larger than ${MAX_JWKS_BYTES} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -13,6 +13,8 @@
  *   request never arrived); anything else is never retried here.
  */
 import { readFileSync } from 'node:fs';
+import { exceedsJsonDepth } from '../json-depth.js';
+import { AnswerTooLarge, readCappedText } from '../read-capped.js';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { ErrorCode } from '@herald/protocol';
 import { HeraldError } from '../errors.js';
@@ -28,6 +30,8 @@ export interface CallerLimits {
   maxInFlight: number;
   maxInFlightPerConnection: number;
   maxResponseBytes: number;
+  /** `limits.maxJsonDepth`: an answer nested deeper is refused before it is parsed. */
+  maxJsonDepth: number;
 }
 
 export type CallOutcome = 'result' | 'refused' | 'disconnect' | 'unavailable' | 'invalid' | 'overflow';
@@ -113,16 +117,23 @@ export class ProxyCaller {
       if (retries > 0 && unreached(err)) return this.attempt(hook, target, body, retries - 1);
       throw unavailable(hook, `cannot reach the backend: ${describe(err)}`);
     }
+    if (res.status !== 200) {
+      // The status decides; the body of a failed answer is not worth reading.
+      await res.body?.cancel().catch(() => undefined);
+      if (res.status >= 500) throw unavailable(hook, `the backend answered HTTP ${res.status}`);
+      throw invalid(hook, `the backend answered HTTP ${res.status}; hooks answer 200 with {result}, {error} or {disconnect}`);
+    }
     let text: string;
     try {
-      text = await readCapped(res, this.limits.maxResponseBytes);
+      text = await readCappedText(res, this.limits.maxResponseBytes);
     } catch (err) {
       if (signal.aborted) throw unavailable(hook, `no answer within ${target.timeoutMs} ms (proxy.${hook}.timeoutMs)`);
-      if (err instanceof HeraldError) throw new HeraldError(ErrorCode.BACKEND_ERROR, `${hook} hook: ${err.message}`);
+      if (err instanceof AnswerTooLarge) throw invalid(hook, `the answer is larger than proxy.maxResponseBytes (${err.max})`);
       throw unavailable(hook, `the answer broke off: ${describe(err)}`);
     }
-    if (res.status >= 500) throw unavailable(hook, `the backend answered HTTP ${res.status}`);
-    if (res.status !== 200) throw invalid(hook, `the backend answered HTTP ${res.status}; hooks answer 200 with {result}, {error} or {disconnect}`);
+    // Parsed only within the depth client input is held to: a deeper answer would parse, then
+    // break whatever serialises it later (a rewritten payload, an info shown through presence).
+    if (exceedsJsonDepth(text, this.limits.maxJsonDepth)) throw invalid(hook, `the answer nests deeper than limits.maxJsonDepth (${this.limits.maxJsonDepth})`);
     let answer: unknown;
     try {
       answer = JSON.parse(text);
@@ -158,28 +169,4 @@ function unreached(err: unknown): boolean {
 function describe(err: unknown): string {
   const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
   return String(cause?.code ?? cause?.message ?? (err as Error).message ?? err);
-}
-
-/** The body as text, refusing (HeraldError) one longer than `max` bytes without reading the rest. */
-async function readCapped(res: Response, max: number): Promise<string> {
-  const declared = Number(res.headers.get('content-length') ?? NaN);
-  if (declared > max) {
-    await res.body?.cancel().catch(() => undefined);
-    throw new HeraldError(ErrorCode.BACKEND_ERROR, `the answer is larger than proxy.maxResponseBytes (${max})`);
-  }
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => undefined);
-      throw new HeraldError(ErrorCode.BACKEND_ERROR, `the answer is larger than proxy.maxResponseBytes (${max})`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

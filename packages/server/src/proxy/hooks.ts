@@ -12,6 +12,7 @@ import type { Identity } from '../auth.js';
 import { ChannelPatterns, namespaceOf } from '../channels.js';
 import type { HeraldConfig } from '../config.js';
 import { HeraldError } from '../errors.js';
+import { oversizedInfo } from '../info-claim.js';
 import type { Session } from '../session.js';
 import { ProxyCaller, type CallObserver, type HookAnswer, type HookName, type HookTarget } from './caller.js';
 
@@ -40,16 +41,22 @@ export class ProxyHooks {
   private readonly contexts = new WeakMap<Session, ConnectionContext>();
   private readonly headerNames: string[];
   private readonly cookieNames: Set<string>;
+  private readonly maxInfoBytes: number;
 
   constructor(
     private readonly cfg: Readonly<ProxyConfig>,
     private readonly namespaces: Readonly<HeraldConfig['channels']['namespaces']>,
     private readonly nodeName: string,
-    observe?: CallObserver,
-    /** Bound on a subscribe answer's `info`, the same as on a token's `info` claim. */
-    private readonly maxInfoBytes = 2048,
+    observe: CallObserver | undefined,
+    limits: {
+      /** Bound on an answer's `info`, the same as on a token's `info` claim (`auth.jwt.maxInfoBytes`). */
+      maxInfoBytes: number;
+      /** `limits.maxJsonDepth`, applied to answers as to client input. */
+      maxJsonDepth: number;
+    },
   ) {
-    this.caller = new ProxyCaller(cfg, observe);
+    this.maxInfoBytes = limits.maxInfoBytes;
+    this.caller = new ProxyCaller({ ...cfg, maxJsonDepth: limits.maxJsonDepth }, observe);
     this.headerNames = cfg.headers.map((h) => h.toLowerCase());
     this.cookieNames = new Set(cfg.cookies);
   }
@@ -99,11 +106,12 @@ export class ProxyHooks {
   async connect(session: Session, frame: { client?: string }, token: string | undefined): Promise<Identity> {
     const body = { ...this.common('connect', session), ...(frame.client ? { client: frame.client } : {}), ...(token ? { token } : {}) };
     const r = this.settle(session, await this.caller.call<ConnectResult>('connect', this.target('connect'), body, session));
+    const info = this.boundedInfo('connect', r.info);
     const ctx = this.contexts.get(session) ?? {};
-    if (r.info !== undefined) ctx.info = r.info;
+    if (info !== undefined) ctx.info = info;
     this.contexts.set(session, ctx);
     // The hook's `info` is also what channel members see through presence, as a token's would be.
-    return r.info !== undefined ? { ...identityOf(r.user, r), info: r.info } : identityOf(r.user, r);
+    return identityOf(r.user, r, info);
   }
 
   /** The subscribe hook configured for this channel's namespace, if any. */
@@ -111,14 +119,10 @@ export class ProxyHooks {
     return this.namespaced('subscribe', channel);
   }
 
-  /** Asks whether the session may subscribe; resolves when it may, throws the refusal otherwise. */
   /** Allows the subscription (or throws the refusal); resolves the per-channel `info` the backend attached, if any. */
   async subscribe(session: Session, channel: string, target: HookTarget): Promise<unknown> {
     const r = this.settle(session, await this.caller.call<{ info?: unknown }>('subscribe', target, { ...this.common('subscribe', session), channel }, session));
-    if (r.info === undefined) return undefined;
-    const size = Buffer.byteLength(JSON.stringify(r.info), 'utf8');
-    if (size > this.maxInfoBytes) throw new HeraldError(ErrorCode.BACKEND_ERROR, `subscribe hook: its "info" is ${size} bytes of JSON, more than auth.jwt.maxInfoBytes (${this.maxInfoBytes})`);
-    return r.info;
+    return this.boundedInfo('subscribe', r.info);
   }
 
   publishTarget(channel: string): HookTarget | undefined {
@@ -150,8 +154,18 @@ export class ProxyHooks {
     const expiresAt = session.identity?.expiresAt;
     const body = { ...this.common('refresh', session), ...(expiresAt !== undefined ? { expiresAt } : {}) };
     const r = this.settle(session, await this.caller.call<RefreshResult>('refresh', this.target('refresh'), body, session));
-    if (r.info !== undefined) this.contexts.set(session, { ...this.contexts.get(session), info: r.info });
-    return identityOf(session.user, r);
+    // An answer without `info` keeps the connection's.
+    const info = this.boundedInfo('refresh', r.info) ?? session.identity?.info;
+    if (info !== undefined) this.contexts.set(session, { ...this.contexts.get(session), info });
+    return identityOf(session.user, r, info);
+  }
+
+  /** An answer's `info`, held to the bound of a token's `info` claim. */
+  private boundedInfo(hook: HookName, info: unknown): unknown {
+    if (info === undefined) return undefined;
+    const size = oversizedInfo(info, this.maxInfoBytes);
+    if (size !== undefined) throw new HeraldError(ErrorCode.BACKEND_ERROR, `${hook} hook: its "info" is ${size} bytes of JSON, more than auth.jwt.maxInfoBytes (${this.maxInfoBytes})`);
+    return info;
   }
 
   private common(hook: HookName, session: Session): Record<string, unknown> {
@@ -186,12 +200,13 @@ export class ProxyHooks {
   }
 }
 
-function identityOf(user: string, r: Omit<ConnectResult, 'user'>): Identity {
+function identityOf(user: string, r: Omit<ConnectResult, 'user'>, info: unknown): Identity {
   return {
     user,
     expiresAt: r.expiresAt,
     subscribe: new ChannelPatterns(r.channels ?? []),
     publish: new ChannelPatterns(r.publish ?? []),
     tags: r.tags ?? {},
+    ...(info !== undefined ? { info } : {}),
   };
 }
