@@ -1,7 +1,12 @@
-/** The webhook dispatcher's backoff and the signature header format, without a server. */
+/** The webhook dispatcher's backoff, its concurrency bound and the signature header format, without a server. */
 import { createHmac } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { backoffMs } from '../src/webhooks/dispatcher.js';
+import type { WebhookOutbox } from '../src/engine/webhook-outbox.js';
+import { backoffMs, WebhookDispatcher } from '../src/webhooks/dispatcher.js';
+import { webhookMetrics } from '../src/webhooks/metrics.js';
+import { pause, waitFor } from './helpers/wait.js';
 import { signatureHeader } from '../src/webhooks/signature.js';
 import { maskSecrets } from '../src/cli/mask.js';
 
@@ -35,5 +40,54 @@ describe('Herald-Signature', () => {
     };
     expect(masked.webhooks.endpoints[0]!.secrets[0]).toEqual({ kid: 'k1', secret: '<masked: 23 characters>' });
     expect(masked.webhooks.endpoints[0]!.url).toBe('https://u:***@example.com/x');
+  });
+});
+
+describe('dispatcher concurrency', () => {
+  it('never has more than webhooks.concurrency requests in flight, however many endpoint loops claim at once', async () => {
+    const endpoints = new Map(['a', 'b', 'c'].map((id) => [id, { id, url: new URL(`http://127.0.0.1:9/${id}`), secrets: [{ kid: 'k', secret: 'webhook-secret-0123456789' }], timeoutMs: 1000 }]));
+    let next = 0;
+    // Every claim answers after a turn of the event loop (as an engine does), with as many entries as asked.
+    const outbox = {
+      claim: async (want: Array<{ endpoint: string; limit: number }>) => {
+        await new Promise((r) => setImmediate(r));
+        return want.flatMap((w) => Array.from({ length: w.limit }, () => ({ id: `e${next++}`, endpoint: w.endpoint, key: 'k', body: '{"type":"x"}', createdAt: 0, attempts: 1, lease: `l${next}` })));
+      },
+      ack: async () => true,
+      retry: async () => true,
+      bury: async () => true,
+    } as unknown as WebhookOutbox;
+    let inFlight = 0;
+    let most = 0;
+    const release: Array<() => void> = [];
+    const dispatcher = new WebhookDispatcher({
+      outbox,
+      endpoints,
+      retry: { initialMs: 10, maxMs: 10, maxAttempts: 3 },
+      concurrency: 10,
+      endpointConcurrency: 8,
+      pollIntervalMs: 5,
+      metrics: webhookMetrics(new Registry(), async () => ({ pending: 0, dead: 0 })),
+      log: { warn: () => {}, error: () => {}, debug: () => {}, info: () => {} } as unknown as FastifyBaseLogger,
+      send: () => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        return new Promise((resolve) => release.push(() => (inFlight--, resolve({ ok: true, status: 204 }))));
+      },
+    });
+    dispatcher.start();
+    await waitFor(() => inFlight === 10, 5000, 'the node full');
+    // Let the loops try again while it is full, then free some slots and let them refill.
+    for (let round = 0; round < 5; round++) {
+      // Deliberate pacing: the three loops (polling every 5 ms) get turns to claim while full.
+      await pause(20);
+      for (const r of release.splice(0, 4)) r();
+    }
+    await pause(20); // the last refills
+    expect(most).toBe(10);
+    for (const r of release.splice(0)) r();
+    const stopped = dispatcher.stop();
+    for (let i = 0; i < 50 && release.length; i++) for (const r of release.splice(0)) r();
+    await stopped;
   });
 });

@@ -55,6 +55,8 @@ export class WebhookDispatcher {
   private loops: Array<Promise<void>> = [];
   private readonly inFlight = new Set<Promise<void>>();
   private readonly perEndpoint = new Map<string, number>();
+  /** Slots promised to claims still waiting on the outbox, so loops claiming at once share the node's concurrency. */
+  private reserved = 0;
   private readonly abort = new AbortController();
   private readonly wakers = new Set<() => void>();
   private readonly agents = new Map<string, Agent>();
@@ -97,13 +99,16 @@ export class WebhookDispatcher {
     const { outbox, concurrency, endpointConcurrency, pollIntervalMs, log } = this.o;
     while (this.running) {
       const mine = this.perEndpoint.get(endpoint) ?? 0;
-      const free = Math.min(endpointConcurrency - mine, concurrency - this.inFlight.size);
+      const free = Math.min(endpointConcurrency - mine, concurrency - this.inFlight.size - this.reserved);
       let claimed: ClaimedWebhook[] = [];
       if (free > 0) {
+        this.reserved += free;
         try {
           claimed = await outbox.claim([{ endpoint, limit: free }]);
         } catch (err) {
           log.warn({ err: (err as Error).message, endpoint }, 'webhook outbox: claim failed (retrying)');
+        } finally {
+          this.reserved -= free;
         }
       }
       for (const entry of claimed) {
@@ -122,7 +127,7 @@ export class WebhookDispatcher {
         this.inFlight.add(p);
       }
       // Claim again at once while there was work and room; otherwise wait for a slot or the poll.
-      const full = (this.perEndpoint.get(endpoint) ?? 0) >= endpointConcurrency || this.inFlight.size >= concurrency;
+      const full = (this.perEndpoint.get(endpoint) ?? 0) >= endpointConcurrency || this.inFlight.size + this.reserved >= concurrency;
       if (this.running && (claimed.length === 0 || full)) {
         await new Promise<void>((resolve) => {
           const done = () => {
