@@ -4,11 +4,10 @@
  * `/api/v1` scope, so the API key, its scope (`read` suffices) and its rate limit apply.
  */
 import type { FastifyInstance } from 'fastify';
-import { ErrorCode } from '@herald/protocol';
 import type { ChannelPresencePage, ChannelPresenceStats } from '@herald/protocol';
-import { isValidChannel } from '../channels.js';
+import { checkName } from '../channel-access.js';
 import { MAX_PRESENCE_PAGE } from '../engine/channel-presence.js';
-import { HeraldError } from '../errors.js';
+import { engineCall } from './engine-call.js';
 import { DEFAULT_PRESENCE_LIMIT, type PresenceQueries } from '../presence-tracker.js';
 
 /** What apiRoutes shares with the routes it registers: the OpenAPI pieces and the scope marker. */
@@ -51,9 +50,9 @@ export async function presenceRoutes(app: FastifyInstance, presence: Pick<Presen
     },
   }, async (req): Promise<ChannelPresencePage> => {
     const { channel } = req.params;
-    checkChannel(channel);
+    checkName(channel);
     const { cursor, limit } = req.query;
-    const page = await read(() => presence.list(channel, { ...(cursor !== undefined ? { cursor } : {}), ...(limit !== undefined ? { limit: Number(limit) } : {}) }));
+    const page = await engineCall(app.log, 'reading presence', () => presence.list(channel, { ...(cursor !== undefined ? { cursor } : {}), ...(limit !== undefined ? { limit: Number(limit) } : {}) }));
     return { channel, members: page.members, ...(page.next !== undefined ? { next: page.next } : {}) };
   });
 
@@ -71,22 +70,8 @@ export async function presenceRoutes(app: FastifyInstance, presence: Pick<Presen
     },
   }, async (req): Promise<ChannelPresenceStats> => {
     const { channel } = req.params;
-    checkChannel(channel);
-    const s = await read(() => presence.stats(channel));
+    checkName(channel);
+    const s = await engineCall(app.log, 'reading presence', () => presence.stats(channel));
     return { channel, connections: s.connections, users: s.users };
   });
-}
-
-function checkChannel(channel: string): void {
-  if (!isValidChannel(channel)) throw new HeraldError(ErrorCode.INVALID_CHANNEL, `invalid channel name ${JSON.stringify(channel)}`);
-}
-
-/** The engine's trouble is a temporary refusal, never a 500 with its message. */
-async function read<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof HeraldError) throw err;
-    throw new HeraldError(ErrorCode.BROKER_UNAVAILABLE, 'presence could not be read; retry');
-  }
 }

@@ -7,6 +7,8 @@ import type { FastifyInstance } from 'fastify';
 import { ErrorCode } from '@herald/protocol';
 import { HeraldError } from '../errors.js';
 import type { DeadLetterOps } from '../webhooks/index.js';
+import { webhookEventType } from '../webhooks/event-type.js';
+import { engineCall } from './engine-call.js';
 
 export interface WebhookRoutesOptions {
   /** Absent when no endpoint is configured: every route answers 404 webhooks_disabled. */
@@ -53,8 +55,8 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookRoutesOpt
       },
     },
   }, async (req) => {
-    const list = await engineCall(() => ops().list(req.query.limit ?? 100));
-    return { deadLetters: list.map((d) => ({ ...d, type: typeOf(d.body) })) };
+    const list = await engineCall(app.log, 'listing dead letters', () => ops().list(req.query.limit ?? 100));
+    return { deadLetters: list.map((d) => ({ ...d, type: webhookEventType(d.body) ?? '' })) };
   });
 
   app.post<{ Params: { id: string } }>('/dead-letters/:id/retry', {
@@ -64,7 +66,7 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookRoutesOpt
       response: { 200: { type: 'object', properties: { requeued: { type: 'boolean' } } }, ...refusals },
     },
   }, async (req) => {
-    if (!(await engineCall(() => ops().retry(req.params.id)))) throw notFound(req.params.id);
+    if (!(await engineCall(app.log, 'requeuing a dead letter', () => ops().retry(req.params.id)))) throw notFound(req.params.id);
     return { requeued: true };
   });
 
@@ -75,26 +77,7 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookRoutesOpt
       response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...refusals },
     },
   }, async (req) => {
-    if (!(await engineCall(() => ops().remove(req.params.id)))) throw notFound(req.params.id);
+    if (!(await engineCall(app.log, 'deleting a dead letter', () => ops().remove(req.params.id)))) throw notFound(req.params.id);
     return { deleted: true };
   });
-}
-
-/** An engine failure is the engine's trouble: a temporary 503, not a 500. */
-async function engineCall<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof HeraldError) throw err;
-    throw new HeraldError(ErrorCode.BROKER_UNAVAILABLE, `the engine did not answer: ${(err as Error).message}`);
-  }
-}
-
-function typeOf(body: string): string {
-  try {
-    const t = (JSON.parse(body) as { type?: unknown }).type;
-    return typeof t === 'string' ? t : '';
-  } catch {
-    return '';
-  }
 }

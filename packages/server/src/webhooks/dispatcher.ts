@@ -14,6 +14,7 @@ import type { WebhookMetrics } from './metrics.js';
 import { setMaxListeners } from 'node:events';
 import type { Agent } from 'node:http';
 import { endpointAgent, sendWebhook, type SendOutcome, type SendRequest } from './sender.js';
+import { webhookEventType } from './event-type.js';
 import { signatureHeader, type WebhookSecret } from './signature.js';
 
 export interface DispatchEndpoint {
@@ -147,7 +148,7 @@ export class WebhookDispatcher {
     // Claimed only for configured endpoints (one loop each).
     const endpoint = this.o.endpoints.get(entry.endpoint)!;
     const timestamp = Math.floor(Date.now() / 1000);
-    const type = eventTypeOf(entry.body);
+    const type = webhookEventType(entry.body) ?? 'unknown';
     metrics.inFlight.inc();
     let outcome: SendOutcome;
     try {
@@ -202,14 +203,5 @@ export class WebhookDispatcher {
       // The engine failed: the lease runs out and the entry is sent again.
       this.o.log.warn({ err: (err as Error).message, eventId: entry.id }, 'webhook outbox: settle failed');
     }
-  }
-}
-
-function eventTypeOf(body: string): string {
-  try {
-    const t = (JSON.parse(body) as { type?: unknown }).type;
-    return typeof t === 'string' ? t : 'unknown';
-  } catch {
-    return 'unknown';
   }
 }
