@@ -140,3 +140,12 @@ export class OwnMembers {
     this.byChannel.clear();
   }
 }
+
+/**
+ * Whether any namespace keeps presence. Without one, a shared engine opens no presence store (its
+ * connections, liveness writes and sweeps would serve nothing) and the node keeps an idle one in
+ * memory.
+ */
+export function presenceConfigured(namespaces: Readonly<Record<string, { presence?: boolean }>>): boolean {
+  return Object.values(namespaces).some((ns) => ns.presence === true);
+}

@@ -14,8 +14,11 @@ import type { ChannelPresenceStore } from './channel-presence.js';
 export interface Engines {
   broker: Broker;
   presence: PresenceStore;
-  /** Channel members and their join/leave events, cluster-wide (channel-presence.ts). */
-  channelPresence: ChannelPresenceStore;
+  /**
+   * Channel members and their join/leave events, cluster-wide (channel-presence.ts). Absent when no
+   * namespace keeps presence (`presenceConfigured`): the node then keeps an idle one in memory.
+   */
+  channelPresence?: ChannelPresenceStore;
   /** Its `append` takes the idempotency key of at-least-once user messages, in the broker's window. */
   inbox: InboxStore;
   /** Node-to-node commands and node liveness, over the same backend (control.ts). */

@@ -1,6 +1,7 @@
 /** The NATS engines, loaded by the engine factory (engine/index.ts) only when `engine.type` is `nats`. */
 import type { FastifyBaseLogger } from 'fastify';
 import type { HeraldConfig } from '../../config.js';
+import { presenceConfigured } from '../channel-presence.js';
 import type { Engines } from '../engines.js';
 import { NatsBroker } from './broker.js';
 import { NatsInbox } from './inbox.js';
@@ -47,9 +48,9 @@ export async function createNatsEngines(config: Readonly<HeraldConfig>, log: Fas
     await inbox.close();
     throw err;
   }
-  let channelPresence: NatsChannelPresenceStore;
+  let channelPresence: NatsChannelPresenceStore | undefined;
   try {
-    channelPresence = await NatsChannelPresenceStore.connect({ servers, prefix, replicas, onError, timing: controlTimingOf(config) });
+    if (presenceConfigured(config.channels.namespaces)) channelPresence = await NatsChannelPresenceStore.connect({ servers, prefix, replicas, onError, timing: controlTimingOf(config) });
   } catch (err) {
     await bus.close();
     await presence.close();
@@ -57,5 +58,5 @@ export async function createNatsEngines(config: Readonly<HeraldConfig>, log: Fas
     throw err;
   }
   const control = new BusControlPlane(bus, controlTimingOf(config), (err) => onError(err, 'control'));
-  return { broker, presence, channelPresence, inbox, control, openWebhookOutbox: (limits) => NatsWebhookOutbox.connect({ servers, prefix, replicas, onError }, limits) };
+  return { broker, presence, ...(channelPresence ? { channelPresence } : {}), inbox, control, openWebhookOutbox: (limits) => NatsWebhookOutbox.connect({ servers, prefix, replicas, onError }, limits) };
 }

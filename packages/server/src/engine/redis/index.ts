@@ -1,6 +1,7 @@
 /** The Redis engines, loaded by the engine factory (engine/index.ts) only when `engine.type` is `redis`. */
 import type { FastifyBaseLogger } from 'fastify';
 import type { HeraldConfig } from '../../config.js';
+import { presenceConfigured } from '../channel-presence.js';
 import type { Engines } from '../engines.js';
 import { RedisBroker } from './broker.js';
 import type { RedisTarget } from './connection.js';
@@ -38,9 +39,9 @@ export async function createRedisEngines(config: Readonly<HeraldConfig>, nodeNam
     await inbox.close();
     throw err;
   }
-  let channelPresence: RedisChannelPresenceStore;
+  let channelPresence: RedisChannelPresenceStore | undefined;
   try {
-    channelPresence = await RedisChannelPresenceStore.connect({ target, prefix, onError, timing: controlTimingOf(config) });
+    if (presenceConfigured(config.channels.namespaces)) channelPresence = await RedisChannelPresenceStore.connect({ target, prefix, onError, timing: controlTimingOf(config) });
   } catch (err) {
     await bus.close();
     await presence.close();
@@ -51,7 +52,7 @@ export async function createRedisEngines(config: Readonly<HeraldConfig>, nodeNam
   return {
     broker: new RedisBroker({ target, prefix, onError, idempotencyWindowMs }),
     presence,
-    channelPresence,
+    ...(channelPresence ? { channelPresence } : {}),
     inbox,
     control,
     openWebhookOutbox: (limits) => RedisWebhookOutbox.connect({ target, prefix, onError }, limits),
