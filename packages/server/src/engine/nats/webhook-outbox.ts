@@ -47,12 +47,19 @@ interface Stored {
   deadAt?: number;
 }
 
+/** Last errors remembered for retried entries (see `errors`). */
+const MAX_REMEMBERED_ERRORS = 10_000;
+
 export class NatsWebhookOutbox implements WebhookOutbox {
   readonly orderedByKey = false;
   private readonly stream: string;
   private readonly deadStream: string;
   private readonly consumers = new Map<string, Promise<Consumer>>();
   private readonly held = new Map<string, JsMsg>();
+  /**
+   * The last error of entries this node retried, for their next claim here. A peer usually settles
+   * them, so entries are never deleted by their owner: the map keeps the newest, bounded.
+   */
   private readonly errors = new Map<string, string>();
 
   private constructor(
@@ -200,7 +207,9 @@ export class NatsWebhookOutbox implements WebhookOutbox {
   async retry(entry: ClaimedWebhook, delayMs: number, error: string): Promise<boolean> {
     const m = this.take(entry);
     if (!m) return false;
+    this.errors.delete(entry.id);
     this.errors.set(entry.id, error);
+    if (this.errors.size > MAX_REMEMBERED_ERRORS) this.errors.delete(this.errors.keys().next().value!);
     m.nak(Math.max(0, Math.floor(delayMs)));
     return true;
   }
