@@ -59,7 +59,8 @@ export class TokenRefresh {
     if (exp === undefined || !session.open) return;
     const expMs = exp * 1000;
     const now = this.now();
-    if (expMs <= now) return this.expire(session);
+    // Past already: closed on the next turn, so a `connected` being sent goes out first.
+    if (expMs <= now) return this.at(session, expMs, () => this.expire(session));
     if (!this.o.hook) return this.at(session, expMs, () => this.expire(session));
     const askAt = expMs - this.o.hook.aheadMs;
     if (askAt > now) this.at(session, askAt, () => this.askBackend(session, expMs));
