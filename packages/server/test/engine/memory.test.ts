@@ -97,8 +97,8 @@ describe('control bus protocol', () => {
 runChannelPresenceSuite(
   'memory',
   async () => {
-    const store = new MemoryChannelPresenceStore({ heartbeatMs: 50, nodeTtlMs: 200 });
+    const store = new MemoryChannelPresenceStore({ heartbeatMs: 250, nodeTtlMs: 1500 });
     return { store, cleanup: () => store.close() };
   },
-  { distributed: false, heartbeatMs: 50, nodeTtlMs: 200 },
+  { distributed: false, heartbeatMs: 250, nodeTtlMs: 1500 },
 );

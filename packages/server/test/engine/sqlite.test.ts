@@ -141,7 +141,7 @@ runChannelPresenceSuite(
     const dir = mkdtempSync(join(tmpdir(), 'herald-sqlite-cp-'));
     const db = new Database(join(dir, 'presence.db'));
     db.pragma('journal_mode = WAL');
-    const store = new SqliteChannelPresenceStore(db, { heartbeatMs: 100, nodeTtlMs: 800 });
+    const store = new SqliteChannelPresenceStore(db, { heartbeatMs: 250, nodeTtlMs: 1500 });
     return {
       store,
       cleanup: async () => {
@@ -151,5 +151,5 @@ runChannelPresenceSuite(
       },
     };
   },
-  { distributed: false, heartbeatMs: 100, nodeTtlMs: 800 },
+  { distributed: false, heartbeatMs: 250, nodeTtlMs: 1500 },
 );

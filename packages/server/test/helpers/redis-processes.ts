@@ -254,11 +254,17 @@ export async function startRedisSentinel(opts: SentinelSetupOptions = {}): Promi
       const addr = (await ask(sentinelPorts[0]!, sentinelPassword, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', masterName)) as [string, string];
       return Number(addr[1]);
     };
-    // The sentinel must have discovered the replica, or it has nothing to promote.
-    await waitForValue(async () => {
-      const replicas = (await ask(sentinelPorts[0]!, sentinelPassword, 'SENTINEL', 'REPLICAS', masterName)) as unknown[];
-      return replicas.length > 0 ? true : undefined;
-    }, 20_000, 'the sentinel to see the replica');
+    // Every sentinel must know the replica and its peers before the master can die: they learn both
+    // only through the master (its INFO, its hello channel). A sentinel that wins the election
+    // without knowing the replica aborts the failover, and the next try comes 2 × failover-timeout
+    // later — on a loaded machine that could repeat for as long as a test waits.
+    for (const port of sentinelPorts) {
+      await waitForValue(async () => {
+        const replicas = (await ask(port, sentinelPassword, 'SENTINEL', 'REPLICAS', masterName)) as unknown[];
+        const peers = (await ask(port, sentinelPassword, 'SENTINEL', 'SENTINELS', masterName)) as unknown[];
+        return replicas.length > 0 && peers.length === sentinelPorts.length - 1 ? true : undefined;
+      }, 30_000, `the sentinel on ${port} to see the replica and ${sentinelPorts.length - 1} other sentinel(s)`);
+    }
     return {
       masterName,
       sentinels: sentinelPorts.map((p) => `127.0.0.1:${p}`),
@@ -272,12 +278,18 @@ export async function startRedisSentinel(opts: SentinelSetupOptions = {}): Promi
       async killMasterAndAwaitPromotion() {
         const old = await currentMasterPort();
         await set.kill(old);
-        return waitForValue(async () => {
-            const now = await currentMasterPort();
-            if (now === old) return undefined;
-            const role = String(await ask(now, password, 'INFO', 'replication'));
-            return role.includes('role:master') ? now : undefined;
-          }, 30_000, 'Sentinel to promote a replica');
+        try {
+          return await waitForValue(async () => {
+              const now = await currentMasterPort();
+              if (now === old) return undefined;
+              const role = String(await ask(now, password, 'INFO', 'replication'));
+              return role.includes('role:master') ? now : undefined;
+            }, 30_000, 'Sentinel to promote a replica');
+        } catch (err) {
+          // What the sentinels were doing (votes, aborted failovers) is what explains a timeout.
+          const logs = sentinelPorts.map((p) => `--- sentinel ${p}:\n${set.log(p)}`).join('\n');
+          throw new Error(`${(err as Error).message}\n${logs}`);
+        }
       },
       stop: () => set.stopAll(),
     };
