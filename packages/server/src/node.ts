@@ -224,6 +224,7 @@ export class HeraldNode {
       hook: this.proxy.refreshEnabled ? { aheadMs: this.proxy.refreshAheadMs, refresh: (s) => this.proxy.refresh(s) } : undefined,
       send: (s, frame) => this.frames.send(s, frame),
       log,
+      toleranceMs: config.auth.jwt.clockToleranceSec * 1000,
     });
     this.frames = new FrameHandler({
       nodeName: this.name,

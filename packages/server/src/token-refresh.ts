@@ -37,6 +37,13 @@ export interface TokenRefreshOptions {
   hook: { aheadMs: number; refresh(session: Session): Promise<Identity> } | undefined;
   send(session: Session, frame: ServerFrame): void;
   log: FastifyBaseLogger;
+  /**
+   * The verifier's clock tolerance (auth.jwt.clockToleranceSec, in ms): a token it accepts until
+   * `exp` + tolerance keeps its connection until then too, or a token accepted inside the tolerance
+   * would be closed with 4006 right after its `connected` — and a client reconnecting with the same
+   * token would loop.
+   */
+  toleranceMs?: number;
   now?: () => number;
 }
 
@@ -57,12 +64,13 @@ export class TokenRefresh {
     this.forget(session);
     const exp = session.identity?.expiresAt;
     if (exp === undefined || !session.open) return;
-    const expMs = exp * 1000;
+    const expMs = exp * 1000 + (this.o.toleranceMs ?? 0);
     const now = this.now();
     // Past already: closed on the next turn, so a `connected` being sent goes out first.
     if (expMs <= now) return this.at(session, expMs, () => this.expire(session));
     if (!this.o.hook) return this.at(session, expMs, () => this.expire(session));
-    const askAt = expMs - this.o.hook.aheadMs;
+    // Asked ahead of `exp` itself: the tolerance is for clock skew, not extra lifetime to plan on.
+    const askAt = exp * 1000 - this.o.hook.aheadMs;
     if (askAt > now) this.at(session, askAt, () => this.askBackend(session, expMs));
     else if (askNow) this.askBackend(session, expMs);
     else if (now + RETRY_MS < expMs) this.at(session, now + RETRY_MS, () => this.askBackend(session, expMs));

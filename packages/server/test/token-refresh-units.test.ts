@@ -38,8 +38,9 @@ function standIn(expiresAt: number | undefined) {
   return s;
 }
 
-function refresher(hook?: { aheadMs: number; refresh(session: Session): Promise<Identity> }) {
+function refresher(hook?: { aheadMs: number; refresh(session: Session): Promise<Identity> }, toleranceMs?: number) {
   return new TokenRefresh({
+    ...(toleranceMs !== undefined ? { toleranceMs } : {}),
     verifier: { verify: async () => identity(undefined) },
     access: { canRead: () => true },
     hub: { retag: (_s, change) => change() },
@@ -72,6 +73,32 @@ describe('token expiry schedule', () => {
     t.forget(other as unknown as Session);
     await vi.advanceTimersByTimeAsync(60_000);
     expect(other.closes).toEqual([]);
+  });
+
+  it('keeps a connection until expiry plus the clock tolerance its token was accepted with', async () => {
+    const t = refresher(undefined, 5000);
+    // Accepted 2 s after its exp, inside the 5 s tolerance: it lives 3 s more, not one turn.
+    const late = standIn(1_000 - 2);
+    t.track(late as unknown as Session);
+    await vi.advanceTimersByTimeAsync(2_999);
+    expect(late.closes).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(late.closes).toEqual([{ code: 4006, at: 1_003_000 }]);
+    const s = standIn(1_003 + 60); // now is 1_003 s
+    t.track(s as unknown as Session);
+    await vi.advanceTimersByTimeAsync(64_999);
+    expect(s.closes).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(s.closes).toEqual([{ code: 4006, at: 1_068_000 }]);
+  });
+
+  it('with a clock tolerance, still asks the refresh hook aheadMs before exp itself', async () => {
+    const asked: number[] = [];
+    const t = refresher({ aheadMs: 15_000, refresh: async () => (asked.push(Date.now()), identity(Math.floor(Date.now() / 1000) + 60)) }, 5000);
+    const s = standIn(1_000 + 60);
+    t.track(s as unknown as Session);
+    await vi.advanceTimersByTimeAsync(45_000);
+    expect(asked).toEqual([1_045_000]);
   });
 
   it('asks the refresh hook aheadMs before expiry and starts over with the new expiry', async () => {
