@@ -10,6 +10,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { exposedWellKnownSecrets } from './exposure.js';
 import { apiKeySecret } from './http/api-key.js';
 import { adminUiCredentialProblem } from './http/admin-ui/credential-check.js';
+import { checkBackendConfig } from './config-backend.js';
 import { ConfigError, mergeConfig } from './config-input.js';
 import { checkJwksUrl } from './remote-jwks.js';
 import { closest, configSchema, nodeAt, schemaDefaults } from './config-schema.js';
@@ -109,6 +110,7 @@ export function resolveConfig(...layers: unknown[]): Readonly<HeraldConfig> {
   const secretProblem = hmacSecretProblem(merged.auth.jwt.hmacSecret);
   if (secretProblem) throw new ConfigError(`auth.jwt.hmacSecret: ${secretProblem}`);
   checkKeySets(merged.auth.jwt.keySets);
+  checkBackendConfig(merged);
   const exposed = exposedWellKnownSecrets(merged);
   if (exposed.length > 0) {
     throw new ConfigError(

@@ -102,6 +102,30 @@ describe('herald config check', () => {
     expect(exposed.stderr).toMatch(/^herald config check: server\.host: "0\.0\.0\.0" is reachable from other machines, but auth\.jwt\.hmacSecret and api\.keys hold an example secret/);
   });
 
+  it('finds backend-integration mistakes the schema cannot see, as the server would at start', async () => {
+    const secrets = [{ kid: 'k1', secret: 'a-webhook-secret-of-some-length' }];
+    const hook = (url: string) => ({ url, events: ['*'], secrets, id: 'app' });
+    const cases: Array<[object, RegExp]> = [
+      [{ engine: { type: 'sqlite' }, webhooks: { endpoints: [hook('https://a.example/h'), hook('https://b.example/h')] } }, /webhooks\.endpoints\[1\]\.id: "app" is used twice/],
+      [{ engine: { type: 'sqlite' }, webhooks: { endpoints: [{ ...hook('https://a.example/h'), secrets: [...secrets, ...secrets] }] } }, /webhooks\.endpoints\[0\]\.secrets: each kid must be different/],
+      [{ engine: { type: 'sqlite' }, webhooks: { endpoints: [hook('http://[::1/h')] } }, /webhooks\.endpoints\[0\]\.url: not a URL/],
+      [{ engine: { type: 'memory' }, webhooks: { endpoints: [hook('https://a.example/h')] } }, /webhooks\.endpoints: engine\.type "memory" keeps nothing across a restart/],
+      [{ engine: { type: 'sqlite' }, webhooks: { endpoints: [hook('https://a.example/h')], retry: { initialMs: 5000, maxMs: 1000 } } }, /webhooks\.retry\.maxMs: must be at least webhooks\.retry\.initialMs/],
+      [{ proxy: { connect: { url: 'https://user:pw@backend.example/connect' } } }, /proxy\.connect\.url: must not carry a user or password/],
+      [{ proxy: { rpc: { url: 'http://[::1/rpc' } } }, /proxy\.rpc\.url: not a URL/],
+    ];
+    for (const [config, message] of cases) {
+      const r = await runCli(['config', 'check', '--no-env', tempFile('herald.json', JSON.stringify(config))]);
+      expect(r.code, JSON.stringify(config)).toBe(1);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(message);
+    }
+    // Credentials in a webhook URL are fine: the sender uses them (basic auth).
+    const ok = await runCli(['config', 'check', '--no-env', tempFile('herald.json', JSON.stringify({ engine: { type: 'sqlite' }, webhooks: { endpoints: [hook('https://u:p@a.example/h')] } }))]);
+    expect(ok.stderr).toMatch(/valid/);
+    expect(ok.code).toBe(0);
+  });
+
   it('an invalid config: exit 1 and every problem on one line', async () => {
     const file = tempFile('herald.json', JSON.stringify({ limits: { maxConnections: -1, bogus: 1 }, server: { port: await closedPort() } }));
     const r = await runCli(['config', 'check', file]);

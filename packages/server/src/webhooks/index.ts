@@ -49,20 +49,9 @@ export class Webhooks implements DeadLetterOps {
     if (!o.openOutbox) {
       throw new ConfigError(`webhooks.endpoints: engine.type "${o.engineType}" keeps nothing across a restart, so webhooks could not be delivered at least once; use engine.type sqlite, redis or nats`);
     }
+    // The endpoints were checked with the rest of the configuration (config-backend.ts).
     const endpoints = new Map<string, DispatchEndpoint>();
-    for (const [i, e] of w.endpoints.entries()) {
-      if (endpoints.has(e.id)) throw new ConfigError(`webhooks.endpoints[${i}].id: "${e.id}" is used twice`);
-      let url: URL;
-      try {
-        url = new URL(e.url);
-      } catch {
-        throw new ConfigError(`webhooks.endpoints[${i}].url: not a URL: ${e.url}`);
-      }
-      const kids = new Set(e.secrets.map((s) => s.kid));
-      if (kids.size !== e.secrets.length) throw new ConfigError(`webhooks.endpoints[${i}].secrets: each kid must be different`);
-      endpoints.set(e.id, { id: e.id, url, secrets: e.secrets, timeoutMs: e.timeoutMs ?? w.timeoutMs });
-    }
-    if (w.retry.maxMs < w.retry.initialMs) throw new ConfigError('webhooks.retry.maxMs: must be at least webhooks.retry.initialMs');
+    for (const e of w.endpoints) endpoints.set(e.id, { id: e.id, url: new URL(e.url), secrets: e.secrets, timeoutMs: e.timeoutMs ?? w.timeoutMs });
     const outbox = await o.openOutbox({ leaseMs: w.leaseMs, maxEntries: w.maxOutbox, maxDeadLetters: w.maxDeadLetters });
     const metrics = webhookMetrics(o.registry, () => outbox.depth());
     if (!outbox.orderedByKey) o.log.info(`webhooks: engine.type "${o.engineType}" does not keep per-key order (docs/integration.md#webhooks)`);
