@@ -230,6 +230,46 @@ export function runWebhookOutboxSuite(name: string, create: WebhookOutboxFactory
       expect((await claim(outbox, 10)).map((c) => c.id)).toEqual([a2.id]);
     });
 
+    it('where ordered by key: a key\'s queue moves on after an ack or a bury, a requeued entry goes to its back, and entries queued behind a retried head take no claim slot', async (ctx) => {
+      const { outbox } = await node();
+      if (!outbox.orderedByKey) ctx.skip();
+      const as = Array.from({ length: 40 }, (_, i) => record('ep1', 'A', i));
+      const others = ['B', 'C', 'D'].map((k) => record('ep1', k, 0));
+      await outbox.append([...as, ...others]);
+      const first = await claimN(outbox, 4, [{ endpoint: 'ep1', limit: 4 }]);
+      expect(first.map((c) => c.id).sort()).toEqual([as[0]!.id, ...others.map((o) => o.id)].sort());
+      const headA = first.find((c) => c.id === as[0]!.id)!;
+      for (const c of first.filter((c) => c !== headA)) expect(await outbox.ack(c)).toBe(true);
+      await outbox.append([record('ep1', 'E', 0), record('ep1', 'F', 0)]);
+      // A's head waits for a retry an hour away: the 39 entries behind it are not due, E and F are.
+      expect(await outbox.retry(headA, 3_600_000, 'HTTP 503')).toBe(true);
+      expect((await claim(outbox, 2)).map((c) => JSON.parse(c.body).n + c.key).sort()).toEqual(['0E', '0F']);
+      // Nothing else is due: A's head is waiting, E and F are leased, the rest queue behind A's head.
+      expect(await claim(outbox, 10)).toEqual([]);
+    });
+
+    it('where ordered by key: a bury moves the queue on, and a requeued entry is delivered after what queued since', async (ctx) => {
+      const { outbox } = await node({ leaseMs: 300 });
+      if (!outbox.orderedByKey) ctx.skip();
+      const as = Array.from({ length: 4 }, (_, i) => record('ep1', 'A', i));
+      await outbox.append(as);
+      const [head] = await claimN(outbox, 1);
+      expect(head!.id).toBe(as[0]!.id);
+      expect(await outbox.bury(head!, 'HTTP 410')).toBe(true);
+      const [second] = await claimN(outbox, 1);
+      expect(second!.id).toBe(as[1]!.id);
+      expect(await outbox.requeue(as[0]!.id)).toBe(true);
+      const order = [second!.id];
+      expect(await outbox.ack(second!)).toBe(true);
+      for (let i = 0; i < 3; i++) {
+        const [next] = await claimN(outbox, 1);
+        order.push(next!.id);
+        expect(await outbox.ack(next!)).toBe(true);
+      }
+      expect(order).toEqual([as[1]!.id, as[2]!.id, as[3]!.id, as[0]!.id]);
+      expect((await outbox.depth()).pending).toBe(0);
+    });
+
     it('pending events survive a restart of the node', async () => {
       const f = await node();
       const rs = [record('ep1', 'k', 1), record('ep1', 'k2', 2)];

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteDb } from '../../src/engine/sqlite/db.js';
 import { SqliteWebhookOutbox } from '../../src/engine/sqlite/webhook-outbox.js';
 import { RedisWebhookOutbox } from '../../src/engine/redis/webhook-outbox.js';
@@ -37,6 +37,40 @@ runWebhookOutboxSuite(
   },
   { distributed: false },
 );
+
+describe('SQLite outbox specifics', () => {
+  it('entries stored before heads were tracked (every entry due by time) are still delivered one at a time, in order', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-wh-outbox-'));
+    const db = new SqliteDb(dir, 'off');
+    try {
+      const outbox = new SqliteWebhookOutbox(db, { leaseMs: 60_000, maxEntries: 100, maxDeadLetters: 10 });
+      const ids = ['a0', 'a1', 'a2'];
+      await outbox.append(ids.map((id) => ({ id, endpoint: 'ep', key: 'A', body: '{}' })));
+      // What an earlier version stored: every entry's due_at is its append time.
+      db.db.prepare('UPDATE webhook_outbox SET due_at = 0').run();
+      const order: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const got = await outbox.claim([{ endpoint: 'ep', limit: 10 }]);
+        expect(got.length).toBe(1);
+        order.push(got[0]!.id);
+        await outbox.append([{ id: `late${i}`, endpoint: 'ep', key: 'A', body: '{}' }]);
+        expect(await outbox.ack(got[0]!)).toBe(true);
+      }
+      expect(order).toEqual(ids);
+      const rest: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const got = await outbox.claim([{ endpoint: 'ep', limit: 10 }]);
+        expect(got.length).toBe(1);
+        rest.push(got[0]!.id);
+        await outbox.ack(got[0]!);
+      }
+      expect(rest).toEqual(['late0', 'late1', 'late2']);
+    } finally {
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 const redisUp = await requireRedis();
 describe.skipIf(!redisUp)('Redis', () => {

@@ -2,6 +2,11 @@
  * The webhook outbox in the embedded SQLite store (one node). Writes join the node's group commit,
  * so `append` resolves once the events are in a committed transaction. A leased entry's `due_at`
  * is its lease's end, so a claim that was never answered (the process died) is due again then.
+ *
+ * Only the head of each (endpoint, key) queue can be due: the entries behind it wait with `due_at`
+ * BLOCKED, and the one after a head is made due when the head leaves (ack, bury). So a claim reads
+ * due heads off the index and never walks the entries queued behind a head that is being retried —
+ * the outbox of an endpoint that is down (up to `maxOutbox` entries) costs a claim nothing.
  */
 import { randomUUID } from 'node:crypto';
 import type { ClaimedWebhook, ClaimWant, DeadWebhook, WebhookOutbox, WebhookOutboxLimits, WebhookRecord } from '../webhook-outbox.js';
@@ -18,6 +23,9 @@ CREATE TABLE IF NOT EXISTS webhook_dead (
   attempts INTEGER NOT NULL, last_error TEXT NOT NULL, dead_at INTEGER NOT NULL, seq INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS webhook_dead_at ON webhook_dead (seq);
 `;
+
+/** `due_at` of an entry waiting behind the head of its key's queue (never due by time). */
+const BLOCKED = Number.MAX_SAFE_INTEGER;
 
 interface Row {
   seq: number;
@@ -49,6 +57,13 @@ export class SqliteWebhookOutbox implements WebhookOutbox {
       count: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM webhook_outbox'),
       deadCount: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM webhook_dead'),
       insert: db.prepare('INSERT OR IGNORE INTO webhook_outbox (id, endpoint, key, body, created_at, attempts, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      queued: db.prepare<[string, string], { seq: number }>('SELECT seq FROM webhook_outbox WHERE endpoint = ? AND key = ? LIMIT 1'),
+      // The next entry of a key's queue becomes due when the head has left. Entries stored before
+      // heads were tracked keep their own due_at; the claim's NOT EXISTS keeps them in order.
+      unblockNext: db.prepare(
+        `UPDATE webhook_outbox SET due_at = ? WHERE due_at = ${BLOCKED}
+           AND seq = (SELECT seq FROM webhook_outbox WHERE endpoint = ? AND key = ? ORDER BY seq LIMIT 1)`,
+      ),
       // The head of each (endpoint, key) queue, if due.
       due: db.prepare<[string, number, number], Row>(
         `SELECT o.* FROM webhook_outbox o WHERE o.endpoint = ? AND o.due_at <= ?
@@ -75,7 +90,7 @@ export class SqliteWebhookOutbox implements WebhookOutbox {
       for (const r of records) {
         if (room <= 0) break;
         // An id already waiting (an append retried) is not stored twice.
-        if (this.stmt.insert.run(r.id, r.endpoint, r.key, r.body, now, 0, now).changes > 0) room--;
+        if (this.enqueue(r.id, r.endpoint, r.key, r.body, now, now)) room--;
         stored++;
       }
       return { stored, refused: records.length - stored };
@@ -96,7 +111,11 @@ export class SqliteWebhookOutbox implements WebhookOutbox {
   }
 
   ack(entry: ClaimedWebhook): Promise<boolean> {
-    return this.store.write(() => this.stmt.remove.run(entry.id, entry.lease).changes > 0);
+    return this.store.write(() => {
+      if (this.stmt.remove.run(entry.id, entry.lease).changes === 0) return false;
+      this.stmt.unblockNext.run(Date.now(), entry.endpoint, entry.key);
+      return true;
+    });
   }
 
   retry(entry: ClaimedWebhook, delayMs: number, error: string): Promise<boolean> {
@@ -108,6 +127,7 @@ export class SqliteWebhookOutbox implements WebhookOutbox {
       const row = this.stmt.get.get(entry.id, entry.lease);
       if (!row) return false;
       this.stmt.remove.run(entry.id, entry.lease);
+      this.stmt.unblockNext.run(Date.now(), row.endpoint, row.key);
       this.stmt.bury.run(row.id, row.endpoint, row.key, row.body, row.created_at, row.attempts, error, Date.now(), row.seq);
       const excess = this.stmt.deadCount.get()!.n - this.limits.maxDeadLetters;
       if (excess > 0) this.stmt.trimDead.run(excess);
@@ -126,7 +146,7 @@ export class SqliteWebhookOutbox implements WebhookOutbox {
       this.stmt.deleteDead.run(id);
       const now = Date.now();
       // A requeued event goes to the back of its key's queue: it is retried after what came since.
-      this.stmt.insert.run(row.id, row.endpoint, row.key, row.body, row.created_at, 0, now);
+      this.enqueue(row.id, row.endpoint, row.key, row.body, row.created_at, now);
       return true;
     });
   }
@@ -140,6 +160,12 @@ export class SqliteWebhookOutbox implements WebhookOutbox {
   }
 
   async close(): Promise<void> {}
+
+  /** Inserts at the back of the key's queue: due now when it is the head, BLOCKED behind one. Inside a write. */
+  private enqueue(id: string, endpoint: string, key: string, body: string, createdAt: number, now: number): boolean {
+    const due = this.stmt.queued.get(endpoint, key) ? BLOCKED : now;
+    return this.stmt.insert.run(id, endpoint, key, body, createdAt, 0, due).changes > 0;
+  }
 }
 
 function pending(row: Row): Omit<ClaimedWebhook, 'lease'> {
