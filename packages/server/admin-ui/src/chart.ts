@@ -20,7 +20,11 @@ export function Chart({ title, times, series, unit }: { title: string; times: nu
       width, height: 160,
       legend: { show: true, live: false },
       scales: { x: { time: true }, y: { range: (_u, min, max) => [0, Math.max(max, min + 1) * 1.1] } },
-      axes: [{ stroke: '#8b949e', grid: { stroke: '#30363d' } }, { stroke: '#8b949e', grid: { stroke: '#30363d' }, values: (_u, ticks) => ticks.map((v) => `${v}${unit}`) }],
+      axes: [{ stroke: '#8b949e', grid: { stroke: '#30363d' } }, {
+        stroke: '#8b949e', grid: { stroke: '#30363d' }, values: (_u, ticks) => ticks.map((v) => `${v}${unit}`),
+        // Wide enough for the longest label with its unit ("0.5 ms"); uPlot's fixed default cuts it.
+        size: (_u, labels) => Math.max(50, 18 + 7 * Math.max(0, ...(labels ?? []).map((l) => String(l).length))),
+      }],
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 1.5, spanGaps: false }))],
     }, data, box.current);
     return () => plot.current?.destroy();

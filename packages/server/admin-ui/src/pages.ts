@@ -39,7 +39,7 @@ export function ChannelsPage() {
     <p class="muted">${fmtNumber(data?.total)} channel(s) with subscribers on any node${data && data.total > data.channels.length ? `, the ${data.channels.length} busiest shown` : ''}.${data && !data.presence ? ' Presence counts appear here once presence is enabled.' : ''}</p>
     <table data-testid="channels">
       <thead><tr><th>channel</th><th class="num">subscribers (cluster)</th>${data?.presence ? html`<th class="num">present users</th>` : ''}</tr></thead>
-      <tbody>${(data?.channels ?? []).map((c) => html`<tr data-channel=${c.channel}><td><code>${c.channel}</code></td><td class="num" data-testid="subscribers">${fmtNumber(c.subscribers)}</td>${data?.presence ? html`<td class="num">${fmtNumber(c.presence)}</td>` : ''}</tr>`)}</tbody>
+      <tbody>${(data?.channels ?? []).map((c) => html`<tr data-channel=${c.channel}><td><code>${c.channel}</code></td><td class="num" data-testid="subscribers">${fmtNumber(c.subscribers)}</td>${data?.presence ? html`<td class="num" data-testid="present">${fmtNumber(c.presence)}</td>` : ''}</tr>`)}</tbody>
     </table>
   </section>`;
 }

@@ -45,7 +45,7 @@ describe.skipIf(!haveChromium)('admin UI in headless Chromium', () => {
   let load: NodeJS.Timeout | undefined;
 
   beforeAll(async () => {
-    server = await startTestServer({ admin: { ui: { enabled: true, passwordHash: await hashPassword(PASSWORD) } } });
+    server = await startTestServer({ admin: { ui: { enabled: true, passwordHash: await hashPassword(PASSWORD) } }, channels: { namespaces: { room: { presence: true } } } });
     alice1 = await TestSocket.connect(server, { sub: 'alice', tags: { plan: 'pro' } });
     alice2 = await TestSocket.connect(server, { sub: 'alice', tags: { plan: 'pro' } });
     bob = await TestSocket.connect(server, { sub: 'bob', tags: { plan: 'free' } });
@@ -128,12 +128,15 @@ describe.skipIf(!haveChromium)('admin UI in headless Chromium', () => {
     // The screenshot of this page is the two-node one below.
   });
 
-  it('channels: subscriber counts of each channel', async () => {
+  it('channels: subscriber counts of each channel, and present users where presence is on', async () => {
     await go('channels');
-    const count = (channel: string) => page.locator(`tr[data-channel="${channel}"] [data-testid="subscribers"]`).innerText();
+    const count = (channel: string, id = 'subscribers') => page.locator(`tr[data-channel="${channel}"] [data-testid="${id}"]`).innerText();
     await page.locator('tr[data-channel="news"]').waitFor();
     expect(await count('room:lobby')).toBe('3');
     expect(await count('news')).toBe('1');
+    // alice (two devices) and bob: two users present in room:lobby; news keeps no presence.
+    await waitFor(async () => (await count('room:lobby', 'present')) === '2', 5000, 'two users present in room:lobby');
+    expect(await count('news', 'present')).toBe('—');
     await page.getByTestId('channel-prefix').fill('news');
     await waitFor(async () => (await page.locator('tr[data-channel]').count()) === 1, 5000, 'only news listed');
     await page.getByTestId('channel-prefix').fill('');

@@ -148,7 +148,12 @@ export async function adminUiRoutes(app: FastifyInstance, o: AdminUiOptions): Pr
       const shown = matching.slice(0, req.query.limit ?? 500);
       const presence = o.presenceCounts ? await o.presenceCounts(shown.map((c) => c.channel)) : undefined;
       return {
-        channels: shown.map((c) => ({ ...c, ...(presence ? { presence: presence.get(c.channel) ?? 0 } : {}) })),
+        // Only channels whose namespace keeps presence (and that were counted) get a number: a 0
+        // would claim nobody is present where nobody is tracked.
+        channels: shown.map((c) => {
+          const present = presence?.get(c.channel);
+          return present !== undefined ? { ...c, presence: present } : c;
+        }),
         total: matching.length,
         presence: presence !== undefined,
         nodes,
