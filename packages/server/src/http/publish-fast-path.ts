@@ -26,8 +26,11 @@ import { exceedsJsonDepth } from '../json-depth.js';
 
 export const PUBLISH_PATH = '/api/v1/publish';
 
+/** What the fast path needs of the node: publishing, the API rate limit, client addresses, its limits and counter. */
+export type FastPathNode = Pick<HeraldNode, 'publish' | 'rateLimits' | 'clientIps' | 'config' | 'metrics'>;
+
 export interface PublishFastPathOptions {
-  node: HeraldNode;
+  node: FastPathNode;
   keyring: ApiKeyring;
   /** fastify's bodyLimit: larger bodies go to fastify, which refuses them. */
   bodyLimit: number;

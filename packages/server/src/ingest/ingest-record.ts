@@ -24,6 +24,15 @@ import type { TagFilter } from '@herald/protocol';
 import type { DeliveryMode } from '../config.js';
 import { HeraldError } from '../errors.js';
 import type { HeraldNode, PublishRequest } from '../node.js';
+
+/**
+ * What ingestion needs of a node: its limits and envelope schema to check a record, a channel's
+ * history to recognise a redelivery, and publishing.
+ */
+export type IngestNode = Pick<HeraldNode, 'config' | 'schemas' | 'historyConfig' | 'broker' | 'publish'>;
+
+/** An ingestor's node: ingestion, plus the registry its counter goes on. */
+export type IngestorNode = IngestNode & Pick<HeraldNode, 'metrics'>;
 import { exceedsJsonDepth } from '../json-depth.js';
 
 export type IngestOutcome =
@@ -42,7 +51,7 @@ function invalid(code: string, reason: string, msgId?: string): ParsedRecord {
 }
 
 /** Parses one record's JSON text into the publish request it asks for. */
-export function parseRecord(node: HeraldNode, text: string | undefined): ParsedRecord {
+export function parseRecord(node: Pick<IngestNode, 'config' | 'schemas'>, text: string | undefined): ParsedRecord {
   if (text === undefined) return invalid(ErrorCode.BAD_REQUEST, 'the entry has no "message" field');
   // Same limit as the HTTP API: a record nested too deep could never be published (serializing it
   // would overflow the stack), so it is refused here instead of being retried forever.
@@ -94,7 +103,7 @@ export function parseRecord(node: HeraldNode, text: string | undefined): ParsedR
  * written in the same atomic step as the publish, so it is the record of truth for channel targets
  * within the history window. Other targets have no such record: there the window is all there is.
  */
-async function inChannelHistory(node: HeraldNode, channel: string, msgId: string): Promise<boolean> {
+async function inChannelHistory(node: Pick<IngestNode, 'historyConfig' | 'broker'>, channel: string, msgId: string): Promise<boolean> {
   const config = node.historyConfig(channel);
   if (config.size <= 0) return false;
   const res = await node.broker.history(channel, { limit: config.size, config });
@@ -105,7 +114,7 @@ async function inChannelHistory(node: HeraldNode, channel: string, msgId: string
  * Publishes one record. `redelivered` says the stream delivered the entry before (to this consumer
  * or another): channel history is then checked for the msgId first.
  */
-export async function ingestRecord(node: HeraldNode, text: string | undefined, redelivered: boolean): Promise<IngestOutcome> {
+export async function ingestRecord(node: IngestNode, text: string | undefined, redelivered: boolean): Promise<IngestOutcome> {
   const parsed = parseRecord(node, text);
   if (!parsed.ok) return { kind: 'invalid', code: parsed.code, reason: parsed.reason, ...(parsed.msgId !== undefined ? { msgId: parsed.msgId } : {}) };
   const req = parsed.request;

@@ -6,7 +6,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { HeraldConfig } from '../config.js';
 import type { HeraldNode } from '../node.js';
-import type { IngestHooks } from './ingest-record.js';
+import type { IngestHooks, IngestorNode } from './ingest-record.js';
 
 export { ingestRecord, parseRecord, type IngestHooks, type IngestOutcome } from './ingest-record.js';
 
@@ -30,7 +30,7 @@ export interface Ingestor {
  * Builds (without starting) the ingestors the config names. Each kind's module, and with it its
  * client library, is loaded only when the config has an entry of that kind.
  */
-export async function createIngestors(node: HeraldNode, config: Readonly<HeraldConfig>, log: FastifyBaseLogger, hooks?: IngestHooks): Promise<Ingestor[]> {
+export async function createIngestors(node: IngestorNode & Pick<HeraldNode, 'name'>, config: Readonly<HeraldConfig>, log: FastifyBaseLogger, hooks?: IngestHooks): Promise<Ingestor[]> {
   const out: Ingestor[] = [];
   if (config.ingest.redisStreams.length > 0) {
     const { RedisStreamIngestor } = await import('./redis-stream-ingestor.js');
@@ -81,7 +81,7 @@ export async function createIngestors(node: HeraldNode, config: Readonly<HeraldC
 }
 
 /** Starts all configured ingestors; resolves with the function that stops them. */
-export async function startIngest(node: HeraldNode, config: Readonly<HeraldConfig>, log: FastifyBaseLogger): Promise<() => Promise<void>> {
+export async function startIngest(node: IngestorNode & Pick<HeraldNode, 'name'>, config: Readonly<HeraldConfig>, log: FastifyBaseLogger): Promise<() => Promise<void>> {
   const ingestors = await createIngestors(node, config, log);
   const started: Ingestor[] = [];
   const stopAll = async () => {

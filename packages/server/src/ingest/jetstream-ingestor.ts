@@ -22,8 +22,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { AckPolicy, DeliverPolicy, nanos, RetentionPolicy, StorageType, type ConsumerMessages, type JsMsg, type NatsConnection } from 'nats';
 import { apiErrorCode, closeLink, ensureStream, JsErr, openJetStream } from '../engine/nats/jetstream.js';
-import type { HeraldNode } from '../node.js';
-import { ingestCounter, ingestRecord, retryDelay, sleep, type IngestHooks } from './ingest-record.js';
+import { ingestCounter, ingestRecord, retryDelay, sleep, type IngestHooks, type IngestorNode } from './ingest-record.js';
 
 export interface JetStreamIngestorOptions {
   servers: string[];
@@ -53,7 +52,7 @@ export class JetStreamIngestor {
   }
 
   constructor(
-    private readonly node: HeraldNode,
+    private readonly node: IngestorNode,
     readonly opts: JetStreamIngestorOptions,
     private readonly log: FastifyBaseLogger,
   ) {

@@ -21,9 +21,8 @@
  */
 import type { FastifyBaseLogger } from 'fastify';
 import { Redis } from 'ioredis';
-import type { HeraldNode } from '../node.js';
 import { redactUrl } from '../engine/redis/connection.js';
-import { ingestCounter, ingestRecord, retryDelay, sleep, type IngestHooks, type IngestOutcome } from './ingest-record.js';
+import { ingestCounter, ingestRecord, retryDelay, sleep, type IngestHooks, type IngestorNode, type IngestOutcome } from './ingest-record.js';
 
 export interface RedisStreamIngestorOptions {
   url: string;
@@ -59,7 +58,7 @@ export class RedisStreamIngestor {
   }
 
   constructor(
-    private readonly node: HeraldNode,
+    private readonly node: IngestorNode,
     readonly opts: RedisStreamIngestorOptions,
     private readonly log: FastifyBaseLogger,
   ) {

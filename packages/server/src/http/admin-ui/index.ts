@@ -10,7 +10,10 @@ import { presenceCounts } from './presence-counts.js';
 import { adminUiRoutes } from './routes.js';
 import { AdminSampler } from './sampler.js';
 
-export async function adminUi(app: FastifyInstance, o: { config: Readonly<HeraldConfig>; node: HeraldNode }): Promise<void> {
+/** The parts of the node the admin UI reads and acts on. */
+export type AdminUiNode = Pick<HeraldNode, 'name' | 'metrics' | 'admin' | 'publishing' | 'delivery' | 'inbox' | 'channelPresence'>;
+
+export async function adminUi(app: FastifyInstance, o: { config: Readonly<HeraldConfig>; node: AdminUiNode }): Promise<void> {
   const { config, node } = o;
   const sampler = new AdminSampler({ metrics: node.metrics, clusterStats: () => node.admin.stats(), historySeconds: config.admin.ui.historySeconds });
   const removeSource = node.admin.addStatsSource(() => ({ ...sampler.localFields() }));
