@@ -6,11 +6,12 @@
  */
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { proxyAnswer, proxyHandler, verifyProxyRequest } from '@herald/server';
 import type { HeraldServer } from '../src/server.js';
 import { ConfigError, resolveConfig } from '../src/config.js';
 import { maskSecrets } from '../src/cli/mask.js';
+import { ProxyCaller } from '../src/proxy/caller.js';
 import { PROXY_DOMAIN, signatureHeader } from '../src/signature.js';
 import { startTestServer, TestSocket } from './helpers/server.js';
 
@@ -89,6 +90,35 @@ describe('Herald signs every hook request', () => {
     }
     const rpc = verifyProxyRequest(received[1]!.headers, received[1]!.raw, [NEW]);
     expect(rpc.ok && rpc.request).toMatchObject({ hook: 'rpc', user: 'alice', method: 'ping', data: { n: 1 } });
+  });
+});
+
+describe('a retried attempt', () => {
+  it('is signed afresh, with its own timestamp', async () => {
+    const sent: Array<{ headers: Record<string, string>; body: string }> = [];
+    let clock = 1_800_000_000_000;
+    const now = vi.spyOn(Date, 'now').mockImplementation(() => (clock += 7000));
+    // The first attempt never reaches the backend (connection refused): connect is tried again.
+    const fetchMock = vi.spyOn(globalThis, 'fetch').mockImplementation(async (_url, init) => {
+      sent.push({ headers: init!.headers as Record<string, string>, body: String(init!.body) });
+      if (sent.length === 1) throw Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
+      return new Response(JSON.stringify({ result: { user: 'alice' } }), { status: 200 });
+    });
+    try {
+      const caller = new ProxyCaller({ maxInFlight: 4, maxInFlightPerConnection: 4, maxResponseBytes: 4096, maxJsonDepth: 32 }, undefined, [NEW]);
+      const answer = await caller.call('connect', { url: 'http://backend.invalid/connect', timeoutMs: 1000 }, { hook: 'connect', node: 'n', connectionId: 'c', remoteAddress: 'r' });
+      expect(answer).toEqual({ kind: 'result', result: { user: 'alice' } });
+    } finally {
+      fetchMock.mockRestore();
+      now.mockRestore();
+    }
+    expect(sent).toHaveLength(2);
+    const [first, second] = sent.map((r) => r.headers['herald-signature']!);
+    expect(first!.split(',')[0]).not.toBe(second!.split(',')[0]);
+    for (const [i, r] of sent.entries()) {
+      const t = Number(/^t=(\d+)/.exec(r.headers['herald-signature']!)![1]);
+      expect(verifyProxyRequest(r.headers, r.body, [NEW], { now: t * 1000 }), `attempt ${i + 1}`).toMatchObject({ ok: true });
+    }
   });
 });
 
