@@ -1,10 +1,10 @@
 /**
  * A small chat backend that Herald asks and tells: it answers Herald's proxy hooks (who a
- * connection is, who may join a room, what a chat line becomes, two RPC methods, token refresh),
- * receives Herald's signed webhooks (who is online), and publishes through the server SDK (the
+ * connection is, who may join a room, what a chat line becomes, two RPC methods, token refresh)
+ * when Herald signed the request, receives Herald's signed webhooks (who is online), and publishes through the server SDK (the
  * "joined" notices). See README.md beside this file.
  *
- * Run:  HERALD_URL=http://127.0.0.1:8080 HERALD_API_KEY=… WEBHOOK_SECRET=… node backend.mjs
+ * Run:  HERALD_URL=http://127.0.0.1:8080 HERALD_API_KEY=… WEBHOOK_SECRET=… HOOK_SECRET=… node backend.mjs
  */
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -22,6 +22,7 @@ const SESSION_TTL_SEC = 600;
  * @param {number} [options.port] where to listen (0: any free port)
  * @param {string} [options.host]
  * @param {Record<string, string>} options.webhookSecrets Herald's `webhooks.endpoints[].secrets`, as `{kid: secret}`
+ * @param {Record<string, string>} options.hookSecrets Herald's `proxy.signing.secrets`, as `{kid: secret}`: hook requests not signed with one are answered 401
  * @param {string[]} [options.staff] users allowed into `chat:staff`
  * @param {number} [options.sessionTtlSec] how long a connection's rights last before Herald asks the refresh hook
  */
@@ -78,7 +79,7 @@ export async function startChatBackend(options) {
       // Rights left out of a refresh answer become empty, as in a token: restate them.
       return proxyAnswer.refresh(rightsOf(req.user));
     },
-  });
+  }, { secrets: options.hookSecrets });
 
   async function onEvent(event) {
     const { type, data } = event;
@@ -198,6 +199,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const backend = await startChatBackend({
     port: Number(process.env.PORT ?? 3000),
     webhookSecrets: { [process.env.WEBHOOK_KID ?? 'chat-1']: need('WEBHOOK_SECRET') },
+    hookSecrets: { [process.env.HOOK_KID ?? 'hooks-1']: need('HOOK_SECRET') },
     staff: (process.env.STAFF ?? '').split(',').filter(Boolean),
   });
   backend.useHerald(need('HERALD_URL'), need('HERALD_API_KEY'));

@@ -6,8 +6,9 @@ export { HeraldServerClient, DEFAULT_CLIENT_REQUEST_TIMEOUT_MS } from './client.
 export { HeraldError, ServerSdkErrorCode, ErrorCode } from './errors.js';
 export type { ErrorOrigin, HeraldErrorCode } from './errors.js';
 export type { FetchLike, HeraldServerClientOptions, RetryOptions } from './options.js';
-export { answerProxyRequest, parseProxyRequest, proxyAnswer, proxyHandler } from './proxy.js';
+export { answerProxyRequest, parseProxyRequest, proxyAnswer, proxyHandler, verifyProxyRequest } from './proxy.js';
 export type {
+  AnswerProxyRequestOptions,
   ConnectAnswer,
   ConnectRequest,
   ConnectResult,
@@ -18,6 +19,8 @@ export type {
   ProxyRefusal,
   ProxyRequest,
   ProxyRequestBase,
+  ProxySecrets,
+  ProxySignatureRefusal,
   PublishAnswer,
   PublishRequest,
   RefreshAnswer,
@@ -27,6 +30,8 @@ export type {
   RpcRequest,
   SubscribeAnswer,
   SubscribeRequest,
+  VerifyProxyRequestOptions,
+  VerifyProxyRequestResult,
 } from './proxy.js';
 export type {
   Audience,

@@ -8,10 +8,19 @@
  * A handler answers with a builder's value, or throws: a HeraldError becomes `{error}` with its
  * code, message and `temporary` (the client sees exactly that); anything else becomes HTTP 500,
  * which Herald reports to the client as `backend_unavailable` (temporary).
+ *
+ * Given `secrets` (Herald's `proxy.signing.secrets`), a request is answered only when its
+ * `Herald-Signature` verifies over `<t>.proxy.<raw body>` within the tolerance; otherwise HTTP 401,
+ * which Herald reports as `backend_error`. Anyone who can reach the hook URL could otherwise post a
+ * hook request naming any `user`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Tags } from '@herald/protocol';
 import { HeraldError, ServerSdkErrorCode } from './errors.js';
+import { checkSignature, secretMap, type HeadersLike, type SignatureRefusal, type SigningSecrets, type VerifySignatureOptions } from './signature.js';
+
+/** What Herald's MAC over a hook request covers after `<t>.`, before the body. */
+const PROXY_DOMAIN = 'proxy.';
 
 export type ProxyHook = 'connect' | 'subscribe' | 'publish' | 'rpc' | 'refresh';
 
@@ -156,12 +165,63 @@ export function parseProxyRequest(body: unknown): ProxyRequest {
   return v as unknown as ProxyRequest;
 }
 
+/** The secrets a backend accepts hook requests signed with, by key id (Herald's `proxy.signing.secrets`). */
+export type ProxySecrets = SigningSecrets;
+
+export type VerifyProxyRequestOptions = VerifySignatureOptions;
+
+/** Why a hook request was not accepted: its signature, or (signed, yet) not a hook request. */
+export type ProxySignatureRefusal = SignatureRefusal | 'malformed_request';
+
+export type VerifyProxyRequestResult = { ok: true; request: ProxyRequest; kid: string; timestamp: number } | { ok: false; reason: ProxySignatureRefusal };
+
+/**
+ * Checks a hook request's `Herald-Signature` (over `<t>.proxy.<raw body>`) and age; on success
+ * returns the parsed request. Pass the body exactly as received, before any JSON parsing. Never
+ * throws for a bad request (the reason says what was wrong); throws only for bad `secrets`.
+ */
+export function verifyProxyRequest(headers: HeadersLike, rawBody: string | Uint8Array, secrets: ProxySecrets, options: VerifyProxyRequestOptions = {}): VerifyProxyRequestResult {
+  const check = checkSignature(headers, rawBody, secretMap(secrets, 'verifyProxyRequest'), PROXY_DOMAIN, options);
+  if (!check.ok) return check;
+  let request: ProxyRequest;
+  try {
+    request = parseProxyRequest(check.body);
+  } catch {
+    return { ok: false, reason: 'malformed_request' };
+  }
+  return { ok: true, request, kid: check.kid, timestamp: check.timestamp };
+}
+
+/** With secrets, `answerProxyRequest` answers only requests signed with one of them. */
+export interface AnswerProxyRequestOptions extends VerifyProxyRequestOptions {
+  /** The request's headers (for `Herald-Signature`). */
+  headers: HeadersLike;
+  secrets: ProxySecrets;
+}
+
+interface Verification extends VerifyProxyRequestOptions {
+  headers: HeadersLike;
+  known: ReadonlyMap<string, string>;
+}
+
 /**
  * Answers one hook request body with `handlers`: the HTTP status and JSON body to send. 400 for a
  * body that is not a hook request, 404 for a hook without a handler, 500 for a handler that threw
- * something other than a HeraldError.
+ * something other than a HeraldError. With `options.secrets`: 401 for a request whose signature
+ * does not verify, and 500 when `body` is already parsed — the signature covers the exact bytes
+ * Herald sent, which a re-serialisation need not reproduce, so that is refused rather than guessed.
  */
-export async function answerProxyRequest(handlers: ProxyHandlers, body: unknown): Promise<{ status: number; body: unknown }> {
+export async function answerProxyRequest(handlers: ProxyHandlers, body: unknown, options?: AnswerProxyRequestOptions): Promise<{ status: number; body: unknown }> {
+  const verify = options && { ...options, known: secretMap(options.secrets, 'answerProxyRequest') };
+  return answer(handlers, body, verify);
+}
+
+async function answer(handlers: ProxyHandlers, body: unknown, verify: Verification | undefined): Promise<{ status: number; body: unknown }> {
+  if (verify) {
+    if (typeof body !== 'string' && !(body instanceof Uint8Array)) return { status: 500, body: { error: { code: 'raw_body_required', message: RAW_BODY_REQUIRED } } };
+    const check = checkSignature(verify.headers, body, verify.known, PROXY_DOMAIN, verify);
+    if (!check.ok) return { status: 401, body: { error: { code: 'invalid_signature', message: `not a request signed by Herald: ${check.reason}` } } };
+  }
   let req: ProxyRequest;
   try {
     req = parseProxyRequest(body);
@@ -182,32 +242,47 @@ export async function answerProxyRequest(handlers: ProxyHandlers, body: unknown)
   }
 }
 
+const RAW_BODY_REQUIRED = 'the raw request body is needed to verify Herald-Signature, but only a parsed body was given: mount the hook route before any JSON body parser, use a raw one (express.raw), or keep the raw bytes as req.rawBody';
+
 export interface ProxyHandlerOptions {
   /** Largest request body read (default 1 MiB); a longer one is answered 413. */
   maxBodyBytes?: number;
   /** Called with what a handler threw that was not a HeraldError (it was answered 500). */
   onError?: (err: unknown) => void;
+  /** Herald's `proxy.signing.secrets`: answer only requests signed with one of them (401 otherwise). */
+  secrets?: ProxySecrets;
+  /** With `secrets`: largest accepted distance between the signature's time and now, in seconds. Default 300. */
+  toleranceSec?: number;
 }
 
 /**
- * A `(req, res)` handler for node:http and express. With express's JSON parser in front, the
- * parsed `req.body` is used; otherwise the body is read here.
+ * A `(req, res)` handler for node:http and express. With a raw body parser in front, its bytes are
+ * used; with a JSON one, `req.rawBody` when the app kept it, else the parsed `req.body` — which,
+ * with `secrets`, is answered 500 (`raw_body_required`) since it cannot be verified; with none,
+ * the body is read here.
  */
-export function proxyHandler(handlers: ProxyHandlers, options: ProxyHandlerOptions = {}): (req: IncomingMessage & { body?: unknown }, res: ServerResponse) => void {
+export function proxyHandler(handlers: ProxyHandlers, options: ProxyHandlerOptions = {}): (req: IncomingMessage & { body?: unknown; rawBody?: unknown }, res: ServerResponse) => void {
   const max = options.maxBodyBytes ?? 1024 * 1024;
   const guarded: ProxyHandlers = options.onError ? withErrorReport(handlers, options.onError) : handlers;
+  // Checked here, so a handler given an empty list fails at start-up instead of answering unsigned requests.
+  const known = options.secrets === undefined ? undefined : secretMap(options.secrets, 'proxyHandler');
+  const toleranceSec = options.toleranceSec;
   return (req, res) => {
     const send = (status: number, body: unknown): void => {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     };
     if (req.method !== 'POST') return send(405, { error: { code: 'method_not_allowed', message: 'hooks are POSTed' } });
-    const answer = (body: unknown): void => {
-      answerProxyRequest(guarded, body).then(
+    const verify: Verification | undefined = known && { headers: req.headers, known, ...(toleranceSec === undefined ? {} : { toleranceSec }) };
+    const reply = (body: unknown): void => {
+      if (verify && typeof body !== 'string' && !(body instanceof Uint8Array)) options.onError?.(new TypeError(`proxyHandler: ${RAW_BODY_REQUIRED}`));
+      answer(guarded, body, verify).then(
         (a) => send(a.status, a.body),
         () => send(500, { error: { code: 'internal', message: 'the hook handler failed' } }),
       );
     };
-    if (req.body !== undefined && !(req.body instanceof Uint8Array) && typeof req.body !== 'string') return answer(req.body);
+    const isRaw = (v: unknown): v is string | Uint8Array => typeof v === 'string' || v instanceof Uint8Array;
+    // A body parser already consumed the stream: what it left is all there is to read.
+    if (req.body !== undefined) return reply(isRaw(req.body) ? req.body : isRaw(req.rawBody) ? req.rawBody : req.body);
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
@@ -220,7 +295,7 @@ export function proxyHandler(handlers: ProxyHandlers, options: ProxyHandlerOptio
       chunks.push(chunk);
     });
     req.on('end', () => {
-      if (size <= max) answer(Buffer.concat(chunks));
+      if (size <= max) reply(Buffer.concat(chunks));
     });
   };
 }

@@ -5,97 +5,31 @@
  * when a pair whose kid is in `secrets` matches, and fresh when `t` is within `toleranceSec` of
  * this machine's clock. Verify the raw body exactly as received, before any JSON parsing.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { checkSignature, headerValue, secretMap, type HeadersLike, type SignatureRefusal, type SigningSecrets, type VerifySignatureOptions } from './signature.js';
+
+export type { HeadersLike };
 
 /** The secrets this receiver accepts, by key id (as in Herald's `webhooks.endpoints[].secrets`). */
-export type WebhookSecrets = Readonly<Record<string, string>> | ReadonlyArray<{ kid: string; secret: string }>;
+export type WebhookSecrets = SigningSecrets;
 
-export interface VerifyWebhookOptions {
-  /** Largest accepted distance between `t` and now, in seconds. Default 300. */
-  toleranceSec?: number;
-  /** The current time in ms (tests). Default `Date.now()`. */
-  now?: number;
-}
+export type VerifyWebhookOptions = VerifySignatureOptions;
 
-export type WebhookRefusal = 'missing_signature' | 'malformed_signature' | 'timestamp_out_of_tolerance' | 'unknown_kid' | 'signature_mismatch';
+export type WebhookRefusal = SignatureRefusal;
 
 export type VerifyWebhookResult<T> = { ok: true; event: T; eventId: string | undefined; kid: string; timestamp: number } | { ok: false; reason: WebhookRefusal };
-
-/** Headers as Node's IncomingMessage, fetch's Headers or a plain object give them. */
-export type HeadersLike = { get(name: string): string | null } | Readonly<Record<string, string | string[] | undefined>>;
 
 /**
  * Checks a webhook's signature and age; on success returns the parsed body as `event`. Never
  * throws for a bad request (the reason says what was wrong); throws only for bad `secrets`.
  */
 export function verifyWebhook<T = unknown>(headers: HeadersLike, rawBody: string | Uint8Array, secrets: WebhookSecrets, options: VerifyWebhookOptions = {}): VerifyWebhookResult<T> {
-  const known = secretMap(secrets);
-  const header = headerValue(headers, 'herald-signature');
-  if (!header) return { ok: false, reason: 'missing_signature' };
-  const parsed = parseSignature(header);
-  if (!parsed) return { ok: false, reason: 'malformed_signature' };
-  const tolerance = options.toleranceSec ?? 300;
-  const nowSec = (options.now ?? Date.now()) / 1000;
-  if (!(Math.abs(nowSec - parsed.t) <= tolerance)) return { ok: false, reason: 'timestamp_out_of_tolerance' };
-  const body = typeof rawBody === 'string' ? Buffer.from(rawBody, 'utf8') : Buffer.from(rawBody);
-  let sawKnownKid = false;
-  for (const { kid, v1 } of parsed.pairs) {
-    const secret = known.get(kid);
-    if (secret === undefined) continue;
-    sawKnownKid = true;
-    const expected = createHmac('sha256', secret).update(`${parsed.t}.`).update(body).digest();
-    const given = Buffer.from(v1, 'hex');
-    if (given.length === expected.length && timingSafeEqual(given, expected)) {
-      let event: T;
-      try {
-        event = JSON.parse(body.toString('utf8')) as T;
-      } catch {
-        return { ok: false, reason: 'malformed_signature' };
-      }
-      return { ok: true, event, eventId: headerValue(headers, 'herald-event-id'), kid, timestamp: parsed.t };
-    }
+  const check = checkSignature(headers, rawBody, secretMap(secrets, 'verifyWebhook'), '', options);
+  if (!check.ok) return check;
+  let event: T;
+  try {
+    event = JSON.parse(check.body.toString('utf8')) as T;
+  } catch {
+    return { ok: false, reason: 'malformed_signature' };
   }
-  return { ok: false, reason: sawKnownKid ? 'signature_mismatch' : 'unknown_kid' };
-}
-
-function secretMap(secrets: WebhookSecrets): Map<string, string> {
-  const entries = Array.isArray(secrets) ? (secrets as ReadonlyArray<{ kid: string; secret: string }>).map((s) => [s.kid, s.secret] as const) : Object.entries(secrets as Record<string, string>);
-  if (entries.length === 0) throw new TypeError('verifyWebhook: secrets must name at least one key id');
-  for (const [kid, secret] of entries) {
-    if (typeof kid !== 'string' || typeof secret !== 'string' || secret.length === 0) throw new TypeError('verifyWebhook: each secret must be a non-empty string under its key id');
-  }
-  return new Map(entries);
-}
-
-function headerValue(headers: HeadersLike, name: string): string | undefined {
-  if (typeof (headers as { get?: unknown }).get === 'function') return (headers as { get(n: string): string | null }).get(name) ?? undefined;
-  const record = headers as Readonly<Record<string, string | string[] | undefined>>;
-  const key = Object.keys(record).find((k) => k.toLowerCase() === name);
-  const v = key === undefined ? undefined : record[key];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-function parseSignature(header: string): { t: number; pairs: Array<{ kid: string; v1: string }> } | undefined {
-  let t: number | undefined;
-  const pairs: Array<{ kid: string; v1: string }> = [];
-  let kid: string | undefined;
-  for (const part of header.split(',')) {
-    const eq = part.indexOf('=');
-    if (eq <= 0) return undefined;
-    const k = part.slice(0, eq).trim();
-    const v = part.slice(eq + 1).trim();
-    if (k === 't') {
-      if (!/^\d{1,12}$/.test(v) || t !== undefined) return undefined;
-      t = Number(v);
-    } else if (k === 'kid') {
-      kid = v;
-    } else if (k === 'v1') {
-      if (kid === undefined || !/^[0-9a-f]{64}$/i.test(v)) return undefined;
-      pairs.push({ kid, v1: v });
-      kid = undefined;
-    }
-    // Unknown fields (a future v2) are ignored.
-  }
-  if (t === undefined || pairs.length === 0) return undefined;
-  return { t, pairs };
+  return { ok: true, event, eventId: headerValue(headers, 'herald-event-id'), kid: check.kid, timestamp: check.timestamp };
 }

@@ -17,6 +17,9 @@ export function checkBackendConfig(config: HeraldConfig): void {
     // Hooks are called with fetch, which refuses a URL carrying credentials: every call would fail.
     if (parsed.username || parsed.password) throw new ConfigError(`proxy.${hook}.url: must not carry a user or password (hook calls could not be made); forward a header with proxy.headers instead`);
   }
+  // A receiver picks the secret by kid: two under one kid would make one of them unverifiable.
+  const signing = config.proxy.signing.secrets;
+  if (new Set(signing.map((s) => s.kid)).size !== signing.length) throw new ConfigError('proxy.signing.secrets: each kid must be different');
   const w = config.webhooks;
   if (w.endpoints.length === 0) return;
   if (config.engine.type === 'memory') {

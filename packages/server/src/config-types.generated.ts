@@ -293,6 +293,21 @@ export interface HeraldConfig {
      * Largest backend answer read; a longer one is refused as `backend_error`.
      */
     maxResponseBytes: number;
+    /**
+     * Signing of hook requests, so a backend can tell Herald from anyone else who reaches its hook URLs (docs/integration.md#signed-hook-requests).
+     */
+    signing: {
+      /**
+       * HMAC-SHA256 keys every hook request is signed with, in a `Herald-Signature: t=<unix s>,kid=<kid>,v1=<hex>[,kid=…,v1=…]` header over `<t>.proxy.<body>`; several while a key is rotated, each kid different. Empty: requests are not signed. Keep them apart from the webhook secrets.
+       *
+       * @minItems 0
+       * @maxItems 4
+       */
+      secrets: {
+        kid: string;
+        secret: string;
+      }[];
+    };
   };
   cluster: {
     /**

@@ -53,16 +53,19 @@ describe('herald config check', () => {
         nats: { servers: ['nats://user:nats-pass-1@10.0.0.6:4222'] },
       },
       ingest: { redisStreams: [{ url: 'redis://:stream-pass-1@10.0.0.7:6379', stream: 's' }] },
+      proxy: { signing: { secrets: [{ kid: 'hooks-2026', secret: 'proxy-signing-pass-1' }] } },
     }));
     const r = await runCli(['config', 'check', file]);
     expect(r.code, r.stderr).toBe(0);
-    for (const hidden of [secret, 'private-api-key-1', 'private-ops-key-1', 'redis-pass-1', 'sentinel-pass-1', 'sentinel-pass-2', 'cluster-pass-1', 'nats-pass-1', 'stream-pass-1']) {
+    for (const hidden of [secret, 'private-api-key-1', 'private-ops-key-1', 'redis-pass-1', 'sentinel-pass-1', 'sentinel-pass-2', 'cluster-pass-1', 'nats-pass-1', 'stream-pass-1', 'proxy-signing-pass-1']) {
       expect(r.stdout, hidden).not.toContain(hidden);
     }
     const shown = JSON.parse(r.stdout);
     expect(shown.auth.jwt.hmacSecret).toBe(`<masked: ${secret.length} characters>`);
     expect(shown.engine.redis.url).toBe('redis://herald:***@10.0.0.5:6379/0');
     expect(shown.engine.nats.servers).toEqual(['nats://user:***@10.0.0.6:4222']);
+    // The key id stays readable: it says which secret is in use.
+    expect(shown.proxy.signing.secrets).toEqual([{ kid: 'hooks-2026', secret: '<masked: 20 characters>' }]);
     // Everything else is the effective value: defaults filled in.
     expect(shown.limits.maxConnections).toBe(20000);
     expect(shown.engine.type).toBe('redis');
@@ -113,6 +116,7 @@ describe('herald config check', () => {
       [{ engine: { type: 'sqlite' }, webhooks: { endpoints: [hook('https://a.example/h')], retry: { initialMs: 5000, maxMs: 1000 } } }, /webhooks\.retry\.maxMs: must be at least webhooks\.retry\.initialMs/],
       [{ proxy: { connect: { url: 'https://user:pw@backend.example/connect' } } }, /proxy\.connect\.url: must not carry a user or password/],
       [{ proxy: { rpc: { url: 'http://[::1/rpc' } } }, /proxy\.rpc\.url: not a URL/],
+      [{ proxy: { signing: { secrets: [...secrets, { kid: 'k1', secret: 'another-secret-of-some-length' }] } } }, /proxy\.signing\.secrets: each kid must be different/],
     ];
     for (const [config, message] of cases) {
       const r = await runCli(['config', 'check', '--no-env', tempFile('herald.json', JSON.stringify(config))]);

@@ -19,6 +19,7 @@ import { waitFor } from './helpers/wait.js';
 
 const EXAMPLE = new URL('../../../examples/chat-backend/', import.meta.url);
 const WEBHOOK_SECRET = 'example-test-webhook-secret-0123456789';
+const HOOK_SECRET = 'example-test-hook-secret-0123456789';
 const PUBLISH_KEY = 'example-test-publish-key-0123456789';
 const SESSION_TTL_SEC = 3;
 
@@ -42,6 +43,7 @@ function exampleConfig(): Record<string, unknown> {
   const text = readFileSync(new URL('herald.json', EXAMPLE), 'utf8')
     .replaceAll('http://127.0.0.1:3000', backend.url)
     .replace('replace-with-a-long-random-secret', WEBHOOK_SECRET)
+    .replace('replace-with-another-long-random-secret', HOOK_SECRET)
     .replace('replace-with-a-long-random-key', PUBLISH_KEY);
   const config = JSON.parse(text) as Record<string, any>;
   delete config.$schema;
@@ -74,7 +76,7 @@ function clientWith(cookie: string | undefined, options: { reconnect?: false } =
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'herald-example-chat-'));
-  backend = (await startChatBackend({ port: 0, webhookSecrets: { 'chat-1': WEBHOOK_SECRET }, staff: ['carol'], sessionTtlSec: SESSION_TTL_SEC })) as Backend;
+  backend = (await startChatBackend({ port: 0, webhookSecrets: { 'chat-1': WEBHOOK_SECRET }, hookSecrets: { 'hooks-1': HOOK_SECRET }, staff: ['carol'], sessionTtlSec: SESSION_TTL_SEC })) as Backend;
   herald = await startTestServer(exampleConfig());
   backend.useHerald(herald.url, PUBLISH_KEY);
 });
@@ -160,6 +162,12 @@ describe('the chat backend example', () => {
   it('its config passes `herald config check` without a warning that no client can connect', () => {
     const warnings = configWarnings(resolveConfig(exampleConfig() as never));
     expect(warnings.filter((w) => /no client can connect|no JWT key/.test(w))).toEqual([]);
+  });
+
+  it('the backend refuses hook requests that Herald did not sign: a forged rpc as carol gets 401', async () => {
+    const forged = { hook: 'rpc', node: 'n', connectionId: 'c', remoteAddress: '10.0.0.9', user: 'carol', method: 'users.online' };
+    const res = await fetch(backend.hooksUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(forged) });
+    expect(res.status).toBe(401);
   });
 
   it('the backend refuses webhooks that Herald did not sign', async () => {

@@ -10,7 +10,9 @@
  * - a refusal (`{error}`) becomes a HeraldError with the backend's code, message and temporary;
  * - `{disconnect}` is returned as such; the hook decides how to end the connection;
  * - an idempotent hook is tried once more when the backend could not be reached at all (the
- *   request never arrived); anything else is never retried here.
+ *   request never arrived); anything else is never retried here;
+ * - with `proxy.signing.secrets`, every attempt carries its own `Herald-Signature` over
+ *   `<t>.proxy.<body>` (../signature.ts), so a retry is as fresh as a first try.
  */
 import { readFileSync } from 'node:fs';
 import { exceedsJsonDepth } from '../json-depth.js';
@@ -18,6 +20,7 @@ import { AnswerTooLarge, readCappedText } from '../read-capped.js';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { ErrorCode } from '@herald/protocol';
 import { HeraldError } from '../errors.js';
+import { PROXY_DOMAIN, SIGNATURE_HEADER, signatureHeader, type SigningSecret } from '../signature.js';
 
 export type HookName = 'connect' | 'subscribe' | 'publish' | 'rpc' | 'refresh';
 
@@ -63,6 +66,8 @@ export class ProxyCaller {
   constructor(
     private readonly limits: CallerLimits,
     private readonly observe: CallObserver = () => {},
+    /** `proxy.signing.secrets`; none: requests go unsigned. */
+    private readonly secrets: readonly SigningSecret[] = [],
   ) {
     const ajv = new Ajv({ allErrors: false, strict: false });
     ajv.addSchema(proxySchema());
@@ -108,8 +113,10 @@ export class ProxyCaller {
   private async attempt<R>(hook: HookName, target: HookTarget, body: string, retries: number): Promise<HookAnswer<R>> {
     let res: Response;
     const signal = AbortSignal.timeout(target.timeoutMs);
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    if (this.secrets.length > 0) headers[SIGNATURE_HEADER] = signatureHeader(this.secrets, Math.floor(Date.now() / 1000), body, PROXY_DOMAIN);
     try {
-      res = await fetch(target.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body, signal, redirect: 'error' });
+      res = await fetch(target.url, { method: 'POST', headers, body, signal, redirect: 'error' });
     } catch (err) {
       if (signal.aborted) throw unavailable(hook, `no answer within ${target.timeoutMs} ms (proxy.${hook}.timeoutMs)`);
       // Refused or reset before an answer: the request was not handled, so trying again is safe

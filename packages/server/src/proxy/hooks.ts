@@ -56,7 +56,7 @@ export class ProxyHooks {
     },
   ) {
     this.maxInfoBytes = limits.maxInfoBytes;
-    this.caller = new ProxyCaller({ ...cfg, maxJsonDepth: limits.maxJsonDepth }, observe);
+    this.caller = new ProxyCaller({ ...cfg, maxJsonDepth: limits.maxJsonDepth }, observe, cfg.signing.secrets);
     this.headerNames = cfg.headers.map((h) => h.toLowerCase());
     this.cookieNames = new Set(cfg.cookies);
   }
