@@ -10,7 +10,7 @@ import type { ControlCommand } from '../../src/engine/control.js';
 import { MemoryControlBus } from '../../src/engine/memory/control.js';
 import { waitFor } from '../helpers/wait.js';
 
-const TIMING = { heartbeatMs: 200, nodeTtlMs: 800 };
+const TIMING = { heartbeatMs: 250, nodeTtlMs: 1500 };
 
 /** A memory bus that records what is published and can be made to refuse every publish. */
 class WatchedBus implements ControlBus {

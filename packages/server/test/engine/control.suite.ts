@@ -166,12 +166,13 @@ export function runControlSuite(name: string, create: () => Promise<ControlFixtu
       expect(partial).toMatchObject({ replied: [ns[0], ns[1]], missing: [ns[2]] });
       expect(await ms[1]!.control.send(ns[2]!, { op: 'echo' }, 300)).toMatchObject({ replied: [], missing: [ns[2]] });
 
-      await until(() => ms[0]!.control.nodes().length === 2, opts.nodeTtlMs + opts.heartbeatMs * 2 + 1000);
+      // Each node expires it on its own timer: wait for the sender's view, not only another node's.
+      await until(() => ms[0]!.control.nodes().length === 2 && ms[1]!.control.nodes().length === 2, opts.nodeTtlMs + opts.heartbeatMs * 2 + 1000);
       expect(ms[0]!.control.nodes().map((x) => x.node)).toEqual([ns[0], ns[1]]);
-      // Once gone, it is no longer waited for: the answer is complete and quick.
+      // Once gone, it is no longer waited for: the answer is complete, well before the bound.
       const t1 = Date.now();
-      expect(await ms[1]!.control.broadcast({ op: 'echo' }, 3000)).toMatchObject({ replied: [ns[0], ns[1]], missing: [] });
-      expect(Date.now() - t1).toBeLessThan(1000);
+      expect(await ms[1]!.control.broadcast({ op: 'echo' }, 10_000)).toMatchObject({ replied: [ns[0], ns[1]], missing: [] });
+      expect(Date.now() - t1).toBeLessThan(5000);
     });
   });
 }

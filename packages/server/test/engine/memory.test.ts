@@ -65,7 +65,7 @@ runIdempotencySuite(
   { distributed: false },
 );
 
-const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
+const CONTROL = { heartbeatMs: 250, nodeTtlMs: 1500 };
 
 runControlSuite(
   'memory',

@@ -28,7 +28,7 @@ const natsUp = await requireNats();
 const prefix = uniquePrefix('herald_test_');
 const PRESENCE_TTL_MS = 1000;
 const INBOX_RETAIN_MS = 600_000;
-const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
+const CONTROL = { heartbeatMs: 250, nodeTtlMs: 1500 };
 const CHANNEL_PRESENCE = { heartbeatMs: 250, nodeTtlMs: 1500 };
 const hasNatsServer = spawnSync('nats-server', ['--version']).status === 0;
 if (!hasNatsServer) console.warn('!!! nats-server is not on PATH: skipping the NATS-restart test of the NATS presence and inbox');

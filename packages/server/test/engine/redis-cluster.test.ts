@@ -27,7 +27,7 @@ const prefix = uniquePrefix('herald-rc-');
 const PASSWORD = 'cluster-secret';
 const PRESENCE_TTL_MS = 600;
 const HISTORY = { size: 100, ttlMs: 60_000 };
-const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
+const CONTROL = { heartbeatMs: 250, nodeTtlMs: 1500 };
 const CHANNEL_PRESENCE = { heartbeatMs: 250, nodeTtlMs: 1500 };
 
 describe.skipIf(!haveRedis)('Redis engines on a Redis Cluster (3 masters)', () => {

@@ -25,7 +25,7 @@ const redisUp = await requireRedis();
 const prefix = uniquePrefix('herald-test-');
 const PRESENCE_TTL_MS = 600;
 const HISTORY = { size: 100, ttlMs: 60_000 };
-const CONTROL = { heartbeatMs: 200, nodeTtlMs: 800 };
+const CONTROL = { heartbeatMs: 250, nodeTtlMs: 1500 };
 const CHANNEL_PRESENCE = { heartbeatMs: 250, nodeTtlMs: 1500 };
 
 /** Deletes every key under the prefix. */
