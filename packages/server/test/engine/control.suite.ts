@@ -101,7 +101,7 @@ export function runControlSuite(name: string, create: () => Promise<ControlFixtu
       expect(g.replies).toEqual([{ node: n, error: expect.objectContaining({ code: 'connection_not_found', message: `not on ${n}` }) }]);
       const t0 = Date.now();
       expect(await control.send('nobody-here', { op: 'echo' }, 5000)).toEqual({ replies: [], replied: [], missing: ['nobody-here'] });
-      expect(Date.now() - t0).toBeLessThan(1000);
+      expect(Date.now() - t0).toBeLessThan(2500);
     });
 
     it('a node that does not answer in time is missing, and the answer comes within the bound', async () => {
