@@ -4,15 +4,11 @@
  * secrets (one the backend knows) is answered, and a request that is unsigned, forged, stale, or
  * signed as a webhook gets 401.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import type { HeraldServer } from '../src/server.js';
 import { PROXY_DOMAIN, signatureHeader } from '../src/signature.js';
+import { docBlock, runSnippet } from './helpers/doc-snippet.js';
 import { freePort } from './helpers/processes.js';
-import { REPO_ROOT } from './helpers/paths.js';
 import { startTestServer, TestSocket } from './helpers/server.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -20,30 +16,17 @@ const MARKER = '<!-- proxy-verify-snippet: a test runs this block as written -->
 const KID = 'doc-hooks';
 const SECRET = 'doc-proxy-secret-0123456789';
 
-let child: ChildProcess | undefined;
+let backend: ReturnType<typeof runSnippet> | undefined;
 let herald: HeraldServer | undefined;
-const dir = mkdtempSync(join(tmpdir(), 'herald-proxy-snippet-'));
 
 afterEach(async () => {
-  child?.kill('SIGKILL');
+  backend?.stop();
   await herald?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
-function snippet(): string {
-  const doc = readFileSync(`${REPO_ROOT}docs/integration.md`, 'utf8');
-  const at = doc.indexOf(MARKER);
-  expect(at, 'the marker in docs/integration.md').toBeGreaterThan(0);
-  const block = /```js\n([\s\S]*?)```/.exec(doc.slice(at));
-  expect(block).not.toBeNull();
-  return block![1]!;
-}
-
 it('the documented backend answers signed hook requests and refuses the rest', async () => {
-  const file = join(dir, 'backend.mjs');
-  writeFileSync(file, snippet());
   const port = await freePort();
-  child = spawn(process.execPath, [file], { env: { ...process.env, PORT: String(port), HERALD_PROXY_KID: KID, HERALD_PROXY_SECRET: SECRET }, stdio: ['ignore', 'inherit', 'inherit'] });
+  backend = runSnippet(docBlock('integration.md', MARKER), { PORT: String(port), HERALD_PROXY_KID: KID, HERALD_PROXY_SECRET: SECRET }, ['ignore', 'inherit', 'inherit']);
   const url = `http://127.0.0.1:${port}/hooks`;
   await waitFor(async () => (await fetch(url, { method: 'POST', body: '{}' }).catch(() => undefined))?.status === 401, 10_000, 'the backend to listen (and refuse an unsigned request)');
 

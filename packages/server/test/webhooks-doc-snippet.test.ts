@@ -3,16 +3,15 @@
  * saved as a file and started with node; Herald (SQLite) sends it signed events, which it accepts
  * and logs once; a tampered or unsigned request gets 401.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import type { DeepPartial, HeraldConfig } from '../src/config.js';
 import type { HeraldServer } from '../src/server.js';
 import { signatureHeader } from '../src/webhooks/signature.js';
+import { docBlock, runSnippet } from './helpers/doc-snippet.js';
 import { freePort } from './helpers/processes.js';
-import { REPO_ROOT } from './helpers/paths.js';
 import { startTestServer, TestSocket } from './helpers/server.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -20,30 +19,20 @@ const MARKER = '<!-- webhook-receiver-snippet: a test runs this block as written
 const KID = 'doc-kid';
 const SECRET = 'doc-snippet-secret-0123456789';
 
-let child: ChildProcess | undefined;
+let receiver: ReturnType<typeof runSnippet> | undefined;
 let herald: HeraldServer | undefined;
 const dir = mkdtempSync(join(tmpdir(), 'herald-doc-snippet-'));
 
 afterEach(async () => {
-  child?.kill('SIGKILL');
+  receiver?.stop();
   await herald?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-function snippet(): string {
-  const doc = readFileSync(`${REPO_ROOT}docs/integration.md`, 'utf8');
-  const at = doc.indexOf(MARKER);
-  expect(at, 'the marker in docs/integration.md').toBeGreaterThan(0);
-  const block = /```js\n([\s\S]*?)```/.exec(doc.slice(at));
-  expect(block).not.toBeNull();
-  return block![1]!;
-}
-
 it('the documented receiver verifies Herald webhooks, de-duplicates them and refuses forgeries', async () => {
-  const file = join(dir, 'receiver.mjs');
-  writeFileSync(file, snippet());
   const port = await freePort();
-  child = spawn(process.execPath, [file], { env: { ...process.env, PORT: String(port), HERALD_WEBHOOK_KID: KID, HERALD_WEBHOOK_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] });
+  receiver = runSnippet(docBlock('integration.md', MARKER), { PORT: String(port), HERALD_WEBHOOK_KID: KID, HERALD_WEBHOOK_SECRET: SECRET }, ['ignore', 'pipe', 'pipe']);
+  const child = receiver.child;
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += String(d)));
   child.stderr!.on('data', (d: Buffer) => (out += String(d)));
