@@ -94,6 +94,29 @@ describe('herald config check', () => {
     expect(r.stderr).toContain(`${file}: valid (${warnings.length} warnings)`);
   });
 
+  it('warns about unsigned hook requests and plain-http backends beyond loopback, not on loopback', async () => {
+    const secrets = [{ kid: 'k1', secret: 'a-webhook-secret-of-some-length' }];
+    const remote = tempFile('herald.json', JSON.stringify({
+      engine: { type: 'sqlite' },
+      proxy: { rpc: { url: 'http://backend.internal:3000/rpc' }, connect: { url: 'https://backend.internal/connect' } },
+      webhooks: { endpoints: [{ id: 'app', url: 'http://10.0.0.5/hooks', events: ['*'], secrets }] },
+    }));
+    const warnings = (await runCli(['config', 'check', '--no-env', remote])).stderr.split('\n').filter((l) => l.startsWith('warning: ')).join('\n');
+    expect(warnings).toContain('proxy.rpc.url points at backend.internal and proxy.signing.secrets is empty');
+    expect(warnings).toContain('proxy.connect.url points at backend.internal and proxy.signing.secrets is empty');
+    expect(warnings).toContain('proxy.rpc.url is plain http to backend.internal');
+    expect(warnings).not.toContain('proxy.connect.url is plain http');
+    expect(warnings).toContain('webhooks.endpoints[0].url is plain http to 10.0.0.5');
+    // Signed, and on loopback: nothing to say about the backends.
+    const fine = tempFile('herald.json', JSON.stringify({
+      engine: { type: 'sqlite' },
+      proxy: { rpc: { url: 'https://backend.internal/rpc' }, connect: { url: 'http://127.0.0.1:3000/connect' }, signing: { secrets } },
+      webhooks: { endpoints: [{ id: 'app', url: 'http://localhost:3000/hooks', events: ['*'], secrets }] },
+    }));
+    const quiet = (await runCli(['config', 'check', '--no-env', fine])).stderr;
+    expect(quiet).not.toMatch(/proxy\.|webhooks\./);
+  });
+
   it('warns about the published dev secret on loopback, and fails on it when bound to 0.0.0.0', async () => {
     const dev = serverFile('configs/dev.json');
     const ok = await runCli(['config', 'check', dev]);

@@ -8,7 +8,19 @@ import type { HeraldConfig } from '../config.js';
 import { isLoopbackHost, WELL_KNOWN_SECRETS } from '../exposure.js';
 import { apiKeySecret } from '../http/api-key.js';
 
-type AdvisedConfig = Pick<HeraldConfig, 'server' | 'auth' | 'api' | 'ops' | 'origins' | 'proxy'> & Partial<Pick<HeraldConfig, 'admin'>>;
+type AdvisedConfig = Pick<HeraldConfig, 'server' | 'auth' | 'api' | 'ops' | 'origins' | 'proxy'> & Partial<Pick<HeraldConfig, 'admin' | 'webhooks'>>;
+
+const HOOKS = ['connect', 'subscribe', 'publish', 'rpc', 'refresh'] as const;
+
+/** The host of an http(s) URL when it is beyond loopback; undefined for loopback or a URL that does not parse (the loader names that). */
+function remoteHost(raw: string): string | undefined {
+  try {
+    const { hostname } = new URL(raw);
+    return isLoopbackHost(hostname) ? undefined : hostname;
+  } catch {
+    return undefined;
+  }
+}
 
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '[::]']);
 
@@ -40,6 +52,19 @@ export function configWarnings(config: AdvisedConfig, port = config.server.port)
   const ui = config.admin?.ui;
   if (ui?.enabled && exposed && ui.secureCookie !== 'always' && config.server.trustProxy === 0) {
     out.push(`admin.ui.enabled and server.host "${config.server.host}" is reachable from other machines without a TLS proxy (server.trustProxy is 0): the admin password and session cookie would cross the network in clear; put it behind TLS (deploy/nginx) and keep /admin private`);
+  }
+  for (const hook of HOOKS) {
+    const url = config.proxy[hook].url;
+    const host = url ? remoteHost(url) : undefined;
+    if (host === undefined) continue;
+    if (config.proxy.signing.secrets.length === 0) {
+      out.push(`proxy.${hook}.url points at ${host} and proxy.signing.secrets is empty: anyone who can reach that URL can post hook requests naming any user; set proxy.signing.secrets and verify them in the backend (docs/integration.md#signed-hook-requests)`);
+    }
+    if (url.startsWith('http://')) out.push(`proxy.${hook}.url is plain http to ${host}: users, rights and payloads cross the network in clear; use https`);
+  }
+  for (const [i, e] of (config.webhooks?.endpoints ?? []).entries()) {
+    const host = remoteHost(e.url);
+    if (host !== undefined && e.url.startsWith('http://')) out.push(`webhooks.endpoints[${i}].url is plain http to ${host}: events (users, connections, payloads) cross the network in clear; use https`);
   }
   const allowed = config.origins.allowed.map((o) => o.toLowerCase());
   if (allowed.includes('*')) out.push('origins.allowed contains "*": a page on any site may open connections to this server');
