@@ -16,7 +16,7 @@ import { ADMIN_CALLS, AdminClient, judge, type AdminCall, type Answer } from '..
 import { connectResponder } from '../admin/responder.js';
 import { median, round } from '../lib/stats.js';
 import { CLUSTER_DEFAULTS, channelNames, expectedNodes, waitForCluster } from './admin.js';
-import { openConnections, sleep, startLoadGen, type RunResult, type Scenario } from './scenario.js';
+import { NO_DELIVERY_FIGURES, openConnections, type RunResult, type Scenario, sleep, startLoadGen } from './scenario.js';
 
 const REQUEST_TIMEOUT_MS = 1000;
 const GAP_MS = 50;
@@ -131,16 +131,7 @@ export const adminKill: Scenario = {
         connections: opened.connected,
         rate: null,
         duration_s: round((performance.now() - killedAt) / 1000, 1),
-        p50_ms: null,
-        p90_ms: null,
-        p99_ms: null,
-        p999_ms: null,
-        max_ms: null,
-        deliveries_per_s: null,
-        server_us_per_delivery: null,
-        lost: null,
-        duplicated: null,
-        out_of_order: null,
+        ...NO_DELIVERY_FIGURES,
         cpu_pct: 0,
         loadgen_cpu_pct: 0,
         rss_mb: 0,

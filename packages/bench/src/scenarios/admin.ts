@@ -23,7 +23,7 @@ import { connectResponder, type Responder } from '../admin/responder.js';
 import { schedCpuMicrosOf } from '../lib/sched-cpu.js';
 import { newLatencyHistogram, round, summarize } from '../lib/stats.js';
 import { machineCpuMicros } from '../lib/proc.js';
-import { openConnections, serverRss, mb, sleep, startLoadGen, type RunResult, type Scenario, type ScenarioContext } from './scenario.js';
+import { mb, NO_DELIVERY_FIGURES, openConnections, type RunResult, type Scenario, type ScenarioContext, serverRss, sleep, startLoadGen } from './scenario.js';
 
 /** Herald's defaults for the cluster timings; the benchmark's configuration leaves them alone. */
 export const CLUSTER_DEFAULTS = resolveConfig({}).cluster;
@@ -243,16 +243,7 @@ export const admin: Scenario = {
         connections: opened.connected,
         rate: null,
         duration_s: options.durationS,
-        p50_ms: null,
-        p90_ms: null,
-        p99_ms: null,
-        p999_ms: null,
-        max_ms: null,
-        deliveries_per_s: null,
-        server_us_per_delivery: null,
-        lost: null,
-        duplicated: null,
-        out_of_order: null,
+        ...NO_DELIVERY_FIGURES,
         cpu_pct: 0,
         loadgen_cpu_pct: 0,
         rss_mb: mb(serverRss(ctx)),

@@ -18,7 +18,7 @@ import { startConnectBackend, type ConnectBackend } from '../integration/connect
 import { machineCpuMicros } from '../lib/proc.js';
 import { schedCpuMicrosOf } from '../lib/sched-cpu.js';
 import { decodeHistogram, round, summarize } from '../lib/stats.js';
-import { mb, serverRss, type RunResult, type Scenario, type ScenarioContext } from './scenario.js';
+import { mb, NO_DELIVERY_FIGURES, type RunResult, type Scenario, type ScenarioContext, serverRss } from './scenario.js';
 
 const VARIANTS = ['proxy', 'jwt', 'jwt-always'] as const;
 type Variant = (typeof VARIANTS)[number];
@@ -121,16 +121,7 @@ export const connect: Scenario = {
         connections: opened.connected,
         rate: null,
         duration_s: round(opened.elapsedMs / 1000, 2),
-        p50_ms: null,
-        p90_ms: null,
-        p99_ms: null,
-        p999_ms: null,
-        max_ms: null,
-        deliveries_per_s: null,
-        server_us_per_delivery: null,
-        lost: null,
-        duplicated: null,
-        out_of_order: null,
+        ...NO_DELIVERY_FIGURES,
         cpu_pct: serverPct,
         loadgen_cpu_pct: connectorPct,
         rss_mb: mb(serverRss(ctx)),

@@ -5,7 +5,7 @@
  * before) / N, RSS "after" being the median of the last three seconds of the hold.
  */
 import { median, round } from '../lib/stats.js';
-import { MeasuredWindow, SeriesRecorder, mb, openConnections, serverRss, sleep, startLoadGen, type RunResult, type Scenario } from './scenario.js';
+import { mb, MeasuredWindow, NO_DELIVERY_FIGURES, openConnections, type RunResult, type Scenario, SeriesRecorder, serverRss, sleep, startLoadGen } from './scenario.js';
 
 export const idle: Scenario = {
   name: 'idle',
@@ -39,16 +39,7 @@ export const idle: Scenario = {
         connections: opened.connected,
         rate: null,
         duration_s: holdMs / 1000,
-        p50_ms: null,
-        p90_ms: null,
-        p99_ms: null,
-        p999_ms: null,
-        max_ms: null,
-        deliveries_per_s: null,
-        server_us_per_delivery: null,
-        lost: null,
-        duplicated: null,
-        out_of_order: null,
+        ...NO_DELIVERY_FIGURES,
         cpu_pct: hold.serverCpuPct,
         loadgen_cpu_pct: setup.loadgenCpuPct,
         rss_mb: mb(after),

@@ -86,6 +86,20 @@ export interface RunResult {
   [extra: string]: unknown;
 }
 
+/** The delivery columns of a scenario that measures no message delivery (idle, connect, admin calls, webhooks). */
+export const NO_DELIVERY_FIGURES = {
+  p50_ms: null,
+  p90_ms: null,
+  p99_ms: null,
+  p999_ms: null,
+  max_ms: null,
+  deliveries_per_s: null,
+  server_us_per_delivery: null,
+  lost: null,
+  duplicated: null,
+  out_of_order: null,
+} as const satisfies Partial<RunResult>;
+
 export interface ScenarioContext {
   server: ServerUnderTest;
   options: RunOptions;

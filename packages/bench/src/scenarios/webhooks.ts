@@ -22,7 +22,7 @@ import { startWebhookReceiver, type WebhookReceiver } from '../integration/webho
 import { machineCpuMicros } from '../lib/proc.js';
 import { schedCpuMicrosOf } from '../lib/sched-cpu.js';
 import { round, summarize } from '../lib/stats.js';
-import { mb, serverRss, sleep, type RunResult, type Scenario, type ScenarioContext } from './scenario.js';
+import { mb, NO_DELIVERY_FIGURES, type RunResult, type Scenario, type ScenarioContext, serverRss, sleep } from './scenario.js';
 
 const MAX_BURST_EVENTS = 20_000;
 const PACED_MAX_S = 5;
@@ -236,16 +236,7 @@ export const webhooks: Scenario = {
         connections: opened.connected,
         rate: options.rate,
         duration_s: round(burst.deliverMs / 1000, 2),
-        p50_ms: null,
-        p90_ms: null,
-        p99_ms: null,
-        p999_ms: null,
-        max_ms: null,
-        deliveries_per_s: null,
-        server_us_per_delivery: null,
-        lost: null,
-        duplicated: null,
-        out_of_order: null,
+        ...NO_DELIVERY_FIGURES,
         cpu_pct: serverPct,
         loadgen_cpu_pct: 0,
         rss_mb: mb(serverRss(ctx)),
